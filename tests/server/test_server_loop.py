@@ -1,0 +1,118 @@
+"""EventLoop: scheduling order, timers, cancellation, I/O callbacks, thread-safe wake-up, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+
+from server.loop import EventLoop
+
+
+def test_call_soon_runs_in_order(loop: EventLoop) -> None:
+    seen: list[int] = []
+    for i in range(5):
+        loop.call_soon(seen.append, i)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_timers_fire_in_deadline_order_and_cancel(loop: EventLoop) -> None:
+    seen: list[str] = []
+    loop.call_later(0.03, seen.append, "c")
+    loop.call_later(0.01, seen.append, "a")
+    cancelled = loop.call_later(0.02, seen.append, "x")
+    loop.call_later(0.02, seen.append, "b")
+    cancelled.cancel()
+    loop.call_later(0.04, loop.stop)
+    loop.run_forever()
+    assert seen == ["a", "b", "c"]
+
+
+def test_many_cancelled_timers_are_compacted(loop: EventLoop) -> None:
+    handles = [loop.call_later(100, lambda: None) for _ in range(2000)]
+    for h in handles:
+        h.cancel()
+    assert len(loop._timers) < 2000
+    assert loop.run_until(lambda: True, 0.1)
+
+
+def test_callback_exception_does_not_kill_loop(loop: EventLoop) -> None:
+    seen: list[int] = []
+
+    def boom() -> None:
+        raise ValueError("expected in test")
+
+    loop.call_soon(boom)
+    loop.call_soon(seen.append, 1)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen == [1]
+
+
+def test_reader_and_writer_callbacks(loop: EventLoop) -> None:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    got: list[bytes] = []
+    try:
+        def on_read() -> None:
+            got.append(b.recv(100))
+            loop.remove_reader(b)
+
+        def on_write() -> None:
+            a.send(b"hello")
+            loop.remove_writer(a)
+
+        loop.add_reader(b, on_read)
+        loop.add_writer(a, on_write)
+        assert loop.run_until(lambda: bool(got), 5)
+        assert got == [b"hello"]
+    finally:
+        loop.forget(a)
+        loop.forget(b)
+        a.close()
+        b.close()
+
+
+def test_call_soon_threadsafe_wakes_a_blocked_loop(loop: EventLoop) -> None:
+    started = threading.Event()
+    seen: list[str] = []
+
+    def other() -> None:
+        started.wait(5)
+        loop.call_soon_threadsafe(seen.append, "from thread")
+        loop.call_soon_threadsafe(loop.stop)
+
+    loop.call_soon(started.set)
+    t = threading.Thread(target=other)
+    t.start()
+    loop.run_forever()  # no timers, no I/O: only the self-pipe can wake it
+    t.join(5)
+    assert seen == ["from thread"]
+
+
+def test_stop_from_another_thread(loop: EventLoop) -> None:
+    t = threading.Thread(target=loop.run_forever)
+    t.start()
+    loop.stop()
+    t.join(5)
+    assert not t.is_alive()
+
+
+def test_signal_handler_runs_in_loop(loop: EventLoop) -> None:
+    seen: list[str] = []
+    loop.add_signal_handler(signal.SIGUSR1, lambda: (seen.append("sig"), loop.stop()))
+    try:
+        loop.call_soon(os.kill, os.getpid(), signal.SIGUSR1)
+        loop.run_forever()
+    finally:
+        loop.remove_signal_handlers()
+    assert seen == ["sig"]
+    assert signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None) or callable(signal.getsignal(signal.SIGUSR1))
+
+
+def test_run_until_times_out(loop: EventLoop) -> None:
+    assert loop.run_until(lambda: False, 0.01) is False
