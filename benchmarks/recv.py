@@ -1,0 +1,50 @@
+"""Receive path, sans-IO: masked client frames in 64 KiB chunks -> whole messages in the app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .peers import OURS
+from .report import Table, fmt_rate, fmt_size, median, ratio_cells
+from .worker import Pool
+
+VARIANTS = [OURS, "wsproto", "websockets", "websockets-py", "aiohttp", "aiohttp-py"]
+
+# (payload size, kinds, messages per repetition)
+CASES: list[tuple[int, tuple[str, ...], int]] = [
+    (16, ("text", "binary"), 20_000),
+    (125, ("text", "binary"), 20_000),
+    (1024, ("text", "binary"), 10_000),
+    (65536, ("text", "binary"), 400),
+    (1 << 20, ("text", "binary"), 24),
+]
+
+
+def run(pool: Pool, *, quick: bool, reps: int, op: str = "recv", role: str | None = None) -> Table:
+    """Measure every case on every variant of ``pool``; return the table (msgs/s, medians)."""
+    title = "Receive path (sans-IO, masked client frames fed in 64 KiB chunks)" if op == "recv" else (
+        f"Send path ({role} role: {'masked' if role == 'client' else 'unmasked'} frames)")
+    variants = list(pool.workers)
+    table = Table(title=title, key=f"{op}-{role}" if role else op,
+                  columns=["case", *variants, *[f"us vs {v}" for v in variants if v != OURS and OURS in variants]],
+                  unit="messages/s (median); ratio > 1 means we are faster")
+    for size, kinds, n in CASES:
+        if quick:
+            n = max(2, n // 200)
+        for kind in kinds:
+            req: dict[str, Any] = {"op": op, "size": size, "kind": kind, "n": n}
+            if role:
+                req["role"] = role
+            res = pool.interleaved(reps, **req)
+            rates: dict[str, float | None] = {}
+            for name, runs in res.items():
+                bad = [r for r in runs if not r.get("ok")]
+                if bad:
+                    table.notes.append(f"{name} {fmt_size(size)} {kind}: FAILED {bad[0].get('why') or bad[0].get('error')}")
+                    rates[name] = None
+                else:
+                    rates[name] = n / median([r["seconds"] for r in runs])
+            label = f"{fmt_size(size)} {kind}"
+            table.rows.append([label, *[fmt_rate(rates[v]) for v in variants], *(ratio_cells(rates, OURS, variants) if OURS in variants else [])])
+            table.data[label] = {**rates, "_bytes": size}
+    return table

@@ -1,0 +1,15 @@
+"""Send path, sans-IO: messages -> wire bytes, server (unmasked) and client (masked) roles."""
+
+from __future__ import annotations
+
+from . import recv
+from .peers import OURS
+from .report import Table
+from .worker import Pool
+
+VARIANTS = [OURS, "wsproto", "websockets", "websockets-py", "aiohttp", "aiohttp-py"]
+
+
+def run(pool: Pool, *, quick: bool, reps: int) -> list[Table]:
+    """One table per role."""
+    return [recv.run(pool, quick=quick, reps=reps, op="send", role=role) for role in ("server", "client")]

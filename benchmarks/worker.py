@@ -1,0 +1,183 @@
+"""Worker processes: one per variant, each with its own environment (accelerations on/off).
+
+The parent sends one JSON request per line on stdin and reads one JSON reply per line, so
+measurements of different implementations can be interleaved repetition by repetition.
+Run as ``python -m benchmarks.worker VARIANT``.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from typing import Any, Callable
+
+from . import frames
+from .peers import VARIANTS, load
+
+_cache: dict[tuple, Any] = {}
+
+
+def _recv_input(size: int, kind: str, n: int) -> tuple[list[bytes], str | bytes]:
+    key = ("recv", size, kind, n)
+    if key not in _cache:
+        _cache.clear()
+        payload = frames.make_payload(size, kind)
+        _cache[key] = (frames.chunked(frames.client_stream(payload, n)), payload)
+    return _cache[key]
+
+
+def time_recv(mod: Any, size: int, kind: str, n: int) -> dict[str, Any]:
+    """Feed ``n`` masked frames in 64 KiB chunks; time until every message reached the app."""
+    chunks, payload = _recv_input(size, kind, n)
+    adapter = mod.recv_adapter()
+    gc.collect()
+    count = total = 0
+    first = last = None
+    t0 = time.perf_counter()
+    for chunk in chunks:
+        msgs = adapter.feed(chunk)
+        if msgs:
+            if first is None:
+                first = msgs[0]
+            count += len(msgs)
+            for m in msgs:
+                total += len(m)
+            last = msgs[-1]
+    seconds = time.perf_counter() - t0
+    want = str if kind == "text" else bytes
+    ok = count == n and total == n * size and type(last) is want and first == payload and last == payload
+    return {"seconds": seconds, "count": count, "bytes": total, "ok": ok,
+            "why": "" if ok else f"count={count}/{n} bytes={total}/{n * size} type={type(last).__name__}"}
+
+
+def _flatten(out: list[Any]) -> bytes:
+    parts: list[bytes] = []
+    for item in out:
+        if isinstance(item, list):
+            parts.extend(bytes(x) for x in item)
+        else:
+            parts.append(bytes(item))
+    return b"".join(parts)
+
+
+def time_send(mod: Any, size: int, kind: str, n: int, role: str) -> dict[str, Any]:
+    """Turn ``n`` messages into wire bytes with a handshaken connection of ``role``."""
+    payload = frames.make_payload(size, kind)
+    adapter = mod.send_adapter(role)
+    send: Callable[[Any], Any] = adapter.send
+    out: list[Any] = []
+    append = out.append
+    gc.collect()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        append(send(payload))
+    seconds = time.perf_counter() - t0
+    wire = _flatten(out)
+    masked = role == "client"
+    expect = n * (size + frames.frame_overhead(size, masked))
+    parsed, used = frames.parse_frames(wire[: 2 * (size + frames.frame_overhead(size, masked))])
+    data = payload.encode() if isinstance(payload, str) else payload
+    opcode = frames.OP_TEXT if kind == "text" else frames.OP_BINARY
+    ok = (len(wire) == expect and len(parsed) == min(2, n) and all(p == (opcode, True, data) for p in parsed)
+          and bool(wire[1] & 0x80) == masked)
+    return {"seconds": seconds, "count": n, "bytes": len(wire), "ok": ok,
+            "why": "" if ok else f"wire={len(wire)}/{expect} frames={parsed[:1]!r:.80}"}
+
+
+def main(variant: str) -> None:
+    os.environ.update(VARIANTS[variant].env)  # before the adapter imports its library
+    try:
+        mod = load(variant)
+        reply: dict[str, Any] = {"ready": True, **mod.info()}
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        reply = {"ready": False, "error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(reply), flush=True)
+    if not reply["ready"]:
+        return
+    for line in sys.stdin:
+        req = json.loads(line)
+        try:
+            if req["op"] == "recv":
+                res = time_recv(mod, req["size"], req["kind"], req["n"])
+            elif req["op"] == "send":
+                res = time_send(mod, req["size"], req["kind"], req["n"], req["role"])
+            else:
+                raise ValueError(f"unknown op {req['op']}")
+        except Exception as exc:  # noqa: BLE001
+            res = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-800:]}
+        print(json.dumps(res), flush=True)
+
+
+class Worker:
+    """A running worker process for one variant."""
+
+    def __init__(self, variant: str) -> None:
+        self.variant = variant
+        env = {**os.environ, **VARIANTS[variant].env, "PYTHONHASHSEED": "0"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.worker", variant],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )
+        self.info: dict[str, Any] = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            return {"ready": False, "error": f"worker exited ({self.proc.wait()})"}
+        return json.loads(line)
+
+    def call(self, **req: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
+
+
+class Pool:
+    """One worker per variant; variants whose import fails are kept aside with the reason."""
+
+    def __init__(self, variants: list[str]) -> None:
+        self.workers: dict[str, Worker] = {}
+        self.unavailable: dict[str, str] = {}
+        for name in variants:
+            w = Worker(name)
+            if w.info.get("ready"):
+                self.workers[name] = w
+            else:
+                self.unavailable[name] = w.info.get("error", "?")
+                w.close()
+
+    def interleaved(self, reps: int, **req: Any) -> dict[str, list[dict[str, Any]]]:
+        """Run ``req`` ``reps`` times on every worker, rotating the order each repetition."""
+        names = list(self.workers)
+        results: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+        for rep in range(reps):
+            k = rep % len(names) if names else 0
+            for name in names[k:] + names[:k]:
+                results[name].append(self.workers[name].call(**req))
+        return results
+
+    def close(self) -> None:
+        for w in self.workers.values():
+            w.close()
