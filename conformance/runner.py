@@ -114,7 +114,7 @@ def _log(reports: Path, name: str) -> IO[bytes]:
     return open(reports / name, "wb")
 
 
-def run_server_role(opts: RunOptions, out: IO[str] = sys.stdout) -> int:
+def run_server_role(opts: RunOptions, out: IO[str] | None = None) -> int:
     """wstest fuzzingclient against our echo server; return summary's exit status."""
     impl = IMPLS[opts.impl]
     outdir = _prepare_outdir(opts, "server")
@@ -151,7 +151,7 @@ def run_server_role(opts: RunOptions, out: IO[str] = sys.stdout) -> int:
                           _meta(opts, time.monotonic() - t0), out)
 
 
-def run_client_role(opts: RunOptions, out: IO[str] = sys.stdout) -> int:
+def run_client_role(opts: RunOptions, out: IO[str] | None = None) -> int:
     """Our client driver against wstest fuzzingserver; return summary's exit status."""
     impl = IMPLS[opts.impl]
     outdir = _prepare_outdir(opts, "client")
@@ -200,6 +200,14 @@ def _meta(opts: RunOptions, wall: float) -> dict[str, str]:
         "compression": "on" if opts.compression else "off",
         "cases": ", ".join(opts.cases) or "*",
         "excluded": ", ".join(exclude) or "none",
-        "wall time": f"{int(wall) // 60} min {int(wall) % 60:02d} s",
+        "wall time": _duration(wall),
         "suite": "autobahntestsuite 25.10.1",
     }
+
+
+def _duration(seconds: float) -> str:
+    """'5 min 43 s' (or '2.3 s' under a minute)."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    s = int(seconds)
+    return f"{s // 60} min {s % 60:02d} s"

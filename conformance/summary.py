@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import IO, Any, Mapping
 
 from conformance.progress import GOOD, is_strict_ok
 
@@ -160,8 +160,9 @@ def _extract(text: str, role: str) -> str:
 
 
 def report(outdir: Path, role: str, agent: str | None = None, results_md: Path | None = None,
-           meta: Mapping[str, str] | None = None, out=sys.stdout) -> int:
+           meta: Mapping[str, str] | None = None, out: IO[str] | None = None) -> int:
     """Print the summary of *outdir*, update *results_md*, return the exit status."""
+    out = out or sys.stdout
     try:
         index = load_index(outdir)
         name = pick_agent(index, agent)

@@ -26,7 +26,7 @@ class _Conn:
     """websockets sync connection wearing the server.client interface."""
 
     def __init__(self, ws: Any) -> None:
-        self._ws = ws
+        self._ws = ws.__enter__()  # websockets 17 wants context-manager use
 
     def __enter__(self) -> "_Conn":
         return self
