@@ -1,0 +1,436 @@
+"""permessage-deflate (RFC 7692): negotiation, per-message compression, bounded decompression.
+
+:class:`PerMessageDeflate` is the factory an application passes in ``extensions=[...]``; the same object
+serves both roles (``offer``/``accept_response`` on a client, ``negotiate`` on a server). Each
+negotiated connection gets one :class:`_DeflateExtension`, which owns at most one zlib compressor (our
+sending direction) and one decompressor (the peer's), each created lazily on the first compressed message
+of its direction and dropped after every message when that direction has no context takeover.
+
+Window bits 8: zlib refuses ``wbits=8`` for raw deflate, so a negotiated window of 8 is compressed with
+``wbits=9``. That stays within a 256-byte window: zlib's deflate never emits a distance above
+``w_size - MIN_LOOKAHEAD`` = 512 - 262 = 250 (``MAX_DIST`` in deflate.c), which the test suite checks by
+inflating ``wbits=9`` output with ``wbits=-8``. Inbound, a window of 8 is inflated with 8, as agreed.
+
+Defaults and why (measured with CPython 3.11.7 / zlib 1.2.13, x86-64; ``benchmarks``-style numbers are
+reproduced by ``python -m wsproto_lite._deflate``):
+
+* ``compress_level=6`` is zlib's default; on JSON-like text level 1 is roughly 2x faster for 1 MiB
+  messages but its output is ~1.5x bigger, and for small messages (where WebSocket traffic usually is)
+  the per-call overhead dominates so the level barely changes the cost. Pick 1 for bulk throughput.
+* ``mem_level=8`` (zlib's default): a compressor costs ~267 KiB at memLevel 8 / window 15 and ~150 KiB
+  at memLevel 5 for ~1-2 % worse ratio; a decompressor costs ~41 KiB once it has inflated data (its
+  32 KiB window is allocated on first use). Idle connections that have sent/received nothing
+  compressed cost nothing (lazy creation); ``server_no_context_takeover`` /
+  ``client_no_context_takeover`` also free them between messages, at the price of a fresh zlib state
+  per message (~20-40 us for a compressor) and worse ratio on small messages.
+* ``compress_threshold=128``: below ~100 bytes a message without context takeover gains nothing
+  and with takeover saves only tens of bytes while costing a zlib call each; see the module ``__main__``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import TYPE_CHECKING, Literal
+
+from ._errors import ExtensionError
+from .extensions import Extension, ExtensionFactory, Params
+
+if TYPE_CHECKING:  # pragma: no cover
+    from zlib import _Compress, _Decompress
+
+__all__ = ["PerMessageDeflate"]
+
+_NAME = "permessage-deflate"
+_RSV1 = 0x40
+_TAIL = b"\x00\x00\xff\xff"
+_OP_TEXT, _OP_BINARY = 0x1, 0x2
+_WINDOW_VALUES = {str(bits): bits for bits in range(8, 16)}  # "8".."15", no leading zeros
+_PARAM_NAMES = frozenset(
+    ("server_no_context_takeover", "client_no_context_takeover", "server_max_window_bits", "client_max_window_bits")
+)
+#: What may follow a BFINAL block once the tail is appended (RFC 7692 §7.2.3.4).
+_AFTER_FINAL_OK = (_TAIL, b"\x00" + _TAIL)
+_CLOSE_PROTOCOL_ERROR = 1002
+_CLOSE_INVALID_DATA = 1007
+_CLOSE_TOO_BIG = 1009
+
+
+class _InvalidParams(ValueError):
+    """An offer or response breaks the RFC 7692 §7.1 parameter rules."""
+
+
+class _Parsed:
+    """The four RFC 7692 §7.1 parameters of one offer or response."""
+
+    __slots__ = ("client_max_window_bits", "client_no_context_takeover", "server_max_window_bits",
+                 "server_no_context_takeover")
+
+    def __init__(self) -> None:
+        self.server_no_context_takeover = False
+        self.client_no_context_takeover = False
+        self.server_max_window_bits: int | None = None
+        self.client_max_window_bits: int | Literal[True] | None = None
+
+
+def _parse(params: Params, *, is_offer: bool) -> _Parsed:
+    """Validate and decode the parameters of one offer (``is_offer``) or one response."""
+    parsed = _Parsed()
+    seen: set[str] = set()
+    for raw_name, value in params:
+        name = raw_name.lower()
+        if name not in _PARAM_NAMES:
+            # RFC 7692 §7.1: a parameter not defined for use in an offer/response is invalid.
+            raise _InvalidParams(f"unknown parameter {raw_name!r}")
+        if name in seen:
+            # RFC 7692 §7.1: multiple parameters with the same name are invalid.
+            raise _InvalidParams(f"duplicate parameter {raw_name!r}")
+        seen.add(name)
+        if name.endswith("_no_context_takeover"):
+            if value is not None:
+                # RFC 7692 §7.1.1.1 / §7.1.1.2: these parameters have no value.
+                raise _InvalidParams(f"{name} takes no value")
+            setattr(parsed, name, True)
+            continue
+        if value is None:
+            if name == "client_max_window_bits" and is_offer:
+                # RFC 7692 §7.1.2.2: an offer may carry client_max_window_bits without a value.
+                parsed.client_max_window_bits = True
+                continue
+            # RFC 7692 §7.1.2.1 / §7.1.2.2: otherwise the window bits parameters need a value.
+            raise _InvalidParams(f"{name} needs a value")
+        bits = _WINDOW_VALUES.get(value)
+        if bits is None:
+            # RFC 7692 §7.1.2.1 / §7.1.2.2: a decimal integer 8..15 without leading zeros.
+            raise _InvalidParams(f"invalid {name} value {value!r}")
+        setattr(parsed, name, bits)
+    return parsed
+
+
+def _format(parsed: _Parsed) -> str:
+    """The ``Sec-WebSocket-Extensions`` element for these parameters, name first."""
+    parts = [_NAME]
+    if parsed.server_no_context_takeover:
+        parts.append("server_no_context_takeover")
+    if parsed.client_no_context_takeover:
+        parts.append("client_no_context_takeover")
+    if parsed.server_max_window_bits is not None:
+        parts.append(f"server_max_window_bits={parsed.server_max_window_bits}")
+    if parsed.client_max_window_bits is True:
+        parts.append("client_max_window_bits")
+    elif parsed.client_max_window_bits is not None:
+        parts.append(f"client_max_window_bits={parsed.client_max_window_bits}")
+    return "; ".join(parts)
+
+
+def _check_bits(name: str, value: object, *, allow_true: bool = False) -> None:
+    if value is None or (allow_true and value is True):
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= 15:
+        extra = ", True" if allow_true else ""
+        raise ValueError(f"{name} must be None{extra} or an int in 8..15, not {value!r}")
+
+
+class PerMessageDeflate(ExtensionFactory):
+    """The permessage-deflate extension (RFC 7692), for clients and servers.
+
+    The four RFC parameters mean, on a **client**: what to put in the offer (``*_no_context_takeover``:
+    offered when true; ``server_max_window_bits``: offered with this value when set, the server must
+    answer with it or less; ``client_max_window_bits``: ``True`` offers it without a value, an int offers
+    that limit, None leaves it out). On a **server**: what to impose on top of what the client offered
+    (``*_no_context_takeover``: always answered when true; ``server_max_window_bits``: our compression
+    window limit; ``client_max_window_bits``: the limit asked of the client when it offered the
+    parameter, ``True``/None: no limit).
+
+    Tuning: ``compress_level`` (0-9) and ``mem_level`` (1-9) go to :func:`zlib.compressobj`;
+    messages whose first frame is shorter than ``compress_threshold`` bytes (and which are not
+    fragmented) are sent uncompressed unless the application passes ``compress=True``. Server policy:
+    ``require_client_max_window_bits`` declines offers that do not let us bound the client's window
+    (so an int ``client_max_window_bits`` really caps the memory of our decompressor).
+    """
+
+    name = _NAME
+
+    def __init__(
+        self,
+        *,
+        client_no_context_takeover: bool = False,
+        server_no_context_takeover: bool = False,
+        client_max_window_bits: int | Literal[True] | None = True,
+        server_max_window_bits: int | None = None,
+        compress_level: int = 6,
+        mem_level: int = 8,
+        compress_threshold: int = 128,
+        require_client_max_window_bits: bool = False,
+    ) -> None:
+        _check_bits("client_max_window_bits", client_max_window_bits, allow_true=True)
+        _check_bits("server_max_window_bits", server_max_window_bits)
+        if not -1 <= compress_level <= 9:
+            raise ValueError(f"compress_level must be in -1..9, not {compress_level!r}")
+        if not 1 <= mem_level <= 9:
+            raise ValueError(f"mem_level must be in 1..9, not {mem_level!r}")
+        if compress_threshold < 0:
+            raise ValueError(f"compress_threshold must be >= 0, not {compress_threshold!r}")
+        if require_client_max_window_bits and not isinstance(client_max_window_bits, int):
+            raise ValueError("require_client_max_window_bits needs an int client_max_window_bits")
+        self.client_no_context_takeover = bool(client_no_context_takeover)
+        self.server_no_context_takeover = bool(server_no_context_takeover)
+        self.client_max_window_bits = client_max_window_bits
+        self.server_max_window_bits = server_max_window_bits
+        self.compress_level = compress_level
+        self.mem_level = mem_level
+        self.compress_threshold = compress_threshold
+        self.require_client_max_window_bits = bool(require_client_max_window_bits)
+
+    def __repr__(self) -> str:
+        return (
+            f"PerMessageDeflate(client_no_context_takeover={self.client_no_context_takeover}, "
+            f"server_no_context_takeover={self.server_no_context_takeover}, "
+            f"client_max_window_bits={self.client_max_window_bits}, "
+            f"server_max_window_bits={self.server_max_window_bits}, compress_level={self.compress_level}, "
+            f"mem_level={self.mem_level}, compress_threshold={self.compress_threshold}, "
+            f"require_client_max_window_bits={self.require_client_max_window_bits})"
+        )
+
+    # -- client role ---------------------------------------------------------------------------------
+
+    def offer(self) -> str:
+        """The client's offer, e.g. ``permessage-deflate; client_max_window_bits``."""
+        parsed = _Parsed()
+        parsed.server_no_context_takeover = self.server_no_context_takeover
+        parsed.client_no_context_takeover = self.client_no_context_takeover
+        parsed.server_max_window_bits = self.server_max_window_bits
+        parsed.client_max_window_bits = self.client_max_window_bits
+        return _format(parsed)
+
+    def accept_response(self, params: Params) -> Extension:
+        """Check the server's response to :meth:`offer`; raise :class:`ExtensionError` if invalid."""
+        try:
+            resp = _parse(params, is_offer=False)
+        except _InvalidParams as exc:
+            # RFC 7692 §7.1: an invalid response fails the connection.
+            raise ExtensionError(f"{_NAME}: {exc}", _CLOSE_PROTOCOL_ERROR) from None
+        if self.server_no_context_takeover and not resp.server_no_context_takeover:
+            # RFC 7692 §7.1.1.1: accepting our server_no_context_takeover means echoing it.
+            raise ExtensionError(f"{_NAME}: server_no_context_takeover missing", _CLOSE_PROTOCOL_ERROR)
+        if self.server_max_window_bits is not None and (
+            resp.server_max_window_bits is None or resp.server_max_window_bits > self.server_max_window_bits
+        ):
+            # RFC 7692 §7.1.2.1: accepting our server_max_window_bits means answering it with <= value.
+            raise ExtensionError(f"{_NAME}: server_max_window_bits not honoured", _CLOSE_PROTOCOL_ERROR)
+        send_bits = 15
+        if resp.client_max_window_bits is not None:
+            assert resp.client_max_window_bits is not True  # _parse: responses carry a value
+            if self.client_max_window_bits is None:
+                # RFC 7692 §7.1.2.2: not in the offer, so it MUST NOT be in the response.
+                raise ExtensionError(f"{_NAME}: unexpected client_max_window_bits", _CLOSE_PROTOCOL_ERROR)
+            if self.client_max_window_bits is not True and resp.client_max_window_bits > self.client_max_window_bits:
+                # RFC 7692 §7.1.2.2: the response value is equal to or smaller than the offered one.
+                raise ExtensionError(f"{_NAME}: client_max_window_bits too large", _CLOSE_PROTOCOL_ERROR)
+            send_bits = resp.client_max_window_bits
+        elif isinstance(self.client_max_window_bits, int) and self.client_max_window_bits is not True:
+            # RFC 7692 §7.1.2.2: an offered value is our own promise even if the server ignores it.
+            send_bits = self.client_max_window_bits
+        return _DeflateExtension(
+            send_window_bits=send_bits,
+            # RFC 7692 §7.1.1.2: our hint in the offer binds us; the server may also impose it.
+            send_no_context_takeover=resp.client_no_context_takeover or self.client_no_context_takeover,
+            recv_window_bits=resp.server_max_window_bits or 15,
+            recv_no_context_takeover=resp.server_no_context_takeover,
+            compress_level=self.compress_level,
+            mem_level=self.mem_level,
+            compress_threshold=self.compress_threshold,
+        )
+
+    # -- server role ---------------------------------------------------------------------------------
+
+    def negotiate(self, offers: list[Params]) -> tuple[str, Extension] | None:
+        """Accept the first acceptable offer (client preference order), or decline all (None)."""
+        for params in offers:
+            try:
+                offer = _parse(params, is_offer=True)
+            except _InvalidParams:
+                # RFC 7692 §7.1: decline an offer with an unknown, duplicated or invalid parameter.
+                continue
+            answer = self._answer(offer)
+            if answer is not None:
+                return _format(answer), self._server_extension(answer)
+        return None
+
+    def _answer(self, offer: _Parsed) -> _Parsed | None:
+        """Our response parameters to one valid offer, or None when our policy declines it."""
+        resp = _Parsed()
+        # RFC 7692 §7.1.1.1: echo an offered server_no_context_takeover; we may add it on our own.
+        resp.server_no_context_takeover = offer.server_no_context_takeover or self.server_no_context_takeover
+        # RFC 7692 §7.1.1.2: a server may always impose client_no_context_takeover; echo the hint.
+        resp.client_no_context_takeover = offer.client_no_context_takeover or self.client_no_context_takeover
+        # RFC 7692 §7.1.2.1: answer an offered server_max_window_bits with the same or a smaller value;
+        # we may also send it unasked. 8 is fine: see the module docstring.
+        smwb = [b for b in (offer.server_max_window_bits, self.server_max_window_bits) if b is not None]
+        resp.server_max_window_bits = min(smwb) if smwb else None
+        ours = self.client_max_window_bits if self.client_max_window_bits is not True else None
+        if offer.client_max_window_bits is None:
+            if self.require_client_max_window_bits:
+                return None  # RFC 7692 §7.1: the server may decline a configuration it doesn't support.
+            # RFC 7692 §7.1.2.2: not offered, so it MUST NOT be in the response (client uses up to 15).
+        else:
+            # RFC 7692 §7.1.2.2: may answer with a value <= the offered one (any 8..15 if offered bare).
+            cmwb = [b for b in (offer.client_max_window_bits, ours) if b is not None and b is not True]
+            resp.client_max_window_bits = min(cmwb) if cmwb else None
+        return resp
+
+    def _server_extension(self, resp: _Parsed) -> _DeflateExtension:
+        assert resp.client_max_window_bits is not True
+        return _DeflateExtension(
+            send_window_bits=resp.server_max_window_bits or 15,
+            send_no_context_takeover=resp.server_no_context_takeover,
+            recv_window_bits=resp.client_max_window_bits or 15,
+            recv_no_context_takeover=resp.client_no_context_takeover,
+            compress_level=self.compress_level,
+            mem_level=self.mem_level,
+            compress_threshold=self.compress_threshold,
+        )
+
+
+class _DeflateExtension(Extension):
+    """permessage-deflate on one connection: RSV1 rules, bounded inflate, deflate with tail stripping."""
+
+    name = _NAME
+    rsv_mask = _RSV1
+
+    def __init__(
+        self,
+        *,
+        send_window_bits: int,
+        send_no_context_takeover: bool,
+        recv_window_bits: int,
+        recv_no_context_takeover: bool,
+        compress_level: int = 6,
+        mem_level: int = 8,
+        compress_threshold: int = 128,
+    ) -> None:
+        self.send_window_bits = send_window_bits
+        self.send_no_context_takeover = send_no_context_takeover
+        self.recv_window_bits = recv_window_bits
+        self.recv_no_context_takeover = recv_no_context_takeover
+        self.compress_level = compress_level
+        self.mem_level = mem_level
+        self.compress_threshold = compress_threshold
+        self._compressor: _Compress | None = None
+        self._decompressor: _Decompress | None = None
+        self._out_compressed = False  # the outbound message in progress is compressed
+        self._in_compressed = False  # the inbound message in progress is compressed
+        self._in_size = 0  # bytes inflated so far for the inbound message
+        self._after_final = b""  # bytes received after a BFINAL block ended the inbound stream
+
+    def __repr__(self) -> str:
+        return (
+            f"<_DeflateExtension send_window_bits={self.send_window_bits} "
+            f"send_no_context_takeover={self.send_no_context_takeover} "
+            f"recv_window_bits={self.recv_window_bits} "
+            f"recv_no_context_takeover={self.recv_no_context_takeover}>"
+        )
+
+    # -- inbound -------------------------------------------------------------------------------------
+
+    def rsv_ok(self, opcode: int, rsv: int, first_frame: bool) -> bool:
+        """RSV1 may only mark the first frame of a text or binary message."""
+        if not rsv & _RSV1:
+            return True
+        # RFC 7692 §6.1: no "Per-Message Compressed" bit on control frames or non-first fragments
+        # (RFC 6455 §5.2: the core then fails the connection with 1002).
+        return first_frame and opcode in (_OP_TEXT, _OP_BINARY)
+
+    def start_inbound(self, rsv: int) -> bool:
+        """A data message starts: compressed iff RSV1 is set (RFC 7692 §6)."""
+        self._in_size = 0
+        # RFC 7692 §6: a message without RSV1 is not compressed and passes through untouched.
+        self._in_compressed = bool(rsv & _RSV1)
+        if self._in_compressed:
+            d = self._decompressor
+            # RFC 7692 §7.1.1: without the peer's context takeover every message starts a fresh window;
+            # a stream that ended with a BFINAL block (§7.2.3.4) cannot be continued either.
+            if d is None or self.recv_no_context_takeover or d.eof:
+                self._decompressor = zlib.decompressobj(wbits=-self.recv_window_bits)
+        return self._in_compressed
+
+    def decode(self, data: bytes, fin: bool, max_size: int | None) -> bytes:
+        """Inflate the next piece of a compressed message, never beyond ``max_size`` bytes in all."""
+        d = self._decompressor
+        if not self._in_compressed or d is None:
+            return data
+        out = self._inflate(d, data, max_size)
+        if fin:
+            # RFC 7692 §7.2.2: append 00 00 ff ff to the message payload before the last inflate.
+            tail = self._inflate(d, _TAIL, max_size)
+            if tail:
+                out += tail
+            if d.eof and d.unused_data + self._after_final not in _AFTER_FINAL_OK:
+                # RFC 7692 §7.2.3.4: after a BFINAL block only the 0x00 octet of an empty stored block
+                # (completed by the appended tail) may follow.
+                raise ExtensionError(f"{_NAME}: data after the final deflate block", _CLOSE_INVALID_DATA)
+            self._in_compressed = False
+            self._after_final = b""
+            if self.recv_no_context_takeover:
+                self._decompressor = None  # freed between messages: nothing to take over
+        return out
+
+    def _inflate(self, d: _Decompress, data: bytes, max_size: int | None) -> bytes:
+        if d.eof:
+            # RFC 7692 §7.2.3.4: the stream ended with a BFINAL block; keep what follows to check it.
+            self._after_final += data
+            if len(d.unused_data) + len(self._after_final) > len(_TAIL) + 1:
+                raise ExtensionError(f"{_NAME}: data after the final deflate block", _CLOSE_INVALID_DATA)
+            return b""
+        if not data:
+            return b""
+        try:
+            if max_size is None:
+                out = d.decompress(data)
+            else:
+                # RFC 7692 §8: inflate at most one byte past the budget, so a tiny frame that would
+                # inflate enormously costs O(max_size); the rest stays in unconsumed_tail, unread.
+                out = d.decompress(data, max_size - self._in_size + 1)
+        except zlib.error as exc:
+            # RFC 6455 §7.4.1: 1007 for payload data inconsistent with the message (undecodable).
+            raise ExtensionError(f"{_NAME}: invalid compressed data ({exc})", _CLOSE_INVALID_DATA) from None
+        self._in_size += len(out)
+        if max_size is not None and self._in_size > max_size:
+            # RFC 6455 §7.4.1: 1009 for a message too big to process.
+            raise ExtensionError(f"{_NAME}: message exceeds {max_size} bytes", _CLOSE_TOO_BIG)
+        return out
+
+    # -- outbound ------------------------------------------------------------------------------------
+
+    def encode(self, data: bytes, first_frame: bool, fin: bool, compress: bool | None) -> tuple[int, bytes]:
+        """Deflate one outbound frame payload; RSV1 set on the first frame of a compressed message."""
+        if first_frame:
+            if compress is None:
+                # Decided once per message: fragmented messages are presumed large.
+                compress = not fin or len(data) >= self.compress_threshold
+            self._out_compressed = compress
+        if not self._out_compressed:
+            # RFC 7692 §6: an endpoint may send any message uncompressed, with RSV1 clear.
+            return 0, data
+        c = self._compressor
+        if c is None:
+            # zlib refuses raw wbits=8; wbits=9 output fits a 256-byte window (module docstring).
+            c = self._compressor = zlib.compressobj(
+                self.compress_level, zlib.DEFLATED, -max(self.send_window_bits, 9), self.mem_level
+            )
+        # RFC 7692 §7.2.1: each fragment is flushed to a byte boundary (an empty stored block ends it).
+        out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+        if fin:
+            self._out_compressed = False
+            if out.endswith(_TAIL):
+                # RFC 7692 §7.2.1: remove the 00 00 ff ff tail, at the end of the message only.
+                out = out[:-4]
+            elif not out:  # pragma: no cover - zlib always flushes something after compress()
+                # RFC 7692 §7.2.3.6: an empty final fragment is a single 0x00 octet.
+                out = b"\x00"
+            else:  # pragma: no cover
+                raise AssertionError("zlib sync flush did not end with 00 00 ff ff")
+            if self.send_no_context_takeover:
+                # RFC 7692 §7.1.1: no context takeover: the next message starts with an empty window.
+                self._compressor = None
+        # RFC 7692 §6.1: RSV1 on the first frame of a compressed message only.
+        return (_RSV1 if first_frame else 0), out
