@@ -1,0 +1,62 @@
+"""wsproto-lite: a sans-IO WebSocket implementation (RFC 6455, RFC 7692).
+
+Bytes in, events out, bytes to send out; no sockets, threads or clocks. See ``docs/core-api.md``.
+"""
+
+from ._config import Config
+from ._connection import ClientConnection, Connection, PreparedMessage, ServerConnection, prepare_message
+from ._errors import CloseCode, ExtensionError, LocalProtocolError, RemoteProtocolError
+from ._events import (
+    Accepted,
+    BinaryChunk,
+    BinaryMessage,
+    CloseReceived,
+    ConnectionClosed,
+    Event,
+    HTTPRequest,
+    Ping,
+    Pong,
+    Rejected,
+    Request,
+    TextChunk,
+    TextMessage,
+)
+from ._state import ConnectionState
+from .extensions import Extension, ExtensionFactory
+
+try:  # permessage-deflate lives in its own module, written alongside the core
+    from ._deflate import PerMessageDeflate
+except ImportError:  # pragma: no cover
+    pass
+
+__all__ = [
+    "Accepted",
+    "BinaryChunk",
+    "BinaryMessage",
+    "ClientConnection",
+    "CloseCode",
+    "CloseReceived",
+    "Config",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionState",
+    "Event",
+    "Extension",
+    "ExtensionError",
+    "ExtensionFactory",
+    "HTTPRequest",
+    "LocalProtocolError",
+    "PerMessageDeflate",
+    "Ping",
+    "Pong",
+    "PreparedMessage",
+    "Rejected",
+    "RemoteProtocolError",
+    "Request",
+    "ServerConnection",
+    "TextChunk",
+    "TextMessage",
+    "prepare_message",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,43 @@
+"""Limits and switches of a connection, with safe defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Config"]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Per-connection settings. Every limit guards memory against a hostile peer.
+
+    - ``max_message_size``: bytes in one message (after decompression); over it: close 1009. None: no bound
+      (only sensible with ``stream_messages``).
+    - ``max_frame_size``: bytes in one frame's payload; over it: close 1009. None: ``max_message_size``.
+    - ``max_fragments``: frames in one message; over it: close 1009. None: no bound.
+    - ``max_handshake_size``: bytes of the HTTP head (request or response); over it: 431 / failure.
+    - ``max_headers``: header lines in the HTTP head; over it: 431 / failure.
+    - ``max_http_body``: bytes of a rejecting response's body the client keeps.
+    - ``stream_messages``: emit TextChunk/BinaryChunk as payload arrives instead of whole messages.
+    - ``auto_pong``: answer each ping with a pong carrying the same payload (§5.5.2).
+    """
+
+    max_message_size: int | None = 16 * 2**20
+    max_frame_size: int | None = None
+    max_fragments: int | None = None
+    max_handshake_size: int = 65536
+    max_headers: int = 128
+    max_http_body: int = 65536
+    stream_messages: bool = False
+    auto_pong: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_size", "max_frame_size", "max_fragments"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0 or None")
+
+    @property
+    def frame_limit(self) -> int | None:
+        """The effective frame payload limit."""
+        return self.max_frame_size if self.max_frame_size is not None else self.max_message_size

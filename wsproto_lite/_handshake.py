@@ -1,0 +1,203 @@
+"""The opening handshake (RFC 6455 §4): validating and building the HTTP upgrade, both roles."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Sequence
+
+from ._errors import HandshakeError
+from ._events import Headers
+from ._http import build_head, header_values, status_phrase, token_list
+from .extensions import ExtensionFactory, Params
+
+__all__ = [
+    "accept_key",
+    "validate_upgrade_request",
+    "is_upgrade_request",
+    "parse_extension_header",
+    "build_request",
+    "build_response",
+    "validate_response",
+]
+
+# §1.3: the GUID concatenated to the client's key
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def accept_key(key: str) -> str:
+    """Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA-1(key + GUID)) (§4.2.2 step 5.4)."""
+    return base64.b64encode(hashlib.sha1(key.encode("ascii") + _GUID).digest()).decode("ascii")
+
+
+def is_upgrade_request(headers: Headers) -> bool:
+    """Does the request ask for a WebSocket upgrade? If not, it is a plain HTTP request."""
+    return any(token.lower() == "websocket" for token in token_list(headers, "Upgrade"))
+
+
+def validate_upgrade_request(method: str, version: tuple[int, int], headers: Headers) -> str:
+    """Check a request that asked for ``Upgrade: websocket`` (§4.2.1); return its Sec-WebSocket-Key."""
+    # §4.2.1 (1): "An HTTP/1.1 or higher GET request"
+    if method != "GET":
+        raise HandshakeError(f"the opening handshake must be a GET, not {method}", 405, (("Allow", "GET"),))
+    if version < (1, 1):
+        raise HandshakeError("the opening handshake needs HTTP/1.1 or higher")
+    # §4.2.1 (2): a |Host| header field
+    if len(header_values(headers, "Host")) != 1:
+        raise HandshakeError("missing or repeated Host header")
+    # §4.2.1 (4): a |Connection| header field that includes the token "Upgrade", case-insensitively
+    if not any(token.lower() == "upgrade" for token in token_list(headers, "Connection")):
+        raise HandshakeError("the Connection header does not include 'upgrade'")
+    # §4.2.1 (6): Sec-WebSocket-Version must be 13; otherwise answer 426 naming the versions we speak
+    # (§4.4)
+    versions = header_values(headers, "Sec-WebSocket-Version")
+    if versions != ["13"]:
+        raise HandshakeError("unsupported Sec-WebSocket-Version", 426, (("Sec-WebSocket-Version", "13"),))
+    # §4.2.1 (5): a |Sec-WebSocket-Key| that, base64-decoded, is 16 bytes long
+    keys = header_values(headers, "Sec-WebSocket-Key")
+    if len(keys) != 1:
+        raise HandshakeError("missing or repeated Sec-WebSocket-Key")
+    try:
+        raw = base64.b64decode(keys[0].encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise HandshakeError("Sec-WebSocket-Key is not base64") from None
+    if len(raw) != 16:
+        raise HandshakeError("Sec-WebSocket-Key does not decode to 16 bytes")
+    return keys[0]
+
+
+def parse_extension_header(values: Sequence[str]) -> list[tuple[str, Params]]:
+    """Parse Sec-WebSocket-Extensions values (§9.1) into ``[(name, [(param, value), ...]), ...]``.
+
+    Grammar: ``extension *( ";" param [ "=" (token | quoted-string) ] )``, comma-separated. Raises
+    ValueError on a syntax error.
+    """
+    result: list[tuple[str, Params]] = []
+    for value in values:
+        pos, end = 0, len(value)
+
+        def skip_ws() -> None:
+            nonlocal pos
+            while pos < end and value[pos] in " \t":
+                pos += 1
+
+        def token() -> str:
+            nonlocal pos
+            match = _TOKEN.match(value, pos)
+            if match is None:
+                raise ValueError(f"expected a token at {pos} in {value!r}")
+            pos = match.end()
+            return match.group()
+
+        while True:
+            skip_ws()
+            if pos < end and value[pos] == ",":  # empty list elements are allowed (RFC 9110 §5.6.1)
+                pos += 1
+                continue
+            if pos >= end:
+                break
+            name = token()
+            params: Params = []
+            skip_ws()
+            while pos < end and value[pos] == ";":
+                pos += 1
+                skip_ws()
+                param = token()
+                skip_ws()
+                param_value: str | None = None
+                if pos < end and value[pos] == "=":
+                    pos += 1
+                    skip_ws()
+                    quoted = _QUOTED.match(value, pos)
+                    if quoted:
+                        pos = quoted.end()
+                        param_value = re.sub(r"\\(.)", r"\1", quoted.group(1))
+                        # RFC 6455 §9.1: a quoted value must itself be a token once unquoted
+                        if not _TOKEN.fullmatch(param_value):
+                            raise ValueError(f"quoted value {param_value!r} is not a token")
+                    else:
+                        param_value = token()
+                    skip_ws()
+                params.append((param, param_value))
+            result.append((name, params))
+            if pos < end:
+                if value[pos] != ",":
+                    raise ValueError(f"unexpected {value[pos]!r} in {value!r}")
+                pos += 1
+    return result
+
+
+def build_request(
+    host: str,
+    target: str,
+    key: str,
+    subprotocols: Sequence[str],
+    extension_offers: Sequence[str],
+    extra_headers: Sequence[tuple[str, str]],
+) -> bytes:
+    """The client's opening handshake (§4.1)."""
+    headers = [
+        ("Host", host),
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", key),
+        ("Sec-WebSocket-Version", "13"),
+    ]
+    if subprotocols:
+        headers.append(("Sec-WebSocket-Protocol", ", ".join(subprotocols)))
+    if extension_offers:
+        headers.append(("Sec-WebSocket-Extensions", ", ".join(extension_offers)))
+    headers.extend(extra_headers)
+    return build_head(f"GET {target} HTTP/1.1", headers)
+
+
+def build_response(status: int, headers: Sequence[tuple[str, str]], body: bytes = b"") -> bytes:
+    """An HTTP/1.1 response head (and body, with Content-Length unless it is a 101)."""
+    all_headers = list(headers)
+    if status != 101:
+        names = {name.lower() for name, _ in all_headers}
+        if "content-length" not in names:
+            all_headers.append(("Content-Length", str(len(body))))
+        if "connection" not in names:
+            all_headers.append(("Connection", "close"))
+    return build_head(f"HTTP/1.1 {status} {status_phrase(status)}".rstrip(), all_headers) + body
+
+
+def validate_response(
+    headers: Headers,
+    key: str,
+    subprotocols: Sequence[str],
+    factories: Sequence[ExtensionFactory],
+) -> tuple[str | None, list[tuple[str, Params]]]:
+    """Check a 101 response (§4.1 "the client MUST validate the server's response"); raise HandshakeError.
+
+    Returns the chosen subprotocol and the accepted extensions (name, params).
+    """
+    # §4.1 (2)-(3): Upgrade: websocket and Connection: Upgrade, case-insensitively
+    if not any(token.lower() == "websocket" for token in token_list(headers, "Upgrade")):
+        raise HandshakeError("the response's Upgrade header is not 'websocket'", 101)
+    if not any(token.lower() == "upgrade" for token in token_list(headers, "Connection")):
+        raise HandshakeError("the response's Connection header does not include 'upgrade'", 101)
+    # §4.1 (4): Sec-WebSocket-Accept must be base64(SHA-1(key + GUID))
+    if header_values(headers, "Sec-WebSocket-Accept") != [accept_key(key)]:
+        raise HandshakeError("wrong or missing Sec-WebSocket-Accept", 101)
+    # §4.1 (6): a subprotocol the client did not offer fails the connection
+    chosen = token_list(headers, "Sec-WebSocket-Protocol")
+    if len(chosen) > 1 or (chosen and chosen[0] not in subprotocols):
+        raise HandshakeError(f"the server chose a subprotocol we did not offer: {chosen}", 101)
+    # §4.1 (5): an extension the client did not offer fails the connection
+    try:
+        extensions = parse_extension_header(header_values(headers, "Sec-WebSocket-Extensions"))
+    except ValueError as exc:
+        raise HandshakeError(f"malformed Sec-WebSocket-Extensions: {exc}", 101) from None
+    offered = {factory.name for factory in factories}
+    seen = set()
+    for name, _ in extensions:
+        if name not in offered or name in seen:
+            raise HandshakeError(f"the server accepted an extension we did not offer: {name}", 101)
+        seen.add(name)
+    return (chosen[0] if chosen else None), extensions

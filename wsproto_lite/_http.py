@@ -1,0 +1,133 @@
+"""Just enough HTTP/1.1 for the opening handshake (RFC 6455 §4, RFC 9112): heads in, heads out.
+
+Reading is bounded: a head larger than the limit, or with too many header lines, is refused before it is
+buffered further, and the search for the blank line never rescans what was already searched.
+"""
+
+from __future__ import annotations
+
+import re
+from http import HTTPStatus
+
+from ._events import Headers
+
+__all__ = ["HeadReader", "HTTPError", "parse_request_head", "parse_response_head", "build_head", "status_phrase"]
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_REQUEST_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP/(\d)\.(\d)\Z")
+_STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: (.*))?\Z")
+_END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
+
+
+class HTTPError(Exception):
+    """A malformed or oversized head; ``status`` is what a server answers (400 or 431)."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class HeadReader:
+    """Accumulates bytes until a complete HTTP head is there, within ``max_size`` bytes."""
+
+    __slots__ = ("_buffer", "_searched", "max_size")
+
+    def __init__(self, max_size: int) -> None:
+        self._buffer = bytearray()
+        self._searched = 0  # bytes already known not to contain the end of the head
+        self.max_size = max_size
+
+    def feed(self, data: bytes) -> tuple[bytes, bytes] | None:
+        """Add ``data``; once the head is complete return ``(head, rest)``, where rest is what followed it."""
+        self._buffer += data
+        match = _END_OF_HEAD.search(self._buffer, max(0, self._searched - 3))
+        if match is None:
+            self._searched = len(self._buffer)
+            if len(self._buffer) > self.max_size:
+                raise HTTPError("request head too large", 431)
+            return None
+        if match.end() > self.max_size:
+            raise HTTPError("request head too large", 431)
+        head = bytes(self._buffer[: match.start()])
+        rest = bytes(self._buffer[match.end() :])
+        self._buffer = bytearray()
+        return head, rest
+
+
+def _parse_headers(lines: list[bytes], max_headers: int) -> Headers:
+    if len(lines) > max_headers:
+        raise HTTPError("too many header lines", 431)
+    headers = []
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):
+            # RFC 9112 §5.2: obsolete line folding; a server may reject it with 400
+            raise HTTPError("obsolete line folding in header")
+        name, sep, value = line.partition(b":")
+        if not sep or not _TOKEN.match(name):
+            raise HTTPError("malformed header line")
+        headers.append((name.decode("ascii"), value.strip(b" \t").decode("latin-1")))
+    return tuple(headers)
+
+
+def _split_lines(head: bytes) -> list[bytes]:
+    return [line[:-1] if line.endswith(b"\r") else line for line in head.split(b"\n")]
+
+
+def parse_request_head(head: bytes, max_headers: int) -> tuple[str, str, tuple[int, int], Headers]:
+    """``(method, target, (major, minor), headers)`` of a request head."""
+    lines = _split_lines(head)
+    match = _REQUEST_LINE.match(lines[0])
+    if match is None:
+        raise HTTPError("malformed request line")
+    method, target, major, minor = match.groups()
+    return (
+        method.decode("ascii"),
+        target.decode("latin-1"),
+        (int(major), int(minor)),
+        _parse_headers(lines[1:], max_headers),
+    )
+
+
+def parse_response_head(head: bytes, max_headers: int) -> tuple[int, str, Headers]:
+    """``(status, reason phrase, headers)`` of a response head."""
+    lines = _split_lines(head)
+    match = _STATUS_LINE.match(lines[0])
+    if match is None:
+        raise HTTPError("malformed status line")
+    status = int(match.group(3))
+    phrase = (match.group(4) or b"").decode("latin-1")
+    return status, phrase, _parse_headers(lines[1:], max_headers)
+
+
+def status_phrase(status: int) -> str:
+    """The standard reason phrase of ``status`` (empty when unknown)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def build_head(first_line: str, headers: list[tuple[str, str]] | Headers) -> bytes:
+    """Serialize a head; refuses CR/LF inside names and values (header injection)."""
+    parts = [first_line]
+    for name, value in headers:
+        if not _TOKEN.match(name.encode("latin-1", "replace")) or "\r" in value or "\n" in value:
+            raise ValueError(f"invalid header {name!r}")
+        parts.append(f"{name}: {value}")
+    parts.append("\r\n")
+    return "\r\n".join(parts).encode("latin-1")
+
+
+def header_values(headers: Headers, name: str) -> list[str]:
+    """All values of header ``name`` (case-insensitive), in order."""
+    name = name.lower()
+    return [value for key, value in headers if key.lower() == name]
+
+
+def token_list(headers: Headers, name: str) -> list[str]:
+    """Comma-separated tokens of every ``name`` header, stripped, empty elements dropped (RFC 9110 §5.6.1)."""
+    tokens = []
+    for value in header_values(headers, name):
+        tokens.extend(item.strip(" \t") for item in value.split(",") if item.strip(" \t"))
+    return tokens

@@ -1,0 +1,279 @@
+"""From bytes to message events: frame rules (§5.2-5.5), fragmentation (§5.4), UTF-8 (§8.1), limits (§10.4).
+
+The reader is incremental and lazy. :meth:`MessageReader.feed` only stores bytes; each call of
+:meth:`MessageReader.next_event` parses just far enough to produce one event. So a peer's bad frame is
+noticed only after every event before it was handed out, and a data frame's payload is consumed as it
+arrives, piece by piece (a text frame with invalid UTF-8 fails at the first bad byte, not at its end).
+
+The reader never reacts (no pong, no close): it reports, and raises :class:`RemoteProtocolError` with
+the close code when the peer breaks a rule. Reactions are the connection's job.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+from ._close import parse_close_payload
+from ._config import Config
+from ._errors import CloseCode, RemoteProtocolError
+from ._events import (
+    BinaryChunk,
+    BinaryMessage,
+    CloseReceived,
+    Event,
+    Ping,
+    Pong,
+    TextChunk,
+    TextMessage,
+)
+from ._frames import (
+    MAX_CONTROL_PAYLOAD,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    FrameHeader,
+    HeaderError,
+    apply_mask,
+    parse_header,
+)
+from ._utf8 import Utf8Decoder
+from .extensions import Extension
+
+__all__ = ["MessageReader"]
+
+_DATA_OPCODES = (OP_TEXT, OP_BINARY)
+_CONTROL_OPCODES = (OP_CLOSE, OP_PING, OP_PONG)
+
+
+class MessageReader:
+    """Parses one direction of a connection into message and control-frame events."""
+
+    def __init__(self, config: Config, expect_masked: bool, extensions: Sequence[Extension] = ()) -> None:
+        self._stream = config.stream_messages
+        self._max_message = config.max_message_size
+        self._max_frame = config.frame_limit
+        self._max_fragments = config.max_fragments
+        self._expect_masked = expect_masked
+        self._extensions = tuple(extensions)
+        self._allowed_rsv = 0
+        for extension in self._extensions:
+            self._allowed_rsv |= extension.rsv_mask
+        # Input not parsed yet: ``_buf[_pos:]`` then the chunks in ``_chunks``.
+        self._buf = b""
+        self._pos = 0
+        self._chunks: deque[bytes] = deque()
+        # The data frame whose payload is being consumed (None between frames).
+        self._frame: FrameHeader | None = None
+        self._frame_left = 0  # payload bytes of ``_frame`` still to come
+        # The message being assembled (opcode None between messages).
+        self._msg_opcode: int | None = None
+        self._msg_parts: list[bytes] | list[str] = []
+        self._msg_size = 0
+        self._msg_frames = 0
+        self._msg_decoder: Extension | None = None  # the extension that decodes this message, if any
+        self._utf8: Utf8Decoder | None = None
+
+    # -- input -----------------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Queue bytes for parsing; nothing is parsed until :meth:`next_event`."""
+        if data:
+            self._chunks.append(data)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not parsed yet."""
+        return len(self._buf) - self._pos + sum(map(len, self._chunks))
+
+    def _more(self) -> bool:
+        """Append the next queued chunk to the unparsed bytes; False if there is none."""
+        if not self._chunks:
+            return False
+        chunk = self._chunks.popleft()
+        if self._pos >= len(self._buf):
+            self._buf = chunk
+        else:
+            self._buf = self._buf[self._pos :] + chunk
+        self._pos = 0
+        return True
+
+    # -- parsing ---------------------------------------------------------------------------------
+
+    def next_event(self) -> Event | None:
+        """The next event, or None when more bytes are needed. Raises RemoteProtocolError."""
+        while True:
+            if self._frame is not None:
+                event = self._consume_payload()
+                if event is not None:
+                    return event
+                if self._frame is not None and not self._chunks and self._pos >= len(self._buf):
+                    return None  # the payload is not complete and the input is exhausted
+                continue
+            try:
+                header = parse_header(self._buf, self._pos)
+            except HeaderError as exc:
+                raise RemoteProtocolError(str(exc)) from None
+            if header is None:
+                if self._more():
+                    continue
+                return None
+            if header.opcode >= 0x8:
+                # Control frames wait until their (small) payload is complete.
+                end = self._pos + header.header_size + header.length
+                if header.length <= MAX_CONTROL_PAYLOAD and end > len(self._buf):
+                    self._check_control(header)
+                    if self._more():
+                        continue
+                    return None
+                self._check_control(header)
+                payload = self._buf[self._pos + header.header_size : end]
+                self._pos = end
+                if header.mask is not None:
+                    payload = apply_mask(payload, header.mask)
+                return self._control_event(header.opcode, payload)
+            self._start_data_frame(header)
+            self._pos += header.header_size
+
+    def _check_frame(self, header: FrameHeader, first_frame: bool) -> None:
+        # §5.1: a server MUST close on an unmasked frame; a client MUST close on a masked one
+        if (header.mask is not None) != self._expect_masked:
+            raise RemoteProtocolError("unmasked frame from a client" if self._expect_masked else "masked frame from a server")
+        rsv = header.rsv
+        if rsv:
+            # §5.2: RSV1-3 MUST be 0 unless an extension defining them was negotiated
+            if rsv & ~self._allowed_rsv:
+                raise RemoteProtocolError(f"reserved bits {rsv >> 4:03b} set without an extension")
+            for extension in self._extensions:
+                bits = rsv & extension.rsv_mask
+                if bits and not extension.rsv_ok(header.opcode, bits, first_frame):
+                    raise RemoteProtocolError(f"reserved bits {rsv >> 4:03b} not allowed on this frame")
+
+    def _check_control(self, header: FrameHeader) -> None:
+        if header.opcode not in _CONTROL_OPCODES:
+            # §5.2: opcodes 0xB-0xF are reserved; "the receiving endpoint MUST _Fail_"
+            raise RemoteProtocolError(f"reserved opcode {header.opcode:#x}")
+        # §5.5: control frames MUST have a payload of 125 bytes or less and MUST NOT be fragmented
+        if header.length > MAX_CONTROL_PAYLOAD:
+            raise RemoteProtocolError("control frame payload longer than 125 bytes")
+        if not header.fin:
+            raise RemoteProtocolError("fragmented control frame")
+        self._check_frame(header, True)
+
+    def _control_event(self, opcode: int, payload: bytes) -> Event:
+        if opcode == OP_PING:
+            return Ping(payload)  # §5.5.2
+        if opcode == OP_PONG:
+            return Pong(payload)  # §5.5.3
+        code, reason = parse_close_payload(payload)  # §5.5.1
+        return CloseReceived(code, reason)
+
+    def _start_data_frame(self, header: FrameHeader) -> None:
+        opcode = header.opcode
+        if opcode == OP_CONT:
+            # §5.4: a continuation frame only continues a fragmented message
+            if self._msg_opcode is None:
+                raise RemoteProtocolError("continuation frame without a message to continue")
+            self._check_frame(header, False)
+        elif opcode in _DATA_OPCODES:
+            # §5.4: fragments of one message are not interleaved with another data message
+            if self._msg_opcode is not None:
+                raise RemoteProtocolError("new data frame inside a fragmented message")
+            self._check_frame(header, True)
+            self._begin_message(opcode, header.rsv)
+        else:
+            # §5.2: opcodes 0x3-0x7 are reserved
+            raise RemoteProtocolError(f"reserved opcode {opcode:#x}")
+        # §10.4: limits on frame and message size; fail before buffering the payload
+        length = header.length
+        if self._max_frame is not None and length > self._max_frame:
+            raise RemoteProtocolError(f"frame of {length} bytes over the limit", CloseCode.MESSAGE_TOO_BIG)
+        if self._msg_decoder is None and self._max_message is not None and self._msg_size + length > self._max_message:
+            raise RemoteProtocolError("message over the size limit", CloseCode.MESSAGE_TOO_BIG)
+        self._msg_frames += 1
+        if self._max_fragments is not None and self._msg_frames > self._max_fragments:
+            raise RemoteProtocolError("message in too many fragments", CloseCode.MESSAGE_TOO_BIG)
+        self._frame = header
+        self._frame_left = length
+
+    def _begin_message(self, opcode: int, rsv: int) -> None:
+        self._msg_opcode = opcode
+        self._msg_parts = []
+        self._msg_size = 0
+        self._msg_frames = 0
+        self._msg_decoder = None
+        for extension in self._extensions:
+            if extension.start_inbound(rsv & extension.rsv_mask):
+                self._msg_decoder = extension
+        self._utf8 = Utf8Decoder() if opcode == OP_TEXT else None
+
+    def _consume_payload(self) -> Event | None:
+        """Consume what is available of the current data frame's payload; maybe return an event."""
+        header = self._frame
+        assert header is not None
+        available = len(self._buf) - self._pos
+        if available == 0 and self._frame_left:
+            # Take the next chunk as it is (no copy); a large payload is consumed chunk by chunk.
+            if not self._more():
+                return None
+            available = len(self._buf)
+        take = min(available, self._frame_left)
+        start = self._pos
+        offset = header.length - self._frame_left
+        piece = self._buf[start : start + take]
+        self._pos = start + take
+        self._frame_left -= take
+        if header.mask is not None:
+            piece = apply_mask(piece, header.mask, offset)
+        frame_done = self._frame_left == 0
+        if frame_done:
+            self._frame = None
+        return self._message_piece(piece, frame_done and header.fin)
+
+    def _message_piece(self, piece: bytes, final: bool) -> Event | None:
+        """Feed a piece of (unmasked) payload into the message; return an event when one is due."""
+        if self._msg_decoder is not None:
+            # e.g. permessage-deflate: the extension bounds the decoded size itself (RFC 7692 §8.1)
+            remaining = None if self._max_message is None else self._max_message - self._msg_size
+            piece = self._msg_decoder.decode(piece, final, remaining)
+        self._msg_size += len(piece)
+        if self._max_message is not None and self._msg_size > self._max_message:
+            raise RemoteProtocolError("message over the size limit", CloseCode.MESSAGE_TOO_BIG)
+        opcode = self._msg_opcode
+        if final:
+            self._msg_opcode = None
+        if opcode == OP_TEXT:
+            assert self._utf8 is not None
+            text = self._utf8.decode(piece, final)  # §8.1: fail at the first invalid byte
+            if self._stream:
+                if text or final:
+                    return TextChunk(text, final)
+                return None
+            parts: list[str] = self._msg_parts  # type: ignore[assignment]
+            if final:
+                if parts:
+                    parts.append(text)
+                    text = "".join(parts)
+                    self._msg_parts = []
+                return TextMessage(text)
+            if text:
+                parts.append(text)
+            return None
+        if self._stream:
+            if piece or final:
+                return BinaryChunk(piece, final)
+            return None
+        chunks: list[bytes] = self._msg_parts  # type: ignore[assignment]
+        if final:
+            if chunks:
+                chunks.append(piece)
+                piece = b"".join(chunks)
+                self._msg_parts = []
+            return BinaryMessage(piece)
+        if piece:
+            chunks.append(piece)
+        return None
+

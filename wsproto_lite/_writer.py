@@ -1,0 +1,47 @@
+"""From application calls to frames: one direction of a connection (RFC 6455 §5.2-5.6)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ._errors import LocalProtocolError
+from ._frames import OP_CONT, apply_mask, frame_header
+from .extensions import Extension
+
+__all__ = ["FrameWriter"]
+
+
+class FrameWriter:
+    """Turns payloads into frames appended to ``out``: masks (client, §5.3) and applies extensions."""
+
+    def __init__(self, mask_key: Callable[[int], bytes] | None, extensions: Sequence[Extension] = ()) -> None:
+        self._mask_key = mask_key  # None: server, frames are not masked (§5.1)
+        self._extensions = tuple(extensions)
+        self._continuing: int | None = None  # opcode of the fragmented message being sent
+        self.out: list[bytes] = []
+
+    def data(self, opcode: int, payload: bytes, fin: bool, compress: bool | None) -> None:
+        """Queue a text/binary frame; ``fin=False`` leaves the message open for more calls."""
+        first = self._continuing is None
+        if not first and opcode != self._continuing:
+            raise LocalProtocolError("another message is being sent in fragments; finish it first (§5.4)")
+        rsv = 0
+        for extension in self._extensions:
+            bits, payload = extension.encode(payload, first, fin, compress)
+            rsv |= bits
+        self._continuing = None if fin else opcode
+        self.frame(opcode if first else OP_CONT, payload, fin, rsv)
+
+    def frame(self, opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) -> None:
+        """Queue one frame as it is."""
+        out = self.out
+        if self._mask_key is None:
+            out.append(frame_header(opcode, len(payload), fin, rsv))
+            if payload:
+                out.append(payload)
+        else:
+            # §5.3: a fresh, unpredictable masking key for every frame
+            mask = self._mask_key(4)
+            out.append(frame_header(opcode, len(payload), fin, rsv, mask))
+            if payload:
+                out.append(apply_mask(payload, mask))

@@ -1,0 +1,77 @@
+"""The extension hook (RFC 6455 §9): how permessage-deflate and friends plug into the core.
+
+An :class:`ExtensionFactory` is what the application passes to a connection; it takes part in the opening
+handshake (the client offers, the server negotiates) and yields one :class:`Extension` object per
+connection. The frame layer then calls the extension for every data message, without knowing what it
+does: which RSV bits it may see, how an inbound payload is decoded, how an outbound one is encoded.
+"""
+
+from __future__ import annotations
+
+import abc
+
+from ._errors import ExtensionError
+
+__all__ = ["Extension", "ExtensionError", "ExtensionFactory", "Params"]
+
+#: Parsed parameters of one extension offer or response: ``[(name, value or None), ...]`` in order,
+#: with quoted-string values already unquoted (RFC 6455 §9.1).
+Params = list[tuple[str, "str | None"]]
+
+
+class Extension(abc.ABC):
+    """One negotiated extension on one connection."""
+
+    #: The registered extension token, e.g. ``"permessage-deflate"``.
+    name: str
+    #: The RSV bits (as in the first header byte: 0x40, 0x20, 0x10) this extension owns.
+    rsv_mask: int
+
+    @abc.abstractmethod
+    def rsv_ok(self, opcode: int, rsv: int, first_frame: bool) -> bool:
+        """May a frame with this opcode carry these RSV bits (``rsv & rsv_mask``)?
+
+        ``first_frame`` is true for a control frame and for the first frame of a data message.
+        """
+
+    @abc.abstractmethod
+    def start_inbound(self, rsv: int) -> bool:
+        """A data message starts with these RSV bits: will :meth:`decode` transform it?"""
+
+    @abc.abstractmethod
+    def decode(self, data: bytes, fin: bool, max_size: int | None) -> bytes:
+        """Decode the next piece of an inbound message claimed by :meth:`start_inbound`.
+
+        ``fin`` is true for the last piece of the message. The output of the whole message must stay
+        within ``max_size`` bytes (None: unbounded): raise :class:`ExtensionError` with code 1009
+        as soon as it would not, before producing more; raise it with 1007 for undecodable data.
+        """
+
+    @abc.abstractmethod
+    def encode(self, data: bytes, first_frame: bool, fin: bool, compress: bool | None) -> tuple[int, bytes]:
+        """Encode one outbound data frame payload; return the RSV bits to set and the payload.
+
+        ``compress`` is the application's per-message wish (None: the extension decides). The choice made
+        on the first frame of a message holds for all of its frames.
+        """
+
+
+class ExtensionFactory(abc.ABC):
+    """What an application passes in ``extensions=[...]``; negotiates one :class:`Extension`."""
+
+    name: str
+
+    @abc.abstractmethod
+    def offer(self) -> str:
+        """Client: the ``Sec-WebSocket-Extensions`` value offering this extension (name included)."""
+
+    @abc.abstractmethod
+    def accept_response(self, params: Params) -> Extension:
+        """Client: the server accepted with these parameters; raise :class:`ExtensionError` if invalid."""
+
+    @abc.abstractmethod
+    def negotiate(self, offers: list[Params]) -> tuple[str, Extension] | None:
+        """Server: the client's offers for this extension, in preference order.
+
+        Return the response header value (name included) and the extension, or None to decline.
+        """
