@@ -1,0 +1,133 @@
+"""Loopback helpers: server subprocesses, /proc readings and a minimal raw-socket client."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+from . import frames
+
+HOST = "127.0.0.1"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class ServerProc:
+    """A server in its own process (started directly, so ``pid`` is the server's)."""
+
+    def __init__(self, name: str, argv: list[str], port: int, timeout: float = 15.0) -> None:
+        self.name, self.port = name, port
+        self.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace")[-600:] if self.proc.stderr else ""
+                raise RuntimeError(f"{name} server exited ({self.proc.returncode}): {err.strip()}")
+            try:
+                socket.create_connection((HOST, port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"{name} server did not listen on {port} within {timeout:.0f} s")
+                time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the server process, from /proc/PID/stat."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def rss_bytes(self) -> int:
+        with open(f"/proc/{self.pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+
+
+def peer_server(impl: str, mode: str) -> ServerProc:
+    port = free_port()
+    return ServerProc(impl, [sys.executable, "-m", "benchmarks.servers", impl, mode, "--port", str(port)], port)
+
+
+def read_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    """Read an HTTP response head; return ``(head, bytes after it)``."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError(f"closed during handshake: {buf[:200]!r}")
+        buf += chunk
+        if len(buf) > 65536:
+            raise ValueError("response head too large")
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return head, rest
+
+
+class Client:
+    """A blocking WebSocket client written by hand: handshake, then masked frames out."""
+
+    def __init__(self, port: int, timeout: float = 30.0) -> None:
+        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        req, key = frames.handshake_request(f"{HOST}:{port}")
+        self.sock.sendall(req)
+        head, self.buf = read_head(self.sock)
+        frames.check_response(head, key)
+
+    def recv_exact(self, n: int) -> bytes:
+        buf = self.buf
+        while len(buf) < n:
+            chunk = self.sock.recv(max(65536, n - len(buf)))
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            buf += chunk
+        self.buf = buf[n:]
+        return buf[:n]
+
+    def recv_into_exact(self, view: memoryview) -> None:
+        """Fill ``view`` completely (for large payloads, without intermediate bytes objects)."""
+        n, pos = len(view), 0
+        if self.buf:
+            take = min(len(self.buf), n)
+            view[:take] = self.buf[:take]
+            self.buf, pos = self.buf[take:], take
+        while pos < n:
+            got = self.sock.recv_into(view[pos:], n - pos)
+            if not got:
+                raise ConnectionError("server closed the connection")
+            pos += got
+
+    def close(self) -> None:
+        try:
+            self.sock.sendall(frames.build_frame(frames.OP_CLOSE, struct.pack("!H", 1000), key=os.urandom(4)))
+            self.sock.settimeout(2)
+            self.sock.recv(64)
+        except OSError:
+            pass
+        self.sock.close()
