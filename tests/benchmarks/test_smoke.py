@@ -1,0 +1,47 @@
+"""Smoke test: ``python -m benchmarks --quick`` runs end to end, so the scripts cannot rot.
+
+Skipped when the peer packages (benchmarks/requirements.txt) are not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+for _name in ("wsproto", "websockets", "aiohttp", "picows"):
+    pytest.importorskip(_name)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_frames_roundtrip() -> None:
+    from benchmarks import frames
+
+    for size in (0, 1, 125, 126, 65535, 65536, 70000):
+        for kind in ("text", "binary"):
+            payload = frames.make_payload(size, kind)
+            data = payload.encode() if isinstance(payload, str) else payload
+            assert len(data) == size
+            stream = frames.client_stream(payload, 3)
+            parsed, used = frames.parse_frames(stream)
+            assert used == len(stream) == 3 * (size + frames.frame_overhead(size, True))
+            op = frames.OP_TEXT if kind == "text" else frames.OP_BINARY
+            assert parsed == [(op, True, data)] * 3
+
+
+def test_quick_run(tmp_path: "os.PathLike[str]") -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--no-charts", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = open(os.path.join(tmp_path, "RESULTS.md")).read()
+    for title in ("Receive path", "Send path (server role", "Send path (client role", "Loopback echo", "Scale"):
+        assert title in results
+    assert "FAILED" not in results, results
+    # Every peer measured in the sans-IO benchmarks.
+    for peer in ("wsproto", "websockets-py", "aiohttp-py"):
+        assert f"| {peer} |" in results
