@@ -170,7 +170,7 @@ class PerMessageDeflate(ExtensionFactory):
             raise ValueError(f"mem_level must be in 1..9, not {mem_level!r}")
         if compress_threshold < 0:
             raise ValueError(f"compress_threshold must be >= 0, not {compress_threshold!r}")
-        if require_client_max_window_bits and not isinstance(client_max_window_bits, int):
+        if require_client_max_window_bits and (client_max_window_bits is None or client_max_window_bits is True):
             raise ValueError("require_client_max_window_bits needs an int client_max_window_bits")
         self.client_no_context_takeover = bool(client_no_context_takeover)
         self.server_no_context_takeover = bool(server_no_context_takeover)
