@@ -198,6 +198,10 @@ def test_server_accepts(offer: Params, kwargs: dict[str, object], response: str,
     assert (ext.send_no_context_takeover, ext.recv_no_context_takeover) == no_takeover
 
 
+def one(name: str, value: str | None) -> Params:
+    return [(name, value)]
+
+
 INVALID_OFFERS: list[Params] = [
     [("unknown_param", None)],
     [("x", "1")],
@@ -209,8 +213,8 @@ INVALID_OFFERS: list[Params] = [
     [("server_no_context_takeover", "true")],
     [("client_no_context_takeover", "1")],
     [("server_max_window_bits", None)],
-    *[[("server_max_window_bits", v)] for v in ["", "7", "16", "08", "+9", "9.0", " 9", "0x9", "abc", "15 "]],
-    *[[("client_max_window_bits", v)] for v in ["", "7", "16", "08", "-9", "1e1", "１０"]],
+    *[one("server_max_window_bits", v) for v in ["", "7", "16", "08", "+9", "9.0", " 9", "0x9", "abc", "15 "]],
+    *[one("client_max_window_bits", v) for v in ["", "7", "16", "08", "-9", "1e1", "１０"]],
 ]
 
 
