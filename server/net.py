@@ -27,7 +27,7 @@ def bind_sockets(
     flags = socket.AI_PASSIVE
     infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, flags)
     sockets: list[socket.socket] = []
-    seen: set[tuple[int, str]] = set()
+    seen: set[tuple[int, object]] = set()
     try:
         for family, type_, proto, _name, addr in infos:
             if (family, addr[0]) in seen or family not in (socket.AF_INET, socket.AF_INET6):
@@ -151,7 +151,7 @@ def connect_socket(
             loop.add_writer(sock, lambda: connected(sock))
         else:
             sock.close()
-            try_next(ConnectionRefusedError(err, f"connect to {addr[0]}:{addr[1]} failed: {errno.errorcode.get(err, err)}"))
+            try_next(ConnectionRefusedError(err, f"connect to {host}:{port} failed: {errno.errorcode.get(err, err)}"))
 
     def connected(sock: socket.socket) -> None:
         loop.forget(sock)

@@ -1,0 +1,213 @@
+"""Command line: ``python -m server echo`` (an echo server) and ``python -m server client URL``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import ssl
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Callable
+
+from wsproto_lite import HTTPRequest
+
+from .async_client import connect_async
+from .errors import HandshakeError, InvalidURL
+from .handler import Handler, HTTPResponse
+from .loop import EventLoop
+from .options import Options
+from .tls import client_context, server_context
+from .websocket import WebSocket
+from .ws_server import WebSocketServer
+
+__all__ = ["main", "EchoHandler", "health_check"]
+
+logger = logging.getLogger("server.cli")
+
+
+class EchoHandler(Handler):
+    """Sends every message back, with the same type."""
+
+    def on_message(self, conn: WebSocket, message: str | bytes) -> None:
+        conn.send(message)
+
+
+def health_check(request: HTTPRequest) -> HTTPResponse:
+    """``GET /health`` answers 200 "ok"; any other plain HTTP request 426 (this is a WebSocket server)."""
+    if request.method in ("GET", "HEAD") and request.path == "/health":
+        return HTTPResponse(200, [("Content-Type", "text/plain")], b"ok\n")
+    return HTTPResponse(
+        426,
+        [("Content-Type", "text/plain"), ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
+        b"this is a WebSocket endpoint\n",
+    )
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m server", description="wsproto-lite WebSocket server and client.")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("echo", help="run an echo server", description="Echo every message back to its sender.")
+    e.add_argument("--host", default="127.0.0.1", help="address to listen on ('' = every IPv4 and IPv6 one)")
+    e.add_argument("--port", type=int, default=8765)
+    e.add_argument("--tls-cert", help="PEM certificate chain: serve wss://")
+    e.add_argument("--tls-key", help="PEM private key (if not inside --tls-cert)")
+    e.add_argument("--max-message-size", type=int, default=16 * 2**20, help="bytes; larger messages get close 1009")
+    e.add_argument("--compression", action=argparse.BooleanOptionalAction, default=True,
+                   help="negotiate permessage-deflate (default: on)")
+    e.add_argument("--max-connections", type=int, default=None, help="beyond this: HTTP 503")
+    e.add_argument("--ping-interval", type=float, default=20.0, help="keepalive ping period, 0 = off")
+    e.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT (several processes, one port)")
+    e.add_argument("--trace", action="store_true", help="print every frame on stderr, annotated")
+
+    c = sub.add_parser("client", help="interactive client (like wscat)",
+                       description="Send each stdin line as a text message; print every message received.")
+    c.add_argument("url", help="ws://host:port/path or wss://...")
+    c.add_argument("--subprotocol", action="append", default=[], help="offer a subprotocol (repeatable)")
+    c.add_argument("--header", action="append", default=[], help="extra request header 'Name: value'")
+    c.add_argument("--ca-file", help="trust this CA (PEM) for wss://")
+    c.add_argument("--insecure", action="store_true", help="do not verify the server certificate")
+    c.add_argument("--compression", action=argparse.BooleanOptionalAction, default=True)
+    c.add_argument("--timeout", type=float, default=10.0, help="connect + handshake timeout, seconds")
+    c.add_argument("--trace", action="store_true", help="print every frame on stderr, annotated")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "echo":
+            return _echo(args)
+        return _client(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _echo(args: argparse.Namespace) -> int:
+    options = Options(
+        max_message_size=args.max_message_size,
+        compression=args.compression,
+        max_connections=args.max_connections,
+        ping_interval=args.ping_interval or None,
+    )
+    ctx: ssl.SSLContext | None = None
+    if args.tls_cert:
+        try:
+            ctx = server_context(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            _stderr(f"error: cannot load the TLS certificate/key ({args.tls_cert}): {exc}")
+            return 1
+    try:
+        server = WebSocketServer(
+            EchoHandler(),
+            host=args.host or None,
+            port=args.port,
+            ssl_context=ctx,
+            options=options,
+            http_handler=health_check,
+            reuse_port=args.reuse_port,
+            trace=_stderr if args.trace else None,
+        )
+    except OSError as exc:
+        _stderr(f"error: cannot listen on {args.host or '*'}:{args.port}: {exc.strerror or exc}")
+        return 1
+    scheme = "wss" if ctx else "ws"
+    for host, port in server.addresses:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"echo server listening on {scheme}://{shown}:{port}", flush=True)
+    server.serve_forever()
+    server.loop.close()
+    return 0
+
+
+class _Interactive(Handler):
+    """Prints what arrives; remembers how the connection ended."""
+
+    def __init__(self, loop: EventLoop, on_ready: Callable[[], None]) -> None:
+        self.loop = loop
+        self.on_ready = on_ready
+        self.status = 0
+
+    def on_open(self, conn: WebSocket) -> None:
+        proto = f" (subprotocol {conn.subprotocol})" if conn.subprotocol else ""
+        _stderr(f"connected{proto}; type messages, Ctrl-D to close")
+        self.on_ready()  # read stdin only once open, so lines typed early are not lost
+
+    def on_message(self, conn: WebSocket, message: str | bytes) -> None:
+        if isinstance(message, str):
+            print(f"< {message}", flush=True)
+        else:
+            print(f"< (binary, {len(message)} bytes) {message[:64].hex(' ')}", flush=True)
+
+    def on_close(self, conn: WebSocket, code: int, reason: str) -> None:
+        _stderr(f"closed: {code}" + (f" {reason}" if reason else ""))
+        self.status = 0 if code in (1000, 1001, 1005) else 1
+        self.loop.stop()
+
+    def on_connect_error(self, conn: WebSocket, error: BaseException) -> None:
+        if isinstance(error, HandshakeError):
+            _stderr(f"error: the server refused the WebSocket handshake: HTTP {error.status} {error.reason}")
+        elif isinstance(error, ssl.SSLCertVerificationError):
+            _stderr(f"error: TLS certificate verification failed: {error.verify_message}")
+        else:
+            _stderr(f"error: cannot connect: {error}")
+        self.status = 1
+        self.loop.stop()
+
+
+def _client(args: argparse.Namespace) -> int:
+    loop = EventLoop()
+    handler = _Interactive(loop, lambda: threading.Thread(target=read_stdin, name="stdin", daemon=True).start())
+    def read_stdin() -> None:  # a thread: stdin may be a tty, a pipe or a file
+        for raw in sys.stdin:
+            loop.call_soon_threadsafe(line_in, raw.rstrip("\r\n"))
+        loop.call_soon_threadsafe(line_in, None)
+
+    headers = []
+    for item in args.header:
+        name, sep, value = item.partition(":")
+        if not sep:
+            _stderr(f"error: --header needs 'Name: value', got {item!r}")
+            return 2
+        headers.append((name.strip(), value.strip()))
+    try:
+        ctx = client_context(args.ca_file, verify=not args.insecure) if args.url.startswith("wss:") else None
+        conn = connect_async(
+            loop,
+            args.url,
+            handler,
+            subprotocols=args.subprotocol,
+            headers=headers,
+            options=Options(compression=args.compression, handshake_timeout=args.timeout, ping_interval=None),
+            ssl_context=ctx,
+            trace=_stderr if args.trace else None,
+        )
+    except (InvalidURL, OSError, ssl.SSLError) as exc:
+        _stderr(f"error: {exc}")
+        return 2
+
+    def line_in(line: str | None) -> None:
+        if line is not None:
+            conn.send(line)
+        else:
+            conn.close(1000)  # stdin ended: close; messages still in flight are printed
+
+    loop.add_signal_handler(signal.SIGINT, lambda: conn.close(1000) if conn.is_open else loop.stop())
+    try:
+        loop.run_forever()
+    finally:
+        loop.remove_signal_handlers()
+        if not conn.closed:
+            conn.abort()
+        loop.close()
+    return handler.status

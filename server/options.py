@@ -1,0 +1,46 @@
+"""Tunables of a WebSocket connection (both roles) and of the server, in one dataclass."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+__all__ = ["Options", "SLOW_CONSUMER_CLOSE_CODE"]
+
+#: Close code sent to a peer whose unread data stayed over ``write_hard_limit`` too long.
+#: 1008 (policy violation) rather than 1013 (try again later): the fault is the peer's (it does not read),
+#: not a temporary server overload, and 1013 would invite a client that never reads to reconnect and repeat.
+SLOW_CONSUMER_CLOSE_CODE = 1008
+
+
+@dataclass
+class Options:
+    """Everything is optional; the defaults suit a public-facing server.
+
+    Timeouts are in seconds (``None`` disables); sizes in bytes.
+    """
+
+    max_message_size: int | None = 16 * 2**20
+    """Largest incoming message; over it the core closes with 1009."""
+    compression: bool = True
+    """Negotiate permessage-deflate (RFC 7692)."""
+    handshake_timeout: float | None = 10.0
+    """Time allowed for the opening handshake (TLS included) before the socket is dropped."""
+    close_timeout: float | None = 5.0
+    """Time allowed for the peer to answer our close (or close TCP) before the socket is aborted."""
+    ping_interval: float | None = 20.0
+    """Send a keepalive ping this often (``None``: no keepalive)."""
+    ping_timeout: float | None = 20.0
+    """Close with 1011 when the pong takes longer than this."""
+    write_high_water: int = 1 << 20
+    """Over this many unsent bytes: stop reading from the peer, ``conn.writable`` becomes False."""
+    write_low_water: int | None = None
+    """Under this (default ``write_high_water // 4``): resume reading and call ``on_writable``."""
+    write_hard_limit: int = 16 << 20
+    """Over this many unsent bytes ``send()`` drops messages (returns False) and the slow-consumer timer runs."""
+    slow_consumer_timeout: float = 10.0
+    """Still over ``write_hard_limit`` after this long: close 1008 and drop the connection."""
+    max_connections: int | None = None
+    """Server: connections beyond this get an HTTP 503."""
+    allowed_origins: Collection[str] | None = None
+    """Server: if set, handshakes whose ``Origin`` is not listed get 403 (a missing Origin is allowed)."""

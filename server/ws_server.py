@@ -1,0 +1,254 @@
+"""The WebSocket server: listening sockets, per-connection setup, broadcast, graceful shutdown.
+
+    from server import Handler, WebSocketServer
+
+    class Echo(Handler):
+        def on_message(self, conn, message):
+            conn.send(message)
+
+    WebSocketServer(Echo(), host="127.0.0.1", port=8765).serve_forever()   # Ctrl-C: close 1001, exit
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import ssl
+from collections.abc import Iterable
+from typing import Callable
+
+from wsproto_lite import Config, PerMessageDeflate, ServerConnection, prepare_message
+from wsproto_lite.extensions import ExtensionFactory
+
+from .handler import Handler, HTTPHandler
+from .loop import EventLoop, TimerHandle
+from .net import Listener, bind_sockets
+from .options import Options
+from .tls import TLSTransport
+from .trace import FrameTracer
+from .transport import SocketTransport
+from .websocket import WebSocket
+
+__all__ = ["WebSocketServer"]
+
+logger = logging.getLogger("server.ws_server")
+
+#: Connections beyond ``max_connections`` are still answered (503) up to this many extra; past that the
+#: socket is closed at once, so a flood cannot make us hold more than this.
+_OVERFLOW_ALLOWANCE = 256
+
+
+class WebSocketServer:
+    """Serves WebSocket connections to ``handler`` on one or more listening sockets.
+
+    ``host=None`` (or ``""``) listens on every IPv4 and IPv6 interface; ``port=0`` picks a free port
+    (see :attr:`port`).  Sockets are bound in the constructor, so "address in use" raises ``OSError``
+    there.  Everything else happens in ``loop`` (a new one if not given).
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        host: str | None = "127.0.0.1",
+        port: int = 8765,
+        ssl_context: ssl.SSLContext | None = None,
+        options: Options | None = None,
+        http_handler: HTTPHandler | None = None,
+        loop: EventLoop | None = None,
+        reuse_port: bool = False,
+        backlog: int = 1024,
+        trace: Callable[[str], None] | None = None,
+    ) -> None:
+        self.handler = handler
+        self.options = options or Options()
+        self.ssl_context = ssl_context
+        self.http_handler = http_handler
+        self.loop = loop or EventLoop()
+        self._trace = trace
+        self.connections: set[WebSocket] = set()
+        """Every connection not yet finished (handshaking, open or closing)."""
+        self._overflow = 0
+        self._shutdown_timer: TimerHandle | None = None
+        self._shutting_down = False
+        self._stop_loop_when_done = False
+        self._on_shutdown_done: list[Callable[[], None]] = []
+        self.listeners = [
+            Listener(self.loop, s, self._accept)
+            for s in bind_sockets(host, port, reuse_port=reuse_port, backlog=backlog)
+        ]
+
+    # -- addresses -----------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on."""
+        return self.listeners[0].address[1]
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Every (host, port) listened on."""
+        return [listener.address for listener in self.listeners]
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def open_connections(self) -> list[WebSocket]:
+        """The connections whose handshake completed and which are not closing."""
+        return [c for c in self.connections if c.is_open]
+
+    def _extensions(self) -> list[ExtensionFactory]:
+        return [PerMessageDeflate()] if self.options.compression else []
+
+    def _accept(self, sock: socket.socket, address: object) -> None:
+        limit = self.options.max_connections
+        over = limit is not None and len(self.connections) >= limit
+        if self._shutting_down or (over and self._overflow >= _OVERFLOW_ALLOWANCE):
+            sock.close()
+            return
+        core = ServerConnection(
+            config=Config(max_message_size=self.options.max_message_size), extensions=self._extensions()
+        )
+        tracer = FrameTracer(f"{_format_address(address)}", self._trace, server_side=True) if self._trace else None
+        conn = WebSocket(
+            self.loop,
+            core,
+            self.handler,
+            self.options,
+            http_handler=self.http_handler,
+            over_capacity=over,
+            on_finished=self._finished,
+            tracer=tracer,
+        )
+        conn.remote_address = address
+        if over:
+            self._overflow += 1
+            conn.data["_overflow"] = True
+        else:
+            self.connections.add(conn)
+        try:
+            if self.ssl_context is not None:
+                TLSTransport(
+                    self.loop,
+                    sock,
+                    conn,
+                    ssl_context=self.ssl_context,
+                    server_side=True,
+                    high_water=self.options.write_high_water,
+                    low_water=self.options.write_low_water,
+                )
+            else:
+                SocketTransport(
+                    self.loop,
+                    sock,
+                    conn,
+                    high_water=self.options.write_high_water,
+                    low_water=self.options.write_low_water,
+                )
+        except OSError as exc:  # the peer is already gone (getpeername/setsockopt failed)
+            logger.debug("dropping %s: %s", address, exc)
+            sock.close()
+            self._finished(conn)
+
+    def _finished(self, conn: WebSocket) -> None:
+        if conn.data.pop("_overflow", False):
+            self._overflow -= 1
+        self.connections.discard(conn)
+        if self._shutting_down and not self.connections:
+            self._shutdown_complete()
+
+    # -- broadcast -----------------------------------------------------------------------------
+
+    def broadcast(self, message: str | bytes, connections: Iterable[WebSocket] | None = None) -> int:
+        """Send ``message`` to ``connections`` (default: every open one), building the frame once.
+
+        Connections over their high watermark (``not conn.writable``) are skipped: a slow peer does not
+        make the others wait nor the server buffer without bound.  Returns how many got the message.
+        Broadcast frames are never compressed.
+        """
+        prepared = prepare_message(message)
+        sent = 0
+        for conn in list(self.connections if connections is None else connections):
+            if conn.writable and conn.send_prepared(prepared):
+                sent += 1
+        return sent
+
+    # -- running and stopping ------------------------------------------------------------------
+
+    def serve_forever(self, *, handle_signals: bool = True) -> None:
+        """Run the loop until :meth:`shutdown` finishes (SIGINT/SIGTERM trigger it when in the main thread)."""
+        if handle_signals:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.loop.add_signal_handler(signum, self._on_signal)
+        self._stop_loop_when_done = True
+        try:
+            self.loop.run_forever()
+        finally:
+            if handle_signals:
+                self.loop.remove_signal_handlers()
+
+    def _on_signal(self) -> None:
+        if self._shutting_down:
+            logger.warning("second signal: stopping now")
+            self._shutdown_complete(force=True)
+            return
+        logger.info("signal received: shutting down (close 1001 to %d connections)", len(self.connections))
+        self.shutdown()
+
+    def shutdown(
+        self,
+        timeout: float = 5.0,
+        code: int = 1001,
+        reason: str = "server shutting down",
+        on_done: Callable[[], None] | None = None,
+    ) -> None:
+        """Graceful stop (loop thread): stop accepting, close every connection with ``code`` (1001 "going
+        away"), wait at most ``timeout`` s for the closing handshakes, then abort the rest.
+
+        ``on_done()`` runs when every connection is gone; the loop stops then if :meth:`serve_forever`
+        runs it.
+        """
+        if on_done is not None:
+            self._on_shutdown_done.append(on_done)
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        for listener in self.listeners:
+            listener.close()
+        for conn in list(self.connections):
+            if conn.is_open:
+                conn.close(code, reason)
+            elif not conn.closed and conn.core.close_sent is None and conn.core.close_received is None:
+                conn.abort()  # still handshaking
+        if not self.connections:
+            self._shutdown_complete()
+        else:
+            self._shutdown_timer = self.loop.call_later(timeout, self._shutdown_complete, True)
+
+    def _shutdown_complete(self, force: bool = False) -> None:
+        if self._shutdown_timer is not None:
+            self._shutdown_timer.cancel()
+            self._shutdown_timer = None
+        if force:
+            for conn in list(self.connections):
+                conn.abort()
+        callbacks, self._on_shutdown_done = self._on_shutdown_done, []
+        for callback in callbacks:
+            callback()
+        if self._stop_loop_when_done:
+            self.loop.stop()
+
+    def close(self) -> None:
+        """Stop listening and drop every connection at once (no closing handshake)."""
+        self._shutting_down = True
+        for listener in self.listeners:
+            listener.close()
+        for conn in list(self.connections):
+            conn.abort()
+
+
+def _format_address(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = str(address[0])
+        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+    return str(address)
