@@ -319,7 +319,6 @@ class _DeflateExtension(Extension):
         self._decompressor: _Decompress | None = None
         self._out_compressed = False  # the outbound message in progress is compressed
         self._in_compressed = False  # the inbound message in progress is compressed
-        self._in_size = 0  # bytes inflated so far for the inbound message
         self._after_final = b""  # bytes received after a BFINAL block ended the inbound stream
 
     def __repr__(self) -> str:
@@ -342,7 +341,6 @@ class _DeflateExtension(Extension):
 
     def start_inbound(self, rsv: int) -> bool:
         """A data message starts: compressed iff RSV1 is set (RFC 7692 §6)."""
-        self._in_size = 0
         # RFC 7692 §6: a message without RSV1 is not compressed and passes through untouched.
         self._in_compressed = bool(rsv & _RSV1)
         if self._in_compressed:
@@ -354,14 +352,18 @@ class _DeflateExtension(Extension):
         return self._in_compressed
 
     def decode(self, data: bytes, fin: bool, max_size: int | None) -> bytes:
-        """Inflate the next piece of a compressed message, never beyond ``max_size`` bytes in all."""
+        """Inflate the next piece of a compressed message into at most ``max_size`` bytes.
+
+        ``max_size`` is what the message may still grow by (the core passes its limit minus what this
+        message has decoded so far); None: unbounded. Over it: :class:`ExtensionError` 1009.
+        """
         d = self._decompressor
         if not self._in_compressed or d is None:
             return data
         out = self._inflate(d, data, max_size)
         if fin:
             # RFC 7692 §7.2.2: append 00 00 ff ff to the message payload before the last inflate.
-            tail = self._inflate(d, _TAIL, max_size)
+            tail = self._inflate(d, _TAIL, None if max_size is None else max_size - len(out))
             if tail:
                 out += tail
             if d.eof and d.unused_data + self._after_final not in _AFTER_FINAL_OK:
@@ -389,14 +391,13 @@ class _DeflateExtension(Extension):
             else:
                 # RFC 7692 §8: inflate at most one byte past the budget, so a tiny frame that would
                 # inflate enormously costs O(max_size); the rest stays in unconsumed_tail, unread.
-                out = d.decompress(data, max_size - self._in_size + 1)
+                out = d.decompress(data, max(max_size, 0) + 1)
         except zlib.error as exc:
             # RFC 6455 §7.4.1: 1007 for payload data inconsistent with the message (undecodable).
             raise ExtensionError(f"{_NAME}: invalid compressed data ({exc})", _CLOSE_INVALID_DATA) from None
-        self._in_size += len(out)
-        if max_size is not None and self._in_size > max_size:
+        if max_size is not None and len(out) > max_size:
             # RFC 6455 §7.4.1: 1009 for a message too big to process.
-            raise ExtensionError(f"{_NAME}: message exceeds {max_size} bytes", _CLOSE_TOO_BIG)
+            raise ExtensionError(f"{_NAME}: message exceeds the size limit", _CLOSE_TOO_BIG)
         return out
 
     # -- outbound ------------------------------------------------------------------------------------

@@ -65,7 +65,9 @@ def receive(ext: Extension, frames: list[tuple[int, bytes]], max_size: int | Non
         if i == 0:
             transform = ext.start_inbound(rsv)
         if transform:
-            out.append(ext.decode(payload, i == len(frames) - 1, max_size))
+            # Like the core: max_size is what the message may still grow by.
+            remaining = None if max_size is None else max_size - sum(map(len, out))
+            out.append(ext.decode(payload, i == len(frames) - 1, remaining))
         else:
             out.append(payload)
     return b"".join(out)
@@ -441,9 +443,10 @@ def test_streaming_decode_in_arbitrary_pieces() -> None:
             assert ext.start_inbound(rsv)
         last_frame = i == len(frames) - 1
         for j in range(len(payload)):  # one byte at a time
-            out.append(ext.decode(payload[j:j + 1], last_frame and j == len(payload) - 1, len(message)))
+            remaining = len(message) - sum(map(len, out))
+            out.append(ext.decode(payload[j:j + 1], last_frame and j == len(payload) - 1, remaining))
         if not payload:
-            out.append(ext.decode(b"", last_frame, len(message)))
+            out.append(ext.decode(b"", last_frame, len(message) - sum(map(len, out))))
     assert b"".join(out) == message
 
 
@@ -565,7 +568,7 @@ def test_zip_bomb_streamed_in_frames_stops_at_the_limit() -> None:
     produced = 0
     with pytest.raises(ExtensionError) as info:
         for i in range(0, len(bomb), 10_000):  # 10 KB frames
-            produced += len(ext.decode(bomb[i:i + 10_000], i + 10_000 >= len(bomb), limit))
+            produced += len(ext.decode(bomb[i:i + 10_000], i + 10_000 >= len(bomb), limit - produced))
     assert info.value.code == 1009
     assert produced <= limit
 
@@ -580,11 +583,26 @@ def test_max_size_is_exact(pieces: int) -> None:
         ext = deflate_ext()
         assert ext.start_inbound(RSV1)
         chunks = [payload[i:i + step] for i in range(0, len(payload), step)]
-        return b"".join(ext.decode(c, k == len(chunks) - 1, limit) for k, c in enumerate(chunks))
+        out = b""
+        for k, chunk in enumerate(chunks):
+            out += ext.decode(chunk, k == len(chunks) - 1, limit - len(out))
+        return out
 
     assert run(len(message)) == message
     with pytest.raises(ExtensionError) as info:
         run(len(message) - 1)
+    assert info.value.code == 1009
+
+
+def test_max_size_is_a_remaining_budget_and_never_negative() -> None:
+    payload = send(deflate_ext(), JSON)[0][1]
+    ext = deflate_ext()
+    assert ext.start_inbound(RSV1)
+    assert ext.decode(payload, True, len(JSON)) == JSON
+    ext = deflate_ext()
+    assert ext.start_inbound(RSV1)
+    with pytest.raises(ExtensionError) as info:
+        ext.decode(payload, True, -5)  # a caller that overshot: still 1009, not a zlib ValueError
     assert info.value.code == 1009
 
 
