@@ -57,7 +57,7 @@ def send(ext: Extension, message: bytes, *, sizes: list[int] | None = None,
 
 def receive(ext: Extension, frames: list[tuple[int, bytes]], max_size: int | None = None) -> bytes:
     """Decode frames as the core would: RSV checks, start_inbound on the first one, decode each."""
-    out = []
+    out: list[bytes] = []
     transform = False
     for i, (rsv, payload) in enumerate(frames):
         opcode = BINARY if i == 0 else CONT
@@ -437,7 +437,7 @@ def test_streaming_decode_in_arbitrary_pieces() -> None:
     message = os.urandom(1000) + JSON * 100
     frames = send(deflate_ext(), message, sizes=[700, 1])
     ext = deflate_ext()
-    out = []
+    out: list[bytes] = []
     for i, (rsv, payload) in enumerate(frames):
         if i == 0:
             assert ext.start_inbound(rsv)
