@@ -485,10 +485,11 @@ class ClientConnection(Connection):
         )
 
     def _receive_body(self, data: bytes) -> None:
+        # Keep at most max_http_body bytes; without Content-Length the body ends at EOF.
         limit = self.config.max_http_body
-        self._body += data[: max(0, limit - len(self._body))]
         wanted = limit if self._body_length is None else min(limit, self._body_length)
-        if len(self._body) >= wanted and (self._body_length is not None or len(self._body) >= limit):
+        self._body += data[: max(0, wanted - len(self._body))]
+        if len(self._body) >= wanted:
             self._reject_done()
 
     def _reject_done(self) -> None:

@@ -127,7 +127,7 @@ def header_values(headers: Headers, name: str) -> list[str]:
 
 def token_list(headers: Headers, name: str) -> list[str]:
     """Comma-separated tokens of every ``name`` header, stripped, empty elements dropped (RFC 9110 §5.6.1)."""
-    tokens = []
+    tokens: list[str] = []
     for value in header_values(headers, name):
         tokens.extend(item.strip(" \t") for item in value.split(",") if item.strip(" \t"))
     return tokens

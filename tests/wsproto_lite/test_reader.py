@@ -1,0 +1,164 @@
+"""Frames to message events: the rules of §5.1-5.5, §8.1 and §10.4 with their close codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from wsproto_lite._config import Config
+from wsproto_lite._errors import RemoteProtocolError
+from wsproto_lite._events import (
+    BinaryChunk,
+    BinaryMessage,
+    CloseReceived,
+    Event,
+    Ping,
+    Pong,
+    TextChunk,
+    TextMessage,
+)
+from wsproto_lite._reader import MessageReader
+
+from .wire import close, frame, text
+
+
+def read(data: bytes, config: Config = Config(), server: bool = True) -> list[Event]:
+    """Events parsed from ``data``, or a ("error", code) item where the reader raised."""
+    reader = MessageReader(config, expect_masked=server)
+    reader.feed(data)
+    events: list[Event] = []
+    while True:
+        try:
+            event = reader.next_event()
+        except RemoteProtocolError as exc:
+            events.append(("error", exc.code))  # type: ignore[arg-type]
+            return events
+        if event is None:
+            return events
+        events.append(event)
+
+
+def test_text_binary_and_control_frames() -> None:
+    data = text("héllo") + frame(0x2, b"\x00\xff") + frame(0x9, b"p") + frame(0xA, b"q") + close(1001, b"bye")
+    assert read(data) == [TextMessage("héllo"), BinaryMessage(b"\x00\xff"), Ping(b"p"), Pong(b"q"), CloseReceived(1001, "bye")]
+
+
+def test_client_side_reads_unmasked_frames() -> None:
+    assert read(frame(0x1, b"hi", mask=None), server=False) == [TextMessage("hi")]
+
+
+def test_fragments_with_control_frames_interleaved() -> None:
+    # §5.4: control frames MAY be injected in the middle of a fragmented message
+    data = frame(0x1, b"fr", fin=False) + frame(0x9, b"") + frame(0x0, b"ag", fin=False) + frame(0x0, b"s")
+    assert read(data) == [Ping(b""), TextMessage("frags")]
+    data = frame(0x2, b"", fin=False) + frame(0x0, b"", fin=False) + frame(0x0, b"")
+    assert read(data) == [BinaryMessage(b"")]
+
+
+def test_utf8_split_across_fragments() -> None:
+    raw = "κόσμε".encode()
+    data = frame(0x1, raw[:1], fin=False) + frame(0x0, raw[1:4], fin=False) + frame(0x0, raw[4:])
+    assert read(data) == [TextMessage("κόσμε")]
+
+
+@pytest.mark.parametrize(
+    "data, code",
+    [
+        (frame(0x1, b"x", mask=None), 1002),  # §5.1: unmasked from a client
+        (frame(0x3, b""), 1002),  # §5.2: reserved data opcode
+        (frame(0xB, b""), 1002),  # §5.2: reserved control opcode
+        (frame(0x1, b"x", rsv=0x40), 1002),  # §5.2: RSV1 without an extension
+        (frame(0x1, b"x", rsv=0x10), 1002),
+        (frame(0x9, b"x" * 126), 1002),  # §5.5: control payload over 125
+        (frame(0x9, b"x", fin=False), 1002),  # §5.5: fragmented control frame
+        (frame(0x0, b"x"), 1002),  # §5.4: nothing to continue
+        (frame(0x1, b"a", fin=False) + frame(0x1, b"b"), 1002),  # §5.4: new message inside a fragmented one
+        (frame(0x1, b"\xff"), 1007),  # §8.1
+        (frame(0x8, b"\x03"), 1002),  # §5.5.1: one-byte close payload
+        (close(1004), 1002),  # §7.4.1
+        (close(1000, b"\xff"), 1007),
+        (b"\x81\xff\x80" + b"\0" * 7 + b"mask", 1002),  # §5.2: 64-bit length with the top bit
+    ],
+)
+def test_protocol_errors(data: bytes, code: int) -> None:
+    assert read(data)[-1] == ("error", code)
+
+
+def test_masked_frame_from_a_server() -> None:
+    assert read(text("x"), server=False) == [("error", 1002)]
+
+
+def test_events_before_the_bad_frame_are_delivered_first() -> None:
+    # Autobahn 3.x, 4.x, 5.15: valid messages before a bad frame still reach the application
+    data = text("one") + frame(0x9, b"") + text("two") + frame(0x1, b"x", rsv=0x20) + text("never")
+    assert read(data) == [TextMessage("one"), Ping(b""), TextMessage("two"), ("error", 1002)]
+
+
+def test_invalid_utf8_fails_before_the_frame_is_complete() -> None:
+    # Autobahn 6.4.x: fail fast in the middle of a frame
+    whole = frame(0x1, b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80edited")
+    reader = MessageReader(Config(), expect_masked=True)
+    reader.feed(whole[: 6 + 13])  # the header, the key and the text up to \xf4\x90
+    with pytest.raises(RemoteProtocolError) as info:
+        reader.next_event()
+    assert info.value.code == 1007
+
+
+def test_limits() -> None:
+    config = Config(max_message_size=10, max_fragments=3)
+    assert read(text("x" * 10), config) == [TextMessage("x" * 10)]
+    assert read(text("x" * 11), config) == [("error", 1009)]
+    # the limit applies to the message across fragments, and fails before the payload arrives
+    assert read(frame(0x2, b"x" * 6, fin=False) + frame(0x0, b"x" * 6)[:6], config) == [("error", 1009)]
+    three = frame(0x2, b"", fin=False) + frame(0x0, b"", fin=False) + frame(0x0, b"")
+    assert read(three, config) == [BinaryMessage(b"")]
+    four = frame(0x2, b"", fin=False) + frame(0x0, b"", fin=False) * 2 + frame(0x0, b"")
+    assert read(four, config) == [("error", 1009)]
+    assert read(frame(0x2, b"x" * 5), Config(max_frame_size=4))[-1] == ("error", 1009)
+
+
+def test_a_huge_length_is_refused_from_the_header_alone() -> None:
+    header = b"\x82\xff" + (2**63 - 1).to_bytes(8, "big") + b"mask"
+    assert read(header) == [("error", 1009)]
+
+
+def test_streaming_chunks() -> None:
+    config = Config(stream_messages=True)
+    raw = "κόσμε".encode()
+    data = frame(0x1, raw[:3], fin=False) + frame(0x0, raw[3:]) + frame(0x2, b"ab", fin=False) + frame(0x0, b"c")
+    assert read(data, config) == [TextChunk("κ", False), TextChunk("όσμε", True), BinaryChunk(b"ab", False), BinaryChunk(b"c", True)]
+
+
+def test_streaming_a_large_frame_as_it_arrives() -> None:
+    config = Config(stream_messages=True, max_message_size=None)
+    payload = bytes(range(256)) * 1000
+    data = frame(0x2, payload)
+    reader = MessageReader(config, expect_masked=True)
+    received = b""
+    for i in range(0, len(data), 7000):
+        reader.feed(data[i : i + 7000])
+        while (event := reader.next_event()) is not None:
+            assert isinstance(event, BinaryChunk)
+            received += event.data
+            assert event.final == (len(received) == len(payload))
+    assert received == payload
+
+
+def test_byte_by_byte() -> None:
+    data = text("hello") + frame(0x1, "wörld".encode(), fin=False) + frame(0xA, b"pp") + frame(0x0, b"!") + close()
+    expected = read(data)
+    reader = MessageReader(Config(), expect_masked=True)
+    events = []
+    for i in range(len(data)):
+        reader.feed(data[i : i + 1])
+        while (event := reader.next_event()) is not None:
+            events.append(event)
+    assert events == expected == [TextMessage("hello"), Pong(b"pp"), TextMessage("wörld!"), CloseReceived(1000, "")]
+
+
+def test_buffered_counts_unparsed_bytes() -> None:
+    reader = MessageReader(Config(), expect_masked=True)
+    reader.feed(text("a"))
+    reader.feed(text("b"))
+    assert reader.buffered == 14
+    assert reader.next_event() == TextMessage("a")
+    assert reader.buffered == 7

@@ -1,0 +1,32 @@
+"""Frames built by hand for the tests, independently of the code under test (RFC 6455 §5.2)."""
+
+from __future__ import annotations
+
+import struct
+
+MASK = b"\x37\xfa\x21\x3d"
+
+
+def frame(opcode: int, payload: bytes = b"", fin: bool = True, rsv: int = 0, mask: bytes | None = MASK) -> bytes:
+    """A frame as a client (masked, the default) or a server (``mask=None``) sends it."""
+    first = (0x80 if fin else 0) | rsv | opcode
+    mask_bit = 0x80 if mask is not None else 0
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", first, mask_bit | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", first, mask_bit | 126, n)
+    else:
+        head = struct.pack("!BBQ", first, mask_bit | 127, n)
+    if mask is None:
+        return head + payload
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def text(data: str, **kw: object) -> bytes:
+    return frame(0x1, data.encode(), **kw)  # type: ignore[arg-type]
+
+
+def close(code: int | None = 1000, reason: bytes = b"", **kw: object) -> bytes:
+    payload = b"" if code is None else struct.pack("!H", code) + reason
+    return frame(0x8, payload, **kw)  # type: ignore[arg-type]
