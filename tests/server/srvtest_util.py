@@ -31,3 +31,131 @@ class Recorder(BaseProtocol):
 
     def resume_writing(self) -> None:
         self.events.append("resume")
+
+
+# -- a WebSocket server running in a background loop thread ---------------------------------------
+
+import socket  # noqa: E402
+import threading  # noqa: E402
+from typing import Any  # noqa: E402
+
+from server.handler import Handler  # noqa: E402
+from server.loop import EventLoop  # noqa: E402
+from server.websocket import WebSocket  # noqa: E402
+from server.ws_server import WebSocketServer  # noqa: E402
+
+
+class Echo(Handler):
+    """Echoes messages; records closes."""
+
+    def __init__(self) -> None:
+        self.closes: list[tuple[int, str]] = []
+        self.closed = threading.Event()
+
+    def on_message(self, conn: WebSocket, message: str | bytes) -> None:
+        conn.send(message)
+
+    def on_close(self, conn: WebSocket, code: int, reason: str) -> None:
+        self.closes.append((code, reason))
+        self.closed.set()
+
+
+class ServerThread:
+    """A WebSocketServer on 127.0.0.1:<free port> in its own loop thread."""
+
+    def __init__(self, handler: Handler | None = None, **kwargs: Any) -> None:
+        self.loop = EventLoop()
+        self.handler = handler or Echo()
+        self.server = WebSocketServer(self.handler, host=kwargs.pop("host", "127.0.0.1"), port=0, loop=self.loop, **kwargs)
+        self.thread = threading.Thread(target=self.loop.run_forever, name="ws-server", daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.server.ssl_context else "ws"
+        return f"{scheme}://127.0.0.1:{self.port}/"
+
+    def call(self, fn: Any, *args: Any, timeout: float = 10.0) -> Any:
+        """Run ``fn(*args)`` in the loop thread and return its result."""
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["value"] = fn(*args)
+            except BaseException as exc:  # noqa: BLE001
+                box["error"] = exc
+            done.set()
+
+        self.loop.call_soon_threadsafe(run)
+        assert done.wait(timeout), "the server loop did not answer"
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def connection_count(self) -> int:
+        return int(self.call(lambda: len(self.server.connections)))
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.call(self.server.close)
+            self.loop.stop()
+            self.thread.join(10)
+        assert not self.thread.is_alive()
+        self.loop.close()
+
+    def __enter__(self) -> "ServerThread":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def raw_connect(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> socket.socket:
+    """A plain blocking TCP socket to the server."""
+    return socket.create_connection((host, port), timeout=timeout)
+
+
+UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def raw_handshake(sock: socket.socket) -> bytes:
+    """Send an upgrade request on ``sock``; return the response head (asserting 101)."""
+    sock.sendall(UPGRADE)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        assert chunk, "server closed during the handshake"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return head
+
+
+def read_until_closed(sock: socket.socket, limit: int = 1 << 20) -> bytes:
+    """Everything the server sends until it closes the socket."""
+    out = b""
+    while len(out) < limit:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def assert_echo_works(url: str) -> None:
+    """A fresh client gets an echo: the server survived whatever the test did."""
+    from websockets.sync.client import connect
+
+    with connect(url, open_timeout=10, close_timeout=5) as ws:
+        ws.send("still alive?")
+        assert ws.recv(timeout=10) == "still alive?"
