@@ -1,0 +1,19 @@
+"""Configuration defaults and validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from wsproto_lite import Config
+
+
+def test_defaults_are_bounded() -> None:
+    config = Config()
+    assert config.max_message_size == 16 * 2**20 and config.frame_limit == config.max_message_size
+    assert Config(max_frame_size=10).frame_limit == 10
+
+
+@pytest.mark.parametrize("name", ["max_message_size", "max_frame_size", "max_fragments"])
+def test_negative_limits_are_refused(name: str) -> None:
+    with pytest.raises(ValueError):
+        Config(**{name: -1})
