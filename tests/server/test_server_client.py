@@ -1,0 +1,201 @@
+"""server.client (blocking) against a real third-party server: websockets' sync server, over loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import pytest
+from websockets.exceptions import ConnectionClosed as WSClosed
+from websockets.http11 import Response
+from websockets.sync.server import Server, ServerConnection, serve
+
+from server.client import ConnectionClosed, HandshakeError, InvalidURL, connect
+
+SIZES = [0, 125, 126, 65535, 65536, 1 << 20, 16 << 20]
+
+
+def _echo(ws: ServerConnection) -> None:
+    try:
+        for message in ws:
+            if message == "close please":
+                ws.close(4003, "closing as asked")
+                return
+            if message == "fragments please":
+                ws.send(["one ", "two ", "three"])
+                continue
+            ws.send(message)
+    except WSClosed:
+        pass
+
+
+def _select_subprotocol(ws: ServerConnection, offered: Any) -> Any:
+    return "b.v1" if "b.v1" in offered else None
+
+
+def _auth(ws: ServerConnection, request: Any) -> Response | None:
+    if request.path.startswith("/private"):
+        return ws.respond(403, "no entry\n")
+    return None
+
+
+class WSServer:
+    """A websockets sync server in a thread."""
+
+    def __init__(self, handler: Callable[[ServerConnection], None] = _echo, **kw: Any) -> None:
+        self.server: Server = serve(
+            handler, "127.0.0.1", 0, max_size=None, ping_interval=None, select_subprotocol=_select_subprotocol,
+            process_request=_auth, **kw,
+        )
+        self.port = self.server.socket.getsockname()[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture(scope="module")
+def ws_server() -> Iterator[WSServer]:
+    s = WSServer()
+    yield s
+    s.stop()
+
+
+@pytest.mark.parametrize("compression", [True, False], ids=["deflate", "plain"])
+def test_sizes_text_and_binary(ws_server: WSServer, compression: bool) -> None:
+    url = f"ws://127.0.0.1:{ws_server.port}/"
+    with connect(url, compression=compression, max_message_size=32 << 20, timeout=10) as ws:
+        extensions = dict((k.lower(), v) for k, v in ws.response_headers).get("sec-websocket-extensions", "")
+        assert ("permessage-deflate" in extensions) is compression
+        for size in SIZES:
+            text = "ü" * (size // 2) + "z" * (size % 2)
+            ws.send(text)
+            assert ws.recv(timeout=30) == text
+            data = os.urandom(size) if size <= 1 << 20 else bytes(range(256)) * (size // 256)
+            ws.send(data)
+            assert ws.recv(timeout=30) == data
+
+
+def test_fragments_both_ways(ws_server: WSServer) -> None:
+    with connect(f"ws://127.0.0.1:{ws_server.port}/", timeout=10) as ws:
+        ws.send("abc", fin=False)
+        ws.send("def", fin=False)
+        ws.send("ghi")
+        assert ws.recv(timeout=10) == "abcdefghi"
+        ws.send(b"\x01" * 70000, fin=False)
+        ws.send(b"\x02")
+        assert ws.recv(timeout=10) == b"\x01" * 70000 + b"\x02"
+        ws.send("fragments please")
+        assert ws.recv(timeout=10) == "one two three"
+
+
+def test_ping_pong_and_iteration(ws_server: WSServer) -> None:
+    with connect(f"ws://127.0.0.1:{ws_server.port}/", timeout=10) as ws:
+        ws.send("before ping")
+        ws.ping(b"hello?", timeout=10)  # the message that arrives meanwhile is kept
+        assert ws.recv(timeout=10) == "before ping"
+        ws.send("a")
+        ws.send("b")
+        ws.send("close please")
+        assert list(ws) == ["a", "b"]
+        assert ws.close_code == 4003 and ws.close_reason == "closing as asked"
+
+
+def test_close_code_reaches_the_server() -> None:
+    seen: list[tuple[int, str]] = []
+    done = threading.Event()
+
+    def handler(ws: ServerConnection) -> None:
+        try:
+            for _ in ws:
+                pass
+        except WSClosed as exc:
+            if exc.rcvd is not None:
+                seen.append((exc.rcvd.code, exc.rcvd.reason))
+        finally:
+            done.set()
+
+    srv = WSServer(handler)
+    try:
+        ws = connect(f"ws://127.0.0.1:{srv.port}/", timeout=10)
+        ws.close(4321, "client says bye")
+        assert done.wait(10)
+        assert seen == [(4321, "client says bye")]
+        with pytest.raises(ConnectionClosed):
+            ws.send("after close")
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=1)
+    finally:
+        srv.stop()
+
+
+def test_server_close_raises_connection_closed_with_code(ws_server: WSServer) -> None:
+    with connect(f"ws://127.0.0.1:{ws_server.port}/", timeout=10) as ws:
+        ws.send("close please")
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=10)
+        assert (info.value.code, info.value.reason) == (4003, "closing as asked")
+
+
+def test_subprotocol_selection(ws_server: WSServer) -> None:
+    with connect(f"ws://127.0.0.1:{ws_server.port}/", subprotocols=["a.v1", "b.v1"], timeout=10) as ws:
+        assert ws.subprotocol == "b.v1"
+    with connect(f"ws://127.0.0.1:{ws_server.port}/", subprotocols=["zzz"], timeout=10) as ws:
+        assert ws.subprotocol is None
+
+
+def test_handshake_error_carries_status(ws_server: WSServer) -> None:
+    with pytest.raises(HandshakeError) as info:
+        connect(f"ws://127.0.0.1:{ws_server.port}/private", timeout=10)
+    assert info.value.status == 403
+    assert b"no entry" in info.value.body
+
+
+def test_connection_refused_and_bad_url() -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with pytest.raises(ConnectionRefusedError):
+        connect(f"ws://127.0.0.1:{port}/", timeout=5)
+    with pytest.raises(InvalidURL):
+        connect("http://127.0.0.1/")
+
+
+def test_recv_timeout_then_still_usable(ws_server: WSServer) -> None:
+    with connect(f"ws://127.0.0.1:{ws_server.port}/", timeout=10) as ws:
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.05)
+        ws.send("late")
+        assert ws.recv(timeout=10) == "late"
+
+
+def test_handshake_timeout_against_silent_server() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        with pytest.raises(TimeoutError):
+            connect(f"ws://127.0.0.1:{listener.getsockname()[1]}/", timeout=0.2)
+    finally:
+        listener.close()
+
+
+def test_tls_client_verifies_certificates(
+    server_ssl_context: ssl.SSLContext, cert_files: tuple[str, str, str]
+) -> None:
+    srv = WSServer(ssl=server_ssl_context)
+    try:
+        url = f"wss://localhost:{srv.port}/"
+        with connect(url, ca_file=cert_files[2], timeout=10) as ws:
+            ws.send(b"secret" * 100000)
+            assert ws.recv(timeout=10) == b"secret" * 100000
+        with pytest.raises(ssl.SSLCertVerificationError):
+            connect(url, timeout=10)  # the test CA is not trusted by default
+    finally:
+        srv.stop()
