@@ -12,18 +12,26 @@ from . import frames
 from .loopback import Client, ServerProc, free_port, peer_server
 from .peers import OURS
 from .report import Table, fmt_rate, median, ratio_cells
+from .servers import MAX
 
 PEERS = ["websockets", "aiohttp", "picows"]
 IMPLS = [OURS, *PEERS]
 
 
 def ours_server(mode: str = "echo") -> ServerProc:
-    """``python -m server echo`` (the project's I/O layer); raises RuntimeError when unavailable."""
+    """Echo: ``python -m server echo`` (the project's CLI); broadcast: ``benchmarks.ours_server``.
+
+    Raises RuntimeError when unavailable. Like the peers: no compression, no keepalive pings, a
+    message-size limit above the 16 MiB echo."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if not os.path.exists(os.path.join(root, "server", "__main__.py")):
         raise RuntimeError("server/__main__.py does not exist yet")
     port = free_port()
-    argv = [sys.executable, "-m", "server", mode, "--host", "127.0.0.1", "--port", str(port), "--no-compression"]
+    if mode == "echo":
+        argv = [sys.executable, "-m", "server", "echo", "--host", "127.0.0.1", "--port", str(port),
+                "--no-compression", "--ping-interval", "0", "--max-message-size", str(MAX)]
+    else:
+        argv = [sys.executable, "-m", "benchmarks.ours_server", "--host", "127.0.0.1", "--port", str(port)]
     return ServerProc(OURS, argv, port)
 
 

@@ -69,12 +69,14 @@ class Send:
     def __init__(self, role: str) -> None:
         self.conn = _server() if role == "server" else _client()
 
-    def send(self, message: str | bytes) -> bytes:
+    def send(self, message: str | bytes) -> list[bytes]:
+        # data_to_send_list(): no join, so large payloads are not copied (like aiohttp's two
+        # transport.write calls and websockets' list of buffers).
         if isinstance(message, str):
             self.conn.send_text(message)
         else:
             self.conn.send_binary(message)
-        return self.conn.data_to_send()
+        return self.conn.data_to_send_list()
 
 
 def recv_adapter() -> Recv:
