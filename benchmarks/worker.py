@@ -41,7 +41,12 @@ def _warm(fn: Callable[[], Any]) -> None:
 def time_recv(mod: Any, size: int, kind: str, n: int) -> dict[str, Any]:
     """Feed ``n`` masked frames in 64 KiB chunks; time until every message reached the app."""
     chunks, payload = _recv_input(size, kind, n)
-    _warm(lambda: [mod.recv_adapter().feed(c) for c in chunks[:4]])
+    def warm() -> None:
+        adapter = mod.recv_adapter()
+        for c in chunks[:4]:
+            adapter.feed(c)
+
+    _warm(warm)
     adapter = mod.recv_adapter()
     gc.collect()
     count = total = 0
