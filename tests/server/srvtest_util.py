@@ -67,8 +67,22 @@ class ServerThread:
         self.loop = EventLoop()
         self.handler = handler or Echo()
         self.server = WebSocketServer(self.handler, host=kwargs.pop("host", "127.0.0.1"), port=0, loop=self.loop, **kwargs)
+        self.changed = threading.Condition()
+        original = self.server._finished
+
+        def finished(conn: WebSocket) -> None:
+            original(conn)
+            with self.changed:
+                self.changed.notify_all()
+
+        self.server._finished = finished  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self.loop.run_forever, name="ws-server", daemon=True)
         self.thread.start()
+
+    def wait_connections(self, at_most: int, timeout: float = 10.0) -> bool:
+        """Wait until the server holds at most ``at_most`` connections (woken by each finished one)."""
+        with self.changed:
+            return self.changed.wait_for(lambda: len(self.server.connections) <= at_most, timeout)
 
     @property
     def port(self) -> int:
