@@ -81,6 +81,7 @@ class Connection:
         self._events: deque[Event] = deque()
         self._head = HeadReader(self.config.max_handshake_size)
         self._reader: MessageReader | None = None
+        self._ready: deque[Event] = deque()  # the reader's parsed-ahead data messages, once OPEN
         self._early: list[bytes] = []  # bytes that followed the handshake head before the reader exists
         self._writer = FrameWriter(None)
         self._eof = False
@@ -152,6 +153,8 @@ class Connection:
         """The next event, or None when more bytes are needed."""
         if self._events:
             return self._events.popleft()
+        if self._ready:  # data messages the reader parsed ahead: no reaction needed
+            return self._ready.popleft()
         reader = self._reader
         if reader is not None and self._reading:
             try:
@@ -160,7 +163,10 @@ class Connection:
                 self._fail(exc.code, exc.reason)
                 return self._events.popleft() if self._events else None
             if event is not None:
-                return self._react(event)
+                cls = type(event)
+                if cls is Ping or cls is CloseReceived:
+                    self._react(event)
+                return event
         if self._eof and not self._closed_reported:
             # §7.1.5: the transport closed; without a close frame that is an abnormal closure (1006)
             self._finish(CloseCode.ABNORMAL, "connection lost")
@@ -168,14 +174,12 @@ class Connection:
 
     def events(self) -> Iterator[Event]:
         """Iterate over the events available now."""
-        while True:
-            event = self.next_event()
-            if event is None:
-                return
+        next_event = self.next_event
+        while (event := next_event()) is not None:
             yield event
 
-    def _react(self, event: Event) -> Event:
-        """Apply the protocol's reactions to a received control frame; return the event."""
+    def _react(self, event: Event) -> None:
+        """Apply the protocol's reactions to a received ping or close frame."""
         cls = type(event)
         if cls is Ping:
             # §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in response"
@@ -192,7 +196,6 @@ class Connection:
                 self._send_close(None if event.code == CloseCode.NO_STATUS else event.code, "")
             self._clean = True
             self._finish(event.code, event.reason)
-        return event
 
     def _fail(self, code: int, reason: str) -> None:
         """§7.1.7 _Fail the WebSocket Connection_: send a close with ``code`` (if we can) and stop."""
@@ -297,6 +300,7 @@ class Connection:
         self._writer = FrameWriter(self._mask_key, self.extensions)
         self._writer.out = out
         self._reader = MessageReader(self.config, expect_masked=self.is_server, extensions=self.extensions)
+        self._ready = self._reader.ready
         self._move(Trigger.HANDSHAKE_DONE)
         for chunk in self._early:
             self._reader.feed(chunk)

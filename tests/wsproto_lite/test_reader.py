@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wsproto_lite._config import Config
 from wsproto_lite._errors import RemoteProtocolError
@@ -162,3 +164,50 @@ def test_buffered_counts_unparsed_bytes() -> None:
     assert reader.buffered == 14
     assert reader.next_event() == TextMessage("a")
     assert reader.buffered == 7
+
+
+_FRAMES = st.one_of(
+    st.text(max_size=30).map(lambda t: frame(0x1, t.encode())),
+    st.binary(max_size=130).map(lambda b: frame(0x2, b)),
+    st.binary(max_size=10).map(lambda b: frame(0x1, b)),  # often invalid UTF-8
+    st.binary(max_size=10).map(lambda b: frame(0x9, b)),
+    st.binary(max_size=10).map(lambda b: frame(0x2, b, fin=False)),
+    st.binary(max_size=10).map(lambda b: frame(0x0, b)),
+    st.binary(max_size=10).map(lambda b: frame(0x1, b, rsv=0x40)),
+    st.binary(max_size=10).map(lambda b: frame(0x2, b, mask=None)),
+)
+
+
+@given(st.lists(_FRAMES, max_size=12), st.booleans())
+def test_fast_path_and_general_path_agree(frames: list[bytes], stream: bool) -> None:
+    """Whole frames in one chunk take the fast path; one byte at a time forces the general path."""
+    data = b"".join(frames)
+    config = Config(stream_messages=stream, max_message_size=100)
+    whole = read(data, config)
+    reader = MessageReader(config, expect_masked=True)
+    slow: list[Event] = []
+    for i in range(len(data)):
+        reader.feed(data[i : i + 1])
+        try:
+            while (event := reader.next_event()) is not None:
+                slow.append(event)
+        except RemoteProtocolError as exc:
+            slow.append(("error", exc.code))  # type: ignore[arg-type]
+            break
+    if stream:  # the general path may split a message into more chunks: compare the joined messages
+        whole, slow = _join_chunks(whole), _join_chunks(slow)
+    assert slow == whole
+
+
+def _join_chunks(events: list[Event]) -> list[object]:
+    out: list[object] = []
+    parts: list[object] = []
+    for event in events:
+        if isinstance(event, (TextChunk, BinaryChunk)):
+            parts.append(event.data)
+            if event.final:
+                out.append(("".join if isinstance(event, TextChunk) else b"".join)(parts))  # type: ignore[operator]
+                parts = []
+        else:
+            out.append(event)
+    return out

@@ -1,0 +1,41 @@
+"""The README's sans-IO example runs as written, against a real third-party client."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+websockets_sync = pytest.importorskip("websockets.sync.client")
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_example_echoes() -> None:
+    code = re.search(r"```python\n(import socket.*?)```", README.read_text(), re.S)
+    assert code is not None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    source = code.group(1).replace("while True:", "for _ in range(1):").replace("9001", str(port))
+    source = source.replace('print("closed", event.code, event.reason)', "closed.append(event.code)")
+    namespace: dict[str, object] = {"closed": []}
+    server = threading.Thread(target=exec, args=(compile(source, "README.md", "exec"), namespace), daemon=True)
+    server.start()
+    for _ in range(100):  # wait until the listener is up (connection refused until then)
+        try:
+            client = websockets_sync.connect(f"ws://127.0.0.1:{port}", open_timeout=5)
+            break
+        except ConnectionRefusedError:
+            server.join(0.05)
+    with client:
+        client.send("hello")
+        assert client.recv(timeout=5) == "hello"
+        client.send(b"\x00" * 100_000)
+        assert client.recv(timeout=5) == b"\x00" * 100_000
+    server.join(5)
+    assert not server.is_alive()
+    assert namespace["closed"] == [1000]
