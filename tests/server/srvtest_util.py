@@ -141,7 +141,7 @@ UPGRADE = (
 
 
 def raw_handshake(sock: socket.socket) -> bytes:
-    """Send an upgrade request on ``sock``; return the response head (asserting 101)."""
+    """Send an upgrade request on ``sock``, assert a 101; return the bytes that followed the head."""
     sock.sendall(UPGRADE)
     head = b""
     while b"\r\n\r\n" not in head:
@@ -149,7 +149,7 @@ def raw_handshake(sock: socket.socket) -> bytes:
         assert chunk, "server closed during the handshake"
         head += chunk
     assert head.startswith(b"HTTP/1.1 101"), head
-    return head
+    return head.split(b"\r\n\r\n", 1)[1]
 
 
 def read_until_closed(sock: socket.socket, limit: int = 1 << 20) -> bytes:

@@ -250,8 +250,8 @@ def test_keepalive_pong_timeout_closes_1011() -> None:
     with ServerThread(options=Options(ping_interval=0.05, ping_timeout=0.2, close_timeout=0.5)) as st:
         sock = raw_connect(st.port)
         try:
-            raw_handshake(sock)  # then never answer the pings
-            data = read_until_closed(sock)
+            data = raw_handshake(sock)  # then never answer the pings
+            data += read_until_closed(sock)
         finally:
             sock.close()
         # server frames are unmasked: find the close frame 0x88 and its code

@@ -1,0 +1,165 @@
+"""WebSocket (the per-connection layer): backpressure, on_writable, timers, slow consumers, bad handlers."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from typing import Any
+
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
+
+from server.handler import Accept, Handler
+from server.options import Options
+from server.websocket import WebSocket
+from srvtest_util import Echo, ServerThread, assert_echo_works, raw_connect, raw_handshake, read_until_closed
+
+
+def _frame(payload: bytes, opcode: int = 1) -> bytes:
+    """A masked client frame (payload < 126 bytes)."""
+    key = b"\x0a\x0b\x0c\x0d"
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+class Producer(Handler):
+    """On "go": sends while writable, then again on each on_writable, ``total`` messages in all."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.sent = 0
+        self.writable_calls = 0
+        self.paused_reading = threading.Event()
+        self.closes: list[tuple[int, str]] = []
+        self.closed = threading.Event()
+
+    def _pump(self, conn: WebSocket) -> None:
+        while self.sent < self.total and conn.writable:
+            conn.send(b"p" * 65536)
+            self.sent += 1
+        if not conn.writable and conn.transport is not None and not conn.transport.is_reading:
+            self.paused_reading.set()
+
+    def on_message(self, conn: WebSocket, message: str | bytes) -> None:
+        if message == "go":
+            self._pump(conn)
+        else:
+            conn.send(message)
+
+    def on_writable(self, conn: WebSocket) -> None:
+        self.writable_calls += 1
+        self._pump(conn)
+
+    def on_close(self, conn: WebSocket, code: int, reason: str) -> None:
+        self.closes.append((code, reason))
+        self.closed.set()
+
+
+def test_backpressure_pauses_reading_and_on_writable_resumes() -> None:
+    handler = Producer(total=200)  # 12.5 MiB
+    with ServerThread(handler, options=Options(write_high_water=512 * 1024, compression=False)) as st:
+        sock = raw_connect(st.port)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        try:
+            raw_handshake(sock)
+            sock.sendall(_frame(b"go"))
+            assert handler.paused_reading.wait(10)  # over the high mark: not reading from us any more
+            received = 0
+            expected = 200 * (65536 + 10)  # 65536 > 65535: 10-byte headers (64-bit length)
+            while received < expected:
+                chunk = sock.recv(1 << 20)
+                assert chunk
+                received += len(chunk)
+            assert received == expected
+            assert handler.writable_calls >= 1
+            sock.sendall(_frame(struct.pack("!H", 1000), opcode=8))
+            assert handler.closed.wait(10)
+        finally:
+            sock.close()
+        assert handler.closes == [(1000, "")]
+
+
+def test_close_timeout_aborts_a_peer_that_never_answers() -> None:
+    class CloseAtOnce(Echo):
+        def on_open(self, conn: WebSocket) -> None:
+            conn.close(1000, "go away")
+
+    handler = CloseAtOnce()
+    with ServerThread(handler, options=Options(close_timeout=0.2)) as st:
+        sock = raw_connect(st.port)
+        try:
+            data = raw_handshake(sock)
+            data += read_until_closed(sock)  # we never send our close: the server must give up
+        finally:
+            sock.close()
+        assert data.startswith(b"\x88")  # its close frame arrived
+        assert handler.closed.wait(10)
+        assert handler.closes == [(1006, "connection aborted")]
+
+
+def test_slow_consumer_in_process() -> None:
+    class Careless(Producer):
+        def _pump(self, conn: WebSocket) -> None:
+            self.results = [conn.send(b"c" * 65536) for _ in range(self.total)]  # ignores writable
+
+    handler = Careless(total=256)  # 16 MiB (more than the kernel buffers take) against a 1 MiB hard limit
+    options = Options(
+        write_high_water=256 * 1024, write_hard_limit=1 << 20, slow_consumer_timeout=0.2, compression=False
+    )
+    with ServerThread(handler, options=options) as st:
+        sock = raw_connect(st.port)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        try:
+            raw_handshake(sock)
+            sock.sendall(_frame(b"go"))
+            assert handler.closed.wait(10)
+        finally:
+            sock.close()
+        assert handler.results[0] is True and handler.results[-1] is False  # later ones were dropped
+        assert handler.closes[0][0] == 1006
+        assert_echo_works(st.url)
+
+
+def test_handler_errors_are_contained() -> None:
+    class Buggy(Echo):
+        def handshake(self, conn: WebSocket, request: Any) -> Accept | None:
+            if request.path == "/boom":
+                raise RuntimeError("expected in test: handshake hook bug")
+            if request.path == "/bad-proto":
+                return Accept(subprotocol="never-offered")
+            return None
+
+        def on_message(self, conn: WebSocket, message: str | bytes) -> None:
+            if message == "crash":
+                raise RuntimeError("expected in test: on_message bug")
+            conn.send(message)
+
+    with ServerThread(Buggy()) as st:
+        for path in ("boom", "bad-proto"):
+            try:
+                ws_connect(st.url + path, proxy=None, open_timeout=10)
+            except InvalidStatus as exc:
+                assert exc.response.status_code == 500
+            else:
+                raise AssertionError("expected a 500")
+        with ws_connect(st.url, proxy=None, open_timeout=10) as ws:
+            ws.send("crash")
+            ws.send("after the crash")
+            assert ws.recv(timeout=10) == "after the crash"
+
+
+def test_send_outside_open_returns_false() -> None:
+    seen: list[bool] = []
+
+    class Late(Echo):
+        def on_close(self, conn: WebSocket, code: int, reason: str) -> None:
+            seen.append(conn.send("too late"))
+            seen.append(conn.ping())
+            super().on_close(conn, code, reason)
+
+    handler = Late()
+    with ServerThread(handler) as st:
+        with ws_connect(st.url, proxy=None, open_timeout=10):
+            pass
+        assert handler.closed.wait(10)
+    assert seen == [False, False]
