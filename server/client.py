@@ -18,7 +18,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 
 from wsproto_lite import (
@@ -48,7 +48,7 @@ def connect(
     url: str,
     *,
     subprotocols: Sequence[str] = (),
-    headers: Sequence[tuple[str, str]] = (),
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] = (),
     timeout: float | None = 10.0,
     compression: bool = True,
     max_message_size: int | None = 16 * 2**20,
@@ -71,7 +71,7 @@ def connect(
             ctx = ssl_context or client_context(ca_file)
             sock.settimeout(_remaining(deadline))
             sock = ctx.wrap_socket(sock, server_hostname=parsed.host)
-        extra = list(headers)
+        extra = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
         if origin is not None:
             extra.append(("Origin", origin))
         core = ClientConnection(

@@ -72,6 +72,7 @@ class WebSocketServer:
         self._overflow = 0
         self._shutdown_timer: TimerHandle | None = None
         self._shutting_down = False
+        self._shutdown_done = False
         self._stop_loop_when_done = False
         self._on_shutdown_done: list[Callable[[], None]] = []
         self.listeners = [
@@ -191,6 +192,7 @@ class WebSocketServer:
         if self._shutting_down:
             logger.warning("second signal: stopping now")
             self._shutdown_complete(force=True)
+            self.loop.stop()
             return
         logger.info("signal received: shutting down (close 1001 to %d connections)", len(self.connections))
         self.shutdown()
@@ -226,6 +228,9 @@ class WebSocketServer:
             self._shutdown_timer = self.loop.call_later(timeout, self._shutdown_complete, True)
 
     def _shutdown_complete(self, force: bool = False) -> None:
+        if self._shutdown_done:
+            return
+        self._shutdown_done = True
         if self._shutdown_timer is not None:
             self._shutdown_timer.cancel()
             self._shutdown_timer = None

@@ -304,3 +304,17 @@ def test_tls_server_with_websockets_client(server_ssl_context: ssl.SSLContext, c
         with _client(st.url, ssl=client_ssl_context) as ws:
             ws.send("after a failed handshake")
             assert ws.recv(timeout=10) == "after a failed handshake"
+
+
+def test_graceful_shutdown_gives_up_on_silent_peers() -> None:
+    st = ServerThread()
+    try:
+        sock = raw_connect(st.port)
+        raw_handshake(sock)  # then never answer the server's close
+        done = threading.Event()
+        st.call(lambda: st.server.shutdown(timeout=0.3, on_done=done.set))
+        assert done.wait(10)
+        assert st.connection_count() == 0
+        sock.close()
+    finally:
+        st.stop()
