@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import subprocess
 import sys
@@ -21,6 +22,11 @@ from .peers import VARIANTS, load
 
 _cache: dict[tuple, Any] = {}
 
+#: glibc adapts its mmap threshold to the history of each process, which made copies of 64 KiB-1 MiB
+#: buffers cost a page fault per 4 KiB in some workers and not in others (10x swings between identical
+#: code paths). Fixed thresholds put every worker in the same warm steady state.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+
 
 def _recv_input(size: int, kind: str, n: int) -> tuple[list[bytes], str | bytes]:
     key = ("recv", size, kind, n)
@@ -31,41 +37,50 @@ def _recv_input(size: int, kind: str, n: int) -> tuple[list[bytes], str | bytes]
     return _cache[key]
 
 
-def _warm(fn: Callable[[], Any]) -> None:
-    """One untimed round first, so allocator state (e.g. glibc's dynamic mmap threshold) and
-    caches are in the same warm state for every implementation."""
-    fn()
+def _rounds(one_round: Callable[[], float], min_seconds: float) -> int:
+    """Run one untimed round (warming allocator and caches) and return how many rounds make a
+    timed window of at least ``min_seconds``, so fast implementations are not timed over a
+    fraction of a millisecond, where one preemption by another process decides the result."""
+    t = one_round()
     gc.collect()
+    return max(1, min(1000, math.ceil(min_seconds / max(t, 1e-6))))
 
 
-def time_recv(mod: Any, size: int, kind: str, n: int) -> dict[str, Any]:
-    """Feed ``n`` masked frames in 64 KiB chunks; time until every message reached the app."""
+def time_recv(mod: Any, size: int, kind: str, n: int, min_seconds: float = 0.05) -> dict[str, Any]:
+    """Feed ``n`` masked frames in 64 KiB chunks to a fresh connection, ``rounds`` times; time until
+    every message reached the app. Connections are set up (handshake) outside the timed window."""
     chunks, payload = _recv_input(size, kind, n)
-    def warm() -> None:
-        adapter = mod.recv_adapter()
-        for c in chunks[:4]:
-            adapter.feed(c)
 
-    _warm(warm)
-    adapter = mod.recv_adapter()
+    def one_round() -> float:
+        adapter = mod.recv_adapter()
+        t0 = time.perf_counter()
+        for c in chunks:
+            adapter.feed(c)
+        return time.perf_counter() - t0
+
+    rounds = _rounds(one_round, min_seconds)
+    adapters = [mod.recv_adapter() for _ in range(rounds)]
     gc.collect()
     count = total = 0
     first = last = None
     t0 = time.perf_counter()
-    for chunk in chunks:
-        msgs = adapter.feed(chunk)
-        if msgs:
-            if first is None:
-                first = msgs[0]
-            count += len(msgs)
-            for m in msgs:
-                total += len(m)
-            last = msgs[-1]
+    for adapter in adapters:
+        feed = adapter.feed
+        for chunk in chunks:
+            msgs = feed(chunk)
+            if msgs:
+                if first is None:
+                    first = msgs[0]
+                count += len(msgs)
+                for m in msgs:
+                    total += len(m)
+                last = msgs[-1]
     seconds = time.perf_counter() - t0
     want = str if kind == "text" else bytes
-    ok = count == n and total == n * size and type(last) is want and first == payload and last == payload
+    n_all = n * rounds
+    ok = count == n_all and total == n_all * size and type(last) is want and first == payload and last == payload
     return {"seconds": seconds, "count": count, "bytes": total, "ok": ok,
-            "why": "" if ok else f"count={count}/{n} bytes={total}/{n * size} type={type(last).__name__}"}
+            "why": "" if ok else f"count={count}/{n_all} bytes={total}/{n_all * size} type={type(last).__name__}"}
 
 
 def _flatten(item: Any) -> bytes:
@@ -74,8 +89,8 @@ def _flatten(item: Any) -> bytes:
     return bytes(item)
 
 
-def time_send(mod: Any, size: int, kind: str, n: int, role: str) -> dict[str, Any]:
-    """Turn ``n`` messages into wire bytes with a handshaken connection of ``role``.
+def time_send(mod: Any, size: int, kind: str, n: int, role: str, min_seconds: float = 0.05) -> dict[str, Any]:
+    """Turn messages into wire bytes with a handshaken connection of ``role`` (``n`` x rounds).
 
     Outputs are not retained (an I/O layer writes and drops them); the first and the last are
     checked byte for byte, every call must return exactly one frame."""
@@ -88,11 +103,17 @@ def time_send(mod: Any, size: int, kind: str, n: int, role: str) -> dict[str, An
             out = send(payload)
         return first, out
 
-    _warm(lambda: loop(mod.send_adapter(role), min(n, 20)))
+    def one_round() -> float:
+        adapter = mod.send_adapter(role)
+        t0 = time.perf_counter()
+        loop(adapter, n)
+        return time.perf_counter() - t0
+
+    n_all = n * _rounds(one_round, min_seconds)
     adapter = mod.send_adapter(role)
     gc.collect()
     t0 = time.perf_counter()
-    first, last = loop(adapter, n)
+    first, last = loop(adapter, n_all)
     seconds = time.perf_counter() - t0
     masked = role == "client"
     expect = size + frames.frame_overhead(size, masked)
@@ -105,7 +126,7 @@ def time_send(mod: Any, size: int, kind: str, n: int, role: str) -> dict[str, An
             why = f"wire={len(wire)}/{expect} frames={parsed[:1]!r:.80}"
         elif bool(wire[1] & 0x80) != masked:
             why = "mask bit wrong"
-    return {"seconds": seconds, "count": n, "bytes": n * expect, "ok": not why, "why": why}
+    return {"seconds": seconds, "count": n_all, "bytes": n_all * expect, "ok": not why, "why": why}
 
 
 def main(variant: str) -> None:
@@ -122,9 +143,9 @@ def main(variant: str) -> None:
         req = json.loads(line)
         try:
             if req["op"] == "recv":
-                res = time_recv(mod, req["size"], req["kind"], req["n"])
+                res = time_recv(mod, req["size"], req["kind"], req["n"], req.get("min_seconds", 0.05))
             elif req["op"] == "send":
-                res = time_send(mod, req["size"], req["kind"], req["n"], req["role"])
+                res = time_send(mod, req["size"], req["kind"], req["n"], req["role"], req.get("min_seconds", 0.05))
             else:
                 raise ValueError(f"unknown op {req['op']}")
         except Exception as exc:  # noqa: BLE001
@@ -137,7 +158,7 @@ class Worker:
 
     def __init__(self, variant: str) -> None:
         self.variant = variant
-        env = {**os.environ, **VARIANTS[variant].env, "PYTHONHASHSEED": "0"}
+        env = {**os.environ, **VARIANTS[variant].env, **MALLOC_ENV, "PYTHONHASHSEED": "0"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.worker", variant],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
