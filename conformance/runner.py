@@ -67,7 +67,10 @@ def wstest_argv(mode: str, spec_path: Path) -> list[str]:
     """wstest (through the progress shim) in *mode* with *spec_path*."""
     if not paths.PY27.exists():
         raise HarnessError(f"wstest is not installed ({paths.PY27} missing): run bash conformance/setup.sh")
-    return [str(paths.PY27), "-u", str(paths.WSTEST_SHIM), "-m", mode, "-s", str(spec_path)]
+    argv = [str(paths.PY27), "-u", str(paths.WSTEST_SHIM), "-m", mode, "-s", str(spec_path)]
+    if mode == "fuzzingserver":
+        argv += ["--webport", "0"]  # no extra HTTP server on 8080 (on every interface)
+    return argv
 
 
 class Wstest:

@@ -8,8 +8,11 @@ when a case starts but nothing when it ends; this wraps
 
     @@case-result <id> <behavior> <behaviorClose> <duration-ms>
 
-so the Python 3 runner can show failures live. Keep this file Python 2 valid.
+so the Python 3 runner can show failures live. It also makes fuzzingserver
+listen on WSTEST_INTERFACE (default 127.0.0.1) instead of every interface.
+Keep this file Python 2 valid.
 """
+import os
 import sys
 
 from autobahntestsuite import fuzzing
@@ -29,6 +32,16 @@ def _log_case_and_print(self, results):
 
 
 fuzzing.FuzzingFactory.logCase = _log_case_and_print
+
+_listen_ws = fuzzing.listenWS
+
+
+def _listen_ws_loopback(factory, contextFactory=None, backlog=50, interface=""):
+    return _listen_ws(factory, contextFactory, backlog,
+                      interface or os.environ.get("WSTEST_INTERFACE", "127.0.0.1"))
+
+
+fuzzing.listenWS = _listen_ws_loopback
 
 if __name__ == "__main__":
     sys.argv[0] = "wstest"
