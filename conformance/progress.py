@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import IO
@@ -59,32 +60,47 @@ class Progress:
 class Reporter:
     """Renders Progress to *out*: an updating line on a TTY, plain lines otherwise."""
 
-    def __init__(self, role: str, out: IO[str] = sys.stderr, tty: bool | None = None) -> None:
+    def __init__(self, role: str, out: IO[str] = sys.stderr, tty: bool | None = None,
+                 tick: float = 1.0) -> None:
         self.role = role
         self.out = out
         self.tty = out.isatty() if tty is None else tty
         self.t0 = time.monotonic()
         self.progress = Progress()
         self._dirty = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        if self.tty and tick:
+            threading.Thread(target=self._tick, args=(tick,), daemon=True).start()
 
     def feed(self, line: str) -> None:
         """Parse one wstest line and report it."""
-        kind = self.progress.feed(line)
-        if kind is None:
-            return
-        if self.tty:
-            self._redraw()
-            if kind in ("fail", "error"):
+        with self._lock:
+            kind = self.progress.feed(line)
+            if kind is None:
+                return
+            if self.tty:
+                self._redraw()
+                if kind in ("fail", "error"):
+                    self._println(self._event_text(kind))
+            elif kind in ("start", "fail", "error", "total"):
                 self._println(self._event_text(kind))
-        elif kind in ("start", "fail", "error", "total"):
-            self._println(self._event_text(kind))
 
     def close(self) -> None:
-        """Finish the updating line."""
-        if self.tty and self._dirty:
-            self.out.write("\n")
-            self.out.flush()
-            self._dirty = False
+        """Stop the ticker and finish the updating line."""
+        self._stop.set()
+        with self._lock:
+            if self.tty and self._dirty:
+                self.out.write("\n")
+                self.out.flush()
+                self._dirty = False
+
+    def _tick(self, every: float) -> None:
+        """Keep the elapsed time moving during long cases (TTY only)."""
+        while not self._stop.wait(every):
+            with self._lock:
+                if self._dirty:
+                    self._redraw()
 
     def status(self) -> str:
         """'[server] case 12 of 517 (2.3)  0:41  failures: 1'."""

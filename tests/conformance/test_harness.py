@@ -49,7 +49,7 @@ def test_reporter_plain_lines() -> None:
 
 def test_reporter_tty_single_line() -> None:
     out = io.StringIO()
-    r = Reporter("client", out=out, tty=True)
+    r = Reporter("client", out=out, tty=True, tick=0)
     for line in WSTEST_OUT.splitlines():
         r.feed(line)
     r.close()
