@@ -11,20 +11,39 @@ Window bits 8: zlib refuses ``wbits=8`` for raw deflate, so a negotiated window 
 ``w_size - MIN_LOOKAHEAD`` = 512 - 262 = 250 (``MAX_DIST`` in deflate.c), which the test suite checks by
 inflating ``wbits=9`` output with ``wbits=-8``. Inbound, a window of 8 is inflated with 8, as agreed.
 
-Defaults and why (measured with CPython 3.11.7 / zlib 1.2.13, x86-64; ``benchmarks``-style numbers are
-reproduced by ``python -m wsproto_lite._deflate``):
+Defaults and why. Measured on this project's dev box (2 vCPU, shared and noisy: ballpark numbers; CPython
+3.11.7, zlib 1.2.13), JSON-like messages, context takeover, through ``encode``/``decode``; rerun with
+``python -c "import wsproto_lite._deflate as d; d._measure()"``:
 
-* ``compress_level=6`` is zlib's default; on JSON-like text level 1 is roughly 2x faster for 1 MiB
-  messages but its output is ~1.5x bigger, and for small messages (where WebSocket traffic usually is)
-  the per-call overhead dominates so the level barely changes the cost. Pick 1 for bulk throughput.
-* ``mem_level=8`` (zlib's default): a compressor costs ~267 KiB at memLevel 8 / window 15 and ~150 KiB
-  at memLevel 5 for ~1-2 % worse ratio; a decompressor costs ~41 KiB once it has inflated data (its
-  32 KiB window is allocated on first use). Idle connections that have sent/received nothing
-  compressed cost nothing (lazy creation); ``server_no_context_takeover`` /
-  ``client_no_context_takeover`` also free them between messages, at the price of a fresh zlib state
-  per message (~20-40 us for a compressor) and worse ratio on small messages.
-* ``compress_threshold=128``: below ~100 bytes a message without context takeover gains nothing
-  and with takeover saves only tens of bytes while costing a zlib call each; see the module ``__main__``.
+====================  =====================  ===================  ======
+setting               compress MB/s          decompress MB/s      ratio
+                      1 KiB msg / 1 MiB msg  1 KiB / 1 MiB
+====================  =====================  ===================  ======
+level 1, memLevel 8   27 / 57                74 / 197             0.29 / 0.27
+level 6, memLevel 8   14 / 30                89 / 171             0.25 / 0.22
+level 9, memLevel 8   5 / 7                  78 / 274             0.24 / 0.21
+level 6, memLevel 5   13 / 22                114 / 180            0.25 / 0.22
+level 6, mL 5, w 12   22 / 36                142 / 166            0.26 / 0.23
+====================  =====================  ===================  ======
+
+Memory per connection once a message went each way (tracemalloc: allocated, the worst case RSS reaches
+under sustained traffic; fresh objects touch far less, e.g. ~22 KiB RSS at memLevel 5 / window 15):
+memLevel 8 / window 15: 301 KiB; memLevel 5 / 15: 189 KiB; memLevel 5 / 12: 49 KiB; memLevel 5 / 9: 32 KiB.
+The compressor is most of it (window 2 * 2^w, hash chains 2 * 2^w, hash heads 2 * 2^(mL+7), pending buffer
+4 * 2^(mL+6) bytes); a decompressor is ~7 KiB + its 2^w window. Lazy creation makes an idle connection
+(nothing compressed sent or received yet) cost ~0.2 KiB instead of the ~157 KiB (memLevel 5, window 15)
+of eager objects; ``*_no_context_takeover`` frees the objects after every message (0.2 KiB between
+messages) at the price of a fresh zlib state per message (tens of us) and a worse ratio on small messages.
+
+* ``compress_level=6``: zlib's default and what other implementations send, so sizes are unsurprising; on
+  1 KiB messages it costs ~2x level 1's time for ~15 % smaller output. CPU-bound servers: use 1.
+* ``mem_level=5``: same ratio as 8 within 1 % on both sizes, 112 KiB less per compressor.
+* ``compress_threshold=64``: below it a message saves at most ~45 bytes even with context takeover (a 64 B
+  message becomes ~18 B; without takeover only ~10 % is saved), less than a TCP/IP packet's own headers,
+  while each one costs a zlib call (~4 us) or, without takeover, a whole fresh compressor.
+* Window bits stay at the RFC default (15) unless negotiated; a memory-lean server is
+  ``PerMessageDeflate(server_max_window_bits=12, client_max_window_bits=12)`` (~49 KiB per busy connection,
+  ~4 % bigger output) or adds ``server_no_context_takeover=True, client_no_context_takeover=True``.
 """
 
 from __future__ import annotations
@@ -158,8 +177,8 @@ class PerMessageDeflate(ExtensionFactory):
         client_max_window_bits: int | Literal[True] | None = True,
         server_max_window_bits: int | None = None,
         compress_level: int = 6,
-        mem_level: int = 8,
-        compress_threshold: int = 128,
+        mem_level: int = 5,
+        compress_threshold: int = 64,
         require_client_max_window_bits: bool = False,
     ) -> None:
         _check_bits("client_max_window_bits", client_max_window_bits, allow_true=True)
@@ -305,8 +324,8 @@ class _DeflateExtension(Extension):
         recv_window_bits: int,
         recv_no_context_takeover: bool,
         compress_level: int = 6,
-        mem_level: int = 8,
-        compress_threshold: int = 128,
+        mem_level: int = 5,
+        compress_threshold: int = 64,
     ) -> None:
         self.send_window_bits = send_window_bits
         self.send_no_context_takeover = send_no_context_takeover
@@ -435,3 +454,87 @@ class _DeflateExtension(Extension):
                 self._compressor = None
         # RFC 7692 §6.1: RSV1 on the first frame of a compressed message only.
         return (_RSV1 if first_frame else 0), out
+
+
+def _measure() -> None:  # pragma: no cover - ``python -m wsproto_lite._deflate``: the docstring's numbers
+    """Print memory per connection and throughput for a few settings."""
+    import json
+    import random
+    import time
+    import tracemalloc
+
+    rng = random.Random(7)
+
+    def json_message(size: int) -> bytes:
+        items, total = [], 0
+        while total < size:
+            item = json.dumps({"id": rng.randrange(10**6), "user": rng.choice(["alice", "bob", "carol", "dave"]),
+                               "score": round(rng.random() * 100, 3), "tags": rng.sample("abcde", 2),
+                               "active": rng.random() < 0.5, "note": "".join(rng.choices("abcdefghij ", k=20))})
+            items.append(item)
+            total += len(item) + 2
+        return ("[" + ", ".join(items) + "]").encode()[:size]
+
+    def pair(level: int, mem_level: int, bits: int, nct: bool) -> tuple[_DeflateExtension, _DeflateExtension]:
+        kw = dict(send_window_bits=bits, recv_window_bits=bits, send_no_context_takeover=nct,
+                  recv_no_context_takeover=nct, compress_level=level, mem_level=mem_level, compress_threshold=0)
+        return _DeflateExtension(**kw), _DeflateExtension(**kw)  # type: ignore[arg-type]
+
+    n = 200
+    print(f"memory per connection (tracemalloc, {n} connections, one 1 KiB message each way):")
+    for mem_level, bits, nct, active in [(5, 15, False, False), (8, 15, False, True), (5, 15, False, True),
+                                         (1, 15, False, True), (8, 12, False, True), (5, 12, False, True),
+                                         (5, 9, False, True), (5, 15, True, True)]:
+        msg = json_message(1024)
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        conns = []
+        for _ in range(n):
+            a, b = pair(6, mem_level, bits, nct)
+            if active:
+                rsv, payload = a.encode(msg, True, True, None)  # a compresses, b inflates: both directions
+                b.start_inbound(rsv)
+                b.decode(payload, True, None)
+                rsv, payload = b.encode(msg, True, True, None)
+                a.start_inbound(rsv)
+                a.decode(payload, True, None)
+            conns.append((a, b))
+        used = (tracemalloc.get_traced_memory()[0] - before) / (2 * n)
+        tracemalloc.stop()
+        label = "idle, lazy (nothing sent yet)" if not active else f"memLevel={mem_level} window={bits}"
+        print(f"  {label:32} no_context_takeover={nct!s:5}: {used / 1024:7.1f} KiB")
+        del conns
+
+    print("throughput (MB/s of uncompressed data, through encode/decode, context takeover):")
+    for size, count in [(1024, 3000), (2**20, 8)]:
+        msgs = [json_message(size) for _ in range(count)]
+        for level in (1, 6, 9):
+            a, b = pair(level, 8, 15, False)
+            frames = []
+            t0 = time.perf_counter()
+            for i in range(count):
+                frames.append(a.encode(msgs[i], True, True, None))
+            t1 = time.perf_counter()
+            for rsv, payload in frames:
+                b.start_inbound(rsv)
+                b.decode(payload, True, None)
+            t2 = time.perf_counter()
+            total = size * count
+            ratio = sum(len(p) for _, p in frames) / total
+            print(f"  {size:>7} B  level {level}: compress {total / (t1 - t0) / 1e6:7.1f}  "
+                  f"decompress {total / (t2 - t1) / 1e6:7.1f}  ratio {ratio:.3f}")
+
+    print("small messages: compressed size / time per encode call (level 6):")
+    for size in (16, 32, 64, 128, 256, 512):
+        for nct in (False, True):
+            a, _ = pair(6, 8, 15, nct)
+            msgs = [json_message(size) for _ in range(200)]
+            t0 = time.perf_counter()
+            sizes = [len(a.encode(m, True, True, None)[1]) for m in msgs]
+            per_call = (time.perf_counter() - t0) / len(msgs)
+            print(f"  {size:>4} B no_context_takeover={nct!s:5}: {sum(sizes) / len(sizes):6.1f} B, "
+                  f"{per_call * 1e6:6.1f} us")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _measure()
