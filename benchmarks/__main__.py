@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_charts:
         for t in tables:
             path = os.path.join(out_dir, f"chart-{t.key}.png")
-            if report.chart(t, path, t.unit.split(";")[0].split("(")[0].strip() or "value"):
+            if report.chart(t, path):
                 charts[t.key] = path
         if tables and not charts:
             extra_notes.append("charts skipped (matplotlib not installed)")

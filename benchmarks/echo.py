@@ -178,7 +178,7 @@ def run(*, quick: bool, reps: int, infos: dict[str, dict[str, str]], notes: list
         vals = {i: cell(i, key) for i in impls}
         t.rows.append([label, *[fmt(vals[i]) for i in impls],
                        *(ratio_cells(vals, OURS, impls, higher) if OURS in impls else [])])
-        if higher:
+        if key.endswith(".rate"):
             t.data[label.split(" (")[0]] = dict(vals)
     t.notes.append(f"sequential: {n_seq} round trips; pipelined: {n_pipe} messages written in one go while "
                    f"replies are read; large: {n_big} echoes of {big >> 20} MiB (client masks beforehand)")

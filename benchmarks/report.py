@@ -63,6 +63,7 @@ class Table:
     rows: list[list[str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     data: dict[str, dict[str, Any]] = field(default_factory=dict)  # row label -> variant -> number
+    chart_ylabel: str = "messages/s (higher is better)"
 
     def markdown(self) -> str:
         out = [f"### {self.title}", ""]
@@ -84,7 +85,7 @@ class Table:
         return "\n".join(x for x in out if x)
 
 
-def chart(table: Table, path: str, ylabel: str, log: bool = True) -> bool:
+def chart(table: Table, path: str, log: bool = True) -> bool:
     """Grouped bar chart of ``table.data``; False when matplotlib is missing or nothing to plot."""
     try:
         import matplotlib
@@ -98,7 +99,7 @@ def chart(table: Table, path: str, ylabel: str, log: bool = True) -> bool:
                       key=lambda v: table.columns.index(v) if v in table.columns else 99)
     if not labels or not variants:
         return False
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(labels) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(labels) + 2), 4.5))
     width = 0.8 / len(variants)
     for i, v in enumerate(variants):
         vals = [table.data[label].get(v) or 0 for label in labels]
@@ -106,7 +107,7 @@ def chart(table: Table, path: str, ylabel: str, log: bool = True) -> bool:
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(labels))], labels, rotation=20, ha="right")
     if log:
         ax.set_yscale("log")
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(table.chart_ylabel)
     ax.set_title(table.title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -173,13 +173,14 @@ def run(*, quick: bool, reps: int, infos: dict[str, dict[str, str]], notes: list
     ]
     t = Table(title="Scale (one server process each; broadcast = time from trigger until the last client has it)",
               key="scale", columns=["measure", *impls, *[f"us vs {i}" for i in impls if i != OURS and OURS in impls]],
-              unit="see each row; ratio > 1 means we are better")
+              unit="see each row; ratio > 1 means we are better",
+              chart_ylabel="ms until the last client has it (lower is better)")
     for label, key, higher, fmt in rows:
         vals = {i: results[i].get(key) for i in impls}
         t.rows.append([label, *["n/a" if vals[i] is None else fmt(vals[i]) for i in impls],
                        *(ratio_cells(vals, OURS, impls, higher) if OURS in impls else [])])
         if key.startswith("bcast"):
-            t.data[label.split(" (")[0]] = {i: (1 / v if v else None) for i, v in vals.items()}
+            t.data[label.split(" (")[0]] = {i: (v * 1e3 if v else None) for i, v in vals.items()}
     t.notes.append(f"broadcast: median of {reps}; the client reads all sockets with one epoll loop in Python, "
                    "so its own cost is included (the same for every server)")
     t.notes.append("RSS per connection = (RSS at the top level - RSS after 10 warm-up connections) / connections")
