@@ -17,7 +17,8 @@ def free_port(host: str = HOST) -> int:
     """A TCP port that was free a moment ago on *host*."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def port_accepts(port: int, host: str = HOST) -> bool:

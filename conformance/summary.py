@@ -53,7 +53,8 @@ class Summary:
 def load_index(outdir: Path) -> dict[str, dict[str, Any]]:
     """Read OUTDIR/index.json (agent -> case id -> result)."""
     with open(outdir / "index.json", encoding="utf-8") as f:
-        return json.load(f)
+        index: dict[str, dict[str, Any]] = json.load(f)
+    return index
 
 
 def pick_agent(index: Mapping[str, Any], agent: str | None) -> str:

@@ -38,7 +38,8 @@ class _Conn:
         from websockets.exceptions import ConnectionClosed
 
         try:
-            return self._ws.recv(timeout=timeout)
+            message: str | bytes = self._ws.recv(timeout=timeout)
+            return message
         except ConnectionClosed as e:
             rcvd = e.rcvd
             raise StandinClosed(rcvd.code if rcvd else 1006, rcvd.reason if rcvd else "") from e
