@@ -339,6 +339,7 @@ class _DeflateExtension(Extension):
         self._out_compressed = False  # the outbound message in progress is compressed
         self._in_compressed = False  # the inbound message in progress is compressed
         self._after_final = b""  # bytes received after a BFINAL block ended the inbound stream
+        self._in_fed = False  # the inbound message has had compressed bytes
 
     def __repr__(self) -> str:
         return (
@@ -379,20 +380,30 @@ class _DeflateExtension(Extension):
         d = self._decompressor
         if not self._in_compressed or d is None:
             return data
-        out = self._inflate(d, data, max_size)
-        if fin:
-            # RFC 7692 §7.2.2: append 00 00 ff ff to the message payload before the last inflate.
+        if not fin:
+            self._in_fed = self._in_fed or bool(data)
+            return self._inflate(d, data, max_size)
+        if not data and not self._in_fed:
+            # An empty payload holds no deflate data at all (a compliant sender sends 0x00, RFC 7692
+            # §7.2.3.6); appending the tail alone would leave the inflater inside a stored block header.
+            out = b""
+        elif len(data) <= 2048:
+            # RFC 7692 §7.2.2: append 00 00 ff ff to the payload, then inflate (one call when small).
+            out = self._inflate(d, data + _TAIL, max_size)
+        else:
+            out = self._inflate(d, data, max_size)
+            # RFC 7692 §7.2.2: append 00 00 ff ff to the payload before inflating its end.
             tail = self._inflate(d, _TAIL, None if max_size is None else max_size - len(out))
             if tail:
                 out += tail
-            if d.eof and d.unused_data + self._after_final not in _AFTER_FINAL_OK:
-                # RFC 7692 §7.2.3.4: after a BFINAL block only the 0x00 octet of an empty stored block
-                # (completed by the appended tail) may follow.
-                raise ExtensionError(f"{_NAME}: data after the final deflate block", _CLOSE_INVALID_DATA)
-            self._in_compressed = False
-            self._after_final = b""
-            if self.recv_no_context_takeover:
-                self._decompressor = None  # freed between messages: nothing to take over
+        if d.eof and d.unused_data + self._after_final not in _AFTER_FINAL_OK:
+            # RFC 7692 §7.2.3.4: after a BFINAL block only the 0x00 octet of an empty stored block
+            # (completed by the appended tail) may follow.
+            raise ExtensionError(f"{_NAME}: data after the final deflate block", _CLOSE_INVALID_DATA)
+        self._in_compressed = self._in_fed = False
+        self._after_final = b""
+        if self.recv_no_context_takeover:
+            self._decompressor = None  # freed between messages: nothing to take over
         return out
 
     def _inflate(self, d: _Decompress, data: bytes, max_size: int | None) -> bytes:

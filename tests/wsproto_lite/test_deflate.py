@@ -422,6 +422,26 @@ def test_empty_message_and_empty_fragments() -> None:
         assert receive(receiver, send(sender, b"abcdef", sizes=sizes)) == b"abcdef"
 
 
+def test_empty_compressed_payload_is_an_empty_message() -> None:
+    # Not what a compliant sender emits (0x00, §7.2.3.6), but it must not derail the next message.
+    sender, receiver = deflate_ext(), deflate_ext()
+    assert receive(receiver, [(RSV1, b"")]) == b""
+    assert receive(receiver, [(RSV1, b""), (0, b""), (0, b"")]) == b""
+    assert receive(receiver, send(sender, JSON)) == JSON
+    assert receive(receiver, [(RSV1, b"")]) == b""
+    assert receive(receiver, send(sender, JSON)) == JSON
+
+
+@pytest.mark.parametrize("size", [10, 2040, 2048, 2049, 5000])
+def test_last_piece_sizes_around_the_single_call_path(size: int) -> None:
+    data = os.urandom(size // 2) * 2
+    sender, receiver = deflate_ext(compress_level=0), deflate_ext()
+    frames = send(sender, data)
+    assert receive(receiver, frames, max_size=len(data)) == data
+    with pytest.raises(ExtensionError):
+        receive(deflate_ext(), send(deflate_ext(compress_level=0), data), max_size=len(data) - 1)
+
+
 def test_fragmented_send_keeps_tail_until_the_end() -> None:
     ext = deflate_ext()
     frames = send(ext, JSON * 20, sizes=[500, 500])
