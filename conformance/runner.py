@@ -106,6 +106,15 @@ class Wstest:
         self.log.close()
 
 
+def _pick_port(opts: RunOptions) -> int:
+    """--port (which must be free: a stranger listening there would be tested) or a free one."""
+    if opts.port is None:
+        return procs.free_port()
+    if procs.port_accepts(opts.port):
+        raise HarnessError(f"port {opts.port} is already in use on {procs.HOST}")
+    return opts.port
+
+
 def _prepare_outdir(opts: RunOptions, role: str) -> Path:
     outdir = paths.outdir(opts.reports, role)
     shutil.rmtree(outdir, ignore_errors=True)
@@ -121,7 +130,7 @@ def run_server_role(opts: RunOptions, out: IO[str] | None = None) -> int:
     """wstest fuzzingclient against our echo server; return summary's exit status."""
     impl = IMPLS[opts.impl]
     outdir = _prepare_outdir(opts, "server")
-    port = opts.port or procs.free_port()
+    port = _pick_port(opts)
     url = f"ws://{procs.HOST}:{port}"
     spec_path = spec.write_spec(
         spec.fuzzingclient_spec(url, impl.agent, outdir, opts.cases, opts.effective_exclude()),
@@ -132,33 +141,37 @@ def run_server_role(opts: RunOptions, out: IO[str] | None = None) -> int:
     if not opts.compression:
         server_argv.append("--no-compression")
     t0 = time.monotonic()
+    incomplete: str | None = None
+    reporter = Reporter("server")
     print(f"[server] {' '.join(server_argv[1:])}", file=sys.stderr)
     with _log(opts.reports, "server-role-server.log") as server_log:
         server = procs.start(server_argv, server_log, paths.REPO_ROOT, env=procs.python_env(paths.REPO_ROOT))
         wstest: Wstest | None = None
         try:
             procs.wait_for_port(port, server, timeout=30)
-            wstest = Wstest(argv, opts.reports / "server-role-wstest.log", Reporter("server"))
+            wstest = Wstest(argv, opts.reports / "server-role-wstest.log", reporter)
             wstest.wait(opts.timeout)
         except (HarnessError, RuntimeError, TimeoutError) as e:
-            print(f"[server] {e} (logs in {opts.reports})", file=sys.stderr)
+            incomplete = str(e)
         finally:
             if wstest:
                 wstest.stop()
             crashed = server.poll()
             procs.stop(server)
-    if crashed is not None:
-        print(f"[server] the server exited early with {crashed}; see "
-              f"{opts.reports / 'server-role-server.log'}", file=sys.stderr)
+    if crashed is not None and not incomplete:
+        incomplete = f"the server exited early with status {crashed}"
+    if incomplete:
+        print(f"[server] {incomplete}; logs in {opts.reports}", file=sys.stderr)
     return summary.report(outdir, "server", impl.agent, opts.results_md,
-                          _meta(opts, time.monotonic() - t0), out)
+                          _meta(opts, time.monotonic() - t0), out,
+                          expected=reporter.progress.total, incomplete=incomplete)
 
 
 def run_client_role(opts: RunOptions, out: IO[str] | None = None) -> int:
     """Our client driver against wstest fuzzingserver; return summary's exit status."""
     impl = IMPLS[opts.impl]
     outdir = _prepare_outdir(opts, "client")
-    port = opts.port or procs.free_port()
+    port = _pick_port(opts)
     url = f"ws://{procs.HOST}:{port}"
     spec_path = spec.write_spec(
         spec.fuzzingserver_spec(url, outdir, opts.cases, opts.effective_exclude()),
@@ -167,33 +180,39 @@ def run_client_role(opts: RunOptions, out: IO[str] | None = None) -> int:
     driver_argv = [sys.executable, "-m", impl.driver_module, "--url", url, "--agent", impl.agent,
                    "--compression" if opts.compression else "--no-compression",
                    "--max-message-size", str(MAX_MESSAGE_SIZE), "--case-timeout", str(opts.case_timeout)]
+    driver_log_path = opts.reports / "client-role-driver.log"
     t0 = time.monotonic()
-    wstest = Wstest(argv, opts.reports / "client-role-wstest.log", Reporter("client"))
+    incomplete: str | None = None
+    reporter = Reporter("client")
+    wstest = Wstest(argv, opts.reports / "client-role-wstest.log", reporter)
     try:
         procs.wait_for_port(port, wstest.proc, timeout=60)
         print(f"[client] {' '.join(driver_argv[1:])}", file=sys.stderr)
-        with _log(opts.reports, "client-role-driver.log") as driver_log:
+        with open(driver_log_path, "wb") as driver_log:
             driver = procs.start(driver_argv, driver_log, paths.REPO_ROOT,
                                  env=procs.python_env(paths.REPO_ROOT))
             try:
                 code = driver.wait(timeout=opts.timeout)
             except subprocess.TimeoutExpired:
                 code = None
-                print(f"[client] driver still running after {opts.timeout:.0f} s", file=sys.stderr)
+                incomplete = f"the driver was still running after {opts.timeout:.0f} s"
             finally:
                 procs.stop(driver)
         if code == 3:
-            print("[client] the driver could not import the client under test; see "
-                  f"{opts.reports / 'client-role-driver.log'}", file=sys.stderr)
+            incomplete = "the driver could not import the client under test"
         elif code:
-            print(f"[client] driver exited with {code}; see {opts.reports / 'client-role-driver.log'}",
-                  file=sys.stderr)
+            incomplete = f"the driver exited with status {code}"
+        if wstest.proc.poll() is not None:
+            incomplete = incomplete or f"wstest exited early with status {wstest.proc.returncode}"
     except (HarnessError, RuntimeError, TimeoutError) as e:
-        print(f"[client] {e} (logs in {opts.reports})", file=sys.stderr)
+        incomplete = str(e)
     finally:
         wstest.stop()
+    if incomplete:
+        print(f"[client] {incomplete}; see {driver_log_path}", file=sys.stderr)
     return summary.report(outdir, "client", impl.agent, opts.results_md,
-                          _meta(opts, time.monotonic() - t0), out)
+                          _meta(opts, time.monotonic() - t0), out,
+                          expected=reporter.progress.total, incomplete=incomplete)
 
 
 def _meta(opts: RunOptions, wall: float) -> dict[str, str]:

@@ -3,7 +3,8 @@
     python -m conformance.summary conformance/reports/servers [--role server] [--agent NAME]
 
 Exit status: 0 when every case is OK or INFORMATIONAL with behaviorClose OK or
-INFORMATIONAL ("100 % strict"), 1 otherwise, 2 when there is no usable report.
+INFORMATIONAL ("100 % strict"), 1 otherwise, 2 when there is no usable report
+or the run was incomplete.
 """
 
 from __future__ import annotations
@@ -109,11 +110,14 @@ def _row(label: str, c: Counter[str]) -> str:
     return "| " + " | ".join([label, *cells]) + " |"
 
 
-def format_summary(s: Summary, meta: Mapping[str, str] | None = None) -> str:
+def format_summary(s: Summary, meta: Mapping[str, str] | None = None,
+                   incomplete: str | None = None) -> str:
     """The full Markdown summary of one run (used for the terminal and RESULTS.md)."""
     verdict = "PASS (100 % strict)" if s.passed else f"FAIL ({s.strict_failures} case(s) not strict)"
     if s.total == 0:
         verdict = "FAIL (no cases ran)"
+    if incomplete:
+        verdict = f"INCOMPLETE RUN ({incomplete}); {verdict}"
     lines = [f"Agent `{s.agent}`, {s.total} cases: **{verdict}**"]
     for k, v in (meta or {}).items():
         lines.append(f"- {k}: {v}")
@@ -161,8 +165,13 @@ def _extract(text: str, role: str) -> str:
 
 
 def report(outdir: Path, role: str, agent: str | None = None, results_md: Path | None = None,
-           meta: Mapping[str, str] | None = None, out: IO[str] | None = None) -> int:
-    """Print the summary of *outdir*, update *results_md*, return the exit status."""
+           meta: Mapping[str, str] | None = None, out: IO[str] | None = None,
+           expected: int | None = None, incomplete: str | None = None) -> int:
+    """Print the summary of *outdir*, update *results_md*, return the exit status.
+
+    *expected* is the number of cases wstest announced; fewer in the report, or an
+    *incomplete* reason from the runner, make the run incomplete (status 2).
+    """
     out = out or sys.stdout
     try:
         index = load_index(outdir)
@@ -171,11 +180,15 @@ def report(outdir: Path, role: str, agent: str | None = None, results_md: Path |
         print(f"[{role}] no usable report in {outdir}: {e}", file=out)
         return 2
     s = summarize(index[name], role, name)
-    body = format_summary(s, meta)
+    if expected is not None and s.total < expected and not incomplete:
+        incomplete = f"{s.total} of {expected} cases reported"
+    body = format_summary(s, meta, incomplete)
     print(f"\n## {ROLE_TITLES[role]}\n\n{body}\n\nHTML report: {outdir / 'index.html'}", file=out)
     if results_md is not None:
         update_results_md(results_md, role, body)
         print(f"(updated {results_md})", file=out)
+    if incomplete:
+        return 2
     return 0 if s.passed else 1
 
 

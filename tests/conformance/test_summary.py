@@ -124,3 +124,12 @@ def test_cli_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "5.15: NON-STRICT / OK" in out and "Server role" in out
     assert "5.15: NON-STRICT / OK" in md.read_text()
+
+
+def test_incomplete_run_is_status_2(tmp_path: Path) -> None:
+    outdir = write_index(tmp_path, {"1.1.1": _case()})
+    out = io.StringIO()
+    assert summary.report(outdir, "server", expected=3, out=out) == 2
+    assert "INCOMPLETE RUN (1 of 3 cases reported)" in out.getvalue()
+    assert summary.report(outdir, "server", incomplete="wstest timed out", out=io.StringIO()) == 2
+    assert summary.report(outdir, "server", expected=1, out=io.StringIO()) == 0
