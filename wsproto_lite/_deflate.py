@@ -67,8 +67,6 @@ _WINDOW_VALUES = {str(bits): bits for bits in range(8, 16)}  # "8".."15", no lea
 _PARAM_NAMES = frozenset(
     ("server_no_context_takeover", "client_no_context_takeover", "server_max_window_bits", "client_max_window_bits")
 )
-#: What may follow a BFINAL block once the tail is appended (RFC 7692 §7.2.3.4).
-_AFTER_FINAL_OK = (_TAIL, b"\x00" + _TAIL)
 _CLOSE_PROTOCOL_ERROR = 1002
 _CLOSE_INVALID_DATA = 1007
 _CLOSE_TOO_BIG = 1009
@@ -377,58 +375,67 @@ class _DeflateExtension(Extension):
         ``max_size`` is what the message may still grow by (the core passes its limit minus what this
         message has decoded so far); None: unbounded. Over it: :class:`ExtensionError` 1009.
         """
-        d = self._decompressor
-        if not self._in_compressed or d is None:
+        if not self._in_compressed:
             return data
         if not fin:
             self._in_fed = self._in_fed or bool(data)
-            return self._inflate(d, data, max_size)
+            return self._inflate(data, max_size)
         if not data and not self._in_fed:
             # An empty payload holds no deflate data at all (a compliant sender sends 0x00, RFC 7692
             # §7.2.3.6); appending the tail alone would leave the inflater inside a stored block header.
             out = b""
         elif len(data) <= 2048:
             # RFC 7692 §7.2.2: append 00 00 ff ff to the payload, then inflate (one call when small).
-            out = self._inflate(d, data + _TAIL, max_size)
+            out = self._inflate(data + _TAIL, max_size)
         else:
-            out = self._inflate(d, data, max_size)
+            out = self._inflate(data, max_size)
             # RFC 7692 §7.2.2: append 00 00 ff ff to the payload before inflating its end.
-            tail = self._inflate(d, _TAIL, None if max_size is None else max_size - len(out))
+            tail = self._inflate(_TAIL, None if max_size is None else max_size - len(out))
             if tail:
                 out += tail
-        if d.eof and d.unused_data + self._after_final not in _AFTER_FINAL_OK:
-            # RFC 7692 §7.2.3.4: after a BFINAL block only the 0x00 octet of an empty stored block
-            # (completed by the appended tail) may follow.
-            raise ExtensionError(f"{_NAME}: data after the final deflate block", _CLOSE_INVALID_DATA)
         self._in_compressed = self._in_fed = False
-        self._after_final = b""
+        self._after_final = b""  # only ever the appended tail here: the next message starts a new stream
         if self.recv_no_context_takeover:
             self._decompressor = None  # freed between messages: nothing to take over
         return out
 
-    def _inflate(self, d: _Decompress, data: bytes, max_size: int | None) -> bytes:
-        if d.eof:
-            # RFC 7692 §7.2.3.4: the stream ended with a BFINAL block; keep what follows to check it.
-            self._after_final += data
-            if len(d.unused_data) + len(self._after_final) > len(_TAIL) + 1:
-                raise ExtensionError(f"{_NAME}: data after the final deflate block", _CLOSE_INVALID_DATA)
-            return b""
-        if not data:
-            return b""
-        try:
-            if max_size is None:
-                out = d.decompress(data)
-            else:
-                # RFC 7692 §8: inflate at most one byte past the budget, so a tiny frame that would
-                # inflate enormously costs O(max_size); the rest stays in unconsumed_tail, unread.
-                out = d.decompress(data, max(max_size, 0) + 1)
-        except zlib.error as exc:
-            # RFC 6455 §7.4.1: 1007 for payload data inconsistent with the message (undecodable).
-            raise ExtensionError(f"{_NAME}: invalid compressed data ({exc})", _CLOSE_INVALID_DATA) from None
-        if max_size is not None and len(out) > max_size:
-            # RFC 6455 §7.4.1: 1009 for a message too big to process.
-            raise ExtensionError(f"{_NAME}: message exceeds the size limit", _CLOSE_TOO_BIG)
-        return out
+    def _inflate(self, data: bytes, max_size: int | None) -> bytes:
+        parts: list[bytes] = []
+        produced = 0
+        while data:
+            d = self._decompressor
+            assert d is not None
+            if d.eof:
+                # RFC 7692 §7.2.1 / §7.2.3.4: a BFINAL block ended the DEFLATE stream. Only the appended
+                # tail may follow it, or further blocks ("the next DEFLATE block follows the padded
+                # data"), which a fresh inflater decodes: no window survives a final block.
+                pending = self._after_final + data
+                if _TAIL.startswith(pending):
+                    self._after_final = pending
+                    break
+                self._after_final = b""
+                d = self._decompressor = zlib.decompressobj(wbits=-self.recv_window_bits)
+                data = pending
+            try:
+                if max_size is None:
+                    out = d.decompress(data)
+                else:
+                    # RFC 7692 §8: inflate at most one byte past the budget, so a tiny frame that would
+                    # inflate enormously costs O(max_size); the rest stays in unconsumed_tail, unread.
+                    out = d.decompress(data, max(max_size - produced, 0) + 1)
+            except zlib.error as exc:
+                # RFC 6455 §7.4.1: 1007 for payload data inconsistent with the message (undecodable).
+                raise ExtensionError(f"{_NAME}: invalid compressed data ({exc})", _CLOSE_INVALID_DATA) from None
+            produced += len(out)
+            if max_size is not None and produced > max_size:
+                # RFC 6455 §7.4.1: 1009 for a message too big to process.
+                raise ExtensionError(f"{_NAME}: message exceeds the size limit", _CLOSE_TOO_BIG)
+            if out:
+                parts.append(out)
+            data = d.unused_data if d.eof else b""
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
 
     # -- outbound ------------------------------------------------------------------------------------
 

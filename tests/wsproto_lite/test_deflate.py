@@ -639,7 +639,6 @@ def test_max_size_counts_per_message_and_none_is_unbounded() -> None:
         b"\xff\xff\xff\xff",  # reserved block type 11
         bytes.fromhex("000500faff48656c6c6f00")[:1] + b"\x01\x00\x01\x00",  # stored block LEN/NLEN mismatch
         bytes.fromhex("f348cdc9c90700") + b"garbage",  # data after a BFINAL block
-        bytes.fromhex("f348cdc9c90700") + b"\x01",  # not the 0x00 of an empty stored block
     ],
 )
 def test_invalid_compressed_data_is_1007(payload: bytes) -> None:
@@ -654,7 +653,27 @@ def test_data_after_bfinal_in_a_later_frame_is_1007() -> None:
     assert info.value.code == 1007
 
 
-def test_bfinal_message_then_fresh_stream() -> None:
+def test_blocks_after_bfinal_start_a_new_stream() -> None:
+    # RFC 7692 §7.2.1: "The next DEFLATE block follows the padded data if any" - e.g. a sender that
+    # flushes every fragment with a final block.
+    hello_final = bytes.fromhex("f348cdc9c90700")
+    assert receive(deflate_ext(), [(RSV1, hello_final + hello_final + b"\x00")]) == b"HelloHello"
+    assert receive(deflate_ext(), [(RSV1, hello_final), (0, hello_final), (0, b"")]) == b"HelloHello"
+    assert receive(deflate_ext(), [(RSV1, hello_final + b"\x01")]) == b"Hello"  # + a final empty stored block
+    ext = deflate_ext()
+    assert ext.start_inbound(RSV1)
+    assert ext.decode(hello_final, False, 100) == b"Hello"
+    assert ext.decode(b"\x00", False, 100) == b""  # could be the start of the tail: kept aside
+    with pytest.raises(ExtensionError) as info:
+        ext.decode(hello_final, True, 100)  # not a tail: a stored block header "00" with LEN f3 48...
+    assert info.value.code == 1007
+    ext = deflate_ext()
+    assert ext.start_inbound(RSV1)
+    assert ext.decode(hello_final, False, 100) == b"Hello"
+    with pytest.raises(ExtensionError) as info:
+        ext.decode(b"\x00" * 3000, True, 100)  # a stored block with LEN 0 and NLEN 0: invalid
+    assert info.value.code == 1007
+    # After a message that ended with a final block, the next message is a new stream.
     ext = deflate_ext()
     assert receive(ext, [(RSV1, bytes.fromhex("f348cdc9c9070000"))]) == b"Hello"
     assert receive(ext, [(RSV1, bytes.fromhex("f248cdc9c90700"))]) == b"Hello"
