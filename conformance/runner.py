@@ -156,6 +156,7 @@ def run_server_role(opts: RunOptions, out: IO[str] | None = None) -> int:
         finally:
             if wstest:
                 wstest.stop()
+            reporter.close()
             crashed = server.poll()
             procs.stop(server)
     if crashed is not None and not incomplete:
