@@ -62,6 +62,7 @@ __all__ = ["PerMessageDeflate"]
 _NAME = "permessage-deflate"
 _RSV1 = 0x40
 _TAIL = b"\x00\x00\xff\xff"
+_EMPTY_STORED = b"\x00" + _TAIL  # an empty non-final stored block: what ends a BFINAL message (§7.2.3.4)
 _OP_TEXT, _OP_BINARY = 0x1, 0x2
 _WINDOW_VALUES = {str(bits): bits for bits in range(8, 16)}  # "8".."15", no leading zeros
 _PARAM_NAMES = frozenset(
@@ -338,6 +339,7 @@ class _DeflateExtension(Extension):
         self._in_compressed = False  # the inbound message in progress is compressed
         self._after_final = b""  # bytes received after a BFINAL block ended the inbound stream
         self._in_fed = False  # the inbound message has had compressed bytes
+        self._restarts_left = 1  # new DEFLATE streams still allowed in this decode() call
 
     def __repr__(self) -> str:
         return (
@@ -377,6 +379,7 @@ class _DeflateExtension(Extension):
         """
         if not self._in_compressed:
             return data
+        self._restarts_left = 1
         if not fin:
             self._in_fed = self._in_fed or bool(data)
             return self._inflate(data, max_size)
@@ -406,13 +409,19 @@ class _DeflateExtension(Extension):
             d = self._decompressor
             assert d is not None
             if d.eof:
-                # RFC 7692 §7.2.1 / §7.2.3.4: a BFINAL block ended the DEFLATE stream. Only the appended
-                # tail may follow it, or further blocks ("the next DEFLATE block follows the padded
-                # data"), which a fresh inflater decodes: no window survives a final block.
+                # RFC 7692 §7.2.1 / §7.2.3.4: a BFINAL block ended the DEFLATE stream. The appended tail
+                # (after a 0x00 octet, an empty stored block) may follow it, or further blocks ("the next
+                # DEFLATE block follows the padded data"): a fresh inflater decodes those, as no window
+                # survives a final block.
                 pending = self._after_final + data
-                if _TAIL.startswith(pending):
+                if _TAIL.startswith(pending) or _EMPTY_STORED.startswith(pending):
                     self._after_final = pending
                     break
+                if not self._restarts_left:
+                    # Each restart copies the rest of the input (zlib's unused_data): one per piece
+                    # (frame) keeps a stream of tiny final blocks from costing quadratic time.
+                    raise ExtensionError(f"{_NAME}: too many final DEFLATE blocks", _CLOSE_INVALID_DATA)
+                self._restarts_left -= 1
                 self._after_final = b""
                 d = self._decompressor = zlib.decompressobj(wbits=-self.recv_window_bits)
                 data = pending

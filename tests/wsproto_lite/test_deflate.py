@@ -647,6 +647,20 @@ def test_invalid_compressed_data_is_1007(payload: bytes) -> None:
     assert info.value.code == 1007
 
 
+def test_many_tiny_final_blocks_cost_linear_time() -> None:
+    # b"\x03\x00" is an empty fixed-Huffman block with BFINAL set: each would start a new stream.
+    ext = deflate_ext()
+    assert ext.start_inbound(RSV1)
+    with pytest.raises(ExtensionError) as info:
+        ext.decode(b"\x03\x00" * 500_000, True, 2**20)
+    assert info.value.code == 1007
+    ext = deflate_ext()
+    assert ext.start_inbound(RSV1)
+    for _ in range(1000):  # one per frame is fine
+        assert ext.decode(b"\x03\x00", False, 2**20) == b""
+    assert ext.decode(b"", True, 2**20) == b""
+
+
 def test_data_after_bfinal_in_a_later_frame_is_1007() -> None:
     with pytest.raises(ExtensionError) as info:
         receive(deflate_ext(), [(RSV1, bytes.fromhex("f348cdc9c90700")), (0, b"\x00\x00"), (0, b"xyz")])
@@ -657,6 +671,9 @@ def test_blocks_after_bfinal_start_a_new_stream() -> None:
     # RFC 7692 §7.2.1: "The next DEFLATE block follows the padded data if any" - e.g. a sender that
     # flushes every fragment with a final block.
     hello_final = bytes.fromhex("f348cdc9c90700")
+    with pytest.raises(ExtensionError) as info:  # two final blocks in one piece: refused (cost bound)
+        receive(deflate_ext(), [(RSV1, hello_final + hello_final + hello_final)])
+    assert info.value.code == 1007
     assert receive(deflate_ext(), [(RSV1, hello_final + hello_final + b"\x00")]) == b"HelloHello"
     assert receive(deflate_ext(), [(RSV1, hello_final), (0, hello_final), (0, b"")]) == b"HelloHello"
     assert receive(deflate_ext(), [(RSV1, hello_final + b"\x01")]) == b"Hello"  # + a final empty stored block
