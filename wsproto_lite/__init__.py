@@ -21,6 +21,7 @@ from ._events import (
     TextChunk,
     TextMessage,
 )
+from ._frames import FrameHeader, HeaderError, Opcode, apply_mask, encode_frame, parse_header
 from ._state import ConnectionState
 from .extensions import Extension, ExtensionFactory
 
@@ -44,8 +45,11 @@ __all__ = [
     "Extension",
     "ExtensionError",
     "ExtensionFactory",
+    "FrameHeader",
+    "HeaderError",
     "HTTPRequest",
     "LocalProtocolError",
+    "Opcode",
     "PerMessageDeflate",
     "Ping",
     "Pong",
@@ -56,6 +60,9 @@ __all__ = [
     "ServerConnection",
     "TextChunk",
     "TextMessage",
+    "apply_mask",
+    "encode_frame",
+    "parse_header",
     "prepare_message",
 ]
 
