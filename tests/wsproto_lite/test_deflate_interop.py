@@ -124,6 +124,43 @@ def test_handshake_negotiates_and_exposes_the_extension() -> None:
     assert cext.send_no_context_takeover and sext.recv_no_context_takeover
 
 
+def raw_handshake(extensions_header: str, pmd: PerMessageDeflate) -> tuple[ServerConnection, str | None]:
+    """Send a hand-written upgrade request; return the server and its Sec-WebSocket-Extensions answer."""
+    server = ServerConnection(extensions=[pmd])
+    server.receive_data(
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        + f"Sec-WebSocket-Extensions: {extensions_header}\r\n\r\n".encode()
+    )
+    (request,) = list(server.events())
+    assert isinstance(request, Request)
+    server.accept()
+    head = server.data_to_send().decode("latin-1")
+    assert head.startswith("HTTP/1.1 101")
+    for line in head.split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.lower() == "sec-websocket-extensions":
+            return server, value.strip()
+    return server, None
+
+
+@pytest.mark.parametrize(
+    ("header", "answer"),
+    [
+        ('permessage-deflate; server_max_window_bits="10"', "permessage-deflate; server_max_window_bits=10"),
+        ("permessage-deflate; server_max_window_bits=16, permessage-deflate; client_no_context_takeover",
+         "permessage-deflate; client_no_context_takeover"),
+        ("x-unknown, permessage-deflate; foo, permessage-deflate", "permessage-deflate"),
+        ("permessage-deflate; server_max_window_bits=010", None),
+        ('permessage-deflate; client_max_window_bits="9"', "permessage-deflate; client_max_window_bits=9"),
+    ],
+)
+def test_server_answers_raw_offers(header: str, answer: str | None) -> None:
+    server, got = raw_handshake(header, PerMessageDeflate())
+    assert got == answer
+    assert len(server.extensions) == (answer is not None)
+
+
 @pytest.mark.parametrize("nct", [False, True])
 def test_messages_both_ways_are_compressed_on_the_wire(nct: bool) -> None:
     pmd = PerMessageDeflate(client_no_context_takeover=nct, server_no_context_takeover=nct)
