@@ -157,7 +157,7 @@ class PerMessageDeflate(ExtensionFactory):
     that limit, None leaves it out). On a **server**: what to impose on top of what the client offered
     (``*_no_context_takeover``: always answered when true; ``server_max_window_bits``: our compression
     window limit; ``client_max_window_bits``: the limit asked of the client when it offered the
-    parameter, ``True``/None: no limit).
+    parameter, 8 being asked as 9 unless the client itself offered 8, ``True``/None: no limit).
 
     Tuning: ``compress_level`` (0-9) and ``mem_level`` (1-9) go to :func:`zlib.compressobj`;
     messages whose first frame is shorter than ``compress_threshold`` bytes (and which are not
@@ -286,6 +286,8 @@ class PerMessageDeflate(ExtensionFactory):
         smwb = [b for b in (offer.server_max_window_bits, self.server_max_window_bits) if b is not None]
         resp.server_max_window_bits = min(smwb) if smwb else None
         ours = self.client_max_window_bits if self.client_max_window_bits is not True else None
+        if ours == 8:
+            ours = 9  # zlib-based clients (websockets, ...) cannot deflate with 8 and would fail; 8 if asked
         if offer.client_max_window_bits is None:
             if self.require_client_max_window_bits:
                 return None  # RFC 7692 §7.1: the server may decline a configuration it doesn't support.

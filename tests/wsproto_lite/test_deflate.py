@@ -176,6 +176,10 @@ def server_answer(offers: list[Params], **kwargs: object) -> tuple[str, _Deflate
          "permessage-deflate; client_max_window_bits=9", (15, 9), (False, False)),
         ([("client_max_window_bits", "8")], {"client_max_window_bits": 9},
          "permessage-deflate; client_max_window_bits=8", (15, 8), (False, False)),
+        ([("client_max_window_bits", None)], {"client_max_window_bits": 8},
+         "permessage-deflate; client_max_window_bits=9", (15, 9), (False, False)),
+        ([("client_max_window_bits", "12")], {"client_max_window_bits": 8},
+         "permessage-deflate; client_max_window_bits=9", (15, 9), (False, False)),
         # No client_max_window_bits offered: MUST NOT answer it, even with a configured limit (§7.1.2.2).
         ([], {"client_max_window_bits": 10}, "permessage-deflate", (15, 15), (False, False)),
         # The server may impose both no_context_takeover parameters on its own (§7.1.1).
