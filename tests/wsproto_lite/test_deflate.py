@@ -519,7 +519,8 @@ def test_level_and_mem_level(level: int, mem_level: int) -> None:
 
 @pytest.mark.parametrize("bits", range(8, 16))
 def test_every_window_size_round_trips(bits: int) -> None:
-    cext, sext, response = pair(PerMessageDeflate(server_max_window_bits=bits, compress_threshold=0),
+    cext, sext, response = pair(PerMessageDeflate(server_max_window_bits=bits, client_max_window_bits=bits,
+                                                  compress_threshold=0),
                                 PerMessageDeflate(client_max_window_bits=bits, compress_threshold=0))
     assert f"server_max_window_bits={bits}" in response and f"client_max_window_bits={bits}" in response
     data = os.urandom(200) * 30 + JSON * 50
