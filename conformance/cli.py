@@ -58,15 +58,18 @@ def main(argv: list[str] | None = None) -> int:
                       port=a.port, reports=a.reports.resolve(), results_md=results_md,
                       timeout=a.timeout, case_timeout=a.case_timeout)
     roles = ["server", "client"] if a.role == "all" else [a.role]
-    worst = 0
+    status: dict[str, int] = {}
     try:
         for role in roles:
             run = run_server_role if role == "server" else run_client_role
-            worst = max(worst, run(opts))
+            status[role] = run(opts)
     except HarnessError as e:
         print(f"conformance: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nconformance: interrupted", file=sys.stderr)
         return 130
-    return worst
+    if len(status) > 1:
+        words = {0: "PASS", 1: "FAIL", 2: "INCOMPLETE"}
+        print("\nconformance: " + ", ".join(f"{r} role {words.get(c, c)}" for r, c in status.items()))
+    return max(status.values())
