@@ -22,6 +22,9 @@ CASES: list[tuple[int, tuple[str, ...], int]] = [
     (1 << 20, ("text", "binary"), 8),
 ]
 
+#: --quick: one case per frame-length encoding (7-bit, 16-bit, 64-bit), both kinds covered.
+QUICK_KINDS: dict[int, tuple[str, ...]] = {16: ("text",), 1024: ("binary",), 1 << 20: ("text",)}
+
 
 def run(pool: Pool, *, quick: bool, reps: int, op: str = "recv", role: str | None = None) -> Table:
     """Measure every case on every variant of ``pool``; return the table (msgs/s, medians)."""
@@ -34,6 +37,7 @@ def run(pool: Pool, *, quick: bool, reps: int, op: str = "recv", role: str | Non
     for size, kinds, n in CASES:
         if quick:
             n = max(2, n // 100)
+            kinds = QUICK_KINDS.get(size, ())
         for kind in kinds:
             req: dict[str, Any] = {"op": op, "size": size, "kind": kind, "n": n,
                                    "min_seconds": 0.002 if quick else MIN_SECONDS}
