@@ -104,7 +104,12 @@ def test_stop_from_another_thread(loop: EventLoop) -> None:
 
 def test_signal_handler_runs_in_loop(loop: EventLoop) -> None:
     seen: list[str] = []
-    loop.add_signal_handler(signal.SIGUSR1, lambda: (seen.append("sig"), loop.stop()))
+
+    def on_signal() -> None:
+        seen.append("sig")
+        loop.stop()
+
+    loop.add_signal_handler(signal.SIGUSR1, on_signal)
     try:
         loop.call_soon(os.kill, os.getpid(), signal.SIGUSR1)
         loop.run_forever()

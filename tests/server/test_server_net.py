@@ -40,7 +40,8 @@ def test_listener_accepts_and_connect_socket_connects(loop: EventLoop, host: str
     assert loop.run_until(lambda: bool(accepted and result), 5)
     assert isinstance(result[0], socket.socket)
     listener.close()
-    for s in accepted + [result[0]]:  # type: ignore[operator]
+    for s in [*accepted, result[0]]:
+        assert isinstance(s, socket.socket)
         s.close()
 
 
