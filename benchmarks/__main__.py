@@ -16,6 +16,29 @@ from .report import Table
 from .worker import Pool
 
 ALL = ("recv", "send", "echo", "scale")
+
+METHOD = """<details><summary>How it is measured</summary>
+
+- **recv**: the input is built by `benchmarks/frames.py` (no WebSocket library): N masked client frames,
+  each with its own key, ASCII JSON-like text or random bytes, cut in 64 KiB chunks. Each implementation
+  gets an already-handshaken server-side connection and the same chunks; the clock runs until every
+  message reached the application as `str` (UTF-8 validated) or `bytes`. Counts, total length, type and
+  the content of the first and last message are checked. websockets' sans-IO layer yields frames: the
+  adapter decodes text as its asyncio layer does; wsproto yields message pieces: the adapter joins them;
+  aiohttp's reader queue is drained directly (what `ws.receive()` returns).
+- **send**: the same payloads turned into wire bytes by a handshaken connection (server: unmasked,
+  client: masked with a fresh key per frame), from `str` for text. Outputs are what each library hands
+  the transport (wsproto-lite: `data_to_send_list()`, no join; websockets: `data_to_send()`; aiohttp: the
+  `transport.write` calls; wsproto: `send()` bytes). First and last frame are parsed and compared.
+- Every sans-IO implementation runs in its own worker process (that is how C accelerations are turned
+  off), measurements are interleaved repetition by repetition, each timed window lasts at least 50 ms
+  (fast implementations repeat the case on fresh connections) after one untimed warm-up round, and the
+  workers run with fixed glibc malloc thresholds (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`)
+  so that large copies do not page-fault in some processes and not in others.
+- **echo** and **scale**: each server in its own process (`python -m server echo` for us, peers in
+  `benchmarks/servers.py`, our broadcast server in `benchmarks/ours_server.py`), all without compression
+  or keepalive pings, driven by the same hand-written blocking/epoll client in `benchmarks/loopback.py`.
+</details>"""
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -94,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|",
     ]
     for name, info in infos.items():
-        note = VARIANTS[name].note if name in VARIANTS else info.get("note", "")
+        note = info.get("note") or (VARIANTS[name].note if name in VARIANTS else "")
         header.append(f"| {name} | {info.get('version', '?')} | {info.get('accelerations', '?')} | {note} |")
     for name, why in unavailable.items():
         header.append(f"| {name} | - | - | not measured: {why} |")
-    header += [""] + [f"- {n}" for n in extra_notes] + [""]
+    header += [""] + [f"- {n}" for n in extra_notes] + ["", METHOD, ""]
     results = os.path.join(out_dir, "RESULTS.md")
     report.write_results(results, header, tables, charts)
     print(f"wrote {results} ({len(charts)} charts) in {elapsed:.1f} s")

@@ -183,6 +183,9 @@ def run(*, quick: bool, reps: int, infos: dict[str, dict[str, str]], notes: list
     t.notes.append(f"sequential: {n_seq} round trips; pipelined: {n_pipe} messages written in one go while "
                    f"replies are read; large: {n_big} echoes of {big >> 20} MiB (client masks beforehand)")
     t.notes.append("server CPU = utime+stime of the server process from /proc/PID/stat (10 ms ticks)")
+    t.notes.append("servers: ours = `python -m server echo --no-compression --ping-interval 0`; websockets "
+                   "(asyncio `serve`), aiohttp (`web.WebSocketResponse`) and picows in benchmarks/servers.py, "
+                   "each with its default accelerations")
     if "picows" in impls:
         t.notes.append("picows: frame-level API; the echo decodes text to str like the others; "
                        "picows uses aiofastnet for its transports when installed")
@@ -191,10 +194,19 @@ def run(*, quick: bool, reps: int, infos: dict[str, dict[str, str]], notes: list
 
 def _server_info(impl: str) -> dict[str, str]:
     if impl == OURS:
-        return {"version": "work tree", "accelerations": "none (pure Python)"}
+        from .peers import ours
+
+        return {**ours.info(), "note": "server/ I/O layer (selectors loop)"}
     import importlib.metadata
 
     version = importlib.metadata.version(impl)
     accel = {"picows": "Cython (whole protocol)", "websockets": "C speedups (apply_mask)",
              "aiohttp": "Cython reader/mask/http parser"}.get(impl, "?")
-    return {"version": version, "accelerations": accel}
+    if impl == "picows":
+        try:
+            import aiofastnet  # noqa: F401
+
+            accel += " + aiofastnet transports"
+        except ImportError:
+            pass
+    return {"version": version, "accelerations": accel, "note": "asyncio server in benchmarks/servers.py"}

@@ -42,17 +42,18 @@ OURS = "wsproto-lite"
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
-        Variant(OURS, "ours", note="pure Python"),
-        Variant("wsproto", "wsproto_peer", note="pure Python"),
-        Variant("websockets", "websockets_peer", note="C speedups (apply_mask)"),
+        Variant(OURS, "ours", note="ServerConnection/ClientConnection"),
+        Variant("wsproto", "wsproto_peer", note="WSConnection; partial messages joined by the adapter"),
+        Variant("websockets", "websockets_peer", note="sans-IO ServerProtocol/ClientProtocol"),
         Variant(
             "websockets-py",
             "websockets_peer",
             {"BENCH_WEBSOCKETS_PURE": "1"},
-            "speedups disabled (pure-Python apply_mask)",
+            "same, websockets.frames.apply_mask replaced by websockets.utils.apply_mask",
         ),
-        Variant("aiohttp", "aiohttp_peer", note="Cython reader + mask"),
-        Variant("aiohttp-py", "aiohttp_peer", {"AIOHTTP_NO_EXTENSIONS": "1"}, "AIOHTTP_NO_EXTENSIONS=1"),
+        Variant("aiohttp", "aiohttp_peer", note="WebSocketReader/WebSocketWriter (what web_ws uses)"),
+        Variant("aiohttp-py", "aiohttp_peer", {"AIOHTTP_NO_EXTENSIONS": "1"},
+                "same, AIOHTTP_NO_EXTENSIONS=1 in its worker process"),
     )
 }
 
