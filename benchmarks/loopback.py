@@ -20,7 +20,8 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 class ServerProc:

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     raise_nofile()
 
-    class Broadcast(Handler):  # type: ignore[misc]
+    class Broadcast(Handler):
         server: WebSocketServer
 
         def on_message(self, conn: object, message: str | bytes) -> None:

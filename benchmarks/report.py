@@ -77,8 +77,9 @@ class Table:
 
     def console(self) -> str:
         widths = [max(len(str(c)) for c in col) for col in zip(self.columns, *self.rows)]
-        line = lambda cells: "  ".join(str(c).rjust(w) if i else str(c).ljust(w)  # noqa: E731
-                                       for i, (c, w) in enumerate(zip(cells, widths)))
+        def line(cells: list[str]) -> str:
+            return "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
         out = [f"== {self.title} ==", f"   ({self.unit})" if self.unit else ""]
         out += [line(self.columns), line(["-" * w for w in widths])]
         out += [line(r) for r in self.rows] + [f"  * {n}" for n in self.notes]

@@ -9,7 +9,7 @@ import selectors
 import socket
 import struct
 import time
-from typing import Any
+from typing import Any, Callable
 
 from . import frames
 from .echo import IMPLS, _server_info, start
@@ -171,7 +171,7 @@ def run(*, quick: bool, reps: int, infos: dict[str, dict[str, str]], notes: list
             server.stop()
     impls = [i for i in IMPLS if i in results]
     small, big = levels
-    rows = [
+    rows: list[tuple[str, str, bool, Callable[[Any], str]]] = [
         (f"server RSS per idle connection at {big} (KiB)", "rss_per_conn", False, lambda v: f"{v / 1024:.1f}"),
         (f"server RSS with {big} connections (MiB)", "rss_total", False, lambda v: f"{v / 2**20:.0f}"),
         (f"broadcast 100 B to {small} clients (ms)", f"bcast{small}", False, lambda v: f"{v * 1e3:.1f}"),

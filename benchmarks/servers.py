@@ -96,7 +96,7 @@ async def run_picows(host: str, port: int, mode: str) -> None:
     clients: set[WSTransport] = set()
     TEXT, BINARY, CLOSE = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CLOSE
 
-    class Listener(WSListener):  # type: ignore[misc]
+    class Listener(WSListener):
         def on_ws_connected(self, transport: WSTransport) -> None:
             clients.add(transport)
 

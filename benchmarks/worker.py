@@ -20,7 +20,7 @@ from typing import Any, Callable
 from . import frames
 from .peers import VARIANTS, load
 
-_cache: dict[tuple, Any] = {}
+_cache: dict[tuple[Any, ...], Any] = {}
 
 #: glibc adapts its mmap threshold to the history of each process, which made copies of 64 KiB-1 MiB
 #: buffers cost a page fault per 4 KiB in some workers and not in others (10x swings between identical
@@ -34,7 +34,9 @@ def _recv_input(size: int, kind: str, n: int) -> tuple[list[bytes], str | bytes]
         _cache.clear()
         payload = frames.make_payload(size, kind)
         _cache[key] = (frames.chunked(frames.client_stream(payload, n)), payload)
-    return _cache[key]
+    chunks: list[bytes]
+    chunks, payload = _cache[key]
+    return chunks, payload
 
 
 def _rounds(one_round: Callable[[], float], min_seconds: float) -> int:
@@ -171,7 +173,8 @@ class Worker:
         line = self.proc.stdout.readline()
         if not line:
             return {"ready": False, "error": f"worker exited ({self.proc.wait()})"}
-        return json.loads(line)
+        reply: dict[str, Any] = json.loads(line)
+        return reply
 
     def call(self, **req: Any) -> dict[str, Any]:
         assert self.proc.stdin is not None

@@ -7,6 +7,7 @@ from ``websockets.utils`` (websockets falls back to it only when the extension f
 from __future__ import annotations
 
 import os
+from typing import Any, cast
 
 import websockets
 import websockets.frames
@@ -18,23 +19,24 @@ from websockets.uri import parse_uri
 
 from . import host_request
 
+_frames_module: Any = websockets.frames
 if os.environ.get("BENCH_WEBSOCKETS_PURE"):
-    websockets.frames.apply_mask = websockets.utils.apply_mask  # type: ignore[assignment]
+    _frames_module.apply_mask = websockets.utils.apply_mask
 
 MAX_SIZE = 2**26
 
 
 def info() -> dict[str, str]:
-    mod = websockets.frames.apply_mask.__module__
+    mod = _frames_module.apply_mask.__module__
     accel = "C speedups (websockets.speedups.apply_mask)" if mod.endswith("speedups") else "none (utils.apply_mask)"
-    return {"version": websockets.__version__, "accelerations": accel}
+    return {"version": str(getattr(websockets, "__version__", "?")), "accelerations": accel}
 
 
 def _server() -> ServerProtocol:
     proto = ServerProtocol(max_size=MAX_SIZE)
     proto.receive_data(host_request())
     (req,) = proto.events_received()
-    proto.send_response(proto.accept(req))
+    proto.send_response(proto.accept(cast(Any, req)))
     proto.data_to_send()
     return proto
 
@@ -46,7 +48,7 @@ def _client() -> ClientProtocol:
     for data in client.data_to_send():
         server.receive_data(data)
     (req,) = server.events_received()
-    server.send_response(server.accept(req))
+    server.send_response(server.accept(cast(Any, req)))
     for data in server.data_to_send():
         client.receive_data(data)
     client.events_received()
@@ -70,6 +72,7 @@ class Recv:
         proto = self.proto
         proto.receive_data(chunk)
         out: list[str | bytes] = []
+        frame: Any
         for frame in proto.events_received():
             op = frame.opcode
             if op is CONT:

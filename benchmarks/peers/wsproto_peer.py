@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import wsproto
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, Message, Request, TextMessage
@@ -39,7 +41,7 @@ class Recv:
 
     def __init__(self) -> None:
         self.conn = _server()
-        self.parts: list = []
+        self.parts: list[Any] = []
 
     def feed(self, chunk: bytes) -> list[str | bytes]:
         conn = self.conn
