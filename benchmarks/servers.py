@@ -120,8 +120,9 @@ async def run_picows(host: str, port: int, mode: str) -> None:
             if mode == "echo":
                 transport.send(op, data)
             else:
+                wire = data.encode() if isinstance(data, str) else data  # encode once for everyone
                 for t in clients:
-                    t.send(op, data)
+                    t.send(op, wire)
 
     await ws_create_server(lambda _request: Listener(), host, port, max_frame_size=MAX, backlog=BACKLOG)
     print("READY", flush=True)
