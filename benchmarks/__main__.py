@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(out_dir, exist_ok=True)
 
     started = time.monotonic()
+    load_start = os.getloadavg()[0]
     tables: list[Table] = []
     infos: dict[str, dict[str, str]] = {}
     unavailable: dict[str, str] = {}
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         + (f" --only {args.only}" if args.only != ",".join(ALL) else "") + "`"
         + f" on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC in {elapsed:.0f} s.",
         f"Python {platform.python_version()} ({platform.python_implementation()}), {platform.machine()}, "
-        f"{os.cpu_count()} CPUs. The machine is shared and noisy: only ratios within one run mean anything. "
+        f"{os.cpu_count()} CPUs, 1-minute load average {load_start:.1f} at the start and "
+        f"{os.getloadavg()[0]:.1f} at the end. The machine is shared and noisy: only ratios within one run mean anything. "
         f"Every number is the median of {reps} repetition(s); implementations are interleaved "
         "repetition by repetition.",
         "",
