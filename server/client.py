@@ -126,7 +126,7 @@ class ClientWebSocket:
                 raise HandshakeError(r.status, r.reason, tuple(r.headers), r.body)
             if self.close_code is not None:
                 raise ConnectionResetError("the server closed the connection during the handshake")
-            self._read(deadline, "opening handshake")
+            self._step(deadline, "opening handshake")
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -153,7 +153,7 @@ class ClientWebSocket:
         while not self._messages:
             if self.close_code is not None:
                 raise self._closed_error()
-            self._read(deadline, "recv")
+            self._step(deadline, "recv")
         return self._messages.popleft()
 
     def __iter__(self) -> Iterator[str | bytes]:
@@ -177,7 +177,7 @@ class ClientWebSocket:
         while payload not in self._pongs:
             if self.close_code is not None:
                 raise self._closed_error()
-            self._read(deadline, "pong")
+            self._step(deadline, "pong")
         self._pongs.remove(payload)
 
     def close(self, code: int = 1000, reason: str = "", timeout: float = 5.0) -> None:
@@ -189,13 +189,13 @@ class ClientWebSocket:
                 self.core.close(code, reason)
                 self._flush()
             while not self._eof and self.sock.fileno() != -1:
-                self._read(deadline, "close")
+                self._step(deadline, "close")
         except (TimeoutError, OSError):
             pass
         finally:
             if self.core.state is not ConnectionState.CLOSED:
                 self.core.abort()
-                self._process()
+            self._drain()
             self.sock.close()
 
     def __enter__(self) -> ClientWebSocket:
@@ -216,13 +216,24 @@ class ClientWebSocket:
             return ConnectionClosed(*received)
         return ConnectionClosed(1006, "connection closing")
 
-    def _read(self, deadline: float | None, what: str) -> None:
-        """Read once from the socket and process what arrived."""
+    def _step(self, deadline: float | None, what: str) -> None:
+        """Make progress: handle the next parsed event, or read more bytes when there is none.
+
+        Events are pulled one at a time on purpose: a message is handed to the caller (who may answer
+        it) before the core parses a broken frame that follows it in the same read.
+        """
+        event = self.core.next_event()
+        if event is not None:
+            self._handle(event)
+            self._flush()
+            return
         if self._eof or self.sock.fileno() == -1:
+            self._eof = True
             if self.core.state is not ConnectionState.CLOSED:
                 self.core.abort()
-                self._process()
-            self._eof = True
+            self._drain()
+            if self.close_code is None:
+                self.close_code, self.close_reason = 1006, "connection lost"
             return
         try:
             self.sock.settimeout(_remaining(deadline))
@@ -234,25 +245,28 @@ class ClientWebSocket:
         if not data:
             self._eof = True
         self.core.receive_data(data)
-        self._process()
 
-    def _process(self) -> None:
+    def _drain(self) -> None:
+        """Handle every event available now."""
         for event in self.core.events():
-            if isinstance(event, TextMessage) or isinstance(event, BinaryMessage):
-                self._messages.append(event.data)
-            elif isinstance(event, Pong):
-                self._pongs.append(event.payload)
-                if len(self._pongs) > 64:
-                    self._pongs.popleft()
-            elif isinstance(event, Accepted):
-                self._accepted = True
-                self.subprotocol = event.subprotocol
-                self.response_headers = tuple(event.headers)
-            elif isinstance(event, Rejected):
-                self._rejected = event
-            elif isinstance(event, ClosedEvent):
-                self.close_code, self.close_reason = event.code, event.reason
+            self._handle(event)
         self._flush()
+
+    def _handle(self, event: object) -> None:
+        if isinstance(event, TextMessage) or isinstance(event, BinaryMessage):
+            self._messages.append(event.data)
+        elif isinstance(event, Pong):
+            self._pongs.append(event.payload)
+            if len(self._pongs) > 64:
+                self._pongs.popleft()
+        elif isinstance(event, Accepted):
+            self._accepted = True
+            self.subprotocol = event.subprotocol
+            self.response_headers = tuple(event.headers)
+        elif isinstance(event, Rejected):
+            self._rejected = event
+        elif isinstance(event, ClosedEvent):
+            self.close_code, self.close_reason = event.code, event.reason
 
     def _flush(self) -> None:
         data = self.core.data_to_send()
@@ -263,7 +277,7 @@ class ClientWebSocket:
             except OSError:
                 self._eof = True
                 self.core.abort()
-                self._process()
+                self._drain()
                 return
         if self.core.should_close_transport:
             self._eof = True

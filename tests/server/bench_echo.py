@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,8 +92,13 @@ def idle(port: int, pid: int, count: int, deflate: bool = False) -> tuple[float,
     before = rss_kib(pid)
     socks = [handshake(port, deflate) for _ in range(count)]
     for s in socks:  # one message each, so every connection went through the frame path
-        s.sendall(b"\x81\x82\x00\x00\x00\x00hi")  # uncompressed (RSV1=0) is valid on a deflate connection
-        s.recv(16)
+        if deflate:  # a compressed 500-byte message: both zlib contexts get allocated on the server
+            c = zlib.compressobj(wbits=-15)
+            body = (c.compress(b"hello " * 100) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+            s.sendall(bytes([0xC1, 0x80 | len(body)]) + b"\x00\x00\x00\x00" + body)
+        else:
+            s.sendall(b"\x81\x82\x00\x00\x00\x00hi")
+        s.recv(4096)
     after = rss_kib(pid)
     peak = rss_kib(pid, "VmHWM")
     for s in socks:

@@ -199,3 +199,49 @@ def test_tls_client_verifies_certificates(
             connect(url, timeout=10)  # the test CA is not trusted by default
     finally:
         srv.stop()
+
+
+def test_message_before_a_bad_frame_can_be_answered() -> None:
+    """A message and a broken frame in one TCP segment: recv() returns the message, send() still works,
+    and only the next recv() reports the failure (Autobahn 3.2-style strictness)."""
+    import base64
+    import hashlib
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    got: list[bytes] = []
+
+    def serve_one() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"sec-websocket-key"))
+            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+                         + b"\x81\x05hello" + b"\xa1\x05hello")  # then RSV2 set: a protocol error
+            conn.settimeout(10)
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                got.append(chunk)
+
+    t = threading.Thread(target=serve_one, daemon=True)
+    t.start()
+    try:
+        ws = connect(f"ws://127.0.0.1:{listener.getsockname()[1]}/", compression=False, timeout=10)
+        assert ws.recv(timeout=10) == "hello"
+        ws.send("hello")  # the echo leaves before the core looks at the broken frame
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=10)
+        assert info.value.code == 1002
+        ws.close()
+        t.join(10)
+    finally:
+        listener.close()
+    data = b"".join(got)
+    assert data[0] == 0x81 and data[1] == 0x85  # our masked echo first ...
+    assert data[11] == 0x88  # ... then our close
