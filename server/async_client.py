@@ -22,7 +22,7 @@ import ssl
 from collections.abc import Sequence
 from typing import Callable
 
-from wsproto_lite import ClientConnection, Config, PerMessageDeflate
+from wsproto_lite import ClientConnection, Config
 
 from .handler import Handler
 from .loop import EventLoop
@@ -61,7 +61,7 @@ def connect_async(
         host=parsed.host_header,
         target=parsed.target,
         subprotocols=list(subprotocols),
-        extensions=[PerMessageDeflate()] if opts.compression else [],
+        extensions=opts.extensions(),
         extra_headers=list(headers),
         config=Config(max_message_size=opts.max_message_size),
     )

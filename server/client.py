@@ -34,6 +34,7 @@ from wsproto_lite import (
     TextMessage,
 )
 from wsproto_lite import ConnectionClosed as ClosedEvent
+from wsproto_lite.extensions import ExtensionFactory
 
 from .errors import ConnectionClosed, HandshakeError, InvalidURL
 from .tls import client_context
@@ -55,10 +56,11 @@ def connect(
     ca_file: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
     origin: str | None = None,
+    deflate: ExtensionFactory | None = None,
 ) -> ClientWebSocket:
     """Open a WebSocket connection and complete the opening handshake.
 
-    ``timeout`` bounds the TCP connect, the TLS handshake and the WebSocket handshake together.
+    ``deflate`` replaces the default ``PerMessageDeflate()`` offer.  ``timeout`` bounds the TCP connect, the TLS handshake and the WebSocket handshake together.
     Raises ``HandshakeError`` (with ``.status``) when the server refuses, ``OSError`` (refused,
     unreachable), ``ssl.SSLCertVerificationError``, ``TimeoutError`` or ``InvalidURL``.
     """
@@ -78,7 +80,7 @@ def connect(
             host=parsed.host_header,
             target=parsed.target,
             subprotocols=list(subprotocols),
-            extensions=[PerMessageDeflate()] if compression else [],
+            extensions=([deflate or PerMessageDeflate()] if compression else []),
             extra_headers=extra,
             config=Config(max_message_size=max_message_size),
         )

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wsproto_lite.extensions import ExtensionFactory
 
 __all__ = ["Options", "SLOW_CONSUMER_CLOSE_CODE"]
 
@@ -24,6 +28,8 @@ class Options:
     """Largest incoming message; over it the core closes with 1009."""
     compression: bool = True
     """Negotiate permessage-deflate (RFC 7692)."""
+    deflate: ExtensionFactory | None = None
+    """A tuned ``wsproto_lite.PerMessageDeflate(...)`` (window bits, level...); None: the core's defaults."""
     handshake_timeout: float | None = 10.0
     """Time allowed for the opening handshake (TLS included) before the socket is dropped."""
     close_timeout: float | None = 5.0
@@ -44,3 +50,13 @@ class Options:
     """Server: connections beyond this get an HTTP 503."""
     allowed_origins: Collection[str] | None = None
     """Server: if set, handshakes whose ``Origin`` is not listed get 403 (a missing Origin is allowed)."""
+
+    def extensions(self) -> list[ExtensionFactory]:
+        """The extension factories to offer (client) or accept (server)."""
+        if not self.compression:
+            return []
+        if self.deflate is not None:
+            return [self.deflate]
+        from wsproto_lite import PerMessageDeflate
+
+        return [PerMessageDeflate()]

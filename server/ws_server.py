@@ -18,8 +18,7 @@ import ssl
 from collections.abc import Iterable
 from typing import Callable
 
-from wsproto_lite import Config, PerMessageDeflate, ServerConnection, prepare_message
-from wsproto_lite.extensions import ExtensionFactory
+from wsproto_lite import Config, ServerConnection, prepare_message
 
 from .handler import Handler, HTTPHandler
 from .loop import EventLoop, TimerHandle
@@ -98,9 +97,6 @@ class WebSocketServer:
         """The connections whose handshake completed and which are not closing."""
         return [c for c in self.connections if c.is_open]
 
-    def _extensions(self) -> list[ExtensionFactory]:
-        return [PerMessageDeflate()] if self.options.compression else []
-
     def _accept(self, sock: socket.socket, address: object) -> None:
         limit = self.options.max_connections
         over = limit is not None and len(self.connections) >= limit
@@ -108,7 +104,7 @@ class WebSocketServer:
             sock.close()
             return
         core = ServerConnection(
-            config=Config(max_message_size=self.options.max_message_size), extensions=self._extensions()
+            config=Config(max_message_size=self.options.max_message_size), extensions=self.options.extensions()
         )
         tracer = FrameTracer(f"{_format_address(address)}", self._trace, server_side=True) if self._trace else None
         conn = WebSocket(

@@ -316,3 +316,13 @@ def test_graceful_shutdown_gives_up_on_silent_peers() -> None:
         sock.close()
     finally:
         st.stop()
+
+
+def test_tuned_deflate_factory_is_used() -> None:
+    from wsproto_lite import PerMessageDeflate
+
+    with ServerThread(options=Options(deflate=PerMessageDeflate(server_max_window_bits=12))) as st:
+        with _client(st.url) as ws:
+            assert "server_max_window_bits=12" in (ws.response.headers.get("Sec-WebSocket-Extensions") or "")
+            ws.send("a" * 5000)
+            assert ws.recv(timeout=10) == "a" * 5000
