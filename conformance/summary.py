@@ -82,6 +82,7 @@ def summarize(cases: Mapping[str, Mapping[str, Any]], role: str, agent: str) -> 
         counts["cases"] += 1
         if close not in GOOD:
             counts["close-not-ok"] += 1
+        counts["ms"] += int(r.get("duration", 0) or 0)
         s.total += 1
         if behavior != "OK" or close != "OK":
             s.not_ok.append((case_id, behavior, close))
@@ -94,8 +95,8 @@ def summarize(cases: Mapping[str, Mapping[str, Any]], role: str, agent: str) -> 
 
 
 def format_table(s: Summary) -> str:
-    """Markdown table: per-group counts plus a total row."""
-    head = ["group", "cases", *BEHAVIORS, "close not OK"]
+    """Markdown table: per-group counts, summed case durations, and a total row."""
+    head = ["group", "cases", *BEHAVIORS, "close not OK", "case time (s)"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     total: Counter[str] = Counter()
     for group, c in s.groups.items():
@@ -106,7 +107,8 @@ def format_table(s: Summary) -> str:
 
 
 def _row(label: str, c: Counter[str]) -> str:
-    cells = [str(c["cases"]), *(str(c[b]) for b in BEHAVIORS), str(c["close-not-ok"])]
+    cells = [str(c["cases"]), *(str(c[b]) for b in BEHAVIORS), str(c["close-not-ok"]),
+             f"{c['ms'] / 1000:.1f}"]
     return "| " + " | ".join([label, *cells]) + " |"
 
 

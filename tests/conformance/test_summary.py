@@ -83,8 +83,8 @@ def test_all_ok_or_informational_passes() -> None:
 
 def test_table_has_total_row() -> None:
     table = summary.format_table(summary.summarize(CASES, "server", "a"))
-    assert "| 9.* | 3 | 2 | 0 | 0 | 0 | 1 | 0 |" in table
-    assert "| **total** | 13 | 7 | 2 | 2 | 1 | 1 | 2 |" in table
+    assert "| 9.* | 3 | 2 | 0 | 0 | 0 | 1 | 0 | 3.0 |" in table
+    assert "| **total** | 13 | 7 | 2 | 2 | 1 | 1 | 2 | 3.0 |" in table
 
 
 def test_report_exit_codes(tmp_path: Path) -> None:
