@@ -1,8 +1,8 @@
 """``--trace``: describe every frame crossing the wire, for people learning the protocol.
 
-The core has no public trace hook yet, so this module decodes frame *headers* itself, for display
-only: it never influences what the connection does.  Memory is bounded: of each payload only the
-preview is kept.
+The connection hands this module the bytes it reads and writes; headers are decoded with the core's
+``parse_header`` (display only: it never influences what the connection does).  Memory is bounded: of
+each payload only the preview is kept.
 """
 
 from __future__ import annotations
@@ -10,42 +10,35 @@ from __future__ import annotations
 import struct
 from typing import Callable
 
+from wsproto_lite import FrameHeader, HeaderError, Opcode, apply_mask, parse_header
+
 __all__ = ["FrameTracer", "describe_header", "OPCODE_NAMES"]
 
-OPCODE_NAMES = {
-    0x0: "CONTINUATION",
-    0x1: "TEXT",
-    0x2: "BINARY",
-    0x8: "CLOSE",
-    0x9: "PING",
-    0xA: "PONG",
-}
+OPCODE_NAMES = {op.value: op.name for op in Opcode}
 PREVIEW = 40
 _MAX_HTTP_HEAD = 65536
 
 
 def describe_header(header: bytes) -> str:
     """One line naming each field of a complete frame header (2 to 14 bytes)."""
-    b0, b1 = header[0], header[1]
-    fin, rsv, opcode = b0 >> 7, (b0 >> 4) & 7, b0 & 0xF
-    masked, length = b1 >> 7, b1 & 0x7F
-    pos = 2
-    if length == 126:
-        (length,) = struct.unpack_from("!H", header, 2)
-        pos = 4
-        how = " (16-bit extended length)"
-    elif length == 127:
-        (length,) = struct.unpack_from("!Q", header, 2)
-        pos = 10
-        how = " (64-bit extended length)"
-    else:
-        how = ""
-    name = OPCODE_NAMES.get(opcode, f"RESERVED-{opcode:#x}")
+    try:
+        parsed = parse_header(header)
+    except HeaderError as exc:
+        return f"malformed header: {exc}"
+    if parsed is None:
+        return "incomplete header"
+    return _describe(parsed)
+
+
+def _describe(h: FrameHeader) -> str:
+    rsv = h.rsv >> 4
+    how = {4: " (16-bit extended length)", 10: " (64-bit extended length)"}.get(h.header_size - (4 if h.mask else 0), "")
+    name = OPCODE_NAMES.get(h.opcode, f"RESERVED-{h.opcode:#x}")
     rsv_text = f"RSV1={rsv >> 2} RSV2={(rsv >> 1) & 1} RSV3={rsv & 1}"
     if rsv & 4:
         rsv_text += " (compressed: permessage-deflate)"
-    mask = f"MASK=1 key={header[pos:pos + 4].hex()}" if masked else "MASK=0"
-    return f"FIN={fin} {rsv_text} opcode={opcode:#x} {name} {mask} payload={length} bytes{how}"
+    mask = f"MASK=1 key={h.mask.hex()}" if h.mask else "MASK=0"
+    return f"FIN={int(h.fin)} {rsv_text} opcode={h.opcode:#x} {name} {mask} payload={h.length} bytes{how}"
 
 
 def _hexdump(data: bytes) -> str:
@@ -73,7 +66,6 @@ class _Direction:
         self.http = bytearray()
         self.dead = False
         self.header = bytearray()
-        self.need: int | None = None  # header length once known
         self.remaining = 0  # payload bytes still to come
         self.total = 0
         self.mask = b""
@@ -113,51 +105,40 @@ class _Direction:
         return memoryview(rest)
 
     def _feed_header(self, view: memoryview) -> memoryview:
-        take = (self.need or 2) - len(self.header)
-        self.header += view[:take]
-        view = view[take:]
-        if self.need is None and len(self.header) >= 2:
-            b1 = self.header[1]
-            ext = {126: 2, 127: 8}.get(b1 & 0x7F, 0)
-            self.need = 2 + ext + (4 if b1 & 0x80 else 0)
-        if self.need is None or len(self.header) < self.need:
-            return view
-        header = bytes(self.header)
+        before = len(self.header)
+        self.header += view[: 14 - before]
+        try:
+            h = parse_header(bytes(self.header))
+        except HeaderError as exc:
+            self.emit(f"{self.label} {self.arrow} malformed frame header ({exc}); trace stops")
+            self.dead = True
+            return view[len(view):]
+        if h is None:
+            return view[len(self.header) - before :]
+        header = bytes(self.header[: h.header_size])
         self.header = bytearray()
-        self.need = None
-        b0, b1 = header[0], header[1]
-        length = b1 & 0x7F
-        pos = 2
-        if length == 126:
-            (length,) = struct.unpack_from("!H", header, 2)
-            pos = 4
-        elif length == 127:
-            (length,) = struct.unpack_from("!Q", header, 2)
-            pos = 10
-        self.mask = header[pos:pos + 4] if b1 & 0x80 else b""
-        self.opcode = b0 & 0xF
-        if self.opcode in (1, 2):
-            self.message_opcode = self.opcode
-            self.compressed = bool(b0 & 0x40)
-        elif self.opcode != 0:
+        self.mask = h.mask or b""
+        self.opcode = h.opcode
+        if h.opcode in (1, 2):
+            self.message_opcode = h.opcode
+            self.compressed = bool(h.rsv & 0x40)
+        elif h.opcode != 0:
             self.compressed = False
-        self.total = self.remaining = length
+        self.total = self.remaining = h.length
         self.payload = bytearray()
         self.offset = 0
-        self.emit(f"{self.label} {self.arrow} {describe_header(header)}")
+        self.emit(f"{self.label} {self.arrow} {_describe(h)}")
         self.emit(f"{self.label} {self.arrow}     header bytes: {_hexdump(header)}")
-        if length == 0:
+        if h.length == 0:
             self._done()
-        return view
+        return view[h.header_size - before :]
 
     def _feed_payload(self, view: memoryview) -> memoryview:
         take = min(self.remaining, len(view))
         keep = max(0, min(take, PREVIEW - len(self.payload)))
         if keep:
             chunk = bytes(view[:keep])
-            if self.mask:
-                chunk = bytes(c ^ self.mask[(self.offset + i) % 4] for i, c in enumerate(chunk))
-            self.payload += chunk
+            self.payload += apply_mask(chunk, self.mask, self.offset) if self.mask else chunk
         self.offset += take
         self.remaining -= take
         if not self.remaining:
