@@ -246,14 +246,16 @@ class Connection:
         """Send a text message, or with ``fin=False`` a fragment of one."""
         if not isinstance(data, str):
             raise LocalProtocolError(f"send_text needs str, not {type(data).__name__}")
-        self._check_open()
+        if self._phase is not Phase.OPEN:
+            self._check_open()
         self._writer.data(OP_TEXT, data.encode("utf-8"), fin, compress)
 
     def send_binary(self, data: bytes | bytearray | memoryview, *, fin: bool = True, compress: bool | None = None) -> None:
         """Send a binary message, or with ``fin=False`` a fragment of one."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise LocalProtocolError(f"send_binary needs bytes, not {type(data).__name__}")
-        self._check_open()
+        if self._phase is not Phase.OPEN:
+            self._check_open()
         self._writer.data(OP_BINARY, bytes(data), fin, compress)
 
     def send_ping(self, payload: bytes = b"") -> None:

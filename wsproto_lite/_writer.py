@@ -18,11 +18,16 @@ class FrameWriter:
         self._mask_key = mask_key  # None: server, frames are not masked (§5.1)
         self._extensions = tuple(extensions)
         self._continuing: int | None = None  # opcode of the fragmented message being sent
+        self._plain_server = mask_key is None and not self._extensions
         self.out: list[bytes] = []
 
     def data(self, opcode: int, payload: bytes, fin: bool, compress: bool | None) -> None:
         """Queue a text/binary frame; ``fin=False`` leaves the message open for more calls."""
         first = self._continuing is None
+        if fin and first and self._plain_server and len(payload) < 126:
+            # Fast path: a small unmasked, untransformed, unfragmented frame (§5.2: 7-bit length).
+            self.out.append(bytes((0x80 | opcode, len(payload))) + payload)
+            return
         if not first and opcode != self._continuing:
             raise LocalProtocolError("another message is being sent in fragments; finish it first (§5.4)")
         rsv = 0
