@@ -84,8 +84,9 @@ def connect_async(
             sock.close()
             return
         try:
+            transport: SocketTransport
             if ctx is not None:
-                TLSTransport(
+                transport = TLSTransport(
                     loop,
                     sock,
                     conn,
@@ -96,9 +97,10 @@ def connect_async(
                     low_water=opts.write_low_water,
                 )
             else:
-                SocketTransport(
+                transport = SocketTransport(
                     loop, sock, conn, high_water=opts.write_high_water, low_water=opts.write_low_water
                 )
+            conn.attach(transport)
         except OSError as exc:
             sock.close()
             conn.error = exc

@@ -66,6 +66,7 @@ class WebSocket(BaseProtocol):
         self.options = options
         self.is_client = isinstance(core, ClientConnection)
         self.transport: SocketTransport | None = None
+        self._attached: SocketTransport | None = None  # before connection_made (TLS handshake running)
         self.remote_address: Any = None
         self.request: Request | None = None
         """Server: the upgrade request, once received."""
@@ -179,10 +180,18 @@ class WebSocket(BaseProtocol):
         if self._finished:
             return
         self.core.abort()
-        if self.transport is not None:
-            self.transport.abort()  # -> connection_lost -> _process
-        else:
+        transport = self.transport or self._attached
+        if transport is not None and not transport.is_closing():
+            transport.abort()  # -> connection_lost -> _process -> _finish
+        elif transport is not None:
+            transport.abort()  # a graceful close was flushing: give up on it
+        if not self._processing:
             self._process()
+            self._finish()
+
+    def attach(self, transport: SocketTransport) -> None:
+        """Remember the transport before ``connection_made`` (so a TLS handshake can be aborted)."""
+        self._attached = transport
 
     def __repr__(self) -> str:
         role = "client" if self.is_client else "server"

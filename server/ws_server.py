@@ -124,8 +124,9 @@ class WebSocketServer:
         else:
             self.connections.add(conn)
         try:
+            transport: SocketTransport
             if self.ssl_context is not None:
-                TLSTransport(
+                transport = TLSTransport(
                     self.loop,
                     sock,
                     conn,
@@ -135,13 +136,14 @@ class WebSocketServer:
                     low_water=self.options.write_low_water,
                 )
             else:
-                SocketTransport(
+                transport = SocketTransport(
                     self.loop,
                     sock,
                     conn,
                     high_water=self.options.write_high_water,
                     low_water=self.options.write_low_water,
                 )
+            conn.attach(transport)
         except OSError as exc:  # the peer is already gone (getpeername/setsockopt failed)
             logger.debug("dropping %s: %s", address, exc)
             sock.close()

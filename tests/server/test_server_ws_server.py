@@ -326,3 +326,14 @@ def test_tuned_deflate_factory_is_used() -> None:
             assert "server_max_window_bits=12" in (ws.response.headers.get("Sec-WebSocket-Extensions") or "")
             ws.send("a" * 5000)
             assert ws.recv(timeout=10) == "a" * 5000
+
+
+def test_handshake_timeout_covers_a_stalled_tls_handshake(server_ssl_context: ssl.SSLContext) -> None:
+    with ServerThread(ssl_context=server_ssl_context, options=Options(handshake_timeout=0.2)) as st:
+        sock = raw_connect(st.port)
+        try:
+            sock.sendall(b"\x16\x03\x01")  # the first bytes of a ClientHello, then nothing
+            assert read_until_closed(sock) == b""  # dropped by the handshake timer
+        finally:
+            sock.close()
+        assert st.wait_connections(0)
