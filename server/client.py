@@ -144,7 +144,8 @@ class ClientWebSocket:
                 self.core.send_binary(message, fin=fin)
         except LocalProtocolError:
             raise self._closed_error() from None
-        self._flush()
+        if not self._flush():
+            raise self._closed_error()
 
     def recv(self, timeout: float | None = None) -> str | bytes:
         """The next message (``str`` or ``bytes``); ``TimeoutError`` after ``timeout`` s.
@@ -172,7 +173,8 @@ class ClientWebSocket:
             self.core.send_ping(payload)
         except LocalProtocolError:
             raise self._closed_error() from None
-        self._flush()
+        if not self._flush():
+            raise self._closed_error()
         if timeout is None:
             return
         deadline = time.monotonic() + timeout
@@ -270,7 +272,8 @@ class ClientWebSocket:
         elif isinstance(event, ClosedEvent):
             self.close_code, self.close_reason = event.code, event.reason
 
-    def _flush(self) -> None:
+    def _flush(self) -> bool:
+        """Write what the core queued; False if the socket failed (the connection is then closed)."""
         data = self.core.data_to_send()
         if data and self.sock.fileno() != -1:
             try:
@@ -280,7 +283,8 @@ class ClientWebSocket:
                 self._eof = True
                 self.core.abort()
                 self._drain()
-                return
+                return False
         if self.core.should_close_transport:
             self._eof = True
             self.sock.close()
+        return True
