@@ -760,3 +760,27 @@ def test_random_round_trips(client: dict[str, object], server: dict[str, object]
         if compress is False:
             assert all(rsv == 0 for rsv, _ in frames)
         assert receive(dst, frames, max_size=len(message)) == message
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    garbage=st.lists(st.binary(max_size=200), min_size=1, max_size=5),
+    prefix=st.sampled_from([b"", bytes.fromhex("f348cdc9c90700"), bytes.fromhex("f248cdc9c90700")]),
+    limit=st.one_of(st.none(), st.integers(0, 5000)),
+    bits=st.integers(8, 15),
+)
+def test_random_payloads_only_ever_raise_extension_errors(garbage: list[bytes], prefix: bytes, limit: int | None,
+                                                          bits: int) -> None:
+    ext = deflate_ext(recv_window_bits=bits)
+    pieces = [prefix + garbage[0], *garbage[1:]]
+    for _ in range(2):  # twice: the state left by the first message must not break the second
+        assert ext.start_inbound(RSV1)
+        produced = 0
+        try:
+            for k, piece in enumerate(pieces):
+                remaining = None if limit is None else limit - produced
+                produced += len(ext.decode(piece, k == len(pieces) - 1, remaining))
+        except ExtensionError as exc:
+            assert exc.code in (1007, 1009)
+            return
+        assert limit is None or produced <= limit
