@@ -48,3 +48,32 @@ def test_tracer_keeps_only_a_preview_and_stops_after_refusal() -> None:
     tracer2 = FrameTracer("c", refused.append, server_side=False)
     tracer2.feed(False, b"HTTP/1.1 403 Forbidden\r\nContent-Length: 3\r\n\r\n\x81\x05x")
     assert len(refused) == 2 and "403" in refused[0]
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from wsproto_lite import encode_frame  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    frames=st.lists(
+        st.tuples(st.sampled_from([0x1, 0x2, 0x9, 0xA]), st.binary(max_size=300), st.booleans()), max_size=6
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=8),
+)
+def test_any_split_gives_the_same_trace(frames: list[tuple[int, bytes, bool]], cuts: list[int]) -> None:
+    stream = b"HTTP/1.1 101 Switching Protocols\r\n\r\n" + b"".join(
+        encode_frame(op, payload[:125] if op >= 8 else payload, mask=b"abcd" if masked else None)
+        for op, payload, masked in frames
+    )
+    whole: list[str] = []
+    FrameTracer("x", whole.append, server_side=False).feed(False, stream)
+    pieces: list[str] = []
+    tracer = FrameTracer("x", pieces.append, server_side=False)
+    last = 0
+    for cut in sorted(c % (len(stream) + 1) for c in cuts) + [len(stream)]:
+        tracer.feed(False, stream[last:cut])
+        last = cut
+    assert pieces == whole
+    assert sum("payload=" in line for line in whole) == len(frames)
