@@ -15,6 +15,7 @@ import logging
 import signal
 import socket
 import ssl
+import threading
 from collections.abc import Iterable
 from typing import Callable
 
@@ -176,6 +177,7 @@ class WebSocketServer:
 
     def serve_forever(self, *, handle_signals: bool = True) -> None:
         """Run the loop until :meth:`shutdown` finishes (SIGINT/SIGTERM trigger it when in the main thread)."""
+        handle_signals = handle_signals and threading.current_thread() is threading.main_thread()
         if handle_signals:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self.loop.add_signal_handler(signum, self._on_signal)

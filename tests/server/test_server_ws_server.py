@@ -337,3 +337,20 @@ def test_handshake_timeout_covers_a_stalled_tls_handshake(server_ssl_context: ss
         finally:
             sock.close()
         assert st.wait_connections(0)
+
+
+def test_serve_forever_in_a_thread_and_shutdown_stops_it() -> None:
+    from server.loop import EventLoop
+    from server.ws_server import WebSocketServer
+
+    loop = EventLoop()
+    server = WebSocketServer(Echo(), host="127.0.0.1", port=0, loop=loop)
+    t = threading.Thread(target=server.serve_forever)  # not the main thread: no signal handlers
+    t.start()
+    try:
+        assert_echo_works(f"ws://127.0.0.1:{server.port}/")
+    finally:
+        loop.call_soon_threadsafe(server.shutdown)
+        t.join(10)
+    assert not t.is_alive()
+    loop.close()
