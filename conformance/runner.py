@@ -217,7 +217,9 @@ def run_client_role(opts: RunOptions, out: IO[str] | None = None) -> int:
 
 
 def _meta(opts: RunOptions, wall: float) -> dict[str, str]:
-    exclude = opts.effective_exclude()
+    exclude = [p for p in opts.effective_exclude() if not (opts.ci and p in spec.CI_EXCLUDE)]
+    if opts.ci:
+        exclude.append(spec.CI_DESCRIPTION)
     return {
         "implementation": opts.impl + (" (stand-in)" if opts.impl != "wsproto-lite" else ""),
         "compression": "on" if opts.compression else "off",

@@ -71,7 +71,10 @@ def test_specs() -> None:
 def test_effective_exclude() -> None:
     assert RunOptions(exclude=["2.*"]).effective_exclude() == ["2.*"]
     no_comp = RunOptions(compression=False, ci=True).effective_exclude()
-    assert "12.*" in no_comp and "13.*" in no_comp and "12.2.*" in no_comp
+    assert "12.*" in no_comp and "13.*" in no_comp and "12.2.10" in no_comp
+    ci = RunOptions(ci=True).effective_exclude()
+    assert len(ci) == 12 * 9 and "13.7.18" in ci and "12.1.7" not in ci and "12.1.11" not in ci
+    assert not any("*" in p for p in ci)  # wstest wildcards match prefixes
 
 
 def test_cli_options() -> None:
