@@ -33,7 +33,8 @@ The compressor is most of it (window 2 * 2^w, hash chains 2 * 2^w, hash heads 2 
 4 * 2^(mL+6) bytes); a decompressor is ~7 KiB + its 2^w window. Lazy creation makes an idle connection
 (nothing compressed sent or received yet) cost ~0.2 KiB instead of the ~157 KiB (memLevel 5, window 15)
 of eager objects; ``*_no_context_takeover`` frees the objects after every message (0.2 KiB between
-messages) at the price of a fresh zlib state per message (~4 us idle box, ~25 us loaded) and a worse ratio on small messages.
+messages) at the price of a fresh zlib state per message (~4 us on an idle box, ~25 us loaded) and a
+worse ratio on small messages.
 
 * ``compress_level=6``: zlib's default, also what websockets and ws send, so sizes and benchmarks compare
   like with like; level 1 is 2.4x (1 KiB) to 3.5x (1 MiB) faster for ~20 % more bytes: use it when CPU-bound.
