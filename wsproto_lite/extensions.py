@@ -42,9 +42,10 @@ class Extension(abc.ABC):
     def decode(self, data: bytes, fin: bool, max_size: int | None) -> bytes:
         """Decode the next piece of an inbound message claimed by :meth:`start_inbound`.
 
-        ``fin`` is true for the last piece of the message. The output of the whole message must stay
-        within ``max_size`` bytes (None: unbounded): raise :class:`ExtensionError` with code 1009
-        as soon as it would not, before producing more; raise it with 1007 for undecodable data.
+        ``fin`` is true for the last piece of the message. ``max_size`` is how many more bytes the
+        decoded message may grow by (None: unbounded): when this piece would decode to more, raise
+        :class:`ExtensionError` with code 1009 before producing more than ``max_size + 1`` bytes (so a
+        small input that inflates hugely costs O(limit)); raise it with 1007 for undecodable data.
         """
 
     @abc.abstractmethod
