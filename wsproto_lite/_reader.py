@@ -115,7 +115,7 @@ class MessageReader:
         return self._next_event()
 
     def _parse_whole_frames(self) -> bool:
-        """Fast path for the common case: small, unfragmented, plain data frames entirely in the buffer.
+        """Fast path for the common case: unfragmented, plain data frames (up to 64 KiB) entirely in the buffer.
 
         Parses as many as there are into ``_ready`` and stops at the first frame that is anything else
         (fragmented, control, RSV bits, too long, incomplete, invalid UTF-8...), leaving it to the general
@@ -135,8 +135,12 @@ class MessageReader:
                 return False
         masked = self._expect_masked
         mask_bit = 0x80 if masked else 0
-        header_size = 6 if masked else 2
-        limit = min(125, self._max_frame if self._max_frame is not None else 125, self._max_message if self._max_message is not None else 125)
+        key_size = 4 if masked else 0
+        limit = 0xFFFF  # 7- and 16-bit lengths (§5.2); 64-bit ones are large enough for the general path
+        if self._max_frame is not None:
+            limit = min(limit, self._max_frame)
+        if self._max_message is not None:
+            limit = min(limit, self._max_message)
         stream = self._stream
         from_bytes = int.from_bytes
         append = self.ready.append
@@ -147,17 +151,26 @@ class MessageReader:
             if b0 != 0x81 and b0 != 0x82:  # FIN, no RSV bits, text or binary
                 break
             b1 = buf[pos + 1]
-            length = b1 & 0x7F
-            if length > limit or b1 & 0x80 != mask_bit:
+            if b1 & 0x80 != mask_bit:
                 break
-            start = pos + header_size
+            length = b1 & 0x7F
+            if length < 126:
+                start = pos + 2 + key_size
+            elif length == 126 and size - pos >= 4:
+                length = buf[pos + 2] << 8 | buf[pos + 3]
+                start = pos + 4 + key_size
+            else:
+                break
             end = start + length
-            if end > size:
+            if end > size or length > limit:
                 break
             payload = buf[start:end]
             if masked and length:
-                key = buf[pos + 2 : start]
-                payload = (from_bytes(payload, "little") ^ from_bytes((key * ((length + 3) >> 2))[:length], "little")).to_bytes(length, "little")
+                key = buf[start - 4 : start]
+                if length < 512:
+                    payload = (from_bytes(payload, "little") ^ from_bytes((key * ((length + 3) >> 2))[:length], "little")).to_bytes(length, "little")
+                else:
+                    payload = apply_mask(payload, key)
             if b0 == 0x81:
                 try:
                     text = payload.decode("utf-8")

@@ -169,6 +169,8 @@ def test_buffered_counts_unparsed_bytes() -> None:
 _FRAMES = st.one_of(
     st.text(max_size=30).map(lambda t: frame(0x1, t.encode())),
     st.binary(max_size=130).map(lambda b: frame(0x2, b)),
+    st.binary(min_size=500, max_size=700).map(lambda b: frame(0x2, b)),
+    st.text(min_size=200, max_size=300).map(lambda t: frame(0x1, t.encode())),
     st.binary(max_size=10).map(lambda b: frame(0x1, b)),  # often invalid UTF-8
     st.binary(max_size=10).map(lambda b: frame(0x9, b)),
     st.binary(max_size=10).map(lambda b: frame(0x2, b, fin=False)),
@@ -178,11 +180,11 @@ _FRAMES = st.one_of(
 )
 
 
-@given(st.lists(_FRAMES, max_size=12), st.booleans())
-def test_fast_path_and_general_path_agree(frames: list[bytes], stream: bool) -> None:
+@given(st.lists(_FRAMES, max_size=12), st.booleans(), st.sampled_from([100, 1000, None]))
+def test_fast_path_and_general_path_agree(frames: list[bytes], stream: bool, limit: int | None) -> None:
     """Whole frames in one chunk take the fast path; one byte at a time forces the general path."""
     data = b"".join(frames)
-    config = Config(stream_messages=stream, max_message_size=100)
+    config = Config(stream_messages=stream, max_message_size=limit)
     whole = read(data, config)
     reader = MessageReader(config, expect_masked=True)
     slow: list[Event] = []
