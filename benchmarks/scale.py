@@ -185,8 +185,10 @@ def run(*, quick: bool, reps: int, infos: dict[str, dict[str, str]], notes: list
               chart_ylabel="ms until the last client has it (lower is better)")
     for label, key, higher, fmt in rows:
         vals = {i: results[i].get(key) for i in impls}
-        t.rows.append([label, *["n/a" if vals[i] is None else fmt(vals[i]) for i in impls],
-                       *(ratio_cells(vals, OURS, impls, higher) if OURS in impls else [])])
+        ratios = ratio_cells(vals, OURS, impls, higher) if OURS in impls else []
+        if key == "client_floor":  # the client's own cost: not a comparison of servers
+            ratios = ["" for _ in ratios]
+        t.rows.append([label, *["n/a" if vals[i] is None else fmt(vals[i]) for i in impls], *ratios])
         if key.startswith("bcast") or key == "client_floor":
             t.data[label.split(" (")[0]] = {i: (v * 1e3 if v else None) for i, v in vals.items()}
     t.notes.append(f"broadcast: median of {reps}; the client reads all sockets with one epoll loop in Python, "
