@@ -16,7 +16,7 @@ import pytest
 from server.client import ConnectionClosed, connect
 
 ROOT = Path(__file__).resolve().parents[2]
-PY = [sys.executable, "-s", "-E"]  # no user site, no PYTHON* variables: just the checkout
+PY = [sys.executable, "-S", "-E"]  # no site-packages, no PYTHON* variables: the checkout and the stdlib only
 
 
 def _run(*args: str, stdin: str = "", timeout: float = 20) -> subprocess.CompletedProcess[str]:
