@@ -94,6 +94,7 @@ class WebSocket(BaseProtocol):
         self._ping_seq = 0
         self._processing = False
         self._again = False
+        self._unflushed = 0  # bytes queued in the core during this event batch, not yet flushed
         if options.handshake_timeout is not None:
             self._handshake_timer = loop.call_later(options.handshake_timeout, self._handshake_timed_out)
 
@@ -136,8 +137,18 @@ class WebSocket(BaseProtocol):
                 self.core.send_binary(bytes(message), fin=fin, compress=compress)
         except LocalProtocolError:
             return False
-        self._flush()
+        self._queued(len(message))
         return True
+
+    def _queued(self, size: int) -> None:
+        """Flush now, or, inside an event batch, at its end: one write for many replies.
+
+        What a batch may queue before it is flushed is bounded by the high watermark.
+        """
+        if self._processing and self._unflushed + size < self.options.write_high_water:
+            self._unflushed += size
+        else:
+            self._flush()
 
     def send_prepared(self, prepared: PreparedMessage) -> bool:
         """Queue a frame built once by ``prepare_message`` (server role; see ``server.broadcast``)."""
@@ -147,7 +158,7 @@ class WebSocket(BaseProtocol):
             self.core.send_prepared(prepared)
         except LocalProtocolError:
             return False
-        self._flush()
+        self._queued(len(prepared.frame))
         return True
 
     def ping(self, payload: bytes = b"") -> bool:
@@ -344,6 +355,7 @@ class WebSocket(BaseProtocol):
         self._call(self.handler.on_open, self)
 
     def _flush(self) -> None:
+        self._unflushed = 0
         transport = self.transport
         if transport is None:
             return
