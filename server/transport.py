@@ -164,6 +164,19 @@ class SocketTransport:
     def _raw_write(self, chunks: list[bytes | bytearray | memoryview]) -> None:
         if self._lost or not chunks:
             return
+        if not self._buffer and len(chunks) == 1:
+            # Fast path: nothing is waiting, so hand the bytes to the kernel without queuing them.
+            data = chunks[0]
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._fatal(exc)
+                return
+            if sent == len(data):
+                return
+            chunks = [memoryview(data)[sent:]]
         for chunk in chunks:
             view = memoryview(chunk).cast("B")
             self._buffer.append(view)
