@@ -46,6 +46,10 @@ from .extensions import Extension
 __all__ = ["MessageReader"]
 
 _DATA_OPCODES = (OP_TEXT, OP_BINARY)
+# The slot setters of the frozen message events, for the fast path (frozen dataclasses route every
+# assignment in __init__ through object.__setattr__, which costs more than the rest of a small frame).
+_SET_TEXT = TextMessage.__dict__["data"].__set__
+_SET_BINARY = BinaryMessage.__dict__["data"].__set__
 _CONTROL_OPCODES = (OP_CLOSE, OP_PING, OP_PONG)
 
 
@@ -144,6 +148,9 @@ class MessageReader:
         stream = self._stream
         from_bytes = int.from_bytes
         append = self.ready.append
+        new = object.__new__
+        set_text = _SET_TEXT
+        set_binary = _SET_BINARY
         size = len(buf)
         produced = False
         while size - pos >= 2:
@@ -176,9 +183,18 @@ class MessageReader:
                     text = payload.decode("utf-8")
                 except UnicodeDecodeError:
                     break  # the general path reports it, at the first bad byte
-                append(TextChunk(text, True) if stream else TextMessage(text))
+                if stream:
+                    append(TextChunk(text, True))
+                else:
+                    message = new(TextMessage)  # the same frozen event, built without __init__'s overhead
+                    set_text(message, text)
+                    append(message)
+            elif stream:
+                append(BinaryChunk(payload, True))
             else:
-                append(BinaryChunk(payload, True) if stream else BinaryMessage(payload))
+                binary = new(BinaryMessage)
+                set_binary(binary, payload)
+                append(binary)
             produced = True
             pos = end
         self._pos = pos
