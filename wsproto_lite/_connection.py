@@ -174,8 +174,14 @@ class Connection:
 
     def events(self) -> Iterator[Event]:
         """Iterate over the events available now."""
-        next_event = self.next_event
-        while (event := next_event()) is not None:
+        queued, next_event = self._events, self.next_event
+        while True:
+            ready = self._ready  # data messages parsed ahead: hand them out without further checks
+            while ready and not queued:
+                yield ready.popleft()
+            event = next_event()
+            if event is None:
+                return
             yield event
 
     def _react(self, event: Event) -> None:
