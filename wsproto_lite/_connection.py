@@ -41,10 +41,13 @@ from ._handshake import (
 from ._http import HeadReader, HTTPError, header_values, parse_request_head, parse_response_head, token_list
 from ._reader import MessageReader
 from ._state import PUBLIC_STATE, ConnectionState, Phase, Trigger, next_state
-from ._writer import FrameWriter
+from ._writer import SMALL_HEADERS, FrameWriter
 from .extensions import Extension, ExtensionFactory
 
 __all__ = ["Connection", "ServerConnection", "ClientConnection", "PreparedMessage", "prepare_message"]
+
+_OPEN = Phase.OPEN
+_TEXT_HEADERS, _BINARY_HEADERS = SMALL_HEADERS[OP_TEXT], SMALL_HEADERS[OP_BINARY]
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,17 +255,27 @@ class Connection:
         """Send a text message, or with ``fin=False`` a fragment of one."""
         if not isinstance(data, str):
             raise LocalProtocolError(f"send_text needs str, not {type(data).__name__}")
-        if self._phase is not Phase.OPEN:
+        if self._phase is not _OPEN:
             self._check_open()
-        self._writer.data(OP_TEXT, data.encode("utf-8"), fin, compress)
+        payload = data.encode("utf-8")
+        writer = self._writer
+        if fin and len(payload) < 126 and writer.plain_server and writer.continuing is None:
+            writer.out.append(_TEXT_HEADERS[len(payload)] + payload)  # the writer's fast path, inlined
+        else:
+            writer.data(OP_TEXT, payload, fin, compress)
 
     def send_binary(self, data: bytes | bytearray | memoryview, *, fin: bool = True, compress: bool | None = None) -> None:
         """Send a binary message, or with ``fin=False`` a fragment of one."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise LocalProtocolError(f"send_binary needs bytes, not {type(data).__name__}")
-        if self._phase is not Phase.OPEN:
+        if self._phase is not _OPEN:
             self._check_open()
-        self._writer.data(OP_BINARY, bytes(data), fin, compress)
+        payload = bytes(data)
+        writer = self._writer
+        if fin and len(payload) < 126 and writer.plain_server and writer.continuing is None:
+            writer.out.append(_BINARY_HEADERS[len(payload)] + payload)
+        else:
+            writer.data(OP_BINARY, payload, fin, compress)
 
     def send_ping(self, payload: bytes = b"") -> None:
         """Send a ping (§5.5.2); at most 125 bytes of payload."""
@@ -295,7 +308,7 @@ class Connection:
         if not self.is_server:
             raise LocalProtocolError("prepared messages are unmasked server frames; clients must mask (§5.3)")
         self._check_open()
-        if self._writer._continuing is not None:
+        if self._writer.continuing is not None:
             raise LocalProtocolError("a fragmented message is being sent; finish it first (§5.4)")
         self._writer.out.append(message.frame)
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ._errors import LocalProtocolError
-from ._frames import OP_CONT, apply_mask, frame_header
+from ._frames import OP_BINARY, OP_CONT, OP_TEXT, apply_mask, frame_header
 from .extensions import Extension
 
-__all__ = ["FrameWriter"]
+__all__ = ["FrameWriter", "SMALL_HEADERS"]
+
+
+# The two header bytes of every small final text/binary server frame, ready-made (§5.2: FIN, opcode, 7-bit
+# length): SMALL_HEADERS[opcode][length].
+SMALL_HEADERS = {opcode: [bytes((0x80 | opcode, n)) for n in range(126)] for opcode in (OP_TEXT, OP_BINARY)}
 
 
 class FrameWriter:
@@ -17,24 +22,24 @@ class FrameWriter:
     def __init__(self, mask_key: Callable[[int], bytes] | None, extensions: Sequence[Extension] = ()) -> None:
         self._mask_key = mask_key  # None: server, frames are not masked (§5.1)
         self._extensions = tuple(extensions)
-        self._continuing: int | None = None  # opcode of the fragmented message being sent
-        self._plain_server = mask_key is None and not self._extensions
+        self.continuing: int | None = None  # opcode of the fragmented message being sent
+        self.plain_server = mask_key is None and not self._extensions
         self.out: list[bytes] = []
 
     def data(self, opcode: int, payload: bytes, fin: bool, compress: bool | None) -> None:
         """Queue a text/binary frame; ``fin=False`` leaves the message open for more calls."""
-        first = self._continuing is None
-        if fin and first and self._plain_server and len(payload) < 126:
+        first = self.continuing is None
+        if fin and first and self.plain_server and len(payload) < 126:
             # Fast path: a small unmasked, untransformed, unfragmented frame (§5.2: 7-bit length).
-            self.out.append(bytes((0x80 | opcode, len(payload))) + payload)
+            self.out.append(SMALL_HEADERS[opcode][len(payload)] + payload)
             return
-        if not first and opcode != self._continuing:
+        if not first and opcode != self.continuing:
             raise LocalProtocolError("another message is being sent in fragments; finish it first (§5.4)")
         rsv = 0
         for extension in self._extensions:
             bits, payload = extension.encode(payload, first, fin, compress)
             rsv |= bits
-        self._continuing = None if fin else opcode
+        self.continuing = None if fin else opcode
         self.frame(opcode if first else OP_CONT, payload, fin, rsv)
 
     def frame(self, opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) -> None:
