@@ -39,3 +39,31 @@ def test_readme_example_echoes() -> None:
     server.join(5)
     assert not server.is_alive()
     assert namespace["closed"] == [1000]
+
+
+def test_readme_server_and_client_snippets() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    server_code = next(b for b in blocks if "class Chat(Handler)" in b)
+    client_code = next(b for b in blocks if "from server.client import connect" in b)
+    server_code = server_code.replace("port=8765", "port=0").replace("server.serve_forever()", "")
+    namespace: dict[str, object] = {}
+    exec(compile(server_code, "README.md", "exec"), namespace)
+    server = namespace["server"]
+    port = server.port  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)  # type: ignore[attr-defined]
+    thread.start()
+    try:
+        printed: list[object] = []
+        client_code = client_code.replace("8765", str(port)).replace("print(", "printed.append(")
+        exec(compile(client_code, "README.md", "exec"), {"printed": printed})
+        assert printed == ["hello"]
+        from server.client import connect
+        from server.errors import HandshakeError
+
+        with pytest.raises(HandshakeError) as info:
+            connect(f"ws://127.0.0.1:{port}/", timeout=5)  # no token: the handshake hook says 401
+        assert info.value.status == 401
+    finally:
+        server.loop.call_soon_threadsafe(server.shutdown)  # type: ignore[attr-defined]
+        thread.join(10)
+    assert not thread.is_alive()
