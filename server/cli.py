@@ -15,7 +15,7 @@ from wsproto_lite import HTTPRequest
 
 from .async_client import connect_async
 from .errors import HandshakeError, InvalidURL
-from .handler import Handler, HTTPResponse
+from .handler import UPGRADE_REQUIRED, Handler, HTTPResponse
 from .loop import EventLoop
 from .options import Options
 from .tls import client_context, server_context
@@ -38,11 +38,7 @@ def health_check(request: HTTPRequest) -> HTTPResponse:
     """``GET /health`` answers 200 "ok"; any other plain HTTP request 426 (this is a WebSocket server)."""
     if request.method in ("GET", "HEAD") and request.path == "/health":
         return HTTPResponse(200, [("Content-Type", "text/plain")], b"ok\n")
-    return HTTPResponse(
-        426,
-        [("Content-Type", "text/plain"), ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
-        b"this is a WebSocket endpoint\n",
-    )
+    return UPGRADE_REQUIRED
 
 
 def _stderr(line: str) -> None:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from .websocket import WebSocket
 
-__all__ = ["Accept", "Reject", "HTTPResponse", "Handler", "HTTPHandler"]
+__all__ = ["Accept", "Reject", "HTTPResponse", "Handler", "HTTPHandler", "UPGRADE_REQUIRED"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,13 @@ class HTTPResponse:
 
 #: Answers plain (non-WebSocket) HTTP requests; without one the server replies 426.
 HTTPHandler = Callable[["HTTPRequest"], HTTPResponse]
+
+#: The answer to a plain HTTP request on a WebSocket-only endpoint (RFC 9110 §15.5.22, RFC 6455 §4.2.2).
+UPGRADE_REQUIRED = HTTPResponse(
+    426,
+    (("Content-Type", "text/plain"), ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")),
+    b"this is a WebSocket endpoint\n",
+)
 
 
 class Handler:

@@ -24,7 +24,7 @@ from wsproto_lite import (
 from wsproto_lite import ConnectionClosed as ClosedEvent
 
 from .errors import HandshakeError
-from .handler import Accept, Handler, HTTPHandler, HTTPResponse, Reject
+from .handler import UPGRADE_REQUIRED, Accept, Handler, HTTPHandler, HTTPResponse, Reject
 from .loop import EventLoop, TimerHandle
 from .options import SLOW_CONSUMER_CLOSE_CODE, Options
 from .transport import BaseProtocol, SocketTransport
@@ -335,11 +335,7 @@ class WebSocket(BaseProtocol):
         if self._over_capacity:
             response = HTTPResponse(503, [("Retry-After", "5")], b"too many connections\n")
         elif self._http_handler is None:
-            response = HTTPResponse(
-                426,
-                [("Content-Type", "text/plain"), ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
-                b"this is a WebSocket endpoint\n",
-            )
+            response = UPGRADE_REQUIRED
         else:
             try:
                 response = self._http_handler(request)
