@@ -63,7 +63,7 @@ def connect_async(
         subprotocols=list(subprotocols),
         extensions=opts.extensions(),
         extra_headers=list(headers),
-        config=Config(max_message_size=opts.max_message_size),
+        config=Config(max_message_size=opts.max_message_size, max_fragments=opts.max_fragments),
     )
     cancel: list[Callable[[], None]] = []
 

@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--tls-cert", help="PEM certificate chain: serve wss://")
     e.add_argument("--tls-key", help="PEM private key (if not inside --tls-cert)")
     e.add_argument("--max-message-size", type=int, default=16 * 2**20, help="bytes; larger messages get close 1009")
+    e.add_argument("--max-fragments", type=int, default=100_000, help="frames per message; more get close 1009")
     e.add_argument("--compression", action=argparse.BooleanOptionalAction, default=True,
                    help="negotiate permessage-deflate (default: on)")
     e.add_argument("--max-connections", type=int, default=None, help="beyond this: HTTP 503")
@@ -92,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _echo(args: argparse.Namespace) -> int:
     options = Options(
         max_message_size=args.max_message_size,
+        max_fragments=args.max_fragments,
         compression=args.compression,
         max_connections=args.max_connections,
         ping_interval=args.ping_interval or None,

@@ -26,6 +26,8 @@ class Options:
 
     max_message_size: int | None = 16 * 2**20
     """Largest incoming message; over it the core closes with 1009."""
+    max_fragments: int | None = 100_000
+    """Most frames in one incoming message (a bound on per-fragment overhead); over it: close 1009."""
     compression: bool = True
     """Negotiate permessage-deflate (RFC 7692)."""
     deflate: ExtensionFactory | None = None

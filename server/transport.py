@@ -8,7 +8,7 @@ import socket
 from collections import deque
 from typing import Any
 
-from .loop import EventLoop
+from .loop import EventLoop, TimerHandle
 
 __all__ = ["BaseProtocol", "SocketTransport", "DEFAULT_HIGH_WATER", "DEFAULT_READ_SIZE"]
 
@@ -16,6 +16,8 @@ logger = logging.getLogger("server.transport")
 
 DEFAULT_HIGH_WATER = 1 << 20
 DEFAULT_READ_SIZE = 256 * 1024
+#: Seconds a closed connection keeps draining the peer's input after our FIN (see ``_linger``).
+LINGER_TIMEOUT = 2.0
 _IOV_MAX = 512  # stay well under the kernel's IOV_MAX (1024 on Linux)
 _SEND_NOW_LIMIT = 64 * 1024  # below this, join small pieces into one send() call
 
@@ -73,6 +75,7 @@ class SocketTransport:
         self._reading = False
         self._reading_paused = False
         self._eof = False
+        self._linger_timer: TimerHandle | None = None
         self._closing = False
         self._lost = False
         self._fd = sock.fileno()
@@ -228,7 +231,7 @@ class SocketTransport:
         if not self._buffer:
             self.loop.remove_writer(self._fd)
             if self._closing:
-                self._connection_lost(None)
+                self._linger()
                 return
         self._check_low_water()
 
@@ -277,7 +280,37 @@ class SocketTransport:
         self._closing = True
         self._stop_reading()
         if not self._buffer:
-            self.loop.call_soon(self._connection_lost, None)
+            self.loop.call_soon(self._linger)
+
+    def _linger(self) -> None:
+        """Everything is sent: half-close, then discard what the peer still sends until it closes too.
+
+        Closing a socket whose receive queue is not empty makes the kernel answer with a reset, which
+        can destroy our last bytes (a close frame with its code) before the peer reads them. So we send
+        FIN with shutdown() and read until the peer's EOF, for at most LINGER_TIMEOUT seconds.
+        """
+        if self._lost:
+            return
+        if self._eof:
+            self._connection_lost(None)
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._connection_lost(None)
+            return
+        self._linger_timer = self.loop.call_later(LINGER_TIMEOUT, self._connection_lost, None)
+        self.loop.add_reader(self._fd, self._drain)
+
+    def _drain(self) -> None:
+        try:
+            data = self.sock.recv(self._read_size)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._connection_lost(None)
 
     def abort(self) -> None:
         """Close the socket now, discarding buffered data."""
@@ -296,6 +329,9 @@ class SocketTransport:
             return
         self._lost = True
         self._reading = False
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
         self._buffer.clear()
         self._buffer_size = 0
         self.loop.forget(self._fd)

@@ -105,7 +105,7 @@ class WebSocketServer:
             sock.close()
             return
         core = ServerConnection(
-            config=Config(max_message_size=self.options.max_message_size), extensions=self.options.extensions()
+            config=Config(max_message_size=self.options.max_message_size, max_fragments=self.options.max_fragments), extensions=self.options.extensions()
         )
         tracer = FrameTracer(f"{_format_address(address)}", self._trace, server_side=True) if self._trace else None
         conn = WebSocket(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import struct
 import subprocess
 import sys
@@ -165,3 +166,51 @@ def test_slow_consumer_200_mib_keeps_rss_bounded() -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(5)
+
+
+def test_too_many_fragments_gets_1009() -> None:
+    with ServerThread(options=Options(max_fragments=100)) as st:
+        sock = raw_connect(st.port)
+        try:
+            raw_handshake(sock)
+            key = b"\x01\x02\x03\x04"
+            # a binary message opened with one byte, then 200 one-byte continuations: frame 101 is refused
+            sock.sendall(b"\x02\x81" + key + b"\x00" + (b"\x00\x81" + key + b"\x00") * 200)
+            answer = read_until_closed(sock)
+        finally:
+            sock.close()
+        assert _close_code(answer) == 1009
+        assert_echo_works(st.url)
+
+
+def test_failing_close_survives_unread_input() -> None:
+    """The peer is still sending when the server fails the connection: the 1009 must reach it.
+
+    A socket closed with unread input answers with a reset, which on a real network can destroy the
+    close frame still in flight. The transport half-closes and drains the input instead (lingering
+    close): the peer's send completes without a reset, then it reads the close frame and EOF.
+    """
+    with ServerThread(options=Options(max_message_size=1024)) as st:
+        sock = raw_connect(st.port)
+        try:
+            raw_handshake(sock)
+            size = 4 << 20  # far more than the kernel buffers hold: the server cannot have read it all
+            header = b"\x82\xff" + struct.pack("!Q", size) + b"\x01\x02\x03\x04"
+            outcome: list[object] = []
+            sender = threading.Thread(target=_send_quietly, args=(sock, header + b"\x00" * size, outcome))
+            sender.start()
+            sender.join(20)  # read only once everything was sent (or refused by a reset)
+            answer = read_until_closed(sock)
+        finally:
+            sock.close()
+        assert outcome == ["sent"]  # drained, not reset
+        assert _close_code(answer) == 1009
+        assert_echo_works(st.url)
+
+
+def _send_quietly(sock: socket.socket, data: bytes, outcome: list[object]) -> None:
+    try:
+        sock.sendall(data)
+        outcome.append("sent")
+    except OSError as exc:
+        outcome.append(exc)
