@@ -134,7 +134,7 @@ class WebSocket(BaseProtocol):
             if isinstance(message, str):
                 self.core.send_text(message, fin=fin, compress=compress)
             else:
-                self.core.send_binary(bytes(message), fin=fin, compress=compress)
+                self.core.send_binary(message, fin=fin, compress=compress)
         except LocalProtocolError:
             return False
         self._queued(len(message))
@@ -301,12 +301,17 @@ class WebSocket(BaseProtocol):
     def _on_request(self, request: Request) -> None:
         self.request = request
         decision = self._decide(request)
+        if isinstance(decision, Accept):
+            try:
+                self.core.accept(subprotocol=decision.subprotocol, extra_headers=list(decision.headers))  # type: ignore[union-attr]
+            except (LocalProtocolError, ValueError) as exc:  # the core refused the hook's answer
+                logger.error("handshake hook's Accept refused: %s", exc)
+                decision = Reject(500)
         if isinstance(decision, Reject):
             logger.info("%s %s rejected with %d", self.remote_address, request.target, decision.status)
             self.core.reject(decision.status, headers=list(decision.headers), body=decision.body)  # type: ignore[union-attr]
             self._cancel("_handshake_timer")
             return
-        self.core.accept(subprotocol=decision.subprotocol, extra_headers=list(decision.headers))  # type: ignore[union-attr]
         self.subprotocol = decision.subprotocol
         self._flush()
         self._open()
@@ -324,10 +329,6 @@ class WebSocket(BaseProtocol):
             return Reject(500)
         if decision is None:
             return Accept()
-        if isinstance(decision, Accept) and decision.subprotocol is not None:
-            if decision.subprotocol not in request.subprotocols:
-                logger.error("handshake hook chose subprotocol %r the client did not offer", decision.subprotocol)
-                return Reject(500)
         return decision
 
     def _on_http_request(self, request: HTTPRequest) -> None:

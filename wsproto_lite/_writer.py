@@ -23,16 +23,14 @@ class FrameWriter:
         self._mask_key = mask_key  # None: server, frames are not masked (§5.1)
         self._extensions = tuple(extensions)
         self.continuing: int | None = None  # opcode of the fragmented message being sent
+        # Connection.send_text/send_binary take a fast path of their own when this is true: a small,
+        # unmasked, untransformed, unfragmented frame is SMALL_HEADERS[opcode][length] + payload.
         self.plain_server = mask_key is None and not self._extensions
         self.out: list[bytes] = []
 
     def data(self, opcode: int, payload: bytes, fin: bool, compress: bool | None) -> None:
         """Queue a text/binary frame; ``fin=False`` leaves the message open for more calls."""
         first = self.continuing is None
-        if fin and first and self.plain_server and len(payload) < 126:
-            # Fast path: a small unmasked, untransformed, unfragmented frame (§5.2: 7-bit length).
-            self.out.append(SMALL_HEADERS[opcode][len(payload)] + payload)
-            return
         if not first and opcode != self.continuing:
             raise LocalProtocolError("another message is being sent in fragments; finish it first (§5.4)")
         rsv = 0
