@@ -6,7 +6,8 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import frames
 from .loopback import Client, ServerProc, free_port, peer_server
@@ -28,8 +29,21 @@ def ours_server(mode: str = "echo") -> ServerProc:
         raise RuntimeError("server/__main__.py does not exist yet")
     port = free_port()
     if mode == "echo":
-        argv = [sys.executable, "-m", "server", "echo", "--host", "127.0.0.1", "--port", str(port),
-                "--no-compression", "--ping-interval", "0", "--max-message-size", str(MAX)]
+        argv = [
+            sys.executable,
+            "-m",
+            "server",
+            "echo",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-compression",
+            "--ping-interval",
+            "0",
+            "--max-message-size",
+            str(MAX),
+        ]
     else:
         argv = [sys.executable, "-m", "benchmarks.ours_server", "--host", "127.0.0.1", "--port", str(port)]
     return ServerProc(OURS, argv, port)
@@ -165,30 +179,58 @@ def run(*, quick: bool, reps: int, infos: dict[str, dict[str, str]], notes: list
 
     rows = [
         ("sequential 32 B round trips (msgs/s)", "seq.rate", True, fmt_rate),
-        ("sequential median latency (µs)", "seq.latency_us", False, lambda v: "n/a" if v is None else f"{v:.0f}"),
+        (
+            "sequential median latency (µs)",
+            "seq.latency_us",
+            False,
+            lambda v: "n/a" if v is None else f"{v:.0f}",
+        ),
         ("pipelined 32 B echoes (msgs/s)", "pipe.rate", True, fmt_rate),
-        ("server CPU per pipelined message (µs)", "pipe.cpu_us", False, lambda v: "n/a" if v is None else f"{v:.1f}"),
-        (f"{'1 MiB' if quick else '16 MiB'} binary echo (MB/s of payload)", "large.mbps", True,
-         lambda v: "n/a" if v is None else f"{v:.0f}"),
+        (
+            "server CPU per pipelined message (µs)",
+            "pipe.cpu_us",
+            False,
+            lambda v: "n/a" if v is None else f"{v:.1f}",
+        ),
+        (
+            f"{'1 MiB' if quick else '16 MiB'} binary echo (MB/s of payload)",
+            "large.mbps",
+            True,
+            lambda v: "n/a" if v is None else f"{v:.0f}",
+        ),
     ]
-    t = Table(title="Loopback echo (one server process each, same raw-socket client, no compression)",
-              key="echo", columns=["measure", *impls, *[f"us vs {i}" for i in impls if i != OURS and OURS in impls]],
-              unit="see each row; ratio > 1 means we are better")
+    t = Table(
+        title="Loopback echo (one server process each, same raw-socket client, no compression)",
+        key="echo",
+        columns=["measure", *impls, *[f"us vs {i}" for i in impls if i != OURS and OURS in impls]],
+        unit="see each row; ratio > 1 means we are better",
+    )
     for label, key, higher, fmt in rows:
         vals = {i: cell(i, key) for i in impls}
-        t.rows.append([label, *[fmt(vals[i]) for i in impls],
-                       *(ratio_cells(vals, OURS, impls, higher) if OURS in impls else [])])
+        t.rows.append(
+            [
+                label,
+                *[fmt(vals[i]) for i in impls],
+                *(ratio_cells(vals, OURS, impls, higher) if OURS in impls else []),
+            ]
+        )
         if key.endswith(".rate"):
             t.data[label.split(" (")[0]] = dict(vals)
-    t.notes.append(f"sequential: {n_seq} round trips; pipelined: {n_pipe} messages written in one go while "
-                   f"replies are read; large: {n_big} echoes of {big >> 20} MiB (client masks beforehand)")
+    t.notes.append(
+        f"sequential: {n_seq} round trips; pipelined: {n_pipe} messages written in one go while "
+        f"replies are read; large: {n_big} echoes of {big >> 20} MiB (client masks beforehand)"
+    )
     t.notes.append("server CPU = utime+stime of the server process from /proc/PID/stat (10 ms ticks)")
-    t.notes.append("servers: ours = `python -m server echo --no-compression --ping-interval 0`; websockets "
-                   "(asyncio `serve`), aiohttp (`web.WebSocketResponse`) and picows in benchmarks/servers.py, "
-                   "each with its default accelerations")
+    t.notes.append(
+        "servers: ours = `python -m server echo --no-compression --ping-interval 0`; websockets "
+        "(asyncio `serve`), aiohttp (`web.WebSocketResponse`) and picows in benchmarks/servers.py, "
+        "each with its default accelerations"
+    )
     if "picows" in impls:
-        t.notes.append("picows: frame-level API; the echo decodes text to str like the others; "
-                       "picows uses aiofastnet for its transports when installed")
+        t.notes.append(
+            "picows: frame-level API; the echo decodes text to str like the others; "
+            "picows uses aiofastnet for its transports when installed"
+        )
     return [t]
 
 
@@ -200,8 +242,11 @@ def _server_info(impl: str) -> dict[str, str]:
     import importlib.metadata
 
     version = importlib.metadata.version(impl)
-    accel = {"picows": "Cython (whole protocol)", "websockets": "C speedups (apply_mask)",
-             "aiohttp": "Cython reader/mask/http parser"}.get(impl, "?")
+    accel = {
+        "picows": "Cython (whole protocol)",
+        "websockets": "C speedups (apply_mask)",
+        "aiohttp": "Cython reader/mask/http parser",
+    }.get(impl, "?")
     if impl == "picows":
         try:
             import aiofastnet  # noqa: F401

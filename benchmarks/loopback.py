@@ -29,8 +29,9 @@ class ServerProc:
 
     def __init__(self, name: str, argv: list[str], port: int, timeout: float = 15.0) -> None:
         self.name, self.port = name, port
-        self.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -42,7 +43,9 @@ class ServerProc:
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"{name} server did not listen on {port} within {timeout:.0f} s")
+                    raise RuntimeError(
+                        f"{name} server did not listen on {port} within {timeout:.0f} s"
+                    ) from None
                 time.sleep(0.05)
 
     @property
@@ -73,7 +76,9 @@ class ServerProc:
 
 def peer_server(impl: str, mode: str) -> ServerProc:
     port = free_port()
-    return ServerProc(impl, [sys.executable, "-m", "benchmarks.servers", impl, mode, "--port", str(port)], port)
+    return ServerProc(
+        impl, [sys.executable, "-m", "benchmarks.servers", impl, mode, "--port", str(port)], port
+    )
 
 
 def read_head(sock: socket.socket) -> tuple[bytes, bytes]:

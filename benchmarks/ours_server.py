@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> None:
 
     handler = Broadcast()
     options = Options(max_message_size=MAX, compression=False, ping_interval=None)
-    handler.server = WebSocketServer(handler, host=args.host, port=args.port, options=options, backlog=BACKLOG)
+    handler.server = WebSocketServer(
+        handler, host=args.host, port=args.port, options=options, backlog=BACKLOG
+    )
     handler.server.serve_forever()
 
 

@@ -38,8 +38,9 @@ def fmt_ratio(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.2f}x"
 
 
-def ratio_cells(values: dict[str, float | None], ours: str, variants: list[str],
-                higher_is_better: bool = True) -> list[str]:
+def ratio_cells(
+    values: dict[str, float | None], ours: str, variants: list[str], higher_is_better: bool = True
+) -> list[str]:
     """``ours / peer`` for each peer (inverted when lower is better), so > 1 means we win."""
     out = []
     mine = values.get(ours)
@@ -76,9 +77,13 @@ class Table:
         return "\n".join(out)
 
     def console(self) -> str:
-        widths = [max(len(str(c)) for c in col) for col in zip(self.columns, *self.rows)]
+        widths = [max(len(str(c)) for c in col) for col in zip(self.columns, *self.rows, strict=True)]
+
         def line(cells: list[str]) -> str:
-            return "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+            return "  ".join(
+                str(c).rjust(w) if i else str(c).ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
 
         out = [f"== {self.title} ==", f"   ({self.unit})" if self.unit else ""]
         out += [line(self.columns), line(["-" * w for w in widths])]
@@ -96,8 +101,10 @@ def chart(table: Table, path: str, log: bool = True) -> bool:
     except ImportError:
         return False
     labels = list(table.data)
-    variants = sorted({v for row in table.data.values() for v in row if not v.startswith("_")},
-                      key=lambda v: table.columns.index(v) if v in table.columns else 99)
+    variants = sorted(
+        {v for row in table.data.values() for v in row if not v.startswith("_")},
+        key=lambda v: table.columns.index(v) if v in table.columns else 99,
+    )
     if not labels or not variants:
         return False
     fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(labels) + 2), 4.5))

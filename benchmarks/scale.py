@@ -9,7 +9,8 @@ import selectors
 import socket
 import struct
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import frames
 from .echo import IMPLS, _server_info, start
@@ -172,17 +173,30 @@ def run(*, quick: bool, reps: int, infos: dict[str, dict[str, str]], notes: list
     impls = [i for i in IMPLS if i in results]
     small, big = levels
     rows: list[tuple[str, str, bool, Callable[[Any], str]]] = [
-        (f"server RSS per idle connection at {big} (KiB)", "rss_per_conn", False, lambda v: f"{v / 1024:.1f}"),
+        (
+            f"server RSS per idle connection at {big} (KiB)",
+            "rss_per_conn",
+            False,
+            lambda v: f"{v / 1024:.1f}",
+        ),
         (f"server RSS with {big} connections (MiB)", "rss_total", False, lambda v: f"{v / 2**20:.0f}"),
         (f"broadcast 100 B to {small} clients (ms)", f"bcast{small}", False, lambda v: f"{v * 1e3:.1f}"),
         (f"broadcast 100 B to {big} clients (ms)", f"bcast{big}", False, lambda v: f"{v * 1e3:.1f}"),
-        (f"  client floor: reading {big} delivered frames (ms)", "client_floor", False, lambda v: f"{v * 1e3:.1f}"),
+        (
+            f"  client floor: reading {big} delivered frames (ms)",
+            "client_floor",
+            False,
+            lambda v: f"{v * 1e3:.1f}",
+        ),
         ("handshakes per second (client + server)", "connect_rate", True, lambda v: f"{v:.0f}"),
     ]
-    t = Table(title="Scale (one server process each; broadcast = time from trigger until the last client has it)",
-              key="scale", columns=["measure", *impls, *[f"us vs {i}" for i in impls if i != OURS and OURS in impls]],
-              unit="see each row; ratio > 1 means we are better",
-              chart_ylabel="ms until the last client has it (lower is better)")
+    t = Table(
+        title="Scale (one server process each; broadcast = time from trigger until the last client has it)",
+        key="scale",
+        columns=["measure", *impls, *[f"us vs {i}" for i in impls if i != OURS and OURS in impls]],
+        unit="see each row; ratio > 1 means we are better",
+        chart_ylabel="ms until the last client has it (lower is better)",
+    )
     for label, key, higher, fmt in rows:
         vals = {i: results[i].get(key) for i in impls}
         ratios = ratio_cells(vals, OURS, impls, higher) if OURS in impls else []
@@ -191,8 +205,12 @@ def run(*, quick: bool, reps: int, infos: dict[str, dict[str, str]], notes: list
         t.rows.append([label, *["n/a" if vals[i] is None else fmt(vals[i]) for i in impls], *ratios])
         if key.startswith("bcast") or key == "client_floor":
             t.data[label.split(" (")[0]] = {i: (v * 1e3 if v else None) for i, v in vals.items()}
-    t.notes.append(f"broadcast: median of {reps}; the client reads all sockets with one epoll loop in Python, "
-                   "so its own cost is included (the same for every server); the 'client floor' row is that "
-                   "loop alone, timed after the frames were already delivered")
-    t.notes.append("RSS per connection = (RSS at the top level - RSS after 10 warm-up connections) / connections")
+    t.notes.append(
+        f"broadcast: median of {reps}; the client reads all sockets with one epoll loop in Python, "
+        "so its own cost is included (the same for every server); the 'client floor' row is that "
+        "loop alone, timed after the frames were already delivered"
+    )
+    t.notes.append(
+        "RSS per connection = (RSS at the top level - RSS after 10 warm-up connections) / connections"
+    )
     return [t]

@@ -46,8 +46,15 @@ async def run_websockets(host: str, port: int, mode: str) -> None:
         finally:
             clients.discard(ws)
 
-    async with serve(echo if mode == "echo" else bcast, host, port, compression=None, max_size=MAX,
-                     ping_interval=None, backlog=BACKLOG):
+    async with serve(
+        echo if mode == "echo" else bcast,
+        host,
+        port,
+        compression=None,
+        max_size=MAX,
+        ping_interval=None,
+        backlog=BACKLOG,
+    ):
         print("READY", flush=True)
         await asyncio.Future()
 

@@ -15,7 +15,8 @@ import subprocess
 import sys
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import frames
 from .peers import VARIANTS, load
@@ -80,9 +81,20 @@ def time_recv(mod: Any, size: int, kind: str, n: int, min_seconds: float = 0.05)
     seconds = time.perf_counter() - t0
     want = str if kind == "text" else bytes
     n_all = n * rounds
-    ok = count == n_all and total == n_all * size and type(last) is want and first == payload and last == payload
-    return {"seconds": seconds, "count": count, "bytes": total, "ok": ok,
-            "why": "" if ok else f"count={count}/{n_all} bytes={total}/{n_all * size} type={type(last).__name__}"}
+    ok = (
+        count == n_all
+        and total == n_all * size
+        and type(last) is want
+        and first == payload
+        and last == payload
+    )
+    return {
+        "seconds": seconds,
+        "count": count,
+        "bytes": total,
+        "ok": ok,
+        "why": "" if ok else f"count={count}/{n_all} bytes={total}/{n_all * size} type={type(last).__name__}",
+    }
 
 
 def _flatten(item: Any) -> bytes:
@@ -147,11 +159,17 @@ def main(variant: str) -> None:
             if req["op"] == "recv":
                 res = time_recv(mod, req["size"], req["kind"], req["n"], req.get("min_seconds", 0.05))
             elif req["op"] == "send":
-                res = time_send(mod, req["size"], req["kind"], req["n"], req["role"], req.get("min_seconds", 0.05))
+                res = time_send(
+                    mod, req["size"], req["kind"], req["n"], req["role"], req.get("min_seconds", 0.05)
+                )
             else:
                 raise ValueError(f"unknown op {req['op']}")
         except Exception as exc:  # noqa: BLE001
-            res = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-800:]}
+            res = {
+                "ok": False,
+                "error": f"{type(exc).__name__}: {exc}",
+                "trace": traceback.format_exc()[-800:],
+            }
         print(json.dumps(res), flush=True)
 
 
@@ -163,7 +181,10 @@ class Worker:
         env = {**os.environ, **VARIANTS[variant].env, **MALLOC_ENV, "PYTHONHASHSEED": "0"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.worker", variant],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         )
         self.info: dict[str, Any] = self._read()

@@ -23,28 +23,61 @@ exit status: 0 every case OK/INFORMATIONAL (close OK/INFORMATIONAL), 1 otherwise
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser."""
-    ap = argparse.ArgumentParser(prog="python -m conformance", description=__doc__, epilog=EPILOG,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m conformance",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("role", choices=["server", "client", "all"])
-    ap.add_argument("--cases", default="", help="comma-separated case patterns (default: all), e.g. '1.*,5.*'")
+    ap.add_argument(
+        "--cases", default="", help="comma-separated case patterns (default: all), e.g. '1.*,5.*'"
+    )
     ap.add_argument("--exclude", default="", help="comma-separated case patterns to skip")
-    ap.add_argument("--compression", action=argparse.BooleanOptionalAction, default=True,
-                    help="permessage-deflate on (default); --no-compression also skips 12.* and 13.*")
-    ap.add_argument("--ci", action="store_true",
-                    help="CI preset: skip the 12.*/13.* cases with 32-128 KiB messages "
-                         "(every deflate subgroup still runs with messages up to 16 KiB)")
-    ap.add_argument("--port", type=int, default=None,
-                    help="port of the server under test / of wstest's fuzzingserver (default: a free one)")
-    ap.add_argument("--impl", choices=sorted(IMPLS), default="wsproto-lite",
-                    help="implementation under test; 'websockets' is a development stand-in")
-    ap.add_argument("--reports", type=Path, default=paths.REPORTS_DIR,
-                    help="where reports and logs go (default: conformance/reports)")
-    ap.add_argument("--results-md", type=Path, default=None,
-                    help="summary file to update (default: conformance/RESULTS.md for wsproto-lite, "
-                         "REPORTS/RESULTS-<impl>.md for a stand-in)")
+    ap.add_argument(
+        "--compression",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="permessage-deflate on (default); --no-compression also skips 12.* and 13.*",
+    )
+    ap.add_argument(
+        "--ci",
+        action="store_true",
+        help="CI preset: skip the 12.*/13.* cases with 32-128 KiB messages "
+        "(every deflate subgroup still runs with messages up to 16 KiB)",
+    )
+    ap.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="port of the server under test / of wstest's fuzzingserver (default: a free one)",
+    )
+    ap.add_argument(
+        "--impl",
+        choices=sorted(IMPLS),
+        default="wsproto-lite",
+        help="implementation under test; 'websockets' is a development stand-in",
+    )
+    ap.add_argument(
+        "--reports",
+        type=Path,
+        default=paths.REPORTS_DIR,
+        help="where reports and logs go (default: conformance/reports)",
+    )
+    ap.add_argument(
+        "--results-md",
+        type=Path,
+        default=None,
+        help="summary file to update (default: conformance/RESULTS.md for wsproto-lite, "
+        "REPORTS/RESULTS-<impl>.md for a stand-in)",
+    )
     ap.add_argument("--timeout", type=float, default=3600.0, help="limit per role, seconds (default 3600)")
-    ap.add_argument("--case-timeout", type=float, default=120.0,
-                    help="client driver: give up on one case after this many seconds")
+    ap.add_argument(
+        "--case-timeout",
+        type=float,
+        default=120.0,
+        help="client driver: give up on one case after this many seconds",
+    )
     return ap
 
 
@@ -52,12 +85,21 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the requested role(s), return the worst exit status."""
     a = build_parser().parse_args(argv)
     a.reports.mkdir(parents=True, exist_ok=True)
-    results_md = a.results_md or (paths.RESULTS_MD if a.impl == "wsproto-lite"
-                                  else a.reports / f"RESULTS-{a.impl}.md")
-    opts = RunOptions(impl=a.impl, cases=spec.split_patterns(a.cases),
-                      exclude=spec.split_patterns(a.exclude), compression=a.compression, ci=a.ci,
-                      port=a.port, reports=a.reports.resolve(), results_md=results_md,
-                      timeout=a.timeout, case_timeout=a.case_timeout)
+    results_md = a.results_md or (
+        paths.RESULTS_MD if a.impl == "wsproto-lite" else a.reports / f"RESULTS-{a.impl}.md"
+    )
+    opts = RunOptions(
+        impl=a.impl,
+        cases=spec.split_patterns(a.cases),
+        exclude=spec.split_patterns(a.exclude),
+        compression=a.compression,
+        ci=a.ci,
+        port=a.port,
+        reports=a.reports.resolve(),
+        results_md=results_md,
+        timeout=a.timeout,
+        case_timeout=a.case_timeout,
+    )
     roles = ["server", "client"] if a.role == "all" else [a.role]
     status: dict[str, int] = {}
     try:

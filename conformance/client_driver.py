@@ -16,8 +16,9 @@ import argparse
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 AGENT = "wsproto-lite"
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 2**20
@@ -57,15 +58,19 @@ class DriverOptions:
 class Driver:
     """Runs the fuzzingserver protocol with one ClientAPI."""
 
-    def __init__(self, api: ClientAPI, base_url: str, agent: str, opts: DriverOptions,
-                 log: TextIO = sys.stdout) -> None:
+    def __init__(
+        self, api: ClientAPI, base_url: str, agent: str, opts: DriverOptions, log: TextIO = sys.stdout
+    ) -> None:
         self.api, self.base, self.agent, self.opts, self.log = api, base_url.rstrip("/"), agent, opts, log
         self.case_errors: dict[int, str] = {}
 
     def _connect(self, path: str) -> Any:
-        return self.api.connect(self.base + path, timeout=self.opts.connect_timeout,
-                                compression=self.opts.compression,
-                                max_message_size=self.opts.max_message_size)
+        return self.api.connect(
+            self.base + path,
+            timeout=self.opts.connect_timeout,
+            compression=self.opts.compression,
+            max_message_size=self.opts.max_message_size,
+        )
 
     def case_count(self) -> int:
         """Ask wstest how many cases it will run."""
@@ -129,8 +134,10 @@ class Driver:
         except Exception as e:  # noqa: BLE001
             self._print(f"updateReports failed: {type(e).__name__}: {e}")
             return 1
-        self._print(f"done: {total} cases in {time.monotonic() - t0:.1f} s, "
-                    f"{len(self.case_errors)} with a client-side exception")
+        self._print(
+            f"done: {total} cases in {time.monotonic() - t0:.1f} s, "
+            f"{len(self.case_errors)} with a client-side exception"
+        )
         return 0
 
     def _print(self, text: str) -> None:
@@ -139,15 +146,19 @@ class Driver:
 
 def parse_args(argv: list[str] | None, agent: str) -> argparse.Namespace:
     """Command-line options common to every driver."""
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", required=True, help="fuzzingserver base URL, ws://127.0.0.1:PORT")
     ap.add_argument("--agent", default=agent, help=f"agent name in the reports (default {agent})")
-    ap.add_argument("--compression", action=argparse.BooleanOptionalAction, default=True,
-                    help="offer permessage-deflate (default: yes)")
+    ap.add_argument(
+        "--compression",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="offer permessage-deflate (default: yes)",
+    )
     ap.add_argument("--max-message-size", type=int, default=DEFAULT_MAX_MESSAGE_SIZE)
-    ap.add_argument("--case-timeout", type=float, default=120.0,
-                    help="give up on one case after this many seconds")
+    ap.add_argument(
+        "--case-timeout", type=float, default=120.0, help="give up on one case after this many seconds"
+    )
     return ap.parse_args(argv)
 
 
@@ -159,8 +170,9 @@ def main_with(api_loader: Callable[[], ClientAPI], agent: str, argv: list[str] |
     except ImportError as e:
         print(f"cannot import the client under test: {e}", file=sys.stderr)
         return 3
-    opts = DriverOptions(compression=a.compression, max_message_size=a.max_message_size,
-                         case_timeout=a.case_timeout)
+    opts = DriverOptions(
+        compression=a.compression, max_message_size=a.max_message_size, case_timeout=a.case_timeout
+    )
     return Driver(api, a.url, a.agent, opts).run()
 
 

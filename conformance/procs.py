@@ -7,8 +7,9 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO
 
 HOST = "127.0.0.1"
 
@@ -30,8 +31,7 @@ def port_accepts(port: int, host: str = HOST) -> bool:
         return False
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float,
-                  host: str = HOST) -> None:
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float, host: str = HOST) -> None:
     """Wait until host:port accepts; raise if *proc* exits first or *timeout* passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -43,11 +43,19 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float,
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout:.0f} s")
 
 
-def start(argv: Sequence[str], log: IO[bytes] | None, cwd: Path,
-          env: dict[str, str] | None = None, stdout_pipe: bool = False) -> subprocess.Popen[bytes]:
+def start(
+    argv: Sequence[str],
+    log: IO[bytes] | None,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    stdout_pipe: bool = False,
+) -> subprocess.Popen[bytes]:
     """Start *argv* in its own process group (so stop() can end its children too)."""
     return subprocess.Popen(
-        list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+        list(argv),
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE if stdout_pipe else log,
         stderr=subprocess.STDOUT if stdout_pipe else log,
         start_new_session=True,

@@ -60,8 +60,9 @@ class Progress:
 class Reporter:
     """Renders Progress to *out*: an updating line on a TTY, plain lines otherwise."""
 
-    def __init__(self, role: str, out: IO[str] = sys.stderr, tty: bool | None = None,
-                 tick: float = 1.0) -> None:
+    def __init__(
+        self, role: str, out: IO[str] = sys.stderr, tty: bool | None = None, tick: float = 1.0
+    ) -> None:
         self.role = role
         self.out = out
         self.tty = out.isatty() if tty is None else tty
@@ -106,8 +107,10 @@ class Reporter:
         """'[server] case 12 of 517 (2.3)  0:41  failures: 1'."""
         p = self.progress
         total = p.total if p.total is not None else "?"
-        return (f"[{self.role}] case {p.started} of {total} ({p.current or '-'})  "
-                f"{_clock(time.monotonic() - self.t0)}  failures: {len(p.failures)}")
+        return (
+            f"[{self.role}] case {p.started} of {total} ({p.current or '-'})  "
+            f"{_clock(time.monotonic() - self.t0)}  failures: {len(p.failures)}"
+        )
 
     def _event_text(self, kind: str) -> str:
         p = self.progress

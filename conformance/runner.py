@@ -29,8 +29,9 @@ class Impl:
 IMPLS: dict[str, Impl] = {
     "wsproto-lite": Impl("wsproto-lite", ("-m", "server", "echo"), "conformance.client_driver"),
     # Development stand-in on the third-party websockets package (conformance/standin/).
-    "websockets": Impl("websockets", ("-m", "conformance.standin.echo_server"),
-                       "conformance.standin.client_driver"),
+    "websockets": Impl(
+        "websockets", ("-m", "conformance.standin.echo_server"), "conformance.standin.client_driver"
+    ),
 }
 
 
@@ -134,10 +135,19 @@ def run_server_role(opts: RunOptions, out: IO[str] | None = None) -> int:
     url = f"ws://{procs.HOST}:{port}"
     spec_path = spec.write_spec(
         spec.fuzzingclient_spec(url, impl.agent, outdir, opts.cases, opts.effective_exclude()),
-        opts.reports / "fuzzingclient.json")
+        opts.reports / "fuzzingclient.json",
+    )
     argv = wstest_argv("fuzzingclient", spec_path)
-    server_argv = [sys.executable, *impl.server_argv, "--host", procs.HOST, "--port", str(port),
-                   "--max-message-size", str(MAX_MESSAGE_SIZE)]
+    server_argv = [
+        sys.executable,
+        *impl.server_argv,
+        "--host",
+        procs.HOST,
+        "--port",
+        str(port),
+        "--max-message-size",
+        str(MAX_MESSAGE_SIZE),
+    ]
     if not opts.compression:
         server_argv.append("--no-compression")
     t0 = time.monotonic()
@@ -163,9 +173,16 @@ def run_server_role(opts: RunOptions, out: IO[str] | None = None) -> int:
         incomplete = f"the server exited early with status {crashed}"
     if incomplete:
         print(f"[server] {incomplete}; logs in {opts.reports}", file=sys.stderr)
-    return summary.report(outdir, "server", impl.agent, opts.results_md,
-                          _meta(opts, time.monotonic() - t0), out,
-                          expected=reporter.progress.total, incomplete=incomplete)
+    return summary.report(
+        outdir,
+        "server",
+        impl.agent,
+        opts.results_md,
+        _meta(opts, time.monotonic() - t0),
+        out,
+        expected=reporter.progress.total,
+        incomplete=incomplete,
+    )
 
 
 def run_client_role(opts: RunOptions, out: IO[str] | None = None) -> int:
@@ -176,11 +193,23 @@ def run_client_role(opts: RunOptions, out: IO[str] | None = None) -> int:
     url = f"ws://{procs.HOST}:{port}"
     spec_path = spec.write_spec(
         spec.fuzzingserver_spec(url, outdir, opts.cases, opts.effective_exclude()),
-        opts.reports / "fuzzingserver.json")
+        opts.reports / "fuzzingserver.json",
+    )
     argv = wstest_argv("fuzzingserver", spec_path)
-    driver_argv = [sys.executable, "-m", impl.driver_module, "--url", url, "--agent", impl.agent,
-                   "--compression" if opts.compression else "--no-compression",
-                   "--max-message-size", str(MAX_MESSAGE_SIZE), "--case-timeout", str(opts.case_timeout)]
+    driver_argv = [
+        sys.executable,
+        "-m",
+        impl.driver_module,
+        "--url",
+        url,
+        "--agent",
+        impl.agent,
+        "--compression" if opts.compression else "--no-compression",
+        "--max-message-size",
+        str(MAX_MESSAGE_SIZE),
+        "--case-timeout",
+        str(opts.case_timeout),
+    ]
     driver_log_path = opts.reports / "client-role-driver.log"
     t0 = time.monotonic()
     incomplete: str | None = None
@@ -190,8 +219,9 @@ def run_client_role(opts: RunOptions, out: IO[str] | None = None) -> int:
         procs.wait_for_port(port, wstest.proc, timeout=60)
         print(f"[client] {' '.join(driver_argv[1:])}", file=sys.stderr)
         with open(driver_log_path, "wb") as driver_log:
-            driver = procs.start(driver_argv, driver_log, paths.REPO_ROOT,
-                                 env=procs.python_env(paths.REPO_ROOT))
+            driver = procs.start(
+                driver_argv, driver_log, paths.REPO_ROOT, env=procs.python_env(paths.REPO_ROOT)
+            )
             try:
                 code = driver.wait(timeout=opts.timeout)
             except subprocess.TimeoutExpired:
@@ -211,9 +241,16 @@ def run_client_role(opts: RunOptions, out: IO[str] | None = None) -> int:
         wstest.stop()
     if incomplete:
         print(f"[client] {incomplete}; see {driver_log_path}", file=sys.stderr)
-    return summary.report(outdir, "client", impl.agent, opts.results_md,
-                          _meta(opts, time.monotonic() - t0), out,
-                          expected=reporter.progress.total, incomplete=incomplete)
+    return summary.report(
+        outdir,
+        "client",
+        impl.agent,
+        opts.results_md,
+        _meta(opts, time.monotonic() - t0),
+        out,
+        expected=reporter.progress.total,
+        incomplete=incomplete,
+    )
 
 
 def _meta(opts: RunOptions, wall: float) -> dict[str, str]:

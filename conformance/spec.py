@@ -27,8 +27,9 @@ def split_patterns(value: str | None) -> list[str]:
     return [p.strip() for p in value.split(",") if p.strip()]
 
 
-def fuzzingclient_spec(url: str, agent: str, outdir: Path, cases: list[str],
-                       exclude: list[str]) -> dict[str, Any]:
+def fuzzingclient_spec(
+    url: str, agent: str, outdir: Path, cases: list[str], exclude: list[str]
+) -> dict[str, Any]:
     """Spec for ``wstest -m fuzzingclient``: wstest connects to our server at *url*."""
     return {
         "options": {"failByDrop": False},
@@ -40,8 +41,7 @@ def fuzzingclient_spec(url: str, agent: str, outdir: Path, cases: list[str],
     }
 
 
-def fuzzingserver_spec(url: str, outdir: Path, cases: list[str],
-                       exclude: list[str]) -> dict[str, Any]:
+def fuzzingserver_spec(url: str, outdir: Path, cases: list[str], exclude: list[str]) -> dict[str, Any]:
     """Spec for ``wstest -m fuzzingserver``: wstest listens on *url* for our client."""
     return {
         "url": url,

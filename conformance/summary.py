@@ -15,9 +15,10 @@ import json
 import re
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Mapping
+from typing import IO, Any
 
 from conformance.progress import GOOD, is_strict_ok
 
@@ -107,13 +108,16 @@ def format_table(s: Summary) -> str:
 
 
 def _row(label: str, c: Counter[str]) -> str:
-    cells = [str(c["cases"]), *(str(c[b]) for b in BEHAVIORS), str(c["close-not-ok"]),
-             f"{c['ms'] / 1000:.1f}"]
+    cells = [
+        str(c["cases"]),
+        *(str(c[b]) for b in BEHAVIORS),
+        str(c["close-not-ok"]),
+        f"{c['ms'] / 1000:.1f}",
+    ]
     return "| " + " | ".join([label, *cells]) + " |"
 
 
-def format_summary(s: Summary, meta: Mapping[str, str] | None = None,
-                   incomplete: str | None = None) -> str:
+def format_summary(s: Summary, meta: Mapping[str, str] | None = None, incomplete: str | None = None) -> str:
     """The full Markdown summary of one run (used for the terminal and RESULTS.md)."""
     verdict = "PASS (100 % strict)" if s.passed else f"FAIL ({s.strict_failures} case(s) not strict)"
     if s.total == 0:
@@ -140,7 +144,7 @@ _SECTION = "<!-- conformance:{role}:{edge} -->"
 
 def update_results_md(path: Path, role: str, body: str, now: dt.datetime | None = None) -> None:
     """Replace *role*'s section of RESULTS.md with *body* (other role's section is kept)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     stamp = now.strftime("%Y-%m-%d %H:%M UTC")
     old = path.read_text(encoding="utf-8") if path.exists() else ""
     sections = {r: _extract(old, r) for r in ROLE_TITLES}
@@ -149,14 +153,20 @@ def update_results_md(path: Path, role: str, body: str, now: dt.datetime | None 
         "# Autobahn testsuite results",
         "",
         "Written by `python -m conformance` (see conformance/README.md); last updated "
-        f"{now.strftime('%Y-%m-%d')}. \"100 % strict\" = every case OK or INFORMATIONAL, with close",
+        f'{now.strftime("%Y-%m-%d")}. "100 % strict" = every case OK or INFORMATIONAL, with close',
         "behaviour OK or INFORMATIONAL. Wall and case times depend on the machine and its load.",
         "",
     ]
     for r, title in ROLE_TITLES.items():
         text = sections[r] or "Not run yet."
-        out += [f"## {title}", "", _SECTION.format(role=r, edge="begin"), text,
-                _SECTION.format(role=r, edge="end"), ""]
+        out += [
+            f"## {title}",
+            "",
+            _SECTION.format(role=r, edge="begin"),
+            text,
+            _SECTION.format(role=r, edge="end"),
+            "",
+        ]
     path.write_text("\n".join(out), encoding="utf-8")
 
 
@@ -167,9 +177,16 @@ def _extract(text: str, role: str) -> str:
     return m.group(1).strip() if m else ""
 
 
-def report(outdir: Path, role: str, agent: str | None = None, results_md: Path | None = None,
-           meta: Mapping[str, str] | None = None, out: IO[str] | None = None,
-           expected: int | None = None, incomplete: str | None = None) -> int:
+def report(
+    outdir: Path,
+    role: str,
+    agent: str | None = None,
+    results_md: Path | None = None,
+    meta: Mapping[str, str] | None = None,
+    out: IO[str] | None = None,
+    expected: int | None = None,
+    incomplete: str | None = None,
+) -> int:
     """Print the summary of *outdir*, update *results_md*, return the exit status.
 
     *expected* is the number of cases wstest announced; fewer in the report, or an
@@ -197,14 +214,22 @@ def report(outdir: Path, role: str, agent: str | None = None, results_md: Path |
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: summarise an existing report directory."""
-    ap = argparse.ArgumentParser(prog="python -m conformance.summary", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m conformance.summary",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("outdir", type=Path, help="wstest outdir holding index.json")
-    ap.add_argument("--role", choices=sorted(ROLE_TITLES), default=None,
-                    help="server or client (default: guessed from the directory name)")
+    ap.add_argument(
+        "--role",
+        choices=sorted(ROLE_TITLES),
+        default=None,
+        help="server or client (default: guessed from the directory name)",
+    )
     ap.add_argument("--agent", default=None, help="agent to summarise (default: the only one)")
-    ap.add_argument("--results-md", type=Path, default=None,
-                    help="also (re)write this role's section of this RESULTS.md")
+    ap.add_argument(
+        "--results-md", type=Path, default=None, help="also (re)write this role's section of this RESULTS.md"
+    )
     a = ap.parse_args(argv)
     role = a.role or ("client" if a.outdir.name.startswith("client") else "server")
     return report(a.outdir, role, a.agent, a.results_md)

@@ -1,26 +1,25 @@
 """A loop-native client: the same Handler callbacks as the server, thousands of connections per loop.
 
-    class Hello(Handler):
-        def on_open(self, conn):
-            conn.send("hello")
-        def on_message(self, conn, message):
-            print(message); conn.close()
-        def on_close(self, conn, code, reason):
-            loop.stop()
-        def on_connect_error(self, conn, error):
-            print("failed:", error); loop.stop()
+class Hello(Handler):
+    def on_open(self, conn):
+        conn.send("hello")
+    def on_message(self, conn, message):
+        print(message); conn.close()
+    def on_close(self, conn, code, reason):
+        loop.stop()
+    def on_connect_error(self, conn, error):
+        print("failed:", error); loop.stop()
 
-    loop = EventLoop()
-    connect_async(loop, "ws://127.0.0.1:8765/", Hello())
-    loop.run_forever()
+loop = EventLoop()
+connect_async(loop, "ws://127.0.0.1:8765/", Hello())
+loop.run_forever()
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Sequence
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 from wsproto_lite import ClientConnection, Config
 

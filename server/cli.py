@@ -8,8 +8,7 @@ import signal
 import ssl
 import sys
 import threading
-from collections.abc import Sequence
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 from wsproto_lite import HTTPRequest
 
@@ -46,26 +45,41 @@ def _stderr(line: str) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m server", description="wsproto-lite WebSocket server and client.")
+    p = argparse.ArgumentParser(
+        prog="python -m server", description="wsproto-lite WebSocket server and client."
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    e = sub.add_parser("echo", help="run an echo server", description="Echo every message back to its sender.")
+    e = sub.add_parser(
+        "echo", help="run an echo server", description="Echo every message back to its sender."
+    )
     e.add_argument("--host", default="127.0.0.1", help="address to listen on ('' = every IPv4 and IPv6 one)")
     e.add_argument("--port", type=int, default=8765)
     e.add_argument("--tls-cert", help="PEM certificate chain: serve wss://")
     e.add_argument("--tls-key", help="PEM private key (if not inside --tls-cert)")
-    e.add_argument("--max-message-size", type=int, default=16 * 2**20, help="bytes; larger messages get close 1009")
-    e.add_argument("--max-fragments", type=int, default=100_000, help="frames per message; more get close 1009")
-    e.add_argument("--compression", action=argparse.BooleanOptionalAction, default=True,
-                   help="negotiate permessage-deflate (default: on)")
+    e.add_argument(
+        "--max-message-size", type=int, default=16 * 2**20, help="bytes; larger messages get close 1009"
+    )
+    e.add_argument(
+        "--max-fragments", type=int, default=100_000, help="frames per message; more get close 1009"
+    )
+    e.add_argument(
+        "--compression",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="negotiate permessage-deflate (default: on)",
+    )
     e.add_argument("--max-connections", type=int, default=None, help="beyond this: HTTP 503")
     e.add_argument("--ping-interval", type=float, default=20.0, help="keepalive ping period, 0 = off")
     e.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT (several processes, one port)")
     e.add_argument("--trace", action="store_true", help="print every frame on stderr, annotated")
 
-    c = sub.add_parser("client", help="interactive client (like wscat)",
-                       description="Send each stdin line as a text message; print every message received.")
+    c = sub.add_parser(
+        "client",
+        help="interactive client (like wscat)",
+        description="Send each stdin line as a text message; print every message received.",
+    )
     c.add_argument("url", help="ws://host:port/path or wss://...")
     c.add_argument("--subprotocol", action="append", default=[], help="offer a subprotocol (repeatable)")
     c.add_argument("--header", action="append", default=[], help="extra request header 'Name: value'")
@@ -165,7 +179,10 @@ class _Interactive(Handler):
 
 def _client(args: argparse.Namespace) -> int:
     loop = EventLoop()
-    handler = _Interactive(loop, lambda: threading.Thread(target=read_stdin, name="stdin", daemon=True).start())
+    handler = _Interactive(
+        loop, lambda: threading.Thread(target=read_stdin, name="stdin", daemon=True).start()
+    )
+
     def read_stdin() -> None:  # a thread: stdin may be a tty, a pipe or a file
         for raw in sys.stdin:
             loop.call_soon_threadsafe(line_in, raw.rstrip("\r\n"))

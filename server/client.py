@@ -60,7 +60,8 @@ def connect(
 ) -> ClientWebSocket:
     """Open a WebSocket connection and complete the opening handshake.
 
-    ``deflate`` replaces the default ``PerMessageDeflate()`` offer.  ``timeout`` bounds the TCP connect, the TLS handshake and the WebSocket handshake together.
+    ``deflate`` replaces the default ``PerMessageDeflate()`` offer.  ``timeout`` bounds the TCP connect,
+    the TLS handshake and the WebSocket handshake together.
     Raises ``HandshakeError`` (with ``.status``) when the server refuses, ``OSError`` (refused,
     unreachable), ``ssl.SSLCertVerificationError``, ``TimeoutError`` or ``InvalidURL``.
     """

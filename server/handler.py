@@ -1,20 +1,20 @@
 """The application-facing API: a Handler with callbacks, and the handshake decisions it returns.
 
-    class Chat(Handler):
-        def handshake(self, conn, request):
-            if request.cookies.get("token") != "s3cret":
-                return Reject(401)
-            return Accept(subprotocol="chat" if "chat" in request.subprotocols else None)
+class Chat(Handler):
+    def handshake(self, conn, request):
+        if request.cookies.get("token") != "s3cret":
+            return Reject(401)
+        return Accept(subprotocol="chat" if "chat" in request.subprotocols else None)
 
-        def on_message(self, conn, message):
-            conn.send(message)
+    def on_message(self, conn, message):
+        conn.send(message)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from wsproto_lite import HTTPRequest, Request

@@ -11,7 +11,8 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 __all__ = ["EventLoop", "Handle", "TimerHandle", "FileLike"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 from .loop import EventLoop, TimerHandle
 
@@ -151,7 +151,11 @@ def connect_socket(
             loop.add_writer(sock, lambda: connected(sock))
         else:
             sock.close()
-            try_next(ConnectionRefusedError(err, f"connect to {host}:{port} failed: {errno.errorcode.get(err, err)}"))
+            try_next(
+                ConnectionRefusedError(
+                    err, f"connect to {host}:{port} failed: {errno.errorcode.get(err, err)}"
+                )
+            )
 
     def connected(sock: socket.socket) -> None:
         loop.forget(sock)

@@ -45,7 +45,7 @@ class Options:
     write_low_water: int | None = None
     """Under this (default ``write_high_water // 4``): resume reading and call ``on_writable``."""
     write_hard_limit: int = 16 << 20
-    """Over this many unsent bytes ``send()`` drops messages (returns False) and the slow-consumer timer runs."""
+    """Over this many unsent bytes ``send()`` drops messages (returns False); the slow-consumer timer runs."""
     slow_consumer_timeout: float = 10.0
     """Still over ``write_hard_limit`` after this long: close 1008 and drop the connection."""
     max_connections: int | None = None

@@ -8,7 +8,7 @@ each payload only the preview is kept.
 from __future__ import annotations
 
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 from wsproto_lite import FrameHeader, HeaderError, Opcode, apply_mask, parse_header
 
@@ -32,7 +32,9 @@ def describe_header(header: bytes) -> str:
 
 def _describe(h: FrameHeader) -> str:
     rsv = h.rsv >> 4
-    how = {4: " (16-bit extended length)", 10: " (64-bit extended length)"}.get(h.header_size - (4 if h.mask else 0), "")
+    how = {4: " (16-bit extended length)", 10: " (64-bit extended length)"}.get(
+        h.header_size - (4 if h.mask else 0), ""
+    )
     name = OPCODE_NAMES.get(h.opcode, f"RESERVED-{h.opcode:#x}")
     rsv_text = f"RSV1={rsv >> 2} RSV2={(rsv >> 1) & 1} RSV3={rsv & 1}"
     if rsv & 4:
@@ -92,9 +94,9 @@ class _Direction:
             if len(self.http) > _MAX_HTTP_HEAD:
                 self.emit(f"{self.label} {self.arrow} HTTP head over {_MAX_HTTP_HEAD} bytes; trace stops")
                 self.dead = True
-            return view[len(view):]
+            return view[len(view) :]
         head = bytes(self.http[:end]).decode("latin-1").split("\r\n")
-        rest = bytes(self.http[end + 4:])
+        rest = bytes(self.http[end + 4 :])
         self.emit(f"{self.label} {self.arrow} HTTP {head[0]}  ({len(head) - 1} header lines)")
         for line in head[1:]:
             self.emit(f"{self.label} {self.arrow}     {line}")
@@ -112,7 +114,7 @@ class _Direction:
         except HeaderError as exc:
             self.emit(f"{self.label} {self.arrow} malformed frame header ({exc}); trace stops")
             self.dead = True
-            return view[len(view):]
+            return view[len(view) :]
         if h is None:
             return view[len(self.header) - before :]
         header = bytes(self.header[: h.header_size])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import struct
-from typing import TYPE_CHECKING, Any, Callable, Union
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from wsproto_lite import (
     Accepted,
@@ -38,7 +39,7 @@ __all__ = ["WebSocket"]
 
 logger = logging.getLogger("server.websocket")
 
-Core = Union[ServerConnection, ClientConnection]
+Core = ServerConnection | ClientConnection
 
 
 class WebSocket(BaseProtocol):
@@ -234,7 +235,9 @@ class WebSocket(BaseProtocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self.is_client and not self._opened and self.error is None:
-            self.error = exc if exc is not None else ConnectionResetError("connection closed during the handshake")
+            self.error = (
+                exc if exc is not None else ConnectionResetError("connection closed during the handshake")
+            )
         self._cancel("_linger_timer")
         if self.core.state is not ConnectionState.CLOSED:
             self.core.abort()
@@ -363,10 +366,14 @@ class WebSocket(BaseProtocol):
                     self._tracer.feed(True, chunk)
             transport.writelines(chunks)
             if self._slow_timer is None and self._over_hard_limit():
-                self._slow_timer = self.loop.call_later(self.options.slow_consumer_timeout, self._slow_consumer)
+                self._slow_timer = self.loop.call_later(
+                    self.options.slow_consumer_timeout, self._slow_consumer
+                )
         if self.core.should_close_transport:
             transport.close()
-        elif self.core.close_expected and self._close_timer is None and self.options.close_timeout is not None:
+        elif (
+            self.core.close_expected and self._close_timer is None and self.options.close_timeout is not None
+        ):
             self._close_timer = self.loop.call_later(self.options.close_timeout, self._close_timed_out)
 
     def _finish(self) -> None:
@@ -388,7 +395,9 @@ class WebSocket(BaseProtocol):
         if self._opened:
             self._call(self.handler.on_close, self, self.close_code, self.close_reason)
         elif self.is_client:
-            self._call(self.handler.on_connect_error, self, self.error or ConnectionResetError("connection lost"))
+            self._call(
+                self.handler.on_connect_error, self, self.error or ConnectionResetError("connection lost")
+            )
         if self._on_finished is not None:
             self._on_finished(self)
 

@@ -1,12 +1,12 @@
 """The WebSocket server: listening sockets, per-connection setup, broadcast, graceful shutdown.
 
-    from server import Handler, WebSocketServer
+from server import Handler, WebSocketServer
 
-    class Echo(Handler):
-        def on_message(self, conn, message):
-            conn.send(message)
+class Echo(Handler):
+    def on_message(self, conn, message):
+        conn.send(message)
 
-    WebSocketServer(Echo(), host="127.0.0.1", port=8765).serve_forever()   # Ctrl-C: close 1001, exit
+WebSocketServer(Echo(), host="127.0.0.1", port=8765).serve_forever()   # Ctrl-C: close 1001, exit
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import signal
 import socket
 import ssl
 import threading
-from collections.abc import Iterable
-from typing import Callable
+from collections.abc import Callable, Iterable
 
 from wsproto_lite import Config, ServerConnection, prepare_message
 
@@ -105,9 +104,14 @@ class WebSocketServer:
             sock.close()
             return
         core = ServerConnection(
-            config=Config(max_message_size=self.options.max_message_size, max_fragments=self.options.max_fragments), extensions=self.options.extensions()
+            config=Config(
+                max_message_size=self.options.max_message_size, max_fragments=self.options.max_fragments
+            ),
+            extensions=self.options.extensions(),
         )
-        tracer = FrameTracer(f"{_format_address(address)}", self._trace, server_side=True) if self._trace else None
+        tracer = (
+            FrameTracer(f"{_format_address(address)}", self._trace, server_side=True) if self._trace else None
+        )
         conn = WebSocket(
             self.loop,
             core,
@@ -176,7 +180,7 @@ class WebSocketServer:
     # -- running and stopping ------------------------------------------------------------------
 
     def serve_forever(self, *, handle_signals: bool = True) -> None:
-        """Run the loop until :meth:`shutdown` finishes (SIGINT/SIGTERM trigger it when in the main thread)."""
+        """Run the loop until :meth:`shutdown` finishes (SIGINT/SIGTERM trigger it in the main thread)."""
         handle_signals = handle_signals and threading.current_thread() is threading.main_thread()
         if handle_signals:
             for signum in (signal.SIGINT, signal.SIGTERM):

@@ -23,7 +23,9 @@ def test_readme_example_echoes() -> None:
     source = code.group(1).replace("while True:", "for _ in range(1):").replace("9001", str(port))
     source = source.replace('print("closed", event.code, event.reason)', "closed.append(event.code)")
     namespace: dict[str, object] = {"closed": []}
-    server = threading.Thread(target=exec, args=(compile(source, "README.md", "exec"), namespace), daemon=True)
+    server = threading.Thread(
+        target=exec, args=(compile(source, "README.md", "exec"), namespace), daemon=True
+    )
     server.start()
     for _ in range(100):  # wait until the listener is up (connection refused until then)
         try:

@@ -28,7 +28,7 @@ from ._events import (
     Rejected,
     Request,
 )
-from ._frames import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, MAX_CONTROL_PAYLOAD, frame_header
+from ._frames import MAX_CONTROL_PAYLOAD, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, frame_header
 from ._handshake import (
     accept_key,
     build_request,
@@ -264,7 +264,9 @@ class Connection:
         else:
             writer.data(OP_TEXT, payload, fin, compress)
 
-    def send_binary(self, data: bytes | bytearray | memoryview, *, fin: bool = True, compress: bool | None = None) -> None:
+    def send_binary(
+        self, data: bytes | bytearray | memoryview, *, fin: bool = True, compress: bool | None = None
+    ) -> None:
         """Send a binary message, or with ``fin=False`` a fragment of one."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise LocalProtocolError(f"send_binary needs bytes, not {type(data).__name__}")
@@ -388,7 +390,9 @@ class ServerConnection(Connection):
     def _handshake_failed(self, error: HandshakeError) -> None:
         """Answer a bad request with an HTTP error ourselves (§4.2.1: "an HTTP error code (such as 400)")."""
         body = f"{error.reason}\n".encode()
-        self._writer.out.append(build_response(error.status, [*error.headers, ("Content-Type", "text/plain")], body))
+        self._writer.out.append(
+            build_response(error.status, [*error.headers, ("Content-Type", "text/plain")], body)
+        )
         self._head = None  # type: ignore[assignment]
         self._early = []
         self._move(Trigger.HANDSHAKE_FAILED)
@@ -468,7 +472,14 @@ class ClientConnection(Connection):
         self._body = bytearray()
         self._body_length: int | None = None
         self._writer.out.append(
-            build_request(host, target, self._key, self._subprotocols, [f.offer() for f in self._factories], extra_headers)
+            build_request(
+                host,
+                target,
+                self._key,
+                self._subprotocols,
+                [f.offer() for f in self._factories],
+                extra_headers,
+            )
         )
 
     def _receive_head(self, data: bytes) -> None:

@@ -67,7 +67,12 @@ _EMPTY_STORED = b"\x00" + _TAIL  # an empty non-final stored block: what ends a 
 _OP_TEXT, _OP_BINARY = 0x1, 0x2
 _WINDOW_VALUES = {str(bits): bits for bits in range(8, 16)}  # "8".."15", no leading zeros
 _PARAM_NAMES = frozenset(
-    ("server_no_context_takeover", "client_no_context_takeover", "server_max_window_bits", "client_max_window_bits")
+    (
+        "server_no_context_takeover",
+        "client_no_context_takeover",
+        "server_max_window_bits",
+        "client_max_window_bits",
+    )
 )
 _CLOSE_PROTOCOL_ERROR = 1002
 _CLOSE_INVALID_DATA = 1007
@@ -81,8 +86,12 @@ class _InvalidParams(ValueError):
 class _Parsed:
     """The four RFC 7692 §7.1 parameters of one offer or response."""
 
-    __slots__ = ("client_max_window_bits", "client_no_context_takeover", "server_max_window_bits",
-                 "server_no_context_takeover")
+    __slots__ = (
+        "client_max_window_bits",
+        "client_no_context_takeover",
+        "server_max_window_bits",
+        "server_no_context_takeover",
+    )
 
     def __init__(self) -> None:
         self.server_no_context_takeover = False
@@ -189,7 +198,9 @@ class PerMessageDeflate(ExtensionFactory):
             raise ValueError(f"mem_level must be in 1..9, not {mem_level!r}")
         if compress_threshold < 0:
             raise ValueError(f"compress_threshold must be >= 0, not {compress_threshold!r}")
-        if require_client_max_window_bits and (client_max_window_bits is None or client_max_window_bits is True):
+        if require_client_max_window_bits and (
+            client_max_window_bits is None or client_max_window_bits is True
+        ):
             raise ValueError("require_client_max_window_bits needs an int client_max_window_bits")
         self.client_no_context_takeover = bool(client_no_context_takeover)
         self.server_no_context_takeover = bool(server_no_context_takeover)
@@ -242,7 +253,10 @@ class PerMessageDeflate(ExtensionFactory):
             if self.client_max_window_bits is None:
                 # RFC 7692 §7.1.2.2: not in the offer, so it MUST NOT be in the response.
                 raise ExtensionError(f"{_NAME}: unexpected client_max_window_bits", _CLOSE_PROTOCOL_ERROR)
-            if self.client_max_window_bits is not True and resp.client_max_window_bits > self.client_max_window_bits:
+            if (
+                self.client_max_window_bits is not True
+                and resp.client_max_window_bits > self.client_max_window_bits
+            ):
                 # RFC 7692 §7.1.2.2: the response value is equal to or smaller than the offered one.
                 raise ExtensionError(f"{_NAME}: client_max_window_bits too large", _CLOSE_PROTOCOL_ERROR)
             send_bits = resp.client_max_window_bits
@@ -437,7 +451,9 @@ class _DeflateExtension(Extension):
                     out = d.decompress(data, max(max_size - produced, 0) + 1)
             except zlib.error as exc:
                 # RFC 6455 §7.4.1: 1007 for payload data inconsistent with the message (undecodable).
-                raise ExtensionError(f"{_NAME}: invalid compressed data ({exc})", _CLOSE_INVALID_DATA) from None
+                raise ExtensionError(
+                    f"{_NAME}: invalid compressed data ({exc})", _CLOSE_INVALID_DATA
+                ) from None
             produced += len(out)
             if max_size is not None and produced > max_size:
                 # RFC 6455 §7.4.1: 1009 for a message too big to process.
@@ -498,23 +514,44 @@ def _measure() -> None:  # pragma: no cover - ``python -m wsproto_lite._deflate`
     def json_message(size: int) -> bytes:
         items, total = [], 0
         while total < size:
-            item = json.dumps({"id": rng.randrange(10**6), "user": rng.choice(["alice", "bob", "carol", "dave"]),
-                               "score": round(rng.random() * 100, 3), "tags": rng.sample("abcde", 2),
-                               "active": rng.random() < 0.5, "note": "".join(rng.choices("abcdefghij ", k=20))})
+            item = json.dumps(
+                {
+                    "id": rng.randrange(10**6),
+                    "user": rng.choice(["alice", "bob", "carol", "dave"]),
+                    "score": round(rng.random() * 100, 3),
+                    "tags": rng.sample("abcde", 2),
+                    "active": rng.random() < 0.5,
+                    "note": "".join(rng.choices("abcdefghij ", k=20)),
+                }
+            )
             items.append(item)
             total += len(item) + 2
         return ("[" + ", ".join(items) + "]").encode()[:size]
 
     def pair(level: int, mem_level: int, bits: int, nct: bool) -> tuple[_DeflateExtension, _DeflateExtension]:
-        kw = dict(send_window_bits=bits, recv_window_bits=bits, send_no_context_takeover=nct,
-                  recv_no_context_takeover=nct, compress_level=level, mem_level=mem_level, compress_threshold=0)
+        kw = dict(
+            send_window_bits=bits,
+            recv_window_bits=bits,
+            send_no_context_takeover=nct,
+            recv_no_context_takeover=nct,
+            compress_level=level,
+            mem_level=mem_level,
+            compress_threshold=0,
+        )
         return _DeflateExtension(**kw), _DeflateExtension(**kw)  # type: ignore[arg-type]
 
     n = 200
     print(f"memory per connection (tracemalloc, {n} connections, one 1 KiB message each way):")
-    for mem_level, bits, nct, active in [(5, 15, False, False), (8, 15, False, True), (5, 15, False, True),
-                                         (1, 15, False, True), (8, 12, False, True), (5, 12, False, True),
-                                         (5, 9, False, True), (5, 15, True, True)]:
+    for mem_level, bits, nct, active in [
+        (5, 15, False, False),
+        (8, 15, False, True),
+        (5, 15, False, True),
+        (1, 15, False, True),
+        (8, 12, False, True),
+        (5, 12, False, True),
+        (5, 9, False, True),
+        (5, 15, True, True),
+    ]:
         msg = json_message(1024)
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
@@ -552,8 +589,10 @@ def _measure() -> None:  # pragma: no cover - ``python -m wsproto_lite._deflate`
                 best_c, best_d = min(best_c, t1 - t0), min(best_d, t2 - t1)
             total = size * count
             ratio = sum(len(p) for _, p in frames) / total
-            print(f"  {size:>7} B  level {level} memLevel {mem_level} window {bits}: compress "
-                  f"{total / best_c / 1e6:6.1f}  decompress {total / best_d / 1e6:6.1f}  ratio {ratio:.3f}")
+            print(
+                f"  {size:>7} B  level {level} memLevel {mem_level} window {bits}: compress "
+                f"{total / best_c / 1e6:6.1f}  decompress {total / best_d / 1e6:6.1f}  ratio {ratio:.3f}"
+            )
 
     print("small messages: compressed size / time per encode call (level 6):")
     for size in (16, 32, 64, 128, 256, 512):
@@ -563,8 +602,10 @@ def _measure() -> None:  # pragma: no cover - ``python -m wsproto_lite._deflate`
             t0 = time.perf_counter()
             sizes = [len(a.encode(m, True, True, None)[1]) for m in msgs]
             per_call = (time.perf_counter() - t0) / len(msgs)
-            print(f"  {size:>4} B no_context_takeover={nct!s:5}: {sum(sizes) / len(sizes):6.1f} B, "
-                  f"{per_call * 1e6:6.1f} us")
+            print(
+                f"  {size:>4} B no_context_takeover={nct!s:5}: {sum(sizes) / len(sizes):6.1f} B, "
+                f"{per_call * 1e6:6.1f} us"
+            )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -122,7 +122,9 @@ def parse_header(buf: bytes, pos: int = 0) -> FrameHeader | None:
     return FrameHeader(bool(b0 & FIN), b0 & RSV_MASK, b0 & 0x0F, mask, length, size)
 
 
-def frame_header(opcode: int, length: int, fin: bool = True, rsv: int = 0, mask: bytes | None = None) -> bytes:
+def frame_header(
+    opcode: int, length: int, fin: bool = True, rsv: int = 0, mask: bytes | None = None
+) -> bytes:
     """The header of a frame, mask key included when given, without the payload."""
     b0 = (FIN if fin else 0) | rsv | opcode
     mask_bit = 0 if mask is None else MASK_BIT
@@ -136,7 +138,9 @@ def frame_header(opcode: int, length: int, fin: bool = True, rsv: int = 0, mask:
     return header if mask is None else header + mask
 
 
-def encode_frame(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, mask: bytes | None = None) -> bytes:
+def encode_frame(
+    opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, mask: bytes | None = None
+) -> bytes:
     """Serialize one whole frame; with ``mask`` (4 bytes) the payload is masked (§5.3)."""
     header = frame_header(opcode, len(payload), fin, rsv, mask)
     return header + (payload if mask is None else apply_mask(payload, mask))

@@ -78,57 +78,75 @@ def parse_extension_header(values: Sequence[str]) -> list[tuple[str, Params]]:
     """
     result: list[tuple[str, Params]] = []
     for value in values:
-        pos, end = 0, len(value)
-
-        def skip_ws() -> None:
-            nonlocal pos
-            while pos < end and value[pos] in " \t":
-                pos += 1
-
-        def token() -> str:
-            nonlocal pos
-            match = _TOKEN.match(value, pos)
-            if match is None:
-                raise ValueError(f"expected a token at {pos} in {value!r}")
-            pos = match.end()
-            return match.group()
-
-        while True:
-            skip_ws()
-            if pos < end and value[pos] == ",":  # empty list elements are allowed (RFC 9110 §5.6.1)
-                pos += 1
-                continue
-            if pos >= end:
-                break
-            name = token()
-            params: Params = []
-            skip_ws()
-            while pos < end and value[pos] == ";":
-                pos += 1
-                skip_ws()
-                param = token()
-                skip_ws()
-                param_value: str | None = None
-                if pos < end and value[pos] == "=":
-                    pos += 1
-                    skip_ws()
-                    quoted = _QUOTED.match(value, pos)
-                    if quoted:
-                        pos = quoted.end()
-                        param_value = re.sub(r"\\(.)", r"\1", quoted.group(1))
-                        # RFC 6455 §9.1: a quoted value must itself be a token once unquoted
-                        if not _TOKEN.fullmatch(param_value):
-                            raise ValueError(f"quoted value {param_value!r} is not a token")
-                    else:
-                        param_value = token()
-                    skip_ws()
-                params.append((param, param_value))
-            result.append((name, params))
-            if pos < end:
-                if value[pos] != ",":
-                    raise ValueError(f"unexpected {value[pos]!r} in {value!r}")
-                pos += 1
+        result.extend(_ExtensionScanner(value).extensions())
     return result
+
+
+class _ExtensionScanner:
+    """A cursor over one Sec-WebSocket-Extensions header value (§9.1 grammar)."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.pos = 0
+
+    def extensions(self) -> list[tuple[str, Params]]:
+        found: list[tuple[str, Params]] = []
+        value, end = self.value, len(self.value)
+        while True:
+            self.skip_ws()
+            if self.pos < end and value[self.pos] == ",":  # empty list elements are allowed (RFC 9110 §5.6.1)
+                self.pos += 1
+                continue
+            if self.pos >= end:
+                return found
+            name = self.token()
+            found.append((name, self.params()))
+            if self.pos < end:
+                if value[self.pos] != ",":
+                    raise ValueError(f"unexpected {value[self.pos]!r} in {value!r}")
+                self.pos += 1
+
+    def params(self) -> Params:
+        params: Params = []
+        self.skip_ws()
+        while self.peek(";"):
+            self.pos += 1
+            self.skip_ws()
+            name = self.token()
+            self.skip_ws()
+            param_value: str | None = None
+            if self.peek("="):
+                self.pos += 1
+                self.skip_ws()
+                param_value = self.param_value()
+                self.skip_ws()
+            params.append((name, param_value))
+        return params
+
+    def param_value(self) -> str:
+        quoted = _QUOTED.match(self.value, self.pos)
+        if not quoted:
+            return self.token()
+        self.pos = quoted.end()
+        unquoted = re.sub(r"\\(.)", r"\1", quoted.group(1))
+        # RFC 6455 §9.1: a quoted value must itself be a token once unquoted
+        if not _TOKEN.fullmatch(unquoted):
+            raise ValueError(f"quoted value {unquoted!r} is not a token")
+        return unquoted
+
+    def peek(self, char: str) -> bool:
+        return self.pos < len(self.value) and self.value[self.pos] == char
+
+    def skip_ws(self) -> None:
+        while self.pos < len(self.value) and self.value[self.pos] in " \t":
+            self.pos += 1
+
+    def token(self) -> str:
+        match = _TOKEN.match(self.value, self.pos)
+        if match is None:
+            raise ValueError(f"expected a token at {self.pos} in {self.value!r}")
+        self.pos = match.end()
+        return match.group()
 
 
 def build_request(

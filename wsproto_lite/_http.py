@@ -11,7 +11,14 @@ from http import HTTPStatus
 
 from ._events import Headers
 
-__all__ = ["HeadReader", "HTTPError", "parse_request_head", "parse_response_head", "build_head", "status_phrase"]
+__all__ = [
+    "HeadReader",
+    "HTTPError",
+    "parse_request_head",
+    "parse_response_head",
+    "build_head",
+    "status_phrase",
+]
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _REQUEST_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP/(\d)\.(\d)\Z")

@@ -119,7 +119,7 @@ class MessageReader:
         return self._next_event()
 
     def _parse_whole_frames(self) -> bool:
-        """Fast path for the common case: unfragmented, plain data frames (up to 64 KiB) entirely in the buffer.
+        """Fast path: unfragmented, plain data frames (up to 64 KiB) entirely in the buffer.
 
         Parses as many as there are into ``_ready`` and stops at the first frame that is anything else
         (fragmented, control, RSV bits, too long, incomplete, invalid UTF-8...), leaving it to the general
@@ -175,7 +175,10 @@ class MessageReader:
             if masked and length:
                 key = buf[start - 4 : start]
                 if length < 512:
-                    payload = (from_bytes(payload, "little") ^ from_bytes((key * ((length + 3) >> 2))[:length], "little")).to_bytes(length, "little")
+                    payload = (
+                        from_bytes(payload, "little")
+                        ^ from_bytes((key * ((length + 3) >> 2))[:length], "little")
+                    ).to_bytes(length, "little")
                 else:
                     payload = apply_mask(payload, key)
             if b0 == 0x81:
@@ -237,7 +240,9 @@ class MessageReader:
     def _check_frame(self, header: FrameHeader, first_frame: bool) -> None:
         # §5.1: a server MUST close on an unmasked frame; a client MUST close on a masked one
         if (header.mask is not None) != self._expect_masked:
-            raise RemoteProtocolError("unmasked frame from a client" if self._expect_masked else "masked frame from a server")
+            raise RemoteProtocolError(
+                "unmasked frame from a client" if self._expect_masked else "masked frame from a server"
+            )
         rsv = header.rsv
         if rsv:
             # §5.2: RSV1-3 MUST be 0 unless an extension defining them was negotiated
@@ -287,7 +292,11 @@ class MessageReader:
         length = header.length
         if self._max_frame is not None and length > self._max_frame:
             raise RemoteProtocolError(f"frame of {length} bytes over the limit", CloseCode.MESSAGE_TOO_BIG)
-        if self._msg_decoder is None and self._max_message is not None and self._msg_size + length > self._max_message:
+        if (
+            self._msg_decoder is None
+            and self._max_message is not None
+            and self._msg_size + length > self._max_message
+        ):
             raise RemoteProtocolError("message over the size limit", CloseCode.MESSAGE_TOO_BIG)
         self._msg_frames += 1
         if self._max_fragments is not None and self._msg_frames > self._max_fragments:
@@ -372,4 +381,3 @@ class MessageReader:
         if piece:
             chunks.append(piece)
         return None
-

@@ -52,8 +52,12 @@ VARIANTS: dict[str, Variant] = {
             "same, websockets.frames.apply_mask replaced by websockets.utils.apply_mask",
         ),
         Variant("aiohttp", "aiohttp_peer", note="WebSocketReader/WebSocketWriter (what web_ws uses)"),
-        Variant("aiohttp-py", "aiohttp_peer", {"AIOHTTP_NO_EXTENSIONS": "1"},
-                "same, AIOHTTP_NO_EXTENSIONS=1 in its worker process"),
+        Variant(
+            "aiohttp-py",
+            "aiohttp_peer",
+            {"AIOHTTP_NO_EXTENSIONS": "1"},
+            "same, AIOHTTP_NO_EXTENSIONS=1 in its worker process",
+        ),
     )
 }
 

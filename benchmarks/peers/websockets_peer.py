@@ -28,7 +28,11 @@ MAX_SIZE = 2**26
 
 def info() -> dict[str, str]:
     mod = _frames_module.apply_mask.__module__
-    accel = "C speedups (websockets.speedups.apply_mask)" if mod.endswith("speedups") else "none (utils.apply_mask)"
+    accel = (
+        "C speedups (websockets.speedups.apply_mask)"
+        if mod.endswith("speedups")
+        else "none (utils.apply_mask)"
+    )
     return {"version": str(getattr(websockets, "__version__", "?")), "accelerations": accel}
 
 

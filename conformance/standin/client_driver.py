@@ -28,7 +28,7 @@ class _Conn:
     def __init__(self, ws: Any) -> None:
         self._ws = ws.__enter__()  # websockets 17 wants context-manager use
 
-    def __enter__(self) -> "_Conn":
+    def __enter__(self) -> _Conn:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -56,13 +56,20 @@ class _Conn:
         self._ws.close(code, reason)
 
 
-def connect(url: str, timeout: float = 10.0, compression: bool = True,
-            max_message_size: int | None = None) -> _Conn:
+def connect(
+    url: str, timeout: float = 10.0, compression: bool = True, max_message_size: int | None = None
+) -> _Conn:
     """server.client.connect() look-alike."""
     from websockets.sync.client import connect as ws_connect
 
-    ws = ws_connect(url, open_timeout=timeout, compression="deflate" if compression else None,
-                    max_size=max_message_size, proxy=None, ping_interval=None)
+    ws = ws_connect(
+        url,
+        open_timeout=timeout,
+        compression="deflate" if compression else None,
+        max_size=max_message_size,
+        proxy=None,
+        ping_interval=None,
+    )
     return _Conn(ws)
 
 

@@ -28,16 +28,21 @@ async def serve_forever(host: str, port: int, max_size: int, compression: bool) 
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
-    async with serve(echo, host, port, max_size=max_size, ping_interval=None,
-                     compression="deflate" if compression else None):
+    async with serve(
+        echo,
+        host,
+        port,
+        max_size=max_size,
+        ping_interval=None,
+        compression="deflate" if compression else None,
+    ):
         print(f"websockets echo server on ws://{host}:{port}", flush=True)
         await stop
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--max-message-size", type=int, default=64 * 2**20)

@@ -32,14 +32,23 @@ def test_frames_roundtrip() -> None:
             assert parsed == [(op, True, data)] * 3
 
 
-def test_quick_run(tmp_path: "os.PathLike[str]") -> None:
+def test_quick_run(tmp_path: os.PathLike[str]) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--no-charts", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = open(os.path.join(tmp_path, "RESULTS.md")).read()
-    for title in ("Receive path", "Send path (server role", "Send path (client role", "Loopback echo", "Scale"):
+    for title in (
+        "Receive path",
+        "Send path (server role",
+        "Send path (client role",
+        "Loopback echo",
+        "Scale",
+    ):
         assert title in results
     assert "FAILED" not in results, results
     # Every peer measured in the sans-IO benchmarks.

@@ -21,7 +21,7 @@ class FakeConn:
     def __init__(self, url: str, incoming: list[object], log: list[tuple[str, object]]) -> None:
         self.url, self.incoming, self.log = url, list(incoming), log
 
-    def __enter__(self) -> "FakeConn":
+    def __enter__(self) -> FakeConn:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -79,8 +79,11 @@ def test_case_count_failure_is_fatal() -> None:
 
 def test_refused_case_does_not_stop_the_run() -> None:
     log: list[tuple[str, object]] = []
-    script: dict[str, list[object]] = {"/getCaseCount": ["2"], "/runCase?case=2&agent=me": ["x"],
-                                       "/updateReports?agent=me": []}
+    script: dict[str, list[object]] = {
+        "/getCaseCount": ["2"],
+        "/runCase?case=2&agent=me": ["x"],
+        "/updateReports?agent=me": [],
+    }
     d = Driver(make_api(script, log), "ws://127.0.0.1:9", "me", DriverOptions(), log=io.StringIO())
     assert d.run() == 0
     assert list(d.case_errors) == [1]

@@ -16,8 +16,13 @@ from conformance import summary  # noqa: E402
 
 
 def _case(behavior: str = "OK", close: str = "OK", duration: int = 1) -> dict[str, object]:
-    return {"behavior": behavior, "behaviorClose": close, "duration": duration,
-            "remoteCloseCode": 1000, "reportfile": "x.json"}
+    return {
+        "behavior": behavior,
+        "behaviorClose": close,
+        "duration": duration,
+        "remoteCloseCode": 1000,
+        "reportfile": "x.json",
+    }
 
 
 CASES = {
@@ -46,7 +51,11 @@ def write_index(tmp_path: Path, cases: dict, agent: str = "wsproto-lite") -> Pat
 
 def test_case_key_is_numeric() -> None:
     assert sorted(["9.10.1", "9.2.1", "10.1.1", "9.1.1"], key=summary.case_key) == [
-        "9.1.1", "9.2.1", "9.10.1", "10.1.1"]
+        "9.1.1",
+        "9.2.1",
+        "9.10.1",
+        "10.1.1",
+    ]
 
 
 def test_group_counts() -> None:
@@ -75,8 +84,11 @@ def test_durations_of_9() -> None:
 
 
 def test_all_ok_or_informational_passes() -> None:
-    cases = {"1.1.1": _case(), "7.1.6": _case("INFORMATIONAL", "INFORMATIONAL"),
-             "7.13.1": _case("INFORMATIONAL", "OK")}
+    cases = {
+        "1.1.1": _case(),
+        "7.1.6": _case("INFORMATIONAL", "INFORMATIONAL"),
+        "7.13.1": _case("INFORMATIONAL", "OK"),
+    }
     assert summary.summarize(cases, "server", "a").passed
     assert not summary.summarize({}, "server", "a").passed
 
@@ -105,7 +117,7 @@ def test_pick_agent_needs_name_when_ambiguous() -> None:
 
 def test_results_md_keeps_other_role(tmp_path: Path) -> None:
     md = tmp_path / "RESULTS.md"
-    when = dt.datetime(2026, 11, 25, 21, 0, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2026, 11, 25, 21, 0, tzinfo=dt.UTC)
     summary.update_results_md(md, "server", "SERVER TABLE v1", when)
     text = md.read_text()
     assert "SERVER TABLE v1" in text and "Not run yet." in text and "2026-11-25" in text

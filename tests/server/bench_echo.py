@@ -116,7 +116,10 @@ def main() -> None:
         for kind in ("ours", "websockets", "ours", "websockets"):
             proc, port = start(kind, "--no-compression") if kind == "ours" else start(kind)
             try:
-                print(f"{kind:10s} {rtt(port, a.seconds):9.0f} round trips/s (32-byte text, 1 connection)", flush=True)
+                print(
+                    f"{kind:10s} {rtt(port, a.seconds):9.0f} round trips/s (32-byte text, 1 connection)",
+                    flush=True,
+                )
             finally:
                 proc.terminate()
                 proc.wait(10)
@@ -125,16 +128,23 @@ def main() -> None:
             proc, port = start("ours", *extra)
             try:
                 before, peak = idle(port, proc.pid, a.count, deflate=extra[0] == "--compression")
-                print(f"ours {extra[0]:16s} RSS {before:.1f} MiB at rest, peak {peak:.1f} MiB with {a.count} "
-                      f"idle connections ({(peak - before) * 1024 / a.count:.1f} KiB each)", flush=True)
+                print(
+                    f"ours {extra[0]:16s} RSS {before:.1f} MiB at rest, peak {peak:.1f} MiB with {a.count} "
+                    f"idle connections ({(peak - before) * 1024 / a.count:.1f} KiB each)",
+                    flush=True,
+                )
             finally:
                 proc.terminate()
                 proc.wait(10)
         proc, port = start("websockets")
         try:
             before, peak = idle(port, proc.pid, a.count)
-            print(f"websockets (no compression) RSS {before:.1f} MiB at rest, peak {peak:.1f} MiB with {a.count} "
-                  f"idle connections ({(peak - before) * 1024 / a.count:.1f} KiB each)", flush=True)
+            print(
+                f"websockets (no compression) RSS {before:.1f} MiB at rest, "
+                f"peak {peak:.1f} MiB with {a.count} "
+                f"idle connections ({(peak - before) * 1024 / a.count:.1f} KiB each)",
+                flush=True,
+            )
         finally:
             proc.terminate()
             proc.wait(10)

@@ -9,7 +9,7 @@ import sys
 
 from server import Handler, Options, WebSocket, WebSocketServer
 
-CHUNK = b"\xAB" * 65536
+CHUNK = b"\xab" * 65536
 
 
 class Flood(Handler):

@@ -66,7 +66,9 @@ class ServerThread:
     def __init__(self, handler: Handler | None = None, **kwargs: Any) -> None:
         self.loop = EventLoop()
         self.handler = handler or Echo()
-        self.server = WebSocketServer(self.handler, host=kwargs.pop("host", "127.0.0.1"), port=0, loop=self.loop, **kwargs)
+        self.server = WebSocketServer(
+            self.handler, host=kwargs.pop("host", "127.0.0.1"), port=0, loop=self.loop, **kwargs
+        )
         self.changed = threading.Condition()
         original = self.server._finished
 
@@ -122,7 +124,7 @@ class ServerThread:
         assert not self.thread.is_alive()
         self.loop.close()
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import socket
 import ssl
 
+from srvtest_util import Echo, ServerThread, assert_echo_works
+
 from server.async_client import connect_async
 from server.errors import HandshakeError
 from server.handler import Handler, Reject
 from server.loop import EventLoop
 from server.options import Options
 from server.websocket import WebSocket
-from srvtest_util import Echo, ServerThread, assert_echo_works
 
 
 class Counter(Handler):
@@ -45,7 +46,10 @@ def test_one_thousand_concurrent_connections(loop: EventLoop) -> None:
         handler = Counter()
         opts = Options(ping_interval=None, handshake_timeout=30)
         conns = [connect_async(loop, st.url, handler, options=opts) for _ in range(n)]
-        assert loop.run_until(lambda: handler.echoed + len(handler.errors) >= n, 60), (handler.echoed, handler.errors[:3])
+        assert loop.run_until(lambda: handler.echoed + len(handler.errors) >= n, 60), (
+            handler.echoed,
+            handler.errors[:3],
+        )
         assert handler.errors == [] and handler.echoed == n
         assert st.call(lambda: len(st.server.open_connections())) == n  # all open at once
         assert_echo_works(st.url)

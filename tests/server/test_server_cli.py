@@ -20,15 +20,21 @@ PY = [sys.executable, "-S", "-E"]  # no site-packages, no PYTHON* variables: the
 
 
 def _run(*args: str, stdin: str = "", timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*PY, "-m", "server", *args], input=stdin, capture_output=True, text=True,
-                          cwd=ROOT, timeout=timeout)
+    return subprocess.run(
+        [*PY, "-m", "server", *args], input=stdin, capture_output=True, text=True, cwd=ROOT, timeout=timeout
+    )
 
 
 @contextmanager
 def echo_server(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``python -m server echo --port 0 ...``; yields (process, url)."""
-    proc = subprocess.Popen([*PY, "-m", "server", "echo", "--port", "0", *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*PY, "-m", "server", "echo", "--port", "0", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -52,7 +58,15 @@ def test_help_lists_subcommands() -> None:
     assert out.returncode == 0
     assert "echo" in out.stdout and "client" in out.stdout
     echo_help = _run("echo", "--help").stdout
-    for flag in ("--host", "--port", "--tls-cert", "--tls-key", "--max-message-size", "--no-compression", "--trace"):
+    for flag in (
+        "--host",
+        "--port",
+        "--tls-cert",
+        "--tls-key",
+        "--max-message-size",
+        "--no-compression",
+        "--trace",
+    ):
         assert flag in echo_help
 
 
@@ -123,7 +137,9 @@ def test_bad_certificate_is_one_line(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.pem"
     bogus.write_text("not a certificate\n")
     _one_line_error(_run("echo", "--port", "0", "--tls-cert", str(bogus)), "TLS certificate")
-    _one_line_error(_run("echo", "--port", "0", "--tls-cert", str(tmp_path / "missing.pem")), "TLS certificate")
+    _one_line_error(
+        _run("echo", "--port", "0", "--tls-cert", str(tmp_path / "missing.pem")), "TLS certificate"
+    )
 
 
 def test_connection_refused_is_one_line() -> None:

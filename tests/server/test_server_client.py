@@ -6,8 +6,8 @@ import os
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed as WSClosed
@@ -48,8 +48,14 @@ class WSServer:
 
     def __init__(self, handler: Callable[[ServerConnection], None] = _echo, **kw: Any) -> None:
         self.server: Server = serve(
-            handler, "127.0.0.1", 0, max_size=None, ping_interval=None, select_subprotocol=_select_subprotocol,
-            process_request=_auth, **kw,
+            handler,
+            "127.0.0.1",
+            0,
+            max_size=None,
+            ping_interval=None,
+            select_subprotocol=_select_subprotocol,
+            process_request=_auth,
+            **kw,
         )
         self.port = self.server.socket.getsockname()[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -216,12 +222,16 @@ def test_message_before_a_bad_frame_can_be_answered() -> None:
             head = b""
             while b"\r\n\r\n" not in head:
                 head += conn.recv(4096)
-            key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
-                       if line.lower().startswith(b"sec-websocket-key"))
+            key = next(
+                line.split(b":", 1)[1].strip()
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key")
+            )
             accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-                         + b"\x81\x05hello" + b"\xa1\x05hello")  # then RSV2 set: a protocol error
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + b"\x81\x05hello" + b"\xa1\x05hello"
+            )  # then RSV2 set: a protocol error
             conn.settimeout(10)
             while True:
                 chunk = conn.recv(65536)

@@ -58,6 +58,7 @@ def test_reader_and_writer_callbacks(loop: EventLoop) -> None:
     b.setblocking(False)
     got: list[bytes] = []
     try:
+
         def on_read() -> None:
             got.append(b.recv(100))
             loop.remove_reader(b)
@@ -116,7 +117,9 @@ def test_signal_handler_runs_in_loop(loop: EventLoop) -> None:
     finally:
         loop.remove_signal_handlers()
     assert seen == ["sig"]
-    assert signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None) or callable(signal.getsignal(signal.SIGUSR1))
+    assert signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None) or callable(
+        signal.getsignal(signal.SIGUSR1)
+    )
 
 
 def test_run_until_times_out(loop: EventLoop) -> None:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from srvtest_util import ServerThread, assert_echo_works, raw_connect, raw_handshake, read_until_closed
 
 from server.options import Options
-from srvtest_util import ServerThread, assert_echo_works, raw_connect, raw_handshake, read_until_closed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -133,7 +133,10 @@ def test_slow_consumer_200_mib_keeps_rss_bounded() -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("srvtest_flood_server.py")), "1.0"],
-        stdout=subprocess.PIPE, text=True, env=env, cwd=str(ROOT),
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=str(ROOT),
     )
     try:
         assert proc.stdout is not None
@@ -154,7 +157,10 @@ def test_slow_consumer_200_mib_keeps_rss_bounded() -> None:
             sock.close()
         peak = _vm(proc.pid, "VmHWM")
         growth_mib = (peak - baseline) / 1024
-        print(f"slow consumer: baseline {baseline / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB, growth {growth_mib:.1f} MiB")
+        print(
+            f"slow consumer: baseline {baseline / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB, "
+            f"growth {growth_mib:.1f} MiB"
+        )
         assert line.startswith("closed 1006 (1008, 'slow consumer')"), line
         assert growth_mib < 64, f"server RSS grew by {growth_mib:.1f} MiB for a 200 MiB flood"
         assert_echo_works(f"ws://127.0.0.1:{port}/")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import socket
 import ssl
 
+from srvtest_util import Recorder
+
 from server.loop import EventLoop
 from server.tls import TLSTransport
-
-from srvtest_util import Recorder
 
 
 def _tls_pair(

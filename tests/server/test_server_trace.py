@@ -24,9 +24,14 @@ def test_tracer_decodes_split_stream() -> None:
     masked = bytes(b ^ key[i % 4] for i, b in enumerate(b"Hello"))
     stream = (
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
-        + b"\x81\x85" + key + masked
-        + b"\x89\x80" + key  # empty ping
-        + b"\x88\x82" + key + bytes(b ^ key[i % 4] for i, b in enumerate(struct.pack("!H", 1000)))
+        + b"\x81\x85"
+        + key
+        + masked
+        + b"\x89\x80"
+        + key  # empty ping
+        + b"\x88\x82"
+        + key
+        + bytes(b ^ key[i % 4] for i, b in enumerate(struct.pack("!H", 1000)))
     )
     for i in range(len(stream)):  # byte by byte: the decoder must not care how data is split
         tracer.feed(False, stream[i : i + 1])
@@ -52,6 +57,7 @@ def test_tracer_keeps_only_a_preview_and_stops_after_refusal() -> None:
 
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+
 from wsproto_lite import encode_frame  # noqa: E402
 
 

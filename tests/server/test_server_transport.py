@@ -5,9 +5,10 @@ from __future__ import annotations
 import socket
 import struct
 
+from srvtest_util import Recorder
+
 from server.loop import EventLoop
 from server.transport import SocketTransport
-from srvtest_util import Recorder
 
 
 def _pair(loop: EventLoop, **kw: int) -> tuple[SocketTransport, Recorder, SocketTransport, Recorder]:

@@ -10,7 +10,13 @@ from server.urls import parse_url
 
 def test_parse_defaults_and_host_header() -> None:
     u = parse_url("ws://example.com/chat?x=1")
-    assert (u.secure, u.host, u.port, u.target, u.host_header) == (False, "example.com", 80, "/chat?x=1", "example.com")
+    assert (u.secure, u.host, u.port, u.target, u.host_header) == (
+        False,
+        "example.com",
+        80,
+        "/chat?x=1",
+        "example.com",
+    )
     s = parse_url("wss://example.com:8443")
     assert (s.secure, s.port, s.target, s.host_header) == (True, 8443, "/", "example.com:8443")
     v6 = parse_url("ws://[::1]:9000/")

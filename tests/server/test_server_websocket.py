@@ -7,19 +7,23 @@ import struct
 import threading
 from typing import Any
 
+from srvtest_util import Echo, ServerThread, assert_echo_works, raw_connect, raw_handshake, read_until_closed
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from server.handler import Accept, Handler
 from server.options import Options
 from server.websocket import WebSocket
-from srvtest_util import Echo, ServerThread, assert_echo_works, raw_connect, raw_handshake, read_until_closed
 
 
 def _frame(payload: bytes, opcode: int = 1) -> bytes:
     """A masked client frame (payload < 126 bytes)."""
     key = b"\x0a\x0b\x0c\x0d"
-    return bytes([0x80 | opcode, 0x80 | len(payload)]) + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return (
+        bytes([0x80 | opcode, 0x80 | len(payload)])
+        + key
+        + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    )
 
 
 class Producer(Handler):

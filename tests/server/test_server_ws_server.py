@@ -6,14 +6,15 @@ import os
 import socket
 import ssl
 import threading
-from contextlib import ExitStack
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
 import websocket  # websocket-client
+from srvtest_util import Echo, ServerThread, assert_echo_works, raw_connect, raw_handshake, read_until_closed
 from websockets.exceptions import ConnectionClosed as WSClosed
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
@@ -21,7 +22,6 @@ from websockets.sync.client import connect as ws_connect
 from server.handler import Accept, Handler, HTTPResponse, Reject
 from server.options import Options
 from server.websocket import WebSocket
-from srvtest_util import Echo, ServerThread, assert_echo_works, raw_connect, raw_handshake, read_until_closed
 
 SIZES = [0, 125, 126, 65535, 65536, 1 << 20, 16 << 20]
 BIG = Options(max_message_size=32 << 20)
@@ -49,7 +49,9 @@ def echo_server() -> Iterator[ServerThread]:
 @pytest.mark.parametrize("compression", [True, False], ids=["deflate", "plain"])
 def test_websockets_client_text_and_binary_sizes(echo_server: ServerThread, compression: bool) -> None:
     with _client(echo_server.url, compression) as ws:
-        assert ("permessage-deflate" in (ws.response.headers.get("Sec-WebSocket-Extensions") or "")) is compression
+        assert (
+            "permessage-deflate" in (ws.response.headers.get("Sec-WebSocket-Extensions") or "")
+        ) is compression
         for size in SIZES:
             text = "é" * (size // 2) + "a" * (size % 2)  # multi-byte UTF-8, exactly `size` bytes
             ws.send(text)
@@ -157,7 +159,9 @@ def test_handshake_hook_sees_request_and_chooses_subprotocol() -> None:
     handler = Picky()
     with ServerThread(handler) as st:
         cookie = {"Cookie": "token=s3cret; theme=dark", "X-Thing": "42"}
-        with _client(st.url + "room/7?user=ann", additional_headers=cookie, subprotocols=["chat.v1", "chat.v2"]) as ws:
+        with _client(
+            st.url + "room/7?user=ann", additional_headers=cookie, subprotocols=["chat.v1", "chat.v2"]
+        ) as ws:
             assert ws.subprotocol == "chat.v2"
             assert ws.response.headers["X-Welcome"] == "yes"
             ws.send("hi")
@@ -195,7 +199,9 @@ def test_plain_http_goes_to_http_handler_else_426() -> None:
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(f"http://127.0.0.1:{st.port}/", timeout=10)
         assert info.value.code == 426
-    health = ServerThread(http_handler=lambda req: HTTPResponse(200, [("Content-Type", "text/plain")], b"ok\n"))
+    health = ServerThread(
+        http_handler=lambda req: HTTPResponse(200, [("Content-Type", "text/plain")], b"ok\n")
+    )
     with health as st:
         assert urllib.request.urlopen(f"http://127.0.0.1:{st.port}/health", timeout=10).read() == b"ok\n"
         assert_echo_works(st.url)
@@ -240,7 +246,9 @@ def test_broadcast_skips_congested_connections() -> None:
         assert st.call(lambda: st.server.broadcast("news")) == 4
         for ws in clients:
             assert ws.recv(timeout=10) == "news"
-        only_two = st.call(lambda: st.server.broadcast(b"subset", sorted(st.server.open_connections(), key=id)[:2]))
+        only_two = st.call(
+            lambda: st.server.broadcast(b"subset", sorted(st.server.open_connections(), key=id)[:2])
+        )
         assert only_two in (1, 2)
 
 
@@ -290,7 +298,9 @@ def test_graceful_shutdown_sends_1001() -> None:
         st.stop()
 
 
-def test_tls_server_with_websockets_client(server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext) -> None:
+def test_tls_server_with_websockets_client(
+    server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
     with ServerThread(ssl_context=server_ssl_context, options=BIG) as st:
         assert st.url.startswith("wss://")
         with _client(st.url.replace("127.0.0.1", "localhost"), ssl=client_ssl_context) as ws:

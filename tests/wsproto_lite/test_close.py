@@ -47,7 +47,9 @@ def test_build() -> None:
     assert build_close_payload(1005, "") == b""
 
 
-@pytest.mark.parametrize("code, reason", [(1005, "why"), (None, "why"), (1006, ""), (999, ""), (1000, "x" * 124)])
+@pytest.mark.parametrize(
+    "code, reason", [(1005, "why"), (None, "why"), (1006, ""), (999, ""), (1000, "x" * 124)]
+)
 def test_build_refuses_what_may_not_be_sent(code: int | None, reason: str) -> None:
     with pytest.raises(LocalProtocolError):
         build_close_payload(code, reason)

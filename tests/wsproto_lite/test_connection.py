@@ -193,7 +193,9 @@ def test_eof_during_the_handshake() -> None:
 
 def test_client_request_and_accepted() -> None:
     keys = iter([b"k" * 16, b"mask"])
-    client = ClientConnection("h:8", "/p?q", ["chat"], extra_headers=[("Origin", "http://o")], mask_key=lambda n: next(keys))
+    client = ClientConnection(
+        "h:8", "/p?q", ["chat"], extra_headers=[("Origin", "http://o")], mask_key=lambda n: next(keys)
+    )
     request = client.data_to_send()
     assert request.startswith(b"GET /p?q HTTP/1.1\r\nHost: h:8\r\n")
     assert b"Sec-WebSocket-Key: a2tra2tra2tra2tra2traw==\r\n" in request
@@ -230,7 +232,9 @@ def test_client_rejected_body_until_eof() -> None:
 
 def test_client_rejects_a_bad_101() -> None:
     client = ClientConnection("h")
-    client.receive_data(b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n")
+    client.receive_data(
+        b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n"
+    )
     rejected = client.next_event()
     assert isinstance(rejected, Rejected) and rejected.status == 101 and "Accept" in rejected.reason
     assert isinstance(client.next_event(), ConnectionClosed)
@@ -312,9 +316,15 @@ def test_local_close_then_peer_close() -> None:
     client.receive_data(srv.data_to_send())
     assert list(client.events()) == [CloseReceived(4000, "done"), ConnectionClosed(4000, "done", True)]
     # §7.1.1: the client waits for the server to close TCP
-    assert client.state is ConnectionState.CLOSED and client.close_expected and not client.should_close_transport
+    assert (
+        client.state is ConnectionState.CLOSED and client.close_expected and not client.should_close_transport
+    )
     srv.receive_data(client.data_to_send())
-    assert list(srv.events()) == [TextMessage("in flight"), CloseReceived(4000, ""), ConnectionClosed(4000, "", True)]
+    assert list(srv.events()) == [
+        TextMessage("in flight"),
+        CloseReceived(4000, ""),
+        ConnectionClosed(4000, "", True),
+    ]
     assert srv.should_close_transport
     client.receive_data(b"")
     assert client.should_close_transport and not client.close_expected
@@ -348,7 +358,11 @@ def test_echo_of_earlier_messages_goes_out_before_the_failing_close() -> None:
     for event in conn.events():
         if isinstance(event, TextMessage):
             conn.send_text(event.data)
-    assert frames_of(conn.data_to_send()) == [(0x1, b"one"), (0x1, b"two"), (0x8, b"\x03\xeacontinuation frame without a message to continue")]
+    assert frames_of(conn.data_to_send()) == [
+        (0x1, b"one"),
+        (0x1, b"two"),
+        (0x8, b"\x03\xeacontinuation frame without a message to continue"),
+    ]
 
 
 def test_protocol_error_while_closing_sends_no_second_close() -> None:
@@ -443,7 +457,7 @@ def pull_all(conn: ServerConnection, chunks: list[bytes]) -> list[Event]:
 @given(st.lists(st.integers(1, len(STREAM) - 1), max_size=30))
 def test_any_chunking_gives_the_same_events(cuts: list[int]) -> None:
     bounds = [0, *sorted(set(cuts)), len(STREAM)]
-    chunks = [STREAM[a:b] for a, b in zip(bounds, bounds[1:])]
+    chunks = [STREAM[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
     reference = server()
     expected = pull_all(reference, [STREAM])
     conn = server()

@@ -29,7 +29,9 @@ def split_header(value: str) -> tuple[str, Params]:
     return name, params
 
 
-def pair(client: PerMessageDeflate, server: PerMessageDeflate | None = None) -> tuple[Extension, Extension, str]:
+def pair(
+    client: PerMessageDeflate, server: PerMessageDeflate | None = None
+) -> tuple[Extension, Extension, str]:
     """Negotiate a client/server extension pair through offer -> negotiate -> accept_response."""
     server = server or PerMessageDeflate()
     name, offer = split_header(client.offer())
@@ -42,8 +44,9 @@ def pair(client: PerMessageDeflate, server: PerMessageDeflate | None = None) -> 
     return client.accept_response(rparams), server_ext, response
 
 
-def send(ext: Extension, message: bytes, *, sizes: list[int] | None = None,
-         compress: bool | None = None) -> list[tuple[int, bytes]]:
+def send(
+    ext: Extension, message: bytes, *, sizes: list[int] | None = None, compress: bool | None = None
+) -> list[tuple[int, bytes]]:
     """Encode a message as frames cut at ``sizes`` (the rest in the last frame)."""
     cuts = [0]
     for size in sizes or []:
@@ -51,7 +54,7 @@ def send(ext: Extension, message: bytes, *, sizes: list[int] | None = None,
     cuts.append(len(message))
     frames = []
     for i in range(len(cuts) - 1):
-        frames.append(ext.encode(message[cuts[i]:cuts[i + 1]], i == 0, i == len(cuts) - 2, compress))
+        frames.append(ext.encode(message[cuts[i] : cuts[i + 1]], i == 0, i == len(cuts) - 2, compress))
     return frames
 
 
@@ -74,8 +77,13 @@ def receive(ext: Extension, frames: list[tuple[int, bytes]], max_size: int | Non
 
 
 def deflate_ext(**kwargs: object) -> _DeflateExtension:
-    defaults: dict[str, object] = dict(send_window_bits=15, send_no_context_takeover=False, recv_window_bits=15,
-                                       recv_no_context_takeover=False, compress_threshold=0)
+    defaults: dict[str, object] = dict(
+        send_window_bits=15,
+        send_no_context_takeover=False,
+        recv_window_bits=15,
+        recv_no_context_takeover=False,
+        compress_threshold=0,
+    )
     defaults.update(kwargs)
     return _DeflateExtension(**defaults)  # type: ignore[arg-type]
 
@@ -122,14 +130,29 @@ def test_factory_is_an_extension_factory_named_permessage_deflate() -> None:
         ({}, "permessage-deflate; client_max_window_bits"),
         ({"client_max_window_bits": None}, "permessage-deflate"),
         ({"client_max_window_bits": 10}, "permessage-deflate; client_max_window_bits=10"),
-        ({"server_max_window_bits": 8, "client_max_window_bits": None},
-         "permessage-deflate; server_max_window_bits=8"),
-        ({"server_no_context_takeover": True, "client_no_context_takeover": True, "client_max_window_bits": None},
-         "permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
-        ({"server_no_context_takeover": True, "client_no_context_takeover": True, "server_max_window_bits": 12,
-          "client_max_window_bits": 9},
-         "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=12; "
-         "client_max_window_bits=9"),
+        (
+            {"server_max_window_bits": 8, "client_max_window_bits": None},
+            "permessage-deflate; server_max_window_bits=8",
+        ),
+        (
+            {
+                "server_no_context_takeover": True,
+                "client_no_context_takeover": True,
+                "client_max_window_bits": None,
+            },
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+        ),
+        (
+            {
+                "server_no_context_takeover": True,
+                "client_no_context_takeover": True,
+                "server_max_window_bits": 12,
+                "client_max_window_bits": 9,
+            },
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+            "server_max_window_bits=12; "
+            "client_max_window_bits=9",
+        ),
     ],
 )
 def test_client_offer(kwargs: dict[str, object], offer: str) -> None:
@@ -151,51 +174,142 @@ def server_answer(offers: list[Params], **kwargs: object) -> tuple[str, _Deflate
 @pytest.mark.parametrize(
     ("offer", "kwargs", "response", "windows", "no_takeover"),
     [
-        # (offer params, server options, response, (send bits, recv bits), (send no-takeover, recv no-takeover))
+        # (offer params, server options, response, (send bits, recv bits),
+        #  (send no-takeover, recv no-takeover))
         ([], {}, "permessage-deflate", (15, 15), (False, False)),
-        ([("server_no_context_takeover", None)], {},
-         "permessage-deflate; server_no_context_takeover", (15, 15), (True, False)),
-        ([("client_no_context_takeover", None)], {},
-         "permessage-deflate; client_no_context_takeover", (15, 15), (False, True)),
-        ([("server_max_window_bits", "10")], {}, "permessage-deflate; server_max_window_bits=10", (10, 15),
-         (False, False)),
-        ([("server_max_window_bits", "8")], {}, "permessage-deflate; server_max_window_bits=8", (8, 15),
-         (False, False)),
-        ([("server_max_window_bits", "12")], {"server_max_window_bits": 9},
-         "permessage-deflate; server_max_window_bits=9", (9, 15), (False, False)),
-        ([("server_max_window_bits", "9")], {"server_max_window_bits": 12},
-         "permessage-deflate; server_max_window_bits=9", (9, 15), (False, False)),
-        ([], {"server_max_window_bits": 11}, "permessage-deflate; server_max_window_bits=11", (11, 15),
-         (False, False)),
+        (
+            [("server_no_context_takeover", None)],
+            {},
+            "permessage-deflate; server_no_context_takeover",
+            (15, 15),
+            (True, False),
+        ),
+        (
+            [("client_no_context_takeover", None)],
+            {},
+            "permessage-deflate; client_no_context_takeover",
+            (15, 15),
+            (False, True),
+        ),
+        (
+            [("server_max_window_bits", "10")],
+            {},
+            "permessage-deflate; server_max_window_bits=10",
+            (10, 15),
+            (False, False),
+        ),
+        (
+            [("server_max_window_bits", "8")],
+            {},
+            "permessage-deflate; server_max_window_bits=8",
+            (8, 15),
+            (False, False),
+        ),
+        (
+            [("server_max_window_bits", "12")],
+            {"server_max_window_bits": 9},
+            "permessage-deflate; server_max_window_bits=9",
+            (9, 15),
+            (False, False),
+        ),
+        (
+            [("server_max_window_bits", "9")],
+            {"server_max_window_bits": 12},
+            "permessage-deflate; server_max_window_bits=9",
+            (9, 15),
+            (False, False),
+        ),
+        (
+            [],
+            {"server_max_window_bits": 11},
+            "permessage-deflate; server_max_window_bits=11",
+            (11, 15),
+            (False, False),
+        ),
         ([("client_max_window_bits", None)], {}, "permessage-deflate", (15, 15), (False, False)),
-        ([("client_max_window_bits", None)], {"client_max_window_bits": 10},
-         "permessage-deflate; client_max_window_bits=10", (15, 10), (False, False)),
-        ([("client_max_window_bits", "12")], {}, "permessage-deflate; client_max_window_bits=12", (15, 12),
-         (False, False)),
-        ([("client_max_window_bits", "12")], {"client_max_window_bits": 9},
-         "permessage-deflate; client_max_window_bits=9", (15, 9), (False, False)),
-        ([("client_max_window_bits", "8")], {"client_max_window_bits": 9},
-         "permessage-deflate; client_max_window_bits=8", (15, 8), (False, False)),
-        ([("client_max_window_bits", None)], {"client_max_window_bits": 8},
-         "permessage-deflate; client_max_window_bits=9", (15, 9), (False, False)),
-        ([("client_max_window_bits", "12")], {"client_max_window_bits": 8},
-         "permessage-deflate; client_max_window_bits=9", (15, 9), (False, False)),
+        (
+            [("client_max_window_bits", None)],
+            {"client_max_window_bits": 10},
+            "permessage-deflate; client_max_window_bits=10",
+            (15, 10),
+            (False, False),
+        ),
+        (
+            [("client_max_window_bits", "12")],
+            {},
+            "permessage-deflate; client_max_window_bits=12",
+            (15, 12),
+            (False, False),
+        ),
+        (
+            [("client_max_window_bits", "12")],
+            {"client_max_window_bits": 9},
+            "permessage-deflate; client_max_window_bits=9",
+            (15, 9),
+            (False, False),
+        ),
+        (
+            [("client_max_window_bits", "8")],
+            {"client_max_window_bits": 9},
+            "permessage-deflate; client_max_window_bits=8",
+            (15, 8),
+            (False, False),
+        ),
+        (
+            [("client_max_window_bits", None)],
+            {"client_max_window_bits": 8},
+            "permessage-deflate; client_max_window_bits=9",
+            (15, 9),
+            (False, False),
+        ),
+        (
+            [("client_max_window_bits", "12")],
+            {"client_max_window_bits": 8},
+            "permessage-deflate; client_max_window_bits=9",
+            (15, 9),
+            (False, False),
+        ),
         # No client_max_window_bits offered: MUST NOT answer it, even with a configured limit (§7.1.2.2).
         ([], {"client_max_window_bits": 10}, "permessage-deflate", (15, 15), (False, False)),
         # The server may impose both no_context_takeover parameters on its own (§7.1.1).
-        ([], {"server_no_context_takeover": True, "client_no_context_takeover": True},
-         "permessage-deflate; server_no_context_takeover; client_no_context_takeover", (15, 15), (True, True)),
+        (
+            [],
+            {"server_no_context_takeover": True, "client_no_context_takeover": True},
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+            (15, 15),
+            (True, True),
+        ),
         # Parameter names are matched case-insensitively; the response uses the canonical spelling.
-        ([("Server_Max_Window_Bits", "10"), ("CLIENT_NO_CONTEXT_TAKEOVER", None)], {},
-         "permessage-deflate; client_no_context_takeover; server_max_window_bits=10", (10, 15), (False, True)),
-        ([("server_no_context_takeover", None), ("client_no_context_takeover", None),
-          ("server_max_window_bits", "8"), ("client_max_window_bits", "8")], {},
-         "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=8; "
-         "client_max_window_bits=8", (8, 8), (True, True)),
+        (
+            [("Server_Max_Window_Bits", "10"), ("CLIENT_NO_CONTEXT_TAKEOVER", None)],
+            {},
+            "permessage-deflate; client_no_context_takeover; server_max_window_bits=10",
+            (10, 15),
+            (False, True),
+        ),
+        (
+            [
+                ("server_no_context_takeover", None),
+                ("client_no_context_takeover", None),
+                ("server_max_window_bits", "8"),
+                ("client_max_window_bits", "8"),
+            ],
+            {},
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+            "server_max_window_bits=8; "
+            "client_max_window_bits=8",
+            (8, 8),
+            (True, True),
+        ),
     ],
 )
-def test_server_accepts(offer: Params, kwargs: dict[str, object], response: str, windows: tuple[int, int],
-                        no_takeover: tuple[bool, bool]) -> None:
+def test_server_accepts(
+    offer: Params,
+    kwargs: dict[str, object],
+    response: str,
+    windows: tuple[int, int],
+    no_takeover: tuple[bool, bool],
+) -> None:
     result = server_answer([offer], **kwargs)
     assert result is not None
     got, ext = result
@@ -219,7 +333,10 @@ INVALID_OFFERS: list[Params] = [
     [("server_no_context_takeover", "true")],
     [("client_no_context_takeover", "1")],
     [("server_max_window_bits", None)],
-    *[one("server_max_window_bits", v) for v in ["", "7", "16", "08", "+9", "9.0", " 9", "0x9", "abc", "15 "]],
+    *[
+        one("server_max_window_bits", v)
+        for v in ["", "7", "16", "08", "+9", "9.0", " 9", "0x9", "abc", "15 "]
+    ],
     *[one("client_max_window_bits", v) for v in ["", "7", "16", "08", "-9", "1e1", "１０"]],
 ]
 
@@ -266,17 +383,28 @@ def test_server_policy_require_client_max_window_bits() -> None:
         ({}, [("server_max_window_bits", "9")], (15, 9), (False, False)),  # unasked: allowed (§7.1.2.1)
         ({"server_max_window_bits": 10}, [("server_max_window_bits", "10")], (15, 10), (False, False)),
         ({"server_max_window_bits": 10}, [("server_max_window_bits", "8")], (15, 8), (False, False)),
-        ({"server_no_context_takeover": True}, [("server_no_context_takeover", None)], (15, 15), (False, True)),
+        (
+            {"server_no_context_takeover": True},
+            [("server_no_context_takeover", None)],
+            (15, 15),
+            (False, True),
+        ),
         ({}, [("client_max_window_bits", "11")], (11, 15), (False, False)),
         ({}, [("client_max_window_bits", "8")], (8, 15), (False, False)),
         ({"client_max_window_bits": 12}, [("client_max_window_bits", "12")], (12, 15), (False, False)),
         ({"client_max_window_bits": 12}, [("client_max_window_bits", "9")], (9, 15), (False, False)),
         ({"client_max_window_bits": 12}, [], (12, 15), (False, False)),
-        ({}, [("SERVER_NO_CONTEXT_TAKEOVER", None), ("Client_Max_Window_Bits", "10")], (10, 15), (False, True)),
+        (
+            {},
+            [("SERVER_NO_CONTEXT_TAKEOVER", None), ("Client_Max_Window_Bits", "10")],
+            (10, 15),
+            (False, True),
+        ),
     ],
 )
-def test_client_accepts(kwargs: dict[str, object], response: Params, windows: tuple[int, int],
-                        no_takeover: tuple[bool, bool]) -> None:
+def test_client_accepts(
+    kwargs: dict[str, object], response: Params, windows: tuple[int, int], no_takeover: tuple[bool, bool]
+) -> None:
     ext = PerMessageDeflate(**kwargs).accept_response(response)  # type: ignore[arg-type]
     assert isinstance(ext, _DeflateExtension)
     assert (ext.send_window_bits, ext.recv_window_bits) == windows
@@ -316,7 +444,10 @@ def test_client_rejects_invalid_response(kwargs: dict[str, object], response: Pa
         ({}, {}),
         ({"client_no_context_takeover": True, "server_no_context_takeover": True}, {}),
         ({"server_max_window_bits": 9, "client_max_window_bits": 8}, {}),
-        ({}, {"server_max_window_bits": 10, "client_max_window_bits": 11, "server_no_context_takeover": True}),
+        (
+            {},
+            {"server_max_window_bits": 10, "client_max_window_bits": 11, "server_no_context_takeover": True},
+        ),
         ({"client_max_window_bits": None}, {"client_max_window_bits": 9}),
     ],
 )
@@ -359,8 +490,11 @@ def test_encode_sets_rsv1_on_first_frame_only() -> None:
 @pytest.mark.parametrize("client_nct", [False, True])
 @pytest.mark.parametrize("server_nct", [False, True])
 def test_round_trip_both_directions(client_nct: bool, server_nct: bool) -> None:
-    cext, sext, _ = pair(PerMessageDeflate(client_no_context_takeover=client_nct,
-                                           server_no_context_takeover=server_nct, compress_threshold=0))
+    cext, sext, _ = pair(
+        PerMessageDeflate(
+            client_no_context_takeover=client_nct, server_no_context_takeover=server_nct, compress_threshold=0
+        )
+    )
     messages = [JSON, b"", JSON, os.urandom(3000), JSON * 50, b"a", JSON]
     for message in messages:
         assert receive(sext, send(cext, message)) == message
@@ -405,7 +539,9 @@ def test_rfc7692_examples() -> None:
     # §7.2.3.5 two DEFLATE blocks in one message.
     assert receive(ext, [(RSV1, bytes.fromhex("f24805000000ffffcac9c90700"))]) == b"Hello"
     # §7.2.3.1 fragmented: "Hel" + "lo" as two frames.
-    assert receive(deflate_ext(), [(RSV1, bytes.fromhex("f248cd")), (0, bytes.fromhex("c9c90700"))]) == b"Hello"
+    assert (
+        receive(deflate_ext(), [(RSV1, bytes.fromhex("f248cd")), (0, bytes.fromhex("c9c90700"))]) == b"Hello"
+    )
 
 
 def test_encode_matches_rfc_examples() -> None:
@@ -468,7 +604,7 @@ def test_streaming_decode_in_arbitrary_pieces() -> None:
         last_frame = i == len(frames) - 1
         for j in range(len(payload)):  # one byte at a time
             remaining = len(message) - sum(map(len, out))
-            out.append(ext.decode(payload[j:j + 1], last_frame and j == len(payload) - 1, remaining))
+            out.append(ext.decode(payload[j : j + 1], last_frame and j == len(payload) - 1, remaining))
         if not payload:
             out.append(ext.decode(b"", last_frame, len(message) - sum(map(len, out))))
     assert b"".join(out) == message
@@ -519,9 +655,10 @@ def test_level_and_mem_level(level: int, mem_level: int) -> None:
 
 @pytest.mark.parametrize("bits", range(8, 16))
 def test_every_window_size_round_trips(bits: int) -> None:
-    cext, sext, response = pair(PerMessageDeflate(server_max_window_bits=bits, client_max_window_bits=bits,
-                                                  compress_threshold=0),
-                                PerMessageDeflate(client_max_window_bits=bits, compress_threshold=0))
+    cext, sext, response = pair(
+        PerMessageDeflate(server_max_window_bits=bits, client_max_window_bits=bits, compress_threshold=0),
+        PerMessageDeflate(client_max_window_bits=bits, compress_threshold=0),
+    )
     assert f"server_max_window_bits={bits}" in response and f"client_max_window_bits={bits}" in response
     data = os.urandom(200) * 30 + JSON * 50
     for _ in range(3):
@@ -593,7 +730,7 @@ def test_zip_bomb_streamed_in_frames_stops_at_the_limit() -> None:
     produced = 0
     with pytest.raises(ExtensionError) as info:
         for i in range(0, len(bomb), 10_000):  # 10 KB frames
-            produced += len(ext.decode(bomb[i:i + 10_000], i + 10_000 >= len(bomb), limit - produced))
+            produced += len(ext.decode(bomb[i : i + 10_000], i + 10_000 >= len(bomb), limit - produced))
     assert info.value.code == 1009
     assert produced <= limit
 
@@ -607,7 +744,7 @@ def test_max_size_is_exact(pieces: int) -> None:
     def run(limit: int) -> bytes:
         ext = deflate_ext()
         assert ext.start_inbound(RSV1)
-        chunks = [payload[i:i + step] for i in range(0, len(payload), step)]
+        chunks = [payload[i : i + step] for i in range(0, len(payload), step)]
         out = b""
         for k, chunk in enumerate(chunks):
             out += ext.decode(chunk, k == len(chunks) - 1, limit - len(out))
@@ -705,8 +842,10 @@ def test_blocks_after_bfinal_start_a_new_stream() -> None:
 
 
 def test_zlib_objects_are_created_lazily_and_freed_without_takeover() -> None:
-    cext, sext, _ = pair(PerMessageDeflate(client_no_context_takeover=True, compress_threshold=0),
-                         PerMessageDeflate(compress_threshold=0))
+    cext, sext, _ = pair(
+        PerMessageDeflate(client_no_context_takeover=True, compress_threshold=0),
+        PerMessageDeflate(compress_threshold=0),
+    )
     assert isinstance(cext, _DeflateExtension) and isinstance(sext, _DeflateExtension)
     assert cext._compressor is None and sext._decompressor is None
     frames = send(cext, JSON, sizes=[10])
@@ -724,26 +863,35 @@ bits_or_none = st.one_of(st.none(), st.integers(8, 15))
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    client=st.fixed_dictionaries({
-        "client_no_context_takeover": st.booleans(),
-        "server_no_context_takeover": st.booleans(),
-        "client_max_window_bits": st.one_of(st.none(), st.just(True), st.integers(8, 15)),
-        "server_max_window_bits": bits_or_none,
-        "compress_level": st.integers(0, 9),
-        "mem_level": st.integers(1, 9),
-        "compress_threshold": st.integers(0, 200),
-    }),
-    server=st.fixed_dictionaries({
-        "client_no_context_takeover": st.booleans(),
-        "server_no_context_takeover": st.booleans(),
-        "client_max_window_bits": bits_or_none,
-        "server_max_window_bits": bits_or_none,
-        "compress_level": st.integers(0, 9),
-    }),
+    client=st.fixed_dictionaries(
+        {
+            "client_no_context_takeover": st.booleans(),
+            "server_no_context_takeover": st.booleans(),
+            "client_max_window_bits": st.one_of(st.none(), st.just(True), st.integers(8, 15)),
+            "server_max_window_bits": bits_or_none,
+            "compress_level": st.integers(0, 9),
+            "mem_level": st.integers(1, 9),
+            "compress_threshold": st.integers(0, 200),
+        }
+    ),
+    server=st.fixed_dictionaries(
+        {
+            "client_no_context_takeover": st.booleans(),
+            "server_no_context_takeover": st.booleans(),
+            "client_max_window_bits": bits_or_none,
+            "server_max_window_bits": bits_or_none,
+            "compress_level": st.integers(0, 9),
+        }
+    ),
     messages=st.lists(
         st.tuples(
-            st.one_of(st.binary(max_size=2000), st.text(max_size=500).map(str.encode),
-                      st.binary(min_size=1, max_size=50).flatmap(lambda b: st.integers(1, 200).map(lambda n: b * n))),
+            st.one_of(
+                st.binary(max_size=2000),
+                st.text(max_size=500).map(str.encode),
+                st.binary(min_size=1, max_size=50).flatmap(
+                    lambda b: st.integers(1, 200).map(lambda n: b * n)
+                ),
+            ),
             st.lists(st.integers(0, 700), max_size=4),
             st.sampled_from([None, True, False]),
             st.booleans(),
@@ -751,8 +899,11 @@ bits_or_none = st.one_of(st.none(), st.integers(8, 15))
         max_size=8,
     ),
 )
-def test_random_round_trips(client: dict[str, object], server: dict[str, object],
-                            messages: list[tuple[bytes, list[int], bool | None, bool]]) -> None:
+def test_random_round_trips(
+    client: dict[str, object],
+    server: dict[str, object],
+    messages: list[tuple[bytes, list[int], bool | None, bool]],
+) -> None:
     cext, sext, _ = pair(PerMessageDeflate(**client), PerMessageDeflate(**server))  # type: ignore[arg-type]
     for message, sizes, compress, to_server in messages:
         src, dst = (cext, sext) if to_server else (sext, cext)
@@ -769,8 +920,9 @@ def test_random_round_trips(client: dict[str, object], server: dict[str, object]
     limit=st.one_of(st.none(), st.integers(0, 5000)),
     bits=st.integers(8, 15),
 )
-def test_random_payloads_only_ever_raise_extension_errors(garbage: list[bytes], prefix: bytes, limit: int | None,
-                                                          bits: int) -> None:
+def test_random_payloads_only_ever_raise_extension_errors(
+    garbage: list[bytes], prefix: bytes, limit: int | None, bits: int
+) -> None:
     ext = deflate_ext(recv_window_bits=bits)
     pieces = [prefix + garbage[0], *garbage[1:]]
     for _ in range(2):  # twice: the state left by the first message must not break the second

@@ -46,8 +46,11 @@ JSON = '{"type": "update", "id": 12345, "user": {"name": "alice", "roles": ["adm
 # -- helpers -----------------------------------------------------------------------------------------
 
 
-def connect(client_pmd: PerMessageDeflate, server_pmd: PerMessageDeflate, config: Config | None = None,
-            ) -> tuple[ClientConnection, ServerConnection, Accepted]:
+def connect(
+    client_pmd: PerMessageDeflate,
+    server_pmd: PerMessageDeflate,
+    config: Config | None = None,
+) -> tuple[ClientConnection, ServerConnection, Accepted]:
     client = ClientConnection("localhost", "/", extensions=[client_pmd], config=config)
     server = ServerConnection(config=config, extensions=[server_pmd])
     server.receive_data(client.data_to_send())
@@ -60,7 +63,9 @@ def connect(client_pmd: PerMessageDeflate, server_pmd: PerMessageDeflate, config
     return client, server, events[0]
 
 
-def deliver(src: ClientConnection | ServerConnection, dst: ClientConnection | ServerConnection) -> list[Event]:
+def deliver(
+    src: ClientConnection | ServerConnection, dst: ClientConnection | ServerConnection
+) -> list[Event]:
     dst.receive_data(src.data_to_send())
     return list(dst.events())
 
@@ -74,15 +79,15 @@ def frames_of(wire: bytes) -> list[tuple[int, int, bool, bytes]]:
         pos += 2
         length = b1 & 0x7F
         if length == 126:
-            (length,) = struct.unpack("!H", wire[pos:pos + 2])
+            (length,) = struct.unpack("!H", wire[pos : pos + 2])
             pos += 2
         elif length == 127:
-            (length,) = struct.unpack("!Q", wire[pos:pos + 8])
+            (length,) = struct.unpack("!Q", wire[pos : pos + 8])
             pos += 8
         mask = b""
         if b1 & 0x80:
-            mask, pos = wire[pos:pos + 4], pos + 4
-        payload = wire[pos:pos + length]
+            mask, pos = wire[pos : pos + 4], pos + 4
+        payload = wire[pos : pos + length]
         pos += length
         if mask:
             payload = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
@@ -114,9 +119,11 @@ def deflate(data: bytes) -> bytes:
 
 def test_handshake_negotiates_and_exposes_the_extension() -> None:
     client, server, accepted = connect(
-        PerMessageDeflate(server_max_window_bits=10, client_no_context_takeover=True), PerMessageDeflate())
+        PerMessageDeflate(server_max_window_bits=10, client_no_context_takeover=True), PerMessageDeflate()
+    )
     assert accepted.extensions == (
-        "permessage-deflate; client_no_context_takeover; server_max_window_bits=10",)
+        "permessage-deflate; client_no_context_takeover; server_max_window_bits=10",
+    )
     (cext,), (sext,) = client.extensions, server.extensions
     assert isinstance(cext, _DeflateExtension) and isinstance(sext, _DeflateExtension)
     assert (cext.send_window_bits, cext.recv_window_bits) == (15, 10)
@@ -148,8 +155,10 @@ def raw_handshake(extensions_header: str, pmd: PerMessageDeflate) -> tuple[Serve
     ("header", "answer"),
     [
         ('permessage-deflate; server_max_window_bits="10"', "permessage-deflate; server_max_window_bits=10"),
-        ("permessage-deflate; server_max_window_bits=16, permessage-deflate; client_no_context_takeover",
-         "permessage-deflate; client_no_context_takeover"),
+        (
+            "permessage-deflate; server_max_window_bits=16, permessage-deflate; client_no_context_takeover",
+            "permessage-deflate; client_no_context_takeover",
+        ),
         ("x-unknown, permessage-deflate; foo, permessage-deflate", "permessage-deflate"),
         ("permessage-deflate; server_max_window_bits=010", None),
         ('permessage-deflate; client_max_window_bits="9"', "permessage-deflate; client_max_window_bits=9"),
@@ -165,10 +174,10 @@ def test_server_answers_raw_offers(header: str, answer: str | None) -> None:
 def test_messages_both_ways_are_compressed_on_the_wire(nct: bool) -> None:
     pmd = PerMessageDeflate(client_no_context_takeover=nct, server_no_context_takeover=nct)
     client, server, _ = connect(pmd, pmd)
-    for i in range(3):
+    for _ in range(3):
         client.send_text(JSON * 20)
         wire = client.data_to_send()
-        (opcode, rsv, fin, payload), = frames_of(wire)
+        ((opcode, rsv, fin, payload),) = frames_of(wire)
         assert (opcode, rsv, fin) == (1, RSV1, True) and len(payload) < len(JSON) * 2
         server.receive_data(wire)
         assert list(server.events()) == [TextMessage(JSON * 20)]
@@ -183,8 +192,12 @@ def test_fragmented_compressed_send_and_receive() -> None:
         client.send_text(part, fin=k == len(parts) - 1)
     wire = client.data_to_send()
     frames = frames_of(wire)
-    assert [(op, rsv, fin) for op, rsv, fin, _ in frames] == [(1, RSV1, False), (0, 0, False), (0, 0, False),
-                                                             (0, 0, True)]
+    assert [(op, rsv, fin) for op, rsv, fin, _ in frames] == [
+        (1, RSV1, False),
+        (0, 0, False),
+        (0, 0, False),
+        (0, 0, True),
+    ]
     server.receive_data(wire)
     assert list(server.events()) == [TextMessage("".join(parts))]
 
@@ -207,7 +220,7 @@ def test_streamed_chunks_of_a_compressed_message() -> None:
     wire = client.data_to_send()
     chunks: list[Event] = []
     for i in range(0, len(wire), 7):
-        server.receive_data(wire[i:i + 7])
+        server.receive_data(wire[i : i + 7])
         chunks.extend(server.events())
     assert all(isinstance(c, BinaryChunk) for c in chunks)
     assert b"".join(c.data for c in chunks if isinstance(c, BinaryChunk)) == data
@@ -349,8 +362,10 @@ def test_our_client_with_websockets_server(ours: dict[str, Any], theirs: dict[st
         if len(payload) > 1000:
             assert frames_of(wire)[0][1] == RSV1
         ws.receive_data(wire)
-        assert ws_messages(ws) == [(Opcode.BINARY, payload),
-                                   (Opcode.TEXT, payload.decode("latin-1").encode("utf-8"))]
+        assert ws_messages(ws) == [
+            (Opcode.BINARY, payload),
+            (Opcode.TEXT, payload.decode("latin-1").encode("utf-8")),
+        ]
         ws.send_binary(payload)
         ws.send_text(payload[:100].decode("latin-1").encode(), fin=False)
         ws.send_continuation(payload[100:].decode("latin-1").encode(), fin=True)
@@ -366,8 +381,9 @@ def test_our_client_with_websockets_server(ours: dict[str, Any], theirs: dict[st
 
 @pytest.mark.parametrize(("ours", "theirs"), CONFIGS)
 def test_websockets_client_with_our_server(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
-    ws = ClientProtocol(parse_uri("ws://localhost/"), extensions=[ClientPerMessageDeflateFactory(**theirs)],
-                        max_size=None)
+    ws = ClientProtocol(
+        parse_uri("ws://localhost/"), extensions=[ClientPerMessageDeflateFactory(**theirs)], max_size=None
+    )
     ws.send_request(ws.connect())
     server = ServerConnection(Config(max_message_size=None), extensions=[PerMessageDeflate(**ours)])
     server.receive_data(ws_send(ws))
@@ -402,7 +418,11 @@ def test_websockets_client_with_our_server(ours: dict[str, Any], theirs: dict[st
 
 def test_websockets_server_negotiates_what_we_offer() -> None:
     """Each of our offers, as websockets' server understands it, round-trips the agreed parameters."""
-    for ours in ({"server_max_window_bits": 12}, {"client_max_window_bits": 9}, {"server_no_context_takeover": True}):
+    for ours in (
+        {"server_max_window_bits": 12},
+        {"client_max_window_bits": 9},
+        {"server_no_context_takeover": True},
+    ):
         client = ClientConnection("localhost", "/", extensions=[PerMessageDeflate(**ours)])
         ws = ServerProtocol(extensions=[ServerPerMessageDeflateFactory(client_max_window_bits=11)])
         ws.receive_data(client.data_to_send())

@@ -16,7 +16,9 @@ def test_events_are_frozen() -> None:
 
 
 def test_request_helpers() -> None:
-    request = Request("GET", "/a/b?x=1&y=2", (("Host", "h"), ("Cookie", "s=abc"), ("Cookie", "bad cookie;;; =")))
+    request = Request(
+        "GET", "/a/b?x=1&y=2", (("Host", "h"), ("Cookie", "s=abc"), ("Cookie", "bad cookie;;; ="))
+    )
     assert (request.path, request.query, request.host, request.origin) == ("/a/b", "x=1&y=2", "h", None)
     assert request.cookies == {"s": "abc"}
     assert isinstance(request, HTTPRequest)

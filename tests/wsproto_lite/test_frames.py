@@ -86,11 +86,19 @@ def test_mask_large_payload_in_blocks() -> None:
     rsv=st.sampled_from([0, 0x40, 0x20, 0x10, 0x70]),
     mask=st.one_of(st.none(), st.binary(min_size=4, max_size=4)),
 )
-def test_serialize_parse_round_trip(opcode: int, payload: bytes, fin: bool, rsv: int, mask: bytes | None) -> None:
+def test_serialize_parse_round_trip(
+    opcode: int, payload: bytes, fin: bool, rsv: int, mask: bytes | None
+) -> None:
     data = encode_frame(opcode, payload, fin, rsv, mask)
     header = parse_header(data)
     assert header is not None
-    assert (header.fin, header.rsv, header.opcode, header.mask, header.length) == (fin, rsv, opcode, mask, len(payload))
+    assert (header.fin, header.rsv, header.opcode, header.mask, header.length) == (
+        fin,
+        rsv,
+        opcode,
+        mask,
+        len(payload),
+    )
     body = data[header.header_size :]
     assert (apply_mask(body, mask) if mask else body) == payload
     if mask is not None:

@@ -84,7 +84,9 @@ def test_parse_extension_header_errors(value: str) -> None:
 
 
 def test_build_request_and_response() -> None:
-    request = build_request("h:1", "/p", KEY, ["chat", "v2"], ["permessage-deflate"], [("Origin", "http://o")])
+    request = build_request(
+        "h:1", "/p", KEY, ["chat", "v2"], ["permessage-deflate"], [("Origin", "http://o")]
+    )
     assert request.startswith(b"GET /p HTTP/1.1\r\nHost: h:1\r\n")
     assert b"Sec-WebSocket-Protocol: chat, v2\r\n" in request
     assert b"Sec-WebSocket-Extensions: permessage-deflate\r\n" in request
@@ -93,7 +95,11 @@ def test_build_request_and_response() -> None:
     assert response == b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno"
 
 
-RESPONSE: Headers = (("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept_key(KEY)))
+RESPONSE: Headers = (
+    ("Upgrade", "websocket"),
+    ("Connection", "Upgrade"),
+    ("Sec-WebSocket-Accept", accept_key(KEY)),
+)
 
 
 def test_validate_response() -> None:

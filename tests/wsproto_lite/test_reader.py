@@ -23,9 +23,9 @@ from wsproto_lite._reader import MessageReader
 from .wire import close, frame, text
 
 
-def read(data: bytes, config: Config = Config(), server: bool = True) -> list[Event]:
+def read(data: bytes, config: Config | None = None, server: bool = True) -> list[Event]:
     """Events parsed from ``data``, or a ("error", code) item where the reader raised."""
-    reader = MessageReader(config, expect_masked=server)
+    reader = MessageReader(config or Config(), expect_masked=server)
     reader.feed(data)
     events: list[Event] = []
     while True:
@@ -41,7 +41,13 @@ def read(data: bytes, config: Config = Config(), server: bool = True) -> list[Ev
 
 def test_text_binary_and_control_frames() -> None:
     data = text("héllo") + frame(0x2, b"\x00\xff") + frame(0x9, b"p") + frame(0xA, b"q") + close(1001, b"bye")
-    assert read(data) == [TextMessage("héllo"), BinaryMessage(b"\x00\xff"), Ping(b"p"), Pong(b"q"), CloseReceived(1001, "bye")]
+    assert read(data) == [
+        TextMessage("héllo"),
+        BinaryMessage(b"\x00\xff"),
+        Ping(b"p"),
+        Pong(b"q"),
+        CloseReceived(1001, "bye"),
+    ]
 
 
 def test_client_side_reads_unmasked_frames() -> None:
@@ -126,8 +132,15 @@ def test_a_huge_length_is_refused_from_the_header_alone() -> None:
 def test_streaming_chunks() -> None:
     config = Config(stream_messages=True)
     raw = "κόσμε".encode()
-    data = frame(0x1, raw[:3], fin=False) + frame(0x0, raw[3:]) + frame(0x2, b"ab", fin=False) + frame(0x0, b"c")
-    assert read(data, config) == [TextChunk("κ", False), TextChunk("όσμε", True), BinaryChunk(b"ab", False), BinaryChunk(b"c", True)]
+    data = (
+        frame(0x1, raw[:3], fin=False) + frame(0x0, raw[3:]) + frame(0x2, b"ab", fin=False) + frame(0x0, b"c")
+    )
+    assert read(data, config) == [
+        TextChunk("κ", False),
+        TextChunk("όσμε", True),
+        BinaryChunk(b"ab", False),
+        BinaryChunk(b"c", True),
+    ]
 
 
 def test_streaming_a_large_frame_as_it_arrives() -> None:
@@ -146,7 +159,13 @@ def test_streaming_a_large_frame_as_it_arrives() -> None:
 
 
 def test_byte_by_byte() -> None:
-    data = text("hello") + frame(0x1, "wörld".encode(), fin=False) + frame(0xA, b"pp") + frame(0x0, b"!") + close()
+    data = (
+        text("hello")
+        + frame(0x1, "wörld".encode(), fin=False)
+        + frame(0xA, b"pp")
+        + frame(0x0, b"!")
+        + close()
+    )
     expected = read(data)
     reader = MessageReader(Config(), expect_masked=True)
     events = []
@@ -154,7 +173,11 @@ def test_byte_by_byte() -> None:
         reader.feed(data[i : i + 1])
         while (event := reader.next_event()) is not None:
             events.append(event)
-    assert events == expected == [TextMessage("hello"), Pong(b"pp"), TextMessage("wörld!"), CloseReceived(1000, "")]
+    assert (
+        events
+        == expected
+        == [TextMessage("hello"), Pong(b"pp"), TextMessage("wörld!"), CloseReceived(1000, "")]
+    )
 
 
 def test_buffered_counts_unparsed_bytes() -> None:

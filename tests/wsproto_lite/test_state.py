@@ -14,7 +14,9 @@ def test_every_phase_has_a_public_state() -> None:
 def test_closed_is_reachable_from_everywhere_and_final() -> None:
     for phase in Phase:
         assert next_state(phase, Trigger.TRANSPORT_CLOSED) is Phase.CLOSED
-    assert {trigger for (phase, trigger) in TRANSITIONS if phase is Phase.CLOSED} == {Trigger.TRANSPORT_CLOSED}
+    assert {trigger for (phase, trigger) in TRANSITIONS if phase is Phase.CLOSED} == {
+        Trigger.TRANSPORT_CLOSED
+    }
 
 
 def test_closing_handshake_from_either_side() -> None:
@@ -25,7 +27,11 @@ def test_closing_handshake_from_either_side() -> None:
 
 @pytest.mark.parametrize(
     "phase, trigger",
-    [(Phase.CONNECTING, Trigger.SEND_CLOSE), (Phase.OPEN, Trigger.HANDSHAKE_DONE), (Phase.CLOSE_SENT, Trigger.SEND_CLOSE)],
+    [
+        (Phase.CONNECTING, Trigger.SEND_CLOSE),
+        (Phase.OPEN, Trigger.HANDSHAKE_DONE),
+        (Phase.CLOSE_SENT, Trigger.SEND_CLOSE),
+    ],
 )
 def test_missing_transitions_are_bugs(phase: Phase, trigger: Trigger) -> None:
     with pytest.raises(RuntimeError):

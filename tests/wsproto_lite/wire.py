@@ -7,7 +7,9 @@ import struct
 MASK = b"\x37\xfa\x21\x3d"
 
 
-def frame(opcode: int, payload: bytes = b"", fin: bool = True, rsv: int = 0, mask: bytes | None = MASK) -> bytes:
+def frame(
+    opcode: int, payload: bytes = b"", fin: bool = True, rsv: int = 0, mask: bytes | None = MASK
+) -> bytes:
     """A frame as a client (masked, the default) or a server (``mask=None``) sends it."""
     first = (0x80 if fin else 0) | rsv | opcode
     mask_bit = 0x80 if mask is not None else 0
