@@ -1,4 +1,6 @@
-"""``python -m benchmarks [--quick] [--only recv,send,echo,scale] [--reps N] [--out DIR]``."""
+"""``python -m benchmarks [--quick] [--only recv,send,echo,scale,hub] [--reps N] [--out DIR]``.
+
+``--only hub`` writes RESULTS-hub.md instead of RESULTS.md (the full run puts every group in RESULTS.md)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from .peers import VARIANTS
 from .report import Table
 from .worker import Pool
 
-ALL = ("recv", "send", "echo", "scale")
+ALL = ("recv", "send", "echo", "scale", "hub")
 
 METHOD = """<details><summary>How it is measured</summary>
 
@@ -38,6 +40,10 @@ METHOD = """<details><summary>How it is measured</summary>
 - **echo** and **scale**: each server in its own process (`python -m server echo` for us, peers in
   `benchmarks/servers.py`, our broadcast server in `benchmarks/ours_server.py`), all without compression
   or keepalive pings, driven by the same hand-written blocking/epoll client in `benchmarks/loopback.py`.
+- **hub**: `python -m server hub`, python-socketio on uvicorn and a websockets `broadcast` server
+  (`benchmarks/hub_peers.py`), each in its own process, driven by one load generator
+  (`benchmarks/hub/loadgen.py`: raw sockets + `wsproto_lite.ClientConnection`, one epoll loop) that
+  stamps every publication with `time.monotonic_ns()`; details under the table.
 </details>"""
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -95,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
             print(t.console(), "\n", flush=True)
             tables.append(t)
 
+    if "hub" in only:
+        from . import hub
+
+        for t in hub.run(quick=args.quick, reps=reps, infos=infos, notes=extra_notes):
+            print(t.console(), "\n", flush=True)
+            tables.append(t)
+
     charts: dict[str, str] = {}
     if not args.no_charts:
         for t in tables:
@@ -129,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, why in unavailable.items():
         header.append(f"| {name} | - | - | not measured: {why} |")
     header += [""] + [f"- {n}" for n in extra_notes] + ["", METHOD, ""]
-    results = os.path.join(out_dir, "RESULTS.md")
+    results = os.path.join(out_dir, "RESULTS-hub.md" if only == ["hub"] else "RESULTS.md")
     report.write_results(results, header, tables, charts)
     print(f"wrote {results} ({len(charts)} charts) in {elapsed:.1f} s")
     return 0

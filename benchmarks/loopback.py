@@ -7,6 +7,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 from . import frames
@@ -25,18 +26,23 @@ def free_port() -> int:
 
 
 class ServerProc:
-    """A server in its own process (started directly, so ``pid`` is the server's)."""
+    """A server in its own process (started directly, so ``pid`` is the server's).
+
+    Its stderr goes to a temporary file, not a pipe: a server that logs every reset connection
+    would otherwise block once the pipe is full."""
 
     def __init__(self, name: str, argv: list[str], port: int, timeout: float = 15.0) -> None:
         self.name, self.port = name, port
+        self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr
         )
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace")[-600:] if self.proc.stderr else ""
-                raise RuntimeError(f"{name} server exited ({self.proc.returncode}): {err.strip()}")
+                err = self.stderr_tail()
+                self.stderr.close()
+                raise RuntimeError(f"{name} server exited ({self.proc.returncode}): {err}")
             try:
                 socket.create_connection((HOST, port), timeout=1).close()
                 break
@@ -62,6 +68,11 @@ class ServerProc:
         with open(f"/proc/{self.pid}/statm") as f:
             return int(f.read().split()[1]) * PAGE
 
+    def stderr_tail(self, size: int = 600) -> str:
+        """The last ``size`` bytes the server wrote to stderr."""
+        self.stderr.seek(max(0, os.fstat(self.stderr.fileno()).st_size - size))
+        return self.stderr.read().decode(errors="replace").strip()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -70,8 +81,7 @@ class ServerProc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        self.stderr.close()
 
 
 def peer_server(impl: str, mode: str) -> ServerProc:
