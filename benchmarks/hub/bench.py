@@ -39,10 +39,20 @@ class Profile:
     warmup: float = 0.5
     duration: float = 3.0
     settle: float = 0.5  # seconds between opening/aborting connections and reading /proc
+    floor_settle: float = 1.0  # seconds between a publication and reading it, for the client floor
 
 
 FULL = Profile()
-QUICK = Profile(subscribers=20, count=5, drain=5.0, tp_subscribers=10, window=8, duration=0.5, settle=0.2)
+QUICK = Profile(
+    subscribers=20,
+    count=5,
+    drain=5.0,
+    tp_subscribers=10,
+    window=8,
+    duration=0.5,
+    settle=0.2,
+    floor_settle=0.2,
+)
 
 
 def measure(target: Target, profile: Profile) -> dict[str, float]:
@@ -59,6 +69,7 @@ def measure(target: Target, profile: Profile) -> dict[str, float]:
         time.sleep(profile.settle)
         rss1 = server.rss_bytes()
         latencies = gen.fanout(profile.rate, profile.count, profile.drain)
+        floor = gen.client_floor(profile.floor_settle)
         gen.shrink(profile.tp_subscribers)
         time.sleep(profile.settle)
         tp = gen.throughput(profile.window, profile.warmup, profile.duration, server.cpu_seconds)
@@ -73,6 +84,7 @@ def measure(target: Target, profile: Profile) -> dict[str, float]:
         "p50_ms": percentile(everything, 50),
         "p99_ms": percentile(everything, 99),
         "incomplete": float(missing),
+        "floor_ms": math.inf if floor is None else floor / 1e6,
         "rss_kib": (rss1 - rss0) / (profile.subscribers - WARM_SUBSCRIBERS) / 1024,
         "deliveries_per_s": tp["deliveries_per_s"],
         "cpu_us": tp["cpu_us_per_delivery"],
@@ -96,6 +108,7 @@ ROWS: list[tuple[str, str, bool, Callable[[float], str], str]] = [
         "{:.0f}".format,
         "",
     ),
+    ("  load generator alone: reading {n} delivered copies (ms)", "floor_ms", False, _ms, ""),
     ("throughput into {tp} subscribers (deliveries/s)", "deliveries_per_s", True, "{:.0f}".format, ""),
     ("server CPU per delivery (us)", "cpu_us", False, "{:.1f}".format, "<= websockets"),
     ("server RSS per idle subscribed connection (KiB)", "rss_kib", False, "{:.1f}".format, "<= 20"),
@@ -143,7 +156,9 @@ def table(profile: Profile, results: dict[str, list[dict[str, float]]], reps: in
         vals: dict[str, float | None] = {i: median([r[key] for r in results[i]]) for i in impls}
         finite = {i: (v if v is not None and math.isfinite(v) else None) for i, v in vals.items()}
         ratios = (
-            ratio_cells(finite, OURS, [OURS, *peers], higher) if key != "incomplete" else ["" for _ in peers]
+            ratio_cells(finite, OURS, [OURS, *peers], higher)
+            if key not in ("incomplete", "floor_ms")
+            else ["" for _ in peers]
         )
         cells = ["n/a" if vals[i] is None else fmt(vals[i]) for i in impls]  # type: ignore[arg-type]
         t.rows.append([label.format(**values, count=profile.count), *cells, *ratios, goal])
@@ -156,7 +171,9 @@ def table(profile: Profile, results: dict[str, list[dict[str, float]]], reps: in
         f"{profile.subscribers} subscribers of one channel; latency = from the publisher's "
         "time.monotonic_ns() stamp inside the payload until the load generator read the last subscriber's "
         "copy (its own reading time included, the same for every server); a publication not complete "
-        "after the drain time counts as 'timeout'",
+        "after the drain time counts as 'timeout'. 'load generator alone': one more publication, read "
+        f"{profile.floor_settle:g} s after it was sent, timed from the first read to the last copy: the "
+        "client's floor under every latency above, not a comparison of servers",
         f"throughput: {profile.tp_subscribers} subscribers, {profile.window} publications in flight, "
         f"{profile.warmup:g} s warm-up then {profile.duration:g} s timed; server CPU = utime+stime of "
         "the server process (/proc/PID/stat, 10 ms ticks) / deliveries. The load generator is one Python "

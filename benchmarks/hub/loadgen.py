@@ -11,6 +11,7 @@ the same for every server).
 from __future__ import annotations
 
 import errno
+import math
 import select
 import socket
 import time
@@ -62,6 +63,7 @@ class LoadGen:
         self.publisher: Peer | None = None
         self.pending = 0  # connections still in their handshake or setup steps
         self.seq = 0  # never reused within a run: replies and late deliveries stay unambiguous
+        self.stamp = 0  # time.monotonic_ns() of the last publication
         self.counts: dict[int, int] = {}  # seq -> deliveries so far, while incomplete
         self.latency_ns: dict[int, int] = {}  # seq -> stamp to last delivery, once complete
         self.watching: set[int] = set()  # the seqs of the current phase
@@ -228,7 +230,8 @@ class LoadGen:
         assert self.publisher is not None, "open(..., publisher=True) first"
         self.seq += 1
         self.watching.add(self.seq)
-        self.publisher.say(self.target.publish(self.seq, time.monotonic_ns()))
+        self.stamp = time.monotonic_ns()
+        self.publisher.say(self.target.publish(self.seq, self.stamp))
         return self.seq
 
     def _phase(self) -> None:
@@ -252,6 +255,21 @@ class LoadGen:
         self._wait(lambda: self.completed - first < count, drain)
         self._check_lost()
         return [self.latency_ns.get(s) for s in seqs]
+
+    def client_floor(self, settle: float, limit: float = 3.0) -> int | None:
+        """The load generator's own share of a fan-out: publish once, wait ``settle`` seconds (the
+        server has written every copy by then), then ns from the start of reading until the last
+        subscriber's copy is read. None when it was not complete by then."""
+        self._phase()
+        seq = self.publish()
+        stamp = self.stamp
+        time.sleep(settle)
+        start = time.monotonic_ns()
+        self._wait(lambda: seq not in self.latency_ns, limit)
+        self._check_lost()
+        if seq not in self.latency_ns:
+            return None
+        return max(0, stamp + self.latency_ns[seq] - start)
 
     def _wait(self, busy: Callable[[], object], limit: float) -> None:
         deadline = time.monotonic() + limit
@@ -292,5 +310,5 @@ class LoadGen:
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (``q`` in 0..100) of a non-empty list."""
     ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    k = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
     return ordered[k]

@@ -48,6 +48,7 @@ def test_quick_run(tmp_path: os.PathLike[str]) -> None:
         "Send path (client role",
         "Loopback echo",
         "Scale",
+        "Hub: pub/sub",
     ):
         assert title in results
     assert "FAILED" not in results, results

@@ -1,0 +1,137 @@
+"""The hub benchmark (benchmarks/hub): each available target end to end on a small scale, and the
+pieces that turn deliveries into numbers.
+
+A target whose packages are missing (benchmarks/requirements.txt) or whose server does not exist yet
+(the hub before server/hub/ lands) is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from benchmarks.hub.bench import QUICK, table
+from benchmarks.hub.loadgen import LoadGen, percentile
+from benchmarks.hub.targets import OURS, TARGETS, Target, Unavailable, payload, stamp
+from benchmarks.loopback import ServerProc
+
+SUBSCRIBERS = 20
+PUBLICATIONS = 5
+
+
+@pytest.fixture(params=list(TARGETS))
+def running(request: pytest.FixtureRequest) -> Iterator[tuple[Target, ServerProc]]:
+    target = TARGETS[request.param]()
+    try:
+        server = target.start("127.0.0.1")
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield target, server
+    finally:
+        server.stop()
+
+
+def test_fanout_reaches_every_subscriber_once(running: tuple[Target, ServerProc]) -> None:
+    target, server = running
+    gen = LoadGen(target, server.port)
+    try:
+        gen.open(SUBSCRIBERS, publisher=True)
+        assert len(gen.subscribers) == SUBSCRIBERS and gen.publisher is not None
+        latencies = gen.fanout(rate=50, count=PUBLICATIONS, drain=10.0)
+        assert all(ns is not None and ns > 0 for ns in latencies), latencies
+        assert gen.delivered == SUBSCRIBERS * PUBLICATIONS  # no copy lost, none duplicated
+
+        gen.shrink(SUBSCRIBERS // 2)  # aborted subscribers are no longer counted, nor delivered to
+        assert None not in gen.fanout(rate=50, count=2, drain=10.0)
+        assert gen.delivered == SUBSCRIBERS * PUBLICATIONS + SUBSCRIBERS // 2 * 2
+        assert gen.client_floor(settle=0.05) is not None
+    finally:
+        gen.close()
+    assert server.proc.poll() is None, server.stderr_tail()
+
+
+def test_throughput_keeps_its_window_and_counts_server_cpu(running: tuple[Target, ServerProc]) -> None:
+    target, server = running
+    gen = LoadGen(target, server.port)
+    try:
+        gen.open(SUBSCRIBERS, publisher=True)
+        result = gen.throughput(window=4, warmup=0.1, duration=0.3, cpu=server.cpu_seconds)
+        assert result["deliveries"] > 0 and result["deliveries_per_s"] > 0
+        assert result["cpu_us_per_delivery"] >= 0
+        # After the final wait, every publication reached every subscriber exactly once.
+        assert not gen.counts
+        assert gen.delivered == SUBSCRIBERS * gen.seq
+        assert server.rss_bytes() > 0
+    finally:
+        gen.close()
+
+
+@given(
+    seq=st.integers(0, 2**63),
+    t=st.integers(0, 2**63),
+    indent=st.sampled_from([None, 1]),
+    wrap=st.sampled_from(["hub", "socketio", "bare"]),
+)
+def test_stamp_finds_seq_and_time_whatever_wraps_them(
+    seq: int, t: int, indent: int | None, wrap: str
+) -> None:
+    data = payload(seq, t)
+    if wrap == "hub":
+        text = json.dumps({"push": "pub", "channel": "bench:fanout", "data": data, "info": {}}, indent=indent)
+    elif wrap == "socketio":
+        text = "42" + json.dumps(["pub", data], indent=indent)
+    else:
+        text = json.dumps(data, indent=indent)
+    assert stamp(text) == (seq, t)
+
+
+def test_stamp_ignores_other_messages() -> None:
+    assert stamp('{"id": 7, "result": {}}') is None
+    assert stamp("40") is None
+    with pytest.raises(ValueError):
+        stamp('{"bench_seq": 3}')
+
+
+def test_drivers_recognise_only_their_deliveries() -> None:
+    hub, sio, bare = (TARGETS[n]() for n in ("hub", "python-socketio", "websockets"))
+    body = json.dumps(payload(5, 9))
+    assert hub.delivery(json.dumps({"push": "pub", "channel": "bench:fanout", "data": payload(5, 9)})) == (
+        5,
+        9,
+    )
+    assert hub.delivery('{"id": 9, "result": {}}') is None
+    with pytest.raises(RuntimeError):
+        hub.delivery('{"id": 9, "error": {"code": 111, "message": "too many requests", "temporary": true}}')
+    assert sio.delivery('42["pub",' + body + "]") == (5, 9)
+    assert sio.delivery("2") is None and sio.answer("2") == "3"
+    assert bare.delivery(body) == (5, 9)
+    hub_publish = json.loads(hub.publish(5, 9))
+    assert hub_publish["method"] == "publish" and hub_publish["params"]["data"] == payload(5, 9)
+    assert hub_publish["id"] > 2  # 1 and 2 are connect and subscribe
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50 and percentile(values, 99) == 99 and percentile(values, 100) == 100
+    assert percentile([3.0], 99) == 3.0
+    assert percentile([1.0, math.inf], 99) == math.inf
+
+
+def test_table_ratios_and_missing_targets() -> None:
+    row = {"p50_ms": 10.0, "p99_ms": 20.0, "incomplete": 0.0, "floor_ms": 1.0}
+    row |= {"deliveries_per_s": 1000.0, "cpu_us": 10.0, "rss_kib": 10.0}
+    peer = {**row, "p99_ms": 40.0, "deliveries_per_s": 500.0, "cpu_us": math.inf}
+    t = table(QUICK, {OURS: [row], "websockets": [peer]}, reps=1)
+    by_label = {r[0].split(" (")[0]: r for r in t.rows}
+    p99 = by_label[f"fan-out to {QUICK.subscribers}: last delivery p99"]
+    assert p99[1:3] == ["20.0", "40.0"] and p99[-2] == "2.00x"  # hub vs websockets: lower is better
+    assert by_label["throughput into 10 subscribers"][-2] == "2.00x"
+    assert by_label["server CPU per delivery"][-2] == "n/a"  # no ratio against a timeout
+    peers_only = table(QUICK, {"websockets": [peer]}, reps=1)
+    assert all(cell in ("n/a", "") for r in peers_only.rows for cell in r[2:4])
