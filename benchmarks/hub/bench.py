@@ -141,6 +141,14 @@ def run(*, quick: bool, reps: int, infos: dict[str, dict[str, str]], notes: list
     return [table(profile, {n: r for n, r in results.items() if r}, reps)]
 
 
+def _timeout_ratio(vals: dict[str, float | None], peer: str, ratio: str, bound_ms: float) -> str:
+    """Against a peer that timed out, the drain time is a lower bound of its latency: "> N x"."""
+    mine, other = vals.get(OURS), vals.get(peer)
+    if mine is None or other is None or not math.isinf(other) or math.isinf(mine) or mine <= 0:
+        return ratio
+    return f"> {bound_ms / mine:.2f}x"
+
+
 def table(profile: Profile, results: dict[str, list[dict[str, float]]], reps: int) -> Table:
     impls = [n for n in TARGETS if n in results]
     peers = [n for n in TARGETS if n != OURS]
@@ -155,11 +163,14 @@ def table(profile: Profile, results: dict[str, list[dict[str, float]]], reps: in
     for label, key, higher, fmt, goal in ROWS:
         vals: dict[str, float | None] = {i: median([r[key] for r in results[i]]) for i in impls}
         finite = {i: (v if v is not None and math.isfinite(v) else None) for i, v in vals.items()}
-        ratios = (
-            ratio_cells(finite, OURS, [OURS, *peers], higher)
-            if key not in ("incomplete", "floor_ms")
-            else ["" for _ in peers]
-        )
+        if key in ("incomplete", "floor_ms"):  # context for the rows above, not a comparison
+            ratios = ["" for _ in peers]
+        else:
+            ratios = ratio_cells(finite, OURS, [OURS, *peers], higher)
+        if key in ("p50_ms", "p99_ms"):
+            ratios = [
+                _timeout_ratio(vals, p, r, profile.drain * 1e3) for p, r in zip(peers, ratios, strict=True)
+            ]
         cells = ["n/a" if vals[i] is None else fmt(vals[i]) for i in impls]  # type: ignore[arg-type]
         t.rows.append([label.format(**values, count=profile.count), *cells, *ratios, goal])
         if key in ("p50_ms", "p99_ms"):

@@ -167,8 +167,7 @@ class LoadGen:
                     self._message(peer, event.data, now)
                 else:
                     self._other(peer, event)
-            if ws._writer.out:  # a pong, a close reply or a protocol answer
-                peer.flush()
+            peer.flush()  # a pong or a close reply the core queued, if any
             if not data:
                 self._closed(peer)
 

@@ -7,8 +7,10 @@ A target whose packages are missing (benchmarks/requirements.txt) or whose serve
 
 from __future__ import annotations
 
+import gc
 import json
 import math
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -47,7 +49,13 @@ def test_fanout_reaches_every_subscriber_once(running: tuple[Target, ServerProc]
         assert all(ns is not None and ns > 0 for ns in latencies), latencies
         assert gen.delivered == SUBSCRIBERS * PUBLICATIONS  # no copy lost, none duplicated
 
-        gen.shrink(SUBSCRIBERS // 2)  # aborted subscribers are no longer counted, nor delivered to
+        dropped = weakref.ref(gen.subscribers[-1].ws)
+        gc.disable()
+        try:
+            gen.shrink(SUBSCRIBERS // 2)  # aborted subscribers are no longer counted, nor delivered to
+            assert dropped() is None  # freed by reference counting alone
+        finally:
+            gc.enable()
         assert None not in gen.fanout(rate=50, count=2, drain=10.0)
         assert gen.delivered == SUBSCRIBERS * PUBLICATIONS + SUBSCRIBERS // 2 * 2
         assert gen.client_floor(settle=0.05) is not None
@@ -133,5 +141,8 @@ def test_table_ratios_and_missing_targets() -> None:
     assert p99[1:3] == ["20.0", "40.0"] and p99[-2] == "2.00x"  # hub vs websockets: lower is better
     assert by_label["throughput into 10 subscribers"][-2] == "2.00x"
     assert by_label["server CPU per delivery"][-2] == "n/a"  # no ratio against a timeout
+    timed_out = table(QUICK, {OURS: [row], "python-socketio": [{**peer, "p50_ms": math.inf}]}, reps=1)
+    p50 = next(r for r in timed_out.rows if "p50" in r[0])
+    assert p50[2] == "timeout" and p50[3] == f"> {QUICK.drain * 1e3 / 10.0:.2f}x"  # drain is a lower bound
     peers_only = table(QUICK, {"websockets": [peer]}, reps=1)
     assert all(cell in ("n/a", "") for r in peers_only.rows for cell in r[2:4])
