@@ -33,11 +33,11 @@ class Profile:
     subscribers: int = 1000
     rate: float = 20.0
     count: int = 100
-    drain: float = 8.0  # seconds to wait after the last publication before giving up on it
+    drain: float = 6.0  # seconds to wait after the last publication before giving up on it
     tp_subscribers: int = 100
     window: int = 32
     warmup: float = 0.5
-    duration: float = 3.0
+    duration: float = 2.0
     settle: float = 0.5  # seconds between opening/aborting connections and reading /proc
     floor_settle: float = 1.0  # seconds between a publication and reading it, for the client floor
 
@@ -69,7 +69,8 @@ def measure(target: Target, profile: Profile) -> dict[str, float]:
         time.sleep(profile.settle)
         rss1 = server.rss_bytes()
         latencies = gen.fanout(profile.rate, profile.count, profile.drain)
-        floor = gen.client_floor(profile.floor_settle)
+        # behind a backlog the floor would time the server too: only measured after a complete fan-out
+        floor = gen.client_floor(profile.floor_settle) if None not in latencies else None
         gen.shrink(profile.tp_subscribers)
         time.sleep(profile.settle)
         tp = gen.throughput(profile.window, profile.warmup, profile.duration, server.cpu_seconds)
@@ -84,7 +85,7 @@ def measure(target: Target, profile: Profile) -> dict[str, float]:
         "p50_ms": percentile(everything, 50),
         "p99_ms": percentile(everything, 99),
         "incomplete": float(missing),
-        "floor_ms": math.inf if floor is None else floor / 1e6,
+        "floor_ms": math.nan if floor is None else floor / 1e6,
         "rss_kib": (rss1 - rss0) / (profile.subscribers - WARM_SUBSCRIBERS) / 1024,
         "deliveries_per_s": tp["deliveries_per_s"],
         "cpu_us": tp["cpu_us_per_delivery"],
@@ -141,6 +142,12 @@ def run(*, quick: bool, reps: int, infos: dict[str, dict[str, str]], notes: list
     return [table(profile, {n: r for n, r in results.items() if r}, reps)]
 
 
+def _median(values: list[float]) -> float | None:
+    """Median of the measured values (NaN = not measured in that repetition), None if none."""
+    measured = [v for v in values if not math.isnan(v)]
+    return median(measured) if measured else None
+
+
 def _timeout_ratio(vals: dict[str, float | None], peer: str, ratio: str, bound_ms: float) -> str:
     """Against a peer that timed out, the drain time is a lower bound of its latency: "> N x"."""
     mine, other = vals.get(OURS), vals.get(peer)
@@ -161,7 +168,7 @@ def table(profile: Profile, results: dict[str, list[dict[str, float]]], reps: in
     )
     values = {"n": profile.subscribers, "tp": profile.tp_subscribers, "drain": profile.drain}
     for label, key, higher, fmt, goal in ROWS:
-        vals: dict[str, float | None] = {i: median([r[key] for r in results[i]]) for i in impls}
+        vals = {i: _median([r[key] for r in results[i]]) for i in impls}
         finite = {i: (v if v is not None and math.isfinite(v) else None) for i, v in vals.items()}
         if key in ("incomplete", "floor_ms"):  # context for the rows above, not a comparison
             ratios = ["" for _ in peers]
@@ -171,7 +178,7 @@ def table(profile: Profile, results: dict[str, list[dict[str, float]]], reps: in
             ratios = [
                 _timeout_ratio(vals, p, r, profile.drain * 1e3) for p, r in zip(peers, ratios, strict=True)
             ]
-        cells = ["n/a" if vals[i] is None else fmt(vals[i]) for i in impls]  # type: ignore[arg-type]
+        cells = [fmt(v) if (v := vals[i]) is not None else "n/a" for i in impls]
         t.rows.append([label.format(**values, count=profile.count), *cells, *ratios, goal])
         if key in ("p50_ms", "p99_ms"):
             t.data[label.split(":")[1].split(" (")[0].strip()] = dict(finite)
@@ -184,7 +191,8 @@ def table(profile: Profile, results: dict[str, list[dict[str, float]]], reps: in
         "copy (its own reading time included, the same for every server); a publication not complete "
         "after the drain time counts as 'timeout'. 'load generator alone': one more publication, read "
         f"{profile.floor_settle:g} s after it was sent, timed from the first read to the last copy: the "
-        "client's floor under every latency above, not a comparison of servers",
+        "client's floor under every latency above, not a comparison of servers (n/a: not measured "
+        "behind an incomplete fan-out)",
         f"throughput: {profile.tp_subscribers} subscribers, {profile.window} publications in flight, "
         f"{profile.warmup:g} s warm-up then {profile.duration:g} s timed; server CPU = utime+stime of "
         "the server process (/proc/PID/stat, 10 ms ticks) / deliveries. The load generator is one Python "
