@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import os
 import platform
 import sys
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             path = os.path.join(out_dir, f"chart-{t.key}.png")
             if report.chart(t, path):
                 charts[t.key] = path
-        if tables and not charts:
+        if tables and not charts and importlib.util.find_spec("matplotlib") is None:
             extra_notes.append("charts skipped (matplotlib not installed)")
 
     elapsed = time.monotonic() - started

@@ -70,6 +70,7 @@ class LoadGen:
         self.completed = 0
         self.delivered = 0
         self.lost = 0  # subscribers the server closed
+        self.last_other = ""  # the last message to a subscriber that was no delivery (e.g. a disconnect)
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -112,13 +113,13 @@ class LoadGen:
 
     def _next_step(self, peer: Peer) -> None:
         """Send the next setup message (if any), or declare the connection ready."""
-        while peer.steps:
-            message, _ = peer.steps[0]
-            if message is not None:
-                peer.steps[0] = (None, peer.steps[0][1])
-                peer.say(message)
+        if not peer.steps:
+            self._ready(peer)
             return
-        self._ready(peer)
+        message, is_reply = peer.steps[0]
+        if message is not None:
+            peer.steps[0] = (None, is_reply)
+            peer.say(message)
 
     def shrink(self, subscribers: int) -> None:
         """Abort (RST) subscribers until ``subscribers`` remain."""
@@ -141,7 +142,10 @@ class LoadGen:
 
     def _check_lost(self) -> None:
         if self.lost:
-            raise ConnectionError(f"the server closed {self.lost} subscriber connection(s)")
+            raise ConnectionError(
+                f"the server closed {self.lost} subscriber connection(s); its last other message: "
+                f"{self.last_other[:200]!r}"
+            )
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -167,9 +171,10 @@ class LoadGen:
                     self._message(peer, event.data, now)
                 else:
                     self._other(peer, event)
-            peer.flush()  # a pong or a close reply the core queued, if any
             if not data:
                 self._closed(peer)
+            else:
+                peer.flush()  # a pong or a close reply the core queued, if any
 
     def _connected(self, fd: int, peer: Peer) -> None:
         err = peer.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -189,6 +194,8 @@ class LoadGen:
             return
         got = self.target.delivery(text)
         if got is None:
+            if peer.subscriber:
+                self.last_other = text
             if (answer := self.target.answer(text)) is not None:
                 peer.say(answer)
             return
