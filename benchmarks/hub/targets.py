@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..loopback import ROOT, ServerProc, free_port
+from ..loopback import ServerProc, free_port
 
 CHANNEL = "bench:fanout"  # the contract's `bench` namespace: no presence, no history, clients publish
 TEXT = "lorem ipsum dolor sit amet, consectetur"  # padding: ~90 bytes of published JSON in all
@@ -238,4 +238,4 @@ class Websockets:
 TARGETS: dict[str, Callable[[], Target]] = {"hub": Hub, "python-socketio": SocketIO, "websockets": Websockets}
 OURS = "hub"
 
-__all__ = ["CHANNEL", "HUB_COMMAND", "OURS", "ROOT", "TARGETS", "Target", "Unavailable", "payload"]
+__all__ = ["CHANNEL", "HUB_COMMAND", "OURS", "TARGETS", "Step", "Target", "Unavailable", "payload", "stamp"]
