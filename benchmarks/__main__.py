@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     reps = args.reps or (1 if args.quick else 5)
+    hub_reps = args.reps or (1 if args.quick else 3)  # the hub group alone takes ~1 minute per repetition
     out_dir = args.out or (
         os.path.join(tempfile.gettempdir(), "wsproto-lite-bench-quick") if args.quick else HERE
     )
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     if "hub" in only:
         from . import hub
 
-        for t in hub.run(quick=args.quick, reps=reps, infos=infos, notes=extra_notes):
+        for t in hub.run(quick=args.quick, reps=hub_reps, infos=infos, notes=extra_notes):
             print(t.console(), "\n", flush=True)
             tables.append(t)
 
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs, 1-minute load average {load_start:.1f} at the start and "
         f"{os.getloadavg()[0]:.1f} at the end. The machine is shared and noisy: only ratios within one run "
         "mean anything. "
-        f"Every number is the median of {reps} repetition(s); implementations are interleaved "
+        f"Every number is the median of {hub_reps if only == ['hub'] else reps} repetition(s); "
+        "implementations are interleaved "
         "repetition by repetition.",
         "",
         "| implementation | version | accelerations active | note |",
