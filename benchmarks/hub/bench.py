@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from ..loopback import HOST
 from ..report import Table, median, ratio_cells
 from ..servers import raise_nofile
-from .loadgen import LoadGen, percentile
+from .fleet import Fleet
+from .loadgen import percentile
 from .targets import OURS, TARGETS, Target, Unavailable
 
 WARM_SUBSCRIBERS = 10
@@ -39,7 +40,7 @@ class Profile:
     warmup: float = 0.5
     duration: float = 2.0
     settle: float = 0.5  # seconds between opening/aborting connections and reading /proc
-    floor_settle: float = 1.0  # seconds between a publication and reading it, for the client floor
+    procs: int = 2  # subscriber processes of the load generator (fleet.py)
 
 
 FULL = Profile()
@@ -51,16 +52,15 @@ QUICK = Profile(
     window=8,
     duration=0.5,
     settle=0.2,
-    floor_settle=0.2,
 )
 
 
 def measure(target: Target, profile: Profile) -> dict[str, float]:
     """One repetition on a fresh server (raises ``Unavailable`` when it cannot start)."""
     server = target.start(HOST)
-    gen: LoadGen | None = None
+    gen: Fleet | None = None
     try:
-        gen = LoadGen(target, server.port)
+        gen = Fleet(target, server.port, profile.procs)
         gen.open(WARM_SUBSCRIBERS, publisher=True)
         gen.fanout(rate=50, count=10, drain=5.0)
         time.sleep(profile.settle)
@@ -68,9 +68,9 @@ def measure(target: Target, profile: Profile) -> dict[str, float]:
         gen.open(profile.subscribers - WARM_SUBSCRIBERS)
         time.sleep(profile.settle)
         rss1 = server.rss_bytes()
+        cpu0, delivered0 = gen.cpu_seconds(), gen.gen.delivered
         latencies = gen.fanout(profile.rate, profile.count, profile.drain)
-        # behind a backlog the floor would time the server too: only measured after a complete fan-out
-        floor = gen.client_floor(profile.floor_settle) if None not in latencies else None
+        client_cpu = (gen.cpu_seconds() - cpu0) / max(1, gen.gen.delivered - delivered0)
         gen.shrink(profile.tp_subscribers)
         time.sleep(profile.settle)
         tp = gen.throughput(profile.window, profile.warmup, profile.duration, server.cpu_seconds)
@@ -85,7 +85,7 @@ def measure(target: Target, profile: Profile) -> dict[str, float]:
         "p50_ms": percentile(everything, 50),
         "p99_ms": percentile(everything, 99),
         "incomplete": float(missing),
-        "floor_ms": math.nan if floor is None else floor / 1e6,
+        "client_us": client_cpu * 1e6,
         "rss_kib": (rss1 - rss0) / (profile.subscribers - WARM_SUBSCRIBERS) / 1024,
         "deliveries_per_s": tp["deliveries_per_s"],
         "cpu_us": tp["cpu_us_per_delivery"],
@@ -109,7 +109,7 @@ ROWS: list[tuple[str, str, bool, Callable[[float], str], str]] = [
         "{:.0f}".format,
         "",
     ),
-    ("  load generator alone: reading {n} delivered copies (ms)", "floor_ms", False, _ms, ""),
+    ("  load generator CPU per delivery during the fan-out (us)", "client_us", False, "{:.1f}".format, ""),
     ("throughput into {tp} subscribers (deliveries/s)", "deliveries_per_s", True, "{:.0f}".format, ""),
     ("server CPU per delivery (us)", "cpu_us", False, "{:.1f}".format, "<= websockets"),
     ("server RSS per idle subscribed connection (KiB)", "rss_kib", False, "{:.1f}".format, "<= 20"),
@@ -170,7 +170,7 @@ def table(profile: Profile, results: dict[str, list[dict[str, float]]], reps: in
     for label, key, higher, fmt, goal in ROWS:
         vals = {i: _median([r[key] for r in results[i]]) for i in impls}
         finite = {i: (v if v is not None and math.isfinite(v) else None) for i, v in vals.items()}
-        if key in ("incomplete", "floor_ms"):  # context for the rows above, not a comparison
+        if key in ("incomplete", "client_us"):  # context for the rows above, not a comparison
             ratios = ["" for _ in peers]
         else:
             ratios = ratio_cells(finite, OURS, [OURS, *peers], higher)
@@ -189,10 +189,9 @@ def table(profile: Profile, results: dict[str, list[dict[str, float]]], reps: in
         f"{profile.subscribers} subscribers of one channel; latency = from the publisher's "
         "time.monotonic_ns() stamp inside the payload until the load generator read the last subscriber's "
         "copy (its own reading time included, the same for every server); a publication not complete "
-        "after the drain time counts as 'timeout'. 'load generator alone': one more publication, read "
-        f"{profile.floor_settle:g} s after it was sent, timed from the first read to the last copy: the "
-        "client's floor under every latency above, not a comparison of servers (n/a: not measured "
-        "behind an incomplete fan-out)",
+        f"after the drain time counts as 'timeout'. The subscribers are spread over {profile.procs} "
+        "processes of the load generator (benchmarks/hub/fleet.py), the publisher in a third; its CPU "
+        "per delivery (all of them) is shown as context: not a comparison of servers",
         f"throughput: {profile.tp_subscribers} subscribers, {profile.window} publications in flight, "
         f"{profile.warmup:g} s warm-up then {profile.duration:g} s timed; server CPU = utime+stime of "
         "the server process (/proc/PID/stat, 10 ms ticks) / deliveries. The load generator is one Python "

@@ -63,13 +63,16 @@ class LoadGen:
         self.publisher: Peer | None = None
         self.pending = 0  # connections still in their handshake or setup steps
         self.seq = 0  # never reused within a run: replies and late deliveries stay unambiguous
-        self.stamp = 0  # time.monotonic_ns() of the last publication
         self.counts: dict[int, int] = {}  # seq -> deliveries so far, while incomplete
         self.latency_ns: dict[int, int] = {}  # seq -> stamp to last delivery, once complete
         self.watching: set[int] = set()  # the seqs of the current phase
         self.completed = 0
         self.delivered = 0
         self.lost = 0  # subscribers the server closed
+        # Subscribers only, in a worker process (fleet.py): completions over *these* subscribers
+        # go to ``report(seq, latency_ns)`` instead of being counted here.
+        self.report: Callable[[int, int], None] | None = None
+        self.extra: dict[int, Callable[[], None]] = {}  # other fds in the epoll set and their handler
         self.last_other = ""  # the last message to a subscriber that was no delivery (e.g. a disconnect)
 
     # -- connections ---------------------------------------------------------------------------
@@ -121,6 +124,11 @@ class LoadGen:
             peer.steps[0] = (None, is_reply)
             peer.say(message)
 
+    def watch(self, fd: int, handler: Callable[[], None]) -> None:
+        """Call ``handler`` from ``pump`` whenever ``fd`` (not a connection of ours) is readable."""
+        self.extra[fd] = handler
+        self.ep.register(fd, IN)
+
     def shrink(self, subscribers: int) -> None:
         """Abort (RST) subscribers until ``subscribers`` remain."""
         while len(self.subscribers) > subscribers:
@@ -155,6 +163,8 @@ class LoadGen:
         for fd, ev in self.ep.poll(timeout):
             peer = peers.get(fd)
             if peer is None:
+                if fd in self.extra:
+                    self.extra[fd]()
                 continue
             if ev & OUT:
                 self._connected(fd, peer)
@@ -203,15 +213,22 @@ class LoadGen:
             return
         self.delivered += 1
         seq, stamp = got
-        if seq not in self.watching:
-            return  # a late delivery from an earlier phase
         count = self.counts.get(seq, 0) + 1
         if count == len(self.subscribers):
-            del self.counts[seq]
-            self.latency_ns[seq] = now - stamp
-            self.completed += 1
+            self.counts.pop(seq, None)  # absent when there is one subscriber
+            if self.report is not None:
+                self.report(seq, now - stamp)
+            else:
+                self.complete(seq, now - stamp)
         else:
             self.counts[seq] = count
+
+    def complete(self, seq: int, latency_ns: int) -> None:
+        """Publication ``seq`` reached every subscriber, the last one ``latency_ns`` after its stamp."""
+        if seq in self.watching:
+            self.watching.discard(seq)
+            self.latency_ns[seq] = latency_ns
+            self.completed += 1
 
     def _other(self, peer: Peer, event: object) -> None:
         if isinstance(event, Accepted):
@@ -236,12 +253,12 @@ class LoadGen:
         assert self.publisher is not None, "open(..., publisher=True) first"
         self.seq += 1
         self.watching.add(self.seq)
-        self.stamp = time.monotonic_ns()
-        self.publisher.say(self.target.publish(self.seq, self.stamp))
+        self.publisher.say(self.target.publish(self.seq, time.monotonic_ns()))
         return self.seq
 
     def _phase(self) -> None:
-        """Forget incomplete publications of an earlier phase (their subscriber count is stale)."""
+        """Forget incomplete publications of an earlier phase (their subscriber count is stale):
+        only publications of the current phase are watched, and complete once."""
         self.counts.clear()
         self.watching.clear()
 
@@ -261,21 +278,6 @@ class LoadGen:
         self._wait(lambda: self.completed - first < count, drain)
         self._check_lost()
         return [self.latency_ns.get(s) for s in seqs]
-
-    def client_floor(self, settle: float, limit: float = 3.0) -> int | None:
-        """The load generator's own share of a fan-out: publish once, wait ``settle`` seconds (the
-        server has written every copy by then), then ns from the start of reading until the last
-        subscriber's copy is read. None when it was not complete by then."""
-        self._phase()
-        seq = self.publish()
-        stamp = self.stamp
-        time.sleep(settle)
-        start = time.monotonic_ns()
-        self._wait(lambda: seq not in self.latency_ns, limit)
-        self._check_lost()
-        if seq not in self.latency_ns:
-            return None
-        return max(0, stamp + self.latency_ns[seq] - start)
 
     def _wait(self, busy: Callable[[], object], limit: float) -> None:
         deadline = time.monotonic() + limit

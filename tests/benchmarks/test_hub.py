@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from benchmarks.hub.bench import QUICK, table
+from benchmarks.hub.fleet import Fleet
 from benchmarks.hub.loadgen import LoadGen, percentile
 from benchmarks.hub.targets import OURS, TARGETS, Target, Unavailable, payload, stamp
 from benchmarks.loopback import ServerProc
@@ -58,7 +59,6 @@ def test_fanout_reaches_every_subscriber_once(running: tuple[Target, ServerProc]
             gc.enable()
         assert None not in gen.fanout(rate=50, count=2, drain=10.0)
         assert gen.delivered == SUBSCRIBERS * PUBLICATIONS + SUBSCRIBERS // 2 * 2
-        assert gen.client_floor(settle=0.05) is not None
     finally:
         gen.close()
     assert server.proc.poll() is None, server.stderr_tail()
@@ -78,6 +78,25 @@ def test_throughput_keeps_its_window_and_counts_server_cpu(running: tuple[Target
         assert server.rss_bytes() > 0
     finally:
         gen.close()
+
+
+def test_fleet_spreads_subscribers_and_merges_their_reports(running: tuple[Target, ServerProc]) -> None:
+    target, server = running
+    fleet = Fleet(target, server.port, procs=2)
+    try:
+        fleet.open(SUBSCRIBERS - 1, publisher=True)
+        assert fleet.sizes == [10, 9]
+        latencies = fleet.fanout(rate=50, count=PUBLICATIONS, drain=10.0)
+        assert all(ns is not None and ns > 0 for ns in latencies), latencies
+        assert fleet.gen.delivered == (SUBSCRIBERS - 1) * PUBLICATIONS  # counted in the workers
+        fleet.shrink(3)
+        assert fleet.sizes == [2, 1]
+        result = fleet.throughput(window=4, warmup=0.1, duration=0.3, cpu=server.cpu_seconds)
+        assert result["deliveries"] > 0 and not fleet.parts
+        assert fleet.cpu_seconds() > 0
+    finally:
+        fleet.close()
+    assert all(not proc.is_alive() for proc, _ in fleet.workers)
 
 
 @given(
@@ -132,7 +151,7 @@ def test_percentile_is_nearest_rank() -> None:
 
 
 def test_table_ratios_and_missing_targets() -> None:
-    row = {"p50_ms": 10.0, "p99_ms": 20.0, "incomplete": 0.0, "floor_ms": 1.0}
+    row = {"p50_ms": 10.0, "p99_ms": 20.0, "incomplete": 0.0, "client_us": 1.0}
     row |= {"deliveries_per_s": 1000.0, "cpu_us": 10.0, "rss_kib": 10.0}
     peer = {**row, "p99_ms": 40.0, "deliveries_per_s": 500.0, "cpu_us": math.inf}
     t = table(QUICK, {OURS: [row], "websockets": [peer]}, reps=1)
