@@ -1,4 +1,9 @@
-"""Non-blocking stream transport: buffered writes with watermarks, read pausing, clean close."""
+"""Non-blocking stream transport: buffered writes with watermarks, read pausing, clean close.
+
+Ownership: while its socket is open, the loop's selector holds the transport and the transport holds its
+protocol; ``connection_lost`` is the last callback, after which the transport lets go of the protocol
+(and the loop of the transport), so a closed connection is freed by reference counting alone.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +48,10 @@ class BaseProtocol:
 
     def resume_writing(self) -> None:
         """The write buffer drained under the low watermark."""
+
+
+#: What a transport points at once its protocol got ``connection_lost``: callbacks go nowhere.
+_DETACHED = BaseProtocol()
 
 
 class SocketTransport:
@@ -335,11 +344,12 @@ class SocketTransport:
         self._buffer.clear()
         self._buffer_size = 0
         self.loop.forget(self._fd)
+        protocol, self.protocol = self.protocol, _DETACHED  # the last callback: break protocol <-> transport
         try:
             self.sock.close()
         finally:
             try:
-                self.protocol.connection_lost(exc)
+                protocol.connection_lost(exc)
             except Exception:
                 logger.exception("connection_lost raised")
 

@@ -86,6 +86,7 @@ class WebSocket(BaseProtocol):
         self._tracer = tracer
         self._opened = False
         self._finished = False
+        self._socket_closed = False
         self._handshake_timer: TimerHandle | None = None
         self._close_timer: TimerHandle | None = None
         self._ping_timer: TimerHandle | None = None
@@ -234,9 +235,13 @@ class WebSocket(BaseProtocol):
         return True
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        self._socket_closed = True
         if self.is_client and not self._opened and self.error is None:
+            # without its traceback: its frames would refer back to this connection (a reference cycle)
             self.error = (
-                exc if exc is not None else ConnectionResetError("connection closed during the handshake")
+                exc.with_traceback(None)
+                if exc is not None
+                else ConnectionResetError("connection closed during the handshake")
             )
         self._cancel("_linger_timer")
         if self.core.state is not ConnectionState.CLOSED:
@@ -244,6 +249,7 @@ class WebSocket(BaseProtocol):
         self._process()
         if not self._processing:
             self._finish()
+        self._release()
 
     def pause_writing(self) -> None:
         if self.transport is not None:
@@ -372,7 +378,10 @@ class WebSocket(BaseProtocol):
         if self.core.should_close_transport:
             transport.close()
         elif (
-            self.core.close_expected and self._close_timer is None and self.options.close_timeout is not None
+            self.core.close_expected
+            and not self._finished
+            and self._close_timer is None
+            and self.options.close_timeout is not None
         ):
             self._close_timer = self.loop.call_later(self.options.close_timeout, self._close_timed_out)
 
@@ -398,8 +407,14 @@ class WebSocket(BaseProtocol):
             self._call(
                 self.handler.on_connect_error, self, self.error or ConnectionResetError("connection lost")
             )
-        if self._on_finished is not None:
-            self._on_finished(self)
+        self._release()
+
+    def _release(self) -> None:
+        """Finished and the socket is closed (or there never was one): tell the owner, once."""
+        if self._finished and (self._socket_closed or self._attached is None):
+            on_finished, self._on_finished = self._on_finished, None
+            if on_finished is not None:
+                on_finished(self)
 
     def _call(self, fn: Callable[..., object], *args: Any) -> None:
         try:

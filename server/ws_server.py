@@ -67,7 +67,7 @@ class WebSocketServer:
         self.loop = loop or EventLoop()
         self._trace = trace
         self.connections: set[WebSocket] = set()
-        """Every connection not yet finished (handshaking, open or closing)."""
+        """Every connection whose socket is still open (handshaking, open, closing or lingering)."""
         self._overflow = 0
         self._shutdown_timer: TimerHandle | None = None
         self._shutting_down = False
