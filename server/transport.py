@@ -278,6 +278,11 @@ class SocketTransport:
 
     # -- closing -------------------------------------------------------------------------------
 
+    @property
+    def is_closed(self) -> bool:
+        """True once the socket is closed (``connection_lost`` was called)."""
+        return self._lost
+
     def is_closing(self) -> bool:
         """True once :meth:`close` or :meth:`abort` was called or the socket was lost."""
         return self._closing or self._lost
