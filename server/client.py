@@ -1,6 +1,6 @@
 """A blocking WebSocket client on a plain (or TLS) socket: ``connect()``, ``send()``, ``recv()``.
 
-    from server.client import connect, ConnectionClosed
+    from server.client import connect, ConnectionClosedError
 
     with connect("ws://127.0.0.1:8765/chat", subprotocols=["chat"], timeout=5) as ws:
         ws.send("hello")

@@ -90,8 +90,7 @@ class Endpoint:
 
     ``record(event)`` reads the handshake's answer (``Accepted``: subprotocol and response headers;
     ``Rejected``: a :class:`HandshakeError` in ``error``) and the end (``ConnectionClosed``: ``close_code``
-    and ``close_reason``). A connection that ends without that event (its socket vanished before the core
-    could say anything) ends with 1006, as §7.1.5 says.
+    and ``close_reason``): the core always ends with that event, 1006 when no close frame arrived (§7.1.5).
     """
 
     def __init__(self) -> None:
@@ -113,11 +112,6 @@ class Endpoint:
             self.error = HandshakeError(event.status, event.reason, tuple(event.headers), event.body)
         elif isinstance(event, ConnectionClosed):
             self.close_code, self.close_reason = event.code, event.reason
-
-    def record_lost(self) -> None:
-        """The connection ended without a ``ConnectionClosed`` event: 1006 (§7.1.5)."""
-        if self.close_code is None:
-            self.close_code, self.close_reason = CloseCode.ABNORMAL, "connection lost"
 
     def closed_error(self) -> ConnectionClosedError:
         """The exception for an operation on a closed connection."""

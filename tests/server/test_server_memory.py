@@ -332,8 +332,9 @@ def test_loop_client_handshake_timeout_frees_the_connection() -> None:
 def test_loop_client_tls_frees_the_connection(server_ssl_context: ssl.SSLContext, ca: Any) -> None:
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
-    with collector_off(), ServerThread(ssl_context=server_ssl_context, options=Options(ping_interval=None)) as st:
-        leftovers = run_loop_clients(st.url, Freed(), ssl_context=client_ctx, options=Options(ping_interval=None))
+    quiet = Options(ping_interval=None)
+    with collector_off(), ServerThread(ssl_context=server_ssl_context, options=quiet) as st:
+        leftovers = run_loop_clients(st.url, Freed(), ssl_context=client_ctx, options=quiet)
     assert leftovers == []
 
 
@@ -372,4 +373,3 @@ def test_blocking_client_is_freed_after_close_reset_and_rejection() -> None:
         alive = freed.wait_all(0)
         garbage = cyclic_garbage_of_ours()
     assert alive + garbage == []
-
