@@ -239,6 +239,49 @@ def test_tls_connections_are_freed(server_ssl_context: ssl.SSLContext, ca: Any) 
     assert leftovers == []
 
 
+class Flooding(Tracking):
+    """Sends 4 MiB to every client as soon as it is open."""
+
+    def on_open(self, conn: WebSocket) -> None:
+        for _ in range(64):
+            conn.send(b"z" * 65536)
+
+
+def test_slow_consumer_and_close_timeout_free_the_connection() -> None:
+    """Peers that stop reading: cut off as slow consumers (1008), or never answering our close."""
+    options = Options(
+        ping_interval=None,
+        write_high_water=64 * 1024,
+        write_hard_limit=256 * 1024,
+        slow_consumer_timeout=0.1,
+        close_timeout=0.1,
+    )
+    silent: list[socket.socket] = []
+
+    def client(port: int) -> None:  # handshake, then never read again
+        sock = raw_connect(port)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw_handshake(sock)
+        silent.append(sock)
+
+    freed = Freed()
+    with collector_off():
+        with ServerThread(Flooding(freed), options=options) as st:
+            for _ in range(N):
+                client(st.port)
+            assert st.wait_connections(0)
+            with ServerThread(Tracking(freed, close_on_open=True), options=options) as quiet:
+                for _ in range(N):
+                    client(quiet.port)
+                assert quiet.wait_connections(0)
+            for sock in silent:
+                sock.close()
+            alive = freed.wait_all()
+            garbage = cyclic_garbage_of_ours()
+    assert freed.tracked >= 2 * N
+    assert alive + garbage == []
+
+
 def test_unfinished_messages_do_not_outlive_their_connections() -> None:
     """The buffered megabytes go with the connection (tracemalloc), not at the next collection."""
     data = partial_message()
