@@ -164,9 +164,14 @@ class SocketTransport:
     # -- writing -------------------------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Queue ``data``; it is sent as soon as the socket allows."""
+        """Send ``data`` now, or queue what the kernel does not take; it is sent as soon as it allows."""
         if data and not self._closing:
             self._raw_write([data])
+
+    @property
+    def buffered(self) -> int:
+        """Bytes queued but not yet taken by the kernel (:meth:`get_write_buffer_size`, as an attribute)."""
+        return self._buffer_size
 
     def writelines(self, chunks: list[bytes]) -> None:
         """Queue several byte strings at once (scatter-gather send)."""

@@ -141,7 +141,7 @@ class WebSocket(BaseProtocol, Endpoint):
     @property
     def is_open(self) -> bool:
         """True while messages can be sent (handshake done, no close sent)."""
-        return self._opened and self.core.state is ConnectionState.OPEN
+        return self._opened and self.core.can_send
 
     @property
     def closed(self) -> bool:
@@ -156,7 +156,7 @@ class WebSocket(BaseProtocol, Endpoint):
     @property
     def buffered_amount(self) -> int:
         """Bytes queued for this peer and not yet taken by the kernel."""
-        return 0 if self.transport is None else self.transport.get_write_buffer_size()
+        return 0 if self.transport is None else self.transport.buffered
 
     def send(self, message: str | bytes, *, fin: bool = True, compress: bool | None = None) -> bool:
         """Queue a text (``str``) or binary (``bytes``) message; never blocks.
@@ -178,11 +178,15 @@ class WebSocket(BaseProtocol, Endpoint):
         return True
 
     def send_prepared(self, prepared: PreparedMessage) -> bool:
-        """Queue a frame built once by ``prepare_message`` (server role; see ``server.broadcast``)."""
-        if not self.is_open or self._over_hard_limit():
+        """Queue a frame built once by ``prepare_message`` (server role; see ``server.broadcast``).
+
+        The per-subscriber path of every broadcast: the same checks as :meth:`send`, in as few steps.
+        """
+        transport = self.transport
+        if not self._opened or transport is None or transport.buffered > self.options.write_hard_limit:
             return False
         try:
-            self.core.send_prepared(prepared)
+            self.core.send_prepared(prepared)  # the core's consent: OPEN, no fragmented message under way
         except LocalProtocolError:
             return False
         self._queued(len(prepared.frame))
@@ -387,17 +391,23 @@ class WebSocket(BaseProtocol, Endpoint):
         transport = self.transport
         if transport is None:
             return
-        chunks = self.core.data_to_send_list()
+        core = self.core
+        chunks = core.data_to_send_list()
         if chunks:
             if self._tracer is not None:
                 for chunk in chunks:
                     self._tracer.feed(True, chunk)
-            transport.writelines(chunks)
-            if Timer.SLOW_CONSUMER not in self._timers and self._over_hard_limit():
+            if len(chunks) == 1:
+                transport.write(chunks[0])
+            else:
+                transport.writelines(chunks)
+            if transport.buffered > self.options.write_hard_limit and Timer.SLOW_CONSUMER not in self._timers:
                 self._timers.arm(Timer.SLOW_CONSUMER, self.options.slow_consumer_timeout, self._slow_consumer)
-        if self.core.should_close_transport:
+        if core.can_send:
+            return  # open: nothing for the transport to do
+        if core.should_close_transport:
             transport.close()
-        elif self.core.close_expected and not self.closed and Timer.CLOSE not in self._timers:
+        elif core.close_expected and not self.closed and Timer.CLOSE not in self._timers:
             if self.options.close_timeout is not None:
                 self._timers.arm(Timer.CLOSE, self.options.close_timeout, self._close_timed_out)
 
@@ -469,7 +479,7 @@ class WebSocket(BaseProtocol, Endpoint):
         self.close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 
     def _over_hard_limit(self) -> bool:
-        return self.buffered_amount > self.options.write_hard_limit
+        return self.transport is not None and self.transport.buffered > self.options.write_hard_limit
 
     def _slow_consumer(self) -> None:
         if self.closed or not self._over_hard_limit():
