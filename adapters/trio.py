@@ -528,8 +528,9 @@ class WebSocketRequest:
     ) -> WebSocketConnection:
         """Accept the handshake; the core checks ``subprotocol`` was offered (LocalProtocolError if not)."""
         assert self._nursery is not None
-        self._take_answer()
-        self._core.accept(subprotocol, extra_headers or ())
+        self._check_unanswered()
+        self._core.accept(subprotocol, extra_headers or ())  # may refuse: then the request is still open
+        self.answered = True
         self.connection = WebSocketConnection(
             self._stream, self._core, self._settings, self.path, self.headers
         )
@@ -541,14 +542,14 @@ class WebSocketRequest:
         self, status_code: int, *, extra_headers: Headers | None = None, body: bytes | None = None
     ) -> None:
         """Answer with an HTTP error and close the stream."""
-        self._take_answer()
+        self._check_unanswered()
         self._core.reject(status_code, extra_headers or (), body or b"")
+        self.answered = True
         await _answer_and_close(self._stream, self._core, self._settings.disconnect_timeout)
 
-    def _take_answer(self) -> None:
+    def _check_unanswered(self) -> None:
         if self.answered:
             raise RuntimeError("this request was already accepted or rejected")
-        self.answered = True
 
 
 class WebSocketServer:
@@ -627,6 +628,8 @@ class WebSocketServer:
         code, reason = CloseCode.NORMAL, None
         try:
             await self._handler(request)
+        except ConnectionClosed:  # the handler let the end of its connection propagate: a normal end
+            pass
         except Exception:
             logger.exception("WebSocket handler failed on %s", request.path)
             code, reason = CloseCode.INTERNAL_ERROR, "internal error"
@@ -726,30 +729,30 @@ async def open_websocket(
 ) -> AsyncIterator[WebSocketConnection]:
     """``async with open_websocket(...) as ws``: connect, and close (``aclose()``) on the way out."""
     error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        try:
-            connection = await connect_websocket(
-                nursery,
-                host,
-                port,
-                resource,
-                use_ssl=use_ssl,
-                subprotocols=subprotocols,
-                extra_headers=extra_headers,
-                **options,
-            )
+    try:
+        async with trio.open_nursery() as nursery:
             try:
-                yield connection
-            finally:
-                await connection.aclose()
-        except BaseException as exc:
-            # Raised again outside the nursery, so the caller sees its own exception, not an ExceptionGroup.
-            error = exc
-    if error is not None:
-        try:
+                connection = await connect_websocket(
+                    nursery,
+                    host,
+                    port,
+                    resource,
+                    use_ssl=use_ssl,
+                    subprotocols=subprotocols,
+                    extra_headers=extra_headers,
+                    **options,
+                )
+                try:
+                    yield connection
+                finally:
+                    await connection.aclose()
+            except BaseException as exc:
+                # Raised again outside the nursery: the caller sees its own exception, not an ExceptionGroup.
+                error = exc
+        if error is not None:
             raise error
-        finally:
-            error = None  # no cycle frame -> error -> traceback -> frame (gc may be disabled)
+    finally:
+        error = None  # no cycle frame -> error -> traceback -> frame (the cyclic gc may be off)
 
 
 def _parse_url(url: str, ssl_context: ssl.SSLContext | None) -> tuple[str, int, str, bool | ssl.SSLContext]:
