@@ -234,6 +234,7 @@ class WebSocketConnection:
         )
         self._outbox: list[bytes] = []  # taken from the core, not yet written
         self._outbox_size = 0
+        self._reply_backlog = 0  # bytes of pongs and close replies queued since the outbox was last empty
         self._output_ready = trio.lowlevel.ParkingLot()  # the writer waits here for bytes
         self._drained = trio.lowlevel.ParkingLot()  # senders wait here for the outbox to shrink
         self._pings: dict[bytes, trio.Event] = {}  # in flight, oldest first
@@ -294,9 +295,9 @@ class WebSocketConnection:
     async def ping(self, payload: bytes | None = None) -> None:
         """Send a ping and wait for its pong (or a pong to a later ping, RFC 6455 §5.5.3)."""
         payload = os.urandom(4) if payload is None else bytes(payload)
+        await self._wait_for_room()
         if payload in self._pings:
             raise ValueError(f"a ping with payload {payload!r} is already in flight")
-        await self._wait_for_room()
         self._core.send_ping(payload)
         pong = self._pings[payload] = trio.Event()
         self._queue_output()
@@ -322,6 +323,7 @@ class WebSocketConnection:
         if self._core.state is ConnectionState.OPEN:
             self._core.close(code, reason or "")
             self._queue_output()
+            self._drained.unpark_all()  # a reader waiting for room starts its close timer
         try:
             await self._finished.wait()
         except BaseException:
@@ -349,13 +351,16 @@ class WebSocketConnection:
         if not self._core.can_send:
             raise ConnectionClosed(self._reason())
 
-    def _queue_output(self) -> None:
-        """Move what the core queued for the wire into the outbox, and wake the writer."""
+    def _queue_output(self) -> int:
+        """Move what the core queued for the wire into the outbox, wake the writer; return the size."""
         chunks = self._core.data_to_send_list()
-        if chunks:
-            self._outbox += chunks
-            self._outbox_size += sum(map(len, chunks))
-            self._output_ready.unpark_all()
+        if not chunks:
+            return 0
+        size = sum(map(len, chunks))
+        self._outbox += chunks
+        self._outbox_size += size
+        self._output_ready.unpark_all()
+        return size
 
     # -- the tasks ----------------------------------------------------------------------------------
 
@@ -381,27 +386,33 @@ class WebSocketConnection:
     async def _read(self) -> None:
         core, stream, settings = self._core, self._stream, self._settings
         close_deadline = math.inf
+        gave_up = False
         try:
             while True:
                 await self._handle_events()
                 if core.should_close_transport:
                     break
-                while self._outbox_size > settings.write_limit:  # a peer that pings and does not read
-                    await self._drained.park()
                 if core.close_expected and close_deadline == math.inf:
                     close_deadline = trio.current_time() + settings.disconnect_timeout
+                data = None
                 with trio.move_on_at(close_deadline) as close_timer:
-                    data = await stream.receive_some(settings.receive_buffer_size)
+                    if self._reply_backlog > settings.write_limit:  # a peer that pings and does not read:
+                        await self._drained.park()  # read no more until it does (woken by aclose too)
+                    else:
+                        data = await stream.receive_some(settings.receive_buffer_size)
                 if close_timer.cancelled_caught:  # the peer did not finish the closing handshake
+                    gave_up = True
                     core.abort()
-                else:
+                elif data is not None:
                     core.receive_data(_as_bytes(data))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
+            gave_up = True
             core.abort()
             await self._handle_events()
         finally:
             self._reading_done = True  # the writer flushes (the close frame) and closes the stream
-            self._writer_scope.deadline = trio.current_time() + settings.disconnect_timeout
+            flush_time = 0 if gave_up else settings.disconnect_timeout
+            self._writer_scope.deadline = trio.current_time() + flush_time
             self._output_ready.unpark_all()
 
     async def _handle_events(self) -> None:
@@ -412,7 +423,7 @@ class WebSocketConnection:
                 except trio.BrokenResourceError:  # the application closed its end: discard
                     pass
                 continue
-            self._queue_output()  # a pong or a close reply, queued by the core
+            self._reply_backlog += self._queue_output()  # a pong or a close reply, queued by the core
             if isinstance(event, Pong):
                 self._pong_received(event.payload)
             elif isinstance(event, CoreClosed):
@@ -446,6 +457,8 @@ class WebSocketConnection:
                     outbox.clear()
                     await self._stream.send_all(data)
                     self._outbox_size -= len(data)
+                    if not outbox:
+                        self._reply_backlog = 0
                     self._drained.unpark_all()
                 await self._stream.aclose()
             except (trio.BrokenResourceError, trio.ClosedResourceError):

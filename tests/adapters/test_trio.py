@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import socket
 import ssl
 import threading
 import weakref
@@ -57,10 +58,16 @@ def url(server: WebSocketServer, path: str = "/") -> str:
     return f"ws://127.0.0.1:{server.port}{path}"
 
 
-async def raw_client(port: int, **headers: str) -> tuple[trio.SocketStream, ClientConnection]:
+async def raw_client(
+    port: int, receive_buffer: int | None = None
+) -> tuple[trio.SocketStream, ClientConnection]:
     """A peer that does the opening handshake and then only what the test makes it do."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    core = ClientConnection(f"127.0.0.1:{port}", "/", extra_headers=list(headers.items()))
+    sock = trio.socket.socket()
+    if receive_buffer is not None:  # before connect(), so the TCP window is small from the start
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    await sock.connect(("127.0.0.1", port))
+    stream = trio.SocketStream(sock)
+    core = ClientConnection(f"127.0.0.1:{port}", "/")
     await stream.send_all(core.data_to_send())
     while True:
         core.receive_data(await stream.receive_some(65536))
@@ -330,6 +337,7 @@ async def test_ping_waits_for_its_pong_both_ways(nursery: trio.Nursery) -> None:
 @pytest.mark.trio
 async def test_ping_to_a_peer_that_never_pongs_raises_once_closed(nursery: trio.Nursery) -> None:
     got: list[BaseException] = []
+    done = trio.Event()
 
     async def ping_then_wait(request: WebSocketRequest) -> None:
         ws = await request.accept()
@@ -337,14 +345,14 @@ async def test_ping_to_a_peer_that_never_pongs_raises_once_closed(nursery: trio.
             await ws.ping(b"p")
         except ConnectionClosed as exc:
             got.append(exc)
+        done.set()
 
     server = await start_server(nursery, ping_then_wait)
     stream, _ = await raw_client(server.port)
     await trio.testing.wait_all_tasks_blocked()
     await stream.aclose()  # never read the ping: the transport goes away
     with trio.fail_after(10):
-        while not got:
-            await trio.testing.wait_all_tasks_blocked()
+        await done.wait()
     assert isinstance(got[0], ConnectionClosed) and got[0].reason.code == 1006
 
 
@@ -366,6 +374,67 @@ async def test_keepalive_aborts_a_peer_that_does_not_pong(nursery: trio.Nursery)
         await done.wait()
     assert [reason.code for reason in reasons] == [1006]
     await stream.aclose()
+
+
+@pytest.mark.trio
+async def test_a_peer_that_pings_and_never_reads_is_read_no_more(nursery: trio.Nursery) -> None:
+    """12 MiB of pings from a peer that reads nothing: the server stops reading once its unwritten pongs
+    pass the write limit (the kernel's buffers then stop the peer), instead of queueing 12 MiB of pongs."""
+    connections: list[WebSocketConnection] = []
+
+    async def hold(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        connections.append(ws)
+        await ws.get_message()
+
+    server = await start_server(nursery, hold)
+    stream, _ = await raw_client(server.port, receive_buffer=8192)
+    ping = b"\x89\xfd\x00\x00\x00\x00" + b"p" * 125  # a masked 125-byte ping (zero mask key)
+    flood = trio.CancelScope()
+
+    async def send_flood() -> None:
+        with flood:
+            await stream.send_all(ping * (12 * 2**20 // len(ping)))
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as inner:
+            inner.start_soon(send_flood)
+            await trio.testing.wait_all_tasks_blocked()  # the server parked, the kernel buffers full
+            flood.cancel()
+    assert flood.cancelled_caught, "the whole flood was read"
+    (ws,) = connections
+    assert ws._outbox_size <= 2**16 + 2**16  # the write limit, plus the pongs of one receive_some()
+    await stream.aclose()
+
+
+@pytest.mark.trio
+async def test_both_sides_writing_hard_while_reading_do_not_deadlock(nursery: trio.Nursery) -> None:
+    """Reading never waits for our own writes: two peers that each send 8 MiB while reading finish."""
+    count, payload = 128, b"d" * 2**16
+
+    async def send_all(ws: WebSocketConnection) -> None:
+        for _ in range(count):
+            await ws.send_message(payload)
+
+    async def send_and_receive(ws: WebSocketConnection) -> int:
+        received = 0
+        async with trio.open_nursery() as both:
+            both.start_soon(send_all, ws)
+            for _ in range(count):
+                received += len(await ws.get_message())
+        return received
+
+    totals: list[int] = []
+
+    async def duplex(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        totals.append(await send_and_receive(ws))
+
+    server = await start_server(nursery, duplex)
+    with trio.fail_after(30):
+        async with open_websocket_url(url(server), compression=False) as ws:
+            totals.append(await send_and_receive(ws))
+    assert totals == [count * len(payload)] * 2
 
 
 # -- cancellation ----------------------------------------------------------------------------------
@@ -390,10 +459,11 @@ async def test_cancelled_get_message_loses_nothing(nursery: trio.Nursery) -> Non
 
 
 @pytest.mark.trio
-async def test_cancelled_send_message_is_all_or_nothing(nursery: trio.Nursery) -> None:
-    """A sender blocked by a peer that does not read is cancelled: its message is not sent, and the
-    connection carries on with every message whose send returned, in order."""
-    server_ready, client_may_read = trio.Event(), trio.Event()
+async def test_backpressure_and_a_cancelled_send_message_is_all_or_nothing(nursery: trio.Nursery) -> None:
+    """A peer that does not read blocks our sender (nothing buffers without bound); the blocked send is
+    cancelled: its message is not sent, and the connection carries on with every message whose send
+    returned, in order."""
+    server_ready, client_may_read, last_received = trio.Event(), trio.Event(), trio.Event()
     received: list[bytes] = []
 
     async def slow_reader(request: WebSocketRequest) -> None:
@@ -403,37 +473,49 @@ async def test_cancelled_send_message_is_all_or_nothing(nursery: trio.Nursery) -
         async for message in ws:
             assert isinstance(message, bytes)
             received.append(message)
+            if message == b"last":
+                last_received.set()
 
     server = await start_server(nursery, slow_reader, max_message_size=2**17)
     sent: list[bytes] = []
     async with open_websocket_url(url(server), compression=False, write_limit=2**16) as ws:
         await server_ready.wait()
-        with trio.fail_after(20):
-            with trio.move_on_after(0.5) as blocked:
-                for n in range(10_000):
+        flood = trio.CancelScope()
+
+        async def send_until_blocked() -> None:
+            with flood:
+                for n in range(2000):  # 125 MiB: far more than the kernel's socket buffers
                     message = n.to_bytes(4, "big") * 2**14  # 64 KiB
                     await ws.send_message(message)
                     sent.append(message)
-        assert blocked.cancelled_caught, "the sender never blocked"
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as inner:
+                inner.start_soon(send_until_blocked)
+                await trio.testing.wait_all_tasks_blocked()  # only once the sender waits for room
+                flood.cancel()
+        assert flood.cancelled_caught, "the sender never blocked"
+        assert 0 < len(sent) < 2000
         assert ws._outbox_size <= 2**16 + 2**16 + 16  # bounded: the limit plus one message
         client_may_read.set()
         await ws.send_message(b"last")
         sent.append(b"last")
         with trio.fail_after(20):
-            while len(received) < len(sent):
-                await trio.sleep(0.01)
+            await last_received.wait()
     assert received == sent
 
 
 @pytest.mark.trio
 async def test_cancelling_open_websocket_aborts_the_connection(nursery: trio.Nursery) -> None:
     server_saw: list[CloseReason] = []
+    done = trio.Event()
 
     async def wait(request: WebSocketRequest) -> None:
         ws = await request.accept()
         with pytest.raises(ConnectionClosed) as raised:
             await ws.get_message()
         server_saw.append(raised.value.reason)
+        done.set()
 
     server = await start_server(nursery, wait)
     with trio.CancelScope() as scope:
@@ -443,8 +525,7 @@ async def test_cancelling_open_websocket_aborts_the_connection(nursery: trio.Nur
     assert scope.cancelled_caught
     assert ws.closed == CloseReason(1006, "connection aborted")
     with trio.fail_after(10):
-        while not server_saw:
-            await trio.testing.wait_all_tasks_blocked()
+        await done.wait()
     assert server_saw[0].code == 1006
 
 
