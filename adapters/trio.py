@@ -827,3 +827,34 @@ async def connect_websocket_url(
         extra_headers=extra_headers,
         **options,
     )
+
+
+# -- python -m adapters.trio: an echo server -------------------------------------------------------
+
+
+async def _echo(request: WebSocketRequest) -> None:
+    ws = await request.accept(subprotocol=request.subprotocols[0] if request.subprotocols else None)
+    async for message in ws:
+        await ws.send_message(message)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m adapters.trio [--host H] [--port P]``: an echo server, until Ctrl-C."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m adapters.trio", description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9002)
+    parser.add_argument("--max-message-size", type=int, default=2**20)
+    args = parser.parse_args(argv)
+    print(f"echo server on ws://{args.host}:{args.port}/ (trio)", flush=True)
+    limit = args.max_message_size
+    serve = partial(serve_websocket, _echo, args.host, args.port, None, max_message_size=limit)
+    try:
+        trio.run(serve)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import re
 import socket
 import ssl
 import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -761,3 +763,10 @@ async def test_connection_object_repr(server_in_nursery: WebSocketServer) -> Non
     async with open_websocket_url(url(server_in_nursery, "/r")) as ws:
         assert isinstance(ws, WebSocketConnection)
         assert repr(ws) == "<WebSocketConnection client '/r' OPEN>"
+
+
+def test_readme_trio_snippet_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (code,) = re.findall(r"```python\n(import trio\n.*?)```", readme, re.S)
+    exec(compile(code.replace('"127.0.0.1", 8000', '"127.0.0.1", 0'), "README.md", "exec"), {})
+    assert capsys.readouterr().out == "hello\n"
