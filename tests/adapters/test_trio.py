@@ -246,6 +246,24 @@ async def test_connect_timeout(nursery: trio.Nursery) -> None:
     await listeners[0].aclose()
 
 
+@pytest.mark.trio
+async def test_the_server_drops_a_peer_that_never_sends_its_request(nursery: trio.Nursery) -> None:
+    server = await start_server(nursery, connect_timeout=0.2)
+    async with await trio.open_tcp_stream("127.0.0.1", server.port) as stream:
+        with trio.fail_after(10):
+            assert await stream.receive_some(100) == b""  # closed, with no answer
+
+
+@pytest.mark.trio
+async def test_a_refused_connection_raises_oserror_itself() -> None:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    await listeners[0].aclose()  # nobody listens there now
+    with pytest.raises(OSError):  # not wrapped in an ExceptionGroup
+        async with open_websocket("127.0.0.1", port, "/", use_ssl=False):
+            pass
+
+
 # -- closing ---------------------------------------------------------------------------------------
 
 
