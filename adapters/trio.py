@@ -16,15 +16,17 @@ Server and client::
 How the core is driven: an open connection is three tasks in one nursery (``WebSocketConnection._run``).
 
 - The reader: ``receive_some`` -> ``core.receive_data`` -> ``core.events()``. Messages go into a bounded
-  memory channel; while it is full the reader does not read (backpressure on the peer). ``ConnectionClosed``
-  ends it once the core says ``should_close_transport``; a close timer runs while ``close_expected``.
+  queue (``message_queue_size``); while it is full the reader neither parses nor reads (backpressure on
+  the peer, and the application answers a message before a later bad frame fails the connection).
+  ``ConnectionClosed`` ends it once the core says ``should_close_transport``; a close timer runs while
+  ``close_expected``.
 - The writer, the only task that writes to the stream: it sends what the core queued (handshake response,
   messages, pongs, close frames), then closes the stream once the reader is done.
 - The keepalive (optional): a ping every ``ping_interval``; no pong within ``ping_timeout``: abort.
 
-``send_message`` queues a message in the core and wakes the writer; it first waits until at most
-``write_limit`` bytes are waiting to be written, so a peer that does not read blocks its senders instead
-of growing a buffer.
+``send_message`` waits until at most ``write_limit`` bytes are waiting to be written (a peer that does
+not read blocks its senders instead of growing a buffer), queues the message in the core, wakes the writer
+and yields with a cancel-shielded checkpoint.
 
 Cancellation:
 
@@ -115,6 +117,10 @@ class Settings:
     ping_timeout: float | None = None  # ... and abort when its pong takes longer than this
     connect_timeout: float = 60  # TCP, TLS and the opening handshake
     disconnect_timeout: float = 60  # the closing handshake, then flushing and closing the stream
+
+    def __post_init__(self) -> None:
+        if self.message_queue_size < 1:
+            raise ValueError("message_queue_size must be at least 1")
 
     def core_config(self) -> Config:
         return Config(max_message_size=self.max_message_size)
@@ -237,6 +243,8 @@ class WebSocketConnection:
         self._reply_backlog = 0  # bytes of pongs and close replies queued since the outbox was last empty
         self._output_ready = trio.lowlevel.ParkingLot()  # the writer waits here for bytes
         self._drained = trio.lowlevel.ParkingLot()  # senders wait here for the outbox to shrink
+        self._unread = 0  # messages in the queue
+        self._taken = trio.lowlevel.ParkingLot()  # the reader waits here while the queue is full
         self._pings: dict[bytes, trio.Event] = {}  # in flight, oldest first
         self._close_reason: CloseReason | None = None
         self._reading_done = False
@@ -268,9 +276,12 @@ class WebSocketConnection:
         """The next message (str or bytes). Raises ConnectionClosed once closed and the queue is empty
         (a local close discards what was not read)."""
         try:
-            return await self._receive_channel.receive()
+            message = await self._receive_channel.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise ConnectionClosed(self._reason()) from None
+        self._unread -= 1
+        self._taken.unpark_all()
+        return message
 
     def __aiter__(self) -> WebSocketConnection:
         return self
@@ -291,6 +302,7 @@ class WebSocketConnection:
         else:
             self._core.send_binary(message)
         self._queue_output()
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def ping(self, payload: bytes | None = None) -> None:
         """Send a ping and wait for its pong (or a pong to a later ping, RFC 6455 §5.5.3)."""
@@ -313,13 +325,16 @@ class WebSocketConnection:
         await self._wait_for_room()
         self._core.send_pong(payload)
         self._queue_output()
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def aclose(self, code: int = CloseCode.NORMAL, reason: str | None = None) -> None:
         """Start the closing handshake (if not started) and wait until the transport is closed.
 
         Idempotent. Unread messages are discarded. Cancelled, it aborts the connection.
         """
-        self._receive_channel.close()
+        self._receive_channel.close()  # what was not read is dropped
+        self._unread = 0
+        self._taken.unpark_all()
         if self._core.state is ConnectionState.OPEN:
             self._core.close(code, reason or "")
             self._queue_output()
@@ -344,8 +359,9 @@ class WebSocketConnection:
         return CloseReason(code, reason or None)
 
     async def _wait_for_room(self) -> None:
-        """A checkpoint; then wait while the outbox is over the write limit. Raises if sending is over."""
-        await trio.lowlevel.checkpoint()
+        """Wait while the outbox is over the write limit; raise if sending is over. A cancellation point:
+        the caller queues its frame right after, then yields with a cancel-shielded checkpoint."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         while self._core.can_send and self._outbox_size > self._settings.write_limit:
             await self._drained.park()
         if not self._core.can_send:
@@ -419,9 +435,14 @@ class WebSocketConnection:
         for event in self._core.events():
             if isinstance(event, (TextMessage, BinaryMessage)):
                 try:
-                    await self._send_channel.send(event.data)  # waits while the queue is full
+                    self._send_channel.send_nowait(event.data)
                 except trio.BrokenResourceError:  # the application closed its end: discard
-                    pass
+                    continue
+                # Parse no further while the queue is full: the application answers the messages before
+                # it first, so an echo goes out before the close that fails on a later bad frame.
+                self._unread += 1
+                while self._unread >= self._settings.message_queue_size:
+                    await self._taken.park()
                 continue
             self._reply_backlog += self._queue_output()  # a pong or a close reply, queued by the core
             if isinstance(event, Pong):

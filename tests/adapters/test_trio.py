@@ -333,6 +333,24 @@ async def test_message_too_big_closes_with_1009(nursery: trio.Nursery) -> None:
     assert [reason.code for reason in server_saw] == [1009]
 
 
+@pytest.mark.trio
+async def test_an_echo_goes_out_before_the_close_for_a_later_bad_frame(nursery: trio.Nursery) -> None:
+    """Autobahn 3.x/4.x strictness: the reader parses no further while the queue is full, so the handler
+    answers "hi" before the core reaches the reserved opcode and fails the connection (1002)."""
+    server = await start_server(nursery)
+    stream, core = await raw_client(server.port)
+    hi = b"\x81\x82\x00\x00\x00\x00hi"  # masked text "hi" (zero mask key)
+    await stream.send_all(hi + b"\x83\x80\x00\x00\x00\x00")  # then opcode 3: reserved (RFC 6455 §5.2)
+    events: list[Any] = []
+    with trio.fail_after(10):
+        while not any(type(e).__name__ == "ConnectionClosed" for e in events):
+            core.receive_data(await stream.receive_some(65536))
+            events.extend(core.events())
+    assert [type(e).__name__ for e in events] == ["TextMessage", "CloseReceived", "ConnectionClosed"]
+    assert events[0].data == "hi" and events[1].code == 1002
+    await stream.aclose()
+
+
 # -- ping, pong, keepalive -------------------------------------------------------------------------
 
 
