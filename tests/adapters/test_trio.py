@@ -30,6 +30,7 @@ from adapters.trio import (  # noqa: E402
     ConnectionClosed,
     ConnectionRejected,
     ConnectionTimeout,
+    HandshakeError,
     WebSocketConnection,
     WebSocketRequest,
     WebSocketServer,
@@ -568,6 +569,28 @@ async def test_cancelling_open_websocket_aborts_the_connection(nursery: trio.Nur
 
 
 @pytest.mark.trio
+async def test_a_cancelled_aclose_aborts(nursery: trio.Nursery) -> None:
+    reasons: list[CloseReason | None] = []
+    done = trio.Event()
+
+    async def close_impatiently(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await ws.aclose()  # the raw peer would never answer; cancelled, aclose gives up at once
+        await ws.aclose()  # waits for the abort to finish
+        reasons.append(ws.closed)
+        done.set()
+
+    server = await start_server(nursery, close_impatiently)
+    stream, _ = await raw_client(server.port)
+    with trio.fail_after(10):
+        await done.wait()
+    assert reasons == [CloseReason(1006, "connection aborted")]
+    await stream.aclose()
+
+
+@pytest.mark.trio
 async def test_an_error_inside_open_websocket_comes_out_as_itself(nursery: trio.Nursery) -> None:
     server = await start_server(nursery)
     with pytest.raises(KeyError):  # not an ExceptionGroup
@@ -636,6 +659,17 @@ async def test_tls_echo(nursery: trio.Nursery, tls_contexts: tuple[ssl.SSLContex
             assert await ws.get_message() == message
         assert ws.local is not None and ws.local.is_ssl
     assert ws.closed == CloseReason(1000, None)
+
+
+@pytest.mark.trio
+async def test_tls_with_an_untrusted_certificate_fails_the_handshake(
+    nursery: trio.Nursery, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    server: WebSocketServer = await nursery.start(serve_websocket, echo, "127.0.0.1", 0, tls_contexts[0])
+    with pytest.raises(HandshakeError) as raised:  # the default context does not trust our test CA
+        async with open_websocket_url(f"wss://localhost:{server.port}/"):
+            pass
+    assert isinstance(raised.value.__cause__.__cause__, ssl.SSLCertVerificationError)  # type: ignore[union-attr]
 
 
 # -- interoperability with the websockets library --------------------------------------------------
