@@ -62,7 +62,7 @@ def url(server: WebSocketServer, path: str = "/") -> str:
 
 
 async def raw_client(
-    port: int, receive_buffer: int | None = None
+    port: int, receive_buffer: int | None = None, path: str = "/"
 ) -> tuple[trio.SocketStream, ClientConnection]:
     """A peer that does the opening handshake and then only what the test makes it do."""
     sock = trio.socket.socket()
@@ -70,7 +70,7 @@ async def raw_client(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     await sock.connect(("127.0.0.1", port))
     stream = trio.SocketStream(sock)
-    core = ClientConnection(f"127.0.0.1:{port}", "/")
+    core = ClientConnection(f"127.0.0.1:{port}", path)
     await stream.send_all(core.data_to_send())
     while True:
         core.receive_data(await stream.receive_some(65536))
@@ -777,10 +777,13 @@ def no_gc() -> Iterator[None]:
 
 @pytest.mark.trio
 async def test_connections_are_freed_by_reference_counting(
-    nursery: trio.Nursery, no_gc: None, monkeypatch: pytest.MonkeyPatch
+    nursery: trio.Nursery,
+    no_gc: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext],
 ) -> None:
-    """Clean closes, client aborts, handler errors and protocol errors: none of our per-connection objects
-    (request, connection, core, stream) outlive their connection with the cyclic collector off."""
+    """Clean closes, client aborts, handler errors, protocol errors, close timeouts and TLS: none of our
+    per-connection objects (request, connection, core, stream) outlive their connection, gc disabled."""
     monkeypatch.setattr(logging.getLogger("adapters.trio"), "disabled", True)  # records keep tracebacks
     alive: list[weakref.ref[Any]] = []
 
@@ -790,37 +793,54 @@ async def test_connections_are_freed_by_reference_counting(
     async def handler(request: WebSocketRequest) -> None:
         ws = await request.accept()
         track(request, ws, ws._core)  # not the stream: trio's serve_listeners holds the last one accepted
+        if request.path == "/timeout":
+            await ws.aclose()  # the raw peer never answers: the close timer aborts
+            return
         message = await ws.get_message()
         if message == "boom":
             raise RuntimeError("handler bug")
         await ws.send_message(message)
         await ws.get_message()
 
-    server = await start_server(nursery, handler)
-    for kind in ("clean", "abort", "error", "garbage") * 5:
-        if kind == "garbage":
-            stream, core = await raw_client(server.port)
-            await stream.send_all(b"\x8f\x80\x00\x00\x00\x00")  # reserved opcode: 1002 from the core
-            assert await stream.receive_some(100)
+    server = await start_server(nursery, handler, disconnect_timeout=0.05)
+    tls_server: WebSocketServer = await nursery.start(
+        serve_websocket, handler, "127.0.0.1", 0, tls_contexts[0]
+    )
+    tracked = 0
+    trio_cycles: list[weakref.ref[Any]] = []
+    for kind in ("clean", "abort", "error", "garbage", "timeout", "tls") * 3:
+        if kind in ("garbage", "timeout"):
+            stream, core = await raw_client(server.port, path="/" + kind)
+            if kind == "garbage":
+                await stream.send_all(b"\x8f\x80\x00\x00\x00\x00")  # reserved opcode: 1002 from the core
+            while await stream.receive_some(100):  # until the server closes
+                pass
             await stream.aclose()
             del stream, core
-            continue
-        with trio.CancelScope() as scope:
-            async with open_websocket_url(url(server)) as ws:
-                track(ws, ws._core, ws._stream)
-                await ws.send_message("boom" if kind == "error" else "hi")
-                if kind == "abort":
-                    scope.cancel()
-                    await trio.sleep_forever()
-                try:
-                    await ws.get_message()
-                except ConnectionClosed:
-                    pass
-        del ws
-    await trio.testing.wait_all_tasks_blocked()
-    assert len(alive) == 20 * 3 + 15 * 3
-    survivors = [ref() for ref in alive if ref() is not None]
-    assert survivors == []
+        else:
+            address = f"wss://localhost:{tls_server.port}/" if kind == "tls" else url(server)
+            with trio.CancelScope() as scope:
+                async with open_websocket_url(address, tls_contexts[1] if kind == "tls" else None) as ws:
+                    if kind == "tls":  # trio.SSLStream is in a cycle of its own: _Once(self._do_handshake)
+                        track(ws, ws._core)
+                        trio_cycles.append(weakref.ref(ws._stream))
+                    else:
+                        track(ws, ws._core, ws._stream)
+                    await ws.send_message("boom" if kind == "error" else "hi")
+                    if kind == "abort":
+                        scope.cancel()
+                        await trio.sleep_forever()
+                    try:
+                        await ws.get_message()
+                    except ConnectionClosed:
+                        pass
+            del ws
+        await trio.testing.wait_all_tasks_blocked()  # the server is done with it too
+        assert len(alive) > tracked, kind
+        tracked = len(alive)
+        assert [ref() for ref in alive if ref() is not None] == [], kind
+    gc.collect()  # what trio's own cycle kept: nothing of ours is in it
+    assert len(trio_cycles) == 3 and all(ref() is None for ref in trio_cycles)
 
 
 @pytest.fixture
