@@ -531,13 +531,18 @@ class WebSocketRequest:
     """An opening handshake waiting for the handler's answer: ``await accept()`` or ``await reject()``."""
 
     def __init__(
-        self, stream: trio.abc.Stream, core: ServerConnection, request: Request, settings: Settings
+        self,
+        stream: trio.abc.Stream,
+        core: ServerConnection,
+        request: Request,
+        settings: Settings,
+        nursery: trio.Nursery,  # where the accepted connection's tasks run
     ) -> None:
         self._stream = stream
         self._core = core
         self._request = request
         self._settings = settings
-        self._nursery: trio.Nursery | None = None  # set by the server before the handler runs
+        self._nursery = nursery
         self.connection: WebSocketConnection | None = None
         self.answered = False
         self.local = _endpoint(stream, local=True)
@@ -561,7 +566,6 @@ class WebSocketRequest:
         self, *, subprotocol: str | None = None, extra_headers: Headers | None = None
     ) -> WebSocketConnection:
         """Accept the handshake; the core checks ``subprotocol`` was offered (LocalProtocolError if not)."""
-        assert self._nursery is not None
         self._check_unanswered()
         self._core.accept(subprotocol, extra_headers or ())  # may refuse: then the request is still open
         self.answered = True
@@ -650,10 +654,8 @@ class WebSocketServer:
                     core.reject(426, [("Upgrade", "websocket")], b"This service requires WebSocket.\n")
                 await _answer_and_close(stream, core, settings.disconnect_timeout)
                 return
-            request = WebSocketRequest(stream, core, event, settings)
             async with trio.open_nursery() as nursery:
-                request._nursery = nursery
-                await self._run_handler(request)
+                await self._run_handler(WebSocketRequest(stream, core, event, settings, nursery))
         finally:
             await trio.aclose_forcefully(stream)
 
