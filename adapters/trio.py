@@ -36,6 +36,10 @@ Cancellation:
 - ``ping()`` cancelled: the ping was sent; its pong is ignored.
 - ``aclose()`` cancelled, or the nursery that runs the connection cancelled: the connection is aborted
   (transport closed at once, ``closed.code`` 1006).
+
+Where it differs from trio-websocket: headers are ``(str, str)`` pairs; ``send_message`` returns once the
+message is queued within ``write_limit``, not once it is written; ``CloseReason.name`` uses the core's names
+(``NORMAL``, ``MESSAGE_TOO_BIG``...); a handler that raises gets its connection closed with 1011.
 """
 
 from __future__ import annotations
