@@ -125,6 +125,42 @@ def test_any_messages_round_trip_in_order(messages: list[str | bytes], compressi
     assert trio.run(main) == messages
 
 
+@settings(max_examples=25)
+@given(st.binary(min_size=1, max_size=2000))
+def test_junk_after_the_handshake_ends_one_connection_not_the_server(junk: bytes) -> None:
+    """Whatever bytes a peer sends, its connection ends (a close frame or a dropped transport), the handler
+    sees the end as ConnectionClosed, and the next client is served."""
+
+    async def main() -> CloseReason | None:
+        ended: list[CloseReason | None] = []
+        first_ended = trio.Event()
+
+        async def handler(request: WebSocketRequest) -> None:
+            ws = await request.accept()
+            try:
+                async for message in ws:
+                    await ws.send_message(message)
+            finally:
+                ended.append(ws.closed)
+                first_ended.set()
+
+        async with trio.open_nursery() as nursery:
+            server = await start_server(nursery, handler, disconnect_timeout=1)
+            stream, _ = await raw_client(server.port)
+            with trio.fail_after(10):
+                await stream.send_all(junk)
+                await stream.aclose()
+                await first_ended.wait()
+                async with open_websocket_url(url(server)) as ws:
+                    await ws.send_message("still serving")
+                    assert await ws.get_message() == "still serving"
+            nursery.cancel_scope.cancel()
+        return ended[0]
+
+    reason = trio.run(main)
+    assert reason is not None and 1000 <= reason.code < 5000  # junk may hold a valid close frame
+
+
 @pytest.mark.trio
 async def test_messages_are_iterated_until_the_close(nursery: trio.Nursery) -> None:
     async def three_then_close(request: WebSocketRequest) -> None:
