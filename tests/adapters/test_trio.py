@@ -30,7 +30,9 @@ from adapters.trio import (  # noqa: E402
     ConnectionClosed,
     ConnectionRejected,
     ConnectionTimeout,
+    Endpoint,
     HandshakeError,
+    Settings,
     WebSocketConnection,
     WebSocketRequest,
     WebSocketServer,
@@ -301,6 +303,51 @@ async def test_a_refused_connection_raises_oserror_itself() -> None:
             pass
 
 
+@pytest.mark.trio
+async def test_an_invalid_101_is_a_handshake_error(nursery: trio.Nursery) -> None:
+    async def bad_server(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        no_accept_key = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+        await stream.send_all(no_accept_key)
+        await stream.receive_some(65536)
+
+    (listener,) = await nursery.start(partial(trio.serve_tcp, bad_server, 0, host="127.0.0.1"))
+    with pytest.raises(HandshakeError) as raised:
+        await connect_websocket_url(nursery, f"ws://127.0.0.1:{listener.socket.getsockname()[1]}/")
+    assert not isinstance(raised.value, ConnectionRejected)
+
+
+@pytest.mark.trio
+async def test_an_answered_request_cannot_be_answered_again(nursery: trio.Nursery) -> None:
+    errors: list[BaseException] = []
+
+    async def twice(request: WebSocketRequest) -> None:
+        await request.accept()
+        try:
+            await request.reject(400)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    server = await start_server(nursery, twice)
+    async with open_websocket_url(url(server)) as ws:
+        with pytest.raises(ConnectionClosed):
+            await ws.get_message()  # the handler returned: closed with 1000
+    assert len(errors) == 1 and ws.closed == CloseReason(1000, None)
+
+
+def test_urls_settings_and_names_are_checked() -> None:
+    with pytest.raises(ValueError):
+        open_websocket_url("http://127.0.0.1/")
+    with pytest.raises(ValueError):
+        open_websocket_url("ws://127.0.0.1/", ssl.create_default_context())
+    with pytest.raises(ValueError):
+        Settings(message_queue_size=0)
+    names = [CloseReason(code, None).name for code in (1000, 1009, 3000, 4999, 2000)]
+    assert names == ["NORMAL", "MESSAGE_TOO_BIG", "REGISTERED", "PRIVATE", "UNKNOWN"]
+    assert Endpoint("::1", 443, True).url == "wss://[::1]"
+    assert Endpoint("127.0.0.1", 8000, False).url == "ws://127.0.0.1:8000"
+
+
 # -- closing ---------------------------------------------------------------------------------------
 
 
@@ -429,6 +476,41 @@ async def test_ping_to_a_peer_that_never_pongs_raises_once_closed(nursery: trio.
     with trio.fail_after(10):
         await done.wait()
     assert isinstance(got[0], ConnectionClosed) and got[0].reason.code == 1006
+
+
+@pytest.mark.trio
+async def test_a_pong_answers_its_ping_and_the_earlier_ones(nursery: trio.Nursery) -> None:
+    answered: list[bytes] = []
+    both_sent, both_answered = trio.Event(), trio.Event()
+
+    async def two_pings(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+
+        async def ping(payload: bytes) -> None:
+            await ws.ping(payload)
+            answered.append(payload)
+            if len(answered) == 2:
+                both_answered.set()
+
+        async with trio.open_nursery() as pings:
+            pings.start_soon(ping, b"1")
+            await trio.testing.wait_all_tasks_blocked()
+            pings.start_soon(ping, b"2")
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(ValueError):  # its pong would be ambiguous
+                await ws.ping(b"2")
+            both_sent.set()
+        await ws.get_message()
+
+    server = await start_server(nursery, two_pings)
+    stream, core = await raw_client(server.port)
+    with trio.fail_after(10):
+        await both_sent.wait()
+        core.send_pong(b"2")  # answers only the later ping (RFC 6455 §5.5.3 allows it)
+        await stream.send_all(core.data_to_send())
+        await both_answered.wait()
+    assert sorted(answered) == [b"1", b"2"]
+    await stream.aclose()
 
 
 @pytest.mark.trio
