@@ -865,6 +865,13 @@ async def _echo(request: WebSocketRequest) -> None:
         await ws.send_message(message)
 
 
+async def _serve_echo(host: str, port: int, max_message_size: int) -> None:
+    async with trio.open_nursery() as nursery:
+        serve = partial(serve_websocket, _echo, host, port, None, max_message_size=max_message_size)
+        await nursery.start(serve)
+        print(f"echo server on ws://{host}:{port}/ (trio)", flush=True)  # once listening
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m adapters.trio [--host H] [--port P]``: an echo server, until Ctrl-C."""
     import argparse
@@ -874,11 +881,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=9002)
     parser.add_argument("--max-message-size", type=int, default=2**20)
     args = parser.parse_args(argv)
-    print(f"echo server on ws://{args.host}:{args.port}/ (trio)", flush=True)
-    limit = args.max_message_size
-    serve = partial(serve_websocket, _echo, args.host, args.port, None, max_message_size=limit)
     try:
-        trio.run(serve)
+        trio.run(_serve_echo, args.host, args.port, args.max_message_size)
     except KeyboardInterrupt:
         pass
 

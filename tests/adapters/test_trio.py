@@ -8,6 +8,8 @@ import logging
 import re
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -978,3 +980,29 @@ def test_readme_trio_snippet_runs(capsys: pytest.CaptureFixture[str]) -> None:
     (code,) = re.findall(r"```python\n(import trio\n.*?)```", readme, re.S)
     exec(compile(code.replace('"127.0.0.1", 8000', '"127.0.0.1", 0'), "README.md", "exec"), {})
     assert capsys.readouterr().out == "hello\n"
+
+
+def test_python_m_adapters_trio_serves_an_echo() -> None:
+    """The README's one-command start: ``python -m adapters.trio --port P``, stopped by its PID."""
+    from websockets.sync.client import connect
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "adapters.trio", "--port", str(port)]
+    server = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert server.stdout is not None
+        assert (
+            server.stdout.readline() == f"echo server on ws://127.0.0.1:{port}/ (trio)\n".encode()
+        )  # listening
+        client = connect(f"ws://127.0.0.1:{port}/", subprotocols=["chat"], open_timeout=5)  # type: ignore[list-item]
+        with client:
+            client.send("hello")
+            assert client.recv(timeout=5) == "hello"
+            assert client.subprotocol == "chat"
+    finally:
+        server.terminate()
+        server.wait(10)
+        server.stdout.close()  # type: ignore[union-attr]
