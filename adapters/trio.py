@@ -31,9 +31,10 @@ and yields with a cancel-shielded checkpoint.
 Cancellation:
 
 - ``get_message()`` cancelled: no message is lost (trio memory channels promise this).
-- ``send_message()``/``pong()`` cancelled: the message was either not queued at all, or queued whole and
-  goes out in order; the stream never carries half a frame, because only the writer writes.
-- ``ping()`` cancelled: the ping was sent; its pong is ignored.
+- ``send_message()``/``pong()`` cancelled: nothing was queued (the cancellation point comes before the
+  queueing, the schedule point after it is shielded). What was queued goes out whole and in order: only the
+  writer writes, so the stream never carries half a frame.
+- ``ping()`` cancelled while waiting for its pong: the ping was sent; its pong is ignored.
 - ``aclose()`` cancelled, or the nursery that runs the connection cancelled: the connection is aborted
   (transport closed at once, ``closed.code`` 1006).
 
