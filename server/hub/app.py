@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from importlib import resources
 
 from wsproto_lite import HTTPRequest
@@ -85,10 +86,19 @@ class HubServer:
     def port(self) -> int:
         return self.server.port
 
-    def shutdown(self, timeout: float = 5.0) -> None:
-        """Loop thread: every client gets ``disconnect`` 4000 (reconnect and recover), then the server stops."""
+    def shutdown(self, timeout: float = 5.0, on_done: Callable[[], None] | None = None) -> None:
+        """Loop thread: every client gets ``disconnect`` 4000 (reconnect and recover), then the server stops.
+
+        ``on_done()`` runs once every connection is gone (at most ``timeout`` s later).
+        """
         self.hub.disconnect_all(DisconnectCode.SHUTDOWN, "shutdown")
-        self.server.shutdown(timeout, code=DisconnectCode.SHUTDOWN, reason="shutdown", on_done=self.hub.stop)
+
+        def done() -> None:
+            self.hub.stop()
+            if on_done is not None:
+                on_done()
+
+        self.server.shutdown(timeout, code=DisconnectCode.SHUTDOWN, reason="shutdown", on_done=done)
 
     def close(self) -> None:
         """Drop everything at once (tests)."""
