@@ -133,10 +133,10 @@ class Namespaces:
         if name.endswith(WILDCARD):
             if not pattern_ok:
                 raise HubError(ErrorCode.BAD_REQUEST, "wildcards are only for subscribe")
-            if not options.allow_wildcards:
-                raise HubError(ErrorCode.PERMISSION_DENIED, f"namespace {namespace!r} allows no wildcards")
             if not namespace:
                 raise HubError(ErrorCode.BAD_REQUEST, "a wildcard needs a namespace ('ns:*')")
+            if not options.allow_wildcards:
+                raise HubError(ErrorCode.PERMISSION_DENIED, f"namespace {namespace!r} allows no wildcards")
             return Channel(name, namespace, options, prefix=body)
         if not body or body == namespace + ":":
             raise HubError(ErrorCode.BAD_REQUEST, "empty channel name")
