@@ -65,7 +65,10 @@ function onPush(m) {
   if (m.push === "pub" && m.channel === state.room) showPublication(m, false);
   else if (m.push === "join" && m.channel === state.room) { state.present.set(m.info.client, m.info); renderPresence(); }
   else if (m.push === "leave" && m.channel === state.room) { state.present.delete(m.info.client); renderPresence(); }
-  else if (m.push === "disconnect") { state.reconnect = m.reconnect; logLine("system", "", "hub: " + m.reason); }
+  else if (m.push === "disconnect") {
+    state.reconnect = m.reconnect;
+    logLine("system", "", `disconnected by the hub (${m.reason})` + (m.reconnect ? "; reconnecting" : ""));
+  }
   else if (m.push === "unsubscribe") logLine("notice", "", "unsubscribed from " + m.channel + ": " + m.reason);
 }
 
