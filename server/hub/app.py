@@ -61,7 +61,9 @@ class HubServer:
         authenticate: Authenticate | None = None,
     ) -> None:
         self.config = config = config or HubConfig()
-        self.engine = engine or MemoryEngine(max_history_bytes=config.max_history_bytes, max_streams=config.max_streams)
+        self.engine = engine or MemoryEngine(
+            max_history_bytes=config.max_history_bytes, max_streams=config.max_streams
+        )
         self.hub = Hub(config.namespaces, engine=self.engine, limits=config.limits, authenticate=authenticate)
         limits = config.limits
         options = Options(
@@ -77,7 +79,12 @@ class HubServer:
             allowed_origins=set(config.allowed_origins) if config.allowed_origins is not None else None,
         )
         self.server = WebSocketServer(
-            self.hub, host=config.host or None, port=config.port, options=options, http_handler=StaticFiles(), loop=loop
+            self.hub,
+            host=config.host or None,
+            port=config.port,
+            options=options,
+            http_handler=StaticFiles(),
+            loop=loop,
         )
         self.loop = self.server.loop
         self.hub.start(self.loop)

@@ -44,11 +44,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         hub = HubServer(config)
     except OSError as exc:
-        print(f"error: cannot listen on {config.host or '*'}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"error: cannot listen on {config.host or '*'}:{config.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
         return 1
     for host, port in hub.server.addresses:
         shown = f"[{host}]" if ":" in host else host
-        print(f"hub listening: chat page http://{shown}:{port}/  WebSocket ws://{shown}:{port}/connection/websocket", flush=True)
+        print(
+            f"hub listening: chat page http://{shown}:{port}/  WebSocket ws://{shown}:{port}/connection/websocket",
+            flush=True,
+        )
     namespaces = ", ".join(repr(n) if n else "(default)" for n in config.namespaces.namespaces)
     print(f"namespaces: {namespaces}", flush=True)
     hub.serve_forever()

@@ -101,7 +101,16 @@ class Backoff:
 
 
 class _Subscription:
-    __slots__ = ("channel", "on_publication", "on_join", "on_leave", "on_recovery", "epoch", "offset", "recoverable")
+    __slots__ = (
+        "channel",
+        "on_publication",
+        "on_join",
+        "on_leave",
+        "on_recovery",
+        "epoch",
+        "offset",
+        "recoverable",
+    )
 
     def __init__(
         self,
@@ -155,7 +164,9 @@ class _ClientState:
             params["recover"] = {"epoch": sub.epoch, "offset": sub.offset}
         return params
 
-    def subscribed(self, sub: _Subscription, result: dict[str, Any], recovering: bool) -> RecoveryReport | None:
+    def subscribed(
+        self, sub: _Subscription, result: dict[str, Any], recovering: bool
+    ) -> RecoveryReport | None:
         """Apply a subscribe result: deliver recovered publications, return the report (re-subscribes)."""
         sub.recoverable = bool(result.get("recoverable"))
         report = None
@@ -167,7 +178,9 @@ class _ClientState:
             sub.epoch = str(result.get("epoch", ""))
             for pub in publications:
                 self._deliver(sub, pub)
-            report = RecoveryReport(sub.channel, bool(result.get("recovered")), len(publications), epoch_changed)
+            report = RecoveryReport(
+                sub.channel, bool(result.get("recovered")), len(publications), epoch_changed
+            )
         else:
             sub.epoch = str(result.get("epoch", ""))
             sub.offset = int(result.get("offset", 0))
@@ -190,7 +203,11 @@ class _ClientState:
     def on_push(self, push: dict[str, Any]) -> None:
         kind = push.get("push")
         if kind == "disconnect":
-            self.disconnect = (int(push.get("code", 0)), str(push.get("reason", "")), bool(push.get("reconnect")))
+            self.disconnect = (
+                int(push.get("code", 0)),
+                str(push.get("reason", "")),
+                bool(push.get("reconnect")),
+            )
             return
         sub = self.subscriptions.get(push.get("pattern") or push.get("channel", ""))
         if sub is None:
@@ -215,7 +232,9 @@ class _ClientState:
 def _result(reply: dict[str, Any]) -> dict[str, Any]:
     error = reply.get("error")
     if error is not None:
-        raise HubCommandError(int(error.get("code", 0)), str(error.get("message", "")), bool(error.get("temporary")))
+        raise HubCommandError(
+            int(error.get("code", 0)), str(error.get("message", "")), bool(error.get("temporary"))
+        )
     result = reply.get("result", {})
     return result if isinstance(result, dict) else {}
 
@@ -372,7 +391,12 @@ class HubClient:
         return self.call("presence_stats", {"channel": channel})
 
     def history(
-        self, channel: str, *, limit: int | None = None, since: dict[str, Any] | None = None, reverse: bool = False
+        self,
+        channel: str,
+        *,
+        limit: int | None = None,
+        since: dict[str, Any] | None = None,
+        reverse: bool = False,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {"channel": channel, "reverse": reverse}
         if limit is not None:
@@ -452,7 +476,10 @@ class LoopHubClient(Handler):
             self.conn.close()
 
     def call(
-        self, method: str, params: dict[str, Any] | None = None, on_reply: Callable[[dict[str, Any]], None] | None = None
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        on_reply: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         """Send a command; ``on_reply(reply)`` gets ``{"result": ...}`` or ``{"error": ...}``."""
         if self.conn is None or not self.connected:
@@ -493,7 +520,9 @@ class LoopHubClient(Handler):
 
         self.call("subscribe", params, done)
 
-    def publish(self, channel: str, data: Any, on_reply: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def publish(
+        self, channel: str, data: Any, on_reply: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         self.call("publish", {"channel": channel, "data": data}, on_reply)
 
     # -- Handler callbacks ---------------------------------------------------------------------

@@ -291,7 +291,10 @@ class Hub(Handler):
             self.engine.add_presence(channel.name, session.info)
             if options.join_leave:
                 self._presence_push("join", channel.name, session)
-        result: dict[str, Any] = {"recoverable": options.history and not channel.is_pattern, "presence": presence}
+        result: dict[str, Any] = {
+            "recoverable": options.history and not channel.is_pattern,
+            "presence": presence,
+        }
         if recover is None:
             position = self.engine.position(channel.name, options) if not channel.is_pattern else None
             result["epoch"] = position.epoch if position else ""
@@ -350,7 +353,9 @@ class Hub(Handler):
         limit = min(get_int(params, "limit", cap), cap)
         since = get_position(params, "since")
         reverse = get_bool(params, "reverse")
-        history = self.engine.history(channel.name, channel.options, since=since, limit=limit, reverse=reverse)
+        history = self.engine.history(
+            channel.name, channel.options, since=since, limit=limit, reverse=reverse
+        )
         result = {"epoch": history.position.epoch, "offset": history.position.offset}
         return _with_publications(result, history.publications)
 
@@ -464,7 +469,11 @@ class Hub(Handler):
         for conn in conns:
             if conn in self.sessions and not self.sessions[conn].closed:
                 self.stats.slow_disconnects += 1
-                logger.info("%s: slow subscriber (%d bytes unsent), disconnecting", conn.remote_address, conn.buffered_amount)
+                logger.info(
+                    "%s: slow subscriber (%d bytes unsent), disconnecting",
+                    conn.remote_address,
+                    conn.buffered_amount,
+                )
                 self.disconnect(conn, DisconnectCode.SLOW, "slow")
 
 

@@ -100,7 +100,12 @@ class MemoryEngine(Engine):
             stream.last_publish = now
             self._streams.move_to_end(channel)
             publication = Publication(
-                channel, stream.top, data_json, info_json, epoch=stream.epoch, expires=now + options.history_ttl
+                channel,
+                stream.top,
+                data_json,
+                info_json,
+                epoch=stream.epoch,
+                expires=now + options.history_ttl,
             )
             stream.items.append(publication)
             stream.size += publication.size
@@ -186,7 +191,8 @@ class MemoryEngine(Engine):
             else:
                 if since.offset + 1 < first:
                     raise HubError(
-                        ErrorCode.UNRECOVERABLE_POSITION, "publications after that position are no longer held"
+                        ErrorCode.UNRECOVERABLE_POSITION,
+                        "publications after that position are no longer held",
                     )
                 selected = list(items)[since.offset + 1 - first :]
         else:

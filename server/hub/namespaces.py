@@ -18,7 +18,15 @@ from typing import Any
 
 from .protocol import ErrorCode, HubError
 
-__all__ = ["Channel", "namespace_of", "NamespaceOptions", "Namespaces", "DEFAULT_NAMESPACES", "MAX_CHANNEL_LENGTH", "WILDCARD"]
+__all__ = [
+    "Channel",
+    "namespace_of",
+    "NamespaceOptions",
+    "Namespaces",
+    "DEFAULT_NAMESPACES",
+    "MAX_CHANNEL_LENGTH",
+    "WILDCARD",
+]
 
 MAX_CHANNEL_LENGTH = 255
 WILDCARD = "*"
@@ -122,10 +130,14 @@ class Namespaces:
 
     def resolve(self, name: str, *, pattern_ok: bool = False) -> Channel:
         if len(name) > MAX_CHANNEL_LENGTH:
-            raise HubError(ErrorCode.BAD_REQUEST, f"channel names are at most {MAX_CHANNEL_LENGTH} characters")
+            raise HubError(
+                ErrorCode.BAD_REQUEST, f"channel names are at most {MAX_CHANNEL_LENGTH} characters"
+            )
         body = name[:-1] if name.endswith(WILDCARD) else name
         if body and not _CHANNEL_CHARS.fullmatch(body):
-            raise HubError(ErrorCode.BAD_REQUEST, "channel names use printable ASCII without spaces or quotes")
+            raise HubError(
+                ErrorCode.BAD_REQUEST, "channel names use printable ASCII without spaces or quotes"
+            )
         namespace = body.partition(":")[0] if ":" in body else ""
         options = self.namespaces.get(namespace)
         if options is None:
@@ -149,4 +161,3 @@ class Namespaces:
 def namespace_of(channel: str) -> str:
     """The namespace part of a (valid) channel name."""
     return channel.partition(":")[0] if ":" in channel else ""
-

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 __all__ = [
     "Command",
@@ -125,7 +125,7 @@ def dumps(value: Any) -> str:
     return _encode(value)
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -187,7 +187,9 @@ def get_channel(params: dict[str, Any]) -> str:
     return value
 
 
-def get_int(params: dict[str, Any], name: str, default: int, *, minimum: int = 0, maximum: int = MAX_ID) -> int:
+def get_int(
+    params: dict[str, Any], name: str, default: int, *, minimum: int = 0, maximum: int = MAX_ID
+) -> int:
     value = params.get(name)
     if value is None:
         return default
@@ -224,7 +226,10 @@ def reply_frame(command_id: int, result: dict[str, Any]) -> str:
 
 def error_frame(command_id: int, error: HubError) -> str:
     return _encode(
-        {"id": command_id, "error": {"code": error.code, "message": error.message, "temporary": error.temporary}}
+        {
+            "id": command_id,
+            "error": {"code": error.code, "message": error.message, "temporary": error.temporary},
+        }
     )
 
 

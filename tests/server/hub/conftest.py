@@ -18,7 +18,7 @@ from server.websocket import WebSocket
 
 
 class HubThread:
-    """A HubServer on 127.0.0.1 in its own loop thread; ``restart()`` brings up a fresh hub on the same port."""
+    """A HubServer on 127.0.0.1 in its own loop thread; ``restart()``: a fresh hub on the same port."""
 
     def __init__(self, config: HubConfig | None = None, authenticate: Authenticate | None = None) -> None:
         self.config = config or HubConfig(port=0)

@@ -28,7 +28,9 @@ ARGS = [
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the test extra installs playwright")
 if not shutil.which(CHROMIUM):
-    pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)", allow_module_level=True)
+    pytest.skip(
+        f"no chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)", allow_module_level=True
+    )
 
 
 @pytest.fixture(scope="module")

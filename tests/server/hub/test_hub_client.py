@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from server.hub.client import Backoff, HubClient, HubCommandError, HubDisconnected, LoopHubClient, RecoveryReport
+from server.hub.client import (
+    Backoff,
+    HubClient,
+    HubCommandError,
+    HubDisconnected,
+    LoopHubClient,
+    RecoveryReport,
+)
 from server.hub.protocol import DisconnectCode
 from server.loop import EventLoop
 
@@ -114,7 +121,9 @@ def test_loop_client(hub: HubThread) -> None:
             while hub.call(lambda: "chat:l" not in hub.hub._channels):
                 b.ping()
             b.publish("chat:l", 1)
-            hub.call(lambda: hub.hub.disconnect(_conn_of(hub, client.state.client_id), DisconnectCode.SLOW, "slow"))
+            hub.call(
+                lambda: hub.hub.disconnect(_conn_of(hub, client.state.client_id), DisconnectCode.SLOW, "slow")
+            )
             b.publish("chat:l", 2)
             assert connected.acquire(timeout=10)  # reconnected
             replies: list[dict[str, Any]] = []

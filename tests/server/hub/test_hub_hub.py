@@ -205,9 +205,14 @@ def test_history_limit_since_reverse(raw: Any) -> None:
     assert [p["data"] for p in everything["publications"]] == [1, 2, 3, 4, 5]
     assert everything["offset"] == 5 and everything["epoch"] == epoch
     assert [p["offset"] for p in a.ok("history", {"channel": "chat:h", "limit": 2})["publications"]] == [4, 5]
-    assert [p["data"] for p in a.ok("history", {"channel": "chat:h", "limit": 2, "reverse": True})["publications"]] == [5, 4]
+    assert [
+        p["data"] for p in a.ok("history", {"channel": "chat:h", "limit": 2, "reverse": True})["publications"]
+    ] == [5, 4]
     since = {"epoch": epoch, "offset": 3}
-    assert [p["data"] for p in a.ok("history", {"channel": "chat:h", "since": since})["publications"]] == [4, 5]
+    assert [p["data"] for p in a.ok("history", {"channel": "chat:h", "since": since})["publications"]] == [
+        4,
+        5,
+    ]
     backwards = a.ok("history", {"channel": "chat:h", "since": since, "reverse": True})["publications"]
     assert [p["data"] for p in backwards] == [2, 1]
     assert a.ok("history", {"channel": "chat:h", "limit": 0})["publications"] == []
@@ -219,7 +224,9 @@ def test_history_limit_since_reverse(raw: Any) -> None:
 
 
 def _small_history_hub() -> HubThread:
-    names = Namespaces({**DEFAULT_NAMESPACES, "tiny": NamespaceOptions(history_size=3, history_ttl=60, allow_publish=True)})
+    names = Namespaces(
+        {**DEFAULT_NAMESPACES, "tiny": NamespaceOptions(history_size=3, history_ttl=60, allow_publish=True)}
+    )
     return HubThread(HubConfig(port=0, namespaces=names))
 
 
@@ -295,8 +302,16 @@ def test_malformed_frames_get_errors_and_the_connection_lives(raw: Any) -> None:
         ('{"id": 7, "method": 3}', 7, ErrorCode.BAD_REQUEST),
         ('{"id": 8, "method": "fly"}', 8, ErrorCode.METHOD_NOT_FOUND),
         ('{"id": 9, "method": "subscribe", "params": []}', 9, ErrorCode.BAD_REQUEST),
-        ('{"id": 10, "method": "publish", "params": {"channel": "chat:x", "data": NaN}}', 0, ErrorCode.BAD_REQUEST),
-        ('{"id": 11, "method": "subscribe", "params": {"channel": "chat:x", "recover": 5}}', 11, ErrorCode.BAD_REQUEST),
+        (
+            '{"id": 10, "method": "publish", "params": {"channel": "chat:x", "data": NaN}}',
+            0,
+            ErrorCode.BAD_REQUEST,
+        ),
+        (
+            '{"id": 11, "method": "subscribe", "params": {"channel": "chat:x", "recover": 5}}',
+            11,
+            ErrorCode.BAD_REQUEST,
+        ),
         ("[" * 60_000, 0, ErrorCode.BAD_REQUEST),
         ('{"id": 1' + "0" * 5000 + "}", 0, ErrorCode.BAD_REQUEST),
         ("x" * (64 * 1024 + 1), 0, ErrorCode.LIMIT_EXCEEDED),
@@ -346,7 +361,10 @@ def test_slow_subscriber_is_dropped_while_a_fast_one_keeps_receiving() -> None:
         head = b""
         while b"\r\n\r\n" not in head:
             head += slow_sock.recv(1)
-        for frame in ({"id": 1, "method": "connect"}, {"id": 2, "method": "subscribe", "params": {"channel": "bench:x"}}):
+        for frame in (
+            {"id": 1, "method": "connect"},
+            {"id": 2, "method": "subscribe", "params": {"channel": "bench:x"}},
+        ):
             payload = json.dumps(frame).encode()
             slow_sock.sendall(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
         fast, publisher = Raw(h.url), Raw(h.url)
@@ -374,7 +392,9 @@ def test_slow_subscriber_is_dropped_while_a_fast_one_keeps_receiving() -> None:
             chunk = slow_sock.recv(1 << 20)
             assert chunk, "closed before the close frame"
             data += chunk
-        assert data.index(b'{"push":"disconnect","code":4001,"reason":"slow","reconnect":true}') < data.index(close_frame)
+        assert data.index(b'{"push":"disconnect","code":4001,"reason":"slow","reconnect":true}') < data.index(
+            close_frame
+        )
         publisher.ok("publish", {"channel": "bench:x", "data": "after"})
         assert fast.push()["data"] == "after"
         slow_sock.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,12 +16,20 @@ from .conftest import HubThread, Raw
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
-param_names = st.sampled_from(["channel", "data", "recover", "since", "limit", "reverse", "token", "name", "x"])
-channels = st.sampled_from(["chat:a", "stock:*", "stock:B", "bench:c", "lobby", "nope:x", "", "chat:", "*"]) | st.text(max_size=12)
-param_values = channels | json_values | st.fixed_dictionaries({"epoch": st.text(max_size=8), "offset": st.integers()})
+param_names = st.sampled_from(
+    ["channel", "data", "recover", "since", "limit", "reverse", "token", "name", "x"]
+)
+channels = st.sampled_from(
+    ["chat:a", "stock:*", "stock:B", "bench:c", "lobby", "nope:x", "", "chat:", "*"]
+) | st.text(max_size=12)
+param_values = (
+    channels | json_values | st.fixed_dictionaries({"epoch": st.text(max_size=8), "offset": st.integers()})
+)
 commands = st.fixed_dictionaries(
     {
         "id": st.integers(min_value=-2, max_value=1000) | json_values,
@@ -64,7 +71,9 @@ def test_junk_never_crashes_the_hub_nor_reaches_another_connection(
             replies += 1
             assert ("result" in got) != ("error" in got), got
     # the marker: the attacker's next command; its reply comes after anything the junk caused
-    attacker.send({"id": MAX_ID, "method": "publish", "params": {"channel": VICTIM_CHANNEL, "data": "marker"}})
+    attacker.send(
+        {"id": MAX_ID, "method": "publish", "params": {"channel": VICTIM_CHANNEL, "data": "marker"}}
+    )
     while "id" not in (got := attacker.recv()):
         pass
     assert got["id"] == MAX_ID and "result" in got, got

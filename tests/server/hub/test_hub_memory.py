@@ -43,7 +43,9 @@ def test_size_bound_and_recovery() -> None:
     for i in range(1, 6):
         engine.publish("c", str(i), None, KEEP3)
     epoch = engine.position("c", KEEP3).epoch
-    assert [p.offset for p in engine.history("c", KEEP3, since=None, limit=None, reverse=False).publications] == [3, 4, 5]
+    assert [
+        p.offset for p in engine.history("c", KEEP3, since=None, limit=None, reverse=False).publications
+    ] == [3, 4, 5]
     ok = engine.recover("c", KEEP3, Position(epoch, 2))
     assert ok.recovered and [p.offset for p in ok.publications] == [3, 4, 5]
     gap = engine.recover("c", KEEP3, Position(epoch, 1))
@@ -80,9 +82,9 @@ def test_ttl_and_stream_expiry() -> None:
 def test_global_bounds() -> None:
     big = NamespaceOptions(history_size=1000, history_ttl=60.0)
     engine = MemoryEngine(max_history_bytes=10_000, max_streams=3)
-    for i in range(100):
+    for _ in range(100):
         engine.publish("old", "x" * 100, None, big)
-    for i in range(10):
+    for _ in range(10):
         engine.publish("new", "y" * 100, None, big)
     assert engine.history_bytes <= 10_000 and engine.evicted > 0
     new = engine.history("new", big, since=None, limit=None, reverse=False).publications

@@ -94,7 +94,12 @@ def test_frames_are_the_contracts_json() -> None:
         "error": {"code": 111, "message": "slow down", "temporary": True},
     }
     pub = publication_json("chat:x", 3, '{"t":1}', '{"client":"c","user":"u"}')
-    assert json.loads(pub) == {"channel": "chat:x", "offset": 3, "data": {"t": 1}, "info": {"client": "c", "user": "u"}}
+    assert json.loads(pub) == {
+        "channel": "chat:x",
+        "offset": 3,
+        "data": {"t": 1},
+        "info": {"client": "c", "user": "u"},
+    }
     assert json.loads(publication_json("c", None, "null", None)) == {"channel": "c", "data": None}
     assert json.loads(pub_push_frame(pub)) == {"push": "pub", **json.loads(pub)}
     assert json.loads(pub_push_frame(pub, "chat:*"))["pattern"] == "chat:*"
