@@ -6,7 +6,11 @@ oldest publications of the least recently published streams go first), ``max_str
 the least recently published stream is dropped whole; if the channel comes back it starts a new epoch).
 Nothing is dropped silently: a client asking for a gap that is no longer held is told so.
 
-Epochs are random per stream, so a restarted process never continues an old numbering.
+Reading never creates state: a channel nobody published to has no stream, only the engine's current
+epoch (random per process, with a generation number bumped whenever any stream is dropped), so a client
+can subscribe to a thousand empty channels without costing memory or evicting anyone's history.  A stream
+takes the current epoch when its first publication arrives; a dropped and re-created stream therefore
+gets another epoch, and a restarted process never continues an old numbering.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ _NO_HISTORY = Position("", 0)
 class _Stream:
     __slots__ = ("epoch", "top", "items", "size", "last_publish")
 
-    def __init__(self, now: float) -> None:
-        self.epoch = secrets.token_hex(4)
+    def __init__(self, epoch: str, now: float) -> None:
+        self.epoch = epoch
         self.top = 0  # offset of the latest publication (0: none yet)
         self.items: deque[Publication] = deque()
         self.size = 0
@@ -71,6 +75,8 @@ class MemoryEngine(Engine):
         self._streams: OrderedDict[str, _Stream] = OrderedDict()  # least recently published first
         self._history_bytes = 0
         self._presence: dict[str, _Presence] = {}
+        self._boot = secrets.token_hex(4)
+        self._generation = 0
         self.evicted = 0
         """Publications dropped before their TTL to stay within ``max_history_bytes``."""
 
@@ -122,10 +128,15 @@ class MemoryEngine(Engine):
 
     # -- history ---------------------------------------------------------------------------------
 
+    @property
+    def current_epoch(self) -> str:
+        """The epoch of a stream created now (and of every channel without a stream)."""
+        return f"{self._boot}-{self._generation}"
+
     def _stream(self, channel: str, now: float) -> _Stream:
         stream = self._streams.get(channel)
         if stream is None:
-            stream = self._streams[channel] = _Stream(now)
+            stream = self._streams[channel] = _Stream(self.current_epoch, now)
             if len(self._streams) > self.max_streams:
                 self._drop_stream(next(iter(self._streams)))
         return stream
@@ -143,6 +154,7 @@ class MemoryEngine(Engine):
     def _drop_stream(self, channel: str) -> None:
         stream = self._streams.pop(channel)
         self._history_bytes -= stream.size
+        self._generation += 1  # the channel may come back: it must not reuse the epoch it had
 
     def _enforce_global_bounds(self) -> None:
         if self._history_bytes <= self.max_history_bytes:
@@ -157,14 +169,17 @@ class MemoryEngine(Engine):
     def position(self, channel: str, options: NamespaceOptions) -> Position:
         if not options.history:
             return _NO_HISTORY
-        stream = self._stream(channel, self.clock())
-        return Position(stream.epoch, stream.top)
+        stream = self._streams.get(channel)
+        return Position(self.current_epoch, 0) if stream is None else Position(stream.epoch, stream.top)
 
     def _held(self, channel: str, options: NamespaceOptions) -> _Stream | None:
+        """The channel's stream, pruned; a transient empty one if it has none (nothing is stored)."""
         if not options.history:
             return None
         now = self.clock()
-        stream = self._stream(channel, now)
+        stream = self._streams.get(channel)
+        if stream is None:
+            return _Stream(self.current_epoch, now)
         self._prune(stream, now)
         return stream
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +12,7 @@ import pytest
 from server.client import ClientWebSocket, connect
 from server.hub.app import HubServer
 from server.hub.config import HubConfig
+from server.hub.engine import Engine
 from server.hub.hub import Authenticate
 from server.loop import EventLoop
 from server.websocket import WebSocket
@@ -20,9 +21,15 @@ from server.websocket import WebSocket
 class HubThread:
     """A HubServer on 127.0.0.1 in its own loop thread; ``restart()``: a fresh hub on the same port."""
 
-    def __init__(self, config: HubConfig | None = None, authenticate: Authenticate | None = None) -> None:
+    def __init__(
+        self,
+        config: HubConfig | None = None,
+        authenticate: Authenticate | None = None,
+        engine: Callable[[], Engine] | None = None,
+    ) -> None:
         self.config = config or HubConfig(port=0)
         self.authenticate = authenticate
+        self.engine = engine
         self.loop = EventLoop()
         self.closed = threading.Condition()
         self.hub_server = self._start()
@@ -30,7 +37,8 @@ class HubThread:
         self.thread.start()
 
     def _start(self) -> HubServer:
-        server = HubServer(self.config, loop=self.loop, authenticate=self.authenticate)
+        engine = self.engine() if self.engine is not None else None
+        server = HubServer(self.config, loop=self.loop, authenticate=self.authenticate, engine=engine)
         hub = server.hub
         original = hub.on_close
 

@@ -429,3 +429,22 @@ def test_sessions_and_subscriptions_are_freed_at_close_without_gc(hub: HubThread
         assert hub.call(lambda: hub.hub.engine.presence_channel_count) == 0
     finally:
         gc.enable()
+
+
+def test_an_engine_failure_is_error_100_and_the_connection_lives() -> None:
+    from server.hub.memory import MemoryEngine
+
+    class Broken(MemoryEngine):
+        def publish(self, channel: str, data_json: str, info_json: str | None, options: Any) -> Any:
+            raise RuntimeError("backend down")
+
+    h = HubThread(engine=Broken)
+    try:
+        r = Raw(h.url)
+        r.ok("connect")
+        reply = r.cmd("publish", {"channel": "chat:x", "data": 1})
+        assert reply["error"] == {"code": 100, "message": "internal error", "temporary": True}
+        assert r.ok("ping") == {}
+        r.close()
+    finally:
+        h.stop()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from server.hub.engine import ClientInfo, Publication
 from server.hub.memory import MemoryEngine
@@ -77,6 +79,20 @@ def test_ttl_and_stream_expiry() -> None:
     engine.expire()
     assert engine.stream_count == 0
     assert engine.position("c", KEEP3).epoch != epoch  # a new stream, a new epoch: no silent reuse
+    assert not engine.recover("c", KEEP3, Position(epoch, 2)).recovered
+
+
+def test_reading_creates_no_state() -> None:
+    engine = MemoryEngine()
+    position = engine.position("empty", KEEP3)
+    assert position.offset == 0
+    assert engine.history("empty", KEEP3, since=position, limit=None, reverse=False).publications == []
+    assert engine.recover("empty", KEEP3, position).recovered
+    assert engine.stream_count == 0 and engine.history_bytes == 0
+    # the first publication keeps the epoch a subscriber was told: it recovers everything
+    engine.publish("empty", "1", None, KEEP3)
+    recovered = engine.recover("empty", KEEP3, position)
+    assert recovered.recovered and [p.offset for p in recovered.publications] == [1]
 
 
 def test_global_bounds() -> None:
@@ -110,3 +126,30 @@ def test_presence_counts_users_once() -> None:
         engine.remove_presence("c", client)
     assert engine.presence_stats("c") == (0, 0) and engine.presence_channel_count == 0
     engine.remove_presence("nowhere", "x")
+
+
+@given(
+    steps=st.lists(
+        st.one_of(st.just("publish"), st.floats(min_value=0, max_value=8), st.just("expire")), max_size=40
+    ),
+    since=st.integers(min_value=0, max_value=45),
+)
+def test_recovery_is_all_or_nothing_never_a_silent_gap(steps: list[object], since: int) -> None:
+    clock = Clock()
+    engine = MemoryEngine(clock=clock, max_history_bytes=2_000)
+    for step in steps:
+        if step == "publish":
+            engine.publish("c", '"x"', None, KEEP3)
+        elif step == "expire":
+            engine.expire()
+        else:
+            clock.now += float(step)  # type: ignore[arg-type]
+    position = engine.position("c", KEEP3)
+    result = engine.recover("c", KEEP3, Position(position.epoch, since))
+    offsets = [p.offset for p in result.publications]
+    assert offsets == sorted(offsets) and all(o > since for o in offsets)  # type: ignore[operator]
+    held = {p.offset for p in engine.history("c", KEEP3, since=None, limit=None, reverse=False).publications}
+    missed = set(range(since + 1, position.offset + 1))
+    assert result.recovered == (since <= position.offset and missed <= held)  # all or nothing, exactly
+    if result.recovered:
+        assert offsets == sorted(missed)  # every one, in order
