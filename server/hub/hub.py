@@ -43,6 +43,7 @@ from .protocol import (
     presence_push_frame,
     pub_push_frame,
     reply_frame,
+    unsubscribe_push_frame,
 )
 
 if TYPE_CHECKING:
@@ -151,6 +152,7 @@ class Hub(Handler):
         self.authenticate = authenticate or _anonymous
         self.stats = HubStats()
         self.sessions: dict[WebSocket, Session] = {}
+        self._clients: dict[str, WebSocket] = {}  # client id -> connection, for the server-side API
         self._channels: dict[str, _Subscribers] = {}  # exact channel -> subscribers
         self._patterns: dict[str, dict[str, _Subscribers]] = {}  # namespace -> pattern -> subscribers
         self._loop: EventLoop | None = None
@@ -212,6 +214,8 @@ class Hub(Handler):
         session = self.sessions.pop(conn, None)
         if session is not None:
             self._end(session)
+            if session.info is not None:
+                self._clients.pop(session.info.client, None)
 
     def on_message(self, conn: WebSocket, message: str | bytes) -> None:
         session = self.sessions.get(conn)
@@ -267,6 +271,7 @@ class Hub(Handler):
         name = get_str(params, "name", required=False, max_length=self.limits.max_name_length)
         user = self.authenticate(token, session.conn.request)
         session.info = ClientInfo(secrets.token_urlsafe(12), user, name)
+        self._clients[session.info.client] = session.conn
         session.info_json = dumps({"client": session.info.client, "user": user})
         return {"client": session.info.client, "user": user, "ping": self.limits.ping_interval}
 
@@ -416,6 +421,36 @@ class Hub(Handler):
         subscriptions, session.subscriptions = session.subscriptions, {}
         for subscription in subscriptions.values():
             self._drop_subscription(session, subscription)
+
+    # -- the server-side API (the HTTP API of the operations issue calls these) ----------------------
+
+    def connection_of(self, client: str) -> WebSocket | None:
+        """The connection of a client id (from ``connect``), if it is still here."""
+        return self._clients.get(client)
+
+    def publish(self, channel: str, data: Any) -> Publication:
+        """Publish from the server: no ``info``; namespace rules on client publishing do not apply.
+
+        Raises ``HubError`` (102/107) for a bad channel or data that is not JSON.
+        """
+        resolved = self.namespaces.resolve(channel)
+        try:
+            data_json = dumps(data)
+        except (TypeError, ValueError, RecursionError):
+            raise HubError(ErrorCode.BAD_REQUEST, "data cannot be encoded as JSON") from None
+        return self.engine.publish(resolved.name, data_json, None, resolved.options)
+
+    def unsubscribe(self, conn: WebSocket, channel: str, code: int = 2000, reason: str = "server") -> bool:
+        """End a client's subscription from the server side, with an ``unsubscribe`` push."""
+        session = self.sessions.get(conn)
+        if session is None or session.closed:
+            return False
+        subscription = session.subscriptions.pop(channel, None)
+        if subscription is None:
+            return False
+        self._drop_subscription(session, subscription)
+        conn.send(unsubscribe_push_frame(channel, code, reason))
+        return True
 
     def disconnect(self, conn: WebSocket, code: int, reason: str) -> None:
         """Send a ``disconnect`` push and close the connection with the same code."""

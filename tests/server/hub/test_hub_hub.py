@@ -425,7 +425,7 @@ def test_sessions_and_subscriptions_are_freed_at_close_without_gc(hub: HubThread
         r.close()
         assert hub.wait_sessions(0)
         assert hub.call(lambda: [w() is None for w in weak]) == [True, True, True]
-        assert hub.call(lambda: (hub.hub._channels, hub.hub._patterns)) == ({}, {})
+        assert hub.call(lambda: (hub.hub._channels, hub.hub._patterns, hub.hub._clients)) == ({}, {}, {})
         assert hub.call(lambda: hub.hub.engine.presence_channel_count) == 0
     finally:
         gc.enable()
@@ -448,3 +448,26 @@ def test_an_engine_failure_is_error_100_and_the_connection_lives() -> None:
         r.close()
     finally:
         h.stop()
+
+
+def test_server_side_publish_and_unsubscribe(raw: Any, hub: HubThread) -> None:
+    a, b = raw(connect=False), raw()
+    client_a = a.ok("connect")["client"]
+    a.ok("subscribe", {"channel": "chat:s"})
+    b.ok("subscribe", {"channel": "chat:s"})
+    assert a.push()["push"] == "join"
+    publication = hub.call(hub.hub.publish, "chat:s", {"from": "server"})
+    assert publication.offset == 1
+    push = a.push()
+    assert push == {"push": "pub", "channel": "chat:s", "offset": 1, "data": {"from": "server"}}  # no info
+    with pytest.raises(HubError):
+        hub.call(hub.hub.publish, "nope:x", 1)
+    with pytest.raises(HubError):
+        hub.call(hub.hub.publish, "chat:s", object())
+    conn = hub.call(hub.hub.connection_of, client_a)
+    assert hub.call(hub.hub.unsubscribe, conn, "chat:s") is True
+    assert a.push() == {"push": "unsubscribe", "channel": "chat:s", "code": 2000, "reason": "server"}
+    assert b.push()["push"] == "pub" and b.push()["push"] == "leave"
+    assert hub.call(hub.hub.unsubscribe, conn, "chat:s") is False
+    assert a.error("unsubscribe", {"channel": "chat:s"}) == ErrorCode.NOT_SUBSCRIBED
+    assert hub.call(hub.hub.connection_of, "nobody") is None
