@@ -42,7 +42,15 @@ if TYPE_CHECKING:
     from ..loop import EventLoop, TimerHandle
     from ..websocket import WebSocket
 
-__all__ = ["HubClient", "LoopHubClient", "RecoveryReport", "HubCommandError", "HubDisconnected", "Backoff"]
+__all__ = [
+    "HubClient",
+    "LoopHubClient",
+    "RecoveryReport",
+    "HubCommandError",
+    "HubDisconnected",
+    "HubReplyLost",
+    "Backoff",
+]
 
 logger = logging.getLogger("server.hub.client")
 
@@ -67,6 +75,17 @@ class HubDisconnected(ConnectionError):
         super().__init__(f"disconnected: {code} {reason}")
         self.code = code
         self.reason = reason
+
+
+class HubReplyLost(ConnectionError):
+    """The connection broke before the reply; the client reconnected; the outcome is unknown."""
+
+    def __init__(self, method: str) -> None:
+        super().__init__(f"connection lost before the reply to {method!r}; reconnected")
+        self.method = method
+
+
+_READ_ONLY = frozenset({"presence", "presence_stats", "history", "ping"})
 
 
 @dataclass(frozen=True)
@@ -352,7 +371,9 @@ class HubClient:
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send a command and wait for its reply (pushes that arrive meanwhile go to their callbacks).
 
-        A lost connection is re-established (with recovery) and the command is sent once more.
+        When the connection is lost meanwhile it is re-established (with recovery); a read-only command
+        is then sent again, any other raises ``HubReplyLost`` (it may or may not have been applied: a
+        ``publish`` repeated blindly could be delivered twice).
         """
         if self.ws is None:
             self.connect()
@@ -360,6 +381,8 @@ class HubClient:
             return self._call_once(method, params)
         except (OSError, ConnectionClosed) as exc:
             self._connection_lost(exc)
+            if method not in _READ_ONLY:
+                raise HubReplyLost(method) from exc
             return self._call_once(method, params)
 
     def subscribe(

@@ -158,15 +158,6 @@ class Hub(Handler):
         self._loop: EventLoop | None = None
         self._tick_timer: TimerHandle | None = None
         self._ticks = 0
-        self._commands: dict[str, Callable[[Session, dict[str, Any]], Result]] = {
-            "subscribe": self._subscribe,
-            "unsubscribe": self._unsubscribe,
-            "publish": self._publish,
-            "presence": self._presence,
-            "presence_stats": self._presence_stats,
-            "history": self._history,
-            "ping": self._ping,
-        }
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -245,7 +236,7 @@ class Hub(Handler):
             elif session.info is None:
                 raise HubError(ErrorCode.BAD_REQUEST, "the first command must be connect")
             else:
-                result = self._commands[command.method](session, command.params)
+                result = _COMMANDS[command.method](self, session, command.params)
         except HubError as exc:
             self._send_error(conn, command.id, exc)
             return
@@ -510,6 +501,18 @@ class Hub(Handler):
                     conn.buffered_amount,
                 )
                 self.disconnect(conn, DisconnectCode.SLOW, "slow")
+
+
+#: Method name -> handler (plain functions: a table of bound methods would be a reference cycle).
+_COMMANDS: dict[str, Callable[[Hub, Session, dict[str, Any]], Result]] = {
+    "subscribe": Hub._subscribe,
+    "unsubscribe": Hub._unsubscribe,
+    "publish": Hub._publish,
+    "presence": Hub._presence,
+    "presence_stats": Hub._presence_stats,
+    "history": Hub._history,
+    "ping": Hub._ping,
+}
 
 
 def _with_publications(result: dict[str, Any], publications: list[Publication]) -> str:

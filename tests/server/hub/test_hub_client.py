@@ -135,3 +135,18 @@ def test_loop_client(hub: HubThread) -> None:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+def test_a_lost_reply_retries_reads_and_reports_writes(hub: HubThread) -> None:
+    from server.hub.client import HubReplyLost
+
+    with HubClient(hub.url, backoff=FAST) as a:
+        a.subscribe("chat:w", lambda pub: None)
+        # the hub drops the connection before answering: set up by disconnecting it in the loop first
+        hub.call(lambda: hub.hub.disconnect(_conn_of(hub, a.client_id), DisconnectCode.SLOW, "slow"))
+        assert a.presence_stats("chat:w") == {"clients": 1, "users": 1}  # reconnected, re-subscribed, retried
+        hub.call(lambda: hub.hub.disconnect(_conn_of(hub, a.client_id), DisconnectCode.SLOW, "slow"))
+        with pytest.raises(HubReplyLost):
+            a.publish("chat:w", "maybe")
+        assert a.reconnects == 2
+        assert a.publish("chat:w", "surely")["offset"] == 1  # the first never reached the hub
