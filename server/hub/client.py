@@ -186,30 +186,20 @@ class _ClientState:
     def subscribed(
         self, sub: _Subscription, result: dict[str, Any], recovering: bool
     ) -> RecoveryReport | None:
-        """Apply a subscribe result: deliver recovered publications, return the report (re-subscribes)."""
+        """Apply a subscribe result; when recovering, deliver what was missed and return the report."""
         sub.recoverable = bool(result.get("recoverable"))
-        report = None
-        if recovering:
-            publications = result.get("publications", [])
-            epoch_changed = result.get("epoch") != sub.epoch
-            if epoch_changed:
-                sub.offset = 0
-            sub.epoch = str(result.get("epoch", ""))
-            for pub in publications:
-                self._deliver(sub, pub)
-            report = RecoveryReport(
-                sub.channel, bool(result.get("recovered")), len(publications), epoch_changed
-            )
-        else:
-            sub.epoch = str(result.get("epoch", ""))
-            sub.offset = int(result.get("offset", 0))
-        if not recovering or report is None:
+        epoch, top = str(result.get("epoch", "")), int(result.get("offset", 0))
+        if not recovering:
+            sub.epoch, sub.offset = epoch, top
             return None
-        if report.recovered:
-            sub.offset = max(sub.offset, int(result.get("offset", sub.offset)))
-        else:
-            sub.offset = int(result.get("offset", 0))  # from here on, nothing is silently skipped
-        return report
+        epoch_changed = epoch != sub.epoch
+        if epoch_changed:
+            sub.epoch, sub.offset = epoch, 0
+        publications = result.get("publications", [])
+        for pub in publications:  # recovered in full, or what is left of the gap
+            self._deliver(sub, pub)
+        sub.offset = top  # from here on, every publication arrives live
+        return RecoveryReport(sub.channel, bool(result.get("recovered")), len(publications), epoch_changed)
 
     def _deliver(self, sub: _Subscription, pub: dict[str, Any]) -> None:
         offset = pub.get("offset")
@@ -316,9 +306,9 @@ class HubClient:
         result = self._call_once("connect", self.state.connect_params())
         self.state.client_id = str(result.get("client", ""))
         for sub in list(self.state.subscriptions.values()):
-            recovering = "recover" in self.state.subscribe_params(sub, True)
-            result = self._call_once("subscribe", self.state.subscribe_params(sub, True))
-            report = self.state.subscribed(sub, result, recovering)
+            params = self.state.subscribe_params(sub, True)
+            result = self._call_once("subscribe", params)
+            report = self.state.subscribed(sub, result, "recover" in params)
             if report is not None:
                 self.state.report_recovery(sub, report)
 
