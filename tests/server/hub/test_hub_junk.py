@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from server.errors import ConnectionClosed
 from server.hub.protocol import MAX_ID, METHODS
 
 from .conftest import HubThread, Raw
@@ -82,12 +83,17 @@ def test_junk_never_crashes_the_hub_nor_reaches_another_connection(
     assert hub.call(lambda: len(hub.hub.sessions)) == 2
 
 
-def test_random_binary_closes_only_that_connection(setup: tuple[HubThread, Raw, Raw]) -> None:
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.binary(max_size=300))
+def test_random_bytes_close_only_that_connection_1003(
+    setup: tuple[HubThread, Raw, Raw], payload: bytes
+) -> None:
     hub, _, victim = setup
     intruder = Raw(hub.url)
     intruder.ok("connect")
-    intruder.send(bytes(range(256)))
-    with pytest.raises(Exception) as closed:
+    intruder.send(payload)  # a binary frame: RFC 6455 §7.4.1, 1003 "cannot accept this type of data"
+    with pytest.raises(ConnectionClosed) as closed:
         intruder.recv()
-    assert getattr(closed.value, "code", None) == 1003
+    assert closed.value.code == 1003
     assert victim.ok("ping") == {}
+    assert hub.wait_sessions(2)
