@@ -75,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT (several processes, one port)")
     e.add_argument("--trace", action="store_true", help="print every frame on stderr, annotated")
 
+    from .hub.cli import add_parser as add_hub_parser
+
+    add_hub_parser(sub)
+
     c = sub.add_parser(
         "client",
         help="interactive client (like wscat)",
@@ -99,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "echo":
             return _echo(args)
+        if args.command == "hub":
+            return int(args.run(args))
         return _client(args)
     except KeyboardInterrupt:
         return 130
