@@ -40,9 +40,9 @@ class ClientAPI:
 
 def load_wsproto_lite() -> ClientAPI:
     """Import our client (server/client.py) only when the driver actually runs."""
-    from server.client import ConnectionClosed, connect  # noqa: PLC0415 (lazy on purpose)
+    from server.client import ConnectionClosedError, connect  # noqa: PLC0415 (lazy on purpose)
 
-    return ClientAPI(connect=connect, closed=ConnectionClosed, name="wsproto-lite")
+    return ClientAPI(connect=connect, closed=ConnectionClosedError, name="wsproto-lite")
 
 
 @dataclass

@@ -15,7 +15,7 @@ Blocking client: ``server.client.connect``; loop-native client: ``server.async_c
 
 from .async_client import connect_async
 from .client import ClientWebSocket, connect
-from .errors import ConnectionClosed, HandshakeError, InvalidURL
+from .errors import ConnectionClosed, ConnectionClosedError, HandshakeError, InvalidURL
 from .handler import Accept, Handler, HTTPHandler, HTTPResponse, Reject
 from .loop import EventLoop
 from .options import Options
@@ -26,6 +26,7 @@ __all__ = [
     "Accept",
     "ClientWebSocket",
     "ConnectionClosed",
+    "ConnectionClosedError",
     "EventLoop",
     "HTTPHandler",
     "HTTPResponse",

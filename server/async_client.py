@@ -21,16 +21,14 @@ import socket
 import ssl
 from collections.abc import Callable, Sequence
 
-from wsproto_lite import ClientConnection, Config
-
+from .endpoint import client_core, open_transport
 from .handler import Handler
 from .loop import EventLoop
 from .net import connect_socket
 from .options import Options
-from .tls import TLSTransport, client_context
+from .tls import client_context
 from .trace import FrameTracer
-from .transport import SocketTransport
-from .urls import parse_url
+from .urls import WSURL, parse_url
 from .websocket import WebSocket
 
 __all__ = ["connect_async"]
@@ -54,56 +52,67 @@ def connect_async(
     (``HandshakeError`` with ``.status``, ``OSError``, ``ssl.SSLError``, ``TimeoutError`` when
     ``options.handshake_timeout`` elapses).  ``options.ping_interval`` applies to clients too.
     """
-    opts = options or Options()
+    options = options or Options()
     parsed = parse_url(url)
-    core = ClientConnection(
-        host=parsed.host_header,
-        target=parsed.target,
-        subprotocols=list(subprotocols),
-        extensions=opts.extensions(),
-        extra_headers=list(headers),
-        config=Config(max_message_size=opts.max_message_size, max_fragments=opts.max_fragments),
-    )
-    cancel: list[Callable[[], None]] = []
-
-    def finished(_conn: WebSocket) -> None:
-        for stop_connecting in cancel:
-            stop_connecting()
-
     tracer = FrameTracer(url, trace, server_side=False) if trace else None
-    conn = WebSocket(loop, core, handler, opts, on_finished=finished, tracer=tracer)
     ctx = (ssl_context or client_context(ca_file)) if parsed.secure else None
+    attempt = _Attempt(loop, parsed, ctx, options)
+    conn = WebSocket(
+        loop,
+        client_core(parsed, options, subprotocols, headers),
+        handler,
+        options,
+        on_finished=attempt.cancel,  # finished while connecting (e.g. the handshake timer): give up
+        tracer=tracer,
+    )
+    attempt.start(conn)
+    return conn
 
-    def connected(sock: socket.socket | None, error: BaseException | None) -> None:
+
+class _Attempt:
+    """The TCP connect of one client connection; hands the socket to it, or the error.
+
+    It holds the connection only while the connect is under way, so a finished attempt keeps nothing.
+    """
+
+    def __init__(self, loop: EventLoop, url: WSURL, ctx: ssl.SSLContext | None, options: Options) -> None:
+        self._loop, self._url, self._ctx, self._options = loop, url, ctx, options
+        self._conn: WebSocket | None = None
+        self._cancel_connect: Callable[[], None] | None = None
+
+    def start(self, conn: WebSocket) -> None:
+        self._conn = conn
+        self._cancel_connect = connect_socket(self._loop, self._url.host, self._url.port, self._connected)
+
+    def cancel(self, _conn: WebSocket) -> None:
+        cancel_connect, self._cancel_connect = self._cancel_connect, None
+        self._conn = None
+        if cancel_connect is not None:
+            cancel_connect()
+
+    def _connected(self, sock: socket.socket | None, error: BaseException | None) -> None:
+        conn, self._conn, self._cancel_connect = self._conn, None, None
+        if conn is None or conn.closed:
+            if sock is not None:
+                sock.close()
+            return
         if sock is None:
             conn.error = error
             conn.abort()
             return
-        if conn.closed:
-            sock.close()
-            return
         try:
-            transport: SocketTransport
-            if ctx is not None:
-                transport = TLSTransport(
-                    loop,
-                    sock,
-                    conn,
-                    ssl_context=ctx,
-                    server_side=False,
-                    server_hostname=parsed.host,
-                    high_water=opts.write_high_water,
-                    low_water=opts.write_low_water,
-                )
-            else:
-                transport = SocketTransport(
-                    loop, sock, conn, high_water=opts.write_high_water, low_water=opts.write_low_water
-                )
-            conn.attach(transport)
+            transport = open_transport(
+                self._loop,
+                sock,
+                conn,
+                self._options,
+                self._ctx,
+                server_side=False,
+                server_hostname=self._url.host,
+            )
         except OSError as exc:
             sock.close()
             conn.error = exc
             conn.abort()
-
-    cancel.append(connect_socket(loop, parsed.host, parsed.port, connected))
-    return conn
+            return
+        conn.attach(transport)

@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
-from wsproto_lite import HTTPRequest
+from wsproto_lite import CloseCode, HTTPRequest
 
 from .async_client import connect_async
 from .errors import HandshakeError, InvalidURL
@@ -75,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT (several processes, one port)")
     e.add_argument("--trace", action="store_true", help="print every frame on stderr, annotated")
 
+    from .hub.cli import add_parser as add_hub_parser
+
+    add_hub_parser(sub)
+
     c = sub.add_parser(
         "client",
         help="interactive client (like wscat)",
@@ -99,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "echo":
             return _echo(args)
+        if args.command == "hub":
+            return int(args.run(args))
         return _client(args)
     except KeyboardInterrupt:
         return 130
@@ -163,7 +169,7 @@ class _Interactive(Handler):
 
     def on_close(self, conn: WebSocket, code: int, reason: str) -> None:
         _stderr(f"closed: {code}" + (f" {reason}" if reason else ""))
-        self.status = 0 if code in (1000, 1001, 1005) else 1
+        self.status = 0 if code in (CloseCode.NORMAL, CloseCode.GOING_AWAY, CloseCode.NO_STATUS) else 1
         self.loop.stop()
 
     def on_connect_error(self, conn: WebSocket, error: BaseException) -> None:
@@ -178,23 +184,12 @@ class _Interactive(Handler):
 
 
 def _client(args: argparse.Namespace) -> int:
+    headers = _parse_headers(args.header)
+    if headers is None:
+        return 2
     loop = EventLoop()
-    handler = _Interactive(
-        loop, lambda: threading.Thread(target=read_stdin, name="stdin", daemon=True).start()
-    )
-
-    def read_stdin() -> None:  # a thread: stdin may be a tty, a pipe or a file
-        for raw in sys.stdin:
-            loop.call_soon_threadsafe(line_in, raw.rstrip("\r\n"))
-        loop.call_soon_threadsafe(line_in, None)
-
-    headers = []
-    for item in args.header:
-        name, sep, value = item.partition(":")
-        if not sep:
-            _stderr(f"error: --header needs 'Name: value', got {item!r}")
-            return 2
-        headers.append((name.strip(), value.strip()))
+    stdin = _StdinLines(loop)
+    handler = _Interactive(loop, stdin.start)
     try:
         ctx = client_context(args.ca_file, verify=not args.insecure) if args.url.startswith("wss:") else None
         conn = connect_async(
@@ -210,19 +205,53 @@ def _client(args: argparse.Namespace) -> int:
     except (InvalidURL, OSError, ssl.SSLError) as exc:
         _stderr(f"error: {exc}")
         return 2
-
-    def line_in(line: str | None) -> None:
-        if line is not None:
-            conn.send(line)
-        else:
-            conn.close(1000)  # stdin ended: close; messages still in flight are printed
-
-    loop.add_signal_handler(signal.SIGINT, lambda: conn.close(1000) if conn.is_open else loop.stop())
+    stdin.conn = conn
+    loop.add_signal_handler(signal.SIGINT, stdin.interrupted)
     try:
         loop.run_forever()
     finally:
         loop.remove_signal_handlers()
-        if not conn.closed:
-            conn.abort()
+        conn.abort()  # a no-op once it is closed and its socket too
         loop.close()
     return handler.status
+
+
+def _parse_headers(items: list[str]) -> list[tuple[str, str]] | None:
+    headers = []
+    for item in items:
+        name, sep, value = item.partition(":")
+        if not sep:
+            _stderr(f"error: --header needs 'Name: value', got {item!r}")
+            return None
+        headers.append((name.strip(), value.strip()))
+    return headers
+
+
+class _StdinLines:
+    """Sends each line typed (or piped) on stdin; closes the connection when stdin ends."""
+
+    def __init__(self, loop: EventLoop) -> None:
+        self.loop = loop
+        self.conn: WebSocket | None = None
+
+    def start(self) -> None:  # a thread: stdin may be a tty, a pipe or a file
+        threading.Thread(target=self._read, name="stdin", daemon=True).start()
+
+    def _read(self) -> None:
+        for raw in sys.stdin:
+            self.loop.call_soon_threadsafe(self._line, raw.rstrip("\r\n"))
+        self.loop.call_soon_threadsafe(self._line, None)
+
+    def _line(self, line: str | None) -> None:
+        if self.conn is None:
+            return
+        if line is not None:
+            self.conn.send(line)
+        else:
+            self.conn.close(CloseCode.NORMAL)  # stdin ended: close; messages still in flight are printed
+
+    def interrupted(self) -> None:
+        if self.conn is not None and self.conn.is_open:
+            self.conn.close(CloseCode.NORMAL)
+        else:
+            self.loop.stop()

@@ -1,6 +1,6 @@
 """A blocking WebSocket client on a plain (or TLS) socket: ``connect()``, ``send()``, ``recv()``.
 
-    from server.client import connect, ConnectionClosed
+    from server.client import connect, ConnectionClosedError
 
     with connect("ws://127.0.0.1:8765/chat", subprotocols=["chat"], timeout=5) as ws:
         ws.send("hello")
@@ -22,25 +22,31 @@ from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 
 from wsproto_lite import (
-    Accepted,
     BinaryMessage,
     ClientConnection,
-    Config,
+    CloseCode,
     ConnectionState,
+    Event,
     LocalProtocolError,
-    PerMessageDeflate,
     Pong,
-    Rejected,
     TextMessage,
 )
-from wsproto_lite import ConnectionClosed as ClosedEvent
 from wsproto_lite.extensions import ExtensionFactory
 
-from .errors import ConnectionClosed, HandshakeError, InvalidURL
+from .endpoint import Endpoint, client_core
+from .errors import ConnectionClosed, ConnectionClosedError, HandshakeError, InvalidURL
+from .options import Options
 from .tls import client_context
 from .urls import parse_url
 
-__all__ = ["connect", "ClientWebSocket", "ConnectionClosed", "HandshakeError", "InvalidURL"]
+__all__ = [
+    "connect",
+    "ClientWebSocket",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "HandshakeError",
+    "InvalidURL",
+]
 
 _READ_SIZE = 256 * 1024
 
@@ -57,15 +63,22 @@ def connect(
     ssl_context: ssl.SSLContext | None = None,
     origin: str | None = None,
     deflate: ExtensionFactory | None = None,
+    options: Options | None = None,
 ) -> ClientWebSocket:
     """Open a WebSocket connection and complete the opening handshake.
 
-    ``deflate`` replaces the default ``PerMessageDeflate()`` offer.  ``timeout`` bounds the TCP connect,
-    the TLS handshake and the WebSocket handshake together.
-    Raises ``HandshakeError`` (with ``.status``) when the server refuses, ``OSError`` (refused,
-    unreachable), ``ssl.SSLCertVerificationError``, ``TimeoutError`` or ``InvalidURL``.
+    ``deflate`` replaces the default ``PerMessageDeflate()`` offer; ``options`` (the same
+    :class:`~server.options.Options` as the loop client's) replaces ``compression``, ``max_message_size``
+    and ``deflate`` at once.  ``timeout`` bounds the TCP connect, the TLS handshake and the WebSocket
+    handshake together.  Raises ``HandshakeError`` (with ``.status``) when the server refuses, ``OSError``
+    (refused, unreachable), ``ssl.SSLCertVerificationError``, ``TimeoutError`` or ``InvalidURL``.
     """
     parsed = parse_url(url)
+    if options is None:
+        options = Options(max_message_size=max_message_size, compression=compression, deflate=deflate)
+    extra = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+    if origin is not None:
+        extra.append(("Origin", origin))
     deadline = None if timeout is None else time.monotonic() + timeout
     sock = socket.create_connection((parsed.host, parsed.port), timeout=timeout)
     try:
@@ -74,18 +87,7 @@ def connect(
             ctx = ssl_context or client_context(ca_file)
             sock.settimeout(_remaining(deadline))
             sock = ctx.wrap_socket(sock, server_hostname=parsed.host)
-        extra = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
-        if origin is not None:
-            extra.append(("Origin", origin))
-        core = ClientConnection(
-            host=parsed.host_header,
-            target=parsed.target,
-            subprotocols=list(subprotocols),
-            extensions=([deflate or PerMessageDeflate()] if compression else []),
-            extra_headers=extra,
-            config=Config(max_message_size=max_message_size),
-        )
-        ws = ClientWebSocket(sock, core)
+        ws = ClientWebSocket(sock, client_core(parsed, options, subprotocols, extra))
         ws._handshake(deadline)
         return ws
     except BaseException:
@@ -102,41 +104,41 @@ def _remaining(deadline: float | None) -> float | None:
     return left
 
 
-class ClientWebSocket:
+class ClientWebSocket(Endpoint):
     """An open client connection (made by :func:`connect`)."""
 
     def __init__(self, sock: socket.socket, core: ClientConnection) -> None:
+        super().__init__()
         self.sock = sock
         self.core = core
-        self.subprotocol: str | None = None
-        self.response_headers: tuple[tuple[str, str], ...] = ()
-        self.close_code: int | None = None
-        """The peer's close code once closed (1006: no close frame arrived)."""
-        self.close_reason = ""
         self._messages: deque[str | bytes] = deque()
         self._pongs: deque[bytes] = deque()
-        self._rejected: Rejected | None = None
-        self._accepted = False
-        self._eof = False
 
     # -- handshake -----------------------------------------------------------------------------
 
     def _handshake(self, deadline: float | None) -> None:
         self._flush()
-        while not self._accepted:
-            if self._rejected is not None:
-                r = self._rejected
-                raise HandshakeError(r.status, r.reason, tuple(r.headers), r.body)
-            if self.close_code is not None:
-                raise ConnectionResetError("the server closed the connection during the handshake")
+        while self.core.state is ConnectionState.CONNECTING:
             self._step(deadline, "opening handshake")
+        if self.core.state is ConnectionState.CLOSED:
+            self._lose_socket()  # the core's Rejected (-> self.error) and ConnectionClosed
+            raise self._handshake_failure()
+        # OPEN: the core's next event is Accepted; messages after it wait in the core for recv()
+        accepted = self.core.next_event()
+        assert accepted is not None
+        self._handle(accepted)
+
+    def _handshake_failure(self) -> BaseException:
+        """Why the handshake failed, no longer kept here: once raised, its traceback holds our frames."""
+        error, self.error = self.error, None
+        return error or ConnectionResetError("the server closed the connection during the handshake")
 
     # -- messages ------------------------------------------------------------------------------
 
     def send(self, message: str | bytes, *, fin: bool = True) -> None:
         """Send a text (``str``) or binary message (``fin=False``: a fragment; finish with ``fin=True``).
 
-        Raises ``ConnectionClosed`` if the connection is closing or closed.
+        Raises ``ConnectionClosedError`` if the connection is closing or closed.
         """
         try:
             if isinstance(message, str):
@@ -151,7 +153,7 @@ class ClientWebSocket:
     def recv(self, timeout: float | None = None) -> str | bytes:
         """The next message (``str`` or ``bytes``); ``TimeoutError`` after ``timeout`` s.
 
-        Raises ``ConnectionClosed`` once the connection is closed and every message was read.
+        Raises ``ConnectionClosedError`` once the connection is closed and every message was read.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._messages:
@@ -165,7 +167,7 @@ class ClientWebSocket:
         while True:
             try:
                 yield self.recv()
-            except ConnectionClosed:
+            except ConnectionClosedError:
                 return
 
     def ping(self, payload: bytes = b"", timeout: float | None = None) -> None:
@@ -185,7 +187,7 @@ class ClientWebSocket:
             self._step(deadline, "pong")
         self._pongs.remove(payload)
 
-    def close(self, code: int = 1000, reason: str = "", timeout: float = 5.0) -> None:
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "", timeout: float = 5.0) -> None:
         """Closing handshake (idempotent): send a close, wait up to ``timeout`` for the server's close
         and TCP close, then close the socket.  Unread messages are discarded."""
         deadline = time.monotonic() + timeout
@@ -193,15 +195,12 @@ class ClientWebSocket:
             if self.core.state is ConnectionState.OPEN:
                 self.core.close(code, reason)
                 self._flush()
-            while not self._eof and self.sock.fileno() != -1:
+            while self.sock.fileno() != -1:
                 self._step(deadline, "close")
         except (TimeoutError, OSError):
             pass
         finally:
-            if self.core.state is not ConnectionState.CLOSED:
-                self.core.abort()
-            self._drain()
-            self.sock.close()
+            self._lose_socket()
 
     def __enter__(self) -> ClientWebSocket:
         return self
@@ -213,13 +212,11 @@ class ClientWebSocket:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _closed_error(self) -> ConnectionClosed:
-        if self.close_code is not None:
-            return ConnectionClosed(self.close_code, self.close_reason)
+    def _closed_error(self) -> ConnectionClosedError:
         received = self.core.close_received
-        if received is not None:
-            return ConnectionClosed(*received)
-        return ConnectionClosed(1006, "connection closing")
+        if self.close_code is None and received is not None:
+            return ConnectionClosedError(*received)
+        return self.closed_error()
 
     def _step(self, deadline: float | None, what: str) -> None:
         """Make progress: handle the next parsed event, or read more bytes when there is none.
@@ -232,13 +229,8 @@ class ClientWebSocket:
             self._handle(event)
             self._flush()
             return
-        if self._eof or self.sock.fileno() == -1:
-            self._eof = True
-            if self.core.state is not ConnectionState.CLOSED:
-                self.core.abort()
-            self._drain()
-            if self.close_code is None:
-                self.close_code, self.close_reason = 1006, "connection lost"
+        if self.sock.fileno() == -1:
+            self._lose_socket()
             return
         try:
             self.sock.settimeout(_remaining(deadline))
@@ -247,9 +239,16 @@ class ClientWebSocket:
             raise TimeoutError(f"{what} timed out") from None
         except OSError:
             data = b""  # reset: like EOF, the core reports 1006
+        self.core.receive_data(data)  # after EOF the core's events end with ConnectionClosed
         if not data:
-            self._eof = True
-        self.core.receive_data(data)
+            self._flush()  # the core may want the socket closed now (§7.1.1)
+
+    def _lose_socket(self) -> None:
+        """The socket is gone or given up on: close it; the core reports the end (1006 if unclean)."""
+        if self.core.state is not ConnectionState.CLOSED:
+            self.core.abort()
+        self._drain()
+        self.sock.close()
 
     def _drain(self) -> None:
         """Handle every event available now."""
@@ -257,21 +256,15 @@ class ClientWebSocket:
             self._handle(event)
         self._flush()
 
-    def _handle(self, event: object) -> None:
-        if isinstance(event, TextMessage) or isinstance(event, BinaryMessage):
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, (TextMessage, BinaryMessage)):
             self._messages.append(event.data)
         elif isinstance(event, Pong):
             self._pongs.append(event.payload)
             if len(self._pongs) > 64:
                 self._pongs.popleft()
-        elif isinstance(event, Accepted):
-            self._accepted = True
-            self.subprotocol = event.subprotocol
-            self.response_headers = tuple(event.headers)
-        elif isinstance(event, Rejected):
-            self._rejected = event
-        elif isinstance(event, ClosedEvent):
-            self.close_code, self.close_reason = event.code, event.reason
+        else:
+            self.record(event)
 
     def _flush(self) -> bool:
         """Write what the core queued; False if the socket failed (the connection is then closed)."""
@@ -281,11 +274,8 @@ class ClientWebSocket:
                 self.sock.settimeout(None)
                 self.sock.sendall(data)
             except OSError:
-                self._eof = True
-                self.core.abort()
-                self._drain()
+                self._lose_socket()
                 return False
         if self.core.should_close_transport:
-            self._eof = True
             self.sock.close()
         return True

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["ConnectionClosed", "HandshakeError", "InvalidURL"]
+__all__ = ["ConnectionClosedError", "ConnectionClosed", "HandshakeError", "InvalidURL"]
 
 
-class ConnectionClosed(Exception):
+class ConnectionClosedError(Exception):
     """The WebSocket connection is closed; ``code``/``reason`` are the peer's (1006: no close frame)."""
 
     def __init__(self, code: int, reason: str = "") -> None:
@@ -15,6 +15,10 @@ class ConnectionClosed(Exception):
 
     def __str__(self) -> str:
         return f"connection closed: {self.code}" + (f" {self.reason}" if self.reason else "")
+
+
+#: The former name of :class:`ConnectionClosedError` (the core's ``ConnectionClosed`` is an event).
+ConnectionClosed = ConnectionClosedError
 
 
 class HandshakeError(Exception):

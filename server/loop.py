@@ -319,15 +319,24 @@ class EventLoop:
             logger.exception("I/O callback %r raised", callback)
 
     def close(self) -> None:
-        """Release the selector and the self-pipe (the loop must not be running)."""
+        """Release the selector and the self-pipe (the loop must not be running).
+
+        Callbacks still scheduled are cancelled and callbacks still registered are dropped: they are
+        often bound methods of objects that keep their handle (a timer of a connection), so dropping
+        them here is what lets those objects be freed by reference counting.
+        """
         if self._running:
             raise RuntimeError("cannot close a running loop")
         if self._closed:
             return
         self._closed = True
         self.remove_signal_handlers()
+        for handle in [*self._ready, *self._timers]:
+            handle.cancel()
         self._ready.clear()
         self._timers.clear()
+        for key in list(self._selector.get_map().values()):
+            key.data.reader = key.data.writer = None
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()

@@ -6,6 +6,7 @@ import errno
 import logging
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from .loop import EventLoop, TimerHandle
 
@@ -99,10 +100,15 @@ class Listener:
         if self._closed:
             return
         self._closed = True
+        self._on_accept = _refuse  # let go of the server (its bound method refers back to us)
         if self._paused_timer is not None:
             self._paused_timer.cancel()
         self.loop.forget(self.sock)
         self.sock.close()
+
+
+def _refuse(sock: socket.socket, _address: object) -> None:
+    sock.close()
 
 
 def connect_socket(
@@ -118,74 +124,105 @@ def connect_socket(
     Name resolution is blocking (``getaddrinfo``); the addresses are tried in order.  Returns a function
     that cancels the attempt.
     """
-    state: dict[str, object] = {"done": False}
+    attempt = _ConnectAttempt(loop, host, port, on_done)
     try:
         infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
     except OSError as exc:
-        loop.call_soon(on_done, None, exc)
-        return lambda: None
-    candidates = list(infos)
-    current: list[socket.socket] = []
-    timer: list[TimerHandle] = []
+        attempt.fail_soon(exc)
+        return attempt.cancel
+    attempt.start(infos, timeout)
+    return attempt.cancel
 
-    def finish(sock: socket.socket | None, exc: BaseException | None) -> None:
-        if state["done"]:
-            return
-        state["done"] = True
-        for t in timer:
-            t.cancel()
-        on_done(sock, exc)
 
-    def try_next(last_exc: BaseException | None) -> None:
-        if state["done"]:
+class _ConnectAttempt:
+    """One connect over the addresses of a host, tried in order, then ``on_done`` exactly once.
+
+    Everything it holds (the socket being connected, the timer, ``on_done``) is dropped when it is done or
+    cancelled, so a finished attempt keeps nothing alive.
+    """
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        host: str,
+        port: int,
+        on_done: Callable[[socket.socket | None, BaseException | None], None],
+    ) -> None:
+        self._loop = loop
+        self._where = f"{host}:{port}"
+        self._on_done: Callable[[socket.socket | None, BaseException | None], None] | None = on_done
+        self._candidates: list[Any] = []
+        self._sock: socket.socket | None = None
+        self._timer: TimerHandle | None = None
+
+    def start(self, infos: list[Any], timeout: float | None) -> None:
+        self._candidates = list(infos)
+        if timeout is not None:
+            self._timer = self._loop.call_later(timeout, self._timed_out)
+        self._loop.call_soon(self._try_next, None)
+
+    def fail_soon(self, exc: BaseException) -> None:
+        self._loop.call_soon(self._finish, None, exc)
+
+    def cancel(self) -> None:
+        """Give up: close the socket being connected; ``on_done`` is not called."""
+        self._drop_socket()
+        self._release()
+
+    def _try_next(self, last_exc: BaseException | None) -> None:
+        if self._on_done is None:
             return
-        if not candidates:
-            finish(None, last_exc or OSError("no address to connect to"))
+        if not self._candidates:
+            self._finish(None, last_exc or OSError("no address to connect to"))
             return
-        family, type_, proto, _name, addr = candidates.pop(0)
+        family, type_, proto, _name, addr = self._candidates.pop(0)
         sock = socket.socket(family, type_, proto)
         sock.setblocking(False)
-        current[:] = [sock]
         err = sock.connect_ex(addr)
         if err in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
-            loop.add_writer(sock, lambda: connected(sock))
+            self._sock = sock
+            self._loop.add_writer(sock, self._connected)
         else:
             sock.close()
-            try_next(
-                ConnectionRefusedError(
-                    err, f"connect to {host}:{port} failed: {errno.errorcode.get(err, err)}"
-                )
-            )
+            self._try_next(self._error(ConnectionRefusedError, err))
 
-    def connected(sock: socket.socket) -> None:
-        loop.forget(sock)
+    def _connected(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        self._loop.forget(sock)
+        self._sock = None
         err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             sock.close()
-            exc_type = ConnectionRefusedError if err == errno.ECONNREFUSED else OSError
-            try_next(exc_type(err, f"connect to {host}:{port} failed: {errno.errorcode.get(err, err)}"))
+            self._try_next(self._error(ConnectionRefusedError if err == errno.ECONNREFUSED else OSError, err))
             return
-        current.clear()
-        finish(sock, None)
+        self._finish(sock, None)
 
-    def cancel() -> None:
-        if state["done"]:
-            return
-        state["done"] = True
-        for t in timer:
-            t.cancel()
-        for sock in current:
-            loop.forget(sock)
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._drop_socket()
+        self._finish(None, TimeoutError(f"connect to {self._where} timed out"))
+
+    def _finish(self, sock: socket.socket | None, exc: BaseException | None) -> None:
+        on_done = self._on_done
+        self._release()
+        if on_done is not None:
+            on_done(sock, exc)
+        elif sock is not None:
             sock.close()
 
-    def on_timeout() -> None:
-        for sock in current:
-            loop.forget(sock)
-            sock.close()
-        current.clear()
-        finish(None, TimeoutError(f"connect to {host}:{port} timed out"))
+    def _release(self) -> None:
+        self._on_done = None
+        self._candidates = []
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    if timeout is not None:
-        timer.append(loop.call_later(timeout, on_timeout))
-    loop.call_soon(try_next, None)
-    return cancel
+    def _drop_socket(self) -> None:
+        if self._sock is not None:
+            self._loop.forget(self._sock)
+            self._sock.close()
+            self._sock = None
+
+    def _error(self, kind: type[OSError], err: int) -> OSError:
+        return kind(err, f"connect to {self._where} failed: {errno.errorcode.get(err, err)}")

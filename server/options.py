@@ -6,6 +6,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from wsproto_lite import CloseCode
+
 if TYPE_CHECKING:
     from wsproto_lite.extensions import ExtensionFactory
 
@@ -14,7 +16,7 @@ __all__ = ["Options", "SLOW_CONSUMER_CLOSE_CODE"]
 #: Close code sent to a peer whose unread data stayed over ``write_hard_limit`` too long.
 #: 1008 (policy violation) rather than 1013 (try again later): the fault is the peer's (it does not read),
 #: not a temporary server overload, and 1013 would invite a client that never reads to reconnect and repeat.
-SLOW_CONSUMER_CLOSE_CODE = 1008
+SLOW_CONSUMER_CLOSE_CODE = CloseCode.POLICY_VIOLATION
 
 
 @dataclass

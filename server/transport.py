@@ -1,4 +1,9 @@
-"""Non-blocking stream transport: buffered writes with watermarks, read pausing, clean close."""
+"""Non-blocking stream transport: buffered writes with watermarks, read pausing, clean close.
+
+Ownership: while its socket is open, the loop's selector holds the transport and the transport holds its
+protocol; ``connection_lost`` is the last callback, after which the transport lets go of the protocol
+(and the loop of the transport), so a closed connection is freed by reference counting alone.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +48,10 @@ class BaseProtocol:
 
     def resume_writing(self) -> None:
         """The write buffer drained under the low watermark."""
+
+
+#: What a transport points at once its protocol got ``connection_lost``: callbacks go nowhere.
+_DETACHED = BaseProtocol()
 
 
 class SocketTransport:
@@ -155,9 +164,14 @@ class SocketTransport:
     # -- writing -------------------------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Queue ``data``; it is sent as soon as the socket allows."""
+        """Send ``data`` now, or queue what the kernel does not take; it is sent as soon as it allows."""
         if data and not self._closing:
             self._raw_write([data])
+
+    @property
+    def buffered(self) -> int:
+        """Bytes queued but not yet taken by the kernel (:meth:`get_write_buffer_size`, as an attribute)."""
+        return self._buffer_size
 
     def writelines(self, chunks: list[bytes]) -> None:
         """Queue several byte strings at once (scatter-gather send)."""
@@ -269,6 +283,11 @@ class SocketTransport:
 
     # -- closing -------------------------------------------------------------------------------
 
+    @property
+    def is_closed(self) -> bool:
+        """True once the socket is closed (``connection_lost`` was called)."""
+        return self._lost
+
     def is_closing(self) -> bool:
         """True once :meth:`close` or :meth:`abort` was called or the socket was lost."""
         return self._closing or self._lost
@@ -335,11 +354,12 @@ class SocketTransport:
         self._buffer.clear()
         self._buffer_size = 0
         self.loop.forget(self._fd)
+        protocol, self.protocol = self.protocol, _DETACHED  # the last callback: break protocol <-> transport
         try:
             self.sock.close()
         finally:
             try:
-                self.protocol.connection_lost(exc)
+                protocol.connection_lost(exc)
             except Exception:
                 logger.exception("connection_lost raised")
 

@@ -1,7 +1,13 @@
-"""One WebSocket connection on the loop: drives the sans-IO core from a transport, for both roles."""
+"""One WebSocket connection on the loop: drives the sans-IO core from a transport, for both roles.
+
+Every protocol decision is the core's: this class moves bytes between the transport and the core, turns
+the core's events into the handler's callbacks, and keeps the time (handshake, close, keepalive and
+slow-consumer timers), asking the core what to do when one fires.
+"""
 
 from __future__ import annotations
 
+import enum
 import logging
 import struct
 from collections.abc import Callable
@@ -11,20 +17,19 @@ from wsproto_lite import (
     Accepted,
     BinaryMessage,
     ClientConnection,
-    CloseReceived,
+    CloseCode,
+    ConnectionClosed,
     ConnectionState,
+    Event,
     HTTPRequest,
     LocalProtocolError,
-    Ping,
     Pong,
-    Rejected,
     Request,
     ServerConnection,
     TextMessage,
 )
-from wsproto_lite import ConnectionClosed as ClosedEvent
 
-from .errors import HandshakeError
+from .endpoint import Endpoint
 from .handler import UPGRADE_REQUIRED, Accept, Handler, HTTPHandler, HTTPResponse, Reject
 from .loop import EventLoop, TimerHandle
 from .options import SLOW_CONSUMER_CLOSE_CODE, Options
@@ -42,11 +47,56 @@ logger = logging.getLogger("server.websocket")
 Core = ServerConnection | ClientConnection
 
 
-class WebSocket(BaseProtocol):
+class Timer(enum.Enum):
+    """The timers of one connection; at most one of each is armed."""
+
+    HANDSHAKE = "opening handshake"
+    CLOSE = "closing handshake"  # our close is out (or the core waits for the server's TCP close)
+    PING = "keepalive ping"
+    PONG = "keepalive pong"
+    SLOW_CONSUMER = "slow consumer"
+    SERVER_TCP_CLOSE = "server's TCP close"  # client: §7.1.1, the server closes TCP first
+
+
+class Timers:
+    """A connection's armed timers by name. An armed timer refers to its callback (and so to the
+    connection) only until it fires or is cancelled: :meth:`cancel_all` leaves nothing scheduled."""
+
+    __slots__ = ("_loop", "_armed")
+
+    def __init__(self, loop: EventLoop) -> None:
+        self._loop = loop
+        self._armed: dict[Timer, TimerHandle] = {}
+
+    def arm(self, timer: Timer, delay: float, callback: Callable[[], object]) -> None:
+        self.cancel(timer)
+        self._armed[timer] = self._loop.call_later(delay, self._fire, timer, callback)
+
+    def _fire(self, timer: Timer, callback: Callable[[], object]) -> None:
+        del self._armed[timer]
+        callback()
+
+    def cancel(self, timer: Timer) -> None:
+        handle = self._armed.pop(timer, None)
+        if handle is not None:
+            handle.cancel()
+
+    def cancel_all(self) -> None:
+        for handle in self._armed.values():
+            handle.cancel()
+        self._armed.clear()
+
+    def __contains__(self, timer: Timer) -> bool:
+        return timer in self._armed
+
+
+class WebSocket(BaseProtocol, Endpoint):
     """A connection as the application sees it: ``send``, ``ping``, ``close``, ``writable``...
 
     Created by the server for each accepted socket, or by :func:`server.async_client.connect_async`.
-    All methods must be called from the loop thread.
+    All methods must be called from the loop thread. Life cycle: ``on_open`` once the handshake
+    succeeded, then ``on_close`` exactly once when the core reports the end (``closed`` is then true);
+    the owner's ``on_finished`` follows once the socket is closed too.
     """
 
     def __init__(
@@ -61,66 +111,52 @@ class WebSocket(BaseProtocol):
         on_finished: Callable[[WebSocket], None] | None = None,
         tracer: FrameTracer | None = None,
     ) -> None:
+        Endpoint.__init__(self)
         self.loop = loop
         self.core = core
         self.handler = handler
         self.options = options
         self.is_client = isinstance(core, ClientConnection)
         self.transport: SocketTransport | None = None
-        self._attached: SocketTransport | None = None  # before connection_made (TLS handshake running)
         self.remote_address: Any = None
         self.request: Request | None = None
         """Server: the upgrade request, once received."""
-        self.subprotocol: str | None = None
-        self.response_headers: tuple[tuple[str, str], ...] = ()
-        """Client: the headers of the server's 101 response."""
         self.data: dict[str, Any] = {}
         """Free space for the application (user id after auth, room, ...)."""
-        self.close_code: int | None = None
-        self.close_reason: str = ""
-        self.error: BaseException | None = None
-        """Client: why connecting failed (``HandshakeError``, ``OSError``, ``ssl.SSLError``...)."""
         self._http_handler = http_handler
         self._over_capacity = over_capacity
         self._on_finished = on_finished
         self._tracer = tracer
-        self._opened = False
-        self._finished = False
-        self._handshake_timer: TimerHandle | None = None
-        self._close_timer: TimerHandle | None = None
-        self._ping_timer: TimerHandle | None = None
-        self._pong_timer: TimerHandle | None = None
-        self._slow_timer: TimerHandle | None = None
-        self._linger_timer: TimerHandle | None = None
+        self._timers = Timers(loop)
+        self._opened = False  # on_open was called: the handshake succeeded
         self._ping_seq = 0
-        self._processing = False
-        self._again = False
+        self._dispatching = False  # inside _process: callbacks may re-enter
+        self._events_waiting = False  # bytes arrived during _process: run the event loop again
         self._unflushed = 0  # bytes queued in the core during this event batch, not yet flushed
         if options.handshake_timeout is not None:
-            self._handshake_timer = loop.call_later(options.handshake_timeout, self._handshake_timed_out)
+            self._timers.arm(Timer.HANDSHAKE, options.handshake_timeout, self._handshake_timed_out)
 
     # -- public API ----------------------------------------------------------------------------
 
     @property
     def is_open(self) -> bool:
         """True while messages can be sent (handshake done, no close sent)."""
-        return self._opened and self.core.state is ConnectionState.OPEN
+        return self._opened and self.core.can_send
 
     @property
     def closed(self) -> bool:
-        """True once the connection is fully closed (``on_close`` was or will be called)."""
-        return self._finished
+        """True once the connection is closed (``on_close`` was or is being called)."""
+        return self.close_code is not None
 
     @property
     def writable(self) -> bool:
         """False while unsent data is over the high watermark: wait for ``on_writable``."""
-        t = self.transport
-        return self.is_open and t is not None and not t.writing_paused
+        return self.is_open and self.transport is not None and not self.transport.writing_paused
 
     @property
     def buffered_amount(self) -> int:
         """Bytes queued for this peer and not yet taken by the kernel."""
-        return 0 if self.transport is None else self.transport.get_write_buffer_size()
+        return 0 if self.transport is None else self.transport.buffered
 
     def send(self, message: str | bytes, *, fin: bool = True, compress: bool | None = None) -> bool:
         """Queue a text (``str``) or binary (``bytes``) message; never blocks.
@@ -141,22 +177,16 @@ class WebSocket(BaseProtocol):
         self._queued(len(message))
         return True
 
-    def _queued(self, size: int) -> None:
-        """Flush now, or, inside an event batch, at its end: one write for many replies.
-
-        What a batch may queue before it is flushed is bounded by the high watermark.
-        """
-        if self._processing and self._unflushed + size < self.options.write_high_water:
-            self._unflushed += size
-        else:
-            self._flush()
-
     def send_prepared(self, prepared: PreparedMessage) -> bool:
-        """Queue a frame built once by ``prepare_message`` (server role; see ``server.broadcast``)."""
-        if not self.is_open or self._over_hard_limit():
+        """Queue a frame built once by ``prepare_message`` (server role; see ``server.broadcast``).
+
+        The per-subscriber path of every broadcast: the same checks as :meth:`send`, in as few steps.
+        """
+        transport = self.transport
+        if not self._opened or transport is None or transport.buffered > self.options.write_hard_limit:
             return False
         try:
-            self.core.send_prepared(prepared)
+            self.core.send_prepared(prepared)  # the core's consent: OPEN, no fragmented message under way
         except LocalProtocolError:
             return False
         self._queued(len(prepared.frame))
@@ -173,37 +203,32 @@ class WebSocket(BaseProtocol):
         self._flush()
         return True
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Start the closing handshake (no-op if already closing); ``on_close`` follows."""
-        if self._finished:
+        if self.closed:
             return
         if not self._opened:
             self.abort()
             return
         if self.core.state is ConnectionState.OPEN:
-            try:
-                self.core.close(code, reason)
-            except LocalProtocolError:
-                pass
+            self.core.close(code, reason)
         self._flush()
 
     def abort(self) -> None:
-        """Drop the connection now, without a closing handshake."""
-        if self._finished:
-            return
-        self.core.abort()
-        transport = self.transport or self._attached
-        if transport is not None and not transport.is_closing():
-            transport.abort()  # -> connection_lost -> _process -> _finish
-        elif transport is not None:
-            transport.abort()  # a graceful close was flushing: give up on it
-        if not self._processing:
-            self._process()
-            self._finish()
+        """Drop the connection now, without a closing handshake (``on_close`` follows with 1006).
+
+        A closed connection whose socket still lingers (draining, or waiting for the server's TCP
+        close) loses its socket at once.
+        """
+        if not self.closed:
+            self.core.abort()
+        if self.transport is not None and not self.transport.is_closed:
+            self.transport.abort()  # -> connection_lost -> _process: the core's ConnectionClosed
+        self._process()
 
     def attach(self, transport: SocketTransport) -> None:
-        """Remember the transport before ``connection_made`` (so a TLS handshake can be aborted)."""
-        self._attached = transport
+        """Drive this connection from ``transport`` (before ``connection_made``: a TLS handshake may run)."""
+        self.transport = transport
 
     def __repr__(self) -> str:
         role = "client" if self.is_client else "server"
@@ -212,10 +237,8 @@ class WebSocket(BaseProtocol):
     # -- transport callbacks -------------------------------------------------------------------
 
     def connection_made(self, transport: SocketTransport) -> None:
-        self.transport = transport
         self.remote_address = transport.get_extra_info("peername")
-        transport.set_write_buffer_limits(self.options.write_high_water, self.options.write_low_water)
-        if self._finished:  # closed/aborted while TLS was still handshaking
+        if self.closed:  # aborted while TLS was still handshaking
             transport.abort()
             return
         self._flush()  # client: the upgrade request
@@ -235,49 +258,51 @@ class WebSocket(BaseProtocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self.is_client and not self._opened and self.error is None:
+            # without its traceback: its frames would refer back to this connection (a reference cycle)
             self.error = (
-                exc if exc is not None else ConnectionResetError("connection closed during the handshake")
+                exc.with_traceback(None)
+                if exc is not None
+                else ConnectionResetError("connection closed during the handshake")
             )
-        self._cancel("_linger_timer")
+        self._timers.cancel(Timer.SERVER_TCP_CLOSE)
         if self.core.state is not ConnectionState.CLOSED:
             self.core.abort()
         self._process()
-        if not self._processing:
-            self._finish()
+        self._release()
 
     def pause_writing(self) -> None:
         if self.transport is not None:
             self.transport.pause_reading()  # backpressure: stop reading what we could not answer
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self._finished:
+        if self.transport is not None and not self.closed:
             self.transport.resume_reading()
-        if self._slow_timer is not None and not self._over_hard_limit():
-            self._slow_timer.cancel()
-            self._slow_timer = None
+        if Timer.SLOW_CONSUMER in self._timers and not self._over_hard_limit():
+            self._timers.cancel(Timer.SLOW_CONSUMER)
         if self.is_open:
             self._call(self.handler.on_writable, self)
 
     # -- driving the core ----------------------------------------------------------------------
 
     def _process(self) -> None:
-        if self._processing:  # re-entered from a callback: the running loop picks the events up
-            self._again = True
+        """Hand every event the core has to its handler, then write what the core queued."""
+        if self._dispatching:  # re-entered from a callback: the running loop picks the events up
+            self._events_waiting = True
             return
-        self._processing = True
+        self._dispatching = True
         try:
             while True:
-                self._again = False
+                self._events_waiting = False
                 for event in self.core.events():
                     self._dispatch(event)
                 self._flush()
-                if not self._again:
+                if not self._events_waiting:
                     break
         finally:
-            self._processing = False
+            self._dispatching = False
 
-    def _dispatch(self, event: object) -> None:
-        if isinstance(event, TextMessage) or isinstance(event, BinaryMessage):
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, (TextMessage, BinaryMessage)):
             if self._opened:
                 self._call(self.handler.on_message, self, event.data)
         elif isinstance(event, Request):
@@ -285,35 +310,32 @@ class WebSocket(BaseProtocol):
         elif isinstance(event, HTTPRequest):
             self._on_http_request(event)
         elif isinstance(event, Pong):
-            self._cancel("_pong_timer")
+            self._timers.cancel(Timer.PONG)
             self._call(self.handler.on_pong, self, event.payload)
-        elif isinstance(event, Ping):
-            pass  # the core already queued the pong
-        elif isinstance(event, CloseReceived):
-            pass  # the core already queued the reply close; _flush arms the close timer
-        elif isinstance(event, Accepted):
-            self.subprotocol = event.subprotocol
-            self.response_headers = tuple(event.headers)
-            self._open()
-        elif isinstance(event, Rejected):
-            self.error = HandshakeError(event.status, event.reason, tuple(event.headers), event.body)
-        elif isinstance(event, ClosedEvent):
-            self.close_code, self.close_reason = event.code, event.reason
-            self._finish()
+        else:
+            # Accepted, Rejected, ConnectionClosed: the outcome. Ping and CloseReceived need nothing
+            # here: the core answered them (the pong, the reply close) and _flush arms the close timer.
+            self.record(event)
+            if isinstance(event, Accepted):
+                self._open()
+            elif isinstance(event, ConnectionClosed):
+                self._finish()
 
     def _on_request(self, request: Request) -> None:
         self.request = request
+        core = self.core
+        assert isinstance(core, ServerConnection)
         decision = self._decide(request)
         if isinstance(decision, Accept):
             try:
-                self.core.accept(subprotocol=decision.subprotocol, extra_headers=list(decision.headers))  # type: ignore[union-attr]
-            except (LocalProtocolError, ValueError) as exc:  # the core refused the hook's answer
+                core.accept(subprotocol=decision.subprotocol, extra_headers=list(decision.headers))
+            except LocalProtocolError as exc:  # the core refused the hook's answer
                 logger.error("handshake hook's Accept refused: %s", exc)
                 decision = Reject(500)
         if isinstance(decision, Reject):
             logger.info("%s %s rejected with %d", self.remote_address, request.target, decision.status)
-            self.core.reject(decision.status, headers=list(decision.headers), body=decision.body)  # type: ignore[union-attr]
-            self._cancel("_handshake_timer")
+            core.reject(decision.status, headers=list(decision.headers), body=decision.body)
+            self._timers.cancel(Timer.HANDSHAKE)
             return
         self.subprotocol = decision.subprotocol
         self._flush()
@@ -330,12 +352,10 @@ class WebSocket(BaseProtocol):
         except Exception:
             logger.exception("handshake hook raised")
             return Reject(500)
-        if decision is None:
-            return Accept()
-        return decision
+        return Accept() if decision is None else decision
 
     def _on_http_request(self, request: HTTPRequest) -> None:
-        self._cancel("_handshake_timer")
+        self._timers.cancel(Timer.HANDSHAKE)
         if self._over_capacity:
             response = HTTPResponse(503, [("Retry-After", "5")], b"too many connections\n")
         elif self._http_handler is None:
@@ -346,60 +366,76 @@ class WebSocket(BaseProtocol):
             except Exception:
                 logger.exception("http handler raised")
                 response = HTTPResponse(500, body=b"internal error\n")
-        self.core.reject(response.status, headers=list(response.headers), body=response.body)  # type: ignore[union-attr]
+        assert isinstance(self.core, ServerConnection)
+        self.core.reject(response.status, headers=list(response.headers), body=response.body)
 
     def _open(self) -> None:
-        self._cancel("_handshake_timer")
+        self._timers.cancel(Timer.HANDSHAKE)
         self._opened = True
         self._schedule_ping()
         self._call(self.handler.on_open, self)
 
+    def _queued(self, size: int) -> None:
+        """Flush now, or, inside an event batch, at its end: one write for many replies.
+
+        What a batch may queue before it is flushed is bounded by the high watermark.
+        """
+        if self._dispatching and self._unflushed + size < self.options.write_high_water:
+            self._unflushed += size
+        else:
+            self._flush()
+
     def _flush(self) -> None:
+        """Write what the core queued; then do what the core says about the transport."""
         self._unflushed = 0
         transport = self.transport
         if transport is None:
             return
-        chunks = self.core.data_to_send_list()
+        core = self.core
+        chunks = core.data_to_send_list()
         if chunks:
             if self._tracer is not None:
                 for chunk in chunks:
                     self._tracer.feed(True, chunk)
-            transport.writelines(chunks)
-            if self._slow_timer is None and self._over_hard_limit():
-                self._slow_timer = self.loop.call_later(
-                    self.options.slow_consumer_timeout, self._slow_consumer
-                )
-        if self.core.should_close_transport:
+            if len(chunks) == 1:
+                transport.write(chunks[0])
+            else:
+                transport.writelines(chunks)
+            if transport.buffered > self.options.write_hard_limit and Timer.SLOW_CONSUMER not in self._timers:
+                self._timers.arm(Timer.SLOW_CONSUMER, self.options.slow_consumer_timeout, self._slow_consumer)
+        if core.can_send:
+            return  # open: nothing for the transport to do
+        if core.should_close_transport:
             transport.close()
-        elif (
-            self.core.close_expected and self._close_timer is None and self.options.close_timeout is not None
-        ):
-            self._close_timer = self.loop.call_later(self.options.close_timeout, self._close_timed_out)
+        elif core.close_expected and not self.closed and Timer.CLOSE not in self._timers:
+            if self.options.close_timeout is not None:
+                self._timers.arm(Timer.CLOSE, self.options.close_timeout, self._close_timed_out)
 
     def _finish(self) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        for name in ("_handshake_timer", "_close_timer", "_ping_timer", "_pong_timer", "_slow_timer"):
-            self._cancel(name)
-        if self.close_code is None:
-            self.close_code, self.close_reason = 1006, "connection lost"
+        """The core reported the end: stop the timers, close the transport, tell the handler."""
+        self._timers.cancel_all()
         self._flush()  # the reply close frame, if the core queued one
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            if self.is_client and not self.core.should_close_transport and self.options.close_timeout:
-                # RFC 6455 7.1.1: the server closes TCP first; give it close_timeout to do so
-                self._linger_timer = self.loop.call_later(self.options.close_timeout, transport.abort)
+            if self.core.close_expected and self.options.close_timeout:
+                # §7.1.1: the client waits for the server to close TCP first, for close_timeout at most
+                self._timers.arm(Timer.SERVER_TCP_CLOSE, self.options.close_timeout, transport.abort)
             else:
                 transport.close()
         if self._opened:
+            assert self.close_code is not None
             self._call(self.handler.on_close, self, self.close_code, self.close_reason)
         elif self.is_client:
-            self._call(
-                self.handler.on_connect_error, self, self.error or ConnectionResetError("connection lost")
-            )
-        if self._on_finished is not None:
-            self._on_finished(self)
+            error = self.error or ConnectionResetError("connection lost")
+            self._call(self.handler.on_connect_error, self, error)
+        self._release()
+
+    def _release(self) -> None:
+        """Closed, and the socket too (or there never was one): tell the owner, once."""
+        if self.closed and (self.transport is None or self.transport.is_closed):
+            on_finished, self._on_finished = self._on_finished, None
+            if on_finished is not None:
+                on_finished(self)
 
     def _call(self, fn: Callable[..., object], *args: Any) -> None:
         try:
@@ -409,14 +445,7 @@ class WebSocket(BaseProtocol):
 
     # -- timers --------------------------------------------------------------------------------
 
-    def _cancel(self, name: str) -> None:
-        timer: TimerHandle | None = getattr(self, name)
-        if timer is not None:
-            timer.cancel()
-            setattr(self, name, None)
-
     def _handshake_timed_out(self) -> None:
-        self._handshake_timer = None
         if not self._opened:
             logger.info("%s: opening handshake timed out", self.remote_address)
             if self.error is None:
@@ -424,40 +453,36 @@ class WebSocket(BaseProtocol):
             self.abort()
 
     def _close_timed_out(self) -> None:
-        self._close_timer = None
         logger.info("%s: closing handshake timed out, aborting", self.remote_address)
         self.abort()
 
     def _schedule_ping(self) -> None:
-        if self.options.ping_interval is not None and not self._finished:
-            self._ping_timer = self.loop.call_later(self.options.ping_interval, self._keepalive)
+        if self.options.ping_interval is not None and not self.closed:
+            self._timers.arm(Timer.PING, self.options.ping_interval, self._keepalive)
 
     def _keepalive(self) -> None:
-        self._ping_timer = None
         if not self.is_open:
             return
-        if self._pong_timer is None:
+        if Timer.PONG not in self._timers:
             self._ping_seq += 1
             self.ping(struct.pack("!I", self._ping_seq & 0xFFFFFFFF))
             if self.options.ping_timeout is not None:
-                self._pong_timer = self.loop.call_later(self.options.ping_timeout, self._pong_timed_out)
+                self._timers.arm(Timer.PONG, self.options.ping_timeout, self._pong_timed_out)
         self._schedule_ping()
 
     def _pong_timed_out(self) -> None:
-        self._pong_timer = None
-        if self.transport is not None and not self.transport.is_reading and not self._finished:
+        if self.transport is not None and not self.transport.is_reading and not self.closed:
             # we stopped reading ourselves (backpressure): the pong may be waiting in the socket
-            self._pong_timer = self.loop.call_later(self.options.ping_timeout or 1.0, self._pong_timed_out)
+            self._timers.arm(Timer.PONG, self.options.ping_timeout or 1.0, self._pong_timed_out)
             return
         logger.info("%s: no pong within %ss, closing", self.remote_address, self.options.ping_timeout)
-        self.close(1011, "keepalive ping timeout")
+        self.close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 
     def _over_hard_limit(self) -> bool:
-        return self.buffered_amount > self.options.write_hard_limit
+        return self.transport is not None and self.transport.buffered > self.options.write_hard_limit
 
     def _slow_consumer(self) -> None:
-        self._slow_timer = None
-        if self._finished or not self._over_hard_limit():
+        if self.closed or not self._over_hard_limit():
             return
         logger.warning(
             "%s: slow consumer (%d bytes unsent for %ss), closing with %d",
@@ -467,10 +492,7 @@ class WebSocket(BaseProtocol):
             SLOW_CONSUMER_CLOSE_CODE,
         )
         if self.core.state is ConnectionState.OPEN:
-            try:
-                self.core.close(SLOW_CONSUMER_CLOSE_CODE, "slow consumer")
-            except LocalProtocolError:
-                pass
+            self.core.close(SLOW_CONSUMER_CLOSE_CODE, "slow consumer")
         # the close frame would sit behind megabytes the peer does not read: drop the socket now
         self.core.data_to_send_list()
         self.abort()

@@ -18,15 +18,14 @@ import ssl
 import threading
 from collections.abc import Callable, Iterable
 
-from wsproto_lite import Config, ServerConnection, prepare_message
+from wsproto_lite import CloseCode, ConnectionState, prepare_message
 
+from .endpoint import open_transport, server_core
 from .handler import Handler, HTTPHandler
 from .loop import EventLoop, TimerHandle
 from .net import Listener, bind_sockets
 from .options import Options
-from .tls import TLSTransport
 from .trace import FrameTracer
-from .transport import SocketTransport
 from .websocket import WebSocket
 
 __all__ = ["WebSocketServer"]
@@ -67,8 +66,8 @@ class WebSocketServer:
         self.loop = loop or EventLoop()
         self._trace = trace
         self.connections: set[WebSocket] = set()
-        """Every connection not yet finished (handshaking, open or closing)."""
-        self._overflow = 0
+        """Every connection whose socket is still open (handshaking, open, closing or lingering)."""
+        self._overflow: set[WebSocket] = set()  # answered 503 while over max_connections
         self._shutdown_timer: TimerHandle | None = None
         self._shutting_down = False
         self._shutdown_done = False
@@ -100,21 +99,13 @@ class WebSocketServer:
     def _accept(self, sock: socket.socket, address: object) -> None:
         limit = self.options.max_connections
         over = limit is not None and len(self.connections) >= limit
-        if self._shutting_down or (over and self._overflow >= _OVERFLOW_ALLOWANCE):
+        if self._shutting_down or (over and len(self._overflow) >= _OVERFLOW_ALLOWANCE):
             sock.close()
             return
-        core = ServerConnection(
-            config=Config(
-                max_message_size=self.options.max_message_size, max_fragments=self.options.max_fragments
-            ),
-            extensions=self.options.extensions(),
-        )
-        tracer = (
-            FrameTracer(f"{_format_address(address)}", self._trace, server_side=True) if self._trace else None
-        )
+        tracer = FrameTracer(_format_address(address), self._trace, server_side=True) if self._trace else None
         conn = WebSocket(
             self.loop,
-            core,
+            server_core(self.options),
             self.handler,
             self.options,
             http_handler=self.http_handler,
@@ -123,40 +114,20 @@ class WebSocketServer:
             tracer=tracer,
         )
         conn.remote_address = address
-        if over:
-            self._overflow += 1
-            conn.data["_overflow"] = True
-        else:
-            self.connections.add(conn)
+        (self._overflow if over else self.connections).add(conn)
         try:
-            transport: SocketTransport
-            if self.ssl_context is not None:
-                transport = TLSTransport(
-                    self.loop,
-                    sock,
-                    conn,
-                    ssl_context=self.ssl_context,
-                    server_side=True,
-                    high_water=self.options.write_high_water,
-                    low_water=self.options.write_low_water,
-                )
-            else:
-                transport = SocketTransport(
-                    self.loop,
-                    sock,
-                    conn,
-                    high_water=self.options.write_high_water,
-                    low_water=self.options.write_low_water,
-                )
-            conn.attach(transport)
+            transport = open_transport(
+                self.loop, sock, conn, self.options, self.ssl_context, server_side=True
+            )
         except OSError as exc:  # the peer is already gone (getpeername/setsockopt failed)
             logger.debug("dropping %s: %s", address, exc)
             sock.close()
             self._finished(conn)
+            return
+        conn.attach(transport)
 
     def _finished(self, conn: WebSocket) -> None:
-        if conn.data.pop("_overflow", False):
-            self._overflow -= 1
+        self._overflow.discard(conn)
         self.connections.discard(conn)
         if self._shutting_down and not self.connections:
             self._shutdown_complete()
@@ -204,7 +175,7 @@ class WebSocketServer:
     def shutdown(
         self,
         timeout: float = 5.0,
-        code: int = 1001,
+        code: int = CloseCode.GOING_AWAY,
         reason: str = "server shutting down",
         on_done: Callable[[], None] | None = None,
     ) -> None:
@@ -224,7 +195,7 @@ class WebSocketServer:
         for conn in list(self.connections):
             if conn.is_open:
                 conn.close(code, reason)
-            elif not conn.closed and conn.core.close_sent is None and conn.core.close_received is None:
+            elif conn.core.state is ConnectionState.CONNECTING:
                 conn.abort()  # still handshaking
         if not self.connections:
             self._shutdown_complete()

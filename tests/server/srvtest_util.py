@@ -123,6 +123,7 @@ class ServerThread:
             self.thread.join(10)
         assert not self.thread.is_alive()
         self.loop.close()
+        del self.server._finished  # the wrapper above refers back to us
 
     def __enter__(self) -> ServerThread:
         return self

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from server.client import ConnectionClosed, connect
+from server.client import ConnectionClosedError, connect
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = [sys.executable, "-S", "-E"]  # no site-packages, no PYTHON* variables: the checkout and the stdlib only
@@ -76,7 +76,7 @@ def test_echo_and_graceful_sigterm_sends_1001() -> None:
         ws.send("via the CLI")
         assert ws.recv(timeout=10) == "via the CLI"
         proc.send_signal(signal.SIGTERM)
-        with pytest.raises(ConnectionClosed) as info:
+        with pytest.raises(ConnectionClosedError) as info:
             ws.recv(timeout=10)
         assert info.value.code == 1001
         ws.close()

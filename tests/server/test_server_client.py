@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed as WSClosed
 from websockets.http11 import Response
 from websockets.sync.server import Server, ServerConnection, serve
 
-from server.client import ConnectionClosed, HandshakeError, InvalidURL, connect
+from server.client import ConnectionClosedError, HandshakeError, InvalidURL, connect
 
 SIZES = [0, 125, 126, 65535, 65536, 1 << 20, 16 << 20]
 
@@ -134,9 +134,9 @@ def test_close_code_reaches_the_server() -> None:
         ws.close(4321, "client says bye")
         assert done.wait(10)
         assert seen == [(4321, "client says bye")]
-        with pytest.raises(ConnectionClosed):
+        with pytest.raises(ConnectionClosedError):
             ws.send("after close")
-        with pytest.raises(ConnectionClosed):
+        with pytest.raises(ConnectionClosedError):
             ws.recv(timeout=1)
     finally:
         srv.stop()
@@ -145,7 +145,7 @@ def test_close_code_reaches_the_server() -> None:
 def test_server_close_raises_connection_closed_with_code(ws_server: WSServer) -> None:
     with connect(f"ws://127.0.0.1:{ws_server.port}/", timeout=10) as ws:
         ws.send("close please")
-        with pytest.raises(ConnectionClosed) as info:
+        with pytest.raises(ConnectionClosedError) as info:
             ws.recv(timeout=10)
         assert (info.value.code, info.value.reason) == (4003, "closing as asked")
 
@@ -245,7 +245,7 @@ def test_message_before_a_bad_frame_can_be_answered() -> None:
         ws = connect(f"ws://127.0.0.1:{listener.getsockname()[1]}/", compression=False, timeout=10)
         assert ws.recv(timeout=10) == "hello"
         ws.send("hello")  # the echo leaves before the core looks at the broken frame
-        with pytest.raises(ConnectionClosed) as info:
+        with pytest.raises(ConnectionClosedError) as info:
             ws.recv(timeout=10)
         assert info.value.code == 1002
         ws.close()

@@ -1,0 +1,134 @@
+"""A running hub: the WebSocket server, the hub handler, the browser demo over plain HTTP, shutdown."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from importlib import resources
+
+from wsproto_lite import HTTPRequest
+
+from ..handler import HTTPResponse
+from ..loop import EventLoop
+from ..options import Options
+from ..ws_server import WebSocketServer
+from .config import HubConfig
+from .engine import Engine
+from .hub import Authenticate, Hub
+from .memory import MemoryEngine
+from .protocol import DisconnectCode
+
+__all__ = ["HubServer", "StaticFiles"]
+
+logger = logging.getLogger("server.hub")
+
+_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
+
+
+class StaticFiles:
+    """``GET /`` -> the chat page, ``/app.js``, ``/health``; files read once, at start."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[str, bytes]] = {}
+        static = resources.files(__package__).joinpath("static")
+        for item in static.iterdir():
+            suffix = "." + item.name.rpartition(".")[2]
+            if suffix in _TYPES:
+                self.files["/" + item.name] = (_TYPES[suffix], item.read_bytes())
+        self.files["/"] = self.files["/index.html"]
+
+    def __call__(self, request: HTTPRequest) -> HTTPResponse:
+        if request.method not in ("GET", "HEAD"):
+            return HTTPResponse(405, [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")], b"GET only\n")
+        if request.path == "/health":
+            return HTTPResponse(200, [("Content-Type", "text/plain")], b"ok\n")
+        found = self.files.get(request.path)
+        if found is None:
+            return HTTPResponse(404, [("Content-Type", "text/plain")], b"not found\n")
+        content_type, body = found
+        return HTTPResponse(200, [("Content-Type", content_type), ("Cache-Control", "no-cache")], body)
+
+
+class HubServer:
+    """``HubServer(config).serve_forever()``; in tests ``HubServer(config, loop=loop)`` on port 0."""
+
+    def __init__(
+        self,
+        config: HubConfig | None = None,
+        *,
+        loop: EventLoop | None = None,
+        engine: Engine | None = None,
+        authenticate: Authenticate | None = None,
+    ) -> None:
+        self.config = config = config or HubConfig()
+        self.engine = engine or MemoryEngine(
+            max_history_bytes=config.max_history_bytes, max_streams=config.max_streams
+        )
+        self.hub = Hub(config.namespaces, engine=self.engine, limits=config.limits, authenticate=authenticate)
+        limits = config.limits
+        options = Options(
+            max_message_size=config.max_frame_bytes,
+            compression=config.compression,
+            ping_interval=limits.ping_interval,
+            ping_timeout=limits.ping_interval,
+            write_high_water=max(limits.queue_limit, 64 * 1024),
+            # the hub disconnects a subscriber over queue_limit itself (with a push that says why);
+            # the I/O layer's own limit sits above it, for the disconnect push and the close to fit
+            write_hard_limit=2 * limits.queue_limit + config.max_frame_bytes,
+            max_connections=config.max_connections,
+            allowed_origins=set(config.allowed_origins) if config.allowed_origins is not None else None,
+        )
+        self.server = WebSocketServer(
+            self.hub,
+            host=config.host or None,
+            port=config.port,
+            options=options,
+            http_handler=StaticFiles(),
+            loop=loop,
+        )
+        self.loop = self.server.loop
+        self.hub.start(self.loop)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def shutdown(self, timeout: float = 5.0, on_done: Callable[[], None] | None = None) -> None:
+        """Loop thread: every client gets ``disconnect`` 4000 (reconnect and recover), then the server stops.
+
+        ``on_done()`` runs once every connection is gone (at most ``timeout`` s later).
+        """
+        self.hub.disconnect_all(DisconnectCode.SHUTDOWN, "shutdown")
+
+        def done() -> None:
+            self.hub.stop()
+            if on_done is not None:
+                on_done()
+
+        self.server.shutdown(timeout, code=DisconnectCode.SHUTDOWN, reason="shutdown", on_done=done)
+
+    def close(self) -> None:
+        """Drop everything at once (tests)."""
+        self.hub.stop()
+        self.server.close()
+
+    def serve_forever(self) -> None:
+        """Run until SIGINT/SIGTERM (then :meth:`shutdown`; a second signal stops at once)."""
+        import signal
+
+        signals = {"count": 0}
+
+        def on_signal() -> None:
+            signals["count"] += 1
+            if signals["count"] == 1:
+                logger.info("signal: disconnecting %d clients", len(self.hub.sessions))
+                self.shutdown()
+            else:
+                self.loop.stop()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.loop.add_signal_handler(signum, on_signal)
+        try:
+            self.server.serve_forever(handle_signals=False)
+        finally:
+            self.loop.remove_signal_handlers()

@@ -1,0 +1,155 @@
+"""The hub's configuration: defaults that work on a laptop, optionally a JSON or TOML file.
+
+A file may set any of (every key optional; namespaces are added to, or replace, the built-in ones)::
+
+    host = "127.0.0.1"
+    port = 8000
+    allowed_origins = ["http://127.0.0.1:8000"]
+    max_connections = 10000
+    compression = false          # permessage-deflate costs ~100 KiB of zlib state per connection
+
+    [limits]                     # HubLimits: per-connection bounds
+    queue_limit = 1048576
+    max_channels_per_connection = 128
+
+    [history]                    # MemoryEngine bounds over every channel
+    max_bytes = 67108864
+    max_streams = 100000
+
+    [default_namespace]          # channels without ':'
+    allow_publish = true
+
+    [namespaces.chat]            # NamespaceOptions
+    presence = true
+    join_leave = true
+    history_size = 100
+    history_ttl = 300
+    allow_publish = true
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .hub import HubLimits
+from .namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
+
+__all__ = ["HubConfig", "ConfigError", "load_config"]
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+@dataclass
+class HubConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    namespaces: Namespaces = field(default_factory=Namespaces)
+    limits: HubLimits = field(default_factory=HubLimits)
+    max_history_bytes: int = 64 << 20
+    max_streams: int = 100_000
+    max_connections: int | None = None
+    allowed_origins: list[str] | None = None
+    compression: bool = False
+    max_frame_bytes: int = 1 << 20
+    """Largest WebSocket message read at all (over it: close 1009); commands over
+    ``limits.max_command_size`` but under this get error 106 instead."""
+
+
+_TOP_LEVEL = {"host": str, "port": int, "max_connections": int, "compression": bool, "max_frame_bytes": int}
+
+
+def _typed(value: Any, kind: type, where: str) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def config_from_mapping(data: Mapping[str, Any], where: str = "config") -> HubConfig:
+    config = HubConfig()
+    namespaces = dict(DEFAULT_NAMESPACES)
+    for key, value in data.items():
+        if key in _TOP_LEVEL:
+            setattr(config, key, _typed(value, _TOP_LEVEL[key], f"{where}: {key}"))
+        elif key == "allowed_origins":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}: allowed_origins must be a list of strings")
+            config.allowed_origins = value
+        elif key == "limits":
+            config.limits = _limits(_table(value, f"{where}: limits"), f"{where}: limits")
+        elif key == "history":
+            table = _table(value, f"{where}: history")
+            for name, item in table.items():
+                if name == "max_bytes":
+                    config.max_history_bytes = _typed(item, int, f"{where}: history.max_bytes")
+                elif name == "max_streams":
+                    config.max_streams = _typed(item, int, f"{where}: history.max_streams")
+                else:
+                    raise ConfigError(f"{where}: unknown key history.{name} (known: max_bytes, max_streams)")
+        elif key == "default_namespace":
+            namespaces[""] = _namespace(value, f"{where}: default_namespace")
+        elif key == "namespaces":
+            for name, options in _table(value, f"{where}: namespaces").items():
+                namespaces[name] = _namespace(options, f"{where}: namespaces.{name}")
+        else:
+            raise ConfigError(f"{where}: unknown key {key!r}")
+    if not 0 <= config.port <= 65535:
+        raise ConfigError(f"{where}: port must be in 0-65535")
+    try:
+        config.namespaces = Namespaces(namespaces)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return config
+
+
+def _table(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a table/object")
+    return value
+
+
+def _namespace(value: Any, where: str) -> NamespaceOptions:
+    try:
+        return NamespaceOptions.from_mapping(_table(value, where))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _limits(table: Mapping[str, Any], where: str) -> HubLimits:
+    known = {f.name: f for f in fields(HubLimits)}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))})")
+        kind = type(getattr(HubLimits(), key))
+        kwargs[key] = _typed(value, kind, f"{where}.{key}")
+    return HubLimits(**kwargs)
+
+
+def load_config(path: str | Path) -> HubConfig:
+    """Read a ``.toml`` or ``.json`` file (by its extension)."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{p}: {exc.strerror or exc}") from None
+    try:
+        if p.suffix.lower() == ".toml":
+            data = tomllib.loads(raw.decode("utf-8"))
+        elif p.suffix.lower() == ".json":
+            data = json.loads(raw)
+        else:
+            raise ConfigError(f"{p}: the config file must end in .toml or .json")
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a table/object")
+    return config_from_mapping(data, str(p))

@@ -1,0 +1,186 @@
+"""Hub test fixtures: a hub in a loop thread on a free port, and a raw JSON client over loopback."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from server.client import ClientWebSocket, connect
+from server.hub.app import HubServer
+from server.hub.config import HubConfig
+from server.hub.engine import Engine
+from server.hub.hub import Authenticate
+from server.loop import EventLoop
+from server.websocket import WebSocket
+
+
+class HubThread:
+    """A HubServer on 127.0.0.1 in its own loop thread; ``restart()``: a fresh hub on the same port."""
+
+    def __init__(
+        self,
+        config: HubConfig | None = None,
+        authenticate: Authenticate | None = None,
+        engine: Callable[[], Engine] | None = None,
+    ) -> None:
+        self.config = config or HubConfig(port=0)
+        self.authenticate = authenticate
+        self.engine = engine
+        self.loop = EventLoop()
+        self.closed = threading.Condition()
+        self.hub_server = self._start()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="hub", daemon=True)
+        self.thread.start()
+
+    def _start(self) -> HubServer:
+        engine = self.engine() if self.engine is not None else None
+        server = HubServer(self.config, loop=self.loop, authenticate=self.authenticate, engine=engine)
+        hub = server.hub
+        original = hub.on_close
+
+        def on_close(conn: WebSocket, code: int, reason: str) -> None:
+            original(conn, code, reason)
+            with self.closed:
+                self.closed.notify_all()
+
+        hub.on_close = on_close  # type: ignore[method-assign]
+        self.config.port = server.port  # a restart binds the same port
+        return server
+
+    @property
+    def hub(self):  # type: ignore[no-untyped-def]
+        return self.hub_server.hub
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.hub_server.port}/connection/websocket"
+
+    def call(self, fn: Any, *args: Any, timeout: float = 10.0) -> Any:
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["value"] = fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+                box["error"] = exc
+            done.set()
+
+        self.loop.call_soon_threadsafe(run)
+        assert done.wait(timeout), "the hub loop did not answer"
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def wait_sessions(self, at_most: int, timeout: float = 10.0) -> bool:
+        with self.closed:
+            return self.closed.wait_for(lambda: len(self.hub.sessions) <= at_most, timeout)
+
+    def restart(self) -> None:
+        """Stop the hub (disconnect pushes, closes) and start a new one, with new epochs, on the same port."""
+        stopped = threading.Event()
+        self.call(self.hub_server.shutdown, 2.0, stopped.set)
+        assert stopped.wait(10)
+        self.hub_server = self.call(self._start)
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.call(self.hub_server.close)
+            self.loop.stop()
+            self.thread.join(10)
+        assert not self.thread.is_alive()
+        self.loop.close()
+
+
+@pytest.fixture
+def hub() -> Iterator[HubThread]:
+    h = HubThread()
+    yield h
+    h.stop()
+
+
+class Raw:
+    """A hub client speaking raw JSON frames; pushes that arrive before an awaited reply are kept."""
+
+    def __init__(self, url: str) -> None:
+        self.ws: ClientWebSocket = connect(url, timeout=10, compression=False)
+        self.next_id = 1
+        self.pushes: list[dict[str, Any]] = []
+
+    def send(self, value: Any) -> None:
+        self.ws.send(value if isinstance(value, str | bytes) else json.dumps(value))
+
+    def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        message = self.ws.recv(timeout=timeout)
+        assert isinstance(message, str)
+        value = json.loads(message)
+        assert isinstance(value, dict)
+        return value
+
+    def reply(self, cid: int, timeout: float = 5.0) -> dict[str, Any]:
+        while True:
+            frame = self.recv(timeout)
+            if "id" in frame:
+                assert frame["id"] == cid, frame
+                return frame
+            self.pushes.append(frame)
+
+    def cmd(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send a command and return the whole reply (``result`` or ``error``)."""
+        cid = self.next_id
+        self.next_id += 1
+        body: dict[str, Any] = {"id": cid, "method": method}
+        if params is not None:
+            body["params"] = params
+        self.send(body)
+        return self.reply(cid)
+
+    def ok(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        reply = self.cmd(method, params)
+        assert "result" in reply, reply
+        result = reply["result"]
+        assert isinstance(result, dict)
+        return result
+
+    def error(self, method: str, params: dict[str, Any] | None = None) -> int:
+        reply = self.cmd(method, params)
+        assert "error" in reply, reply
+        assert set(reply["error"]) == {"code", "message", "temporary"}
+        return int(reply["error"]["code"])
+
+    def push(self, timeout: float = 5.0) -> dict[str, Any]:
+        if self.pushes:
+            return self.pushes.pop(0)
+        frame = self.recv(timeout)
+        assert "id" not in frame, frame
+        return frame
+
+    def close(self) -> None:
+        try:
+            self.ws.close(timeout=2)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def raw(hub: HubThread) -> Iterator[Any]:
+    """``raw(name="a")``: a connected Raw client, closed after the test."""
+    made: list[Raw] = []
+
+    def make(name: str = "", token: str | None = None, connect: bool = True) -> Raw:
+        r = Raw(hub.url)
+        made.append(r)
+        if connect:
+            params: dict[str, Any] = {"name": name} if name else {}
+            if token is not None:
+                params["token"] = token
+            r.ok("connect", params)
+        return r
+
+    yield make
+    for r in made:
+        r.close()

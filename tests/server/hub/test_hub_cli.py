@@ -1,0 +1,76 @@
+"""``python -m server hub``: help, config errors, a real start, the chat page, a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+
+
+def test_help() -> None:
+    out = _run("hub", "--help")
+    assert out.returncode == 0
+    for option in ("--host", "--port", "--config"):
+        assert option in out.stdout
+    assert "hub" in _run("--help").stdout
+
+
+def test_a_bad_config_file_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "hub.toml"
+    bad.write_text("prot = 1\n")
+    out = _run("hub", "--config", str(bad))
+    assert out.returncode == 2 and "unknown key 'prot'" in out.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_start_serve_the_page_and_stop(tmp_path: Path) -> None:
+    port = _free_port()
+    config = tmp_path / "hub.json"
+    config.write_text('{"namespaces": {"user": {"presence": true}}}')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server", "hub", "--port", str(port), "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in line, line
+        assert "'user'" in proc.stdout.readline()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
+            assert page.status == 200 and b"<title>" in page.read()
+            assert page.headers["Content-Type"].startswith("text/html")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/app.js", timeout=5) as script:
+            assert b"connection/websocket" in script.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as health:
+            assert health.read() == b"ok\n"
+        from server.hub.client import HubClient
+
+        with HubClient(f"ws://127.0.0.1:{port}/connection/websocket", reconnect=False) as client:
+            assert client.presence_stats("user:1") == {"clients": 0, "users": 0}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

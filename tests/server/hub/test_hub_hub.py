@@ -1,0 +1,473 @@
+"""The hub over loopback with real clients: every command and push, limits, slow subscribers, memory."""
+
+from __future__ import annotations
+
+import gc
+import json
+import socket
+import weakref
+from typing import Any
+
+import pytest
+
+from server.errors import ConnectionClosed
+from server.hub.config import HubConfig
+from server.hub.hub import HubLimits
+from server.hub.namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
+from server.hub.protocol import ErrorCode, HubError
+
+from .conftest import HubThread, Raw
+
+
+def test_connect_comes_first_and_once(raw: Any) -> None:
+    r = raw(connect=False)
+    assert r.error("subscribe", {"channel": "chat:a"}) == ErrorCode.BAD_REQUEST
+    result = r.ok("connect", {"name": "ann"})
+    assert set(result) == {"client", "user", "ping"}
+    assert result["user"] == "" and result["client"] and result["ping"] > 0
+    assert r.error("connect") == ErrorCode.BAD_REQUEST
+    assert r.ok("ping") == {}
+
+
+def test_a_token_without_a_verifier_is_refused(raw: Any) -> None:
+    r = raw(connect=False)
+    assert r.error("connect", {"token": "abc"}) == ErrorCode.UNAUTHORIZED
+    r.ok("connect")  # the connection lives on
+
+
+def test_websocket_paths(hub: HubThread) -> None:
+    from server.client import connect
+    from server.errors import HandshakeError
+
+    for path in ("/connection/websocket", "/ws"):
+        with connect(f"ws://127.0.0.1:{hub.hub_server.port}{path}") as ws:
+            ws.send('{"id":1,"method":"connect"}')
+            assert '"result"' in str(ws.recv(timeout=5))
+    with pytest.raises(HandshakeError) as info:
+        connect(f"ws://127.0.0.1:{hub.hub_server.port}/other")
+    assert info.value.status == 404
+
+
+def test_publish_reaches_subscribers_with_offset_and_info(raw: Any) -> None:
+    a, b = raw("a"), raw("b")
+    sub = a.ok("subscribe", {"channel": "chat:room"})
+    assert sub["recoverable"] is True and sub["presence"] is True and sub["offset"] == 0 and sub["epoch"]
+    published = b.ok("publish", {"channel": "chat:room", "data": {"text": "hi", "n": [1, 2]}})
+    assert published == {"offset": 1, "epoch": sub["epoch"]}
+    push = a.push()
+    assert push["push"] == "pub" and push["channel"] == "chat:room" and push["offset"] == 1
+    assert push["data"] == {"text": "hi", "n": [1, 2]}
+    assert set(push["info"]) == {"client", "user"}
+
+
+def test_no_history_namespace_has_no_offsets(raw: Any) -> None:
+    a = raw()
+    sub = a.ok("subscribe", {"channel": "bench:x"})
+    assert sub["recoverable"] is False and sub["presence"] is False
+    assert a.ok("publish", {"channel": "bench:x", "data": 1}) == {}
+    push = a.push()
+    assert push == {"push": "pub", "channel": "bench:x", "data": 1, "info": push["info"]}
+    assert a.error("history", {"channel": "bench:x"}) == ErrorCode.NOT_AVAILABLE
+    assert a.error("presence", {"channel": "bench:x"}) == ErrorCode.NOT_AVAILABLE
+    assert a.error("presence_stats", {"channel": "bench:x"}) == ErrorCode.NOT_AVAILABLE
+
+
+def test_subscribe_errors_and_unsubscribe(raw: Any) -> None:
+    a = raw()
+    assert a.error("subscribe", {"channel": "nope:x"}) == ErrorCode.UNKNOWN_CHANNEL
+    assert a.error("subscribe", {"channel": "chat:*"}) == ErrorCode.PERMISSION_DENIED
+    assert a.error("subscribe", {"channel": 5}) == ErrorCode.BAD_REQUEST
+    assert a.error("subscribe", {"channel": "chat:a b"}) == ErrorCode.BAD_REQUEST
+    assert a.error("subscribe", {}) == ErrorCode.BAD_REQUEST
+    a.ok("subscribe", {"channel": "lobby"})
+    assert a.error("subscribe", {"channel": "lobby"}) == ErrorCode.ALREADY_SUBSCRIBED
+    assert a.ok("unsubscribe", {"channel": "lobby"}) == {}
+    assert a.error("unsubscribe", {"channel": "lobby"}) == ErrorCode.NOT_SUBSCRIBED
+    a.ok("publish", {"channel": "lobby", "data": "after"})
+    a.ok("subscribe", {"channel": "lobby"})
+    a.ok("publish", {"channel": "lobby", "data": "again"})
+    assert a.push()["data"] == "again"  # nothing arrived while unsubscribed
+
+
+def test_publish_errors(hub: HubThread) -> None:
+    names = Namespaces({**DEFAULT_NAMESPACES, "news": NamespaceOptions(history_size=5, history_ttl=60)})
+    hub.stop()
+    h = HubThread(HubConfig(port=0, namespaces=names))
+    try:
+        r = Raw(h.url)
+        r.ok("connect")
+        assert r.error("publish", {"channel": "news:x", "data": 1}) == ErrorCode.PERMISSION_DENIED
+        assert r.error("publish", {"channel": "chat:x"}) == ErrorCode.BAD_REQUEST  # no data
+        assert r.error("publish", {"channel": "stock:*", "data": 1}) == ErrorCode.BAD_REQUEST
+        assert r.ok("publish", {"channel": "chat:x", "data": None})["offset"] == 1
+        r.close()
+    finally:
+        h.stop()
+
+
+def test_limit_of_subscriptions_per_connection() -> None:
+    h = HubThread(HubConfig(port=0, limits=HubLimits(max_channels_per_connection=3)))
+    try:
+        r = Raw(h.url)
+        r.ok("connect")
+        for i in range(3):
+            r.ok("subscribe", {"channel": f"c{i}"})
+        assert r.error("subscribe", {"channel": "c3"}) == ErrorCode.LIMIT_EXCEEDED
+        r.close()
+    finally:
+        h.stop()
+
+
+def test_wildcard_delivery(raw: Any) -> None:
+    watcher, exact, publisher = raw(), raw(), raw()
+    assert watcher.ok("subscribe", {"channel": "stock:*"})["recoverable"] is False
+    watcher.ok("subscribe", {"channel": "stock:US.*"})
+    exact.ok("subscribe", {"channel": "stock:AAPL"})
+    publisher.ok("publish", {"channel": "stock:AAPL", "data": {"p": 1}})
+    publisher.ok("publish", {"channel": "stock:US.IBM", "data": {"p": 2}})
+    publisher.ok("publish", {"channel": "chat:x", "data": {"p": 3}})  # another namespace: not delivered
+    got = exact.push()
+    assert got["channel"] == "stock:AAPL" and "pattern" not in got and got["offset"] == 1
+    seen = [watcher.push() for _ in range(3)]
+    assert [(p["pattern"], p["channel"], p["data"]["p"]) for p in seen] == [
+        ("stock:*", "stock:AAPL", 1),
+        ("stock:*", "stock:US.IBM", 2),
+        ("stock:US.*", "stock:US.IBM", 2),
+    ] or sorted((p["pattern"], p["channel"]) for p in seen) == sorted(
+        [("stock:*", "stock:AAPL"), ("stock:*", "stock:US.IBM"), ("stock:US.*", "stock:US.IBM")]
+    )
+    assert watcher.error("subscribe", {"channel": "stock:*", "recover": {"epoch": "x", "offset": 0}}) in (
+        ErrorCode.ALREADY_SUBSCRIBED,
+        ErrorCode.BAD_REQUEST,
+    )
+    watcher.ok("unsubscribe", {"channel": "stock:*"})
+    watcher.ok("unsubscribe", {"channel": "stock:US.*"})
+    publisher.ok("publish", {"channel": "stock:US.X", "data": 4})
+    watcher.ok("subscribe", {"channel": "chat:marker"})
+    publisher.ok("publish", {"channel": "chat:marker", "data": "m"})
+    assert watcher.push()["data"] == "m"  # nothing from the patterns it left
+
+
+def _users(token: str, request: object) -> str:
+    if not token.startswith("user:"):
+        raise HubError(ErrorCode.UNAUTHORIZED, "bad token")
+    return token[5:]
+
+
+def test_presence_one_user_on_two_connections() -> None:
+    h = HubThread(authenticate=_users)
+    clients: list[Raw] = []
+    try:
+
+        def join(user: str, name: str) -> tuple[Raw, str]:
+            r = Raw(h.url)
+            clients.append(r)
+            client = r.ok("connect", {"token": f"user:{user}", "name": name})["client"]
+            r.ok("subscribe", {"channel": "chat:team"})
+            return r, client
+
+        alice1, a1 = join("alice", "Alice (laptop)")
+        alice2, a2 = join("alice", "Alice (phone)")
+        assert alice1.push() == {
+            "push": "join",
+            "channel": "chat:team",
+            "info": {"client": a2, "user": "alice", "name": "Alice (phone)"},
+        }
+        bob, b = join("bob", "Bob")
+        assert alice1.push()["info"]["client"] == b and alice2.push()["info"]["client"] == b
+        presence = bob.ok("presence", {"channel": "chat:team"})["clients"]
+        assert presence == {
+            a1: {"user": "alice", "name": "Alice (laptop)"},
+            a2: {"user": "alice", "name": "Alice (phone)"},
+            b: {"user": "bob", "name": "Bob"},
+        }
+        assert bob.ok("presence_stats", {"channel": "chat:team"}) == {"clients": 3, "users": 2}
+        alice2.ok("unsubscribe", {"channel": "chat:team"})
+        leave = bob.push()
+        assert leave["push"] == "leave" and leave["info"]["client"] == a2
+        assert bob.ok("presence_stats", {"channel": "chat:team"}) == {"clients": 2, "users": 2}
+        alice1.close()  # a closed connection leaves too
+        assert bob.push()["info"]["client"] == a1
+        assert bob.ok("presence_stats", {"channel": "chat:team"}) == {"clients": 1, "users": 1}
+        assert bob.ok("presence_stats", {"channel": "chat:empty"}) == {"clients": 0, "users": 0}
+    finally:
+        for r in clients:
+            r.close()
+        h.stop()
+
+
+def test_history_limit_since_reverse(raw: Any) -> None:
+    a = raw()
+    epoch = a.ok("subscribe", {"channel": "chat:h"})["epoch"]
+    for i in range(1, 6):
+        a.ok("publish", {"channel": "chat:h", "data": i})
+    everything = a.ok("history", {"channel": "chat:h"})
+    assert [p["data"] for p in everything["publications"]] == [1, 2, 3, 4, 5]
+    assert everything["offset"] == 5 and everything["epoch"] == epoch
+    assert [p["offset"] for p in a.ok("history", {"channel": "chat:h", "limit": 2})["publications"]] == [4, 5]
+    assert [
+        p["data"] for p in a.ok("history", {"channel": "chat:h", "limit": 2, "reverse": True})["publications"]
+    ] == [5, 4]
+    since = {"epoch": epoch, "offset": 3}
+    assert [p["data"] for p in a.ok("history", {"channel": "chat:h", "since": since})["publications"]] == [
+        4,
+        5,
+    ]
+    backwards = a.ok("history", {"channel": "chat:h", "since": since, "reverse": True})["publications"]
+    assert [p["data"] for p in backwards] == [2, 1]
+    assert a.ok("history", {"channel": "chat:h", "limit": 0})["publications"] == []
+    assert a.error("history", {"channel": "chat:h", "since": {"epoch": "other", "offset": 1}}) == 112
+    assert a.error("history", {"channel": "chat:h", "since": {"epoch": epoch, "offset": 9}}) == 112
+    assert a.error("history", {"channel": "chat:h", "limit": -1}) == ErrorCode.BAD_REQUEST
+    assert a.error("history", {"channel": "chat:h", "reverse": "yes"}) == ErrorCode.BAD_REQUEST
+    assert a.error("history", {"channel": "chat:h", "since": {"offset": 1}}) == ErrorCode.BAD_REQUEST
+
+
+def _small_history_hub() -> HubThread:
+    names = Namespaces(
+        {**DEFAULT_NAMESPACES, "tiny": NamespaceOptions(history_size=3, history_ttl=60, allow_publish=True)}
+    )
+    return HubThread(HubConfig(port=0, namespaces=names))
+
+
+def test_recovery_with_and_without_the_gap_held() -> None:
+    h = _small_history_hub()
+    try:
+        away, publisher = Raw(h.url), Raw(h.url)
+        away.ok("connect")
+        publisher.ok("connect")
+        start = away.ok("subscribe", {"channel": "tiny:t"})
+        publisher.ok("publish", {"channel": "tiny:t", "data": 1})
+        assert away.push()["offset"] == 1
+        away.close()  # gone; two publications while away: both still held
+        publisher.ok("publish", {"channel": "tiny:t", "data": 2})
+        publisher.ok("publish", {"channel": "tiny:t", "data": 3})
+        back = Raw(h.url)
+        back.ok("connect")
+        got = back.ok("subscribe", {"channel": "tiny:t", "recover": {"epoch": start["epoch"], "offset": 1}})
+        assert got["recovered"] is True and got["offset"] == 3 and got["epoch"] == start["epoch"]
+        assert [p["data"] for p in got["publications"]] == [2, 3]
+        assert all(p["channel"] == "tiny:t" and "info" in p for p in got["publications"])
+        # up to date: nothing to recover is still a full recovery
+        again = Raw(h.url)
+        again.ok("connect")
+        same = again.ok("subscribe", {"channel": "tiny:t", "recover": {"epoch": start["epoch"], "offset": 3}})
+        assert same["recovered"] is True and same["publications"] == []
+        # four more: offsets 4..7, only 5..7 held; a client at offset 3 missed 4
+        for i in range(4, 8):
+            publisher.ok("publish", {"channel": "tiny:t", "data": i})
+        late = Raw(h.url)
+        late.ok("connect")
+        lost = late.ok("subscribe", {"channel": "tiny:t", "recover": {"epoch": start["epoch"], "offset": 3}})
+        assert lost["recovered"] is False and lost["offset"] == 7
+        assert [p["offset"] for p in lost["publications"]] == [5, 6, 7]  # what is held; the gap is reported
+        wrong = Raw(h.url)
+        wrong.ok("connect")
+        other = wrong.ok("subscribe", {"channel": "tiny:t", "recover": {"epoch": "0000", "offset": 3}})
+        assert other["recovered"] is False and other["publications"] == []
+        for r in (publisher, back, again, late, wrong):
+            r.close()
+    finally:
+        h.stop()
+
+
+def test_recovery_after_a_restart_reports_a_new_epoch(hub: HubThread) -> None:
+    a = Raw(hub.url)
+    a.ok("connect")
+    before = a.ok("subscribe", {"channel": "chat:r"})
+    a.ok("publish", {"channel": "chat:r", "data": "old"})
+    assert a.push()["offset"] == 1
+    hub.restart()
+    assert a.push() == {"push": "disconnect", "code": 4000, "reason": "shutdown", "reconnect": True}
+    with pytest.raises(ConnectionClosed) as closed:
+        a.recv()
+    assert closed.value.code == 4000
+    b = Raw(hub.url)
+    b.ok("connect")
+    after = b.ok("subscribe", {"channel": "chat:r", "recover": {"epoch": before["epoch"], "offset": 1}})
+    assert after["recovered"] is False and after["epoch"] != before["epoch"] and after["publications"] == []
+    b.close()
+
+
+def test_malformed_frames_get_errors_and_the_connection_lives(raw: Any) -> None:
+    r = raw()
+    cases: list[tuple[str, int, int]] = [
+        ("{not json", 0, ErrorCode.BAD_REQUEST),
+        ("[1, 2]", 0, ErrorCode.BAD_REQUEST),
+        ('"text"', 0, ErrorCode.BAD_REQUEST),
+        ('{"method": "ping"}', 0, ErrorCode.BAD_REQUEST),
+        ('{"id": -1, "method": "ping"}', 0, ErrorCode.BAD_REQUEST),
+        ('{"id": true, "method": "ping"}', 0, ErrorCode.BAD_REQUEST),
+        ('{"id": 1.5, "method": "ping"}', 0, ErrorCode.BAD_REQUEST),
+        ('{"id": 7, "method": 3}', 7, ErrorCode.BAD_REQUEST),
+        ('{"id": 8, "method": "fly"}', 8, ErrorCode.METHOD_NOT_FOUND),
+        ('{"id": 9, "method": "subscribe", "params": []}', 9, ErrorCode.BAD_REQUEST),
+        (
+            '{"id": 10, "method": "publish", "params": {"channel": "chat:x", "data": NaN}}',
+            0,
+            ErrorCode.BAD_REQUEST,
+        ),
+        (
+            '{"id": 11, "method": "subscribe", "params": {"channel": "chat:x", "recover": 5}}',
+            11,
+            ErrorCode.BAD_REQUEST,
+        ),
+        ("[" * 60_000, 0, ErrorCode.BAD_REQUEST),
+        ('{"id": 1' + "0" * 5000 + "}", 0, ErrorCode.BAD_REQUEST),
+        ("x" * (64 * 1024 + 1), 0, ErrorCode.LIMIT_EXCEEDED),
+    ]
+    for frame, cid, code in cases:
+        r.send(frame)
+        reply = r.recv()
+        assert reply["id"] == cid and reply["error"]["code"] == code, (frame[:60], reply)
+    assert r.ok("ping") == {}
+
+
+def test_a_frame_over_the_io_limit_is_closed_1009(hub: HubThread) -> None:
+    r = Raw(hub.url)
+    r.ok("connect")
+    r.send("x" * (hub.config.max_frame_bytes + 1))
+    with pytest.raises(ConnectionClosed) as closed:
+        r.recv()
+    assert closed.value.code == 1009
+
+
+def test_binary_frames_are_closed_1003(raw: Any, hub: HubThread) -> None:
+    r, other = raw(), raw()
+    r.ok("subscribe", {"channel": "chat:b"})
+    other.ok("subscribe", {"channel": "chat:b"})
+    assert r.push()["push"] == "join"
+    r.send(b'{"id": 1, "method": "ping"}')
+    with pytest.raises(ConnectionClosed) as closed:
+        r.recv()
+    assert closed.value.code == 1003
+    assert other.push()["push"] == "leave"  # it was cleaned up at once
+    assert other.ok("ping") == {}
+
+
+def test_slow_subscriber_is_dropped_while_a_fast_one_keeps_receiving() -> None:
+    limit = 128 * 1024
+    h = HubThread(HubConfig(port=0, limits=HubLimits(queue_limit=limit)))
+    try:
+        # the slow client reads nothing and keeps its receive buffer small, so the hub's queue fills
+        slow_sock = socket.socket()
+        slow_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow_sock.settimeout(10)
+        slow_sock.connect(("127.0.0.1", h.hub_server.port))
+        slow_sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += slow_sock.recv(1)
+        for frame in (
+            {"id": 1, "method": "connect"},
+            {"id": 2, "method": "subscribe", "params": {"channel": "bench:x"}},
+        ):
+            payload = json.dumps(frame).encode()
+            slow_sock.sendall(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+        fast, publisher = Raw(h.url), Raw(h.url)
+        fast.ok("connect")
+        publisher.ok("connect")
+        fast.ok("subscribe", {"channel": "bench:x"})
+        h.call(lambda: None)
+        assert h.call(lambda: sum(len(s.subscriptions) for s in h.hub.sessions.values())) == 2
+        blob = "x" * 32 * 1024
+        count = 0
+        while h.call(lambda: h.hub.stats.slow_disconnects) == 0:
+            publisher.ok("publish", {"channel": "bench:x", "data": blob})
+            assert fast.push()["data"] == blob  # the fast one reads as it goes: never held back
+            count += 1
+            assert count < 2000, "the slow subscriber was never dropped"
+        print("publications until the slow one was dropped:", count)
+        # at once: the slow one holds no subscription any more
+        assert h.call(lambda: list(h.hub._channels["bench:x"].by_conn)) == [
+            c for c, s in h.call(lambda: list(h.hub.sessions.items())) if s.subscriptions
+        ]
+        # what the slow one reads once it wakes up: publications, the disconnect push, close 4001
+        data = b""
+        close_frame = b"\x88\x06\x0f\xa1slow"  # RFC 6455 §5.5.1: code 4001, reason "slow"
+        while close_frame not in data:
+            chunk = slow_sock.recv(1 << 20)
+            assert chunk, "closed before the close frame"
+            data += chunk
+        assert data.index(b'{"push":"disconnect","code":4001,"reason":"slow","reconnect":true}') < data.index(
+            close_frame
+        )
+        publisher.ok("publish", {"channel": "bench:x", "data": "after"})
+        assert fast.push()["data"] == "after"
+        slow_sock.close()
+        fast.close()
+        publisher.close()
+    finally:
+        h.stop()
+
+
+def test_sessions_and_subscriptions_are_freed_at_close_without_gc(hub: HubThread) -> None:
+    from server.hub.hub import Session, Subscription
+
+    r = Raw(hub.url)
+    r.ok("connect")
+    r.ok("subscribe", {"channel": "chat:mem"})
+    r.ok("subscribe", {"channel": "stock:*"})
+    gc.disable()
+    try:
+
+        def refs() -> list[weakref.ref[Any]]:
+            (session,) = hub.hub.sessions.values()
+            assert isinstance(session, Session)
+            subs = list(session.subscriptions.values())
+            assert all(isinstance(s, Subscription) for s in subs) and len(subs) == 2
+            return [weakref.ref(session), *(weakref.ref(s) for s in subs)]
+
+        weak = hub.call(refs)
+        r.close()
+        assert hub.wait_sessions(0)
+        assert hub.call(lambda: [w() is None for w in weak]) == [True, True, True]
+        assert hub.call(lambda: (hub.hub._channels, hub.hub._patterns, hub.hub._clients)) == ({}, {}, {})
+        assert hub.call(lambda: hub.hub.engine.presence_channel_count) == 0
+    finally:
+        gc.enable()
+
+
+def test_an_engine_failure_is_error_100_and_the_connection_lives() -> None:
+    from server.hub.memory import MemoryEngine
+
+    class Broken(MemoryEngine):
+        def publish(self, channel: str, data_json: str, info_json: str | None, options: Any) -> Any:
+            raise RuntimeError("backend down")
+
+    h = HubThread(engine=Broken)
+    try:
+        r = Raw(h.url)
+        r.ok("connect")
+        reply = r.cmd("publish", {"channel": "chat:x", "data": 1})
+        assert reply["error"] == {"code": 100, "message": "internal error", "temporary": True}
+        assert r.ok("ping") == {}
+        r.close()
+    finally:
+        h.stop()
+
+
+def test_server_side_publish_and_unsubscribe(raw: Any, hub: HubThread) -> None:
+    a, b = raw(connect=False), raw()
+    client_a = a.ok("connect")["client"]
+    a.ok("subscribe", {"channel": "chat:s"})
+    b.ok("subscribe", {"channel": "chat:s"})
+    assert a.push()["push"] == "join"
+    publication = hub.call(hub.hub.publish, "chat:s", {"from": "server"})
+    assert publication.offset == 1
+    push = a.push()
+    assert push == {"push": "pub", "channel": "chat:s", "offset": 1, "data": {"from": "server"}}  # no info
+    with pytest.raises(HubError):
+        hub.call(hub.hub.publish, "nope:x", 1)
+    with pytest.raises(HubError):
+        hub.call(hub.hub.publish, "chat:s", object())
+    conn = hub.call(hub.hub.connection_of, client_a)
+    assert hub.call(hub.hub.unsubscribe, conn, "chat:s") is True
+    assert a.push() == {"push": "unsubscribe", "channel": "chat:s", "code": 2000, "reason": "server"}
+    assert b.push()["push"] == "pub" and b.push()["push"] == "leave"
+    assert hub.call(hub.hub.unsubscribe, conn, "chat:s") is False
+    assert a.error("unsubscribe", {"channel": "chat:s"}) == ErrorCode.NOT_SUBSCRIBED
+    assert hub.call(hub.hub.connection_of, "nobody") is None

@@ -1,0 +1,99 @@
+"""Junk from one client (hypothesis): the hub answers with errors, stays up, and the other client sees
+nothing of it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from server.errors import ConnectionClosed
+from server.hub.protocol import MAX_ID, METHODS
+
+from .conftest import HubThread, Raw
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+param_names = st.sampled_from(
+    ["channel", "data", "recover", "since", "limit", "reverse", "token", "name", "x"]
+)
+channels = st.sampled_from(
+    ["chat:a", "stock:*", "stock:B", "bench:c", "lobby", "nope:x", "", "chat:", "*"]
+) | st.text(max_size=12)
+param_values = (
+    channels | json_values | st.fixed_dictionaries({"epoch": st.text(max_size=8), "offset": st.integers()})
+)
+commands = st.fixed_dictionaries(
+    {
+        "id": st.integers(min_value=-2, max_value=1000) | json_values,
+        "method": st.sampled_from(sorted(METHODS)) | st.text(max_size=10),
+    },
+    optional={"params": st.dictionaries(param_names, param_values, max_size=4) | json_values},
+)
+frames = st.one_of(commands.map(json.dumps), json_values.map(json.dumps), st.text(max_size=200))
+
+VICTIM_CHANNEL = "chat:victim-4f1c0e9a"
+
+
+@pytest.fixture(scope="module")
+def setup() -> Iterator[tuple[HubThread, Raw, Raw]]:
+    hub = HubThread()
+    attacker, victim = Raw(hub.url), Raw(hub.url)
+    attacker.ok("connect")
+    victim.ok("connect")
+    victim.ok("subscribe", {"channel": VICTIM_CHANNEL})
+    yield hub, attacker, victim
+    attacker.close()
+    victim.close()
+    hub.stop()
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frames=st.lists(frames, min_size=1, max_size=5))
+def test_junk_never_crashes_the_hub_nor_reaches_another_connection(
+    setup: tuple[HubThread, Raw, Raw], frames: list[str]
+) -> None:
+    hub, attacker, victim = setup
+    for frame in frames:
+        attacker.send(frame)
+    # every frame gets exactly one reply; pushes (from valid junk) may come between
+    replies = 0
+    while replies < len(frames):
+        got = attacker.recv()
+        if "id" in got:
+            replies += 1
+            assert ("result" in got) != ("error" in got), got
+    # the marker: the attacker's next command; its reply comes after anything the junk caused
+    attacker.send(
+        {"id": MAX_ID, "method": "publish", "params": {"channel": VICTIM_CHANNEL, "data": "marker"}}
+    )
+    while "id" not in (got := attacker.recv()):
+        pass
+    assert got["id"] == MAX_ID and "result" in got, got
+    first = victim.recv()
+    assert first["push"] == "pub" and first["data"] == "marker", first  # nothing before it
+    assert hub.call(lambda: len(hub.hub.sessions)) == 2
+
+
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.binary(max_size=300))
+def test_random_bytes_close_only_that_connection_1003(
+    setup: tuple[HubThread, Raw, Raw], payload: bytes
+) -> None:
+    hub, _, victim = setup
+    intruder = Raw(hub.url)
+    intruder.ok("connect")
+    intruder.send(payload)  # a binary frame: RFC 6455 §7.4.1, 1003 "cannot accept this type of data"
+    with pytest.raises(ConnectionClosed) as closed:
+        intruder.recv()
+    assert closed.value.code == 1003
+    assert victim.ok("ping") == {}
+    assert hub.wait_sessions(2)

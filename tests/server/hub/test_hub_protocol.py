@@ -1,0 +1,107 @@
+"""protocol.py: parsing untrusted frames, parameter accessors, frames out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from server.hub.protocol import (
+    NO_ID,
+    DisconnectCode,
+    ErrorCode,
+    HubError,
+    Position,
+    command_id_of,
+    disconnect_push_frame,
+    error_frame,
+    get_bool,
+    get_int,
+    get_position,
+    get_str,
+    parse_command,
+    pub_push_frame,
+    publication_json,
+    reply_frame,
+)
+
+
+def test_a_valid_command() -> None:
+    cmd = parse_command('{"id": 3, "method": "publish", "params": {"channel": "c", "data": [1]}}')
+    assert (cmd.id, cmd.method, cmd.params) == (3, "publish", {"channel": "c", "data": [1]})
+    assert parse_command('{"id": 1, "method": "ping"}').params == {}
+    assert parse_command('{"id": 1, "method": "ping", "params": null}').params == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "cid", "code"),
+    [
+        ("", NO_ID, ErrorCode.BAD_REQUEST),
+        ("nul", NO_ID, ErrorCode.BAD_REQUEST),
+        ('{"id": 1, "method": "ping"} trailing', NO_ID, ErrorCode.BAD_REQUEST),
+        ("[]", NO_ID, ErrorCode.BAD_REQUEST),
+        ('{"id": 0, "method": "ping"}', NO_ID, ErrorCode.BAD_REQUEST),
+        ('{"id": 9007199254740992, "method": "ping"}', NO_ID, ErrorCode.BAD_REQUEST),
+        ('{"id": "1", "method": "ping"}', NO_ID, ErrorCode.BAD_REQUEST),
+        ('{"id": 2}', 2, ErrorCode.BAD_REQUEST),
+        ('{"id": 2, "method": "PING"}', 2, ErrorCode.METHOD_NOT_FOUND),
+        ('{"id": 2, "method": "ping", "params": "x"}', 2, ErrorCode.BAD_REQUEST),
+        ('{"id": 2, "method": "ping", "params": {"x": Infinity}}', NO_ID, ErrorCode.BAD_REQUEST),
+    ],
+)
+def test_refused_frames(text: str, cid: int, code: int) -> None:
+    with pytest.raises(HubError) as info:
+        parse_command(text)
+    assert (command_id_of(info.value), info.value.code) == (cid, code)
+
+
+@given(st.text(max_size=300))
+def test_any_text_parses_or_raises_hub_error(text: str) -> None:
+    try:
+        parse_command(text)
+    except HubError as exc:
+        assert exc.code in (ErrorCode.BAD_REQUEST, ErrorCode.METHOD_NOT_FOUND)
+
+
+def test_accessors() -> None:
+    params = {"s": "x", "n": 5, "b": True, "p": {"epoch": "e", "offset": 2}, "bad": 1.5, "t": True}
+    assert get_str(params, "s") == "x" and get_str(params, "missing", required=False) == ""
+    assert get_int(params, "n", 0) == 5 and get_int(params, "missing", 7) == 7
+    assert get_bool(params, "b") is True and get_bool(params, "missing") is False
+    assert get_position(params, "p") == Position("e", 2) and get_position(params, "missing") is None
+    for call in (
+        lambda: get_str(params, "n"),
+        lambda: get_str({"s": "x" * 10}, "s", max_length=5),
+        lambda: get_int(params, "bad", 0),
+        lambda: get_int(params, "t", 0),  # a bool is not an integer here
+        lambda: get_int(params, "n", 0, maximum=4),
+        lambda: get_bool(params, "n"),
+        lambda: get_position(params, "s"),
+        lambda: get_position({"p": {"epoch": 1, "offset": 2}}, "p"),
+        lambda: get_position({"p": {"epoch": "e", "offset": -1}}, "p"),
+    ):
+        with pytest.raises(HubError) as info:
+            call()
+        assert info.value.code == ErrorCode.BAD_REQUEST
+
+
+def test_frames_are_the_contracts_json() -> None:
+    assert json.loads(reply_frame(4, {"a": "é"})) == {"id": 4, "result": {"a": "é"}}
+    assert json.loads(error_frame(4, HubError(111, "slow down", True))) == {
+        "id": 4,
+        "error": {"code": 111, "message": "slow down", "temporary": True},
+    }
+    pub = publication_json("chat:x", 3, '{"t":1}', '{"client":"c","user":"u"}')
+    assert json.loads(pub) == {
+        "channel": "chat:x",
+        "offset": 3,
+        "data": {"t": 1},
+        "info": {"client": "c", "user": "u"},
+    }
+    assert json.loads(publication_json("c", None, "null", None)) == {"channel": "c", "data": None}
+    assert json.loads(pub_push_frame(pub)) == {"push": "pub", **json.loads(pub)}
+    assert json.loads(pub_push_frame(pub, "chat:*"))["pattern"] == "chat:*"
+    assert json.loads(disconnect_push_frame(DisconnectCode.SLOW, "slow"))["reconnect"] is True
+    assert json.loads(disconnect_push_frame(DisconnectCode.CONNECT_TIMEOUT, "late"))["reconnect"] is False
