@@ -43,8 +43,9 @@ METHOD = """<details><summary>How it is measured</summary>
   or keepalive pings, driven by the same hand-written blocking/epoll client in `benchmarks/loopback.py`.
 - **hub**: `python -m server hub`, python-socketio on uvicorn and a websockets `broadcast` server
   (`benchmarks/hub_peers.py`), each in its own process, driven by one load generator
-  (`benchmarks/hub/loadgen.py`: raw sockets + `wsproto_lite.ClientConnection`, one epoll loop) that
-  stamps every publication with `time.monotonic_ns()`; details under the table.
+  (`benchmarks/hub/loadgen.py`: raw sockets + `wsproto_lite.ClientConnection` in epoll loops, the
+  subscribers in worker processes, `fleet.py`) that stamps every publication with `time.monotonic_ns()`;
+  details under the table.
 </details>"""
 HERE = os.path.dirname(os.path.abspath(__file__))
 
