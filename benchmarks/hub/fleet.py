@@ -44,7 +44,7 @@ def _worker(target_name: str, host: str, port: int, conn: Connection) -> None:
                     gen.shrink(arg)
                 conn.send(("ok", len(gen.subscribers)))
             gen.pump(0.05)
-            gen._check_lost()
+            gen.check_lost()
             if done or gen.delivered != sent:
                 conn.send(("done", done, gen.delivered))
                 done, sent = [], gen.delivered

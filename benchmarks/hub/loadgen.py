@@ -90,7 +90,7 @@ class LoadGen:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(todo) + self.pending} connections not ready after {timeout:.0f} s")
             self.pump(0.5)
-            self._check_lost()
+            self.check_lost()
 
     def _connect(self, is_publisher: bool) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -148,7 +148,8 @@ class LoadGen:
         self.publisher = None
         self.ep.close()
 
-    def _check_lost(self) -> None:
+    def check_lost(self) -> None:
+        """Raise if the server closed any subscriber (a slow-subscriber cut, a crash...)."""
         if self.lost:
             raise ConnectionError(
                 f"the server closed {self.lost} subscriber connection(s); its last other message: "
@@ -276,7 +277,7 @@ class LoadGen:
                 self.pump((due - now) / 1e9)
             seqs.append(self.publish())
         self._wait(lambda: self.completed - first < count, drain)
-        self._check_lost()
+        self.check_lost()
         return [self.latency_ns.get(s) for s in seqs]
 
     def _wait(self, busy: Callable[[], object], limit: float) -> None:
@@ -300,7 +301,7 @@ class LoadGen:
                     self.publish()
                     published += 1
                 self.pump(0.05)
-                self._check_lost()
+                self.check_lost()
 
         run(warmup)
         d0, c0, t0 = self.delivered, cpu(), time.perf_counter()
