@@ -24,6 +24,8 @@ import enum
 import struct
 from typing import NamedTuple
 
+from ._speedups import accelerator
+
 __all__ = [
     "Opcode",
     "FrameHeader",
@@ -31,6 +33,7 @@ __all__ = [
     "encode_frame",
     "frame_header",
     "apply_mask",
+    "python_apply_mask",
     "FIN",
     "RSV1",
     "RSV2",
@@ -152,12 +155,15 @@ _BLOCK = 262144  # larger payloads are unmasked in blocks (the I/O layer reads 2
 _XOR = [bytes(b ^ k for b in range(256)) for k in range(256)]
 
 
-def apply_mask(data: bytes, mask: bytes, offset: int = 0) -> bytes:
+def python_apply_mask(data: bytes, mask: bytes, offset: int = 0) -> bytes:
     """XOR ``data`` with the 4-byte ``mask`` repeated (§5.3); applying it twice is the identity.
 
     ``offset`` is the position of ``data[0]`` in the frame payload, for payloads processed in pieces.
     Pure Python without a per-byte loop: small payloads are XORed as one big integer with the repeated
     key; larger ones byte-lane by byte-lane, with ``bytes.translate`` on every fourth byte.
+
+    This is the reference: ``apply_mask`` is the compiled version of it when the accelerator is active
+    (``_cspeedups.c``, the same bytes for every input, tested against this function), else this one.
     """
     n = len(data)
     if not n:
@@ -182,3 +188,9 @@ def _translate_lanes(data: bytes | memoryview, tables: list[bytes]) -> bytes:
     out[2::4] = out[2::4].translate(tables[2])
     out[3::4] = out[3::4].translate(tables[3])
     return bytes(out)
+
+
+#: Masks payloads (§5.3): ``apply_mask(data, mask, offset=0) -> bytes``. Chosen once, at import, so the
+#: hot paths pay no dispatch: the compiled accelerator when it is active (see ``_speedups.py``), else
+#: the pure-Python reference above.
+apply_mask = python_apply_mask if accelerator is None else accelerator.apply_mask
