@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ._speedups import accelerator
 
@@ -34,6 +34,8 @@ __all__ = [
     "frame_header",
     "apply_mask",
     "python_apply_mask",
+    "PayloadBuffer",
+    "PythonPayloadBuffer",
     "FIN",
     "RSV1",
     "RSV2",
@@ -190,7 +192,58 @@ def _translate_lanes(data: bytes | memoryview, tables: list[bytes]) -> bytes:
     return bytes(out)
 
 
-#: Masks payloads (§5.3): ``apply_mask(data, mask, offset=0) -> bytes``. Chosen once, at import, so the
-#: hot paths pay no dispatch: the compiled accelerator when it is active (see ``_speedups.py``), else
-#: the pure-Python reference above.
-apply_mask = python_apply_mask if accelerator is None else accelerator.apply_mask
+class PythonPayloadBuffer:
+    """A message's payload assembled from received pieces, unmasked on the way in (§5.3).
+
+    For the reader: ``append(chunk, start, end, mask, offset)`` takes the payload bytes straight out of a
+    received chunk, so a message needs no slice, no unmasked piece and no join. ``take()`` returns the
+    whole payload and empties the buffer. This is the reference; ``PayloadBuffer`` is the compiled version
+    when the accelerator is active (one copy per byte from the chunk into the final ``bytes``).
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, capacity: int = 0) -> None:
+        if capacity < 0:
+            raise ValueError("capacity must not be negative")
+        self._data = bytearray()  # the capacity is only a hint (the compiled version allocates it)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def append(
+        self,
+        data: bytes | bytearray | memoryview,
+        start: int,
+        end: int,
+        mask: bytes | None = None,
+        offset: int = 0,
+        /,
+    ) -> bool:
+        """Append ``data[start:end]``, unmasked with ``mask`` unless None, ``data[start]`` being payload
+        byte ``offset``. Returns whether every byte appended is ASCII: such a piece of a text message is
+        valid UTF-8 by itself, so the caller can skip decoding it (§8.1) when no sequence is pending."""
+        if not 0 <= start <= end <= len(data):
+            raise ValueError(f"[{start}:{end}] is not a slice of a buffer of {len(data)} bytes")
+        piece = bytes(data[start:end])
+        if mask is not None:
+            piece = python_apply_mask(piece, mask, offset)
+        self._data += piece
+        return piece.isascii()
+
+    def take(self) -> bytes:
+        """The payload appended so far; the buffer starts empty again."""
+        data = bytes(self._data)
+        self._data = bytearray()
+        return data
+
+
+# The compiled versions are chosen once, at import, so the hot paths pay no dispatch: the accelerator when
+# it is active (see ``_speedups.py``), else the pure-Python references above. Type checkers see the
+# references (the compiled ones have the same signatures, see _cspeedups.pyi).
+if TYPE_CHECKING or accelerator is None:
+    apply_mask = python_apply_mask
+    PayloadBuffer = PythonPayloadBuffer
+else:
+    apply_mask = accelerator.apply_mask
+    PayloadBuffer = accelerator.PayloadBuffer
