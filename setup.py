@@ -32,8 +32,8 @@ class OptionalBuildExt(build_ext):
 
     @staticmethod
     def _skipped(exc: Exception) -> None:
-        reason = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
-        print(f"wsproto-lite: C speedups not built ({reason[0]}); using pure Python", file=sys.stderr)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:160]
+        print(f"wsproto-lite: C speedups not built ({reason}); using pure Python", file=sys.stderr)
 
 
 ext_modules = []
