@@ -201,15 +201,16 @@ class PythonPayloadBuffer:
     when the accelerator is active (one copy per byte from the chunk into the final ``bytes``).
     """
 
-    __slots__ = ("_data",)
+    __slots__ = ("_pieces", "_size")
 
     def __init__(self, capacity: int = 0) -> None:
         if capacity < 0:
             raise ValueError("capacity must not be negative")
-        self._data = bytearray()  # the capacity is only a hint (the compiled version allocates it)
+        self._pieces: list[bytes] = []  # joined by take(); the capacity is only a hint here
+        self._size = 0
 
     def __len__(self) -> int:
-        return len(self._data)
+        return self._size
 
     def append(
         self,
@@ -225,17 +226,19 @@ class PythonPayloadBuffer:
         valid UTF-8 by itself, so the caller can skip decoding it (§8.1) when no sequence is pending."""
         if not 0 <= start <= end <= len(data):
             raise ValueError(f"[{start}:{end}] is not a slice of a buffer of {len(data)} bytes")
-        piece = bytes(data[start:end])
+        piece = bytes(data[start:end])  # no copy when it is all of a bytes object
         if mask is not None:
             piece = python_apply_mask(piece, mask, offset)
-        self._data += piece
+        self._pieces.append(piece)
+        self._size += len(piece)
         return piece.isascii()
 
     def take(self) -> bytes:
         """The payload appended so far; the buffer starts empty again."""
-        data = bytes(self._data)
-        self._data = bytearray()
-        return data
+        pieces = self._pieces
+        self._pieces = []
+        self._size = 0
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 # The compiled versions are chosen once, at import, so the hot paths pay no dispatch: the accelerator when
