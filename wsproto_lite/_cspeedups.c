@@ -191,7 +191,8 @@ PayloadBuffer_dealloc(PayloadBuffer *self)
     Py_DECREF(type); /* heap type: instances own a reference to it */
 }
 
-/* Make room for ``extra`` more bytes; grows by half again at least, so n appends cost O(n) copies. */
+/* Make room for ``extra`` more bytes. Without a hint the capacity at least doubles, so n appended bytes
+ * cost at most n more bytes of copying when the allocator has to move the block. */
 static int
 reserve(PayloadBuffer *self, Py_ssize_t extra)
 {
@@ -209,7 +210,7 @@ reserve(PayloadBuffer *self, Py_ssize_t extra)
     if (need <= capacity) {
         return 0;
     }
-    Py_ssize_t grown = capacity <= PY_SSIZE_T_MAX - capacity / 2 ? capacity + capacity / 2 : PY_SSIZE_T_MAX;
+    Py_ssize_t grown = capacity <= PY_SSIZE_T_MAX / 2 ? capacity * 2 : PY_SSIZE_T_MAX;
     /* On failure _PyBytes_Resize frees the object and sets it to NULL: the buffer is then empty. */
     if (_PyBytes_Resize(&self->bytes, need > grown ? need : grown) < 0) {
         self->size = 0;

@@ -21,6 +21,7 @@ This module knows the bit layout and nothing about messages or connection state:
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -153,8 +154,13 @@ def encode_frame(
 
 _SMALL = 512  # below this, one big-integer XOR is the fastest; above, translate tables win (measured)
 _BLOCK = 262144  # larger payloads are unmasked in blocks (the I/O layer reads 256 KiB at a time)
-# _XOR[k] maps every byte b to b ^ k: a bytes.translate table per possible key byte.
-_XOR = [bytes(b ^ k for b in range(256)) for k in range(256)]
+
+
+@functools.cache
+def _xor_tables() -> list[bytes]:
+    """``_xor_tables()[k]`` maps every byte b to b ^ k: a bytes.translate table per possible key byte.
+    Built on first use (a few ms), so a process that runs the compiled masking never builds them."""
+    return [bytes(b ^ k for b in range(256)) for k in range(256)]
 
 
 def python_apply_mask(data: bytes, mask: bytes, offset: int = 0) -> bytes:
@@ -176,7 +182,8 @@ def python_apply_mask(data: bytes, mask: bytes, offset: int = 0) -> bytes:
     if n < _SMALL:
         key = (mask * ((n + 3) >> 2))[:n]
         return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
-    tables = [_XOR[k] for k in mask]
+    xor = _xor_tables()
+    tables = [xor[k] for k in mask]
     if n <= _BLOCK:
         return _translate_lanes(data, tables)
     view = memoryview(data)
