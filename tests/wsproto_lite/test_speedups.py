@@ -253,3 +253,25 @@ def test_c_payload_buffer_is_freed_by_reference_counting() -> None:
         assert (alive, after) == (before + 1, before)
     finally:
         gc.enable()
+
+
+def test_shim_honours_the_environment_and_a_missing_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WSPROTO_LITE_NO_SPEEDUPS", "1")
+    assert _speedups._load() is None
+    monkeypatch.setenv("WSPROTO_LITE_NO_SPEEDUPS", "0")
+    assert _speedups._load() is C
+    # as if it was never built
+    monkeypatch.delattr(wsproto_lite, "_cspeedups", raising=False)
+    monkeypatch.setitem(sys.modules, "wsproto_lite._cspeedups", None)
+    assert _speedups._load() is None
+
+
+def test_python_references_on_large_payloads_and_bad_input() -> None:
+    data = os.urandom(600_000)  # several of the pure path's 256 KiB blocks, and a tail
+    key = b"\x9a\x01\xff\x42"
+    expected = bytes(b ^ key[(i + 3) % 4] for i, b in enumerate(data))
+    assert python_apply_mask(data, key, 3) == expected
+    if C is not None:
+        assert C.apply_mask(data, key, 3) == expected
+    with pytest.raises(ValueError):
+        PythonPayloadBuffer(-1)
