@@ -336,11 +336,9 @@ module_exec(PyObject *module)
     if (type == NULL) {
         return -1;
     }
-    if (PyModule_AddObject(module, "PayloadBuffer", type) < 0) {
-        Py_DECREF(type);
-        return -1;
-    }
-    return 0;
+    int rc = PyModule_AddObjectRef(module, "PayloadBuffer", type);
+    Py_DECREF(type);
+    return rc;
 }
 
 static PyModuleDef_Slot module_slots[] = {
