@@ -56,7 +56,7 @@ def test_reader_and_masking_properties_under_address_and_ub_sanitizers(tmp_path:
     # sanitizers on varied input, in well under a minute.
     (tmp_path / "tests" / "conftest.py").write_text(
         "from hypothesis import HealthCheck, settings\n"
-        "settings.register_profile('sanitized', deadline=None, max_examples=40,"
+        "settings.register_profile('sanitized', deadline=None, max_examples=25,"
         " suppress_health_check=list(HealthCheck))\n"
         "settings.load_profile('sanitized')\n"
     )
