@@ -27,10 +27,23 @@ def free_port() -> int:
 class ServerProc:
     """A server in its own process (started directly, so ``pid`` is the server's)."""
 
-    def __init__(self, name: str, argv: list[str], port: int, timeout: float = 15.0, cwd: str = ROOT) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        port: int,
+        timeout: float = 15.0,
+        env: dict[str, str] | None = None,
+        cwd: str = ROOT,
+    ) -> None:
         self.name, self.port = name, port
         self.proc = subprocess.Popen(
-            argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            argv,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **env} if env else None,
         )
         deadline = time.monotonic() + timeout
         while True:
