@@ -5,6 +5,12 @@ The reader is incremental and lazy. :meth:`MessageReader.feed` only stores bytes
 noticed only after every event before it was handed out, and a data frame's payload is consumed as it
 arrives, piece by piece (a text frame with invalid UTF-8 fails at the first bad byte, not at its end).
 
+One path with a fast case inside it: while no message is half-assembled, :meth:`_parse_whole_frames`
+takes the final, plain text/binary frames already whole in the buffer in one loop, in the vocabulary of
+:mod:`._frames` (its constants, its ``apply_mask``), and stops at the first frame that is anything else;
+the general path then applies every rule to that frame and reports errors at the right place. Tests
+check that both give the same events for any chunking of the same bytes.
+
 The reader never reacts (no pong, no close): it reports, and raises :class:`RemoteProtocolError` with
 the close code when the peer breaks a rule. Reactions are the connection's job.
 """
@@ -28,6 +34,12 @@ from ._events import (
     TextMessage,
 )
 from ._frames import (
+    CONTROL_BIT,
+    FIN,
+    LENGTH_16,
+    LENGTH_BITS,
+    MASK_BIT,
+    MASK_KEY_SIZE,
     MAX_CONTROL_PAYLOAD,
     OP_BINARY,
     OP_CLOSE,
@@ -46,6 +58,10 @@ from .extensions import Extension
 __all__ = ["MessageReader"]
 
 _DATA_OPCODES = (OP_TEXT, OP_BINARY)
+# The first header byte of the frames the fast path takes: FIN, no RSV bits, text or binary (§5.2).
+_FIN_TEXT, _FIN_BINARY = FIN | OP_TEXT, FIN | OP_BINARY
+# The fast path parses 7- and 16-bit lengths (§5.2); frames with a 64-bit length take the general path.
+_FAST_MAX_LENGTH = 0xFFFF
 # The slot setters of the frozen message events, for the fast path (frozen dataclasses route every
 # assignment in __init__ through object.__setattr__, which costs more than the rest of a small frame).
 _SET_TEXT = TextMessage.__dict__["data"].__set__
@@ -66,6 +82,7 @@ class MessageReader:
         self._allowed_rsv = 0
         for extension in self._extensions:
             self._allowed_rsv |= extension.rsv_mask
+        self._fast_limit = self._fast_path_limit()
         # Input not parsed yet: ``_buf[_pos:]`` then the chunks in ``_chunks``.
         self._buf = b""
         self._pos = 0
@@ -107,6 +124,13 @@ class MessageReader:
         self._pos = 0
         return True
 
+    def _fast_path_limit(self) -> int:
+        """The longest payload the fast path may take; -1 when an extension decodes plain messages too."""
+        if any(extension.decodes(0) for extension in self._extensions):
+            return -1  # every message goes through the extension: the general path
+        limits = (_FAST_MAX_LENGTH, self._max_frame, self._max_message)
+        return min(limit for limit in limits if limit is not None)
+
     # -- parsing ---------------------------------------------------------------------------------
 
     def next_event(self) -> Event | None:
@@ -119,89 +143,55 @@ class MessageReader:
         return self._next_event()
 
     def _parse_whole_frames(self) -> bool:
-        """Fast path: unfragmented, plain data frames (up to 64 KiB) entirely in the buffer.
+        """Fast path: parse the small, final, plain data frames at the head of the buffer into ``ready``.
 
-        Parses as many as there are into ``_ready`` and stops at the first frame that is anything else
-        (fragmented, control, RSV bits, too long, incomplete, invalid UTF-8...), leaving it to the general
-        path, which applies every rule and reports errors at the right place. Both paths are tested to give
-        the same events for any chunking of the same bytes. Returns whether it produced an event.
+        It stops at the first frame that is anything else (fragmented, control, RSV bits, too long,
+        incomplete, invalid UTF-8...) and leaves it to the general path. Returns whether it produced one.
         """
-        buf = self._buf
-        pos = self._pos
-        if pos >= len(buf):
-            if not self._chunks:
-                return False
-            self._more()
-            buf = self._buf
-            pos = 0
-        for extension in self._extensions:
-            if extension.start_inbound(0):
-                return False
-        masked = self._expect_masked
-        mask_bit = 0x80 if masked else 0
-        key_size = 4 if masked else 0
-        limit = 0xFFFF  # 7- and 16-bit lengths (§5.2); 64-bit ones are large enough for the general path
-        if self._max_frame is not None:
-            limit = min(limit, self._max_frame)
-        if self._max_message is not None:
-            limit = min(limit, self._max_message)
-        stream = self._stream
-        from_bytes = int.from_bytes
-        append = self.ready.append
-        new = object.__new__
-        set_text = _SET_TEXT
-        set_binary = _SET_BINARY
-        size = len(buf)
-        produced = False
+        if (self._pos >= len(self._buf) and not self._more()) or self._fast_limit < 0:
+            return False
+        buf, pos, size, limit = self._buf, self._pos, len(self._buf), self._fast_limit
+        mask_bit, key_size = (MASK_BIT, MASK_KEY_SIZE) if self._expect_masked else (0, 0)
+        stream, append, new = self._stream, self.ready.append, object.__new__
+        start_pos = pos
         while size - pos >= 2:
-            b0 = buf[pos]
-            if b0 != 0x81 and b0 != 0x82:  # FIN, no RSV bits, text or binary
+            b0, b1 = buf[pos], buf[pos + 1]
+            # Only final text/binary frames without RSV bits, masked as they must be (§5.1, §5.2).
+            if (b0 != _FIN_TEXT and b0 != _FIN_BINARY) or b1 & MASK_BIT != mask_bit:
                 break
-            b1 = buf[pos + 1]
-            if b1 & 0x80 != mask_bit:
-                break
-            length = b1 & 0x7F
-            if length < 126:
-                start = pos + 2 + key_size
-            elif length == 126 and size - pos >= 4:
+            length = b1 & LENGTH_BITS
+            start = pos + 2 + key_size
+            if length == LENGTH_16 and size - pos >= 4:
                 length = buf[pos + 2] << 8 | buf[pos + 3]
-                start = pos + 4 + key_size
-            else:
-                break
+                start += 2
+            elif length >= LENGTH_16:
+                break  # a 64-bit length, or a 16-bit one not in the buffer yet
             end = start + length
             if end > size or length > limit:
                 break
             payload = buf[start:end]
-            if masked and length:
-                key = buf[start - 4 : start]
-                if length < 512:
-                    payload = (
-                        from_bytes(payload, "little")
-                        ^ from_bytes((key * ((length + 3) >> 2))[:length], "little")
-                    ).to_bytes(length, "little")
-                else:
-                    payload = apply_mask(payload, key)
-            if b0 == 0x81:
+            if key_size:
+                payload = apply_mask(payload, buf[start - key_size : start])  # §5.3
+            if b0 == _FIN_TEXT:
                 try:
                     text = payload.decode("utf-8")
                 except UnicodeDecodeError:
-                    break  # the general path reports it, at the first bad byte
+                    break  # the general path reports it, at the first bad byte (§8.1)
                 if stream:
                     append(TextChunk(text, True))
                 else:
-                    message = new(TextMessage)  # the same frozen event, built without __init__'s overhead
-                    set_text(message, text)
+                    message = new(TextMessage)  # the same frozen event, without __init__'s overhead
+                    _SET_TEXT(message, text)
                     append(message)
             elif stream:
                 append(BinaryChunk(payload, True))
             else:
                 binary = new(BinaryMessage)
-                set_binary(binary, payload)
+                _SET_BINARY(binary, payload)
                 append(binary)
-            produced = True
             pos = end
         self._pos = pos
-        return produced
+        return pos != start_pos
 
     def _next_event(self) -> Event | None:
         while True:
@@ -220,7 +210,7 @@ class MessageReader:
                 if self._more():
                     continue
                 return None
-            if header.opcode >= 0x8:
+            if header.opcode & CONTROL_BIT:
                 # Control frames wait until their (small) payload is complete.
                 end = self._pos + header.header_size + header.length
                 if header.length <= MAX_CONTROL_PAYLOAD and end > len(self._buf):
