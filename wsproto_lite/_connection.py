@@ -249,8 +249,9 @@ class Connection:
 
     def data_to_send_list(self) -> list[bytes]:
         """Like :meth:`data_to_send` without joining: a list of buffers for ``sendmsg``."""
-        out = self._writer.out
-        self._writer.out = []
+        writer = self._writer
+        out = writer.out
+        writer.out = []
         return out
 
     def _check_open(self) -> None:
@@ -263,7 +264,7 @@ class Connection:
             raise LocalProtocolError(f"send_text needs str, not {type(data).__name__}")
         if self._phase not in SENDING:
             self._check_open()
-        self._writer.data(OP_TEXT, data.encode("utf-8"), fin, compress)
+        self._writer.data(OP_TEXT, data.encode(), fin, compress)  # UTF-8
 
     def send_binary(
         self, data: bytes | bytearray | memoryview, *, fin: bool = True, compress: bool | None = None
@@ -273,7 +274,8 @@ class Connection:
             raise LocalProtocolError(f"send_binary needs bytes, not {type(data).__name__}")
         if self._phase not in SENDING:
             self._check_open()
-        self._writer.data(OP_BINARY, bytes(data), fin, compress)
+        payload = data if type(data) is bytes else bytes(data)  # bytes(data) would cost a call for nothing
+        self._writer.data(OP_BINARY, payload, fin, compress)
 
     def send_ping(self, payload: bytes = b"") -> None:
         """Send a ping (§5.5.2); at most 125 bytes of payload."""

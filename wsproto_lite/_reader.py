@@ -36,6 +36,7 @@ from ._events import (
 from ._frames import (
     CONTROL_BIT,
     FIN,
+    INLINE_MASK_LIMIT,
     LENGTH_16,
     LENGTH_BITS,
     MASK_BIT,
@@ -62,6 +63,7 @@ _DATA_OPCODES = (OP_TEXT, OP_BINARY)
 _FIN_TEXT, _FIN_BINARY = FIN | OP_TEXT, FIN | OP_BINARY
 # The fast path parses 7- and 16-bit lengths (§5.2); frames with a 64-bit length take the general path.
 _FAST_MAX_LENGTH = 0xFFFF
+_from_bytes = int.from_bytes  # a module global: ``int.from_bytes`` would build a bound method per call
 # The slot setters of the frozen message events, for the fast path (frozen dataclasses route every
 # assignment in __init__ through object.__setattr__, which costs more than the rest of a small frame).
 _SET_TEXT = TextMessage.__dict__["data"].__set__
@@ -143,22 +145,17 @@ class MessageReader:
         return self._next_event()
 
     def _parse_whole_frames(self) -> bool:
-        """Fast path: parse the small, final, plain data frames at the head of the buffer into ``ready``.
-
-        It stops at the first frame that is anything else (fragmented, control, RSV bits, too long,
-        incomplete, invalid UTF-8...) and leaves it to the general path. Returns whether it produced one.
-        """
-        if (self._pos >= len(self._buf) and not self._more()) or self._fast_limit < 0:
+        """Fast case: parse the small, final, plain data frames at the head of the buffer into ``ready``
+        (empty when called), up to the first frame that is anything else (see the module docstring)."""
+        if self._fast_limit < 0 or (self._pos >= len(self._buf) and not self._more()):
             return False
         buf, pos, size, limit = self._buf, self._pos, len(self._buf), self._fast_limit
         mask_bit, key_size = (MASK_BIT, MASK_KEY_SIZE) if self._expect_masked else (0, 0)
         stream, append, new = self._stream, self.ready.append, object.__new__
-        start_pos = pos
         while size - pos >= 2:
             b0, b1 = buf[pos], buf[pos + 1]
-            # Only final text/binary frames without RSV bits, masked as they must be (§5.1, §5.2).
             if (b0 != _FIN_TEXT and b0 != _FIN_BINARY) or b1 & MASK_BIT != mask_bit:
-                break
+                break  # not final, RSV bits, not text or binary, or the wrong mask bit (§5.1, §5.2)
             length = b1 & LENGTH_BITS
             start = pos + 2 + key_size
             if length == LENGTH_16 and size - pos >= 4:
@@ -170,8 +167,13 @@ class MessageReader:
             if end > size or length > limit:
                 break
             payload = buf[start:end]
-            if key_size:
-                payload = apply_mask(payload, buf[start - key_size : start])  # §5.3
+            if key_size:  # §5.3
+                key = buf[start - key_size : start]
+                if length >= INLINE_MASK_LIMIT:
+                    payload = apply_mask(payload, key)
+                else:  # one big-integer XOR, as apply_mask does it: inline, as the call costs more
+                    xor = _from_bytes((key * ((length + 3) >> 2))[:length], "little")
+                    payload = (_from_bytes(payload, "little") ^ xor).to_bytes(length, "little")
             if b0 == _FIN_TEXT:
                 try:
                     text = payload.decode("utf-8")
@@ -179,19 +181,17 @@ class MessageReader:
                     break  # the general path reports it, at the first bad byte (§8.1)
                 if stream:
                     append(TextChunk(text, True))
-                else:
-                    message = new(TextMessage)  # the same frozen event, without __init__'s overhead
-                    _SET_TEXT(message, text)
+                else:  # the same frozen event as TextMessage(text), without __init__'s overhead
+                    _SET_TEXT(message := new(TextMessage), text)
                     append(message)
             elif stream:
                 append(BinaryChunk(payload, True))
             else:
-                binary = new(BinaryMessage)
-                _SET_BINARY(binary, payload)
+                _SET_BINARY(binary := new(BinaryMessage), payload)
                 append(binary)
             pos = end
         self._pos = pos
-        return pos != start_pos
+        return bool(self.ready)
 
     def _next_event(self) -> Event | None:
         while True:
