@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from ._errors import PRIVATE_CODES, REGISTERED_CODES, CloseCode, LocalProtocolError, RemoteProtocolError
+from ._errors import CloseCode, LocalProtocolError, RemoteProtocolError
 from ._frames import MAX_CONTROL_PAYLOAD
 from ._utf8 import decode_utf8
 
@@ -20,7 +20,7 @@ def is_valid_close_code(code: int) -> bool:
     1016-2999 are reserved for future RFCs; 3000-3999 are registered with IANA; 4000-4999 are private.
     Below 1000 nothing is used (§7.4.2).
     """
-    return code in _SENDABLE_NAMED or code in REGISTERED_CODES or code in PRIVATE_CODES
+    return code in _SENDABLE_NAMED or code in CloseCode.REGISTERED or code in CloseCode.PRIVATE
 
 
 def parse_close_payload(payload: bytes) -> tuple[int, str]:

@@ -23,12 +23,10 @@ class CloseCode(enum.IntEnum):
     TRY_AGAIN_LATER = 1013
     BAD_GATEWAY = 1014
     TLS_HANDSHAKE = 1015  # never on the wire (§7.4.1)
-
-
-#: §7.4.2: the ranges beyond the named codes: registered with IANA (libraries, frameworks, applications),
-#: and private use. 1016-2999 are reserved for future RFCs; nothing below 1000 is used.
-REGISTERED_CODES = range(3000, 4000)
-PRIVATE_CODES = range(4000, 5000)
+    # §7.4.2: the ranges beyond the named codes (not members): registered with IANA by libraries,
+    # frameworks and applications, and private use. 1016-2999 are reserved; nothing below 1000 is used.
+    REGISTERED = enum.nonmember(range(3000, 4000))
+    PRIVATE = enum.nonmember(range(4000, 5000))
 
 
 class LocalProtocolError(Exception):

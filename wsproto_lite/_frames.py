@@ -42,6 +42,9 @@ __all__ = [
     "LENGTH_64",
     "MAX_CONTROL_PAYLOAD",
     "INLINE_MASK_LIMIT",
+    "CONTROL_BIT",
+    "OPCODE_BITS",
+    "MASK_KEY_SIZE",
 ]
 
 
