@@ -147,7 +147,7 @@ class Connection:
             self._release()
 
     def _release(self) -> None:
-        """Drop what the connection buffers for input (issue: a kept, closed object keeps no megabytes).
+        """Drop what the connection buffers for input, so that a closed connection kept alive costs nothing.
 
         Unparsed bytes, the message being assembled, data messages parsed ahead but not handed out (a
         dropped connection does not deliver them after ConnectionClosed), the handshake buffers, and the
@@ -187,11 +187,10 @@ class Connection:
                 self._fail(exc.code, exc.reason)
                 return self._events.popleft()
             if event is not None:
-                cls = type(event)
-                if cls is Ping:
-                    self._answer_ping(event)  # type: ignore[arg-type]
-                elif cls is CloseReceived:
-                    self._answer_close(event)  # type: ignore[arg-type]
+                if isinstance(event, Ping):
+                    self._answer_ping(event)
+                elif isinstance(event, CloseReceived):
+                    self._answer_close(event)
                 return event
             if self._eof:
                 # §7.1.5: the transport closed; without a close frame that is an abnormal closure (1006)

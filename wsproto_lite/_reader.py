@@ -94,7 +94,8 @@ class MessageReader:
         self._frame_left = 0  # payload bytes of ``_frame`` still to come
         # The message being assembled (opcode None between messages).
         self._msg_opcode: int | None = None
-        self._msg_parts: list[bytes] | list[str] = []
+        self._text_parts: list[str] = []  # the pieces of a text message so far (not when streaming)
+        self._binary_parts: list[bytes] = []
         self._msg_size = 0
         self._msg_frames = 0
         self._msg_decoder: Extension | None = None  # the extension that decodes this message, if any
@@ -296,7 +297,6 @@ class MessageReader:
 
     def _begin_message(self, opcode: int, rsv: int) -> None:
         self._msg_opcode = opcode
-        self._msg_parts = []
         self._msg_size = 0
         self._msg_frames = 0
         self._msg_decoder = None
@@ -341,33 +341,33 @@ class MessageReader:
         if final:
             self._msg_opcode = None
         if opcode == OP_TEXT:
-            assert self._utf8 is not None
-            text = self._utf8.decode(piece, final)  # §8.1: fail at the first invalid byte
-            if self._stream:
-                if text or final:
-                    return TextChunk(text, final)
-                return None
-            parts: list[str] = self._msg_parts  # type: ignore[assignment]
-            if final:
-                if parts:
-                    parts.append(text)
-                    text = "".join(parts)
-                    self._msg_parts = []
-                return TextMessage(text)
-            if text:
-                parts.append(text)
-            return None
+            return self._text_piece(piece, final)
+        return self._binary_piece(piece, final)
+
+    def _text_piece(self, piece: bytes, final: bool) -> Event | None:
+        assert self._utf8 is not None
+        text = self._utf8.decode(piece, final)  # §8.1: fail at the first invalid byte
         if self._stream:
-            if piece or final:
-                return BinaryChunk(piece, final)
+            return TextChunk(text, final) if text or final else None
+        if not final:
+            if text:
+                self._text_parts.append(text)
             return None
-        chunks: list[bytes] = self._msg_parts  # type: ignore[assignment]
-        if final:
-            if chunks:
-                chunks.append(piece)
-                piece = b"".join(chunks)
-                self._msg_parts = []
-            return BinaryMessage(piece)
-        if piece:
-            chunks.append(piece)
-        return None
+        if self._text_parts:
+            self._text_parts.append(text)
+            text = "".join(self._text_parts)
+            self._text_parts = []
+        return TextMessage(text)
+
+    def _binary_piece(self, piece: bytes, final: bool) -> Event | None:
+        if self._stream:
+            return BinaryChunk(piece, final) if piece or final else None
+        if not final:
+            if piece:
+                self._binary_parts.append(piece)
+            return None
+        if self._binary_parts:
+            self._binary_parts.append(piece)
+            piece = b"".join(self._binary_parts)
+            self._binary_parts = []
+        return BinaryMessage(piece)
