@@ -498,6 +498,24 @@ def test_random_bytes_as_a_handshake_never_raise(data: bytes) -> None:
         assert isinstance(events[-1], ConnectionClosed)
 
 
+def test_next_event_hands_out_messages_parsed_ahead_in_order() -> None:
+    conn = server(data=text("a") + text("b"))
+    assert [conn.next_event(), conn.next_event(), conn.next_event()] == [
+        TextMessage("a"),
+        TextMessage("b"),
+        None,
+    ]
+
+
+def test_nothing_is_sent_after_our_close() -> None:
+    conn = server()
+    conn.close()
+    for send in (lambda: conn.send_binary(b"x"), lambda: conn.send_text("x"), conn.send_ping):
+        with pytest.raises(LocalProtocolError):
+            send()
+    assert not conn.can_send and conn.state is ConnectionState.CLOSING and conn.close_expected
+
+
 def test_abort_drops_messages_parsed_ahead_so_closed_stays_last() -> None:
     conn = server(data=text("a") + text("b") + text("c"))
     assert conn.next_event() == TextMessage("a")  # "b" and "c" were parsed ahead by the fast case
