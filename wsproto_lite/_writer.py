@@ -43,9 +43,9 @@ class FrameWriter:
 
     def data(self, opcode: int, payload: bytes, fin: bool = True, compress: bool | None = None) -> None:
         """Queue a text/binary frame; ``fin=False`` leaves the message open for more calls."""
-        if fin and self._small_ready_made and len(payload) < LENGTH_16:
+        if fin and self._small_ready_made and (length := len(payload)) < LENGTH_16:
             # The fast case: what the general path below would queue, without a call per step.
-            self.out.append(_SMALL_HEADERS[opcode << 7 | len(payload)] + payload)
+            self.out.append(_SMALL_HEADERS[opcode << 7 | length] + payload)
             return
         first = self._continuing is None
         if not first and opcode != self._continuing:
