@@ -11,15 +11,15 @@ from typing import Any
 
 from . import frames
 from .loopback import Client, ServerProc, free_port, peer_server
-from .peers import OURS
+from .peers import OURS, OURS_PY, VARIANTS
 from .report import Table, fmt_rate, median, ratio_cells
 from .servers import MAX
 
 PEERS = ["websockets", "aiohttp", "picows"]
-IMPLS = [OURS, *PEERS]
+IMPLS = [OURS, OURS_PY, *PEERS]
 
 
-def ours_server(mode: str = "echo") -> ServerProc:
+def ours_server(mode: str = "echo", name: str = OURS) -> ServerProc:
     """Echo: ``python -m server echo`` (the project's CLI); broadcast: ``benchmarks.ours_server``.
 
     Raises RuntimeError when unavailable. Like the peers: no compression, no keepalive pings, a
@@ -46,11 +46,12 @@ def ours_server(mode: str = "echo") -> ServerProc:
         ]
     else:
         argv = [sys.executable, "-m", "benchmarks.ours_server", "--host", "127.0.0.1", "--port", str(port)]
-    return ServerProc(OURS, argv, port)
+    # wsproto-lite-py: the same server with the C accelerator switched off
+    return ServerProc(name, argv, port, env=VARIANTS[name].env)
 
 
 def start(impl: str, mode: str = "echo") -> ServerProc:
-    return ours_server(mode) if impl == OURS else peer_server(impl, mode)
+    return ours_server(mode, impl) if impl in (OURS, OURS_PY) else peer_server(impl, mode)
 
 
 def sequential(port: int, n: int) -> dict[str, Any]:
@@ -235,10 +236,13 @@ def run(*, quick: bool, reps: int, infos: dict[str, dict[str, str]], notes: list
 
 
 def _server_info(impl: str) -> dict[str, str]:
-    if impl == OURS:
+    if impl in (OURS, OURS_PY):
         from .peers import ours
 
-        return {**ours.info(), "note": "server/ I/O layer (selectors loop)"}
+        info = {**ours.info(), "note": "server/ I/O layer (selectors loop)"}
+        if impl == OURS_PY:
+            info["accelerations"] = "none (WSPROTO_LITE_NO_SPEEDUPS=1)"
+        return info
     import importlib.metadata
 
     version = importlib.metadata.version(impl)

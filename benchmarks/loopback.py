@@ -38,11 +38,24 @@ class ServerProc:
     Its stderr goes to a temporary file, not a pipe: a server that logs every reset connection
     would otherwise block once the pipe is full."""
 
-    def __init__(self, name: str, argv: list[str], port: int, timeout: float = 15.0, cwd: str = ROOT) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        port: int,
+        timeout: float = 15.0,
+        env: dict[str, str] | None = None,
+        cwd: str = ROOT,
+    ) -> None:
         self.name, self.port = name, port
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr
+            argv,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self.stderr,
+            env={**os.environ, **env} if env else None,
         )
         deadline = time.monotonic() + timeout
         while True:

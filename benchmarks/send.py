@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from . import recv
-from .peers import OURS
+from .peers import OURS, OURS_PY
 from .report import Table
 from .worker import Pool
 
-VARIANTS = [OURS, "wsproto", "websockets", "websockets-py", "aiohttp", "aiohttp-py"]
+VARIANTS = [OURS, OURS_PY, "wsproto", "websockets", "websockets-py", "aiohttp", "aiohttp-py"]
 
 
 def run(pool: Pool, *, quick: bool, reps: int) -> list[Table]:
     """One table per role."""
-    return [recv.run(pool, quick=quick, reps=reps, op="send", role=role) for role in ("server", "client")]
+    return [recv.measure(pool, quick=quick, reps=reps, op="send", role=role) for role in ("server", "client")]

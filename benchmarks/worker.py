@@ -143,6 +143,33 @@ def time_send(mod: Any, size: int, kind: str, n: int, role: str, min_seconds: fl
     return {"seconds": seconds, "count": n_all, "bytes": n_all * expect, "ok": not why, "why": why}
 
 
+def time_copy(size: int, n: int, min_seconds: float = 0.05) -> dict[str, Any]:
+    """The ceiling of a receive path: one plain copy of each ``size``-byte message into a new ``bytes``
+    (``bytes(memoryview)``: allocate and memcpy), ``n`` x rounds."""
+    view = memoryview(os.urandom(size))
+
+    def one_round() -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            bytes(view)
+        return time.perf_counter() - t0
+
+    n_all = n * _rounds(one_round, min_seconds)
+    gc.collect()
+    t0 = time.perf_counter()
+    for _ in range(n_all):
+        copy = bytes(view)
+    seconds = time.perf_counter() - t0
+    ok = copy == view
+    return {
+        "seconds": seconds,
+        "count": n_all,
+        "bytes": n_all * size,
+        "ok": ok,
+        "why": "" if ok else "bad copy",
+    }
+
+
 def main(variant: str) -> None:
     os.environ.update(VARIANTS[variant].env)  # before the adapter imports its library
     try:
@@ -158,6 +185,8 @@ def main(variant: str) -> None:
         try:
             if req["op"] == "recv":
                 res = time_recv(mod, req["size"], req["kind"], req["n"], req.get("min_seconds", 0.05))
+            elif req["op"] == "copy":
+                res = time_copy(req["size"], req["n"], req.get("min_seconds", 0.05))
             elif req["op"] == "send":
                 res = time_send(
                     mod, req["size"], req["kind"], req["n"], req["role"], req.get("min_seconds", 0.05)

@@ -22,6 +22,7 @@ from ._events import (
     TextMessage,
 )
 from ._frames import FrameHeader, HeaderError, Opcode, apply_mask, encode_frame, parse_header
+from ._speedups import speedups_enabled
 from ._state import ConnectionState
 from .extensions import Extension, ExtensionFactory
 
@@ -64,6 +65,7 @@ __all__ = [
     "encode_frame",
     "parse_header",
     "prepare_message",
+    "speedups_enabled",
 ]
 
 __version__ = "0.1.0"

@@ -5,9 +5,12 @@ from __future__ import annotations
 import struct
 
 from ._errors import CloseCode, LocalProtocolError, RemoteProtocolError
+from ._frames import MAX_CONTROL_PAYLOAD
 from ._utf8 import decode_utf8
 
 _pack_code = struct.Struct("!H").pack
+# §7.4.1: the defined codes a close frame may carry; 1005, 1006 and 1015 are for reporting only.
+_SENDABLE_NAMED = frozenset(CloseCode) - {CloseCode.NO_STATUS, CloseCode.ABNORMAL, CloseCode.TLS_HANDSHAKE}
 
 
 def is_valid_close_code(code: int) -> bool:
@@ -17,7 +20,7 @@ def is_valid_close_code(code: int) -> bool:
     1016-2999 are reserved for future RFCs; 3000-3999 are registered with IANA; 4000-4999 are private.
     Below 1000 nothing is used (§7.4.2).
     """
-    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+    return code in _SENDABLE_NAMED or code in CloseCode.REGISTERED or code in CloseCode.PRIVATE
 
 
 def parse_close_payload(payload: bytes) -> tuple[int, str]:
@@ -44,7 +47,7 @@ def build_close_payload(code: int | None, reason: str) -> bytes:
     if not is_valid_close_code(code):
         raise LocalProtocolError(f"close code {code} may not be sent (RFC 6455 §7.4)")
     payload = _pack_code(code) + reason.encode("utf-8")
-    if len(payload) > 125:
+    if len(payload) > MAX_CONTROL_PAYLOAD:
         # §5.5: control frame payloads are at most 125 bytes
         raise LocalProtocolError("close reason longer than 123 bytes of UTF-8")
     return payload

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ._close import build_close_payload
 from ._config import Config
-from ._errors import CloseCode, HandshakeError, LocalProtocolError, RemoteProtocolError
+from ._errors import CloseCode, HandshakeFailure, LocalProtocolError, RemoteProtocolError
 from ._events import (
     Accepted,
     CloseReceived,
@@ -40,14 +40,20 @@ from ._handshake import (
 )
 from ._http import HeadReader, HTTPError, header_values, parse_request_head, parse_response_head, token_list
 from ._reader import MessageReader
-from ._state import PUBLIC_STATE, ConnectionState, Phase, Trigger, next_state
-from ._writer import SMALL_HEADERS, FrameWriter
+from ._state import (
+    PUBLIC_STATE,
+    SENDING,
+    ConnectionState,
+    Phase,
+    Trigger,
+    close_expected,
+    next_state,
+    should_close_transport,
+)
+from ._writer import FrameWriter
 from .extensions import Extension, ExtensionFactory
 
 __all__ = ["Connection", "ServerConnection", "ClientConnection", "PreparedMessage", "prepare_message"]
-
-_OPEN = Phase.OPEN
-_TEXT_HEADERS, _BINARY_HEADERS = SMALL_HEADERS[OP_TEXT], SMALL_HEADERS[OP_BINARY]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +73,12 @@ def prepare_message(data: str | bytes) -> PreparedMessage:
 
 
 class Connection:
-    """What both roles share; use :class:`ServerConnection` or :class:`ClientConnection`."""
+    """What both roles share; use :class:`ServerConnection` or :class:`ClientConnection`.
+
+    The protocol state is ``_phase`` alone, moved only by :meth:`_move` through the table in
+    :mod:`._state`; every property below is read from it, from the close frames that crossed
+    (``close_sent``, ``close_received``) and from whether the transport reported EOF.
+    """
 
     is_server: bool
 
@@ -78,19 +89,17 @@ class Connection:
         mask_key: Callable[[int], bytes] | None,
     ) -> None:
         self.config = config or Config()
-        self._mask_key = mask_key  # None for a server: its frames are not masked (§5.1)
         self._factories = tuple(extensions)
         self._phase = Phase.CONNECTING
-        self._events: deque[Event] = deque()
-        self._head = HeadReader(self.config.max_handshake_size)
+        self._eof = False  # the transport reported EOF: a fact about the input, not a protocol state
+        self._events: deque[Event] = deque()  # events the connection itself queued (handshake, close)
+        self._head: HeadReader | None = HeadReader(self.config.max_handshake_size)  # until the head is in
+        self._after_head: list[bytes] = []  # bytes that followed the head, until the frame reader exists
+        # The frame reader exists exactly in the RECEIVING phases: created when the handshake is done,
+        # dropped (with every byte it buffers) on entering CLOSED.
         self._reader: MessageReader | None = None
         self._ready: deque[Event] = deque()  # the reader's parsed-ahead data messages, once OPEN
-        self._early: list[bytes] = []  # bytes that followed the handshake head before the reader exists
-        self._writer = FrameWriter(None)
-        self._eof = False
-        self._clean = False  # both close frames crossed
-        self._closed_reported = False
-        self._reading = True  # False once the peer's close arrived or the connection failed
+        self._writer = FrameWriter(mask_key)  # mask_key is None for a server: no masking (§5.1)
         #: ``(code, reason)`` of the close frame we sent / received, once that happened.
         self.close_sent: tuple[int, str] | None = None
         self.close_received: tuple[int, str] | None = None
@@ -105,31 +114,51 @@ class Connection:
         """CONNECTING, OPEN, CLOSING or CLOSED."""
         return PUBLIC_STATE[self._phase]
 
-    def _move(self, trigger: Trigger) -> None:
-        self._phase = next_state(self._phase, trigger)
-
     @property
     def can_send(self) -> bool:
         """May data frames be sent now? Only while OPEN (§5.5.1: nothing after our close)."""
-        return self._phase is Phase.OPEN
+        return self._phase in SENDING
+
+    @property
+    def _clean(self) -> bool:
+        """Both close frames crossed: the peer's arrived, and ours was sent before it or in reply."""
+        return self.close_received is not None
 
     @property
     def should_close_transport(self) -> bool:
-        """Flush :meth:`data_to_send`, then close the TCP connection now.
-
-        §7.1.1: the server closes the TCP connection first, right after the closing handshake; the client
-        waits for the server to do it (see :attr:`close_expected`). A failed connection closes at once.
-        """
-        if self._phase is not Phase.CLOSED:
-            return False
-        return self.is_server or self._eof or not self._clean
+        """Flush :meth:`data_to_send`, then close the TCP connection now (§7.1.1, see :mod:`._state`)."""
+        return should_close_transport(self._phase, is_server=self.is_server, clean=self._clean, eof=self._eof)
 
     @property
     def close_expected(self) -> bool:
         """We are waiting for the peer (its close frame, or its TCP close): time to arm a close timer."""
-        if self._phase is Phase.CLOSE_SENT:
-            return True
-        return self._phase is Phase.CLOSED and not self.should_close_transport
+        return close_expected(self._phase, is_server=self.is_server, clean=self._clean, eof=self._eof)
+
+    def _move(self, trigger: Trigger, code: int = CloseCode.ABNORMAL, reason: str = "") -> None:
+        """Change phase through the table; entering CLOSED queues the final event and frees the buffers.
+
+        This is the one place that queues :class:`ConnectionClosed` (``code`` and ``reason`` are its
+        fields), so it is queued exactly once, and always last.
+        """
+        before = self._phase
+        self._phase = next_state(before, trigger)
+        if self._phase is Phase.CLOSED and before is not Phase.CLOSED:
+            self._events.append(ConnectionClosed(code, reason, self._clean))
+            self._release()
+
+    def _release(self) -> None:
+        """Drop what the connection buffers for input, so that a closed connection kept alive costs nothing.
+
+        Unparsed bytes, the message being assembled, data messages parsed ahead but not handed out (a
+        dropped connection does not deliver them after ConnectionClosed), the handshake buffers, and the
+        extensions' state (e.g. zlib objects). Queued output stays: it may hold our close frame.
+        """
+        self._reader = None
+        self._ready = deque()
+        self._head = None
+        self._after_head = []
+        for extension in self.extensions:
+            extension.release()
 
     # -- input -----------------------------------------------------------------------------------
 
@@ -139,18 +168,10 @@ class Connection:
             self._eof = True
             if self._phase is Phase.CONNECTING:
                 self._handshake_eof()
-            return
-        if self._phase is Phase.CONNECTING:
-            if self._head is not None:
-                self._receive_head(data)
-            elif self._early is not None:
-                self._early.append(data)
-                if sum(map(len, self._early)) > self.config.max_handshake_size:
-                    # §4.1: a client must wait for the server's answer before sending frames; one that
-                    # floods us while the handshake is pending is not a WebSocket client.
-                    self._handshake_failed(HandshakeError("data sent before the handshake completed"))
-        elif self._reader is not None and self._reading:
+        elif self._reader is not None:  # a RECEIVING phase
             self._reader.feed(data)
+        elif self._phase is Phase.CONNECTING:
+            self._receive_handshake_data(data)
 
     def next_event(self) -> Event | None:
         """The next event, or None when more bytes are needed."""
@@ -159,20 +180,21 @@ class Connection:
         if self._ready:  # data messages the reader parsed ahead: no reaction needed
             return self._ready.popleft()
         reader = self._reader
-        if reader is not None and self._reading:
+        if reader is not None:  # a RECEIVING phase
             try:
                 event = reader.next_event()
             except RemoteProtocolError as exc:
                 self._fail(exc.code, exc.reason)
-                return self._events.popleft() if self._events else None
+                return self._events.popleft()
             if event is not None:
-                cls = type(event)
-                if cls is Ping or cls is CloseReceived:
-                    self._react(event)
+                if isinstance(event, Ping):
+                    self._answer_ping(event)
+                elif isinstance(event, CloseReceived):
+                    self._answer_close(event)
                 return event
-        if self._eof and not self._closed_reported:
-            # §7.1.5: the transport closed; without a close frame that is an abnormal closure (1006)
-            self._finish(CloseCode.ABNORMAL, "connection lost")
+            if self._eof:
+                # §7.1.5: the transport closed; without a close frame that is an abnormal closure (1006)
+                self._move(Trigger.TRANSPORT_CLOSED, CloseCode.ABNORMAL, "connection lost")
         return self._events.popleft() if self._events else None
 
     def events(self) -> Iterator[Event]:
@@ -187,48 +209,31 @@ class Connection:
                 return
             yield event
 
-    def _react(self, event: Event) -> None:
-        """Apply the protocol's reactions to a received ping or close frame."""
-        cls = type(event)
-        if cls is Ping:
-            # §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in response"
-            # (unless it already sent a close, §5.5.1).
-            if self.config.auto_pong and self._phase is Phase.OPEN:
-                self._writer.frame(OP_PONG, event.payload)  # type: ignore[attr-defined]
-        elif cls is CloseReceived:
-            assert isinstance(event, CloseReceived)
-            self._reading = False  # §5.5.1: nothing the peer sends after its close matters
-            self.close_received = (event.code, event.reason)
-            self._move(Trigger.RECEIVE_CLOSE)
-            if self._phase is Phase.CLOSE_RECEIVED:
-                # §5.5.1: reply with a close frame, typically echoing the status code received
-                self._send_close(None if event.code == CloseCode.NO_STATUS else event.code, "")
-            self._clean = True
-            self._finish(event.code, event.reason)
+    def _answer_ping(self, ping: Ping) -> None:
+        # §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in response"
+        # (unless it already sent a close, §5.5.1).
+        if self.config.auto_pong and self._phase in SENDING:
+            self._writer.frame(OP_PONG, ping.payload)
+
+    def _answer_close(self, close: CloseReceived) -> None:
+        self.close_received = (close.code, close.reason)
+        if self._phase is Phase.OPEN:
+            # §5.5.1: reply with a close frame, typically echoing the status code received
+            self._send_close(None if close.code == CloseCode.NO_STATUS else close.code, "")
+        # §5.5.1: nothing the peer sends after its close matters; the handshake is complete (§7.1.3)
+        self._move(Trigger.RECEIVE_CLOSE, close.code, close.reason)
 
     def _fail(self, code: int, reason: str) -> None:
         """§7.1.7 _Fail the WebSocket Connection_: send a close with ``code`` (if we can) and stop."""
-        self._reading = False
         if self._phase is Phase.OPEN:
-            payload = build_close_payload(code, reason[:100])
-            self._writer.frame(OP_CLOSE, payload)
-            self.close_sent = (code, reason)
-        self._move(Trigger.FAIL)
-        self._finish(code, reason)
-
-    def _finish(self, code: int, reason: str) -> None:
-        """Queue the final ConnectionClosed event (once)."""
-        if self._phase is not Phase.CLOSED:
-            self._move(Trigger.TRANSPORT_CLOSED)
-        if not self._closed_reported:
-            self._closed_reported = True
-            self._events.append(ConnectionClosed(code, reason, self._clean))
+            self._send_close(code, reason[:100])
+            self.close_sent = (code, reason)  # the whole reason, for the application
+        self._move(Trigger.FAIL, code, reason)
 
     def abort(self) -> None:
         """The transport is gone or given up on (e.g. a close timer fired): the connection is CLOSED."""
         self._eof = True
-        self._reading = False
-        self._finish(CloseCode.ABNORMAL, "connection aborted")
+        self._move(Trigger.TRANSPORT_CLOSED, CloseCode.ABNORMAL, "connection aborted")
 
     # -- output ----------------------------------------------------------------------------------
 
@@ -243,26 +248,22 @@ class Connection:
 
     def data_to_send_list(self) -> list[bytes]:
         """Like :meth:`data_to_send` without joining: a list of buffers for ``sendmsg``."""
-        out = self._writer.out
-        self._writer.out = []
+        writer = self._writer
+        out = writer.out
+        writer.out = []
         return out
 
     def _check_open(self) -> None:
-        if self._phase is not Phase.OPEN:
+        if self._phase not in SENDING:
             raise LocalProtocolError(f"cannot send in state {self.state.name}")
 
     def send_text(self, data: str, *, fin: bool = True, compress: bool | None = None) -> None:
         """Send a text message, or with ``fin=False`` a fragment of one."""
         if not isinstance(data, str):
             raise LocalProtocolError(f"send_text needs str, not {type(data).__name__}")
-        if self._phase is not _OPEN:
+        if self._phase not in SENDING:
             self._check_open()
-        payload = data.encode("utf-8")
-        writer = self._writer
-        if fin and len(payload) < 126 and writer.plain_server and writer.continuing is None:
-            writer.out.append(_TEXT_HEADERS[len(payload)] + payload)  # the writer's fast path, inlined
-        else:
-            writer.data(OP_TEXT, payload, fin, compress)
+        self._writer.data(OP_TEXT, data.encode(), fin, compress)  # UTF-8
 
     def send_binary(
         self, data: bytes | bytearray | memoryview, *, fin: bool = True, compress: bool | None = None
@@ -270,14 +271,10 @@ class Connection:
         """Send a binary message, or with ``fin=False`` a fragment of one."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise LocalProtocolError(f"send_binary needs bytes, not {type(data).__name__}")
-        if self._phase is not _OPEN:
+        if self._phase not in SENDING:
             self._check_open()
-        payload = bytes(data)
-        writer = self._writer
-        if fin and len(payload) < 126 and writer.plain_server and writer.continuing is None:
-            writer.out.append(_BINARY_HEADERS[len(payload)] + payload)
-        else:
-            writer.data(OP_BINARY, payload, fin, compress)
+        payload = data if type(data) is bytes else bytes(data)  # bytes(data) would cost a call for nothing
+        self._writer.data(OP_BINARY, payload, fin, compress)
 
     def send_ping(self, payload: bytes = b"") -> None:
         """Send a ping (§5.5.2); at most 125 bytes of payload."""
@@ -295,50 +292,43 @@ class Connection:
 
     def close(self, code: int | None = CloseCode.NORMAL, reason: str = "") -> None:
         """Start the closing handshake (§7.1.2); data may still arrive until the peer's close."""
-        if self._phase not in (Phase.OPEN, Phase.CLOSE_RECEIVED):
+        if self._phase is not Phase.OPEN:
             raise LocalProtocolError(f"cannot close in state {self.state.name}")
         self._send_close(code, reason)
+        self._move(Trigger.SEND_CLOSE)
 
     def _send_close(self, code: int | None, reason: str) -> None:
-        payload = build_close_payload(code, reason)
-        self._writer.frame(OP_CLOSE, payload)
+        """Queue our close frame (the phase is the caller's move: it depends on why we close)."""
+        self._writer.frame(OP_CLOSE, build_close_payload(code, reason))
         self.close_sent = (CloseCode.NO_STATUS if code is None else code, reason)
-        self._move(Trigger.SEND_CLOSE)
 
     def send_prepared(self, message: PreparedMessage) -> None:
         """Queue a frame built by :func:`prepare_message` (server role only)."""
         if not self.is_server:
             raise LocalProtocolError("prepared messages are unmasked server frames; clients must mask (§5.3)")
         self._check_open()
-        if self._writer.continuing is not None:
-            raise LocalProtocolError("a fragmented message is being sent; finish it first (§5.4)")
-        self._writer.out.append(message.frame)
+        self._writer.prepared(message.frame)
 
     # -- opening handshake -----------------------------------------------------------------------
 
     def _open(self, extensions: Sequence[Extension]) -> None:
         """The handshake succeeded: set up the frame layer and parse what followed the head."""
         self.extensions = tuple(extensions)
-        out = self._writer.out
-        self._writer = FrameWriter(self._mask_key, self.extensions)
-        self._writer.out = out
+        self._writer.use_extensions(self.extensions)
         self._reader = MessageReader(self.config, expect_masked=self.is_server, extensions=self.extensions)
         self._ready = self._reader.ready
         self._move(Trigger.HANDSHAKE_DONE)
-        for chunk in self._early:
+        for chunk in self._after_head:
             self._reader.feed(chunk)
-        self._early = []
+        self._after_head = []
 
-    def _handshake_failed(self, error: HandshakeError) -> None:
+    def _handshake_failed(self, failure: HandshakeFailure) -> None:
         raise NotImplementedError
 
     def _handshake_eof(self) -> None:
-        self._head = None  # type: ignore[assignment]
-        self._move(Trigger.TRANSPORT_CLOSED)
-        self._closed_reported = True
-        self._events.append(ConnectionClosed(CloseCode.ABNORMAL, "connection closed during the handshake"))
+        self._move(Trigger.TRANSPORT_CLOSED, CloseCode.ABNORMAL, "connection closed during the handshake")
 
-    def _receive_head(self, data: bytes) -> None:
+    def _receive_handshake_data(self, data: bytes) -> None:
         raise NotImplementedError
 
 
@@ -349,21 +339,32 @@ class ServerConnection(Connection):
 
     def __init__(self, config: Config | None = None, extensions: Sequence[ExtensionFactory] = ()) -> None:
         super().__init__(config, extensions, None)
-        self._request: HTTPRequest | None = None
+        self._request: HTTPRequest | None = None  # the request waiting for accept() or reject()
         self._key = ""
         self._offers: list[tuple[str, list[tuple[str, str | None]]]] = []
 
-    def _receive_head(self, data: bytes) -> None:
+    def _receive_handshake_data(self, data: bytes) -> None:
+        if self._head is not None:
+            self._receive_request_head(self._head, data)
+            return
+        # The request is in; the application has not answered it yet.
+        self._after_head.append(data)
+        if sum(map(len, self._after_head)) > self.config.max_handshake_size:
+            # §4.1: a client must wait for the server's answer before sending frames; one that
+            # floods us while the handshake is pending is not a WebSocket client.
+            self._handshake_failed(HandshakeFailure("data sent before the handshake completed"))
+
+    def _receive_request_head(self, head_reader: HeadReader, data: bytes) -> None:
         try:
-            done = self._head.feed(data)
+            done = head_reader.feed(data)
             if done is None:
                 return
             head, rest = done
-            self._head = None  # type: ignore[assignment]
-            self._early = [rest] if rest else []
+            self._head = None
+            self._after_head = [rest] if rest else []
             method, target, version, headers = parse_request_head(head, self.config.max_headers)
         except HTTPError as exc:
-            self._handshake_failed(HandshakeError(exc.reason, exc.status))
+            self._handshake_failed(HandshakeFailure(exc.reason, exc.status))
             return
         if not is_upgrade_request(headers):
             # Not a WebSocket handshake: the application answers it like any HTTP request.
@@ -372,11 +373,11 @@ class ServerConnection(Connection):
             try:
                 self._key = validate_upgrade_request(method, version, headers)
                 self._offers = parse_extension_header(header_values(headers, "Sec-WebSocket-Extensions"))
-            except HandshakeError as exc:
+            except HandshakeFailure as exc:
                 self._handshake_failed(exc)
                 return
             except ValueError as exc:
-                self._handshake_failed(HandshakeError(f"malformed Sec-WebSocket-Extensions: {exc}"))
+                self._handshake_failed(HandshakeFailure(f"malformed Sec-WebSocket-Extensions: {exc}"))
                 return
             self._request = Request(
                 method,
@@ -387,17 +388,13 @@ class ServerConnection(Connection):
             )
         self._events.append(self._request)
 
-    def _handshake_failed(self, error: HandshakeError) -> None:
+    def _handshake_failed(self, failure: HandshakeFailure) -> None:
         """Answer a bad request with an HTTP error ourselves (§4.2.1: "an HTTP error code (such as 400)")."""
-        body = f"{error.reason}\n".encode()
-        self._writer.out.append(
-            build_response(error.status, [*error.headers, ("Content-Type", "text/plain")], body)
+        body = f"{failure.reason}\n".encode()
+        self._writer.raw(
+            build_response(failure.status, [*failure.headers, ("Content-Type", "text/plain")], body)
         )
-        self._head = None  # type: ignore[assignment]
-        self._early = []
-        self._move(Trigger.HANDSHAKE_FAILED)
-        self._closed_reported = True
-        self._events.append(ConnectionClosed(CloseCode.ABNORMAL, f"handshake failed: {error.reason}"))
+        self._move(Trigger.HANDSHAKE_FAILED, CloseCode.ABNORMAL, f"handshake failed: {failure.reason}")
 
     def _pending_request(self) -> HTTPRequest:
         if self._phase is not Phase.CONNECTING or self._request is None:
@@ -419,34 +416,36 @@ class ServerConnection(Connection):
         ]
         if subprotocol is not None:
             headers.append(("Sec-WebSocket-Protocol", subprotocol))
-        extensions: list[Extension] = []
-        responses: list[str] = []
-        for factory in self._factories:
-            offers = [params for name, params in self._offers if name == factory.name]
-            if not offers:
-                continue
-            negotiated = factory.negotiate(offers)
-            if negotiated is not None:
-                responses.append(negotiated[0])
-                extensions.append(negotiated[1])
+        responses, extensions = self._negotiate_extensions()
         if responses:
             headers.append(("Sec-WebSocket-Extensions", ", ".join(responses)))
         headers.extend(extra_headers)
-        self._writer.out.append(build_response(101, headers))
+        self._writer.raw(build_response(101, headers))
         self.subprotocol = subprotocol
         self._request = None
+        self._offers = []
         self._open(extensions)
+
+    def _negotiate_extensions(self) -> tuple[list[str], list[Extension]]:
+        """Each factory in our order, given the client's offers for it (§9.1): response values, extensions."""
+        responses: list[str] = []
+        extensions: list[Extension] = []
+        for factory in self._factories:
+            offers = [params for name, params in self._offers if name == factory.name]
+            negotiated = factory.negotiate(offers) if offers else None
+            if negotiated is not None:
+                responses.append(negotiated[0])
+                extensions.append(negotiated[1])
+        return responses, extensions
 
     def reject(self, status: int = 403, headers: Sequence[tuple[str, str]] = (), body: bytes = b"") -> None:
         """Refuse the handshake, or answer a plain HTTP request, with an ordinary HTTP response."""
         self._pending_request()
         if not 200 <= status <= 599 or status == 101:
             raise LocalProtocolError(f"cannot answer with status {status}")
-        self._writer.out.append(build_response(status, list(headers), body))
+        self._writer.raw(build_response(status, list(headers), body))
         self._request = None
-        self._move(Trigger.HANDSHAKE_FAILED)
-        self._closed_reported = True
-        self._events.append(ConnectionClosed(CloseCode.ABNORMAL, f"HTTP {status} sent"))
+        self._move(Trigger.HANDSHAKE_FAILED, CloseCode.ABNORMAL, f"HTTP {status} sent")
 
 
 class ClientConnection(Connection):
@@ -468,53 +467,48 @@ class ClientConnection(Connection):
         # §4.1: the key is a random 16-byte value, base64-encoded, fresh for each connection
         self._key = base64.b64encode(mask_key(16)).decode("ascii")
         self._subprotocols = tuple(subprotocols)
-        self._status: tuple[int, str, Headers] | None = None  # a non-101 head, while its body arrives
+        self._refusal: tuple[int, str, Headers] | None = None  # a non-101 head, while its body arrives
         self._body = bytearray()
         self._body_length: int | None = None
-        self._writer.out.append(
-            build_request(
-                host,
-                target,
-                self._key,
-                self._subprotocols,
-                [f.offer() for f in self._factories],
-                extra_headers,
-            )
-        )
+        offers = [factory.offer() for factory in self._factories]
+        self._writer.raw(build_request(host, target, self._key, self._subprotocols, offers, extra_headers))
 
-    def _receive_head(self, data: bytes) -> None:
-        if self._status is not None:
+    def _receive_handshake_data(self, data: bytes) -> None:
+        if self._refusal is not None:
             self._receive_body(data)
-            return
+        elif self._head is not None:
+            self._receive_response_head(self._head, data)
+
+    def _receive_response_head(self, head_reader: HeadReader, data: bytes) -> None:
         try:
-            done = self._head.feed(data)
+            done = head_reader.feed(data)
             if done is None:
                 return
             head, rest = done
             status, phrase, headers = parse_response_head(head, self.config.max_headers)
         except HTTPError as exc:
-            self._handshake_failed(HandshakeError(f"bad response from the server: {exc.reason}", 0))
+            self._handshake_failed(HandshakeFailure(f"bad response from the server: {exc.reason}", 0))
             return
+        self._head = None
         if status != 101:
             # §4.1: any status other than 101 is handled per HTTP; the handshake did not happen
-            self._status = (status, phrase, headers)
+            self._refusal = (status, phrase, headers)
             lengths = header_values(headers, "Content-Length")
             self._body_length = int(lengths[0]) if lengths and lengths[0].isdigit() else None
             self._receive_body(rest)
             return
-        self._head = None  # type: ignore[assignment]
         try:
             subprotocol, accepted = validate_response(headers, self._key, self._subprotocols, self._factories)
             by_name = {factory.name: factory for factory in self._factories}
             extensions = [by_name[name].accept_response(params) for name, params in accepted]
-        except HandshakeError as exc:
+        except HandshakeFailure as exc:
             self._handshake_failed(exc, headers)
             return
         except RemoteProtocolError as exc:  # an extension refused the server's parameters
-            self._handshake_failed(HandshakeError(exc.reason, 101), headers)
+            self._handshake_failed(HandshakeFailure(exc.reason, 101), headers)
             return
         self.subprotocol = subprotocol
-        self._early = [rest] if rest else []
+        self._after_head = [rest] if rest else []
         self._open(extensions)
         self._events.append(
             Accepted(subprotocol, tuple(header_values(headers, "Sec-WebSocket-Extensions")), headers)
@@ -526,23 +520,27 @@ class ClientConnection(Connection):
         wanted = limit if self._body_length is None else min(limit, self._body_length)
         self._body += data[: max(0, wanted - len(self._body))]
         if len(self._body) >= wanted:
-            self._reject_done()
+            self._refused()
 
-    def _reject_done(self) -> None:
-        assert self._status is not None
-        status, phrase, headers = self._status
-        self._status = None
-        self._handshake_failed(HandshakeError(phrase or f"HTTP {status}", status), headers, bytes(self._body))
+    def _refused(self) -> None:
+        """The server answered with another status than 101, and its body is in (or cut at the limit)."""
+        assert self._refusal is not None
+        status, phrase, headers = self._refusal
+        self._refusal = None
+        self._handshake_failed(
+            HandshakeFailure(phrase or f"HTTP {status}", status), headers, bytes(self._body)
+        )
 
     def _handshake_eof(self) -> None:
-        if self._status is not None:
-            self._reject_done()
+        if self._refusal is not None:
+            self._refused()
         else:
             super()._handshake_eof()
 
-    def _handshake_failed(self, error: HandshakeError, headers: Headers = (), body: bytes = b"") -> None:
-        self._head = None  # type: ignore[assignment]
-        self._move(Trigger.HANDSHAKE_FAILED)
-        self._events.append(Rejected(error.status, headers, body, error.reason))
-        self._closed_reported = True
-        self._events.append(ConnectionClosed(CloseCode.ABNORMAL, f"handshake failed: {error.reason}"))
+    def _handshake_failed(self, failure: HandshakeFailure, headers: Headers = (), body: bytes = b"") -> None:
+        self._events.append(Rejected(failure.status, headers, body, failure.reason))
+        self._move(Trigger.HANDSHAKE_FAILED, CloseCode.ABNORMAL, f"handshake failed: {failure.reason}")
+
+    def _release(self) -> None:
+        super()._release()
+        self._body = bytearray()

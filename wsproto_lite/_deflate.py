@@ -13,7 +13,7 @@ inflating ``wbits=9`` output with ``wbits=-8``. Inbound, a window of 8 is inflat
 
 Defaults and why. Measured on this project's dev box (2 shared vCPUs, so ballpark; CPython 3.11.7,
 zlib 1.2.13), JSON-like messages, context takeover, through ``encode``/``decode``, best of 3; rerun with
-``python -c "import wsproto_lite._deflate as d; d._measure()"``:
+``python -m benchmarks.deflate_tuning``:
 
 =========================  ======================  ======================  ============
 setting                    compress MB/s           decompress MB/s         ratio
@@ -52,7 +52,8 @@ from __future__ import annotations
 import zlib
 from typing import TYPE_CHECKING, Literal
 
-from ._errors import ExtensionError
+from ._errors import CloseCode, ExtensionError
+from ._frames import OP_BINARY, OP_TEXT, RSV1
 from .extensions import Extension, ExtensionFactory, Params
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,10 +62,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["PerMessageDeflate"]
 
 _NAME = "permessage-deflate"
-_RSV1 = 0x40
 _TAIL = b"\x00\x00\xff\xff"
 _EMPTY_STORED = b"\x00" + _TAIL  # an empty non-final stored block: what ends a BFINAL message (§7.2.3.4)
-_OP_TEXT, _OP_BINARY = 0x1, 0x2
 _WINDOW_VALUES = {str(bits): bits for bits in range(8, 16)}  # "8".."15", no leading zeros
 _PARAM_NAMES = frozenset(
     (
@@ -74,9 +73,6 @@ _PARAM_NAMES = frozenset(
         "client_max_window_bits",
     )
 )
-_CLOSE_PROTOCOL_ERROR = 1002
-_CLOSE_INVALID_DATA = 1007
-_CLOSE_TOO_BIG = 1009
 
 
 class _InvalidParams(ValueError):
@@ -238,27 +234,27 @@ class PerMessageDeflate(ExtensionFactory):
             resp = _parse(params, is_offer=False)
         except _InvalidParams as exc:
             # RFC 7692 §7.1: an invalid response fails the connection.
-            raise ExtensionError(f"{_NAME}: {exc}", _CLOSE_PROTOCOL_ERROR) from None
+            raise ExtensionError(f"{_NAME}: {exc}", CloseCode.PROTOCOL_ERROR) from None
         if self.server_no_context_takeover and not resp.server_no_context_takeover:
             # RFC 7692 §7.1.1.1: accepting our server_no_context_takeover means echoing it.
-            raise ExtensionError(f"{_NAME}: server_no_context_takeover missing", _CLOSE_PROTOCOL_ERROR)
+            raise ExtensionError(f"{_NAME}: server_no_context_takeover missing", CloseCode.PROTOCOL_ERROR)
         if self.server_max_window_bits is not None and (
             resp.server_max_window_bits is None or resp.server_max_window_bits > self.server_max_window_bits
         ):
             # RFC 7692 §7.1.2.1: accepting our server_max_window_bits means answering it with <= value.
-            raise ExtensionError(f"{_NAME}: server_max_window_bits not honoured", _CLOSE_PROTOCOL_ERROR)
+            raise ExtensionError(f"{_NAME}: server_max_window_bits not honoured", CloseCode.PROTOCOL_ERROR)
         send_bits = 15
         if resp.client_max_window_bits is not None:
             assert resp.client_max_window_bits is not True  # _parse: responses carry a value
             if self.client_max_window_bits is None:
                 # RFC 7692 §7.1.2.2: not in the offer, so it MUST NOT be in the response.
-                raise ExtensionError(f"{_NAME}: unexpected client_max_window_bits", _CLOSE_PROTOCOL_ERROR)
+                raise ExtensionError(f"{_NAME}: unexpected client_max_window_bits", CloseCode.PROTOCOL_ERROR)
             if (
                 self.client_max_window_bits is not True
                 and resp.client_max_window_bits > self.client_max_window_bits
             ):
                 # RFC 7692 §7.1.2.2: the response value is equal to or smaller than the offered one.
-                raise ExtensionError(f"{_NAME}: client_max_window_bits too large", _CLOSE_PROTOCOL_ERROR)
+                raise ExtensionError(f"{_NAME}: client_max_window_bits too large", CloseCode.PROTOCOL_ERROR)
             send_bits = resp.client_max_window_bits
         elif isinstance(self.client_max_window_bits, int) and self.client_max_window_bits is not True:
             # RFC 7692 §7.1.2.2: an offered value is our own promise even if the server ignores it.
@@ -330,7 +326,7 @@ class _DeflateExtension(Extension):
     """permessage-deflate on one connection: RSV1 rules, bounded inflate, deflate with tail stripping."""
 
     name = _NAME
-    rsv_mask = _RSV1
+    rsv_mask = RSV1
 
     def __init__(
         self,
@@ -370,16 +366,20 @@ class _DeflateExtension(Extension):
 
     def rsv_ok(self, opcode: int, rsv: int, first_frame: bool) -> bool:
         """RSV1 may only mark the first frame of a text or binary message."""
-        if not rsv & _RSV1:
+        if not rsv & RSV1:
             return True
         # RFC 7692 §6.1: no "Per-Message Compressed" bit on control frames or non-first fragments
         # (RFC 6455 §5.2: the core then fails the connection with 1002).
-        return first_frame and opcode in (_OP_TEXT, _OP_BINARY)
+        return first_frame and opcode in (OP_TEXT, OP_BINARY)
+
+    def decodes(self, rsv: int) -> bool:
+        """Compressed iff RSV1 is set (RFC 7692 §6)."""
+        # RFC 7692 §6: a message without RSV1 is not compressed and passes through untouched.
+        return bool(rsv & RSV1)
 
     def start_inbound(self, rsv: int) -> bool:
-        """A data message starts: compressed iff RSV1 is set (RFC 7692 §6)."""
-        # RFC 7692 §6: a message without RSV1 is not compressed and passes through untouched.
-        self._in_compressed = bool(rsv & _RSV1)
+        """A data message starts: prepare the decompressor if it is compressed (RFC 7692 §6)."""
+        self._in_compressed = self.decodes(rsv)
         if self._in_compressed:
             d = self._decompressor
             # RFC 7692 §7.1.1: without the peer's context takeover every message starts a fresh window;
@@ -437,7 +437,7 @@ class _DeflateExtension(Extension):
                 if not self._restarts_left:
                     # Each restart copies the rest of the input (zlib's unused_data): one per piece
                     # (frame) keeps a stream of tiny final blocks from costing quadratic time.
-                    raise ExtensionError(f"{_NAME}: too many final DEFLATE blocks", _CLOSE_INVALID_DATA)
+                    raise ExtensionError(f"{_NAME}: too many final DEFLATE blocks", CloseCode.INVALID_DATA)
                 self._restarts_left -= 1
                 self._after_final = b""
                 d = self._decompressor = zlib.decompressobj(wbits=-self.recv_window_bits)
@@ -452,18 +452,24 @@ class _DeflateExtension(Extension):
             except zlib.error as exc:
                 # RFC 6455 §7.4.1: 1007 for payload data inconsistent with the message (undecodable).
                 raise ExtensionError(
-                    f"{_NAME}: invalid compressed data ({exc})", _CLOSE_INVALID_DATA
+                    f"{_NAME}: invalid compressed data ({exc})", CloseCode.INVALID_DATA
                 ) from None
             produced += len(out)
             if max_size is not None and produced > max_size:
                 # RFC 6455 §7.4.1: 1009 for a message too big to process.
-                raise ExtensionError(f"{_NAME}: message exceeds the size limit", _CLOSE_TOO_BIG)
+                raise ExtensionError(f"{_NAME}: message exceeds the size limit", CloseCode.MESSAGE_TOO_BIG)
             if out:
                 parts.append(out)
             data = d.unused_data if d.eof else b""
         if len(parts) == 1:
             return parts[0]
         return b"".join(parts)
+
+    def release(self) -> None:
+        """The connection is closed: free both zlib objects and any half-decoded state now."""
+        self._compressor = self._decompressor = None
+        self._in_compressed = self._out_compressed = self._in_fed = False
+        self._after_final = b""
 
     # -- outbound ------------------------------------------------------------------------------------
 
@@ -499,114 +505,4 @@ class _DeflateExtension(Extension):
                 # RFC 7692 §7.1.1: no context takeover: the next message starts with an empty window.
                 self._compressor = None
         # RFC 7692 §6.1: RSV1 on the first frame of a compressed message only.
-        return (_RSV1 if first_frame else 0), out
-
-
-def _measure() -> None:  # pragma: no cover - ``python -m wsproto_lite._deflate``: the docstring's numbers
-    """Print memory per connection and throughput for a few settings."""
-    import json
-    import random
-    import time
-    import tracemalloc
-
-    rng = random.Random(7)
-
-    def json_message(size: int) -> bytes:
-        items, total = [], 0
-        while total < size:
-            item = json.dumps(
-                {
-                    "id": rng.randrange(10**6),
-                    "user": rng.choice(["alice", "bob", "carol", "dave"]),
-                    "score": round(rng.random() * 100, 3),
-                    "tags": rng.sample("abcde", 2),
-                    "active": rng.random() < 0.5,
-                    "note": "".join(rng.choices("abcdefghij ", k=20)),
-                }
-            )
-            items.append(item)
-            total += len(item) + 2
-        return ("[" + ", ".join(items) + "]").encode()[:size]
-
-    def pair(level: int, mem_level: int, bits: int, nct: bool) -> tuple[_DeflateExtension, _DeflateExtension]:
-        kw = dict(
-            send_window_bits=bits,
-            recv_window_bits=bits,
-            send_no_context_takeover=nct,
-            recv_no_context_takeover=nct,
-            compress_level=level,
-            mem_level=mem_level,
-            compress_threshold=0,
-        )
-        return _DeflateExtension(**kw), _DeflateExtension(**kw)  # type: ignore[arg-type]
-
-    n = 200
-    print(f"memory per connection (tracemalloc, {n} connections, one 1 KiB message each way):")
-    for mem_level, bits, nct, active in [
-        (5, 15, False, False),
-        (8, 15, False, True),
-        (5, 15, False, True),
-        (1, 15, False, True),
-        (8, 12, False, True),
-        (5, 12, False, True),
-        (5, 9, False, True),
-        (5, 15, True, True),
-    ]:
-        msg = json_message(1024)
-        tracemalloc.start()
-        before = tracemalloc.get_traced_memory()[0]
-        conns = []
-        for _ in range(n):
-            a, b = pair(6, mem_level, bits, nct)
-            if active:
-                rsv, payload = a.encode(msg, True, True, None)  # a compresses, b inflates: both directions
-                b.start_inbound(rsv)
-                b.decode(payload, True, None)
-                rsv, payload = b.encode(msg, True, True, None)
-                a.start_inbound(rsv)
-                a.decode(payload, True, None)
-            conns.append((a, b))
-        used = (tracemalloc.get_traced_memory()[0] - before) / (2 * n)
-        tracemalloc.stop()
-        label = "idle, lazy (nothing sent yet)" if not active else f"memLevel={mem_level} window={bits}"
-        print(f"  {label:32} no_context_takeover={nct!s:5}: {used / 1024:7.1f} KiB")
-        del conns
-
-    print("throughput (MB/s of uncompressed data, through encode/decode, context takeover, best of 3):")
-    for size, count in [(1024, 2000), (2**20, 6)]:
-        msgs = [json_message(size) for _ in range(count)]
-        for level, mem_level, bits in [(1, 5, 15), (6, 5, 15), (9, 5, 15), (6, 8, 15), (6, 5, 12)]:
-            best_c = best_d = float("inf")
-            for _ in range(3):
-                a, b = pair(level, mem_level, bits, False)
-                t0 = time.perf_counter()
-                frames = [a.encode(m, True, True, None) for m in msgs]
-                t1 = time.perf_counter()
-                for rsv, payload in frames:
-                    b.start_inbound(rsv)
-                    b.decode(payload, True, None)
-                t2 = time.perf_counter()
-                best_c, best_d = min(best_c, t1 - t0), min(best_d, t2 - t1)
-            total = size * count
-            ratio = sum(len(p) for _, p in frames) / total
-            print(
-                f"  {size:>7} B  level {level} memLevel {mem_level} window {bits}: compress "
-                f"{total / best_c / 1e6:6.1f}  decompress {total / best_d / 1e6:6.1f}  ratio {ratio:.3f}"
-            )
-
-    print("small messages: compressed size / time per encode call (level 6):")
-    for size in (16, 32, 64, 128, 256, 512):
-        for nct in (False, True):
-            a, _ = pair(6, 8, 15, nct)
-            msgs = [json_message(size) for _ in range(200)]
-            t0 = time.perf_counter()
-            sizes = [len(a.encode(m, True, True, None)[1]) for m in msgs]
-            per_call = (time.perf_counter() - t0) / len(msgs)
-            print(
-                f"  {size:>4} B no_context_takeover={nct!s:5}: {sum(sizes) / len(sizes):6.1f} B, "
-                f"{per_call * 1e6:6.1f} us"
-            )
-
-
-if __name__ == "__main__":  # pragma: no cover
-    _measure()
+        return (RSV1 if first_frame else 0), out

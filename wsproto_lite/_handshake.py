@@ -8,7 +8,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 
-from ._errors import HandshakeError
+from ._errors import HandshakeFailure
 from ._events import Headers
 from ._http import build_head, header_values, status_phrase, token_list
 from .extensions import ExtensionFactory, Params
@@ -43,30 +43,30 @@ def validate_upgrade_request(method: str, version: tuple[int, int], headers: Hea
     """Check a request that asked for ``Upgrade: websocket`` (§4.2.1); return its Sec-WebSocket-Key."""
     # §4.2.1 (1): "An HTTP/1.1 or higher GET request"
     if method != "GET":
-        raise HandshakeError(f"the opening handshake must be a GET, not {method}", 405, (("Allow", "GET"),))
+        raise HandshakeFailure(f"the opening handshake must be a GET, not {method}", 405, (("Allow", "GET"),))
     if version < (1, 1):
-        raise HandshakeError("the opening handshake needs HTTP/1.1 or higher")
+        raise HandshakeFailure("the opening handshake needs HTTP/1.1 or higher")
     # §4.2.1 (2): a |Host| header field
     if len(header_values(headers, "Host")) != 1:
-        raise HandshakeError("missing or repeated Host header")
+        raise HandshakeFailure("missing or repeated Host header")
     # §4.2.1 (4): a |Connection| header field that includes the token "Upgrade", case-insensitively
     if not any(token.lower() == "upgrade" for token in token_list(headers, "Connection")):
-        raise HandshakeError("the Connection header does not include 'upgrade'")
+        raise HandshakeFailure("the Connection header does not include 'upgrade'")
     # §4.2.1 (6): Sec-WebSocket-Version must be 13; otherwise answer 426 naming the versions we speak
     # (§4.4)
     versions = header_values(headers, "Sec-WebSocket-Version")
     if versions != ["13"]:
-        raise HandshakeError("unsupported Sec-WebSocket-Version", 426, (("Sec-WebSocket-Version", "13"),))
+        raise HandshakeFailure("unsupported Sec-WebSocket-Version", 426, (("Sec-WebSocket-Version", "13"),))
     # §4.2.1 (5): a |Sec-WebSocket-Key| that, base64-decoded, is 16 bytes long
     keys = header_values(headers, "Sec-WebSocket-Key")
     if len(keys) != 1:
-        raise HandshakeError("missing or repeated Sec-WebSocket-Key")
+        raise HandshakeFailure("missing or repeated Sec-WebSocket-Key")
     try:
         raw = base64.b64decode(keys[0].encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
-        raise HandshakeError("Sec-WebSocket-Key is not base64") from None
+        raise HandshakeFailure("Sec-WebSocket-Key is not base64") from None
     if len(raw) != 16:
-        raise HandshakeError("Sec-WebSocket-Key does not decode to 16 bytes")
+        raise HandshakeFailure("Sec-WebSocket-Key does not decode to 16 bytes")
     return keys[0]
 
 
@@ -191,31 +191,31 @@ def validate_response(
     subprotocols: Sequence[str],
     factories: Sequence[ExtensionFactory],
 ) -> tuple[str | None, list[tuple[str, Params]]]:
-    """Check a 101 response (§4.1 "the client MUST validate the server's response"); raise HandshakeError.
+    """Check a 101 response (§4.1 "the client MUST validate the server's response"); raise HandshakeFailure.
 
     Returns the chosen subprotocol and the accepted extensions (name, params).
     """
     # §4.1 (2)-(3): Upgrade: websocket and Connection: Upgrade, case-insensitively
     if not any(token.lower() == "websocket" for token in token_list(headers, "Upgrade")):
-        raise HandshakeError("the response's Upgrade header is not 'websocket'", 101)
+        raise HandshakeFailure("the response's Upgrade header is not 'websocket'", 101)
     if not any(token.lower() == "upgrade" for token in token_list(headers, "Connection")):
-        raise HandshakeError("the response's Connection header does not include 'upgrade'", 101)
+        raise HandshakeFailure("the response's Connection header does not include 'upgrade'", 101)
     # §4.1 (4): Sec-WebSocket-Accept must be base64(SHA-1(key + GUID))
     if header_values(headers, "Sec-WebSocket-Accept") != [accept_key(key)]:
-        raise HandshakeError("wrong or missing Sec-WebSocket-Accept", 101)
+        raise HandshakeFailure("wrong or missing Sec-WebSocket-Accept", 101)
     # §4.1 (6): a subprotocol the client did not offer fails the connection
     chosen = token_list(headers, "Sec-WebSocket-Protocol")
     if len(chosen) > 1 or (chosen and chosen[0] not in subprotocols):
-        raise HandshakeError(f"the server chose a subprotocol we did not offer: {chosen}", 101)
+        raise HandshakeFailure(f"the server chose a subprotocol we did not offer: {chosen}", 101)
     # §4.1 (5): an extension the client did not offer fails the connection
     try:
         extensions = parse_extension_header(header_values(headers, "Sec-WebSocket-Extensions"))
     except ValueError as exc:
-        raise HandshakeError(f"malformed Sec-WebSocket-Extensions: {exc}", 101) from None
+        raise HandshakeFailure(f"malformed Sec-WebSocket-Extensions: {exc}", 101) from None
     offered = {factory.name for factory in factories}
     seen = set()
     for name, _ in extensions:
         if name not in offered or name in seen:
-            raise HandshakeError(f"the server accepted an extension we did not offer: {name}", 101)
+            raise HandshakeFailure(f"the server accepted an extension we did not offer: {name}", 101)
         seen.add(name)
     return (chosen[0] if chosen else None), extensions

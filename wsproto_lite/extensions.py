@@ -38,6 +38,21 @@ class Extension(abc.ABC):
     def start_inbound(self, rsv: int) -> bool:
         """A data message starts with these RSV bits: will :meth:`decode` transform it?"""
 
+    def decodes(self, rsv: int) -> bool:
+        """Would a data message starting with these RSV bits be decoded? A question, without side effects.
+
+        The reader asks it once per connection with ``rsv=0`` to know whether plain frames may skip the
+        extension (and take its fast path). The default answers True (always ask :meth:`decode`), which
+        is correct for any extension; override it to say which messages you leave alone.
+        """
+        return True
+
+    def release(self) -> None:  # noqa: B027 - optional: an extension without state needs no override
+        """The connection reached CLOSED: drop per-connection state (e.g. zlib objects). Default: nothing.
+
+        No other method is called afterwards.
+        """
+
     @abc.abstractmethod
     def decode(self, data: bytes, fin: bool, max_size: int | None) -> bytes:
         """Decode the next piece of an inbound message claimed by :meth:`start_inbound`.

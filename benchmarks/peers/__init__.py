@@ -38,11 +38,19 @@ class Variant:
 
 
 OURS = "wsproto-lite"
+#: Our core with the C accelerator switched off (the pure-Python reference path).
+OURS_PY = "wsproto-lite-py"
 
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
         Variant(OURS, "ours", note="ServerConnection/ClientConnection"),
+        Variant(
+            OURS_PY,
+            "ours",
+            {"WSPROTO_LITE_NO_SPEEDUPS": "1"},
+            "same, WSPROTO_LITE_NO_SPEEDUPS=1 in its worker process",
+        ),
         Variant("wsproto", "wsproto_peer", note="WSConnection; partial messages joined by the adapter"),
         Variant("websockets", "websockets_peer", note="sans-IO ServerProtocol/ClientProtocol"),
         Variant(

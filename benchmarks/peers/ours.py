@@ -19,7 +19,9 @@ def info() -> dict[str, str]:
             version = importlib.metadata.version("wsproto-lite")
         except importlib.metadata.PackageNotFoundError:
             version = "work tree"
-    return {"version": str(version), "accelerations": "none (pure Python)"}
+    enabled = getattr(wsproto_lite, "speedups_enabled", lambda: False)()
+    accel = "C speedups (wsproto_lite._cspeedups: masking)" if enabled else "none (pure Python)"
+    return {"version": str(version), "accelerations": accel}
 
 
 def _config() -> Config:

@@ -53,5 +53,5 @@ def test_quick_run(tmp_path: os.PathLike[str]) -> None:
         assert title in results
     assert "FAILED" not in results, results
     # Every peer measured in the sans-IO benchmarks.
-    for peer in ("wsproto", "websockets-py", "aiohttp-py"):
+    for peer in ("wsproto-lite-py", "wsproto", "websockets-py", "aiohttp-py"):
         assert f"| {peer} |" in results

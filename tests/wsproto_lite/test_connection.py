@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import os
+import tracemalloc
+import weakref
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,11 +18,13 @@ from wsproto_lite import (
     ClientConnection,
     CloseReceived,
     Config,
+    Connection,
     ConnectionClosed,
     ConnectionState,
     Event,
     HTTPRequest,
     LocalProtocolError,
+    PerMessageDeflate,
     Ping,
     Pong,
     Rejected,
@@ -27,6 +35,7 @@ from wsproto_lite import (
 )
 from wsproto_lite._frames import parse_header
 
+from . import wire
 from .wire import close, frame, text
 
 REQUEST = (
@@ -487,3 +496,148 @@ def test_random_bytes_as_a_handshake_never_raise(data: bytes) -> None:
         conn.receive_data(b"")
         events = list(conn.events())
         assert isinstance(events[-1], ConnectionClosed)
+
+
+def test_next_event_hands_out_messages_parsed_ahead_in_order() -> None:
+    conn = server(data=text("a") + text("b"))
+    assert [conn.next_event(), conn.next_event(), conn.next_event()] == [
+        TextMessage("a"),
+        TextMessage("b"),
+        None,
+    ]
+
+
+def test_nothing_is_sent_after_our_close() -> None:
+    conn = server()
+    conn.close()
+    for send in (lambda: conn.send_binary(b"x"), lambda: conn.send_text("x"), conn.send_ping):
+        with pytest.raises(LocalProtocolError):
+            send()
+    assert not conn.can_send and conn.state is ConnectionState.CLOSING and conn.close_expected
+
+
+def test_abort_drops_messages_parsed_ahead_so_closed_stays_last() -> None:
+    conn = server(data=text("a") + text("b") + text("c"))
+    assert conn.next_event() == TextMessage("a")  # "b" and "c" were parsed ahead by the fast case
+    conn.abort()
+    assert list(conn.events()) == [ConnectionClosed(1006, "connection aborted", False)]
+
+
+# -- memory: a closed connection keeps nothing it buffered (issue 9), and holds no cycles -------------
+
+FRAGMENT = 64 * 1024
+FRAGMENTS = 15  # of a 1 MiB message: the 16th never comes
+
+
+def handshaken(deflate: bool) -> tuple[ClientConnection, ServerConnection]:
+    extensions = [PerMessageDeflate()] if deflate else []
+    client = ClientConnection("example.com", "/", extensions=extensions)
+    srv = ServerConnection(extensions=extensions)
+    srv.receive_data(client.data_to_send())
+    assert isinstance(srv.next_event(), Request)
+    srv.accept()
+    client.receive_data(srv.data_to_send())
+    assert isinstance(client.next_event(), Accepted)
+    assert len(client.extensions) == len(srv.extensions) == int(deflate)
+    return client, srv
+
+
+def fragments_from(sender: Connection) -> list[bytes]:
+    """Most of a large binary message, one 64 KiB fragment per chunk (random bytes: deflate can't shrink)."""
+    chunks = []
+    for _ in range(FRAGMENTS):
+        sender.send_binary(os.urandom(FRAGMENT), fin=False)
+        chunks.append(sender.data_to_send())
+    return chunks
+
+
+def traced() -> int:
+    return tracemalloc.get_traced_memory()[0]
+
+
+@pytest.fixture
+def no_cyclic_gc() -> Iterator[None]:
+    """Only reference counting frees memory during the test (the project's rule for closed connections)."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@pytest.fixture
+def tracing() -> Iterator[None]:
+    tracemalloc.start()
+    try:
+        yield
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.usefixtures("no_cyclic_gc", "tracing")
+@pytest.mark.parametrize("ending", ["eof", "abort", "protocol error", "close"])
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_closing_releases_what_was_buffered(role: str, deflate: bool, ending: str) -> None:
+    client, srv = handshaken(deflate)
+    receiver, sender = (srv, client) if role == "server" else (client, srv)
+    baseline = traced()
+    chunks = fragments_from(sender)
+    if ending == "close":
+        sender.close(1001, "bye")  # §5.5.1: a close may arrive in the middle of a fragmented message
+        last = sender.data_to_send()
+    else:  # §5.4: a new data frame inside a fragmented message is a protocol error
+        last = frame(0x1, b"x", mask=wire.MASK if role == "server" else None)
+    del sender, client, srv  # the bytes on the wire are all that is left of the sender
+    for chunk in chunks[: FRAGMENTS // 2]:  # half of it parsed into the message being assembled...
+        receiver.receive_data(chunk)
+        assert list(receiver.events()) == []
+    for chunk in chunks[FRAGMENTS // 2 :]:  # ...half of it received, not parsed yet (parsing is lazy)
+        receiver.receive_data(chunk)
+    del chunk, chunks
+    assert traced() - baseline > FRAGMENTS * FRAGMENT * 0.9
+    if ending == "eof":
+        receiver.receive_data(b"")
+    elif ending == "abort":
+        receiver.abort()
+    else:
+        receiver.receive_data(last)
+    events = list(receiver.events())
+    assert isinstance(events[-1], ConnectionClosed) and receiver.state is ConnectionState.CLOSED
+    code = events[-1].code
+    assert code == {"eof": 1006, "abort": 1006, "protocol error": 1002, "close": 1001}[ending]
+    del events
+    # The connection is still referenced (``receiver``), but what it buffered is gone.
+    # Nothing is left of it at all: not the message parts, the unparsed input, the decompressor (~40 KiB
+    # with a 32 KiB window) or the handshake buffers; the few bytes left are our close frame and events.
+    assert traced() - baseline < 8 * 1024
+    assert receiver.close_expected or receiver.should_close_transport
+
+
+@pytest.mark.usefixtures("no_cyclic_gc")
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
+@pytest.mark.parametrize("closed", [True, False], ids=["closed", "dropped open"])
+def test_connections_are_freed_by_reference_counting(deflate: bool, closed: bool) -> None:
+    client, srv = handshaken(deflate)
+    for sender, receiver in ((client, srv), (srv, client)):
+        sender.send_text("hello " * 50)
+        sender.send_binary(b"a" * 1000, fin=False)
+        sender.send_binary(b"b" * 1000)
+        sender.send_ping(b"p")
+        receiver.receive_data(sender.data_to_send())
+        kinds = [type(event) for event in receiver.events()]
+        assert kinds[-3:] == [TextMessage, BinaryMessage, Ping]  # after the pong of the first round
+    if closed:
+        client.close()
+        srv.receive_data(client.data_to_send())
+        list(srv.events())
+        client.receive_data(srv.data_to_send())
+        list(client.events())
+        assert client.state is srv.state is ConnectionState.CLOSED
+    parts = [*client.extensions, *srv.extensions, client._reader, srv._reader, client._writer, srv._writer]
+    refs = [weakref.ref(obj) for obj in (client, srv, *parts) if obj is not None]
+    del client, srv, sender, receiver, parts
+    assert [ref() for ref in refs] == [None] * len(refs)

@@ -856,6 +856,27 @@ def test_zlib_objects_are_created_lazily_and_freed_without_takeover() -> None:
     assert sext._compressor is not None and cext._decompressor is not None  # takeover: kept
 
 
+def test_release_frees_both_zlib_objects_mid_message() -> None:
+    cext, sext, _ = pair(PerMessageDeflate(compress_threshold=0), PerMessageDeflate(compress_threshold=0))
+    assert isinstance(cext, _DeflateExtension) and isinstance(sext, _DeflateExtension)
+    assert receive(cext, send(sext, JSON)) == JSON
+    rsv, payload = cext.encode(JSON, True, False, None)  # a message half sent...
+    assert sext.start_inbound(rsv) and sext.decode(payload, False, None)  # ...and half received
+    assert cext._compressor is not None and sext._decompressor is not None
+    cext.release()
+    sext.release()
+    for ext in (cext, sext):
+        assert ext._compressor is None and ext._decompressor is None
+
+
+def test_decodes_is_a_question_without_side_effects() -> None:
+    _, sext, _ = pair(PerMessageDeflate(), PerMessageDeflate())
+    assert isinstance(sext, _DeflateExtension)
+    # RFC 7692 §6: only messages whose first frame has RSV1 are compressed
+    assert sext.decodes(RSV1) and not sext.decodes(0)
+    assert sext._decompressor is None and not sext._in_compressed  # nothing was prepared
+
+
 # -- property: random messages, random parameters ----------------------------------------------------
 
 bits_or_none = st.one_of(st.none(), st.integers(8, 15))

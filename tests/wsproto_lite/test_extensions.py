@@ -152,3 +152,34 @@ def test_client_fails_on_a_repeated_extension() -> None:
     server.accept(extra_headers=[("Sec-WebSocket-Extensions", "x-double, x-double")])
     client.receive_data(server.data_to_send())
     assert isinstance(client.next_event(), Rejected)
+
+
+def test_an_extension_that_does_not_answer_decodes_sees_every_message() -> None:
+    """The default ``decodes`` says yes, so plain frames skip the reader's fast case and reach
+    start_inbound; an extension that answers no for them gets only its own messages."""
+    seen: list[int] = []
+
+    class Counting(Doubler):
+        def start_inbound(self, rsv: int) -> bool:
+            seen.append(rsv)
+            return super().start_inbound(rsv)
+
+    class CountingFactory(DoublerFactory):
+        def negotiate(self, offers: list[Params]) -> tuple[str, Extension] | None:
+            return "x-double", Counting()
+
+    client = ClientConnection("h", extensions=[DoublerFactory()])
+    server = ServerConnection(extensions=[CountingFactory()])
+    server.receive_data(client.data_to_send())
+    server.next_event()
+    server.accept()
+    client.receive_data(server.data_to_send())
+    client.send_text("a", compress=False)
+    client.send_text("b", compress=False)
+    server.receive_data(client.data_to_send())
+    assert list(server.events()) == [TextMessage("a"), TextMessage("b")]
+    assert seen == [0, 0] and Counting().decodes(0)
+
+
+def test_release_is_optional() -> None:
+    Doubler().release()  # the default does nothing and needs no override

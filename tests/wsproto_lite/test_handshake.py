@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wsproto_lite._errors import HandshakeError
+from wsproto_lite._errors import HandshakeFailure
 from wsproto_lite._events import Headers
 from wsproto_lite._handshake import (
     accept_key,
@@ -59,7 +59,7 @@ def test_valid_request() -> None:
     ],
 )
 def test_invalid_requests(method: str, version: tuple[int, int], headers: Headers, status: int) -> None:
-    with pytest.raises(HandshakeError) as info:
+    with pytest.raises(HandshakeFailure) as info:
         validate_upgrade_request(method, version, headers)
     assert info.value.status == status
     if status == 426:
@@ -120,5 +120,5 @@ def test_validate_response() -> None:
     ],
 )
 def test_invalid_responses(headers: Headers) -> None:
-    with pytest.raises(HandshakeError):
+    with pytest.raises(HandshakeFailure):
         validate_response(headers, KEY, ["a"], [])

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wsproto_lite._errors import LocalProtocolError
+from wsproto_lite._frames import frame_header
 from wsproto_lite._writer import FrameWriter
 
 from .wire import frame
@@ -35,3 +38,38 @@ def test_one_fragmented_message_at_a_time() -> None:
     writer.data(0x2, b"a", fin=False, compress=None)
     with pytest.raises(LocalProtocolError):
         writer.data(0x1, b"b", fin=True, compress=None)
+
+
+@given(st.sampled_from([0x1, 0x2]), st.binary(max_size=200), st.booleans())
+def test_the_fast_case_queues_what_the_general_path_would(opcode: int, payload: bytes, fin: bool) -> None:
+    """Small final frames of a server are ready-made; every frame is still header + payload (§5.2)."""
+    writer = FrameWriter(None)
+    writer.data(opcode, payload, fin)
+    assert b"".join(writer.out) == frame_header(opcode, len(payload), fin) + payload
+
+
+def test_no_ready_made_frame_inside_a_fragmented_message() -> None:
+    writer = FrameWriter(None)
+    writer.data(0x1, b"a", fin=False)
+    writer.data(0x1, b"b")  # small and final, but a continuation (§5.4)
+    writer.data(0x2, b"c")  # the message is finished: the fast case applies again
+    assert b"".join(writer.out) == frame(0x1, b"a", fin=False, mask=None) + frame(
+        0x0, b"b", mask=None
+    ) + frame(0x2, b"c", mask=None)
+
+
+def test_prepared_frames_wait_for_a_fragmented_message() -> None:
+    writer = FrameWriter(None)
+    writer.data(0x2, b"a", fin=False)
+    with pytest.raises(LocalProtocolError):
+        writer.prepared(b"\x82\x00")
+    writer.data(0x2, b"")
+    writer.prepared(b"\x82\x00")
+    assert writer.out[-1] == b"\x82\x00"
+
+
+def test_raw_bytes_are_queued_as_they_are() -> None:
+    writer = FrameWriter(None)
+    writer.raw(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+    writer.data(0x1, b"hi")
+    assert writer.out == [b"HTTP/1.1 101 Switching Protocols\r\n\r\n", b"\x81\x02hi"]
