@@ -227,7 +227,7 @@ class Connection:
         """§7.1.7 _Fail the WebSocket Connection_: send a close with ``code`` (if we can) and stop."""
         if self._phase is Phase.OPEN:
             self._send_close(code, reason[:100])
-            self.close_sent = (code, reason)  # the whole reason, for the application
+            self.close_sent = (int(code), reason)  # the whole reason, for the application
         self._move(Trigger.FAIL, code, reason)
 
     def abort(self) -> None:
@@ -300,7 +300,7 @@ class Connection:
     def _send_close(self, code: int | None, reason: str) -> None:
         """Queue our close frame (the phase is the caller's move: it depends on why we close)."""
         self._writer.frame(OP_CLOSE, build_close_payload(code, reason))
-        self.close_sent = (CloseCode.NO_STATUS if code is None else code, reason)
+        self.close_sent = (int(CloseCode.NO_STATUS if code is None else code), reason)
 
     def send_prepared(self, message: PreparedMessage) -> None:
         """Queue a frame built by :func:`prepare_message` (server role only)."""
