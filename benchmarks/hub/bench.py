@@ -194,8 +194,8 @@ def table(profile: Profile, results: dict[str, list[dict[str, float]]], reps: in
         "per delivery (all of them) is shown as context: not a comparison of servers",
         f"throughput: {profile.tp_subscribers} subscribers, {profile.window} publications in flight, "
         f"{profile.warmup:g} s warm-up then {profile.duration:g} s timed; server CPU = utime+stime of "
-        "the server process (/proc/PID/stat, 10 ms ticks) / deliveries. The load generator (Python, "
-        "pure-Python WebSocket core) may saturate before a fast server does: then deliveries/s is its "
+        "the server process (/proc/PID/stat, 10 ms ticks) / deliveries. The load generator (Python, on "
+        "wsproto_lite.ClientConnection) may saturate before a fast server does: then deliveries/s is its "
         "limit, and CPU per delivery still compares the servers",
         f"memory: (RSS with {profile.subscribers} subscribed idle connections - RSS with "
         f"{WARM_SUBSCRIBERS} after a warm-up) / {profile.subscribers - WARM_SUBSCRIBERS}",

@@ -137,13 +137,9 @@ class Hub:
         return None
 
     def info(self) -> dict[str, str]:
-        from wsproto_lite import __version__
+        from ..peers import ours  # the same core as in this process: the server runs this tree
 
-        return {
-            "version": __version__,
-            "accelerations": "none (pure Python)",
-            "note": "`python -m server hub`: JSON protocol, channel bench:fanout",
-        }
+        return {**ours.info(), "note": "`python -m server hub`: JSON protocol, channel bench:fanout"}
 
 
 def _request(rid: int, method: str, params: dict[str, Any]) -> str:
