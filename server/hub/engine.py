@@ -22,10 +22,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .namespaces import NamespaceOptions
 from .protocol import ErrorCode, HubError, Position, publication_json
+
+if TYPE_CHECKING:
+    from ..loop import EventLoop
 
 __all__ = [
     "Engine",
@@ -267,6 +270,10 @@ class Engine(ABC):
 
     #: A name for logs and health reports.
     kind = "engine"
+
+    def attach(self, loop: EventLoop) -> None:
+        """The hub's loop (before :meth:`start`): a networked engine resolves its replies there."""
+        return None  # the in-memory engine answers at once and needs no loop
 
     @abstractmethod
     def start(self, deliver: Deliver, join_leave: JoinLeave | None = None, lost: Lost | None = None) -> None:

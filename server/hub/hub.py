@@ -209,6 +209,7 @@ class Hub(Handler):
     def start(self, loop: EventLoop) -> None:
         """Begin: engine delivery and the once-a-second housekeeping (connect timeouts, TTLs)."""
         self._loop = loop
+        self.engine.attach(loop)
         self.engine.start(self._deliver, self._on_join_leave, self._on_lost)
         self._tick_timer = loop.call_later(1.0, self._tick)
 
