@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     if workers > 1 and not shared:
         print(
             f"error: --workers {workers} needs an engine all workers share: "
-            "add --engine redis://HOST:PORT/DB (the in-memory engine keeps channels, presence and history inside one process)",
+            "add --engine redis://HOST:PORT/DB "
+            "(the in-memory engine keeps channels, presence and history inside one process)",
             file=sys.stderr,
         )
         return 2
