@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .config import ConfigError, HubConfig, load_config
 
 if TYPE_CHECKING:
+    from .app import HubServer
     from .engine import Engine
 
 __all__ = ["add_parser", "run"]
@@ -51,7 +52,21 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--reuse-port", action="store_true", help="bind with SO_REUSEPORT (what the supervisor's workers do)"
     )
+    p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # the supervisor's
     p.set_defaults(run=run)
+
+
+def _watch_parent(hub: HubServer, parent: int) -> None:
+    """A worker whose supervisor is gone (killed without forwarding a signal) stops as on SIGTERM."""
+
+    def check() -> None:
+        if os.getppid() != parent:
+            print("hub: the supervisor is gone, stopping", file=sys.stderr, flush=True)
+            hub.shutdown()
+        else:
+            hub.loop.call_later(1.0, check)
+
+    hub.loop.call_later(1.0, check)
 
 
 def make_engine(spec: str | None, config: HubConfig) -> Engine | None:
@@ -66,7 +81,7 @@ def make_engine(spec: str | None, config: HubConfig) -> Engine | None:
 def _supervise(args: argparse.Namespace, workers: int, port: int) -> int:
     from .supervisor import Supervisor, worker_argv
 
-    passed = ["--workers", "1", "--reuse-port", "--port", str(port)]
+    passed = ["--workers", "1", "--reuse-port", "--port", str(port), "--parent-pid", str(os.getpid())]
     for option, value in (
         ("--host", args.host),
         ("--config", args.config),
@@ -134,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
         )
     namespaces = ", ".join(repr(n) if n else "(default)" for n in config.namespaces.namespaces)
     print(f"namespaces: {namespaces}; engine: {hub.engine.kind}", flush=True)
+    if args.parent_pid is not None:
+        _watch_parent(hub, args.parent_pid)
     hub.serve_forever()
     hub.loop.close()
     return 0
