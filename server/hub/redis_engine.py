@@ -291,9 +291,9 @@ class _Shard:
         first = True
         while not self.stopping:
             pubsub: Any = self.sub_client.pubsub()  # type: ignore[no-untyped-call]
-            sent: deque[tuple[str, _Wait | None]] = (
-                deque()
-            )  # subscribes sent, in order, awaiting confirmation
+            # subscribes sent, in order, awaiting confirmation; requests taken before connecting
+            sent: deque[tuple[str, _Wait | None]] = deque()
+            confirm: dict[str, _Wait | None] = {}
             try:
                 confirm = self._take_requests(wanted)
                 pubsub.ping()  # connects (or raises)
@@ -316,7 +316,9 @@ class _Shard:
                     self.pubsub_failures += 1
                 self.pubsub_ok = False
                 first = False
-                self.engine.post(self.engine.on_pubsub_down, self)
+                # nobody may wait for a confirmation that will not come
+                waits = [w for _, w in sent if w is not None] + [w for w in confirm.values() if w is not None]
+                self.engine.post(self.engine.on_pubsub_down, self, waits)
                 deadline = time.monotonic() + backoff
                 while not self.stopping and time.monotonic() < deadline:
                     time.sleep(0.05)
@@ -540,9 +542,11 @@ class RedisEngine(Engine):
             info = ClientInfo(value["client"], value["user"], value.get("name", ""))
             self._join_leave("join" if kind == "j" else "leave", channel, info)
 
-    def on_pubsub_down(self, shard: _Shard) -> None:
-        """Loop thread: a shard's pub/sub link is down (node subscriptions waiting on it fail)."""
+    def on_pubsub_down(self, shard: _Shard, waits: list[_Wait]) -> None:
+        """Loop thread: a shard's pub/sub link is down; node subscriptions waiting on it fail."""
         self._pubsub_down.add(shard.index)
+        for wait in waits:
+            wait.reply.fail(unavailable())
 
     def on_resubscribed(self, shard: _Shard, names: set[str]) -> None:
         """Loop thread: a shard's pub/sub is back after a loss: its channels may have gaps."""
