@@ -203,6 +203,8 @@ def test_redis_stopped_and_restarted_mid_traffic(nodes: Nodes, clients: Any) -> 
         reply = publisher.cmd("publish", {"channel": "chat:f", "data": 4})
         assert reply["error"]["code"] == ErrorCode.NOT_AVAILABLE and reply["error"]["temporary"] is True
         assert publisher.ok("ping") == {}
+        assert publisher.error("subscribe", {"channel": "chat:new"}) == ErrorCode.NOT_AVAILABLE  # no hang
+        assert publisher.error("presence", {"channel": "chat:f"}) == ErrorCode.NOT_AVAILABLE
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(health, timeout=5)
         assert info.value.code == 503 and b'"ok": false' in info.value.read()
