@@ -417,6 +417,8 @@ class RedisEngine(Engine):
         self._patterns: dict[str, str] = {}  # hub pattern -> its prefix
         self._pubsub_down: set[int] = set()  # shards whose pub/sub link broke (until it is back)
         self._started = False
+        self.bad_messages = 0
+        """Pub/sub messages on our channels that were not in our format (ignored)."""
         self.lost_events = 0
         """Times a shard's pub/sub came back and its channels were reported lost."""
 
@@ -458,7 +460,13 @@ class RedisEngine(Engine):
             for s in self._shards
         ]
         ok = all(s["commands_ok"] and s["pubsub_ok"] for s in shards)
-        return {"engine": self.kind, "ok": ok, "shards": shards, "lost_events": self.lost_events}
+        return {
+            "engine": self.kind,
+            "ok": ok,
+            "shards": shards,
+            "lost_events": self.lost_events,
+            "bad_messages": self.bad_messages,
+        }
 
     # -- shards ----------------------------------------------------------------------------------
 
@@ -512,7 +520,11 @@ class RedisEngine(Engine):
                 continue
             channel = message["channel"][strip:]
             if message["type"] == "message" or self._first_pattern_of(channel) == message["pattern"]:
-                self._on_payload(channel, message["data"])
+                try:
+                    self._on_payload(channel, message["data"])
+                except (ValueError, KeyError, TypeError):  # not ours (someone else PUBLISHed there)
+                    self.bad_messages += 1
+                    logger.warning("redis: ignoring a malformed message on %r", message["channel"])
 
     def _first_pattern_of(self, channel: str) -> str | None:
         """The one pattern subscription through which this node takes a publication (none when the

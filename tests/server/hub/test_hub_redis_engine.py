@@ -305,3 +305,19 @@ def test_presence_expires_when_a_node_stops_refreshing(nodes: Nodes, clients: An
     assert on_b.ok("presence_stats", {"channel": "chat:e"}) == {"clients": 1, "users": 1}
     time.sleep(2.5)  # several TTLs: the live node's refresh keeps its member (a timing wait, not a sync)
     assert on_b.ok("presence_stats", {"channel": "chat:e"}) == {"clients": 1, "users": 1}
+
+
+def test_junk_published_on_our_redis_channels_is_ignored(
+    nodes: Nodes, clients: Any, redis_server: RedisServer
+) -> None:
+    a = nodes()
+    r = clients(a)
+    r.ok("subscribe", {"channel": "bench:j"})
+    prefix = a.call(lambda: a.hub_server.engine.prefix)
+    junk = redis_server.client()
+    for payload in ("", "p", "p\nx\nnot-a-number\n\n\n1", "j\n{", "j\n[]", "\x00\xff"):
+        junk.publish(f"{prefix}:ch:bench:j", payload)
+    clients(a).ok("publish", {"channel": "bench:j", "data": "fine"})
+    push = r.push()
+    assert push["data"] == "fine"  # the node lives on and delivers what is ours
+    assert a.call(lambda: a.hub_server.engine.health()["bad_messages"]) >= 3
