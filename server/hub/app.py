@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from importlib import resources
+from typing import Any
 
 from wsproto_lite import HTTPRequest
 
@@ -26,9 +28,14 @@ _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=
 
 
 class StaticFiles:
-    """``GET /`` -> the chat page, ``/app.js``, ``/health``; files read once, at start."""
+    """``GET /`` -> the chat page, ``/app.js``, ``/health``; files read once, at start.
 
-    def __init__(self) -> None:
+    ``/health`` is 200 ``ok`` or, while the engine is degraded (its backend unreachable), 503 with
+    the engine's report as JSON.
+    """
+
+    def __init__(self, health: Callable[[], dict[str, Any]] | None = None) -> None:
+        self.health = health
         self.files: dict[str, tuple[str, bytes]] = {}
         static = resources.files(__package__).joinpath("static")
         for item in static.iterdir():
@@ -41,7 +48,11 @@ class StaticFiles:
         if request.method not in ("GET", "HEAD"):
             return HTTPResponse(405, [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")], b"GET only\n")
         if request.path == "/health":
-            return HTTPResponse(200, [("Content-Type", "text/plain")], b"ok\n")
+            report = self.health() if self.health is not None else {"ok": True}
+            if report.get("ok", True):
+                return HTTPResponse(200, [("Content-Type", "text/plain")], b"ok\n")
+            body = json.dumps(report).encode() + b"\n"
+            return HTTPResponse(503, [("Content-Type", "application/json")], body)
         found = self.files.get(request.path)
         if found is None:
             return HTTPResponse(404, [("Content-Type", "text/plain")], b"not found\n")
@@ -59,7 +70,10 @@ class HubServer:
         loop: EventLoop | None = None,
         engine: Engine | None = None,
         authenticate: Authenticate | None = None,
+        reuse_port: bool = False,
     ) -> None:
+        """``reuse_port``: several processes listen on the same port (``SO_REUSEPORT``: the kernel
+        spreads the connections over them); the supervisor's workers use it."""
         self.config = config = config or HubConfig()
         self.engine = engine or MemoryEngine(
             max_history_bytes=config.max_history_bytes, max_streams=config.max_streams
@@ -83,8 +97,9 @@ class HubServer:
             host=config.host or None,
             port=config.port,
             options=options,
-            http_handler=StaticFiles(),
+            http_handler=StaticFiles(self.engine.health),
             loop=loop,
+            reuse_port=reuse_port,
         )
         self.loop = self.server.loop
         self.hub.start(self.loop)

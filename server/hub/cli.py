@@ -1,12 +1,22 @@
-"""``python -m server hub``: start the hub (options on the command line override the config file)."""
+"""``python -m server hub``: start the hub (options on the command line override the config file).
+
+``--engine redis://host:port/db`` shares channels, presence and history with every hub using the same
+Redis (several URLs, comma-separated, shard the channels); ``--workers N`` runs N processes on the
+port through the supervisor (``supervisor.py``), which needs such a shared engine.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError, HubConfig, load_config
+
+if TYPE_CHECKING:
+    from .app import HubServer
+    from .engine import Engine
 
 __all__ = ["add_parser", "run"]
 
@@ -24,7 +34,64 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--port", type=int, default=None, help="default 8000")
     p.add_argument("--config", metavar="FILE", help="a .toml or .json file (see server/hub/config.py)")
     p.add_argument("--max-connections", type=int, default=None, help="beyond this: HTTP 503")
+    p.add_argument(
+        "--engine",
+        default=None,
+        metavar="URL",
+        help="'memory' (default: one process) or redis://host:port/db (rediss:// for TLS, password in the "
+        "URL; several URLs separated by commas shard the channels; ?presence_ttl=SECONDS)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes sharing the port (SO_REUSEPORT), restarted if they die; default: one per core "
+        "with a Redis engine, 1 without (several workers need a shared engine)",
+    )
+    p.add_argument(
+        "--reuse-port", action="store_true", help="bind with SO_REUSEPORT (what the supervisor's workers do)"
+    )
+    p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # the supervisor's
     p.set_defaults(run=run)
+
+
+def _watch_parent(hub: HubServer, parent: int) -> None:
+    """A worker whose supervisor is gone (killed without forwarding a signal) stops as on SIGTERM."""
+
+    def check() -> None:
+        if os.getppid() != parent:
+            print("hub: the supervisor is gone, stopping", file=sys.stderr, flush=True)
+            hub.shutdown()
+        else:
+            hub.loop.call_later(1.0, check)
+
+    hub.loop.call_later(1.0, check)
+
+
+def make_engine(spec: str | None, config: HubConfig) -> Engine | None:
+    """The engine an ``--engine`` value names (None: the default in-memory engine)."""
+    if spec is None or spec == "memory":
+        return None
+    from .redis_engine import RedisEngine
+
+    return RedisEngine(spec)
+
+
+def _supervise(args: argparse.Namespace, workers: int, port: int) -> int:
+    from .supervisor import Supervisor, worker_argv
+
+    passed = ["--workers", "1", "--reuse-port", "--port", str(port), "--parent-pid", str(os.getpid())]
+    for option, value in (
+        ("--host", args.host),
+        ("--config", args.config),
+        ("--max-connections", args.max_connections),
+        ("--engine", args.engine),
+    ):
+        if value is not None:
+            passed += [option, str(value)]
+    print(f"supervisor: {workers} workers on port {port}, engine {args.engine}", flush=True)
+    return Supervisor(worker_argv(passed), workers).run()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,9 +108,34 @@ def run(args: argparse.Namespace) -> int:
         config.port = args.port
     if args.max_connections is not None:
         config.max_connections = args.max_connections
+    shared = args.engine is not None and args.engine != "memory"
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1) if shared else 1
+    if workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if workers > 1 and not shared:
+        print(
+            f"error: --workers {workers} needs an engine all workers share: "
+            "add --engine redis://HOST:PORT/DB "
+            "(the in-memory engine keeps channels, presence and history inside one process)",
+            file=sys.stderr,
+        )
+        return 2
+    if workers > 1:
+        if config.port == 0:
+            print("error: --workers needs a fixed --port (every worker binds the same one)", file=sys.stderr)
+            return 2
+        return _supervise(args, workers, config.port)
     try:
-        hub = HubServer(config)
+        engine = make_engine(args.engine, config)
+    except (ValueError, RuntimeError) as exc:
+        print(f"error: --engine: {exc}", file=sys.stderr)
+        return 2
+    try:
+        hub = HubServer(config, engine=engine, reuse_port=args.reuse_port)
     except OSError as exc:
+        if engine is not None:
+            engine.close()
         print(
             f"error: cannot listen on {config.host or '*'}:{config.port}: {exc.strerror or exc}",
             file=sys.stderr,
@@ -56,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
     namespaces = ", ".join(repr(n) if n else "(default)" for n in config.namespaces.namespaces)
-    print(f"namespaces: {namespaces}", flush=True)
+    print(f"namespaces: {namespaces}; engine: {hub.engine.kind}", flush=True)
+    if args.parent_pid is not None:
+        _watch_parent(hub, args.parent_pid)
     hub.serve_forever()
     hub.loop.close()
     return 0

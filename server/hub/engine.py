@@ -2,26 +2,162 @@
 
 The hub (``hub.py``) keeps only local state (which connection subscribed to what); everything a second
 hub node would need to share goes through an Engine.  ``memory.py`` is the in-memory engine (one
-process); a Redis engine (the scale-out issue) implements the same methods.
+process); ``redis_engine.py`` shares channels, presence and history between processes and machines.
 
-Delivery: the hub calls :meth:`Engine.start` once with its fan-out function; the engine calls it for
-every publication to a channel this node showed interest in (:meth:`Engine.node_subscribe`), whichever
-node published it.  The in-memory engine calls it synchronously from :meth:`Engine.publish`.
+Every method is called in the hub's loop thread and returns at once.  What needs an answer returns a
+:class:`Reply`: a tiny future that is resolved in the loop thread, either already (the in-memory engine)
+or later (a networked engine, whose I/O thread hands the result to the loop with
+``EventLoop.call_soon_threadsafe``).  A networked engine's failure resolves the reply with a
+``HubError`` (temporary), never by blocking the loop.
 
-All methods run in the hub's loop thread and return at once.  (A networked engine answers from its own
-buffers or cache and replicates in the background; its calls must not block the loop.)
+Delivery: the hub calls :meth:`Engine.start` once with its callbacks; the engine calls ``deliver`` once
+per publication to a channel this node showed interest in (:meth:`Engine.node_subscribe`), whichever
+node published it, in the channel's offset order; ``join_leave`` for presence pushes from any node;
+``lost`` with channels whose stream this node may have missed part of (the link to the backend broke):
+their local subscribers must resubscribe and recover.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .namespaces import NamespaceOptions
-from .protocol import Position, publication_json
+from .protocol import ErrorCode, HubError, Position, publication_json
 
-__all__ = ["Engine", "Publication", "ClientInfo", "HistoryResult", "RecoveryResult", "Deliver"]
+if TYPE_CHECKING:
+    from ..loop import EventLoop
+
+__all__ = [
+    "Engine",
+    "Publication",
+    "ClientInfo",
+    "HistoryResult",
+    "RecoveryResult",
+    "Deliver",
+    "JoinLeave",
+    "Lost",
+    "Reply",
+    "select_history",
+    "select_recovery",
+]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+class Reply(Generic[T]):
+    """An engine's answer, now or later; resolved and observed in the hub's loop thread only.
+
+    ``reply.then(fn)`` runs ``fn(value)`` once resolved (at once if it already is) and returns the reply
+    of its result (``fn`` may return a plain value or another Reply); an error skips ``fn`` and passes
+    through.  ``reply.observe(cb)`` calls ``cb(reply)`` on completion either way.
+    """
+
+    __slots__ = ("_done", "_value", "_error", "_callbacks")
+
+    def __init__(self) -> None:
+        self._done = False
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._callbacks: list[Callable[[Reply[T]], object]] | None = None
+
+    @classmethod
+    def of(cls, value: T) -> Reply[T]:
+        reply: Reply[T] = cls()
+        reply.resolve(value)
+        return reply
+
+    @classmethod
+    def failed(cls, error: BaseException) -> Reply[T]:
+        reply: Reply[T] = cls()
+        reply.fail(error)
+        return reply
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def resolve(self, value: T) -> None:
+        if self._done:
+            return
+        self._done, self._value = True, value
+        self._run_callbacks()
+
+    def fail(self, error: BaseException) -> None:
+        if self._done:
+            return
+        self._done, self._error = True, error.with_traceback(None)  # no frames kept alive
+        self._run_callbacks()
+
+    def result(self) -> T:
+        """The value (raises the error); only once :attr:`done`."""
+        if not self._done:
+            raise RuntimeError("the reply is not resolved yet")
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def observe(self, callback: Callable[[Reply[T]], object]) -> None:
+        if self._done:
+            callback(self)
+        elif self._callbacks is None:
+            self._callbacks = [callback]
+        else:
+            self._callbacks.append(callback)
+
+    def then(self, fn: Callable[[T], U | Reply[U]]) -> Reply[U]:
+        if self._done and self._error is None:  # the in-memory engine's path: no new objects
+            try:
+                value = fn(self._value)  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - carried to whoever observes the reply
+                return Reply.failed(exc)
+            return value if isinstance(value, Reply) else Reply.of(value)
+        chained: Reply[U] = Reply()
+
+        def step(done: Reply[T]) -> None:
+            if done._error is not None:
+                chained.fail(done._error)
+                return
+            try:
+                value = fn(done._value)  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001
+                chained.fail(exc)
+                return
+            if isinstance(value, Reply):
+                value.observe(lambda inner: _settle(chained, inner))
+            else:
+                chained.resolve(value)
+
+        self.observe(step)
+        return chained
+
+    def _run_callbacks(self) -> None:
+        callbacks, self._callbacks = self._callbacks, None
+        for callback in callbacks or ():
+            callback(self)
+
+    def __repr__(self) -> str:
+        state = "pending" if not self._done else f"error {self._error!r}" if self._error else "done"
+        return f"<Reply {state}>"
+
+
+def _settle(target: Reply[Any], source: Reply[Any]) -> None:
+    if source.error is not None:
+        target.fail(source.error)
+    else:
+        target.resolve(source.result())
+
+
+def unavailable(message: str = "the engine is unavailable (retry later)") -> HubError:
+    """The error of every command the engine cannot serve right now (its backend is unreachable)."""
+    return HubError(ErrorCode.NOT_AVAILABLE, message, temporary=True)
 
 
 class Publication:
@@ -82,24 +218,84 @@ class RecoveryResult:
 
 #: The hub's fan-out: called with every publication to a channel of interest.
 Deliver = Callable[[Publication], None]
+#: ``join_leave(kind, channel, info)``: a ``join``/``leave`` from any node, for the local subscribers.
+JoinLeave = Callable[[str, str, ClientInfo], None]
+#: ``lost(channels)``: this node may have missed publications on these channels (or patterns).
+Lost = Callable[[Iterable[str]], None]
+
+
+def select_history(
+    epoch: str,
+    top: int,
+    held: list[Publication],
+    *,
+    since: Position | None,
+    limit: int | None,
+    reverse: bool,
+) -> list[Publication]:
+    """The ``history`` rule over a stream's held publications (oldest first, ending at ``top``).
+
+    Raises ``HubError(112)`` for a position in another epoch or one whose successors are gone.
+    """
+    if since is not None:
+        if since.epoch != epoch or since.offset > top:
+            raise HubError(ErrorCode.UNRECOVERABLE_POSITION, "that position is not in this epoch")
+        first = held[0].offset if held else top + 1
+        if reverse:  # older than `since`, newest first
+            selected = [p for p in reversed(held) if p.offset < since.offset]  # type: ignore[operator]
+        else:
+            if since.offset + 1 < first:  # type: ignore[operator]
+                raise HubError(
+                    ErrorCode.UNRECOVERABLE_POSITION, "publications after that position are no longer held"
+                )
+            selected = held[since.offset + 1 - first :]  # type: ignore[operator]
+    else:
+        selected = list(reversed(held)) if reverse else list(held)
+        if limit is not None and not reverse:
+            return selected[len(selected) - limit :] if limit else []  # the latest `limit`
+    return selected[:limit] if limit is not None else selected
+
+
+def select_recovery(epoch: str, top: int, held: list[Publication], since: Position) -> RecoveryResult:
+    """The ``recover`` rule: what is held after ``since``, and whether that is everything missed."""
+    position = Position(epoch, top)
+    if since.epoch != epoch or since.offset > top:
+        return RecoveryResult([], position, False)
+    first: int = held[0].offset if held else top + 1  # type: ignore[assignment]
+    return RecoveryResult(held[max(0, since.offset + 1 - first) :], position, since.offset + 1 >= first)
 
 
 class Engine(ABC):
     """Pub/sub, presence and history, shared by every hub node that uses the same backend."""
 
+    #: A name for logs and health reports.
+    kind = "engine"
+
+    def attach(self, loop: EventLoop) -> None:
+        """The hub's loop (before :meth:`start`): a networked engine resolves its replies there."""
+        return None  # the in-memory engine answers at once and needs no loop
+
     @abstractmethod
-    def start(self, deliver: Deliver) -> None:
-        """Begin delivering publications to ``deliver``."""
+    def start(self, deliver: Deliver, join_leave: JoinLeave | None = None, lost: Lost | None = None) -> None:
+        """Begin delivering publications to ``deliver`` (and presence pushes, lost channels)."""
 
     @abstractmethod
     def close(self) -> None:
-        """Stop delivering; drop references to the hub."""
+        """Stop delivering; drop references to the hub; stop any thread the engine runs."""
+
+    def health(self) -> dict[str, Any]:
+        """``{"ok": bool, ...}`` for health checks and metrics; ``ok`` False while degraded."""
+        return {"engine": self.kind, "ok": True}
 
     # -- pub/sub -------------------------------------------------------------------------------
 
     @abstractmethod
-    def node_subscribe(self, channel: str) -> None:
-        """This node has subscribers on ``channel`` (or on the wildcard pattern ``ns:prefix*``)."""
+    def node_subscribe(self, channel: str) -> Reply[None]:
+        """This node has subscribers on ``channel`` (or on the wildcard pattern ``ns:prefix*``).
+
+        Resolved once publications to it are being delivered (a read of the channel's position made
+        after that sees every publication that ``deliver`` will not get).
+        """
 
     @abstractmethod
     def node_unsubscribe(self, channel: str) -> None:
@@ -108,13 +304,17 @@ class Engine(ABC):
     @abstractmethod
     def publish(
         self, channel: str, data_json: str, info_json: str | None, options: NamespaceOptions
-    ) -> Publication:
-        """Store (when ``options.history``) and deliver; returns the publication (offset assigned)."""
+    ) -> Reply[Publication]:
+        """Store (when ``options.history``) and deliver; resolves to the publication (offset assigned)."""
+
+    @abstractmethod
+    def join_leave(self, kind: str, channel: str, info: ClientInfo) -> None:
+        """Send a ``join``/``leave`` to every node's ``join_leave`` callback (this node's included)."""
 
     # -- history -------------------------------------------------------------------------------
 
     @abstractmethod
-    def position(self, channel: str, options: NamespaceOptions) -> Position:
+    def position(self, channel: str, options: NamespaceOptions) -> Reply[Position]:
         """The channel's epoch and latest offset (``Position("", 0)`` without history)."""
 
     @abstractmethod
@@ -126,33 +326,33 @@ class Engine(ABC):
         since: Position | None,
         limit: int | None,
         reverse: bool,
-    ) -> HistoryResult:
+    ) -> Reply[HistoryResult]:
         """Held publications: after ``since`` (or before it with ``reverse``), at most ``limit``.
 
-        Raises ``HubError(112)`` when ``since`` is in another epoch or when publications right after
-        it are no longer held (never a silent gap).
+        Fails with ``HubError(112)`` when ``since`` is in another epoch or when publications right
+        after it are no longer held (never a silent gap).
         """
 
     @abstractmethod
-    def recover(self, channel: str, options: NamespaceOptions, since: Position) -> RecoveryResult:
+    def recover(self, channel: str, options: NamespaceOptions, since: Position) -> Reply[RecoveryResult]:
         """Publications missed since ``since``; ``recovered`` False when some are no longer held."""
 
     # -- presence ------------------------------------------------------------------------------
 
     @abstractmethod
     def add_presence(self, channel: str, info: ClientInfo) -> None:
-        """``info.client`` is subscribed to ``channel`` (idempotent)."""
+        """``info.client`` is subscribed to ``channel`` (idempotent); kept alive while this node is."""
 
     @abstractmethod
     def remove_presence(self, channel: str, client: str) -> None:
         """``client`` left ``channel`` (idempotent)."""
 
     @abstractmethod
-    def presence(self, channel: str) -> list[ClientInfo]:
-        """Every client subscribed to ``channel``."""
+    def presence(self, channel: str) -> Reply[list[ClientInfo]]:
+        """Every client subscribed to ``channel``, on every node."""
 
     @abstractmethod
-    def presence_stats(self, channel: str) -> tuple[int, int]:
+    def presence_stats(self, channel: str) -> Reply[tuple[int, int]]:
         """(clients, distinct users) on ``channel``; a user on several connections counts once,
         anonymous connections (user ``""``) count one each.  Cheap on big channels."""
 

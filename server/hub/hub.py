@@ -8,12 +8,19 @@ a closed connection's objects are freed by reference counting alone.
 Fan-out: a publication's frame is built once (``prepare_message``) and queued on every subscriber with
 ``send_prepared``.  A subscriber whose unsent bytes are over ``queue_limit`` is not waited for: it gets a
 ``disconnect`` push (4001 "slow", reconnect and recover) and is closed, and the drop is counted.
+
+The engine may answer later (a :class:`~server.hub.engine.Reply`): replies still go out in command
+order (a session's ``outbox`` holds the ones waiting for an earlier answer).  A subscription is
+*pending* from the command until its reply is sent: publications that arrive meanwhile are kept and
+delivered after the reply, without those the reply already carried (same epoch, offset <= the reply's);
+a later duplicate of those is skipped too (``floors``), so nothing is missed or doubled in between.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from wsproto_lite import PreparedMessage, prepare_message
 
 from ..handler import Accept, Handler, Reject
-from .engine import ClientInfo, Engine, Publication
+from .engine import ClientInfo, Engine, Publication, Reply
 from .memory import MemoryEngine
 from .namespaces import Channel, Namespaces, namespace_of
 from .protocol import (
@@ -30,6 +37,7 @@ from .protocol import (
     DisconnectCode,
     ErrorCode,
     HubError,
+    Position,
     command_id_of,
     disconnect_push_frame,
     dumps,
@@ -79,6 +87,9 @@ class HubLimits:
     """Most publications one ``history`` reply carries."""
     ping_interval: float = 25.0
     """Reported in the ``connect`` result: the hub's keepalive period."""
+    max_commands_in_flight: int = 1000
+    """Commands of one connection waiting for the engine (or for an earlier reply); over it the
+    connection is disconnected as slow (4001)."""
 
 
 @dataclass
@@ -96,17 +107,19 @@ class HubStats:
 class Subscription:
     """One connection's subscription to one channel or pattern (no reference to the session)."""
 
-    __slots__ = ("channel", "conn", "__weakref__")
+    __slots__ = ("channel", "conn", "presence", "__weakref__")
 
     def __init__(self, channel: Channel, conn: WebSocket) -> None:
         self.channel = channel
         self.conn = conn
+        self.presence = False
+        """True once this subscription is in the engine's presence."""
 
 
 class Session:
     """The hub's state for one connection."""
 
-    __slots__ = ("conn", "info", "info_json", "subscriptions", "deadline", "closed", "__weakref__")
+    __slots__ = ("conn", "info", "info_json", "subscriptions", "deadline", "closed", "outbox", "__weakref__")
 
     def __init__(self, conn: WebSocket, deadline: float) -> None:
         self.conn = conn
@@ -116,6 +129,18 @@ class Session:
         self.subscriptions: dict[str, Subscription] = {}
         self.deadline = deadline
         self.closed = False
+        self.outbox: deque[_Slot] = deque()
+        """Replies in command order, from the first one still waiting for the engine."""
+
+
+class _Slot:
+    """One reply's place in a session's outbox; ``after`` runs right after the frame is sent."""
+
+    __slots__ = ("frame", "after")
+
+    def __init__(self) -> None:
+        self.frame: str | None = None
+        self.after: Callable[[], None] | None = None
 
 
 def _anonymous(token: str, request: Request | None) -> str:
@@ -125,16 +150,36 @@ def _anonymous(token: str, request: Request | None) -> str:
 
 
 class _Subscribers:
-    """The local subscribers of one channel or pattern: connection -> subscription."""
+    """The local subscribers of one channel or pattern: connection -> subscription.
 
-    __slots__ = ("by_conn", "prefix")
+    ``pending``: subscriptions whose reply is not sent yet, with the publications that arrived meanwhile;
+    ``floors``: just activated subscriptions that must skip publications up to the position their reply
+    gave (a networked engine may deliver those after the reply); ``ready``: the engine's node
+    subscription.
+    """
 
-    def __init__(self, prefix: str | None) -> None:
+    __slots__ = ("by_conn", "prefix", "pending", "floors", "ready")
+
+    def __init__(self, prefix: str | None, ready: Reply[None]) -> None:
         self.by_conn: dict[WebSocket, Subscription] = {}
         self.prefix = prefix
+        self.pending: dict[WebSocket, list[Publication]] = {}
+        self.floors: dict[WebSocket, Position] = {}
+        self.ready = ready
 
 
-Result = dict[str, Any] | str  # a result object, or its JSON text already built
+class _Then:
+    """A result and what to do right after its reply is sent (activate a subscription)."""
+
+    __slots__ = ("result", "after")
+
+    def __init__(self, result: dict[str, Any] | str, after: Callable[[], None]) -> None:
+        self.result = result
+        self.after = after
+
+
+Result = dict[str, Any] | str | _Then  # a result object, its JSON text already built, or either + after
+Answer = Result | Reply[Result]
 
 
 class Hub(Handler):
@@ -164,7 +209,8 @@ class Hub(Handler):
     def start(self, loop: EventLoop) -> None:
         """Begin: engine delivery and the once-a-second housekeeping (connect timeouts, TTLs)."""
         self._loop = loop
-        self.engine.start(self._deliver)
+        self.engine.attach(loop)
+        self.engine.start(self._deliver, self._on_join_leave, self._on_lost)
         self._tick_timer = loop.call_later(1.0, self._tick)
 
     def stop(self) -> None:
@@ -219,39 +265,81 @@ class Hub(Handler):
             return
         self.stats.commands += 1
         if len(message) > self.limits.max_command_size:
-            self._send_error(conn, NO_ID, HubError(ErrorCode.LIMIT_EXCEEDED, "command too large"))
+            self._send_error(session, NO_ID, HubError(ErrorCode.LIMIT_EXCEEDED, "command too large"))
             return
         try:
             command = parse_command(message)
         except HubError as exc:
-            self._send_error(conn, command_id_of(exc), exc)
+            self._send_error(session, command_id_of(exc), exc)
             return
         self._run(session, command)
 
     def _run(self, session: Session, command: Command) -> None:
-        conn = session.conn
         try:
             if command.method == "connect":
-                result: Result = self._connect(session, command.params)
+                answer: Answer = self._connect(session, command.params)
             elif session.info is None:
                 raise HubError(ErrorCode.BAD_REQUEST, "the first command must be connect")
             else:
-                result = _COMMANDS[command.method](self, session, command.params)
-        except HubError as exc:
-            self._send_error(conn, command.id, exc)
+                answer = _COMMANDS[command.method](self, session, command.params)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an error reply
+            answer = Reply.failed(exc)
+        if not isinstance(answer, Reply):
+            answer = Reply.of(answer)
+        if answer.done and not session.outbox:  # the usual path: answered at once, nothing before it
+            self._send_answer(session, command, answer)
             return
-        except Exception:
-            logger.exception("command %s failed", command.method)
-            self._send_error(conn, command.id, HubError(ErrorCode.INTERNAL, "internal error", temporary=True))
+        if len(session.outbox) >= self.limits.max_commands_in_flight:
+            self.disconnect(session.conn, DisconnectCode.SLOW, "slow")
             return
-        if isinstance(result, str):
-            conn.send(f'{{"id":{command.id},"result":{result}}}')
-        else:
-            conn.send(reply_frame(command.id, result))
+        slot = _Slot()
+        session.outbox.append(slot)
+        answer.observe(lambda done: self._fill(session, command, slot, done))
 
-    def _send_error(self, conn: WebSocket, command_id: int, error: HubError) -> None:
+    def _answer_frame(self, command: Command, answer: Reply[Result]) -> tuple[str, Callable[[], None] | None]:
+        error = answer.error
+        if error is None:
+            value = answer.result()
+            after = None
+            if isinstance(value, _Then):
+                result, after = value.result, value.after
+            else:
+                result = value
+            if isinstance(result, str):
+                return f'{{"id":{command.id},"result":{result}}}', after
+            return reply_frame(command.id, result), after
+        if not isinstance(error, HubError):
+            logger.error("command %s failed", command.method, exc_info=error)
+            error = HubError(ErrorCode.INTERNAL, "internal error", temporary=True)
         self.stats.errors += 1
-        conn.send(error_frame(command_id, error))
+        return error_frame(command.id, error), None
+
+    def _send_answer(self, session: Session, command: Command, answer: Reply[Result]) -> None:
+        frame, after = self._answer_frame(command, answer)
+        session.conn.send(frame)
+        if after is not None:
+            after()
+
+    def _fill(self, session: Session, command: Command, slot: _Slot, answer: Reply[Result]) -> None:
+        """A waited-for answer arrived: send it and every answer behind it that is ready."""
+        slot.frame, slot.after = self._answer_frame(command, answer)
+        outbox = session.outbox
+        while outbox and outbox[0].frame is not None:
+            ready = outbox.popleft()
+            session.conn.send(ready.frame)  # type: ignore[arg-type]
+            if ready.after is not None:
+                ready.after()
+
+    def _send_error(self, session: Session, command_id: int, error: HubError) -> None:
+        """The reply to a frame that is not a command (behind any reply still waiting)."""
+        self.stats.errors += 1
+        frame = error_frame(command_id, error)
+        if session.outbox:
+            slot = _Slot()
+            slot.frame = frame
+            session.outbox.append(slot)
+        else:
+            session.conn.send(frame)
 
     # -- commands ----------------------------------------------------------------------------------
 
@@ -266,7 +354,7 @@ class Hub(Handler):
         session.info_json = dumps({"client": session.info.client, "user": user})
         return {"client": session.info.client, "user": user, "ping": self.limits.ping_interval}
 
-    def _subscribe(self, session: Session, params: dict[str, Any]) -> Result:
+    def _subscribe(self, session: Session, params: dict[str, Any]) -> Answer:
         channel = self.namespaces.resolve(get_channel(params), pattern_ok=True)
         options = channel.options
         if not options.allow_subscribe:
@@ -281,26 +369,57 @@ class Hub(Handler):
         assert session.info is not None
         subscription = Subscription(channel, session.conn)
         session.subscriptions[channel.name] = subscription
-        self._local_add(subscription)
+        ready = self._local_add(subscription)
         presence = options.presence and not channel.is_pattern
-        if presence:
-            self.engine.add_presence(channel.name, session.info)
-            if options.join_leave:
-                self._presence_push("join", channel.name, session)
         result: dict[str, Any] = {
             "recoverable": options.history and not channel.is_pattern,
             "presence": presence,
         }
-        if recover is None:
-            position = self.engine.position(channel.name, options) if not channel.is_pattern else None
-            result["epoch"] = position.epoch if position else ""
-            result["offset"] = position.offset if position else 0
-            return result
-        recovery = self.engine.recover(channel.name, options, recover)
-        result["epoch"] = recovery.position.epoch
-        result["offset"] = recovery.position.offset
-        result["recovered"] = recovery.recovered
-        return _with_publications(result, recovery.publications)
+
+        def subscribed(_: None) -> Answer:
+            # the node receives the channel now: a position read from here on misses nothing
+            current = session.subscriptions.get(channel.name) is subscription
+            if presence and current and session.info is not None:
+                self.engine.add_presence(channel.name, session.info)
+                subscription.presence = True
+                if options.join_leave:
+                    self.engine.join_leave("join", channel.name, session.info)
+            if channel.is_pattern:
+                result["epoch"], result["offset"] = "", 0
+                return _Then(result, lambda: self._activate(subscription, None))
+            if recover is None:
+                return self.engine.position(channel.name, options).then(positioned)
+            return self.engine.recover(channel.name, options, recover).then(recovered)
+
+        def positioned(position: Position) -> Result:
+            result["epoch"], result["offset"] = position.epoch, position.offset
+            return _Then(result, lambda: self._activate(subscription, position))
+
+        def recovered(recovery: Any) -> Result:
+            position = recovery.position
+            result["epoch"], result["offset"] = position.epoch, position.offset
+            result["recovered"] = recovery.recovered
+            after = recovery.publications[-1].offset if recovery.publications else None
+            floor = Position(position.epoch, max(position.offset, after or 0))
+            return _Then(
+                _with_publications(result, recovery.publications), lambda: self._activate(subscription, floor)
+            )
+
+        answer: Reply[Result] = ready.then(subscribed)
+
+        def failed(done: Reply[Result]) -> None:
+            if done.error is not None:
+                self._abandon(session, subscription)
+
+        answer.observe(failed)
+        return answer
+
+    def _abandon(self, session: Session, subscription: Subscription) -> None:
+        """A subscribe that failed (the engine could not serve it): forget the subscription."""
+        name = subscription.channel.name
+        if session.subscriptions.get(name) is subscription:
+            del session.subscriptions[name]
+            self._drop_subscription(session, subscription)
 
     def _unsubscribe(self, session: Session, params: dict[str, Any]) -> Result:
         name = get_channel(params)
@@ -310,7 +429,7 @@ class Hub(Handler):
         self._drop_subscription(session, subscription)
         return {}
 
-    def _publish(self, session: Session, params: dict[str, Any]) -> Result:
+    def _publish(self, session: Session, params: dict[str, Any]) -> Answer:
         channel = self.namespaces.resolve(get_channel(params))
         if not channel.options.allow_publish:
             raise HubError(ErrorCode.PERMISSION_DENIED, "clients may not publish in this namespace")
@@ -320,10 +439,9 @@ class Hub(Handler):
             data_json = dumps(params["data"])
         except (ValueError, RecursionError):
             raise HubError(ErrorCode.BAD_REQUEST, "'data' cannot be encoded as JSON") from None
-        publication = self.engine.publish(channel.name, data_json, session.info_json, channel.options)
-        if publication.offset is None:
-            return {}
-        return {"offset": publication.offset, "epoch": publication.epoch}
+        return self.engine.publish(channel.name, data_json, session.info_json, channel.options).then(
+            _publish_result
+        )
 
     def _presence_channel(self, params: dict[str, Any]) -> Channel:
         channel = self.namespaces.resolve(get_channel(params))
@@ -331,17 +449,19 @@ class Hub(Handler):
             raise HubError(ErrorCode.NOT_AVAILABLE, "presence is off in this namespace")
         return channel
 
-    def _presence(self, session: Session, params: dict[str, Any]) -> Result:
+    def _presence(self, session: Session, params: dict[str, Any]) -> Answer:
         channel = self._presence_channel(params)
-        clients = {i.client: {"user": i.user, "name": i.name} for i in self.engine.presence(channel.name)}
-        return {"clients": clients}
+        return self.engine.presence(channel.name).then(
+            lambda infos: {"clients": {i.client: {"user": i.user, "name": i.name} for i in infos}}
+        )
 
-    def _presence_stats(self, session: Session, params: dict[str, Any]) -> Result:
+    def _presence_stats(self, session: Session, params: dict[str, Any]) -> Answer:
         channel = self._presence_channel(params)
-        clients, users = self.engine.presence_stats(channel.name)
-        return {"clients": clients, "users": users}
+        return self.engine.presence_stats(channel.name).then(
+            lambda stats: {"clients": stats[0], "users": stats[1]}
+        )
 
-    def _history(self, session: Session, params: dict[str, Any]) -> Result:
+    def _history(self, session: Session, params: dict[str, Any]) -> Answer:
         channel = self.namespaces.resolve(get_channel(params))
         if not channel.options.history:
             raise HubError(ErrorCode.NOT_AVAILABLE, "history is off in this namespace")
@@ -349,44 +469,71 @@ class Hub(Handler):
         limit = min(get_int(params, "limit", cap), cap)
         since = get_position(params, "since")
         reverse = get_bool(params, "reverse")
-        history = self.engine.history(
+        return self.engine.history(
             channel.name, channel.options, since=since, limit=limit, reverse=reverse
+        ).then(
+            lambda history: _with_publications(
+                {"epoch": history.position.epoch, "offset": history.position.offset}, history.publications
+            )
         )
-        result = {"epoch": history.position.epoch, "offset": history.position.offset}
-        return _with_publications(result, history.publications)
 
     def _ping(self, session: Session, params: dict[str, Any]) -> Result:
         return {}
 
     # -- subscriptions -----------------------------------------------------------------------------
 
-    def _subscribers(self, channel: Channel, create: bool) -> _Subscribers | None:
+    def _subscribers(self, channel: Channel) -> _Subscribers | None:
         if channel.prefix is None:
-            table = self._channels
-        else:
-            table = self._patterns.get(channel.namespace)  # type: ignore[assignment]
-            if table is None:
-                if not create:
-                    return None
-                table = self._patterns[channel.namespace] = {}
-        subscribers = table.get(channel.name)
-        if subscribers is None and create:
-            subscribers = table[channel.name] = _Subscribers(channel.prefix)
-            self.engine.node_subscribe(channel.name)
-        return subscribers
+            return self._channels.get(channel.name)
+        patterns = self._patterns.get(channel.namespace)
+        return None if patterns is None else patterns.get(channel.name)
 
-    def _local_add(self, subscription: Subscription) -> None:
-        subscribers = self._subscribers(subscription.channel, create=True)
-        assert subscribers is not None
-        subscribers.by_conn[subscription.conn] = subscription
+    def _local_add(self, subscription: Subscription) -> Reply[None]:
+        """Add a pending subscription; the reply of the node's subscription to the channel."""
+        channel = subscription.channel
+        subscribers = self._subscribers(channel)
+        if subscribers is None:
+            subscribers = _Subscribers(channel.prefix, _DONE)
+            if channel.prefix is None:
+                self._channels[channel.name] = subscribers
+            else:
+                self._patterns.setdefault(channel.namespace, {})[channel.name] = subscribers
+            subscribers.ready = self.engine.node_subscribe(channel.name)
+        subscribers.pending[subscription.conn] = []
+        return subscribers.ready
+
+    def _activate(self, subscription: Subscription, floor: Position | None) -> None:
+        """The subscribe reply is sent: deliver what arrived meanwhile (past ``floor``), then live."""
+        subscribers = self._subscribers(subscription.channel)
+        if subscribers is None:
+            return
+        conn = subscription.conn
+        held = subscribers.pending.pop(conn, None)
+        if held is None:  # unsubscribed or closed in between
+            return
+        for publication in held:
+            if floor is not None and _covered(publication, floor):
+                continue
+            if publication.offset is not None and floor is not None:
+                floor = Position(publication.epoch, publication.offset)
+            conn.send(
+                pub_push_frame(publication.json, subscription.channel.name if subscribers.prefix else None)
+            )
+        subscribers.by_conn[conn] = subscription
+        if floor is not None and floor.offset:
+            subscribers.floors[conn] = floor
 
     def _local_remove(self, subscription: Subscription) -> None:
         channel = subscription.channel
-        subscribers = self._subscribers(channel, create=False)
+        subscribers = self._subscribers(channel)
         if subscribers is None:
             return
-        subscribers.by_conn.pop(subscription.conn, None)
-        if not subscribers.by_conn:
+        conn = subscription.conn
+        if subscribers.by_conn.get(conn) is subscription:
+            del subscribers.by_conn[conn]
+        subscribers.pending.pop(conn, None)
+        subscribers.floors.pop(conn, None)
+        if not subscribers.by_conn and not subscribers.pending:
             if channel.prefix is None:
                 del self._channels[channel.name]
             else:
@@ -399,10 +546,11 @@ class Hub(Handler):
     def _drop_subscription(self, session: Session, subscription: Subscription) -> None:
         self._local_remove(subscription)
         channel = subscription.channel
-        if channel.options.presence and not channel.is_pattern and session.info is not None:
+        if subscription.presence and session.info is not None:
+            subscription.presence = False
             self.engine.remove_presence(channel.name, session.info.client)
             if channel.options.join_leave:
-                self._presence_push("leave", channel.name, session)
+                self.engine.join_leave("leave", channel.name, session.info)
 
     def _end(self, session: Session) -> None:
         """Forget a connection's subscriptions and presence (idempotent)."""
@@ -419,10 +567,12 @@ class Hub(Handler):
         """The connection of a client id (from ``connect``), if it is still here."""
         return self._clients.get(client)
 
-    def publish(self, channel: str, data: Any) -> Publication:
+    def publish(self, channel: str, data: Any) -> Reply[Publication]:
         """Publish from the server: no ``info``; namespace rules on client publishing do not apply.
 
-        Raises ``HubError`` (102/107) for a bad channel or data that is not JSON.
+        Goes through the engine, so it reaches the channel's subscribers on every node.  Raises
+        ``HubError`` (102/107) for a bad channel or data that is not JSON; the reply resolves to the
+        publication (offset assigned) or fails with ``HubError`` (108, temporary: engine unavailable).
         """
         resolved = self.namespaces.resolve(channel)
         try:
@@ -453,12 +603,28 @@ class Hub(Handler):
 
     # -- fan-out -----------------------------------------------------------------------------------
 
-    def _presence_push(self, kind: str, channel: str, session: Session) -> None:
+    def _on_join_leave(self, kind: str, channel: str, info: ClientInfo) -> None:
+        """The engine's callback: a ``join``/``leave`` on any node, for this node's subscribers."""
         subscribers = self._channels.get(channel)
-        if subscribers is None or session.info is None:
+        if subscribers is None or not subscribers.by_conn:
             return
-        frame = prepare_message(presence_push_frame(kind, channel, session.info.as_dict()))
-        self._send_all(subscribers.by_conn, frame, exclude=session.conn)
+        frame = prepare_message(presence_push_frame(kind, channel, info.as_dict()))
+        self._send_all(subscribers.by_conn, frame, exclude=self._clients.get(info.client))
+
+    def _on_lost(self, channels: Iterable[str]) -> None:
+        """The engine's callback: publications on these channels may have been missed (its link to
+        the backend broke).  Their subscribers are told to reconnect and recover (4002)."""
+        conns: set[WebSocket] = set()
+        for name in channels:
+            for subscribers in (
+                self._channels.get(name),
+                self._patterns.get(namespace_of(name), {}).get(name),
+            ):
+                if subscribers is not None:
+                    conns.update(subscribers.by_conn)
+                    conns.update(subscribers.pending)
+        for conn in conns:
+            self.disconnect(conn, DisconnectCode.INSUFFICIENT_STATE, "insufficient state")
 
     def _deliver(self, publication: Publication) -> None:
         """The engine's callback: every publication to a channel this node has subscribers on."""
@@ -466,13 +632,22 @@ class Hub(Handler):
         channel = publication.channel
         subscribers = self._channels.get(channel)
         if subscribers is not None:
-            self._send_all(subscribers.by_conn, prepare_message(pub_push_frame(publication.json)))
+            if subscribers.by_conn:
+                targets = (
+                    subscribers.by_conn if not subscribers.floors else _past_floors(subscribers, publication)
+                )
+                self._send_all(targets, prepare_message(pub_push_frame(publication.json)))
+            for held in subscribers.pending.values():
+                held.append(publication)
         patterns = self._patterns.get(namespace_of(channel))
         if patterns is not None:
             for pattern, matching in list(patterns.items()):
                 if channel.startswith(matching.prefix):  # type: ignore[arg-type]
-                    frame = prepare_message(pub_push_frame(publication.json, pattern))
-                    self._send_all(matching.by_conn, frame)
+                    if matching.by_conn:
+                        frame = prepare_message(pub_push_frame(publication.json, pattern))
+                        self._send_all(matching.by_conn, frame)
+                    for held in matching.pending.values():
+                        held.append(publication)
 
     def _send_all(
         self, conns: dict[WebSocket, Subscription], frame: PreparedMessage, exclude: object = None
@@ -504,7 +679,7 @@ class Hub(Handler):
 
 
 #: Method name -> handler (plain functions: a table of bound methods would be a reference cycle).
-_COMMANDS: dict[str, Callable[[Hub, Session, dict[str, Any]], Result]] = {
+_COMMANDS: dict[str, Callable[[Hub, Session, dict[str, Any]], Answer]] = {
     "subscribe": Hub._subscribe,
     "unsubscribe": Hub._unsubscribe,
     "publish": Hub._publish,
@@ -513,6 +688,35 @@ _COMMANDS: dict[str, Callable[[Hub, Session, dict[str, Any]], Result]] = {
     "history": Hub._history,
     "ping": Hub._ping,
 }
+
+
+_DONE: Reply[None] = Reply.of(None)
+
+
+def _publish_result(publication: Publication) -> Result:
+    return {} if publication.offset is None else {"offset": publication.offset, "epoch": publication.epoch}
+
+
+def _covered(publication: Publication, floor: Position) -> bool:
+    """True when a subscriber whose reply gave position ``floor`` already has ``publication``."""
+    return (
+        publication.offset is not None
+        and publication.epoch == floor.epoch
+        and publication.offset <= floor.offset
+    )
+
+
+def _past_floors(subscribers: _Subscribers, publication: Publication) -> dict[WebSocket, Subscription]:
+    """The active subscribers that do not have ``publication`` yet (rare: right after a subscribe)."""
+    targets = subscribers.by_conn
+    for conn, floor in list(subscribers.floors.items()):
+        if _covered(publication, floor):
+            if targets is subscribers.by_conn:
+                targets = dict(targets)
+            targets.pop(conn, None)
+        else:
+            del subscribers.floors[conn]  # publications arrive in offset order: no more duplicates
+    return targets
 
 
 def _with_publications(result: dict[str, Any], publications: list[Publication]) -> str:

@@ -6,6 +6,8 @@ oldest publications of the least recently published streams go first), ``max_str
 the least recently published stream is dropped whole; if the channel comes back it starts a new epoch).
 Nothing is dropped silently: a client asking for a gap that is no longer held is told so.
 
+Every :class:`~server.hub.engine.Reply` it returns is already resolved: one process needs no waiting.
+
 Reading never creates state: a channel nobody published to has no stream, only the engine's current
 epoch (random per process, with a generation number bumped whenever any stream is dropped), so a client
 can subscribe to a thousand empty channels without costing memory or evicting anyone's history.  A stream
@@ -20,13 +22,26 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
-from .engine import ClientInfo, Deliver, Engine, HistoryResult, Publication, RecoveryResult
+from .engine import (
+    ClientInfo,
+    Deliver,
+    Engine,
+    HistoryResult,
+    JoinLeave,
+    Lost,
+    Publication,
+    RecoveryResult,
+    Reply,
+    select_history,
+    select_recovery,
+)
 from .namespaces import NamespaceOptions
-from .protocol import ErrorCode, HubError, Position
+from .protocol import HubError, Position
 
 __all__ = ["MemoryEngine"]
 
 _NO_HISTORY = Position("", 0)
+_DONE: Reply[None] = Reply.of(None)
 
 
 class _Stream:
@@ -58,6 +73,8 @@ def _user_key(info: ClientInfo) -> str:
 
 
 class MemoryEngine(Engine):
+    kind = "memory"
+
     def __init__(
         self,
         *,
@@ -72,6 +89,7 @@ class MemoryEngine(Engine):
         """An empty stream keeps its epoch and offset this long after its last publication."""
         self.clock = clock
         self._deliver: Deliver | None = None
+        self._join_leave: JoinLeave | None = None
         self._streams: OrderedDict[str, _Stream] = OrderedDict()  # least recently published first
         self._history_bytes = 0
         self._presence: dict[str, _Presence] = {}
@@ -82,21 +100,28 @@ class MemoryEngine(Engine):
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self, deliver: Deliver) -> None:
+    def start(self, deliver: Deliver, join_leave: JoinLeave | None = None, lost: Lost | None = None) -> None:
         self._deliver = deliver
+        self._join_leave = join_leave
 
     def close(self) -> None:
         self._deliver = None
+        self._join_leave = None
 
     # -- pub/sub: one process, so every publication is of interest ------------------------------
 
-    def node_subscribe(self, channel: str) -> None:
-        pass
+    def node_subscribe(self, channel: str) -> Reply[None]:
+        return _DONE
 
     def node_unsubscribe(self, channel: str) -> None:
         pass
 
     def publish(
+        self, channel: str, data_json: str, info_json: str | None, options: NamespaceOptions
+    ) -> Reply[Publication]:
+        return Reply.of(self.publish_now(channel, data_json, info_json, options))
+
+    def publish_now(
         self, channel: str, data_json: str, info_json: str | None, options: NamespaceOptions
     ) -> Publication:
         if options.history:
@@ -125,6 +150,10 @@ class MemoryEngine(Engine):
         if self._deliver is not None:
             self._deliver(publication)
         return publication
+
+    def join_leave(self, kind: str, channel: str, info: ClientInfo) -> None:
+        if self._join_leave is not None:
+            self._join_leave(kind, channel, info)
 
     # -- history ---------------------------------------------------------------------------------
 
@@ -166,7 +195,10 @@ class MemoryEngine(Engine):
             if self._history_bytes <= self.max_history_bytes:
                 return
 
-    def position(self, channel: str, options: NamespaceOptions) -> Position:
+    def position(self, channel: str, options: NamespaceOptions) -> Reply[Position]:
+        return Reply.of(self.position_now(channel, options))
+
+    def position_now(self, channel: str, options: NamespaceOptions) -> Position:
         if not options.history:
             return _NO_HISTORY
         stream = self._streams.get(channel)
@@ -191,44 +223,23 @@ class MemoryEngine(Engine):
         since: Position | None,
         limit: int | None,
         reverse: bool,
-    ) -> HistoryResult:
+    ) -> Reply[HistoryResult]:
         stream = self._held(channel, options)
         if stream is None:
-            return HistoryResult([], _NO_HISTORY)
-        position = Position(stream.epoch, stream.top)
-        items = stream.items
-        if since is not None:
-            if since.epoch != stream.epoch or since.offset > stream.top:
-                raise HubError(ErrorCode.UNRECOVERABLE_POSITION, "that position is not in this epoch")
-            first = stream.first_held()
-            if reverse:  # older than `since`, newest first
-                selected = [p for p in reversed(items) if p.offset < since.offset]  # type: ignore[operator]
-            else:
-                if since.offset + 1 < first:
-                    raise HubError(
-                        ErrorCode.UNRECOVERABLE_POSITION,
-                        "publications after that position are no longer held",
-                    )
-                selected = list(items)[since.offset + 1 - first :]
-        else:
-            selected = list(reversed(items)) if reverse else list(items)
-            if limit is not None and not reverse:
-                selected = selected[len(selected) - limit :] if limit else []  # the latest `limit`
-                return HistoryResult(selected, position)
-        if limit is not None:
-            selected = selected[:limit]
-        return HistoryResult(selected, position)
+            return Reply.of(HistoryResult([], _NO_HISTORY))
+        try:
+            selected = select_history(
+                stream.epoch, stream.top, list(stream.items), since=since, limit=limit, reverse=reverse
+            )
+        except HubError as exc:
+            return Reply.failed(exc)
+        return Reply.of(HistoryResult(selected, Position(stream.epoch, stream.top)))
 
-    def recover(self, channel: str, options: NamespaceOptions, since: Position) -> RecoveryResult:
+    def recover(self, channel: str, options: NamespaceOptions, since: Position) -> Reply[RecoveryResult]:
         stream = self._held(channel, options)
         if stream is None:
-            return RecoveryResult([], _NO_HISTORY, False)
-        position = Position(stream.epoch, stream.top)
-        if since.epoch != stream.epoch or since.offset > stream.top:
-            return RecoveryResult([], position, False)
-        first = stream.first_held()
-        held = list(stream.items)[max(0, since.offset + 1 - first) :]
-        return RecoveryResult(held, position, since.offset + 1 >= first)
+            return Reply.of(RecoveryResult([], _NO_HISTORY, False))
+        return Reply.of(select_recovery(stream.epoch, stream.top, list(stream.items), since))
 
     # -- presence --------------------------------------------------------------------------------
 
@@ -258,13 +269,13 @@ class MemoryEngine(Engine):
         if not entry.clients:
             del self._presence[channel]
 
-    def presence(self, channel: str) -> list[ClientInfo]:
+    def presence(self, channel: str) -> Reply[list[ClientInfo]]:
         entry = self._presence.get(channel)
-        return [] if entry is None else list(entry.clients.values())
+        return Reply.of([] if entry is None else list(entry.clients.values()))
 
-    def presence_stats(self, channel: str) -> tuple[int, int]:
+    def presence_stats(self, channel: str) -> Reply[tuple[int, int]]:
         entry = self._presence.get(channel)
-        return (0, 0) if entry is None else (len(entry.clients), len(entry.users))
+        return Reply.of((0, 0) if entry is None else (len(entry.clients), len(entry.users)))
 
     # -- housekeeping ----------------------------------------------------------------------------
 

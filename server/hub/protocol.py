@@ -64,6 +64,9 @@ class DisconnectCode:
     """The hub is stopping or restarting: reconnect with backoff, then recover."""
     SLOW = 4001
     """The client did not read fast enough (its outgoing queue overflowed): reconnect and recover."""
+    INSUFFICIENT_STATE = 4002
+    """This node may have missed publications of a subscribed channel (its engine lost the link to the
+    shared backend and got it back): reconnect and recover."""
     CONNECT_TIMEOUT = 4500
     """No ``connect`` command arrived in time after the WebSocket opened."""
     UNAUTHORIZED = 4501

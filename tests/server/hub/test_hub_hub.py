@@ -456,7 +456,7 @@ def test_server_side_publish_and_unsubscribe(raw: Any, hub: HubThread) -> None:
     a.ok("subscribe", {"channel": "chat:s"})
     b.ok("subscribe", {"channel": "chat:s"})
     assert a.push()["push"] == "join"
-    publication = hub.call(hub.hub.publish, "chat:s", {"from": "server"})
+    publication = hub.call(hub.hub.publish, "chat:s", {"from": "server"}).result()
     assert publication.offset == 1
     push = a.push()
     assert push == {"push": "pub", "channel": "chat:s", "offset": 1, "data": {"from": "server"}}  # no info

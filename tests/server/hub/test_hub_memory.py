@@ -2,17 +2,40 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.hub.engine import ClientInfo, Publication
+from server.hub.engine import ClientInfo, Publication, Reply
 from server.hub.memory import MemoryEngine
 from server.hub.namespaces import NamespaceOptions
 from server.hub.protocol import HubError, Position
 
 KEEP3 = NamespaceOptions(history_size=3, history_ttl=10.0, allow_publish=True)
 NONE = NamespaceOptions(allow_publish=True)
+
+
+class Now:
+    """The engine with every Reply unwrapped (the in-memory engine resolves them at once)."""
+
+    def __init__(self, engine: MemoryEngine) -> None:
+        self.engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.engine, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            value = attr(*args, **kwargs)
+            if isinstance(value, Reply):
+                assert value.done  # the in-memory engine never makes the hub wait
+                return value.result()
+            return value
+
+        return call
 
 
 class Clock:
@@ -24,7 +47,7 @@ class Clock:
 
 
 def test_offsets_epoch_and_delivery() -> None:
-    engine = MemoryEngine()
+    engine = Now(MemoryEngine())
     delivered: list[Publication] = []
     engine.start(delivered.append)
     first = engine.publish("c", "1", None, KEEP3)
@@ -34,14 +57,14 @@ def test_offsets_epoch_and_delivery() -> None:
     assert engine.position("c", KEEP3) == Position(first.epoch, 2)
     assert engine.publish("d", "1", None, NONE).offset is None
     assert engine.position("d", NONE) == Position("", 0)
-    assert MemoryEngine().position("c", KEEP3).epoch != first.epoch  # another process: another epoch
+    assert Now(MemoryEngine()).position("c", KEEP3).epoch != first.epoch  # another process: another epoch
     engine.close()
     engine.publish("c", "3", None, KEEP3)
     assert len(delivered) == 3  # closed: no more delivery
 
 
 def test_size_bound_and_recovery() -> None:
-    engine = MemoryEngine()
+    engine = Now(MemoryEngine())
     for i in range(1, 6):
         engine.publish("c", str(i), None, KEEP3)
     epoch = engine.position("c", KEEP3).epoch
@@ -62,7 +85,7 @@ def test_size_bound_and_recovery() -> None:
 
 def test_ttl_and_stream_expiry() -> None:
     clock = Clock()
-    engine = MemoryEngine(clock=clock, stream_meta_ttl=100.0)
+    engine = Now(MemoryEngine(clock=clock, stream_meta_ttl=100.0))
     engine.publish("c", "1", None, KEEP3)
     clock.now += 5
     engine.publish("c", "2", None, KEEP3)
@@ -83,7 +106,7 @@ def test_ttl_and_stream_expiry() -> None:
 
 
 def test_reading_creates_no_state() -> None:
-    engine = MemoryEngine()
+    engine = Now(MemoryEngine())
     position = engine.position("empty", KEEP3)
     assert position.offset == 0
     assert engine.history("empty", KEEP3, since=position, limit=None, reverse=False).publications == []
@@ -97,7 +120,7 @@ def test_reading_creates_no_state() -> None:
 
 def test_global_bounds() -> None:
     big = NamespaceOptions(history_size=1000, history_ttl=60.0)
-    engine = MemoryEngine(max_history_bytes=10_000, max_streams=3)
+    engine = Now(MemoryEngine(max_history_bytes=10_000, max_streams=3))
     for _ in range(100):
         engine.publish("old", "x" * 100, None, big)
     for _ in range(10):
@@ -111,7 +134,7 @@ def test_global_bounds() -> None:
 
 
 def test_presence_counts_users_once() -> None:
-    engine = MemoryEngine()
+    engine = Now(MemoryEngine())
     engine.add_presence("c", ClientInfo("1", "alice"))
     engine.add_presence("c", ClientInfo("2", "alice"))
     engine.add_presence("c", ClientInfo("2", "alice"))  # idempotent
@@ -136,7 +159,7 @@ def test_presence_counts_users_once() -> None:
 )
 def test_recovery_is_all_or_nothing_never_a_silent_gap(steps: list[object], since: int) -> None:
     clock = Clock()
-    engine = MemoryEngine(clock=clock, max_history_bytes=2_000)
+    engine = Now(MemoryEngine(clock=clock, max_history_bytes=2_000))
     for step in steps:
         if step == "publish":
             engine.publish("c", '"x"', None, KEEP3)

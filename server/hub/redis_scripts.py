@@ -1,0 +1,128 @@
+"""The Lua scripts of the Redis engine: each runs atomically inside Redis (EVAL).
+
+Keys of one channel ``C`` (``P`` is the engine's key prefix, ``hub`` by default):
+
+- ``P:meta:C`` hash ``epoch``, ``top`` (latest offset): the stream's position, kept ``meta_ttl`` after
+  the last publication;
+- ``P:hist:C`` list of ``offset\\nexpires_ms\\ninfo\\ndata`` (oldest first), at most ``history_size``
+  long, entries past ``expires_ms`` (Redis's clock) dropped from the head on every read and publish;
+- ``P:epoch`` the epoch a new stream takes (random, rotated every ``meta_ttl / 2``, so a stream
+  that expired and comes back never continues an old numbering);
+- ``P:pres:C`` hash client -> ``userkey\\ninfo json``, ``P:pexp:C`` sorted set client -> expiry (ms),
+  ``P:pusr:C`` hash userkey -> connections: presence with expiry, counts in O(1).
+
+The pub/sub channel of ``C`` is ``P:ch:C``; its messages are ``p\\nepoch\\noffset\\nexpires\\ninfo\\ndata``
+(publication; the first three fields empty without history) or ``j\\ninfo json`` / ``l\\ninfo json``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PUBLISH", "READ", "PRESENCE"]
+
+_NOW = """
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+_PRUNE = """
+while true do
+  local head = redis.call('lindex', KEYS[2], 0)
+  if not head then break end
+  local expires = tonumber(string.match(head, '^%d+\\n(%d+)\\n'))
+  if expires and expires > now then break end
+  redis.call('lpop', KEYS[2])
+end
+"""
+
+#: KEYS meta, hist, epoch; ARGV pubsub channel, info, data, size, ttl_ms, meta_ttl_ms, epoch candidate,
+#: epoch_ttl_ms.  Returns {epoch, offset}.
+PUBLISH = (
+    """
+local epoch = redis.call('hget', KEYS[1], 'epoch')
+if not epoch then
+  epoch = redis.call('get', KEYS[3])
+  if not epoch then
+    epoch = ARGV[7]
+    redis.call('set', KEYS[3], epoch, 'px', ARGV[8])
+  end
+  redis.call('hset', KEYS[1], 'epoch', epoch)
+end
+local top = redis.call('hincrby', KEYS[1], 'top', 1)
+redis.call('pexpire', KEYS[1], ARGV[6])
+"""
+    + _NOW
+    + """
+local expires = string.format('%d', now + tonumber(ARGV[5]))
+local entry = top .. '\\n' .. expires .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3]
+redis.call('rpush', KEYS[2], entry)
+redis.call('ltrim', KEYS[2], -tonumber(ARGV[4]), -1)
+"""
+    + _PRUNE
+    + """
+redis.call('pexpire', KEYS[2], ARGV[5])
+redis.call('publish', ARGV[1], 'p\\n' .. epoch .. '\\n' .. entry)
+return {epoch, top}
+"""
+)
+
+#: KEYS meta, hist, epoch; ARGV epoch candidate, epoch_ttl_ms, "1" to return the held entries.
+#: Returns {epoch, top[, entries]}; a channel without a stream stores nothing (only the shared epoch).
+READ = (
+    """
+local epoch = redis.call('hget', KEYS[1], 'epoch')
+if not epoch then
+  epoch = redis.call('get', KEYS[3])
+  if not epoch then
+    epoch = ARGV[1]
+    redis.call('set', KEYS[3], epoch, 'px', ARGV[2])
+  end
+  return {epoch, 0, {}}
+end
+local top = tonumber(redis.call('hget', KEYS[1], 'top'))
+if ARGV[3] ~= '1' then return {epoch, top, {}} end
+"""
+    + _NOW
+    + _PRUNE
+    + """
+return {epoch, top, redis.call('lrange', KEYS[2], 0, -1)}
+"""
+)
+
+#: KEYS pres, pexp, pusr; ARGV op ("add" client userkey value ttl_ms | "remove" client | "stats" |
+#: "get").  Expired members are removed (at most 1000 per call) before "stats" and "get".
+PRESENCE = (
+    """
+local function remove(client)
+  local value = redis.call('hget', KEYS[1], client)
+  redis.call('zrem', KEYS[2], client)
+  if value then
+    redis.call('hdel', KEYS[1], client)
+    local userkey = string.match(value, '^([^\\n]*)')
+    if redis.call('hincrby', KEYS[3], userkey, -1) <= 0 then redis.call('hdel', KEYS[3], userkey) end
+  end
+end
+"""
+    + _NOW
+    + """
+local op = ARGV[1]
+if op == 'add' then
+  if redis.call('hexists', KEYS[1], ARGV[2]) == 0 then
+    redis.call('hset', KEYS[1], ARGV[2], ARGV[4])
+    redis.call('hincrby', KEYS[3], ARGV[3], 1)
+  end
+  redis.call('zadd', KEYS[2], now + tonumber(ARGV[5]), ARGV[2])
+  for i = 1, 3 do redis.call('pexpire', KEYS[i], ARGV[5]) end
+  return 1
+end
+if op == 'remove' then
+  remove(ARGV[2])
+  return 1
+end
+local gone = redis.call('zrangebyscore', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+for _, client in ipairs(gone) do remove(client) end
+if op == 'stats' then
+  return {redis.call('zcard', KEYS[2]), redis.call('hlen', KEYS[3])}
+end
+return redis.call('hvals', KEYS[1])
+"""
+)

@@ -1,0 +1,323 @@
+"""redis_engine.py with a real redis-server: hub nodes that share channels, presence and history.
+
+Each node is a HubServer in its own loop thread with its own RedisEngine (own connections and threads),
+so two nodes in one test process talk only through Redis, like two machines.  Process-level tests
+(SIGKILL, --workers) are in test_hub_supervisor.py.
+"""
+
+from __future__ import annotations
+
+import gc
+import secrets
+import threading
+import time
+import urllib.error
+import urllib.request
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from server.hub.engine import Reply
+from server.hub.protocol import DisconnectCode, ErrorCode, HubError
+
+from .conftest import HubThread, Raw
+from .redis_util import RedisServer
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+Nodes = Callable[..., HubThread]
+
+
+@pytest.fixture
+def nodes(redis_server: RedisServer) -> Iterator[Nodes]:
+    """``nodes(url=None, **engine options)``: a hub node on the test's own key prefix."""
+    from server.hub.redis_engine import RedisEngine
+
+    prefix = "t" + secrets.token_hex(4)
+    made: list[HubThread] = []
+
+    def make(url: str | None = None, **options: Any) -> HubThread:
+        node = HubThread(engine=lambda: RedisEngine(url or redis_server.url, prefix=prefix, **options))
+        made.append(node)
+        return node
+
+    yield make
+    for node in made:
+        node.stop()
+
+
+@pytest.fixture
+def clients() -> Iterator[Callable[..., Raw]]:
+    made: list[Raw] = []
+
+    def make(node: HubThread, name: str = "") -> Raw:
+        r = Raw(node.url)
+        made.append(r)
+        r.ok("connect", {"name": name} if name else {})
+        return r
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def _pubs(r: Raw, until_offset: int) -> list[int]:
+    """Offsets of the ``pub`` pushes ``r`` gets, up to and including ``until_offset`` (joins skipped)."""
+    seen: list[int] = []
+    while not seen or seen[-1] < until_offset:
+        push = r.push()
+        if push["push"] in ("join", "leave"):
+            continue
+        assert push["push"] == "pub", push
+        seen.append(push["offset"])
+    return seen
+
+
+def test_a_publish_on_one_node_reaches_every_node_once_in_order(nodes: Nodes, clients: Any) -> None:
+    a, b = nodes(), nodes()
+    on_b, on_a = clients(b), clients(a)
+    sub = on_b.ok("subscribe", {"channel": "chat:x"})
+    assert sub["offset"] == 0 and sub["epoch"]
+    on_a.ok("subscribe", {"channel": "chat:x"})
+    publisher = clients(a)
+    for i in range(1, 51):
+        assert publisher.ok("publish", {"channel": "chat:x", "data": i}) == {
+            "offset": i,
+            "epoch": sub["epoch"],
+        }
+    expected = list(range(1, 51))
+    assert _pubs(on_b, 50) == expected  # every one, once, in order
+    assert _pubs(on_a, 50) == expected
+    # nothing doubled behind them: the next push is the next publication
+    publisher.ok("publish", {"channel": "chat:x", "data": "last"})
+    assert on_b.push()["offset"] == 51
+
+
+def test_no_history_channels_and_wildcards_across_nodes(nodes: Nodes, clients: Any) -> None:
+    a, b = nodes(), nodes()
+    watcher = clients(b)
+    watcher.ok("subscribe", {"channel": "stock:*"})
+    watcher.ok("subscribe", {"channel": "stock:AAPL"})
+    plain = clients(b)
+    plain.ok("subscribe", {"channel": "bench:b"})
+    publisher = clients(a)
+    publisher.ok("publish", {"channel": "stock:AAPL", "data": 1})
+    publisher.ok("publish", {"channel": "bench:b", "data": "x"})
+    push = plain.push()
+    assert push["channel"] == "bench:b" and push["data"] == "x" and "offset" not in push
+    got = [watcher.push(), watcher.push()]
+    assert sorted(p.get("pattern", "") for p in got) == ["", "stock:*"]  # once per subscription
+    publisher.ok("publish", {"channel": "stock:MSFT", "data": 2})
+    nxt = watcher.push()
+    assert nxt["channel"] == "stock:MSFT" and nxt["pattern"] == "stock:*"  # no third copy of AAPL before it
+
+
+def test_server_side_publish_on_node_a_reaches_node_b(nodes: Nodes, clients: Any) -> None:
+    a, b = nodes(), nodes()
+    on_b = clients(b)
+    on_b.ok("subscribe", {"channel": "chat:api"})
+    reply = a.call(a.hub.publish, "chat:api", {"from": "server"})
+    assert isinstance(reply, Reply)
+    push = on_b.push()
+    assert push == {"push": "pub", "channel": "chat:api", "offset": 1, "data": {"from": "server"}}
+    resolved = threading.Event()
+    a.call(reply.observe, lambda done: resolved.set())
+    assert resolved.wait(5) and reply.result().offset == 1
+    with pytest.raises(HubError):
+        a.call(a.hub.publish, "nope:x", 1)
+
+
+def test_recovery_after_reconnecting_to_another_node(nodes: Nodes, clients: Any) -> None:
+    a, b = nodes(), nodes()
+    reader = clients(a)
+    sub = reader.ok("subscribe", {"channel": "chat:r"})
+    publisher = clients(b)
+    publisher.ok("publish", {"channel": "chat:r", "data": 1})
+    assert _pubs(reader, 1) == [1]
+    reader.close()
+    for i in (2, 3, 4):
+        publisher.ok("publish", {"channel": "chat:r", "data": i})
+    back = clients(b)  # the other node
+    result = back.ok("subscribe", {"channel": "chat:r", "recover": {"epoch": sub["epoch"], "offset": 1}})
+    assert result["recovered"] is True and result["epoch"] == sub["epoch"] and result["offset"] == 4
+    assert [p["data"] for p in result["publications"]] == [2, 3, 4]
+    history = clients(a).ok("history", {"channel": "chat:r", "since": {"epoch": sub["epoch"], "offset": 2}})
+    assert [p["offset"] for p in history["publications"]] == [3, 4]
+    assert clients(a).error("history", {"channel": "chat:r", "since": {"epoch": "other", "offset": 1}}) == 112
+    publisher.ok("publish", {"channel": "chat:r", "data": 5})
+    assert _pubs(back, 5) == [5]  # live after the recovered ones, nothing doubled
+
+
+def test_history_is_trimmed_to_the_namespace_size(nodes: Nodes, clients: Any) -> None:
+    a = nodes()
+    c = clients(a)
+    for i in range(15):
+        c.ok("publish", {"channel": "stock:T", "data": i})  # stock keeps 10
+    result = c.ok("history", {"channel": "stock:T"})
+    assert [p["offset"] for p in result["publications"]] == list(range(6, 16)) and result["offset"] == 15
+    gap = c.ok("subscribe", {"channel": "stock:T", "recover": {"epoch": result["epoch"], "offset": 2}})
+    assert gap["recovered"] is False and [p["offset"] for p in gap["publications"]] == list(range(6, 16))
+
+
+def test_presence_and_join_leave_across_nodes(nodes: Nodes, clients: Any) -> None:
+    a, b = nodes(), nodes()
+    ann = clients(a, "ann")
+    ann.ok("subscribe", {"channel": "chat:p"})
+    bob = clients(b, "bob")
+    bob.ok("subscribe", {"channel": "chat:p"})
+    join = ann.push()
+    assert join["push"] == "join" and join["info"]["name"] == "bob"  # from the other node
+    carl = clients(a, "carl")
+    carl.ok("subscribe", {"channel": "chat:p"})
+    join = bob.push()
+    assert join["push"] == "join" and join["info"]["name"] == "carl"
+    names = {v["name"] for v in bob.ok("presence", {"channel": "chat:p"})["clients"].values()}
+    assert names == {"ann", "bob", "carl"}
+    assert bob.ok("presence_stats", {"channel": "chat:p"}) == {"clients": 3, "users": 3}
+    carl.close()
+    leave = bob.push()
+    assert leave["push"] == "leave" and leave["info"]["name"] == "carl"
+    assert ann.ok("presence_stats", {"channel": "chat:p"}) == {"clients": 2, "users": 2}
+
+
+def test_redis_stopped_and_restarted_mid_traffic(nodes: Nodes, clients: Any) -> None:
+    server = RedisServer()  # this test's own: it stops it
+    try:
+        a = nodes(server.url)
+        reader, publisher = clients(a), clients(a)
+        sub = reader.ok("subscribe", {"channel": "chat:f"})
+        for i in range(1, 4):
+            publisher.ok("publish", {"channel": "chat:f", "data": i})
+        assert _pubs(reader, 3) == [1, 2, 3]
+        health = f"http://127.0.0.1:{a.hub_server.port}/health"
+        server.stop()
+        # the node lives on: commands fail as temporarily unavailable, the health check says why
+        reply = publisher.cmd("publish", {"channel": "chat:f", "data": 4})
+        assert reply["error"]["code"] == ErrorCode.NOT_AVAILABLE and reply["error"]["temporary"] is True
+        assert publisher.ok("ping") == {}
+        assert publisher.error("subscribe", {"channel": "chat:new"}) == ErrorCode.NOT_AVAILABLE  # no hang
+        assert publisher.error("presence", {"channel": "chat:f"}) == ErrorCode.NOT_AVAILABLE
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(health, timeout=5)
+        assert info.value.code == 503 and b'"ok": false' in info.value.read()
+        server.start()
+        # once its pub/sub is back the node tells the channel's subscribers to reconnect and recover
+        push = reader.push(timeout=15)
+        assert push == {
+            "push": "disconnect",
+            "code": DisconnectCode.INSUFFICIENT_STATE,
+            "reason": "insufficient state",
+            "reconnect": True,
+        }
+        back = clients(a)
+        again = back.ok("subscribe", {"channel": "chat:f", "recover": {"epoch": sub["epoch"], "offset": 3}})
+        assert again["recovered"] is False and again["epoch"] != sub["epoch"]  # Redis lost it: said so
+        publisher.ok("publish", {"channel": "chat:f", "data": 5})
+        assert _pubs(back, 1) == [1]
+        with urllib.request.urlopen(health, timeout=5) as ok:
+            assert ok.status == 200
+        assert a.call(a.hub_server.engine.health)["lost_events"] == 1
+    finally:
+        server.stop()
+
+
+def test_sharding_over_two_redis_servers(nodes: Nodes, clients: Any, redis_server: RedisServer) -> None:
+    from server.hub.redis_engine import shard_of
+
+    second = RedisServer()
+    try:
+        urls = f"{redis_server.url},{second.url}"
+        a, b = nodes(urls), nodes(urls)
+        names = [f"chat:s{i}" for i in range(20)]
+        by_shard = {
+            0: [n for n in names if shard_of(n, 2) == 0],
+            1: [n for n in names if shard_of(n, 2) == 1],
+        }
+        assert by_shard[0] and by_shard[1]
+        one, other = by_shard[0][0], by_shard[1][0]
+        reader = clients(b)
+        for channel in (one, other):
+            reader.ok("subscribe", {"channel": channel})
+        watcher = clients(b)
+        watcher.ok("subscribe", {"channel": "stock:*"})
+        publisher = clients(a)
+        for channel in (one, other):
+            publisher.ok("publish", {"channel": channel, "data": channel})
+        got = {reader.push()["data"], reader.push()["data"]}
+        assert got == {one, other}
+        stocks = [f"stock:{i}" for i in range(8)]
+        assert {shard_of(s, 2) for s in stocks} == {0, 1}
+        for s in stocks:
+            publisher.ok("publish", {"channel": s, "data": s})
+        assert sorted(watcher.push()["channel"] for _ in stocks) == sorted(stocks)  # a pattern spans shards
+        # each channel's history lives on its own shard only
+        first_keys = set(redis_server.client().keys("*:meta:*"))
+        second_keys = set(second.client().keys("*:meta:*"))
+        assert any(k.endswith(":" + one) for k in first_keys) and not any(
+            k.endswith(":" + one) for k in second_keys
+        )
+        assert any(k.endswith(":" + other) for k in second_keys) and not any(
+            k.endswith(":" + other) for k in first_keys
+        )
+    finally:
+        second.stop()
+
+
+def test_sessions_and_subscriptions_are_freed_with_gc_disabled(nodes: Nodes, clients: Any) -> None:
+    a = nodes()
+    publisher = clients(a)
+    gc.collect()
+    gc.disable()
+    try:
+        r = clients(a)
+        r.ok("subscribe", {"channel": "chat:m"})
+        r.ok("subscribe", {"channel": "stock:*"})
+        publisher.ok("publish", {"channel": "chat:m", "data": 1})
+        assert _pubs(r, 1) == [1]
+        refs = a.call(
+            lambda: (
+                [weakref.ref(s) for s in a.hub.sessions.values()]
+                + [weakref.ref(sub) for s in a.hub.sessions.values() for sub in s.subscriptions.values()]
+            )
+        )
+        r.close()
+        assert a.wait_sessions(1)
+        publisher.ok("ping")  # the loop has finished with the closed one
+        dead = a.call(lambda: sum(ref() is None for ref in refs))
+        assert dead == len(refs) - 1  # all but the publisher's session
+    finally:
+        gc.enable()
+
+
+def test_presence_expires_when_a_node_stops_refreshing(nodes: Nodes, clients: Any) -> None:
+    a, b = nodes(presence_ttl=1.0), nodes(presence_ttl=1.0)
+    on_a = clients(a)
+    on_a.ok("subscribe", {"channel": "chat:e"})
+    on_b = clients(b)
+    assert on_b.ok("presence_stats", {"channel": "chat:e"}) == {"clients": 1, "users": 1}
+    time.sleep(2.5)  # several TTLs: the live node's refresh keeps its member (a timing wait, not a sync)
+    assert on_b.ok("presence_stats", {"channel": "chat:e"}) == {"clients": 1, "users": 1}
+
+
+def test_junk_published_on_our_redis_channels_is_ignored(
+    nodes: Nodes, clients: Any, redis_server: RedisServer
+) -> None:
+    a = nodes()
+    r = clients(a)
+    r.ok("subscribe", {"channel": "bench:j"})
+    prefix = a.call(lambda: a.hub_server.engine.prefix)
+    junk = redis_server.client()
+    for payload in ("", "p", "p\nx\nnot-a-number\n\n\n1", "j\n{", "j\n[]", "\x00\xff"):
+        junk.publish(f"{prefix}:ch:bench:j", payload)
+    clients(a).ok("publish", {"channel": "bench:j", "data": "fine"})
+    push = r.push()
+    assert push["data"] == "fine"  # the node lives on and delivers what is ours
+    assert a.call(lambda: a.hub_server.engine.health()["bad_messages"]) >= 3

@@ -1,0 +1,202 @@
+"""Hub processes: ``--workers`` (supervisor.py) and a node killed with SIGKILL, with a real redis-server."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.hub.protocol import DisconnectCode
+
+from .conftest import HubThread, Raw
+from .redis_util import RedisServer
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Process:
+    """``python -m server hub ...`` with its output read line by line in a thread."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "hub", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def expect(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            found = re.search(pattern, line)
+            if found:
+                return found
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+def test_several_workers_need_a_shared_engine() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "server", "hub", "--workers", "2", "--port", str(_free_port())],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2 and "--engine redis://" in out.stderr and "share" in out.stderr
+
+
+def test_two_workers_a_killed_one_is_restarted_and_sigterm_stops_all(redis_server: RedisServer) -> None:
+    port = _free_port()
+    engine = f"{redis_server.url}?prefix=w{secrets.token_hex(3)}"
+    hub = Process("--workers", "2", "--port", str(port), "--engine", engine)
+    try:
+        pids = [int(hub.expect(r"worker \d pid (\d+)").group(1)) for _ in range(2)]
+        for _ in range(2):
+            hub.expect(r"hub listening")
+        url = f"ws://127.0.0.1:{port}/connection/websocket"
+        os.kill(pids[0], signal.SIGKILL)
+        assert hub.expect(rf"worker 0 pid {pids[0]} exited with -9; restarting")
+        new_pid = int(hub.expect(r"worker 0 pid (\d+)$").group(1))
+        assert new_pid not in pids
+        hub.expect(r"hub listening")
+        # both workers serve one hub: a publication through one reaches a subscriber on any
+        subscribers = []
+        for _ in range(6):  # the kernel spreads connections over the workers
+            r = Raw(url)
+            r.ok("connect")
+            r.ok("subscribe", {"channel": "chat:w"})
+            subscribers.append(r)
+        publisher = Raw(url)
+        publisher.ok("connect")
+        publisher.ok("publish", {"channel": "chat:w", "data": "hi"})
+        for r in subscribers:
+            push = r.push()
+            while push["push"] == "join":
+                push = r.push()
+            assert push["data"] == "hi"
+        pids.append(new_pid)
+        started = time.monotonic()
+        hub.proc.send_signal(signal.SIGTERM)
+        assert hub.proc.wait(timeout=20) == 0
+        assert time.monotonic() - started < 15  # bounded: every worker closed its clients and exited
+        for r in subscribers:
+            while (push := r.push())["push"] != "disconnect":
+                pass
+            assert push["code"] == DisconnectCode.SHUTDOWN and push["reconnect"] is True
+            r.close()
+        publisher.close()
+    finally:
+        hub.stop()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)  # only if the supervisor failed to stop it
+            except ProcessLookupError:
+                pass
+
+
+def test_workers_stop_when_their_supervisor_is_killed(redis_server: RedisServer) -> None:
+    port = _free_port()
+    hub = Process("--workers", "2", "--port", str(port), "--engine", redis_server.url)
+    pids = [int(hub.expect(r"worker \d pid (\d+)").group(1)) for _ in range(2)]
+    try:
+        for _ in range(2):
+            hub.expect(r"hub listening")
+        hub.proc.send_signal(signal.SIGKILL)  # no chance to forward anything
+        hub.proc.wait(10)
+        for _ in range(2):
+            hub.expect(r"the supervisor is gone")
+        deadline = time.monotonic() + 15
+        for pid in pids:
+            while _alive(pid):
+                assert time.monotonic() < deadline, "an orphaned worker kept running"
+                time.sleep(0.1)  # polling another process's exit: no event to wait for
+    finally:
+        hub.stop()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_sigkilled_node_leaves_presence_within_its_ttl(redis_server: RedisServer) -> None:
+    from server.hub.redis_engine import RedisEngine
+
+    prefix = "k" + secrets.token_hex(3)
+    port = _free_port()
+    node = Process(
+        "--workers",
+        "1",
+        "--port",
+        str(port),
+        "--engine",
+        f"{redis_server.url}?presence_ttl=1&prefix={prefix}",
+    )
+    other = HubThread(engine=lambda: RedisEngine(redis_server.url, prefix=prefix, presence_ttl=1.0))
+    try:
+        node.expect(r"hub listening")
+        doomed = Raw(f"ws://127.0.0.1:{port}/connection/websocket")
+        doomed.ok("connect", {"name": "doomed"})
+        doomed.ok("subscribe", {"channel": "chat:k"})
+        watcher = Raw(other.url)
+        watcher.ok("connect")
+        assert watcher.ok("presence_stats", {"channel": "chat:k"}) == {"clients": 1, "users": 1}
+        node.proc.send_signal(signal.SIGKILL)
+        node.proc.wait(10)
+        killed = time.monotonic()
+        while watcher.ok("presence_stats", {"channel": "chat:k"})["clients"]:
+            assert time.monotonic() - killed < 10, "the dead node's presence did not expire"
+            time.sleep(0.2)  # polling Redis's expiry: no event to wait for
+        assert watcher.ok("presence", {"channel": "chat:k"}) == {"clients": {}}
+        watcher.close()
+        doomed.close()
+    finally:
+        node.stop()
+        other.stop()
