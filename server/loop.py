@@ -160,7 +160,8 @@ class EventLoop:
     def _timer_cancelled(self) -> None:
         self._cancelled_timers += 1
         if self._cancelled_timers > 256 and self._cancelled_timers * 2 > len(self._timers):
-            self._timers = [t for t in self._timers if not t.cancelled]
+            # in place: run_once may be holding this very list while a callback cancels timers
+            self._timers[:] = [t for t in self._timers if not t.cancelled]
             heapq.heapify(self._timers)
             self._cancelled_timers = 0
 

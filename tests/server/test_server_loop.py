@@ -124,3 +124,28 @@ def test_signal_handler_runs_in_loop(loop: EventLoop) -> None:
 
 def test_run_until_times_out(loop: EventLoop) -> None:
     assert loop.run_until(lambda: False, 0.01) is False
+
+
+def test_a_due_timer_fires_once_when_an_io_callback_compacts_the_timers(loop: EventLoop) -> None:
+    """Cancelling many timers from an I/O callback compacts the heap while run_once holds it."""
+    fired: list[str] = []
+    later = [loop.call_later(3600, fired.append, "never") for _ in range(300)]
+    loop.call_at(loop.time() - 1, fired.append, "due")
+    a, b = socket.socketpair()
+    try:
+
+        def readable() -> None:
+            a.recv(1)
+            loop.remove_reader(a)
+            for handle in later:
+                handle.cancel()
+
+        loop.add_reader(a, readable)
+        b.send(b"x")
+        loop.run_once(0)
+        loop.run_once(0)
+        loop.run_once(0)
+    finally:
+        a.close()
+        b.close()
+    assert fired == ["due"]
