@@ -24,11 +24,14 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--port", type=int, default=None, help="default 8000")
     p.add_argument("--config", metavar="FILE", help="a .toml or .json file (see server/hub/config.py)")
     p.add_argument("--max-connections", type=int, default=None, help="beyond this: HTTP 503")
+    p.add_argument("--certfile", default=None, help="TLS certificate chain (PEM): serve wss:// and https://")
+    p.add_argument("--keyfile", default=None, help="TLS private key (PEM), if not in --certfile")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from .app import HubServer
+    from .auth import MissingExtra
 
     try:
         config = load_config(args.config) if args.config else HubConfig()
@@ -41,18 +44,26 @@ def run(args: argparse.Namespace) -> int:
         config.port = args.port
     if args.max_connections is not None:
         config.max_connections = args.max_connections
+    if args.certfile is not None:
+        config.certfile = args.certfile
+        config.keyfile = args.keyfile
     try:
         hub = HubServer(config)
+    except (MissingExtra, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(
             f"error: cannot listen on {config.host or '*'}:{config.port}: {exc.strerror or exc}",
             file=sys.stderr,
         )
         return 1
+    secure = "s" if config.certfile else ""
     for host, port in hub.server.addresses:
         shown = f"[{host}]" if ":" in host else host
         print(
-            f"hub listening: chat page http://{shown}:{port}/  WebSocket ws://{shown}:{port}/connection/websocket",
+            f"hub listening: chat page http{secure}://{shown}:{port}/  "
+            f"WebSocket ws{secure}://{shown}:{port}/connection/websocket",
             flush=True,
         )
     namespaces = ", ".join(repr(n) if n else "(default)" for n in config.namespaces.namespaces)

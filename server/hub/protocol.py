@@ -64,10 +64,14 @@ class DisconnectCode:
     """The hub is stopping or restarting: reconnect with backoff, then recover."""
     SLOW = 4001
     """The client did not read fast enough (its outgoing queue overflowed): reconnect and recover."""
+    TOKEN_EXPIRED = 4002
+    """The connection's token expired without a ``refresh``: get a new token, reconnect and recover."""
     CONNECT_TIMEOUT = 4500
     """No ``connect`` command arrived in time after the WebSocket opened."""
     UNAUTHORIZED = 4501
-    """Reserved for the auth issue: the token was refused."""
+    """The credentials were refused (bad token, revoked API key): do not retry with the same ones."""
+    CONNECTION_LIMIT = 4502
+    """The user has ``rate_limits.max_connections_per_user`` connections already."""
 
     @staticmethod
     def reconnect(code: int) -> bool:
@@ -80,7 +84,17 @@ NO_ID = 0
 
 #: Every method the hub knows; anything else gets 104.
 METHODS = frozenset(
-    {"connect", "subscribe", "unsubscribe", "publish", "presence", "presence_stats", "history", "ping"}
+    {
+        "connect",
+        "refresh",
+        "subscribe",
+        "unsubscribe",
+        "publish",
+        "presence",
+        "presence_stats",
+        "history",
+        "ping",
+    }
 )
 
 #: Largest command id accepted (fits in a JavaScript number exactly).

@@ -1,0 +1,84 @@
+"""``GET /metrics``: the hub's counters and gauges in the Prometheus text exposition format (0.0.4).
+
+The counters are plain ints in :class:`~server.hub.hub.HubStats`, bumped where things happen; this module
+only reads them (and counts gauges such as subscriptions at scrape time).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+__all__ = ["render", "CONTENT_TYPE"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_PREFIX = "wsproto_hub_"
+
+
+def _escape(value: str) -> str:
+    """A label value: backslash, double quote and newline escaped (the format's only escapes)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def metric(self, name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        full = _PREFIX + name
+        self.lines.append(f"# HELP {full} {help_text}")
+        self.lines.append(f"# TYPE {full} {kind}")
+        for labels, value in samples:
+            number = repr(value) if isinstance(value, float) else str(value)
+            self.lines.append(f"{full}{labels} {number}")
+
+    def one(self, name: str, kind: str, help_text: str, value: float) -> None:
+        self.metric(name, kind, help_text, [("", value)])
+
+
+def render(hub: Hub) -> str:
+    stats = hub.stats
+    w = _Writer()
+    w.one("connections", "gauge", "Open hub connections.", len(hub.sessions))
+    w.one("connections_total", "counter", "Connections opened.", stats.connections)
+    w.one(
+        "subscriptions",
+        "gauge",
+        "Subscriptions held by open connections.",
+        sum(len(s.subscriptions) for s in hub.sessions.values()),
+    )
+    w.one("channels", "gauge", "Channels and patterns with subscribers on this hub.", len(hub.channels()))
+    w.one("commands_total", "counter", "Command frames received.", stats.commands)
+    w.one("errors_total", "counter", "Error replies sent.", stats.errors)
+    w.one("messages_in_total", "counter", "Text frames received.", stats.messages_in)
+    w.one("bytes_in_total", "counter", "Characters of text frames received.", stats.bytes_in)
+    w.one("messages_out_total", "counter", "Replies and pushes queued.", stats.messages_out)
+    w.one("bytes_out_total", "counter", "Bytes of replies and pushes queued.", stats.bytes_out)
+    w.one("publications_total", "counter", "Publications delivered to this hub.", stats.publications)
+    w.one("deliveries_total", "counter", "Publication pushes addressed to subscribers.", stats.deliveries)
+    w.one("slow_disconnects_total", "counter", "Subscribers dropped as slow (drops).", stats.slow_disconnects)
+    w.one(
+        "auth_failures_total", "counter", "Refused credentials (HTTP 401 or disconnect).", stats.auth_failures
+    )
+    w.one(
+        "recoveries_total",
+        "counter",
+        "Subscriptions that recovered every missed publication.",
+        stats.recoveries,
+    )
+    w.one(
+        "recovery_failures_total",
+        "counter",
+        "Recoveries that could not recover all.",
+        stats.recovery_failures,
+    )
+    w.metric(
+        "limit_trips_total",
+        "counter",
+        "Requests refused by a limit, by limit.",
+        [(f'{{limit="{_escape(name)}"}}', count) for name, count in sorted(stats.limit_trips.items())],
+    )
+    return "\n".join(w.lines) + "\n"
