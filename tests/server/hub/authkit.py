@@ -1,4 +1,4 @@
-"""Test helpers for the hub's auth: keys, tokens (signed by PyJWT, as a real issuer would), hubs that verify."""
+"""Test helpers for the hub's auth: keys, tokens (signed by PyJWT as an issuer would), hubs that verify."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ def unsigned(user: str = "42") -> str:
 #: The built-in namespaces plus a personal one (``user:<id>``) and a private one (``secret``).
 NAMESPACES = {
     **DEFAULT_NAMESPACES,
-    "user": NamespaceOptions(presence=True, history_size=10, history_ttl=60),
+    # wildcards allowed here on purpose: the authorization must still refuse ``user:*``
+    "user": NamespaceOptions(presence=True, history_size=10, history_ttl=60, allow_wildcards=True),
     "secret": NamespaceOptions(
         presence=True, history_size=10, history_ttl=60, allow_publish=True, allow_wildcards=True
     ),
