@@ -62,7 +62,7 @@ class RateLimits:
 class TokenBucket:
     """``burst`` tokens, refilled at ``rate`` per second; ``take`` spends them or refuses."""
 
-    __slots__ = ("rate", "burst", "tokens", "stamp")
+    __slots__ = ("rate", "burst", "tokens", "stamp", "__weakref__")
 
     def __init__(self, rate: float, burst: float, now: float) -> None:
         self.rate = rate
