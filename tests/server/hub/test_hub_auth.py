@@ -247,3 +247,29 @@ def test_expiry_closes_with_4002_unless_refreshed() -> None:
         r.close()
     finally:
         h.stop()
+
+
+def test_sighup_reload_revokes_keys_from_file_and_environment(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.hub.config import load_config
+
+    path = tmp_path / "hub.json"
+    path.write_text(json.dumps({"port": 0, "auth": {"api_keys": ["file-key-1"]}}))
+    monkeypatch.setenv("WSPROTO_HUB_API_KEYS", "env-key-1")
+    h = HubThread(load_config(path))
+    try:
+        file_client = _open(h, Authorization="apikey file-key-1")
+        env_client = _open(h, Authorization="apikey env-key-1")
+        file_client.ok("connect")
+        env_client.ok("connect")
+        path.write_text(json.dumps({"port": 0, "auth": {"api_keys": ["file-key-2"]}}))
+        assert h.call(h.hub_server.reload_api_keys) == 1  # the environment still lists env-key-1
+        assert file_client.push()["code"] == 4501
+        assert env_client.ok("ping") == {}
+        _open(h, Authorization="apikey file-key-2").close()
+        path.write_text("{broken")
+        assert h.call(h.hub_server.reload_api_keys) == 0  # a broken file changes nothing
+        _open(h, Authorization="apikey file-key-2").close()
+    finally:
+        h.stop()
