@@ -158,7 +158,7 @@ async def subscriber(url: str, name: str, tally: Tally, stop: asyncio.Event, rec
         if frame.get("push") == "pub":
             offsets.append(frame["offset"])
 
-    while not stop.is_set():
+    while True:
         try:
             conn = await _open(url, name, on_push)
             params: dict[str, Any] = {"channel": channel}
@@ -187,14 +187,15 @@ async def subscriber(url: str, name: str, tally: Tally, stop: asyncio.Event, rec
                 tally.disconnects[conn.disconnect_code] = tally.disconnects.get(conn.disconnect_code, 0) + 1
             await conn.close()
             position = {"epoch": epoch, "offset": offsets[-1] if offsets else result["offset"]}
+            if stop.is_set():
+                break  # the last connection saw everything up to the end
         except Exception:  # noqa: BLE001 - counted, then the client tries again
             tally.client_errors += 1
             await asyncio.sleep(1)
-        if not reconnecting:
-            break
 
 
 async def publisher(url: str, name: str, tally: Tally, stop: asyncio.Event, rate: float) -> None:
+    """Publishes until ``stop``; the subscribers are stopped only after every publisher has finished."""
     conn = await _open(url, name, lambda frame: None)
     seq = 0
     while not stop.is_set():
@@ -269,7 +270,9 @@ async def run_load(port: int, clients: int, duration: float) -> dict[str, Any]:
     reconnecting = int(clients * 0.35)
     publishers = int(clients * 0.20)
     bad = clients - steady - reconnecting - publishers
-    tasks: list[asyncio.Task[None]] = []
+    stop_publishing = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []  # subscribers
+    others: list[asyncio.Task[None]] = []  # publishers and misbehaving clients
     started = time.monotonic()
     for i in range(steady):
         name = f"steady{i}"
@@ -284,13 +287,16 @@ async def run_load(port: int, clients: int, duration: float) -> dict[str, Any]:
     for i in range(reconnecting):
         tasks.append(asyncio.create_task(subscriber(url, f"again{i}", tally, stop, reconnecting=True)))
     for i in range(publishers):
-        tasks.append(asyncio.create_task(publisher(url, f"pub{i}", tally, stop, PUBLISH_RATE / publishers)))
+        rate = PUBLISH_RATE / publishers
+        others.append(asyncio.create_task(publisher(url, f"pub{i}", tally, stop_publishing, rate)))
     for i in range(bad):
-        tasks.append(asyncio.create_task(misbehaver(url, f"bad{i}", tally, stop)))
+        others.append(asyncio.create_task(misbehaver(url, f"bad{i}", tally, stop_publishing)))
     print("load: all clients started", flush=True)
     await asyncio.sleep(duration)
-    stop.set()
-    results = await asyncio.gather(*tasks, return_exceptions=True)
+    stop_publishing.set()
+    results = await asyncio.gather(*others, return_exceptions=True)
+    stop.set()  # every publication is acknowledged: the subscribers finish (reconnecting ones recover first)
+    results += await asyncio.gather(*tasks, return_exceptions=True)
     task_errors = [repr(r) for r in results if isinstance(r, BaseException)]
     return _account(tally, ramp, task_errors)
 
@@ -473,6 +479,17 @@ def soak(duration: float, clients: int) -> tuple[dict[str, Any], dict[str, Any]]
     with open(log_path, errors="replace") as f:
         log_text = f.read()
     end["tracebacks"] = log_text.count("Traceback")
+    kinds: dict[str, int] = {}
+    lines = log_text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("Traceback"):
+            j = i + 1
+            while j < len(lines) and lines[j].startswith(" "):
+                j += 1
+            where = next((x.strip() for x in reversed(lines[i:j]) if x.strip().startswith("File")), "")
+            kind = f"{lines[j] if j < len(lines) else '?'} at {where}"
+            kinds[kind] = kinds.get(kind, 0) + 1
+    end["traceback_kinds"] = kinds
     end["exit_code"] = hub.returncode
     return report, end
 
@@ -510,6 +527,8 @@ def write_results(
         f"| publish errors (code: count) | {report['publish_errors'] or 'none'} |",
         f"| disconnect pushes seen by subscribers | {report['disconnect_pushes'] or 'none'} |",
         f"| client-side errors (then retried) | {report['client_errors']} |",
+        "",
+        *(f"- traceback x{n}: `{kind}`" for kind, n in sorted(end["traceback_kinds"].items())),
         "",
         "## Misbehaving clients (case: outcome count)",
         "",
