@@ -186,7 +186,9 @@ async def subscriber(url: str, name: str, tally: Tally, stop: asyncio.Event, rec
             if conn.disconnect_code:
                 tally.disconnects[conn.disconnect_code] = tally.disconnects.get(conn.disconnect_code, 0) + 1
             await conn.close()
-            position = {"epoch": epoch, "offset": offsets[-1] if offsets else result["offset"]}
+            # max, not the last: pushes that follow the subscribe reply may be appended (by the reader task)
+            # before the recovered publications of that reply
+            position = {"epoch": epoch, "offset": max(offsets) if offsets else result["offset"]}
             if stop.is_set():
                 break  # the last connection saw everything up to the end
         except Exception:  # noqa: BLE001 - counted, then the client tries again

@@ -75,6 +75,9 @@ def render(hub: Hub) -> str:
         "Recoveries that could not recover all.",
         stats.recovery_failures,
     )
+    history_bytes = getattr(hub.engine, "history_bytes", None)  # engines that keep history in this process
+    if isinstance(history_bytes, int):
+        w.one("history_bytes", "gauge", "Bytes of publications held in history.", history_bytes)
     w.metric(
         "limit_trips_total",
         "counter",
