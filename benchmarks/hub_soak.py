@@ -57,7 +57,7 @@ connections_burst_per_ip = 4000
 
 [namespaces.soak]
 history_size = 1000
-history_ttl = 600
+history_ttl = 30         # shorter than the run: held history levels off, so RSS growth past it is a leak
 allow_publish = true
 """
 
@@ -418,7 +418,7 @@ def soak(duration: float, clients: int) -> tuple[dict[str, Any], dict[str, Any]]
             stderr=subprocess.STDOUT,
         )
     load: subprocess.Popen[str] | None = None
-    samples: list[tuple[float, float, int, int]] = []
+    samples: list[tuple[float, float, int, int, int]] = []
     try:
         _wait_listening(hub, port)
         time.sleep(1)
@@ -446,8 +446,11 @@ def soak(duration: float, clients: int) -> tuple[dict[str, Any], dict[str, Any]]
             time.sleep(10)
             if hub.poll() is not None:
                 break
-            connections = int(_metrics(port).get("connections", 0))
-            samples.append((time.monotonic() - started, _rss_mib(hub.pid), _fds(hub.pid), connections))
+            metrics = _metrics(port)
+            connections, history = int(metrics.get("connections", 0)), int(metrics.get("history_bytes", 0))
+            samples.append(
+                (time.monotonic() - started, _rss_mib(hub.pid), _fds(hub.pid), connections, history)
+            )
             print(
                 f"  t={samples[-1][0]:4.0f}s rss={samples[-1][1]:.1f} MiB fds={samples[-1][2]} "
                 f"connections={connections}",
@@ -501,7 +504,7 @@ def write_results(
 ) -> str:
     m = end["metrics"]
     steady, again = report["steady"], report["reconnecting"]
-    first = end["samples"][0] if end["samples"] else (0, 0, 0, 0)
+    first = end["samples"][0] if end["samples"] else (0, 0, 0, 0, 0)
     peak = max(end["samples"], key=lambda s: s[1]) if end["samples"] else first
     lines = [
         "# Hub soak (`python -m benchmarks.hub_soak`)",
@@ -549,9 +552,9 @@ def write_results(
         "",
         "## RSS and fds over time",
         "",
-        "| t (s) | RSS (MiB) | fds | connections |",
-        "|---|---|---|---|",
-        *(f"| {t:.0f} | {rss:.1f} | {fds} | {conns} |" for t, rss, fds, conns in end["samples"]),
+        "| t (s) | RSS (MiB) | fds | connections | history held (KiB) |",
+        "|---|---|---|---|---|",
+        *(f"| {t:.0f} | {rss:.1f} | {fds} | {c} | {h >> 10} |" for t, rss, fds, c, h in end["samples"]),
         "",
         "## Five channels: published, expected deliveries, delivered",
         "",
