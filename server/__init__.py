@@ -16,7 +16,7 @@ Blocking client: ``server.client.connect``; loop-native client: ``server.async_c
 from .async_client import connect_async
 from .client import ClientWebSocket, connect
 from .errors import ConnectionClosed, ConnectionClosedError, HandshakeError, InvalidURL
-from .handler import Accept, Handler, HTTPHandler, HTTPResponse, Reject
+from .handler import Accept, DeferredResponse, Handler, HTTPHandler, HTTPResponse, Reject
 from .loop import EventLoop
 from .options import Options
 from .websocket import WebSocket
@@ -30,6 +30,7 @@ __all__ = [
     "EventLoop",
     "HTTPHandler",
     "HTTPResponse",
+    "DeferredResponse",
     "Handler",
     "HandshakeError",
     "InvalidURL",

@@ -21,7 +21,15 @@ if TYPE_CHECKING:
 
     from .websocket import WebSocket
 
-__all__ = ["Accept", "Reject", "HTTPResponse", "Handler", "HTTPHandler", "UPGRADE_REQUIRED"]
+__all__ = [
+    "Accept",
+    "Reject",
+    "HTTPResponse",
+    "DeferredResponse",
+    "Handler",
+    "HTTPHandler",
+    "UPGRADE_REQUIRED",
+]
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,39 @@ class HTTPResponse:
     body: bytes = b""
 
 
+class DeferredResponse:
+    """An :class:`HTTPResponse` that is not known yet: an ``http_handler`` returns one when the answer
+    needs something the loop delivers later (a reply from a network service), and calls
+    :meth:`resolve` once, in the loop thread, when it has the response.
+
+    The connection keeps its handshake timeout meanwhile: a request not answered in time is aborted.
+    """
+
+    __slots__ = ("response", "_callback")
+
+    def __init__(self) -> None:
+        self.response: HTTPResponse | None = None
+        self._callback: Callable[[HTTPResponse], None] | None = None
+
+    def resolve(self, response: HTTPResponse) -> None:
+        """Send ``response`` (later calls are ignored)."""
+        if self.response is not None:
+            return
+        self.response = response
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback(response)
+
+    def then(self, callback: Callable[[HTTPResponse], None]) -> None:
+        """``callback(response)`` once resolved (at once if it already is); the I/O layer's hook."""
+        if self.response is not None:
+            callback(self.response)
+        else:
+            self._callback = callback
+
+
 #: Answers plain (non-WebSocket) HTTP requests; without one the server replies 426.
-HTTPHandler = Callable[["HTTPRequest"], HTTPResponse]
+HTTPHandler = Callable[["HTTPRequest"], "HTTPResponse | DeferredResponse"]
 
 #: The answer to a plain HTTP request on a WebSocket-only endpoint (RFC 9110 §15.5.22, RFC 6455 §4.2.2).
 UPGRADE_REQUIRED = HTTPResponse(

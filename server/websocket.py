@@ -30,7 +30,7 @@ from wsproto_lite import (
 )
 
 from .endpoint import Endpoint
-from .handler import UPGRADE_REQUIRED, Accept, Handler, HTTPHandler, HTTPResponse, Reject
+from .handler import UPGRADE_REQUIRED, Accept, DeferredResponse, Handler, HTTPHandler, HTTPResponse, Reject
 from .loop import EventLoop, TimerHandle
 from .options import SLOW_CONSUMER_CLOSE_CODE, Options
 from .transport import BaseProtocol, SocketTransport
@@ -355,9 +355,10 @@ class WebSocket(BaseProtocol, Endpoint):
         return Accept() if decision is None else decision
 
     def _on_http_request(self, request: HTTPRequest) -> None:
-        self._timers.cancel(Timer.HANDSHAKE)
         if self._over_capacity:
-            response = HTTPResponse(503, [("Retry-After", "5")], b"too many connections\n")
+            response: HTTPResponse | DeferredResponse = HTTPResponse(
+                503, [("Retry-After", "5")], b"too many connections\n"
+            )
         elif self._http_handler is None:
             response = UPGRADE_REQUIRED
         else:
@@ -366,8 +367,25 @@ class WebSocket(BaseProtocol, Endpoint):
             except Exception:
                 logger.exception("http handler raised")
                 response = HTTPResponse(500, body=b"internal error\n")
+        if isinstance(response, DeferredResponse):
+            if response.response is None:
+                # answered later: the handshake timer stays armed and aborts a request never answered
+                response.then(self._deferred_http_response)
+                return
+            response = response.response
+        self._respond_http(response)
+
+    def _respond_http(self, response: HTTPResponse) -> None:
+        self._timers.cancel(Timer.HANDSHAKE)
         assert isinstance(self.core, ServerConnection)
         self.core.reject(response.status, headers=list(response.headers), body=response.body)
+
+    def _deferred_http_response(self, response: HTTPResponse) -> None:
+        """A deferred answer arrived: send it, unless the connection is gone (timed out, reset)."""
+        if self.closed or self.transport is None or self.transport.is_closing():
+            return
+        self._respond_http(response)
+        self._process()  # writes the response, then closes the transport as the core says
 
     def _open(self) -> None:
         self._timers.cancel(Timer.HANDSHAKE)

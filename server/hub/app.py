@@ -13,9 +13,12 @@ from wsproto_lite import HTTPRequest
 from ..handler import HTTPResponse
 from ..loop import EventLoop
 from ..options import Options
+from ..tls import server_context
 from ..ws_server import WebSocketServer
-from .config import HubConfig
+from .auth import Authenticator
+from .config import ConfigError, HubConfig, load_config
 from .engine import Engine
+from .http_api import HubHTTP
 from .hub import Authenticate, Hub
 from .memory import MemoryEngine
 from .protocol import DisconnectCode
@@ -78,7 +81,14 @@ class HubServer:
         self.engine = engine or MemoryEngine(
             max_history_bytes=config.max_history_bytes, max_streams=config.max_streams
         )
-        self.hub = Hub(config.namespaces, engine=self.engine, limits=config.limits, authenticate=authenticate)
+        self.hub = Hub(
+            config.namespaces,
+            engine=self.engine,
+            limits=config.limits,
+            authenticate=authenticate,
+            auth=Authenticator(config.auth.with_environment()),
+            rate_limits=config.rate_limits,
+        )
         limits = config.limits
         options = Options(
             max_message_size=config.max_frame_bytes,
@@ -97,9 +107,10 @@ class HubServer:
             host=config.host or None,
             port=config.port,
             options=options,
-            http_handler=StaticFiles(self.engine.health),
+            http_handler=HubHTTP(self.hub, StaticFiles(self.engine.health)),
             loop=loop,
             reuse_port=reuse_port,
+            ssl_context=server_context(config.certfile, config.keyfile) if config.certfile else None,
         )
         self.loop = self.server.loop
         self.hub.start(self.loop)
@@ -122,6 +133,21 @@ class HubServer:
 
         self.server.shutdown(timeout, code=DisconnectCode.SHUTDOWN, reason="shutdown", on_done=done)
 
+    def reload_api_keys(self) -> int:
+        """SIGHUP: API keys from the config file again plus ``WSPROTO_HUB_API_KEYS``; connections made
+        with a key no longer listed are disconnected.  Returns how many were."""
+        auth = self.config.auth
+        if self.config.path is not None:
+            try:
+                auth = load_config(self.config.path).auth
+            except ConfigError as exc:
+                logger.error("SIGHUP: %s (API keys unchanged)", exc)
+                return 0
+        keys = auth.with_environment().api_keys
+        revoked = self.hub.revoke_api_keys(keys)
+        logger.info("SIGHUP: %d API keys, %d connections with revoked keys closed", len(set(keys)), revoked)
+        return revoked
+
     def close(self) -> None:
         """Drop everything at once (tests)."""
         self.hub.stop()
@@ -143,6 +169,7 @@ class HubServer:
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             self.loop.add_signal_handler(signum, on_signal)
+        self.loop.add_signal_handler(signal.SIGHUP, self.reload_api_keys)
         try:
             self.server.serve_forever(handle_signals=False)
         finally:

@@ -53,6 +53,8 @@ def add_parser(subparsers: Any) -> None:
         "--reuse-port", action="store_true", help="bind with SO_REUSEPORT (what the supervisor's workers do)"
     )
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # the supervisor's
+    p.add_argument("--certfile", default=None, help="TLS certificate chain (PEM): serve wss:// and https://")
+    p.add_argument("--keyfile", default=None, help="TLS private key (PEM), if not in --certfile")
     p.set_defaults(run=run)
 
 
@@ -87,6 +89,8 @@ def _supervise(args: argparse.Namespace, workers: int, port: int) -> int:
         ("--config", args.config),
         ("--max-connections", args.max_connections),
         ("--engine", args.engine),
+        ("--certfile", args.certfile),
+        ("--keyfile", args.keyfile),
     ):
         if value is not None:
             passed += [option, str(value)]
@@ -96,6 +100,7 @@ def _supervise(args: argparse.Namespace, workers: int, port: int) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from .app import HubServer
+    from .auth import MissingExtra
 
     try:
         config = load_config(args.config) if args.config else HubConfig()
@@ -108,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
         config.port = args.port
     if args.max_connections is not None:
         config.max_connections = args.max_connections
+    if args.certfile is not None:
+        config.certfile = args.certfile
+        config.keyfile = args.keyfile
     shared = args.engine is not None and args.engine != "memory"
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1) if shared else 1
     if workers < 1:
@@ -133,6 +141,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         hub = HubServer(config, engine=engine, reuse_port=args.reuse_port)
+    except (MissingExtra, ValueError) as exc:
+        if engine is not None:
+            engine.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         if engine is not None:
             engine.close()
@@ -141,10 +154,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    secure = "s" if config.certfile else ""
     for host, port in hub.server.addresses:
         shown = f"[{host}]" if ":" in host else host
         print(
-            f"hub listening: chat page http://{shown}:{port}/  WebSocket ws://{shown}:{port}/connection/websocket",
+            f"hub listening: chat page http{secure}://{shown}:{port}/  "
+            f"WebSocket ws{secure}://{shown}:{port}/connection/websocket",
             flush=True,
         )
     namespaces = ", ".join(repr(n) if n else "(default)" for n in config.namespaces.namespaces)

@@ -418,6 +418,12 @@ class HubClient:
             params["since"] = since
         return self.call("history", params)
 
+    def refresh(self, token: str) -> dict[str, Any]:
+        """Renew the connection's token before it expires (``{"expires", "ttl"}``); reconnects use it too."""
+        result = self.call("refresh", {"token": token})
+        self.state.token = token
+        return result
+
     def ping(self) -> None:
         self.call("ping")
 

@@ -8,9 +8,24 @@ A file may set any of (every key optional; namespaces are added to, or replace, 
     max_connections = 10000
     compression = false          # permessage-deflate costs ~100 KiB of zlib state per connection
 
+    certfile = "cert.pem"        # TLS (wss://): certificate chain and key, PEM
+    keyfile = "key.pem"
+
     [limits]                     # HubLimits: per-connection bounds
     queue_limit = 1048576
     max_channels_per_connection = 128
+
+    [rate_limits]                # RateLimits (limits.py): token buckets, per-user and hub-wide caps
+    commands_per_second = 100
+    max_connections_per_user = 100
+
+    [auth]                       # AuthConfig (auth.py); the JWT secret from WSPROTO_HUB_JWT_SECRET
+    jwt_public_key_file = "jwt.pub.pem"
+    issuer = "https://example.com"
+    audience = "hub"
+    allow_anonymous = false
+    private_namespaces = ["secret"]
+    api_keys = []                # plus WSPROTO_HUB_API_KEYS (comma-separated); SIGHUP re-reads both
 
     [history]                    # MemoryEngine bounds over every channel
     max_bytes = 67108864
@@ -36,7 +51,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .auth import AuthConfig
 from .hub import HubLimits
+from .limits import RateLimits
 from .namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
 
 __all__ = ["HubConfig", "ConfigError", "load_config"]
@@ -60,9 +77,23 @@ class HubConfig:
     max_frame_bytes: int = 1 << 20
     """Largest WebSocket message read at all (over it: close 1009); commands over
     ``limits.max_command_size`` but under this get error 106 instead."""
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    certfile: str | None = None
+    keyfile: str | None = None
+    path: str | None = None
+    """The file this came from (SIGHUP re-reads its ``auth.api_keys``)."""
 
 
-_TOP_LEVEL = {"host": str, "port": int, "max_connections": int, "compression": bool, "max_frame_bytes": int}
+_TOP_LEVEL = {
+    "host": str,
+    "port": int,
+    "max_connections": int,
+    "compression": bool,
+    "max_frame_bytes": int,
+    "certfile": str,
+    "keyfile": str,
+}
 
 
 def _typed(value: Any, kind: type, where: str) -> Any:
@@ -85,6 +116,16 @@ def config_from_mapping(data: Mapping[str, Any], where: str = "config") -> HubCo
             config.allowed_origins = value
         elif key == "limits":
             config.limits = _limits(_table(value, f"{where}: limits"), f"{where}: limits")
+        elif key == "auth":
+            try:
+                config.auth = AuthConfig.from_mapping(_table(value, f"{where}: auth"))
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        elif key == "rate_limits":
+            try:
+                config.rate_limits = RateLimits.from_mapping(_table(value, f"{where}: rate_limits"))
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
         elif key == "history":
             table = _table(value, f"{where}: history")
             for name, item in table.items():
@@ -152,4 +193,6 @@ def load_config(path: str | Path) -> HubConfig:
         raise ConfigError(f"{p}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a table/object")
-    return config_from_mapping(data, str(p))
+    config = config_from_mapping(data, str(p))
+    config.path = str(p)
+    return config

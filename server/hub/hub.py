@@ -20,15 +20,19 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from wsproto_lite import PreparedMessage, prepare_message
 
 from ..handler import Accept, Handler, Reject
+from .auth import ANONYMOUS, Authenticator, AuthFailure, Identity, credentials_of
+from .authz import Authorizer
 from .engine import ClientInfo, Engine, Publication, Reply
+from .limits import IpLimiter, RateLimits, TokenBucket, UserConnections
 from .memory import MemoryEngine
 from .namespaces import Channel, Namespaces, namespace_of
 from .protocol import (
@@ -94,7 +98,7 @@ class HubLimits:
 
 @dataclass
 class HubStats:
-    """Counters for the operations issue's metrics."""
+    """Counters (plain ints, bumped where things happen), rendered by ``metrics.py`` on ``GET /metrics``."""
 
     connections: int = 0
     commands: int = 0
@@ -102,6 +106,20 @@ class HubStats:
     publications: int = 0
     deliveries: int = 0
     slow_disconnects: int = 0
+    messages_in: int = 0
+    bytes_in: int = 0
+    """Characters of text frames received (JSON: bytes for ASCII)."""
+    messages_out: int = 0
+    bytes_out: int = 0
+    """Characters of replies and bytes of fan-out frames queued."""
+    auth_failures: int = 0
+    recoveries: int = 0
+    recovery_failures: int = 0
+    limit_trips: dict[str, int] = field(default_factory=dict)
+    """Limit name -> times it refused something."""
+
+    def trip(self, limit: str) -> None:
+        self.limit_trips[limit] = self.limit_trips.get(limit, 0) + 1
 
 
 class Subscription:
@@ -119,9 +137,25 @@ class Subscription:
 class Session:
     """The hub's state for one connection."""
 
-    __slots__ = ("conn", "info", "info_json", "subscriptions", "deadline", "closed", "outbox", "__weakref__")
+    __slots__ = (
+        "conn",
+        "info",
+        "info_json",
+        "subscriptions",
+        "deadline",
+        "closed",
+        "outbox",
+        "identity",
+        "expires",
+        "command_bucket",
+        "byte_bucket",
+        "trip_bucket",
+        "__weakref__",
+    )
 
-    def __init__(self, conn: WebSocket, deadline: float) -> None:
+    def __init__(
+        self, conn: WebSocket, now: float, deadline: float, identity: Identity, limits: RateLimits
+    ) -> None:
         self.conn = conn
         self.info: ClientInfo | None = None
         """Set by ``connect``."""
@@ -131,6 +165,13 @@ class Session:
         self.closed = False
         self.outbox: deque[_Slot] = deque()
         """Replies in command order, from the first one still waiting for the engine."""
+        self.identity = identity
+        """From the upgrade request's credentials, then from ``connect`` / ``refresh``."""
+        self.expires: float | None = None
+        """Loop time when the token expires (the tick disconnects with 4003 unless refreshed)."""
+        self.command_bucket = TokenBucket(limits.commands_per_second, limits.commands_burst, now)
+        self.byte_bucket = TokenBucket(limits.bytes_per_second, limits.bytes_burst, now)
+        self.trip_bucket = TokenBucket(limits.abuse_trips_per_second, limits.abuse_burst, now)
 
 
 class _Slot:
@@ -143,10 +184,12 @@ class _Slot:
         self.after: Callable[[], None] | None = None
 
 
-def _anonymous(token: str, request: Request | None) -> str:
-    if token:
-        raise HubError(ErrorCode.UNAUTHORIZED, "this hub verifies no tokens (connect without one)")
-    return ""
+class _ConnectRefused(HubError):
+    """A ``connect`` refused for a limit: the error reply, then a ``disconnect`` push with this code."""
+
+    def __init__(self, code: int, message: str, disconnect_code: int) -> None:
+        super().__init__(code, message)
+        self.disconnect_code = disconnect_code
 
 
 class _Subscribers:
@@ -190,11 +233,20 @@ class Hub(Handler):
         engine: Engine | None = None,
         limits: HubLimits | None = None,
         authenticate: Authenticate | None = None,
+        auth: Authenticator | None = None,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         self.namespaces = namespaces or Namespaces()
         self.engine = engine or MemoryEngine()
         self.limits = limits or HubLimits()
-        self.authenticate = authenticate or _anonymous
+        self.authenticate = authenticate
+        """The former hook ``fn(token, request) -> user`` for ``connect`` tokens (``auth`` is the new one)."""
+        self.auth = auth or Authenticator()
+        self.authz = Authorizer(self.auth)
+        self.rate_limits = rate_limits or RateLimits()
+        self.ip_limiter = IpLimiter(self.rate_limits)
+        self.users = UserConnections()
+        self._pending: dict[WebSocket, Identity] = {}  # verified at the upgrade, until on_open
         self.stats = HubStats()
         self.sessions: dict[WebSocket, Session] = {}
         self._clients: dict[str, WebSocket] = {}  # client id -> connection, for the server-side API
@@ -231,28 +283,54 @@ class Hub(Handler):
         late = [s.conn for s in self.sessions.values() if s.info is None and s.deadline <= now]
         for conn in late:
             self.disconnect(conn, DisconnectCode.CONNECT_TIMEOUT, "connect timeout")
+        expired = [s.conn for s in self.sessions.values() if s.expires is not None and s.expires <= now]
+        for conn in expired:
+            self.disconnect(conn, DisconnectCode.TOKEN_EXPIRED, "token expired")
         self._ticks += 1
         if self._ticks % 5 == 0:
             self.engine.expire()
+            self.ip_limiter.expire(now)
 
     # -- Handler callbacks -------------------------------------------------------------------------
 
     def handshake(self, conn: WebSocket, request: Request) -> Accept | Reject | None:
         if request.path not in WEBSOCKET_PATHS:
             return Reject(404, body=b"the hub's WebSocket endpoint is /connection/websocket\n")
+        address = conn.remote_address
+        ip = str(address[0]) if isinstance(address, tuple) and address else ""
+        if not self.ip_limiter.allow(ip, self._now()):
+            self.stats.trip("connections_per_ip")
+            return Reject(429, [("Retry-After", "1")], b"too many connections from this address\n")
+        credentials = credentials_of(request)
+        if credentials is not None:
+            try:
+                identity = self.auth.verify(credentials)
+            except AuthFailure:
+                # nothing about why (no oracle): the status and a fixed body
+                self.stats.auth_failures += 1
+                return Reject(401, [("WWW-Authenticate", "Bearer")], b"unauthorized\n")
+            self._pending[conn] = identity
         return None
 
+    def _now(self) -> float:
+        return self._loop.time() if self._loop is not None else time.monotonic()
+
     def on_open(self, conn: WebSocket) -> None:
-        now = self._loop.time() if self._loop is not None else 0.0
-        self.sessions[conn] = Session(conn, now + self.limits.connect_timeout)
+        now = self._now()
+        identity = self._pending.pop(conn, ANONYMOUS)
+        self.sessions[conn] = Session(
+            conn, now, now + self.limits.connect_timeout, identity, self.rate_limits
+        )
         self.stats.connections += 1
 
     def on_close(self, conn: WebSocket, code: int, reason: str) -> None:
+        self._pending.pop(conn, None)
         session = self.sessions.pop(conn, None)
         if session is not None:
             self._end(session)
             if session.info is not None:
                 self._clients.pop(session.info.client, None)
+                self.users.remove(session.info.user, conn)
 
     def on_message(self, conn: WebSocket, message: str | bytes) -> None:
         session = self.sessions.get(conn)
@@ -264,15 +342,42 @@ class Hub(Handler):
             conn.close(1003, "the hub speaks JSON text frames")
             return
         self.stats.commands += 1
+        self.stats.messages_in += 1
+        self.stats.bytes_in += len(message)
         if len(message) > self.limits.max_command_size:
+            self.stats.trip("command_size")
             self._send_error(session, NO_ID, HubError(ErrorCode.LIMIT_EXCEEDED, "command too large"))
             return
+        now = self._now()
+        if not session.identity.trusted:  # an API-key client (the operator's own server) is not limited
+            if not session.byte_bucket.take(now, len(message)):
+                self._rate_limited(session, "bytes_per_connection", message)
+                return
+            if not session.command_bucket.take(now):
+                self._rate_limited(session, "commands_per_connection", message)
+                return
         try:
             command = parse_command(message)
         except HubError as exc:
             self._send_error(session, command_id_of(exc), exc)
             return
         self._run(session, command)
+
+    def _rate_limited(self, session: Session, limit: str, message: str) -> None:
+        """Error 111 for this frame; a connection that keeps tripping is closed with 1008."""
+        self.stats.trip(limit)
+        if not session.trip_bucket.take(self._now()):
+            self.stats.trip("abuse_close")
+            self._end(session)
+            # RFC 6455 §7.4.1: 1008, a message "that violates its policy"
+            session.conn.close(1008, "rate limit")
+            return
+        try:
+            command_id = parse_command(message).id
+        except HubError as exc:
+            command_id = command_id_of(exc)
+        error = HubError(ErrorCode.TOO_MANY_REQUESTS, "too many requests", temporary=True)
+        self._send_error(session, command_id, error)
 
     def _run(self, session: Session, command: Command) -> None:
         try:
@@ -296,7 +401,9 @@ class Hub(Handler):
         session.outbox.append(slot)
         answer.observe(lambda done: self._fill(session, command, slot, done))
 
-    def _answer_frame(self, command: Command, answer: Reply[Result]) -> tuple[str, Callable[[], None] | None]:
+    def _answer_frame(
+        self, session: Session, command: Command, answer: Reply[Result]
+    ) -> tuple[str, Callable[[], None] | None]:
         error = answer.error
         if error is None:
             value = answer.result()
@@ -312,21 +419,33 @@ class Hub(Handler):
             logger.error("command %s failed", command.method, exc_info=error)
             error = HubError(ErrorCode.INTERNAL, "internal error", temporary=True)
         self.stats.errors += 1
-        return error_frame(command.id, error), None
+        after = None
+        if isinstance(error, AuthFailure):
+            self.stats.auth_failures += 1
+        if command.method == "connect" and isinstance(error, AuthFailure | _ConnectRefused):
+            # the error reply says why; then the disconnect push with its reconnect advice, and the close
+            code, reason = error.disconnect_code, error.message
+            after = lambda: self.disconnect(session.conn, code, reason)  # noqa: E731
+        return error_frame(command.id, error), after
+
+    def _send_frame(self, session: Session, frame: str) -> None:
+        self.stats.messages_out += 1
+        self.stats.bytes_out += len(frame)
+        session.conn.send(frame)
 
     def _send_answer(self, session: Session, command: Command, answer: Reply[Result]) -> None:
-        frame, after = self._answer_frame(command, answer)
-        session.conn.send(frame)
+        frame, after = self._answer_frame(session, command, answer)
+        self._send_frame(session, frame)
         if after is not None:
             after()
 
     def _fill(self, session: Session, command: Command, slot: _Slot, answer: Reply[Result]) -> None:
         """A waited-for answer arrived: send it and every answer behind it that is ready."""
-        slot.frame, slot.after = self._answer_frame(command, answer)
+        slot.frame, slot.after = self._answer_frame(session, command, answer)
         outbox = session.outbox
         while outbox and outbox[0].frame is not None:
             ready = outbox.popleft()
-            session.conn.send(ready.frame)  # type: ignore[arg-type]
+            self._send_frame(session, ready.frame)  # type: ignore[arg-type]
             if ready.after is not None:
                 ready.after()
 
@@ -339,7 +458,7 @@ class Hub(Handler):
             slot.frame = frame
             session.outbox.append(slot)
         else:
-            session.conn.send(frame)
+            self._send_frame(session, frame)
 
     # -- commands ----------------------------------------------------------------------------------
 
@@ -348,21 +467,72 @@ class Hub(Handler):
             raise HubError(ErrorCode.BAD_REQUEST, "already connected")
         token = get_str(params, "token", required=False, max_length=8192)
         name = get_str(params, "name", required=False, max_length=self.limits.max_name_length)
-        user = self.authenticate(token, session.conn.request)
+        identity = self._identify(session, token)
+        user = identity.user
+        if user and not identity.trusted:
+            if self.users.count(user) >= self.rate_limits.max_connections_per_user:
+                self.stats.trip("connections_per_user")
+                raise _ConnectRefused(
+                    ErrorCode.LIMIT_EXCEEDED, "connection limit", DisconnectCode.CONNECTION_LIMIT
+                )
+        session.identity = identity
         session.info = ClientInfo(secrets.token_urlsafe(12), user, name)
         self._clients[session.info.client] = session.conn
+        if user:
+            self.users.add(user, session.conn)
         session.info_json = dumps({"client": session.info.client, "user": user})
-        return {"client": session.info.client, "user": user, "ping": self.limits.ping_interval}
+        result: dict[str, Any] = {
+            "client": session.info.client,
+            "user": user,
+            "ping": self.limits.ping_interval,
+        }
+        return self._set_expiry(session, result)
+
+    def _identify(self, session: Session, token: str) -> Identity:
+        """The identity ``connect`` establishes: its token, else the upgrade's credentials, else anonymous."""
+        if token:
+            if self.authenticate is not None:  # the former hook
+                user = self.authenticate(token, session.conn.request)
+                return Identity(user=user, anonymous=not user)
+            return self.auth.verify_token(token)
+        if session.identity is not ANONYMOUS:
+            return session.identity
+        if self.auth.anonymous_allowed:
+            return ANONYMOUS
+        raise AuthFailure()
+
+    def _set_expiry(self, session: Session, result: dict[str, Any]) -> dict[str, Any]:
+        expires = session.identity.expires
+        if expires is None:
+            session.expires = None
+            return result
+        ttl = max(0.0, expires - time.time())
+        session.expires = self._now() + ttl
+        result["expires"] = True
+        result["ttl"] = int(ttl)
+        return result
+
+    def _refresh(self, session: Session, params: dict[str, Any]) -> Result:
+        """A new token for a live connection: same user, new expiry (and grants)."""
+        identity = self.auth.verify_token(get_str(params, "token", max_length=8192))
+        if identity.user != session.identity.user:
+            raise AuthFailure()
+        session.identity = identity
+        return self._set_expiry(session, {})
 
     def _subscribe(self, session: Session, params: dict[str, Any]) -> Answer:
         channel = self.namespaces.resolve(get_channel(params), pattern_ok=True)
         options = channel.options
-        if not options.allow_subscribe:
-            raise HubError(ErrorCode.PERMISSION_DENIED, "subscribing is not allowed in this namespace")
+        subscription_token = get_str(params, "token", required=False, max_length=8192)
+        self.authz.check_read(session.identity, channel, subscription_token=subscription_token)
         if channel.name in session.subscriptions:
             raise HubError(ErrorCode.ALREADY_SUBSCRIBED, "already subscribed")
         if len(session.subscriptions) >= self.limits.max_channels_per_connection:
+            self.stats.trip("subscriptions_per_connection")
             raise HubError(ErrorCode.LIMIT_EXCEEDED, "too many subscriptions on this connection")
+        if self._channel_count() >= self.rate_limits.max_channels and not self._has_subscribers(channel):
+            self.stats.trip("channels")
+            raise HubError(ErrorCode.LIMIT_EXCEEDED, "too many channels on this hub", temporary=True)
         recover = get_position(params, "recover")
         if recover is not None and channel.is_pattern:
             raise HubError(ErrorCode.BAD_REQUEST, "wildcard subscriptions have no history to recover")
@@ -396,6 +566,10 @@ class Hub(Handler):
             return _Then(result, lambda: self._activate(subscription, position))
 
         def recovered(recovery: Any) -> Result:
+            if recovery.recovered:
+                self.stats.recoveries += 1
+            else:
+                self.stats.recovery_failures += 1
             position = recovery.position
             result["epoch"], result["offset"] = position.epoch, position.offset
             result["recovered"] = recovery.recovered
@@ -431,8 +605,7 @@ class Hub(Handler):
 
     def _publish(self, session: Session, params: dict[str, Any]) -> Answer:
         channel = self.namespaces.resolve(get_channel(params))
-        if not channel.options.allow_publish:
-            raise HubError(ErrorCode.PERMISSION_DENIED, "clients may not publish in this namespace")
+        self.authz.check_publish(session.identity, channel)
         if "data" not in params:
             raise HubError(ErrorCode.BAD_REQUEST, "'data' is missing")
         try:
@@ -443,26 +616,33 @@ class Hub(Handler):
             _publish_result
         )
 
-    def _presence_channel(self, params: dict[str, Any]) -> Channel:
+    def _readable(self, session: Session, params: dict[str, Any]) -> Channel:
+        """The command's channel, after the authorization check for reading it (presence, history)."""
         channel = self.namespaces.resolve(get_channel(params))
+        subscribed = channel.name in session.subscriptions
+        self.authz.check_read(session.identity, channel, subscribed=subscribed)
+        return channel
+
+    def _presence_channel(self, session: Session, params: dict[str, Any]) -> Channel:
+        channel = self._readable(session, params)
         if not channel.options.presence:
             raise HubError(ErrorCode.NOT_AVAILABLE, "presence is off in this namespace")
         return channel
 
     def _presence(self, session: Session, params: dict[str, Any]) -> Answer:
-        channel = self._presence_channel(params)
+        channel = self._presence_channel(session, params)
         return self.engine.presence(channel.name).then(
             lambda infos: {"clients": {i.client: {"user": i.user, "name": i.name} for i in infos}}
         )
 
     def _presence_stats(self, session: Session, params: dict[str, Any]) -> Answer:
-        channel = self._presence_channel(params)
+        channel = self._presence_channel(session, params)
         return self.engine.presence_stats(channel.name).then(
             lambda stats: {"clients": stats[0], "users": stats[1]}
         )
 
     def _history(self, session: Session, params: dict[str, Any]) -> Answer:
-        channel = self.namespaces.resolve(get_channel(params))
+        channel = self._readable(session, params)
         if not channel.options.history:
             raise HubError(ErrorCode.NOT_AVAILABLE, "history is off in this namespace")
         cap = self.limits.max_history_limit
@@ -481,6 +661,12 @@ class Hub(Handler):
         return {}
 
     # -- subscriptions -----------------------------------------------------------------------------
+
+    def _channel_count(self) -> int:
+        return len(self._channels) + sum(len(p) for p in self._patterns.values())
+
+    def _has_subscribers(self, channel: Channel) -> bool:
+        return self._subscribers(channel) is not None
 
     def _subscribers(self, channel: Channel) -> _Subscribers | None:
         if channel.prefix is None:
@@ -562,6 +748,35 @@ class Hub(Handler):
             self._drop_subscription(session, subscription)
 
     # -- the server-side API (the HTTP API of the operations issue calls these) ----------------------
+
+    def channels(self) -> dict[str, int]:
+        """Every channel and pattern with subscribers here -> how many (for ``/api/channels``)."""
+        counts = {name: len(s.by_conn) for name, s in self._channels.items()}
+        for patterns in self._patterns.values():
+            counts.update((name, len(s.by_conn)) for name, s in patterns.items())
+        return counts
+
+    def disconnect_user(
+        self, user: str, code: int = DisconnectCode.UNAUTHORIZED, reason: str = "server"
+    ) -> int:
+        """Disconnect every connection of ``user`` (``/api/disconnect``); how many there were."""
+        conns = self.users.of(user)
+        for conn in conns:
+            self.disconnect(conn, code, reason)
+        return len(conns)
+
+    def revoke_api_keys(self, keys: Iterable[str]) -> int:
+        """Replace the API keys; connections made with a key no longer listed are disconnected (4501)."""
+        self.auth.api_keys.replace(keys)
+        valid = self.auth.api_keys.digests
+        revoked = [
+            s.conn
+            for s in self.sessions.values()
+            if s.identity.trusted and s.identity.key_digest not in valid
+        ]
+        for conn in revoked:
+            self.disconnect(conn, DisconnectCode.UNAUTHORIZED, "unauthorized")
+        return len(revoked)
 
     def connection_of(self, client: str) -> WebSocket | None:
         """The connection of a client id (from ``connect``), if it is still here."""
@@ -655,6 +870,7 @@ class Hub(Handler):
         limit = self.limits.queue_limit
         slow: list[WebSocket] | None = None
         targets = list(conns)  # a send may close a connection, which edits `conns`
+        sent = 0
         for conn in targets:
             if conn.buffered_amount > limit:
                 if slow is None:
@@ -662,7 +878,10 @@ class Hub(Handler):
                 slow.append(conn)
             elif conn is not exclude:
                 conn.send_prepared(frame)
+                sent += 1
         self.stats.deliveries += len(targets)
+        self.stats.messages_out += sent
+        self.stats.bytes_out += sent * len(frame.frame)
         if slow is not None:
             self._drop_slow(slow)
 
@@ -680,6 +899,7 @@ class Hub(Handler):
 
 #: Method name -> handler (plain functions: a table of bound methods would be a reference cycle).
 _COMMANDS: dict[str, Callable[[Hub, Session, dict[str, Any]], Answer]] = {
+    "refresh": Hub._refresh,
     "subscribe": Hub._subscribe,
     "unsubscribe": Hub._unsubscribe,
     "publish": Hub._publish,

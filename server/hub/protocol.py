@@ -67,10 +67,14 @@ class DisconnectCode:
     INSUFFICIENT_STATE = 4002
     """This node may have missed publications of a subscribed channel (its engine lost the link to the
     shared backend and got it back): reconnect and recover."""
+    TOKEN_EXPIRED = 4003
+    """The connection's token expired without a ``refresh``: get a new token, reconnect and recover."""
     CONNECT_TIMEOUT = 4500
     """No ``connect`` command arrived in time after the WebSocket opened."""
     UNAUTHORIZED = 4501
-    """Reserved for the auth issue: the token was refused."""
+    """The credentials were refused (bad token, revoked API key): do not retry with the same ones."""
+    CONNECTION_LIMIT = 4502
+    """The user has ``rate_limits.max_connections_per_user`` connections already."""
 
     @staticmethod
     def reconnect(code: int) -> bool:
@@ -83,7 +87,17 @@ NO_ID = 0
 
 #: Every method the hub knows; anything else gets 104.
 METHODS = frozenset(
-    {"connect", "subscribe", "unsubscribe", "publish", "presence", "presence_stats", "history", "ping"}
+    {
+        "connect",
+        "refresh",
+        "subscribe",
+        "unsubscribe",
+        "publish",
+        "presence",
+        "presence_stats",
+        "history",
+        "ping",
+    }
 )
 
 #: Largest command id accepted (fits in a JavaScript number exactly).

@@ -43,7 +43,7 @@ def _free_port() -> int:
 def test_start_serve_the_page_and_stop(tmp_path: Path) -> None:
     port = _free_port()
     config = tmp_path / "hub.json"
-    config.write_text('{"namespaces": {"user": {"presence": true}}}')
+    config.write_text('{"namespaces": {"room": {"presence": true}}}')
     proc = subprocess.Popen(
         [sys.executable, "-m", "server", "hub", "--port", str(port), "--config", str(config)],
         cwd=ROOT,
@@ -56,7 +56,7 @@ def test_start_serve_the_page_and_stop(tmp_path: Path) -> None:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert f"http://127.0.0.1:{port}/" in line, line
-        assert "'user'" in proc.stdout.readline()
+        assert "'room'" in proc.stdout.readline()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
             assert page.status == 200 and b"<title>" in page.read()
             assert page.headers["Content-Type"].startswith("text/html")
@@ -67,7 +67,7 @@ def test_start_serve_the_page_and_stop(tmp_path: Path) -> None:
         from server.hub.client import HubClient
 
         with HubClient(f"ws://127.0.0.1:{port}/connection/websocket", reconnect=False) as client:
-            assert client.presence_stats("user:1") == {"clients": 0, "users": 0}
+            assert client.presence_stats("room:1") == {"clients": 0, "users": 0}
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -150,3 +151,23 @@ def test_a_lost_reply_retries_reads_and_reports_writes(hub: HubThread) -> None:
             a.publish("chat:w", "maybe")
         assert a.reconnects == 2
         assert a.publish("chat:w", "surely")["offset"] == 1  # the first never reached the hub
+
+
+def test_refresh_renews_the_token_and_reconnects_use_it() -> None:
+    from server.hub.client import HubClient
+
+    from .authkit import hs256, hub_config
+
+    h = HubThread(hub_config())
+    try:
+        with HubClient(h.url, token=hs256("ann", ttl=60), reconnect=True) as client:
+            client.ping()
+            assert client.refresh(hs256("ann", ttl=7200))["ttl"] > 7000
+            new_token = client.state.token
+            h.call(h.hub.disconnect_all)  # 4000: the client reconnects with the refreshed token
+            client.ping()
+            assert client.state.token == new_token
+            (session,) = h.call(lambda: list(h.hub.sessions.values()))
+            assert session.identity.user == "ann" and session.identity.expires > time.time() + 7000
+    finally:
+        h.stop()

@@ -80,3 +80,43 @@ def test_errors_name_the_file_and_key(tmp_path: Path, name: str, text: str, mess
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         load_config(tmp_path / "nope.toml")
+
+
+def test_auth_rate_limits_and_tls_keys(tmp_path: Path) -> None:
+    from server.hub.config import config_from_mapping
+
+    from .authkit import RSA_KEY, public_pem
+
+    key_file = tmp_path / "jwt.pub.pem"
+    key_file.write_text(public_pem(RSA_KEY))
+    config = config_from_mapping(
+        {
+            "certfile": "c.pem",
+            "keyfile": "k.pem",
+            "auth": {
+                "jwt_public_key_file": str(key_file),
+                "issuer": "i",
+                "audience": "a",
+                "leeway": 2,
+                "allow_anonymous": True,
+                "anonymous_namespaces": ["chat"],
+                "private_namespaces": ["secret"],
+                "api_keys": ["k1"],
+            },
+            "rate_limits": {"max_connections_per_user": 3},
+        }
+    )
+    assert (config.certfile, config.keyfile) == ("c.pem", "k.pem")
+    assert config.auth.jwt_public_key == public_pem(RSA_KEY) and config.auth.leeway == 2.0
+    assert config.auth.anonymous_allowed and config.auth.private_namespaces == ("secret",)
+    assert config.rate_limits.max_connections_per_user == 3
+    for bad in (
+        {"nope": 1},
+        {"leeway": 1000},
+        {"api_keys": "k1"},
+        {"issuer": 5},
+        {"allow_anonymous": "yes"},
+        {"jwt_public_key_file": str(tmp_path / "missing.pem")},
+    ):
+        with pytest.raises(ConfigError, match="auth"):
+            config_from_mapping({"auth": bad})

@@ -13,6 +13,7 @@ import pytest
 from server.errors import ConnectionClosed
 from server.hub.config import HubConfig
 from server.hub.hub import HubLimits
+from server.hub.limits import RateLimits
 from server.hub.namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
 from server.hub.protocol import ErrorCode, HubError
 
@@ -32,7 +33,7 @@ def test_connect_comes_first_and_once(raw: Any) -> None:
 def test_a_token_without_a_verifier_is_refused(raw: Any) -> None:
     r = raw(connect=False)
     assert r.error("connect", {"token": "abc"}) == ErrorCode.UNAUTHORIZED
-    r.ok("connect")  # the connection lives on
+    assert r.push() == {"push": "disconnect", "code": 4501, "reason": "unauthorized", "reconnect": False}
 
 
 def test_websocket_paths(hub: HubThread) -> None:
@@ -347,7 +348,9 @@ def test_binary_frames_are_closed_1003(raw: Any, hub: HubThread) -> None:
 
 def test_slow_subscriber_is_dropped_while_a_fast_one_keeps_receiving() -> None:
     limit = 128 * 1024
-    h = HubThread(HubConfig(port=0, limits=HubLimits(queue_limit=limit)))
+    # the publisher floods on purpose: no byte-rate limit in the way (limits.py has its own tests)
+    rates = RateLimits(bytes_per_second=1e12, bytes_burst=1e12)
+    h = HubThread(HubConfig(port=0, limits=HubLimits(queue_limit=limit), rate_limits=rates))
     try:
         # the slow client reads nothing and keeps its receive buffer small, so the hub's queue fills
         slow_sock = socket.socket()

@@ -1,0 +1,195 @@
+"""Channel authorization: grants, private and personal namespaces, anonymous namespaces; denials over the wire
+for subscribe, publish, presence and history; a property: no command sequence reads an ungranted channel."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from server.hub.auth import ANONYMOUS, Authenticator, Identity
+from server.hub.authz import Authorizer
+from server.hub.namespaces import Namespaces
+from server.hub.protocol import ErrorCode, HubError
+
+from .authkit import API_KEY, NAMESPACES, auth_config, hs256, hub_config
+from .conftest import HubThread, Raw
+from .test_hub_auth import _open
+
+NS = Namespaces(dict(NAMESPACES))
+
+
+def _allowed(check: Any, *args: Any, **kwargs: Any) -> bool:
+    try:
+        check(*args, **kwargs)
+    except HubError as exc:
+        assert exc.code == ErrorCode.PERMISSION_DENIED
+        return False
+    return True
+
+
+def test_rules() -> None:
+    authz = Authorizer(Authenticator(auth_config(anonymous_namespaces=("chat",))))
+    alice = Identity(user="alice", anonymous=False)
+    granted = Identity(user="bob", subscribe=("secret:team*",), publish=("user:*",), anonymous=False)
+    trusted = Identity(trusted=True, anonymous=False)
+    read, publish = authz.check_read, authz.check_publish
+
+    def ch(name: str) -> Any:
+        return NS.resolve(name, pattern_ok=True)
+
+    # personal channels: the user's own only, never a pattern, never anonymous
+    assert _allowed(read, alice, ch("user:alice"))
+    assert not _allowed(read, alice, ch("user:bob"))
+    assert not _allowed(read, alice, ch("user:alice*"))
+    assert not _allowed(read, ANONYMOUS, ch("user:x"))
+    assert not _allowed(publish, alice, ch("user:alice"))  # only the server publishes there
+    assert _allowed(publish, granted, ch("user:alice"))  # ... or an explicit grant
+    # private namespaces: a grant covering the name, or a subscription token
+    assert not _allowed(read, alice, ch("secret:team"))
+    assert _allowed(read, granted, ch("secret:team"))
+    assert _allowed(read, granted, ch("secret:team.a*"))
+    assert not _allowed(read, granted, ch("secret:*"))  # wider than the grant
+    assert not _allowed(read, granted, ch("secret:other"))
+    token = hs256("alice", channel="secret:room")
+    assert _allowed(read, alice, ch("secret:room"), subscription_token=token)
+    assert not _allowed(read, alice, ch("secret:other"), subscription_token=token)  # another channel
+    assert not _allowed(read, granted, ch("secret:room"), subscription_token=token)  # another user
+    assert not _allowed(read, alice, ch("secret:room"), subscription_token=hs256("alice"))  # no channel claim
+    assert not _allowed(read, alice, ch("secret:*"), subscription_token=token)
+    assert _allowed(read, alice, ch("secret:room"), subscribed=True)
+    assert not _allowed(publish, alice, ch("secret:room"))
+    # anonymous connections: only in anonymous_namespaces
+    assert _allowed(read, ANONYMOUS, ch("chat:a")) and _allowed(publish, ANONYMOUS, ch("chat:a"))
+    assert not _allowed(read, ANONYMOUS, ch("stock:a")) and not _allowed(publish, ANONYMOUS, ch("stock:a"))
+    assert _allowed(read, alice, ch("stock:a"))
+    # API-key clients: everything
+    for name in ("user:alice", "secret:x", "secret:*", "stock:a"):
+        assert _allowed(read, trusted, ch(name))
+    assert _allowed(publish, trusted, ch("secret:x"))
+
+
+@pytest.fixture
+def secure() -> Iterator[HubThread]:
+    h = HubThread(hub_config())
+    yield h
+    h.stop()
+
+
+def test_denials_over_the_wire(secure: HubThread) -> None:
+    alice = Raw(secure.url)
+    alice.ok("connect", {"token": hs256("alice", channels=["secret:granted"])})
+    denied = ErrorCode.PERMISSION_DENIED
+    for channel in ("user:bob", "secret:x", "secret:*"):
+        assert alice.error("subscribe", {"channel": channel}) == denied
+        if not channel.endswith("*"):
+            assert alice.error("presence", {"channel": channel}) == denied
+            assert alice.error("presence_stats", {"channel": channel}) == denied
+            assert alice.error("history", {"channel": channel}) == denied
+            assert alice.error("publish", {"channel": channel, "data": 1}) == denied
+    alice.ok("subscribe", {"channel": "user:alice"})
+    alice.ok("subscribe", {"channel": "secret:granted"})
+    alice.ok("history", {"channel": "secret:granted"})
+    token = hs256("alice", channel="secret:room")
+    assert (
+        alice.error("subscribe", {"channel": "secret:room", "token": hs256("eve", channel="secret:room")})
+        == denied
+    )
+    alice.ok("subscribe", {"channel": "secret:room", "token": token})
+    alice.ok("presence", {"channel": "secret:room"})  # subscribed with its token: presence and history
+    alice.ok("history", {"channel": "secret:room"})
+    alice.close()
+
+
+# -- the property ------------------------------------------------------------------------------------------
+
+FORBIDDEN = ("secret:x", "user:alice")
+"""What mallory (user "m", granted ``chat:*``, a subscription token for ``secret:y``) must never read."""
+CHANNELS = (
+    "secret:x",
+    "secret:y",
+    "secret:*",
+    "secret:x*",
+    "user:alice",
+    "user:*",
+    "user:m",
+    "chat:a",
+    "chat:*",
+)
+TOKENS = (
+    "",
+    hs256("m", channel="secret:y"),
+    hs256("m", channel="secret:x*"),
+    hs256("alice", channel="secret:x"),
+    hs256("m", channel="secret:x", secret="another-secret-of-at-least-32-bytes"),
+    hs256("m", channel="secret:x", ttl=-60),
+)
+REFRESH = (hs256("m", channels=["chat:*"]), hs256("alice", channels=["secret:*"]), "junk")
+
+_command = st.one_of(
+    st.tuples(st.just("subscribe"), st.sampled_from(CHANNELS), st.sampled_from(TOKENS)),
+    st.tuples(
+        st.sampled_from(["unsubscribe", "presence", "presence_stats", "history"]), st.sampled_from(CHANNELS)
+    ),
+    st.tuples(st.just("publish"), st.sampled_from(CHANNELS)),
+    st.tuples(st.just("refresh"), st.sampled_from(REFRESH)),
+)
+
+
+def _params(command: tuple[str, ...]) -> dict[str, Any]:
+    method = command[0]
+    if method == "refresh":
+        return {"token": command[1]}
+    params: dict[str, Any] = {"channel": command[1]}
+    if method == "subscribe" and command[2]:
+        params["token"] = command[2]
+    if method == "publish":
+        params["data"] = "from mallory"
+    return params
+
+
+def _leaks(frame: dict[str, Any]) -> bool:
+    """Whether a frame carries anything from a forbidden channel."""
+    if frame.get("channel") in FORBIDDEN:
+        return True
+    result = frame.get("result")
+    if isinstance(result, dict):
+        return any(p.get("channel") in FORBIDDEN for p in result.get("publications", ()))
+    return False
+
+
+def test_no_command_sequence_reads_an_ungranted_channel() -> None:
+    h = HubThread(hub_config())
+    server = _open(h, Authorization=f"apikey {API_KEY}")
+    server.ok("connect")
+    try:
+
+        def publish_everywhere(n: int) -> None:
+            for channel in ("secret:x", "secret:y", "user:alice", "user:m", "chat:a"):
+                server.ok("publish", {"channel": channel, "data": n})
+
+        @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(st.lists(_command, max_size=12))
+        def run(commands: list[tuple[str, ...]]) -> None:
+            mallory = Raw(h.url)
+            try:
+                mallory.ok("connect", {"token": hs256("m", channels=["chat:*"])})
+                frames: list[dict[str, Any]] = []
+                for command in commands:
+                    publish_everywhere(1)
+                    frames.append(mallory.cmd(command[0], _params(command)))
+                publish_everywhere(2)
+                frames.append(mallory.cmd("ping"))  # after every push the publications above queued
+                frames.extend(mallory.pushes)
+                leaks = [f for f in frames if _leaks(f)]
+                assert not leaks, leaks
+            finally:
+                mallory.close()
+
+        run()
+    finally:
+        server.close()
+        h.stop()

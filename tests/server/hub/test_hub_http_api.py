@@ -1,0 +1,174 @@
+"""The HTTP API on the hub's port: every endpoint with and without its key, bad requests, the Python helper,
+``/healthz``, and over TLS (wss:// and https:// on one port)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from server.client import connect
+from server.hub.publisher import HubAPI, HubAPIError
+
+from .authkit import API_KEY, hs256, hub_config
+from .conftest import HubThread, Raw
+
+
+@pytest.fixture
+def secure() -> Iterator[HubThread]:
+    h = HubThread(hub_config())
+    yield h
+    h.stop()
+
+
+def _request(
+    h: HubThread,
+    path: str,
+    params: Any = None,
+    *,
+    key: str | None = API_KEY,
+    method: str = "POST",
+    body: bytes | None = None,
+    raw_query: str | None = None,
+) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", h.hub_server.port, timeout=10)
+    target = path
+    if raw_query is not None:
+        target += "?" + raw_query
+    elif params is not None:
+        target += "?" + urllib.parse.urlencode({"json": json.dumps(params)})
+    headers = {"Authorization": f"apikey {key}"} if key is not None else {}
+    conn.request(method, target, body=body, headers=headers)
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    content_type = response.getheader("Content-Type") or ""
+    return response.status, json.loads(data) if content_type.startswith("application/json") else data
+
+
+def test_without_or_with_a_wrong_key_401(secure: HubThread) -> None:
+    for key in (None, "wrong", "", API_KEY + "x"):
+        status, body = _request(secure, "/api/publish", {"channel": "chat:a", "data": 1}, key=key)
+        assert status == 401 and body == {"error": {"code": 101, "message": "unauthorized"}}
+    conn = http.client.HTTPConnection("127.0.0.1", secure.hub_server.port, timeout=10)
+    conn.request("POST", "/api/channels", headers={"Authorization": f"Bearer {API_KEY}"})
+    assert conn.getresponse().status == 401  # an API key is not a bearer token
+    conn.close()
+    assert secure.call(lambda: secure.hub.stats.auth_failures) == 5
+
+
+def test_publish_broadcast_presence_history_channels_disconnect(secure: HubThread) -> None:
+    alice = Raw(secure.url)
+    alice.ok("connect", {"token": hs256("alice"), "name": "A"})
+    alice.ok("subscribe", {"channel": "chat:a"})
+    alice.ok("subscribe", {"channel": "user:alice"})
+    status, result = _request(secure, "/api/publish", {"channel": "chat:a", "data": {"t": "hi"}})
+    assert status == 200 and result["offset"] == 1
+    assert alice.push() == {"push": "pub", "channel": "chat:a", "offset": 1, "data": {"t": "hi"}}
+    status, result = _request(
+        secure, "/api/broadcast", {"channels": ["user:alice", "nope:x", "bench:z"], "data": 2}
+    )
+    assert status == 200
+    assert result["results"][0]["offset"] == 1 and result["results"][2] == {}
+    assert result["results"][1]["error"]["code"] == 102
+    assert alice.push()["channel"] == "user:alice"
+    status, result = _request(secure, "/api/presence", {"channel": "chat:a"})
+    assert status == 200 and [v["user"] for v in result["clients"].values()] == ["alice"]
+    status, result = _request(secure, "/api/history", {"channel": "chat:a", "limit": 5})
+    assert status == 200 and [p["data"] for p in result["publications"]] == [{"t": "hi"}]
+    assert result["offset"] == 1 and result["epoch"]
+    status, result = _request(secure, "/api/channels", {"prefix": "chat:"})
+    assert status == 200 and result == {"channels": {"chat:a": 1}}
+    status, result = _request(secure, "/api/channels")
+    assert set(result["channels"]) == {"chat:a", "user:alice"}
+    status, result = _request(secure, "/api/disconnect", {"user": "alice", "code": 4501, "reason": "banned"})
+    assert status == 200 and result == {"disconnected": 1}
+    assert alice.push() == {"push": "disconnect", "code": 4501, "reason": "banned", "reconnect": False}
+    alice.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "code"),
+    [
+        ("/api/publish", {"channel": "chat:a"}, 400, 107),  # no data
+        ("/api/publish", {"channel": "nope:a", "data": 1}, 404, 102),
+        ("/api/publish", {"channel": "chat:*", "data": 1}, 400, 107),
+        ("/api/publish", [1, 2], 400, 107),
+        ("/api/publish", {"channel": 5, "data": 1}, 400, 107),
+        ("/api/broadcast", {"channels": "chat:a", "data": 1}, 400, 107),
+        ("/api/broadcast", {"channels": ["chat:a"] * 1001, "data": 1}, 413, 106),
+        ("/api/presence", {"channel": "bench:a"}, 400, 108),
+        ("/api/history", {"channel": "chat:a", "since": {"epoch": "x", "offset": 1}}, 400, 112),
+        ("/api/history", {"channel": "chat:a", "limit": -1}, 400, 107),
+        ("/api/disconnect", {"user": ""}, 400, 107),
+        ("/api/disconnect", {"user": "u", "code": 1000}, 400, 107),
+        ("/api/nothing", {}, 404, 104),
+    ],
+)
+def test_bad_requests_get_clear_4xx(
+    secure: HubThread, path: str, params: Any, status: int, code: int
+) -> None:
+    got, body = _request(secure, path, params)
+    assert (got, body["error"]["code"]) == (status, code), body
+    assert isinstance(body["error"]["message"], str)
+
+
+def test_bad_bodies(secure: HubThread) -> None:
+    for query in ("json=%7Bnot+json", "json=NaN", "json=" + "1" * 40000, "json=%FF"):
+        status, body = _request(secure, "/api/publish", raw_query=query)
+        assert status in (400, 413), (query, status)
+        assert body["error"]["code"] in (106, 107)
+    status, body = _request(secure, "/api/publish", method="GET")
+    assert status == 405
+    status, body = _request(secure, "/api/publish", body=b'{"channel":"chat:a","data":1}')
+    assert status == 400 and "query parameter" in body["error"]["message"]
+
+
+def test_the_python_helper(secure: HubThread) -> None:
+    r = Raw(secure.url)
+    r.ok("connect", {"token": hs256("bob")})
+    r.ok("subscribe", {"channel": "chat:py"})
+    api = HubAPI(f"http://127.0.0.1:{secure.hub_server.port}", API_KEY)
+    assert api.publish("chat:py", {"text": "from django"})["offset"] == 1
+    assert r.push()["data"] == {"text": "from django"}
+    assert api.broadcast(["chat:py", "chat:other"], 3)[1]["offset"] == 1
+    assert [v["user"] for v in api.presence("chat:py").values()] == ["bob"]
+    assert len(api.history("chat:py", limit=10)["publications"]) == 2
+    assert api.channels("chat:") == {"chat:py": 1}
+    assert api.disconnect("bob") == 1
+    with pytest.raises(HubAPIError) as info:
+        HubAPI(f"http://127.0.0.1:{secure.hub_server.port}", "wrong").publish("chat:py", 1)
+    assert (info.value.status, info.value.code) == (401, 101)
+    with pytest.raises(HubAPIError) as info:
+        api.publish("nope:x", 1)
+    assert (info.value.status, info.value.code) == (404, 102)
+    r.close()
+
+
+def test_healthz_and_static_still_served(secure: HubThread) -> None:
+    status, body = _request(secure, "/healthz", method="GET", key=None)
+    assert (status, body) == (200, b"ok\n")
+    status, body = _request(secure, "/", method="GET", key=None)
+    assert status == 200 and b"<title>" in body
+
+
+def test_wss_and_https_on_one_port(cert_files: tuple[str, str, str]) -> None:
+    cert, key, cafile = cert_files
+    config = hub_config()
+    config.certfile, config.keyfile = cert, key
+    h = HubThread(config)
+    try:
+        port = h.hub_server.port
+        with connect(f"wss://localhost:{port}/connection/websocket", ca_file=cafile, timeout=10) as ws:
+            ws.send(json.dumps({"id": 1, "method": "connect", "params": {"token": hs256("t")}}))
+            assert json.loads(str(ws.recv(timeout=5)))["result"]["user"] == "t"
+        context = ssl.create_default_context(cafile=cafile)
+        api = HubAPI(f"https://localhost:{port}", API_KEY, ssl_context=context)
+        assert api.publish("chat:tls", 1)["offset"] == 1
+    finally:
+        h.stop()
