@@ -19,7 +19,8 @@ class Config:
       1-byte fragments costs in per-piece overhead (about 50 bytes each).
     - ``max_handshake_size``: bytes of the HTTP head (request or response); over it: 431 / failure.
     - ``max_headers``: header lines in the HTTP head; over it: 431 / failure.
-    - ``max_http_body``: bytes of a rejecting response's body the client keeps.
+    - ``max_http_body``: bytes of a plain HTTP request's body the server takes (413 over it), and of a
+      rejecting response's body the client keeps.
     - ``stream_messages``: emit TextChunk/BinaryChunk as payload arrives instead of whole messages.
     - ``auto_pong``: answer each ping with a pong carrying the same payload (§5.5.2).
     """

@@ -38,7 +38,15 @@ from ._handshake import (
     validate_response,
     validate_upgrade_request,
 )
-from ._http import HeadReader, HTTPError, header_values, parse_request_head, parse_response_head, token_list
+from ._http import (
+    HeadReader,
+    HTTPError,
+    header_values,
+    parse_request_head,
+    parse_response_head,
+    request_body_length,
+    token_list,
+)
 from ._reader import MessageReader
 from ._state import (
     PUBLIC_STATE,
@@ -340,12 +348,18 @@ class ServerConnection(Connection):
     def __init__(self, config: Config | None = None, extensions: Sequence[ExtensionFactory] = ()) -> None:
         super().__init__(config, extensions, None)
         self._request: HTTPRequest | None = None  # the request waiting for accept() or reject()
+        self._plain: HTTPRequest | None = None  # a plain HTTP request whose body is still arriving
+        self._body_parts: list[bytes] = []
+        self._body_left = 0
         self._key = ""
         self._offers: list[tuple[str, list[tuple[str, str | None]]]] = []
 
     def _receive_handshake_data(self, data: bytes) -> None:
         if self._head is not None:
             self._receive_request_head(self._head, data)
+            return
+        if self._plain is not None:
+            self._receive_request_body(data)
             return
         # The request is in; the application has not answered it yet.
         self._after_head.append(data)
@@ -367,8 +381,17 @@ class ServerConnection(Connection):
             self._handshake_failed(HandshakeFailure(exc.reason, exc.status))
             return
         if not is_upgrade_request(headers):
-            # Not a WebSocket handshake: the application answers it like any HTTP request.
-            self._request = HTTPRequest(method, target, headers)
+            # Not a WebSocket handshake: the application answers it like any HTTP request, once its
+            # body (if any) is in.
+            try:
+                self._body_left = request_body_length(headers, self.config.max_http_body)
+            except HTTPError as exc:
+                self._handshake_failed(HandshakeFailure(exc.reason, exc.status))
+                return
+            self._plain = HTTPRequest(method, target, headers)
+            rest, self._after_head = b"".join(self._after_head), []
+            self._receive_request_body(rest)
+            return
         else:
             try:
                 self._key = validate_upgrade_request(method, version, headers)
@@ -387,6 +410,26 @@ class ServerConnection(Connection):
                 extensions=tuple(header_values(headers, "Sec-WebSocket-Extensions")),
             )
         self._events.append(self._request)
+
+    def _receive_request_body(self, data: bytes) -> None:
+        """Collect a plain request's body; hand out the request once it is complete."""
+        plain = self._plain
+        assert plain is not None
+        take = min(len(data), self._body_left)
+        if take:
+            self._body_parts.append(data[:take])
+            self._body_left -= take
+        if self._body_left:
+            return
+        if len(data) > take:
+            self._after_head.append(data[take:])  # a pipelined request: ignored, bounded like any early data
+        body, self._body_parts, self._plain = b"".join(self._body_parts), [], None
+        self._request = HTTPRequest(plain.method, plain.target, plain.headers, body)
+        self._events.append(self._request)
+
+    def _release(self) -> None:
+        super()._release()
+        self._plain, self._body_parts = None, []
 
     def _handshake_failed(self, failure: HandshakeFailure) -> None:
         """Answer a bad request with an HTTP error ourselves (§4.2.1: "an HTTP error code (such as 400)")."""

@@ -49,6 +49,8 @@ class HTTPRequest(Event):
     method: str
     target: str
     headers: Headers
+    body: bytes = b""
+    """The request body (``Content-Length`` framing, at most ``Config.max_http_body`` bytes)."""
 
     @property
     def path(self) -> str:

@@ -16,6 +16,7 @@ __all__ = [
     "HTTPError",
     "parse_request_head",
     "parse_response_head",
+    "request_body_length",
     "build_head",
     "status_phrase",
 ]
@@ -105,6 +106,25 @@ def parse_response_head(head: bytes, max_headers: int) -> tuple[int, str, Header
     status = int(match.group(3))
     phrase = (match.group(4) or b"").decode("latin-1")
     return status, phrase, _parse_headers(lines[1:], max_headers)
+
+
+def request_body_length(headers: Headers, limit: int) -> int:
+    """How many body bytes follow a request head (RFC 9112 §6.3), refused over ``limit``.
+
+    Only ``Content-Length`` framing is supported: a request without it has no body (§6.3 item 7).
+    """
+    if header_values(headers, "Transfer-Encoding"):
+        # RFC 9112 §6.1: a transfer coding the server does not understand -> 501 (chunked is not supported)
+        raise HTTPError("transfer codings are not supported; send Content-Length", 501)
+    lengths = {value.strip() for value in header_values(headers, "Content-Length")}
+    if not lengths:
+        return 0
+    length = lengths.pop()
+    if lengths or not length.isdigit() or not length.isascii():
+        raise HTTPError("invalid Content-Length")  # RFC 9112 §6.3 item 5: 400
+    if int(length) > limit:
+        raise HTTPError(f"request body over {limit} bytes", 413)  # RFC 9110 §15.5.14 Content Too Large
+    return int(length)
 
 
 def status_phrase(status: int) -> str:

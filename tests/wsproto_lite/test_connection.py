@@ -149,9 +149,45 @@ def test_plain_http_request() -> None:
     assert conn.should_close_transport
 
 
+POST = b"POST /api/publish HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n"
+
+
+@settings(deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=len(POST) + 11), max_size=6))
+def test_plain_request_body_in_any_chunking(cuts: list[int]) -> None:
+    data = POST + b'{"a": "bc"}' + b"GET / HTTP/1.1\r\n"  # a pipelined request after it is ignored
+    bounds = [0, *sorted(set(cuts)), len(data)]
+    conn = ServerConnection()
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        conn.receive_data(data[start:end])
+    request = conn.next_event()
+    assert type(request) is HTTPRequest and request.method == "POST" and request.body == b'{"a": "bc"}'
+    conn.reject(200)
+    assert conn.should_close_transport
+
+
+def test_plain_request_without_content_length_has_no_body() -> None:
+    conn = ServerConnection()
+    conn.receive_data(b"POST / HTTP/1.1\r\nHost: h\r\n\r\n")
+    request = conn.next_event()
+    assert isinstance(request, HTTPRequest) and request.body == b""
+
+
+def test_eof_before_the_body_is_complete() -> None:
+    conn = ServerConnection()
+    conn.receive_data(POST + b"{}")
+    assert conn.next_event() is None
+    conn.receive_data(b"")
+    assert conn.next_event() == ConnectionClosed(1006, "connection closed during the handshake")
+
+
 @pytest.mark.parametrize(
     "request_bytes, status",
     [
+        (POST.replace(b"11", b"65537"), 413),
+        (POST.replace(b"11", b"1x"), 400),
+        (POST.replace(b"Content-Length: 11", b"Content-Length: 1\r\nContent-Length: 2"), 400),
+        (POST.replace(b"Content-Length: 11", b"Transfer-Encoding: chunked"), 501),
         (REQUEST.replace(b"Version: 13", b"Version: 8"), 426),
         (REQUEST.replace(b"GET", b"PUT", 1), 405),
         (REQUEST.replace(b"Connection: Upgrade", b"Connection: close"), 400),
