@@ -13,14 +13,17 @@ endpoint             parameters                            result
 ``/api/channels``    prefix?                               channels: {name: local subscribers}
 ===================  ====================================  ===============================================
 
-Where the parameters come from: the I/O layer answers one plain HTTP request per connection and the sans-IO
-core hands the application the request head only (``HTTPRequest`` has no body yet), so the JSON object is
-read from the request body when the core provides one (``request.body``) and otherwise from the ``json``
-query parameter (``POST /api/publish?json=%7B...%7D``; ``curl -G --data-urlencode 'json={...}' -X POST``).
-A request that carries a body the server cannot read gets 400 saying so.
+Where the parameters come from: the JSON object in the request body (``Content-Length`` framing, read by
+the core: ``request.body``; ``curl -d '{...}'``), or, without a body, the ``json`` query parameter
+(``POST /api/publish?json=%7B...%7D``; ``curl -G --data-urlencode 'json={...}' -X POST``).
+
+Answers come from the engine: with the in-memory engine at once; with the Redis engine when Redis has
+answered, through a :class:`~server.handler.DeferredResponse` (the loop is never blocked; the connection's
+handshake timeout bounds the wait).
 
 Errors: 401 (no or wrong key; the same body either way), 404 unknown endpoint, 405 not POST, 413 parameters
-over ``max_request``, 400 bad JSON or parameters: ``{"error": {"code": <hub error code>, "message": ...}}``.
+over ``max_request``, 400 bad JSON or parameters, 503 engine unavailable (temporary: retry):
+``{"error": {"code": <hub error code>, "message": ...}}``.
 """
 
 from __future__ import annotations
@@ -160,8 +163,8 @@ class HubHTTP:
         return result
 
     def _params(self, request: HTTPRequest) -> dict[str, Any]:
-        body = getattr(request, "body", None)
-        if isinstance(body, bytes) and body:
+        body = request.body  # the core answered 413 / 501 already for one it would not read
+        if body:
             if len(body) > self.max_request:
                 raise _BadRequest(413, ErrorCode.LIMIT_EXCEEDED, "request too large")
             try:
@@ -169,14 +172,6 @@ class HubHTTP:
             except UnicodeDecodeError:
                 raise _BadRequest(400, ErrorCode.BAD_REQUEST, "the body is not UTF-8") from None
         else:
-            length = request.header("Content-Length")
-            if (length is not None and length.strip() != "0") or request.header("Transfer-Encoding"):
-                raise _BadRequest(
-                    400,
-                    ErrorCode.BAD_REQUEST,
-                    "request bodies are not read by this server yet: "
-                    "send the JSON in the 'json' query parameter",
-                )
             values = parse_qs(request.query, max_num_fields=8).get("json")
             if not values:
                 return {}

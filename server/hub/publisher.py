@@ -17,7 +17,6 @@ import ssl
 import urllib.error
 import urllib.request
 from typing import Any
-from urllib.parse import urlencode
 
 __all__ = ["HubAPI", "HubAPIError"]
 
@@ -42,12 +41,11 @@ class HubAPI:
         self.ssl_context = ssl_context
 
     def call(self, endpoint: str, params: dict[str, Any]) -> Any:
-        # the hub reads the parameters from the `json` query parameter (see server/hub/http_api.py)
-        query = urlencode({"json": json.dumps(params, separators=(",", ":"))})
         request = urllib.request.Request(
-            f"{self.base_url}/api/{endpoint}?{query}",
+            f"{self.base_url}/api/{endpoint}",
+            data=json.dumps(params, separators=(",", ":")).encode(),
             method="POST",
-            headers={"Authorization": f"apikey {self.api_key}"},
+            headers={"Authorization": f"apikey {self.api_key}", "Content-Type": "application/json"},
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout, context=self.ssl_context) as response:

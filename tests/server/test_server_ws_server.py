@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import ssl
 import threading
 import urllib.error
 import urllib.request
+import weakref
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -19,7 +21,7 @@ from websockets.exceptions import ConnectionClosed as WSClosed
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from server.handler import Accept, Handler, HTTPResponse, Reject
+from server.handler import Accept, DeferredResponse, Handler, HTTPResponse, Reject
 from server.options import Options
 from server.websocket import WebSocket
 
@@ -205,6 +207,78 @@ def test_plain_http_goes_to_http_handler_else_426() -> None:
     with health as st:
         assert urllib.request.urlopen(f"http://127.0.0.1:{st.port}/health", timeout=10).read() == b"ok\n"
         assert_echo_works(st.url)
+
+
+class Later:
+    """An http_handler that answers later: each request gets a DeferredResponse the test resolves."""
+
+    def __init__(self) -> None:
+        self.pending: list[DeferredResponse] = []
+        self.arrived = threading.Event()
+
+    def __call__(self, request: Any) -> DeferredResponse:
+        deferred = DeferredResponse()
+        if request.path == "/at-once":
+            deferred.resolve(HTTPResponse(200, [("Content-Type", "text/plain")], b"at once\n"))
+        self.pending.append(deferred)
+        self.arrived.set()
+        return deferred
+
+
+_GET = b"GET /later HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def test_a_deferred_http_response_is_sent_when_resolved() -> None:
+    later = Later()
+    with ServerThread(http_handler=later) as st:
+        sock = raw_connect(st.port)
+        sock.sendall(_GET)
+        assert later.arrived.wait(10)
+        sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            sock.recv(1)  # nothing yet: the response is not known
+        sock.setblocking(True)
+        st.call(later.pending[0].resolve, HTTPResponse(202, [("Content-Type", "text/plain")], b"later\n"))
+        answer = read_until_closed(sock)
+        assert answer.startswith(b"HTTP/1.1 202") and answer.endswith(b"\r\n\r\nlater\n")
+        sock.close()
+        # one already resolved when returned is sent at once
+        assert (
+            urllib.request.urlopen(f"http://127.0.0.1:{st.port}/at-once", timeout=10).read() == b"at once\n"
+        )
+        st.call(later.pending[0].resolve, HTTPResponse(500))  # a second resolve is ignored
+        assert_echo_works(st.url)
+
+
+def test_a_deferred_response_never_resolved_times_out_and_a_late_one_is_dropped() -> None:
+    later = Later()
+    with ServerThread(http_handler=later, options=Options(handshake_timeout=0.3)) as st:
+        sock = raw_connect(st.port)
+        sock.sendall(_GET)
+        assert later.arrived.wait(10)
+        assert read_until_closed(sock) == b""  # aborted by the handshake timeout, no response
+        sock.close()
+        assert st.wait_connections(0)
+        st.call(later.pending[0].resolve, HTTPResponse(200))  # the connection is gone: nothing happens
+        assert_echo_works(st.url)
+
+
+def test_a_connection_waiting_for_a_deferred_response_is_freed_once_it_is_resolved() -> None:
+    later = Later()
+    gc.disable()
+    try:
+        with ServerThread(http_handler=later) as st:
+            sock = raw_connect(st.port)
+            sock.sendall(_GET)
+            assert later.arrived.wait(10)
+            (ref,) = st.call(lambda: [weakref.ref(c) for c in st.server.connections])
+            sock.close()  # the client gives up before the answer
+            assert st.wait_connections(0)
+            st.call(later.pending[0].resolve, HTTPResponse(200))
+            assert later.pending[0]._callback is None  # the deferred let go of the connection
+            assert ref() is None
+    finally:
+        gc.enable()
 
 
 def test_ipv6_listener() -> None:
