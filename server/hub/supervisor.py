@@ -5,7 +5,8 @@ port with ``SO_REUSEPORT``, the kernel spreads new connections over them), resta
 (after 0.5 s, doubling up to 10 s while it keeps dying within 30 s of its start), and on SIGTERM or
 SIGINT sends SIGTERM to every worker (each tells its clients ``disconnect`` 4000 and closes them) and
 waits at most ``shutdown_timeout`` seconds before SIGKILL.  Workers run in their own process group, so
-a terminal's Ctrl-C reaches only the supervisor, which forwards it once.
+a terminal's Ctrl-C reaches only the supervisor, which forwards it once.  SIGHUP is forwarded to every
+worker (each re-reads its API keys from the config file; see ``HubServer.reload_api_keys``).
 
 The workers share nothing but the port and the engine (Redis): several workers need one.
 """
@@ -67,7 +68,7 @@ class Supervisor:
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
         old_fd = signal.set_wakeup_fd(wake_w)
-        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP)
         old = {s: signal.signal(s, self._on_signal) for s in handled}
         try:
             for worker in self.workers:
@@ -78,7 +79,9 @@ class Supervisor:
                 timeout = self._next_timeout()
                 select.select([wake_r], [], [], timeout)
                 _drain(wake_r)
-                self._signals = [s for s in self._signals if s != signal.SIGCHLD]
+                if signal.SIGHUP in self._signals:
+                    self._forward(signal.SIGHUP)
+                self._signals = [s for s in self._signals if s not in (signal.SIGCHLD, signal.SIGHUP)]
             self._say("stopping the workers")
             return self._stop_all(wake_r)
         finally:
@@ -87,6 +90,11 @@ class Supervisor:
                 signal.signal(signum, handler)
             os.close(wake_r)
             os.close(wake_w)
+
+    def _forward(self, signum: int) -> None:
+        for worker in self.workers:
+            if worker.proc is not None and worker.proc.poll() is None:
+                worker.proc.send_signal(signum)
 
     def _reap(self, restart: bool) -> None:
         now = time.monotonic()

@@ -8,6 +8,7 @@ so two nodes in one test process talk only through Redis, like two machines.  Pr
 from __future__ import annotations
 
 import gc
+import json
 import secrets
 import threading
 import time
@@ -19,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from server.hub.auth import AuthConfig
+from server.hub.config import HubConfig
 from server.hub.engine import Reply
 from server.hub.protocol import DisconnectCode, ErrorCode, HubError
 
@@ -45,7 +48,10 @@ def nodes(redis_server: RedisServer) -> Iterator[Nodes]:
     made: list[HubThread] = []
 
     def make(url: str | None = None, **options: Any) -> HubThread:
-        node = HubThread(engine=lambda: RedisEngine(url or redis_server.url, prefix=prefix, **options))
+        config = HubConfig(port=0, auth=AuthConfig(api_keys=(API_KEY,)))
+        node = HubThread(
+            config, engine=lambda: RedisEngine(url or redis_server.url, prefix=prefix, **options)
+        )
         made.append(node)
         return node
 
@@ -67,6 +73,25 @@ def clients() -> Iterator[Callable[..., Raw]]:
     yield make
     for r in made:
         r.close()
+
+
+API_KEY = "k-redis-" + secrets.token_hex(8)
+
+
+def _http(node: HubThread, path: str, params: Any = None, method: str = "POST") -> tuple[int, Any]:
+    """A request to the node's HTTP side; the API's parameters as a JSON body."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{node.hub_server.port}{path}",
+        data=None if params is None else json.dumps(params).encode(),
+        method=method,
+        headers={"Authorization": f"apikey {API_KEY}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, body, kind = response.status, response.read(), response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        status, body, kind = exc.code, exc.read(), exc.headers.get("Content-Type", "")
+    return status, json.loads(body) if kind.startswith("application/json") else body.decode()
 
 
 def _pubs(r: Raw, until_offset: int) -> list[int]:
@@ -133,6 +158,29 @@ def test_server_side_publish_on_node_a_reaches_node_b(nodes: Nodes, clients: Any
     assert resolved.wait(5) and reply.result().offset == 1
     with pytest.raises(HubError):
         a.call(a.hub.publish, "nope:x", 1)
+
+
+def test_http_api_answers_once_redis_has(nodes: Nodes, clients: Any) -> None:
+    """The API on node A with the Redis engine: each answer is deferred until Redis replied."""
+    a, b = nodes(), nodes()
+    on_b = clients(b, "bea")
+    sub = on_b.ok("subscribe", {"channel": "chat:h"})
+    status, result = _http(a, "/api/publish", {"channel": "chat:h", "data": {"n": 1}})
+    assert (status, result) == (200, {"offset": 1, "epoch": sub["epoch"]})
+    assert on_b.push() == {"push": "pub", "channel": "chat:h", "offset": 1, "data": {"n": 1}}
+    status, result = _http(a, "/api/broadcast", {"channels": ["chat:h", "nope:x", "bench:h"], "data": 2})
+    assert status == 200
+    assert result["results"][0] == {"offset": 2, "epoch": sub["epoch"]} and result["results"][2] == {}
+    assert result["results"][1]["error"]["code"] == ErrorCode.UNKNOWN_CHANNEL
+    assert on_b.push()["offset"] == 2
+    status, result = _http(a, "/api/presence", {"channel": "chat:h"})  # b's subscriber, seen from a
+    assert status == 200 and [c["name"] for c in result["clients"].values()] == ["bea"]
+    status, result = _http(a, "/api/history", {"channel": "chat:h", "limit": 10})
+    assert status == 200 and [p["offset"] for p in result["publications"]] == [1, 2]
+    status, text = _http(a, "/metrics", method="GET")
+    assert status == 200 and 'wsproto_hub_engine_up{engine="redis"} 1\n' in text
+    assert "wsproto_hub_engine_lost_events_total 0\n" in text
+    assert _http(a, "/healthz", method="GET") == (200, "ok\n")
 
 
 def test_recovery_after_reconnecting_to_another_node(nodes: Nodes, clients: Any) -> None:
@@ -208,6 +256,12 @@ def test_redis_stopped_and_restarted_mid_traffic(nodes: Nodes, clients: Any) -> 
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(health, timeout=5)
         assert info.value.code == 503 and b'"ok": false' in info.value.read()
+        status, report = _http(a, "/healthz", method="GET")  # the operations endpoint says the same
+        assert status == 503 and report["ok"] is False and report["engine"] == "redis"
+        status, text = _http(a, "/metrics", method="GET")
+        assert status == 200 and 'wsproto_hub_engine_up{engine="redis"} 0\n' in text
+        status, error = _http(a, "/api/publish", {"channel": "chat:f", "data": 4})
+        assert status == 503 and error["error"]["code"] == ErrorCode.NOT_AVAILABLE  # retry later
         server.start()
         # once its pub/sub is back the node tells the channel's subscribers to reconnect and recover
         push = reader.push(timeout=15)
@@ -224,6 +278,8 @@ def test_redis_stopped_and_restarted_mid_traffic(nodes: Nodes, clients: Any) -> 
         assert _pubs(back, 1) == [1]
         with urllib.request.urlopen(health, timeout=5) as ok:
             assert ok.status == 200
+        assert _http(a, "/healthz", method="GET") == (200, "ok\n")
+        assert "wsproto_hub_engine_lost_events_total 1\n" in _http(a, "/metrics", method="GET")[1]
         assert a.call(a.hub_server.engine.health)["lost_events"] == 1
     finally:
         server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -12,11 +13,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from server.client import connect
 from server.hub.protocol import DisconnectCode
 
 from .conftest import HubThread, Raw
@@ -34,14 +37,14 @@ def _free_port() -> int:
 class Process:
     """``python -m server hub ...`` with its output read line by line in a thread."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server", "hub", *args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -200,3 +203,93 @@ def test_a_sigkilled_node_leaves_presence_within_its_ttl(redis_server: RedisServ
     finally:
         node.stop()
         other.stop()
+
+
+def test_http_api_publish_on_one_node_reaches_a_subscriber_on_another(redis_server: RedisServer) -> None:
+    """Two hub processes sharing a Redis: ``POST /api/publish`` on A, the ``pub`` push on B's subscriber."""
+    prefix = "h" + secrets.token_hex(3)
+    key = "k-" + secrets.token_hex(12)
+    engine = f"{redis_server.url}?prefix={prefix}"
+    ports = [_free_port(), _free_port()]
+    a, b = (
+        Process("--workers", "1", "--port", str(port), "--engine", engine, env={"WSPROTO_HUB_API_KEYS": key})
+        for port in ports
+    )
+    try:
+        a.expect(r"hub listening")
+        b.expect(r"hub listening")
+        subscriber = Raw(f"ws://127.0.0.1:{ports[1]}/connection/websocket")
+        subscriber.ok("connect")
+        sub = subscriber.ok("subscribe", {"channel": "chat:x-node"})
+        for body in (
+            {"channel": "chat:x-node", "data": {"via": "api"}},
+            {"channel": "chat:x-node", "data": 2},
+        ):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{ports[0]}/api/publish",
+                data=json.dumps(body).encode(),
+                method="POST",
+                headers={"Authorization": f"apikey {key}", "Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                result = json.loads(response.read())
+            assert result["epoch"] == sub["epoch"]
+            push = subscriber.push()
+            assert push == {
+                "push": "pub",
+                "channel": "chat:x-node",
+                "offset": result["offset"],
+                "data": body["data"],
+            }
+        assert result["offset"] == 2
+        subscriber.close()
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_sighup_to_the_supervisor_reloads_every_workers_api_keys(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """SIGHUP reaches the workers (not the supervisor's default action: exit): a revoked key's
+    connections get ``disconnect`` 4501 on every worker, and the supervisor keeps running."""
+    old, new = "k-old-" + secrets.token_hex(8), "k-new-" + secrets.token_hex(8)
+    config = tmp_path / "hub.toml"
+    config.write_text(f'[auth]\napi_keys = ["{old}"]\n')
+    port = _free_port()
+    engine = f"{redis_server.url}?prefix=s{secrets.token_hex(3)}"
+    hub = Process("--workers", "2", "--port", str(port), "--engine", engine, "--config", str(config))
+    pids: list[int] = []
+    servers: list[Raw] = []
+    try:
+        pids = [int(hub.expect(r"worker \d pid (\d+)").group(1)) for _ in range(2)]
+        for _ in range(2):
+            hub.expect(r"hub listening")
+        for _ in range(6):  # the kernel spreads them over both workers
+            r = Raw.__new__(Raw)
+            r.ws = connect(
+                f"ws://127.0.0.1:{port}/connection/websocket",
+                timeout=10,
+                compression=False,
+                headers={"Authorization": f"apikey {old}"},
+            )
+            r.next_id, r.pushes = 1, []
+            r.ok("connect")
+            servers.append(r)
+        config.write_text(f'[auth]\napi_keys = ["{new}"]\n')
+        hub.proc.send_signal(signal.SIGHUP)
+        for r in servers:
+            push = r.push(timeout=10)
+            assert push == {"push": "disconnect", "code": 4501, "reason": "unauthorized", "reconnect": False}
+        assert hub.proc.poll() is None and all(_alive(pid) for pid in pids)
+        with socket.create_connection(("127.0.0.1", port), timeout=10):
+            pass  # still listening
+    finally:
+        for r in servers:
+            r.close()
+        hub.stop()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
