@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.errors import ConnectionClosed
+from server.hub.config import HubConfig
+from server.hub.limits import RateLimits
 from server.hub.protocol import MAX_ID, METHODS
 
 from .conftest import HubThread, Raw
@@ -45,7 +47,9 @@ VICTIM_CHANNEL = "chat:victim-4f1c0e9a"
 
 @pytest.fixture(scope="module")
 def setup() -> Iterator[tuple[HubThread, Raw, Raw]]:
-    hub = HubThread()
+    # junk, not floods: the command rate limit (test_hub_limits.py) would answer the marker with 111
+    unlimited = RateLimits(commands_per_second=1e6, commands_burst=1e6)
+    hub = HubThread(HubConfig(port=0, rate_limits=unlimited))
     attacker, victim = Raw(hub.url), Raw(hub.url)
     attacker.ok("connect")
     victim.ok("connect")
