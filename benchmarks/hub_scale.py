@@ -240,7 +240,8 @@ def main() -> int:
     script = Path(tempfile.mkdtemp()) / "sio_server.py"
     script.write_text(SOCKETIO_SERVER)
     rurl = f"redis://{HOST}:{redis_port}/0"
-    hub = [sys.executable, "-m", "server", "hub", "--port", "{port}"]
+    unlimited = str(Path(ROOT) / "benchmarks" / "hub" / "unlimited.toml")  # the peers have no rate limits
+    hub = [sys.executable, "-m", "server", "hub", "--port", "{port}", "--config", unlimited]
     configs = [
         Config("ours memory x1", [*hub, "--workers", "1"]),
         Config("ours redis x1", [*hub, "--workers", "1", "--engine", rurl]),

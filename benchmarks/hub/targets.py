@@ -26,7 +26,18 @@ TEXT = "lorem ipsum dolor sit amet, consectetur"  # padding: ~90 bytes of publis
 
 # THE ONE LINE TO ADJUST if the hub's command line differs from the contract (`python -m server hub
 # --host H --port N`, defaults that work on a laptop); run from the repository root.
-HUB_COMMAND = ["-m", "server", "hub", "--host", "{host}", "--port", "{port}"]
+# --config: the rate limits lifted (the peers have none; see benchmarks/hub/unlimited.toml).
+HUB_COMMAND = [
+    "-m",
+    "server",
+    "hub",
+    "--host",
+    "{host}",
+    "--port",
+    "{port}",
+    "--config",
+    "benchmarks/hub/unlimited.toml",
+]
 
 Step = tuple[str | None, Callable[[str], bool]]  # (message to send or None, "is this its reply?")
 
