@@ -55,6 +55,8 @@ class CoreProtocol(asyncio.Protocol):
         self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._pumping = False
+        self._unflushed = 0  # bytes sent since the last transport write (see write_soon)
+        self._flush_handle: asyncio.Handle | None = None
         #: The transport is gone (``connection_lost`` ran).
         self.lost = False
 
@@ -121,9 +123,24 @@ class CoreProtocol(asyncio.Protocol):
                 self._pumping = False
         self.flush()
 
+    def write_soon(self, size: int) -> None:
+        """After a send of ``size`` bytes: write at the end of this loop iteration, so that the messages an
+        application sends in one go (an echo of a pipelined batch) leave in one transport write; at once
+        when 64 KiB are waiting, so that a sender that never yields still meets the transport's
+        backpressure."""
+        self._unflushed += size
+        if self._unflushed >= 65536:
+            self.flush()
+        elif self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self.flush)
+
     def flush(self) -> None:
         """Write what the core queued; close the transport or arm the close timer as the core's state says."""
         conn = self.conn
+        self._unflushed = 0
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         data = conn.data_to_send()
         if self.lost:
             return

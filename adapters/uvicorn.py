@@ -253,11 +253,12 @@ class WSProtoLiteProtocol(CoreProtocol):
         elif self.phase is Phase.OPEN:
             if kind == "websocket.send":
                 data = message.get("bytes")
-                if data is not None:
-                    self.conn.send_binary(data)
+                if data is None:
+                    data = message["text"]
+                    self.conn.send_text(data)
                 else:
-                    self.conn.send_text(message["text"])
-                self.flush()
+                    self.conn.send_binary(data)
+                self.write_soon(len(data))
             elif kind == "websocket.close":
                 code = message.get("code") or 1000
                 reason = message.get("reason") or ""
