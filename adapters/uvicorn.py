@@ -100,6 +100,7 @@ class WSProtoLiteProtocol(CoreProtocol):
         self.phase = Phase.HANDSHAKE
         self._inbox: deque[Message] = deque()  # websocket.connect, then at most one websocket.receive
         self._waiter: asyncio.Future[None] | None = None
+        self._release_handle: asyncio.Handle | None = None
         self._disconnect: Message | None = None  # the final message, once the connection is over
         self._response: tuple[int, list[tuple[str, str]], list[bytes]] | None = None
 
@@ -216,16 +217,30 @@ class WSProtoLiteProtocol(CoreProtocol):
         self.pump()
 
     async def receive(self) -> Message:
-        """The next ASGI message; after the disconnect, the disconnect again."""
+        """The next ASGI message; after the disconnect, the disconnect again.
+
+        The next message stays in the core until the application asks for it (here), or at the latest
+        until the application's current step is over (``_release_soon``): an application that answers a
+        message before receiving the next one has its answer on the wire before whatever the core does
+        with the next frames (a failure close, §7.1.7), and one that stops receiving still has its socket
+        read (pings answered, the peer's close seen).
+        """
+        if not self._inbox:
+            self.release()
         while not self._inbox:
             if self._disconnect is not None:
                 return self._disconnect
             self._waiter = self.loop.create_future()
             await self._waiter
         message = self._inbox.popleft()
-        if not self._inbox:
-            self.release()  # room for the next message: take it from the core, read the socket again
+        if not self._inbox and self._release_handle is None:
+            self._release_handle = self.loop.call_soon(self._release_soon)
         return message
+
+    def _release_soon(self) -> None:
+        self._release_handle = None
+        if not self._inbox:
+            self.release()
 
     async def send(self, message: Message) -> None:
         """An ASGI message from the application."""
