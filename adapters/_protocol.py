@@ -121,7 +121,11 @@ class CoreProtocol(asyncio.Protocol):
                         break
             finally:
                 self._pumping = False
-        self.flush()
+        conn = self.conn
+        if conn.should_close_transport or (conn.close_expected and self.close_timer is None):
+            self.flush()  # the transport's fate changes now
+        elif self._flush_handle is None:  # pongs, close replies, answers: with this iteration's writes
+            self._flush_handle = self.loop.call_soon(self.flush)
 
     def write_soon(self, size: int) -> None:
         """After a send of ``size`` bytes: write at the end of this loop iteration, so that the messages an
