@@ -18,19 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import cast
+from typing import Generic, TypeVar, cast
 
 from wsproto_lite import CloseCode, Connection, ConnectionState, Event, Pong
 
+Conn = TypeVar("Conn", bound=Connection)
 
-class CoreProtocol(asyncio.Protocol):
+
+class CoreProtocol(asyncio.Protocol, Generic[Conn]):
     """An asyncio protocol around one core connection; subclasses implement :meth:`on_event`."""
 
     transport: asyncio.Transport
 
     def __init__(
         self,
-        conn: Connection,
+        conn: Conn,
         *,
         ping_interval: float | None = None,
         ping_timeout: float | None = None,

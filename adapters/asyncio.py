@@ -31,12 +31,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from types import TracebackType
 from typing import Any
 
+from adapters._protocol import CoreProtocol
+from server.urls import parse_url
 from wsproto_lite import (
     Accepted,
     BinaryMessage,
     ClientConnection,
     Config,
-    ConnectionClosed as ClosedEvent,
     Event,
     ExtensionFactory,
     HTTPRequest,
@@ -47,9 +48,9 @@ from wsproto_lite import (
     ServerConnection,
     TextMessage,
 )
-
-from adapters._protocol import CoreProtocol
-from server.urls import parse_url
+from wsproto_lite import (
+    ConnectionClosed as ClosedEvent,
+)
 
 __all__ = [
     "ConnectionClosed",
@@ -111,7 +112,7 @@ def _extensions(compression: str | None) -> list[ExtensionFactory]:
     return [PerMessageDeflate()]
 
 
-class WebSocket(CoreProtocol):
+class WebSocket(CoreProtocol[ServerConnection | ClientConnection]):
     """One WebSocket connection, either role: ``recv``, ``send``, ``ping``, ``close``, ``async for``."""
 
     def __init__(

@@ -31,6 +31,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from adapters._protocol import CoreProtocol
 from wsproto_lite import (
     BinaryMessage,
     CloseReceived,
@@ -44,8 +45,6 @@ from wsproto_lite import (
     ServerConnection,
     TextMessage,
 )
-
-from adapters._protocol import CoreProtocol
 
 try:
     from uvicorn.protocols.utils import ClientDisconnected, get_local_addr, get_remote_addr, is_ssl
@@ -71,7 +70,7 @@ class Phase(enum.Enum):
     DONE = "closed or denied by the application"
 
 
-class WSProtoLiteProtocol(CoreProtocol):
+class WSProtoLiteProtocol(CoreProtocol[ServerConnection]):
     """uvicorn's WebSocket protocol contract, on a ``wsproto_lite.ServerConnection``."""
 
     def __init__(
@@ -88,7 +87,7 @@ class WSProtoLiteProtocol(CoreProtocol):
         self.app_state = app_state
         self.root_path = config.root_path
         self.logger = logging.getLogger("uvicorn.error")
-        self.connections = server_state.connections
+        self.connections: set[Any] = server_state.connections  # uvicorn types it with its own classes
         self.tasks = server_state.tasks
         self.default_headers = server_state.default_headers
         extensions = [PerMessageDeflate()] if config.ws_per_message_deflate else []
@@ -326,7 +325,7 @@ class WSProtoLiteProtocol(CoreProtocol):
 
     def _log(self, outcome: str) -> None:
         client = self.scope.get("client")
-        where = "%s:%d" % tuple(client) if client else ""
+        where = f"{client[0]}:{client[1]}" if client else ""
         path = self.scope.get("path", "")
         query = self.scope.get("query_string", b"")
         if query:

@@ -69,7 +69,7 @@ def measure(
 ROWS = [
     ("sequential 32 B round trips (msgs/s)", "seq.rate", True, fmt_rate),
     ("pipelined 32 B echoes (msgs/s)", "pipe.rate", True, fmt_rate),
-    ("server CPU per pipelined message (µs)", "pipe.cpu_us", False, lambda v: f"{v:.1f}" if v else "n/a"),
+    ("server CPU per pipelined message (µs)", "pipe.cpu_us", False, lambda v: f"{v:.1f}" if v else "-"),
     ("1 MiB binary echo (MB/s of payload)", "large.mbps", True, lambda v: f"{v:.0f}" if v else "n/a"),
     ("handshakes (connect + open + close, per s)", "hs.rate", True, fmt_rate),
 ]
@@ -96,7 +96,9 @@ def run(*, quick: bool, reps: int, infos: dict[str, dict[str, str]], notes: list
 
     problems: dict[str, str] = {}
     servers: dict[str, ServerProc] = {}
-    starters: dict[str, Callable[[], ServerProc]] = {name: (lambda n=name: uvicorn_server(n)) for name in UVICORN}
+    starters: dict[str, Callable[[], ServerProc]] = {
+        name: (lambda n=name: uvicorn_server(n)) for name in UVICORN
+    }
     starters.update({name: (lambda i=impl: peer_server(i, "echo")) for name, impl in ASYNCIO.items()})
     try:
         for name, start in starters.items():
@@ -115,10 +117,10 @@ def run(*, quick: bool, reps: int, infos: dict[str, dict[str, str]], notes: list
             infos.setdefault(package, {"version": importlib.metadata.version(package), "accelerations": "?"})
         except importlib.metadata.PackageNotFoundError:
             pass
-    uv = table("uvicorn: the same ASGI echo app, three WebSocket classes", "uvicorn", list(UVICORN), results)
+    uv = table("uvicorn: one ASGI echo app, three WebSocket classes", "uvicorn", list(UVICORN), results)
     uv.notes.append(
-        "`python -m conformance.uvicorn_echo --ws {ours,websockets-sansio,wsproto} --no-compression`: uvicorn "
-        "with its default HTTP parser (httptools when installed) and loop, ws_ping_interval=None"
+        "`python -m conformance.uvicorn_echo --ws {ours,websockets-sansio,wsproto} --no-compression`: "
+        "uvicorn with its default HTTP parser (httptools when installed) and loop, ws_ping_interval=None"
     )
     aio = table("asyncio: our adapter's serve() vs websockets' serve()", "asyncio", list(ASYNCIO), results)
     aio.notes.append(
@@ -126,5 +128,7 @@ def run(*, quick: bool, reps: int, infos: dict[str, dict[str, str]], notes: list
         "ws.send(msg)` on both, compression off, no pings, max_size 64 MiB"
     )
     for t in (uv, aio):
-        t.notes.append("sequential: 3000 round trips; pipelined: 30 000 messages; 1 MiB: 10 echoes; 300 handshakes")
+        t.notes.append(
+            "sequential: 3000 round trips; pipelined: 30 000 messages; 1 MiB: 10 echoes; 300 handshakes"
+        )
     return [uv, aio]

@@ -328,4 +328,3 @@ def test_bad_handshakes_are_answered_by_the_core() -> None:
                 assert answer.startswith(b"HTTP/1.1 4")
 
     run(main())
-

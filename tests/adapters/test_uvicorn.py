@@ -38,7 +38,9 @@ class Recorder:
                     if message.get("text") == "close me":
                         await send({"type": "websocket.close", "code": 4000, "reason": "asked"})
                     else:
-                        await send({"type": "websocket.send", **{k: v for k, v in message.items() if k != "type"}})
+                        await send(
+                            {"type": "websocket.send", **{k: v for k, v in message.items() if k != "type"}}
+                        )
                 else:
                     try:
                         await send({"type": "websocket.send", "text": "after the disconnect"})

@@ -95,8 +95,8 @@ def apply_patches(tree: Path) -> None:
 
 def run(tree: Path, junit: Path) -> int:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree), str(REPO_ROOT)]))
-    argv = [sys.executable, "-m", "pytest", "tests/protocols/test_websocket.py", "-q", "-p", "no:cacheprovider"]
-    argv += ["-o", "addopts=-rfE --strict-markers", "--junitxml", str(junit), "-W", "ignore::DeprecationWarning"]
+    argv = [sys.executable, "-m", "pytest", "tests/protocols/test_websocket.py", "-q"]
+    argv += ["-p", "no:cacheprovider", "-o", "addopts=-rfE --strict-markers", "--junitxml", str(junit)]
     return subprocess.run(argv, cwd=tree, env=env).returncode
 
 
@@ -144,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         per_class[cls or "(no class parameter)"][outcome] += 1
         if cls:
             by_test[generic][cls] = outcome
+    builtins = CLASSES[1:]
     held_against_us = sorted(
-        t for t, o in by_test.items() if o.get(OURS) == "failed" and "passed" in (o.get(c) for c in CLASSES[1:])
+        t for t, o in by_test.items() if o.get(OURS) == "failed" and "passed" in map(o.get, builtins)
     )
     lines = [
         f"uvicorn {version}, tests/protocols/test_websocket.py from its sdist, one run "
