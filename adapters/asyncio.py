@@ -128,6 +128,7 @@ class WebSocket(CoreProtocol[ServerConnection | ClientConnection]):
             conn, ping_interval=ping_interval, ping_timeout=ping_timeout, close_timeout=close_timeout
         )
         self.max_queue = max(1, max_queue)
+        self._low_water = self.max_queue // 4  # hold at max_queue, release at a quarter of it
         self._messages: deque[Data] = deque()
         self._recv_waiter: asyncio.Future[None] | None = None
         self._pong_waiters: dict[bytes, tuple[asyncio.Future[float], float]] = {}
@@ -198,8 +199,8 @@ class WebSocket(CoreProtocol[ServerConnection | ClientConnection]):
             self.flush()  # nothing to read: whatever we sent leaves now
             await self._recv_waiter
         message = messages.popleft()
-        if len(messages) < self.max_queue:
-            self.release()
+        if len(messages) <= self._low_water:
+            self.release()  # no-op unless held: then take the next batch from the core, read again
         return message
 
     def __aiter__(self) -> AsyncIterator[Data]:
@@ -224,7 +225,8 @@ class WebSocket(CoreProtocol[ServerConnection | ClientConnection]):
         else:
             conn.send_binary(message)
         self.write_soon(len(message))
-        await self.drain()
+        if self._writing_paused:
+            await self.drain()
 
     async def ping(self, data: bytes | None = None) -> asyncio.Future[float]:
         """Send a ping; the returned future resolves to the round-trip time when its pong arrives."""
