@@ -266,6 +266,8 @@ class WSProtoLiteProtocol(CoreProtocol[ServerConnection]):
                 )
         elif self.phase is Phase.OPEN:
             if kind == "websocket.send":
+                if not self.conn.can_send:  # failed or closing, the app not told yet (events held)
+                    raise ClientDisconnected()
                 data = message.get("bytes")
                 if data is None:
                     data = message["text"]
@@ -278,7 +280,8 @@ class WSProtoLiteProtocol(CoreProtocol[ServerConnection]):
                 reason = message.get("reason") or ""
                 self.phase = Phase.DONE
                 self._set_disconnect({"type": "websocket.disconnect", "code": code, "reason": reason})
-                self.conn.close(code, reason)
+                if self.conn.can_send:
+                    self.conn.close(code, reason)
                 self.release()  # read on (dropping messages) until the peer's close reply
                 self.flush()
             else:
