@@ -79,10 +79,12 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
     def data_received(self, data: bytes) -> None:
         self.conn.receive_data(data)
         self.pump()
+        self.flush()  # pongs, close replies, handshake answers (the application has not run yet)
 
     def eof_received(self) -> bool | None:
         self.conn.receive_data(b"")  # EOF is data to the core: it ends the connection (§7.1.5: 1006)
         self.pump()
+        self.flush()
         return None  # let asyncio close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -96,6 +98,7 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
                 waiter.set_result(None)
         self._drain_waiters.clear()
         self.pump()
+        self.flush()
         self.on_lost()
 
     def pause_writing(self) -> None:
@@ -111,7 +114,8 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
     # -- moving events and bytes -------------------------------------------------------------------
 
     def pump(self) -> None:
-        """Hand the core's events to :meth:`on_event` (until :meth:`hold`), then write and close as told."""
+        """Hand the core's events to :meth:`on_event` (until :meth:`hold`); close the transport at once if
+        the core says so, else leave the writing to the caller (or to the end of this loop iteration)."""
         if not self._pumping:
             self._pumping = True
             try:
@@ -126,8 +130,6 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
         conn = self.conn
         if conn.should_close_transport or (conn.close_expected and self.close_timer is None):
             self.flush()  # the transport's fate changes now
-        elif self._flush_handle is None:  # pongs, close replies, answers: with this iteration's writes
-            self._flush_handle = self.loop.call_soon(self.flush)
 
     def write_soon(self, size: int) -> None:
         """After a send of ``size`` bytes: write at the end of this loop iteration, so that the messages an
@@ -137,7 +139,12 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
         self._unflushed += size
         if self._unflushed >= 65536:
             self.flush()
-        elif self._flush_handle is None:
+        else:
+            self.flush_soon()
+
+    def flush_soon(self) -> None:
+        """:meth:`flush` at the end of this loop iteration (once, however often it is asked for)."""
+        if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
@@ -171,9 +178,13 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
             return
         self._held = False
         self.pump()
-        if not self._held and self._reading_paused and not self.lost:
-            self._reading_paused = False
-            self.transport.resume_reading()
+        if self._held:  # more is waiting in the core: answers leave with this iteration's writes
+            self.flush_soon()
+        else:  # the core is dry: what the application sent for it leaves now, then read again
+            self.flush()
+            if self._reading_paused and not self.lost:
+                self._reading_paused = False
+                self.transport.resume_reading()
 
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its high-water mark (or the transport is gone)."""

@@ -230,6 +230,7 @@ class WSProtoLiteProtocol(CoreProtocol[ServerConnection]):
             if self._disconnect is not None:
                 return self._disconnect
             self._waiter = self.loop.create_future()
+            self.flush()  # nothing to hand out: what the application sent leaves now
             await self._waiter
         message = self._inbox.popleft()
         if not self._inbox and self._release_handle is None:
