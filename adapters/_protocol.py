@@ -11,7 +11,8 @@ limits) are the core's; this class only adds what needs a clock or a socket:
 - receive backpressure: a subclass calls :meth:`hold` when its consumer is full; events then stay in the
   core (which parses lazily) and the transport stops reading until :meth:`release`;
 - send backpressure: :meth:`drain` waits while the transport's buffer is above its high-water mark
-  (``pause_writing``/``resume_writing``).
+  (``pause_writing``/``resume_writing``), and the transport is not read meanwhile (a peer that sends
+  pings but reads nothing cannot grow our buffer of pongs).
 """
 
 from __future__ import annotations
@@ -102,7 +103,10 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
         self.on_lost()
 
     def pause_writing(self) -> None:
+        # The peer does not read: stop reading it too, or the pongs and close replies the core answers
+        # its frames with would pile up in the transport's buffer without bound.
         self._writing_paused = True
+        self._update_reading()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
@@ -110,6 +114,17 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
             if not waiter.done():
                 waiter.set_result(None)
         self._drain_waiters.clear()
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Read the transport unless the consumer is full (held) or the peer is not reading our writes."""
+        paused = self._held or self._writing_paused
+        if paused != self._reading_paused and not self.lost:
+            self._reading_paused = paused
+            if paused:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
 
     # -- moving events and bytes -------------------------------------------------------------------
 
@@ -168,9 +183,7 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
     def hold(self) -> None:
         """The consumer is full: stop taking events from the core and stop reading the transport."""
         self._held = True
-        if not self._reading_paused and not self.lost:
-            self._reading_paused = True
-            self.transport.pause_reading()
+        self._update_reading()
 
     def release(self) -> None:
         """The consumer has room again: deliver what the core holds, then read the transport again."""
@@ -182,9 +195,7 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
             self.flush_soon()
         else:  # the core is dry: what the application sent for it leaves now, then read again
             self.flush()
-            if self._reading_paused and not self.lost:
-                self._reading_paused = False
-                self.transport.resume_reading()
+            self._update_reading()
 
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its high-water mark (or the transport is gone)."""

@@ -130,3 +130,35 @@ def test_keepalive_pings_and_fails_a_peer_that_does_not_pong() -> None:
         peer.close()
 
     run(main())
+
+
+def client_ping(payload: bytes) -> bytes:
+    key = os.urandom(4)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return struct.pack("!BB", 0x89, 0x80 | len(payload)) + key + masked
+
+
+def test_a_peer_that_pings_but_never_reads_cannot_grow_our_write_buffer() -> None:
+    """§5.5.2 makes us answer every ping; when the peer reads none of it, we stop reading its pings."""
+
+    async def main() -> None:
+        protocol = Collector()
+        peer = await pair(protocol)
+        await until(protocol, lambda: protocol.events)
+        burst = client_ping(b"p" * 125) * 512  # 64 KiB of pings
+        sent, stalled = 0, 0
+        while sent < 256 * 2**20 and stalled < 100:  # until we stop reading (or 256 MiB: no bound)
+            try:
+                sent += peer.send(burst)
+                stalled = 0
+            except BlockingIOError:
+                stalled += 1
+            for _ in range(5):  # let the loop read what it will
+                await asyncio.sleep(0)
+        assert stalled == 100, f"{sent} bytes of pings were all read"
+        assert protocol.transport.get_write_buffer_size() < 2**20
+        assert not protocol.transport.is_reading()
+        peer.close()
+        await protocol.closed.wait()
+
+    run(main())
