@@ -294,7 +294,11 @@ class ServerWebSocket(WebSocket):
         assert isinstance(event, Request)
         self.request = event
         server = self.server
-        answer = server.process_request(event) if server.process_request else None
+        try:
+            answer = server.process_request(event) if server.process_request else None
+        except Exception:
+            logger.exception("error in process_request")
+            answer = 500, [("Content-Type", "text/plain")], b"Internal Server Error\n"
         if answer is not None:
             conn.reject(*answer)
             return

@@ -120,6 +120,10 @@ def test_process_request_answers_with_an_http_response() -> None:
             async with connect(url, extra_headers=[("Authorization", "Bearer ok")]) as ws:
                 await ws.send("in")
                 assert await ws.recv() == "in"
+        async with serve(echo, "127.0.0.1", 0, process_request=lambda request: 1 / 0) as server:
+            with pytest.raises(InvalidStatus) as info:  # a failing hook is a 500, not a dead server
+                await connect(f"ws://127.0.0.1:{port_of(server)}/")
+            assert info.value.status == 500
 
     run(main())
 
