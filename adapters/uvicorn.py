@@ -145,6 +145,8 @@ class WSProtoLiteProtocol(CoreProtocol[ServerConnection]):
             self._set_disconnect({"type": "websocket.disconnect", "code": event.code, "reason": event.reason})
         elif cls is ConnectionClosed:
             assert isinstance(event, ConnectionClosed)
+            # The core's code: 1006 when the transport ended without a close frame (RFC 6455 §7.1.5, §7.4.1;
+            # uvicorn's own classes say 1005 there), or the code it failed the connection with.
             message: Message = {"type": "websocket.disconnect", "code": event.code}
             if event.code != 1006:  # the core failed the connection (1002, 1007, 1009): say why
                 message["reason"] = event.reason
