@@ -3,12 +3,17 @@
 The reader is incremental and lazy. :meth:`MessageReader.feed` only stores bytes; each call of
 :meth:`MessageReader.next_event` parses just far enough to produce one event. So a peer's bad frame is
 noticed only after every event before it was handed out, and a data frame's payload is consumed as it
-arrives, piece by piece (a text frame with invalid UTF-8 fails at the first bad byte, not at its end).
+arrives, piece by piece (a text frame with invalid UTF-8 fails at the first bad piece, not at its end).
+A message that is not streamed is assembled in a :class:`._frames.PayloadBuffer`, unmasked on the way
+from the received chunk into it (compiled: one copy per byte; the pure-Python reference slices and
+joins); its text is decoded once, at the end, after the pieces from the first non-ASCII one on went
+through the incremental UTF-8 check.
 
 One path with a fast case inside it: while no message is half-assembled, :meth:`_parse_whole_frames`
 takes the final, plain text/binary frames already whole in the buffer in one loop, in the vocabulary of
 :mod:`._frames` (its constants; ``apply_mask``, except that payloads under ``INLINE_MASK_LIMIT`` are
-XORed inline the way apply_mask does them, as the call would cost ~20 % of a 16-125 byte frame), and
+XORed inline the way apply_mask does them, as the pure-Python call would cost ~20 % of a 16-125 byte
+frame; the limit is 0 when the compiled apply_mask is active, which is cheaper at every size), and
 stops at the first frame that is anything else; the general path then applies every rule to that frame
 and reports errors at the right place. Tests check that both give the same events for any chunking.
 
