@@ -76,6 +76,8 @@ _from_bytes = int.from_bytes  # a module global: ``int.from_bytes`` would build 
 _SET_TEXT = TextMessage.__dict__["data"].__set__
 _SET_BINARY = BinaryMessage.__dict__["data"].__set__
 _CONTROL_OPCODES = (OP_CLOSE, OP_PING, OP_PONG)
+# The most a message buffer reserves ahead of its payload (the default max_message_size).
+_CAPACITY_MAX = 16 * 2**20
 
 
 class MessageReader:
@@ -316,10 +318,11 @@ class MessageReader:
         if self._stream:
             self._payload = None
         else:
-            # Sized by this first frame when a limit bounds its length. Nothing is allocated before the
-            # first byte of payload is appended, so the §10.4 checks that follow still come first.
+            # Sized by this first frame when a limit bounds its length, up to _CAPACITY_MAX (beyond, it
+            # grows as the payload arrives: a header alone cannot reserve a huge block). Nothing is
+            # allocated before the first byte is appended, so the §10.4 checks that follow come first.
             sized = self._msg_decoder is None and self._max_frame is not None
-            self._payload = PayloadBuffer(length if sized else 0)
+            self._payload = PayloadBuffer(min(length, _CAPACITY_MAX) if sized else 0)
 
     def _consume_payload(self) -> Event | None:
         """Consume what is available of the current data frame's payload; maybe return an event."""

@@ -132,6 +132,14 @@ def test_a_huge_length_is_refused_from_the_header_alone() -> None:
     assert read(header) == [("error", 1009)]
 
 
+def test_a_huge_allowed_length_reserves_no_huge_buffer() -> None:
+    # §10.4: a limit the application raised very high; the header alone must not make the message
+    # buffer reserve its length (a MemoryError would escape the core), it grows as the payload arrives
+    config = Config(max_message_size=2**62)
+    header = b"\x82\xff" + (2**61).to_bytes(8, "big") + b"\0\0\0\0"
+    assert read(header + b"abc", config) == []
+
+
 def test_streaming_chunks() -> None:
     config = Config(stream_messages=True)
     raw = "κόσμε".encode()
