@@ -76,8 +76,9 @@ _from_bytes = int.from_bytes  # a module global: ``int.from_bytes`` would build 
 _SET_TEXT = TextMessage.__dict__["data"].__set__
 _SET_BINARY = BinaryMessage.__dict__["data"].__set__
 _CONTROL_OPCODES = (OP_CLOSE, OP_PING, OP_PONG)
-# The most a message buffer reserves ahead of its payload (the default max_message_size).
-_CAPACITY_MAX = 16 * 2**20
+# The most a message buffer reserves ahead of its payload: what a header alone may make us set aside
+# (§10.4), before any of the payload arrived; larger messages grow the buffer as their bytes come in.
+_CAPACITY_MAX = 256 * 1024
 
 
 class MessageReader:
