@@ -1,6 +1,7 @@
-"""``python -m benchmarks [--quick] [--only recv,send,echo,scale,hub] [--reps N] [--out DIR]``.
+"""``python -m benchmarks [--quick] [--only recv,send,echo,scale,hub,adapters] [--reps N] [--out DIR]``.
 
-``--only hub`` writes RESULTS-hub.md instead of RESULTS.md (the full run puts every group in RESULTS.md)."""
+``--only hub`` writes RESULTS-hub.md and ``--only adapters`` (not part of the default run: uvicorn with our
+class vs its own classes, our asyncio adapter vs websockets) RESULTS-adapters.md instead of RESULTS.md."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .report import Table
 from .worker import Pool
 
 ALL = ("recv", "send", "echo", "scale", "hub")
+EXTRA = ("adapters",)  # only when asked for by name
 
 METHOD = """<details><summary>How it is measured</summary>
 
@@ -53,13 +55,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (a few seconds)")
-    ap.add_argument("--only", default=",".join(ALL), help="comma-separated subset of " + ",".join(ALL))
+    ap.add_argument(
+        "--only", default=",".join(ALL), help="comma-separated subset of " + ",".join(ALL + EXTRA)
+    )
     ap.add_argument("--reps", type=int, default=None, help="repetitions per measurement (median)")
     ap.add_argument("--out", default=None, help="where RESULTS.md and charts go (default: benchmarks/)")
     ap.add_argument("--no-charts", action="store_true")
     args = ap.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(only) - set(ALL)
+    unknown = set(only) - set(ALL + EXTRA)
     if unknown:
         ap.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     reps = args.reps or (1 if args.quick else 5)
@@ -111,6 +115,13 @@ def main(argv: list[str] | None = None) -> int:
             print(t.console(), "\n", flush=True)
             tables.append(t)
 
+    if "adapters" in only:
+        from . import adapters
+
+        for t in adapters.run(quick=args.quick, reps=reps, infos=infos, notes=extra_notes):
+            print(t.console(), "\n", flush=True)
+            tables.append(t)
+
     charts: dict[str, str] = {}
     if not args.no_charts:
         for t in tables:
@@ -146,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, why in unavailable.items():
         header.append(f"| {name} | - | - | not measured: {why} |")
     header += [""] + [f"- {n}" for n in extra_notes] + ["", METHOD, ""]
-    results = os.path.join(out_dir, "RESULTS-hub.md" if only == ["hub"] else "RESULTS.md")
+    single = {"hub": "RESULTS-hub.md", "adapters": "RESULTS-adapters.md"}
+    results = os.path.join(out_dir, single.get(only[0], "RESULTS.md") if len(only) == 1 else "RESULTS.md")
     report.write_results(results, header, tables, charts)
     print(f"wrote {results} ({len(charts)} charts) in {elapsed:.1f} s")
     return 0

@@ -136,7 +136,28 @@ async def run_picows(host: str, port: int, mode: str) -> None:
     await asyncio.Future()
 
 
-SERVERS = {"websockets": run_websockets, "aiohttp": run_aiohttp, "picows": run_picows}
+async def run_asyncio_adapter(host: str, port: int, mode: str) -> None:
+    """Our asyncio adapter (adapters/asyncio.py), configured like the websockets server above."""
+    from adapters.asyncio import WebSocket, serve
+
+    if mode != "echo":
+        raise SystemExit("the asyncio adapter server only echoes")
+
+    async def echo(ws: WebSocket) -> None:
+        async for msg in ws:
+            await ws.send(msg)
+
+    async with serve(echo, host, port, compression=None, max_size=MAX, ping_interval=None, backlog=BACKLOG):
+        print("READY", flush=True)
+        await asyncio.Future()
+
+
+SERVERS = {
+    "websockets": run_websockets,
+    "aiohttp": run_aiohttp,
+    "picows": run_picows,
+    "asyncio-adapter": run_asyncio_adapter,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

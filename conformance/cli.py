@@ -15,6 +15,8 @@ examples:
   python -m conformance client --cases '1.*'    # our client driver -> wstest fuzzingserver
   python -m conformance all --ci                # both roles, CI preset
   python -m conformance server --impl websockets   # dev stand-in (pip install websockets)
+  python -m conformance server --impl uvicorn-ours --port 9311   # ASGI echo on uvicorn, our class
+                                # (uvicorn-wsproto, uvicorn-websockets-sansio: uvicorn's own classes)
 
 exit status: 0 every case OK/INFORMATIONAL (close OK/INFORMATIONAL), 1 otherwise,
 2 no report (wstest missing: bash conformance/setup.sh).
@@ -56,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--impl",
         choices=sorted(IMPLS),
         default="wsproto-lite",
-        help="implementation under test; 'websockets' is a development stand-in",
+        help="implementation under test; 'websockets' is a development stand-in; "
+        "'uvicorn-*' an ASGI echo app on uvicorn with our WebSocket class or one of uvicorn's",
     )
     ap.add_argument(
         "--reports",

@@ -32,6 +32,11 @@ IMPLS: dict[str, Impl] = {
     "websockets": Impl(
         "websockets", ("-m", "conformance.standin.echo_server"), "conformance.standin.client_driver"
     ),
+    # An ASGI echo app on uvicorn (server role only): our protocol class, and uvicorn's two for comparison.
+    **{
+        f"uvicorn-{ws}": Impl(f"uvicorn-{ws}", ("-m", "conformance.uvicorn_echo", "--ws", ws), "")
+        for ws in ("ours", "wsproto", "websockets-sansio")
+    },
 }
 
 
@@ -188,6 +193,8 @@ def run_server_role(opts: RunOptions, out: IO[str] | None = None) -> int:
 def run_client_role(opts: RunOptions, out: IO[str] | None = None) -> int:
     """Our client driver against wstest fuzzingserver; return summary's exit status."""
     impl = IMPLS[opts.impl]
+    if not impl.driver_module:
+        raise HarnessError(f"{opts.impl} is a server: it has no client role")
     outdir = _prepare_outdir(opts, "client")
     port = _pick_port(opts)
     url = f"ws://{procs.HOST}:{port}"
@@ -258,7 +265,7 @@ def _meta(opts: RunOptions, wall: float) -> dict[str, str]:
     if opts.ci:
         exclude.append(spec.CI_DESCRIPTION)
     return {
-        "implementation": opts.impl + (" (stand-in)" if opts.impl != "wsproto-lite" else ""),
+        "implementation": opts.impl + (" (stand-in)" if opts.impl == "websockets" else ""),
         "compression": "on" if opts.compression else "off",
         "cases": ", ".join(opts.cases) or "*",
         "excluded": ", ".join(exclude) or "none",

@@ -3,12 +3,17 @@
 The reader is incremental and lazy. :meth:`MessageReader.feed` only stores bytes; each call of
 :meth:`MessageReader.next_event` parses just far enough to produce one event. So a peer's bad frame is
 noticed only after every event before it was handed out, and a data frame's payload is consumed as it
-arrives, piece by piece (a text frame with invalid UTF-8 fails at the first bad byte, not at its end).
+arrives, piece by piece (a text frame with invalid UTF-8 fails at the first bad piece, not at its end).
+A message that is not streamed is assembled in a :class:`._frames.PayloadBuffer`, unmasked on the way
+from the received chunk into it (compiled: one copy per byte; the pure-Python reference slices and
+joins); its text is decoded once, at the end, after the pieces from the first non-ASCII one on went
+through the incremental UTF-8 check.
 
 One path with a fast case inside it: while no message is half-assembled, :meth:`_parse_whole_frames`
 takes the final, plain text/binary frames already whole in the buffer in one loop, in the vocabulary of
 :mod:`._frames` (its constants; ``apply_mask``, except that payloads under ``INLINE_MASK_LIMIT`` are
-XORed inline the way apply_mask does them, as the call would cost ~20 % of a 16-125 byte frame), and
+XORed inline the way apply_mask does them, as the pure-Python call would cost ~20 % of a 16-125 byte
+frame; the limit is 0 when the compiled apply_mask is active, which is cheaper at every size), and
 stops at the first frame that is anything else; the general path then applies every rule to that frame
 and reports errors at the right place. Tests check that both give the same events for any chunking.
 
@@ -51,10 +56,11 @@ from ._frames import (
     OP_TEXT,
     FrameHeader,
     HeaderError,
+    PayloadBuffer,
     apply_mask,
     parse_header,
 )
-from ._utf8 import Utf8Decoder
+from ._utf8 import Utf8Decoder, decode_utf8
 from .extensions import Extension
 
 __all__ = ["MessageReader"]
@@ -70,6 +76,9 @@ _from_bytes = int.from_bytes  # a module global: ``int.from_bytes`` would build 
 _SET_TEXT = TextMessage.__dict__["data"].__set__
 _SET_BINARY = BinaryMessage.__dict__["data"].__set__
 _CONTROL_OPCODES = (OP_CLOSE, OP_PING, OP_PONG)
+# The most a message buffer reserves ahead of its payload: what a header alone may make us set aside
+# (§10.4), before any of the payload arrived; larger messages grow the buffer as their bytes come in.
+_CAPACITY_MAX = 256 * 1024
 
 
 class MessageReader:
@@ -95,8 +104,8 @@ class MessageReader:
         self._frame_left = 0  # payload bytes of ``_frame`` still to come
         # The message being assembled (opcode None between messages).
         self._msg_opcode: int | None = None
-        self._text_parts: list[str] = []  # the pieces of a text message so far (not when streaming)
-        self._binary_parts: list[bytes] = []
+        # Its payload so far, unless streamed (see _begin_message); None between messages.
+        self._payload: PayloadBuffer | None = None
         self._msg_size = 0
         self._msg_frames = 0
         self._msg_decoder: Extension | None = None  # the extension that decodes this message, if any
@@ -266,6 +275,7 @@ class MessageReader:
 
     def _start_data_frame(self, header: FrameHeader) -> None:
         opcode = header.opcode
+        length = header.length
         if opcode == OP_CONT:
             # §5.4: a continuation frame only continues a fragmented message
             if self._msg_opcode is None:
@@ -276,12 +286,11 @@ class MessageReader:
             if self._msg_opcode is not None:
                 raise RemoteProtocolError("new data frame inside a fragmented message")
             self._check_frame(header, True)
-            self._begin_message(opcode, header.rsv)
+            self._begin_message(opcode, header.rsv, length)
         else:
             # §5.2: opcodes 0x3-0x7 are reserved
             raise RemoteProtocolError(f"reserved opcode {opcode:#x}")
         # §10.4: limits on frame and message size; fail before buffering the payload
-        length = header.length
         if self._max_frame is not None and length > self._max_frame:
             raise RemoteProtocolError(f"frame of {length} bytes over the limit", CloseCode.MESSAGE_TOO_BIG)
         if (
@@ -296,7 +305,7 @@ class MessageReader:
         self._frame = header
         self._frame_left = length
 
-    def _begin_message(self, opcode: int, rsv: int) -> None:
+    def _begin_message(self, opcode: int, rsv: int, length: int) -> None:
         self._msg_opcode = opcode
         self._msg_size = 0
         self._msg_frames = 0
@@ -304,7 +313,17 @@ class MessageReader:
         for extension in self._extensions:
             if extension.start_inbound(rsv & extension.rsv_mask):
                 self._msg_decoder = extension
-        self._utf8 = Utf8Decoder() if opcode == OP_TEXT else None
+        # A streamed text message is decoded piece by piece; an assembled one only needs the incremental
+        # decoder from its first non-ASCII piece on (see _assemble).
+        self._utf8 = Utf8Decoder() if opcode == OP_TEXT and self._stream else None
+        if self._stream:
+            self._payload = None
+        else:
+            # Sized by this first frame when a limit bounds its length, up to _CAPACITY_MAX (beyond, it
+            # grows as the payload arrives: a header alone cannot reserve a huge block). Nothing is
+            # allocated before the first byte is appended, so the §10.4 checks that follow come first.
+            sized = self._msg_decoder is None and self._max_frame is not None
+            self._payload = PayloadBuffer(min(length, _CAPACITY_MAX) if sized else 0)
 
     def _consume_payload(self) -> Event | None:
         """Consume what is available of the current data frame's payload; maybe return an event."""
@@ -318,19 +337,24 @@ class MessageReader:
             available = len(self._buf)
         take = min(available, self._frame_left)
         start = self._pos
+        end = self._pos = start + take
         offset = header.length - self._frame_left
-        piece = self._buf[start : start + take]
-        self._pos = start + take
         self._frame_left -= take
-        if header.mask is not None:
-            piece = apply_mask(piece, header.mask, offset)
-        frame_done = self._frame_left == 0
-        if frame_done:
+        final = False
+        if not self._frame_left:
             self._frame = None
-        return self._message_piece(piece, frame_done and header.fin)
+            final = header.fin
+        if self._payload is not None and self._msg_decoder is None:
+            # §5.3: unmasked on the way from the received chunk into the message, in one copy
+            self._msg_size += take
+            return self._assemble(self._buf, start, end, header.mask, offset, final)
+        piece = self._buf[start:end]
+        if header.mask is not None:
+            piece = apply_mask(piece, header.mask, offset)  # §5.3
+        return self._message_piece(piece, final)
 
     def _message_piece(self, piece: bytes, final: bool) -> Event | None:
-        """Feed a piece of (unmasked) payload into the message; return an event when one is due."""
+        """Feed a piece of unmasked payload of a streamed or extension-decoded message into it."""
         if self._msg_decoder is not None:
             # e.g. permessage-deflate: the extension bounds the decoded size itself (RFC 7692 §8.1)
             remaining = None if self._max_message is None else self._max_message - self._msg_size
@@ -338,37 +362,39 @@ class MessageReader:
         self._msg_size += len(piece)
         if self._max_message is not None and self._msg_size > self._max_message:
             raise RemoteProtocolError("message over the size limit", CloseCode.MESSAGE_TOO_BIG)
+        if self._payload is not None:
+            return self._assemble(piece, 0, len(piece), None, 0, final)
         opcode = self._msg_opcode
         if final:
             self._msg_opcode = None
         if opcode == OP_TEXT:
-            return self._text_piece(piece, final)
-        return self._binary_piece(piece, final)
-
-    def _text_piece(self, piece: bytes, final: bool) -> Event | None:
-        assert self._utf8 is not None
-        text = self._utf8.decode(piece, final)  # §8.1: fail at the first invalid byte
-        if self._stream:
+            assert self._utf8 is not None
+            text = self._utf8.decode(piece, final)  # §8.1: fail at the first invalid byte
             return TextChunk(text, final) if text or final else None
-        if not final:
-            if text:
-                self._text_parts.append(text)
-            return None
-        if self._text_parts:
-            self._text_parts.append(text)
-            text = "".join(self._text_parts)
-            self._text_parts = []
-        return TextMessage(text)
+        return BinaryChunk(piece, final) if piece or final else None
 
-    def _binary_piece(self, piece: bytes, final: bool) -> Event | None:
-        if self._stream:
-            return BinaryChunk(piece, final) if piece or final else None
+    def _assemble(
+        self, data: bytes, start: int, end: int, mask: bytes | None, offset: int, final: bool
+    ) -> Event | None:
+        """Append ``data[start:end]`` (payload byte ``offset`` on, masked with ``mask`` unless None) to the
+        message being assembled; return the message when this was its last piece."""
+        payload = self._payload
+        assert payload is not None
+        ascii = payload.append(data, start, end, mask, offset)
+        if self._msg_opcode == OP_TEXT and (not ascii or self._utf8 is not None):
+            # §8.1: fail at the first invalid byte. ASCII is valid UTF-8 by itself, so the incremental
+            # decoder sees the pieces from the first non-ASCII one on (it may hold a sequence cut short).
+            if self._utf8 is None:
+                self._utf8 = Utf8Decoder()
+            piece = data[start:end]
+            self._utf8.decode(piece if mask is None else apply_mask(piece, mask, offset))
         if not final:
-            if piece:
-                self._binary_parts.append(piece)
             return None
-        if self._binary_parts:
-            self._binary_parts.append(piece)
-            piece = b"".join(self._binary_parts)
-            self._binary_parts = []
-        return BinaryMessage(piece)
+        opcode = self._msg_opcode
+        self._msg_opcode = None
+        self._payload = None
+        message = payload.take()
+        if opcode == OP_TEXT:
+            # Every piece was valid: only a sequence cut short by the end can fail here (§8.1).
+            return TextMessage(decode_utf8(message))
+        return BinaryMessage(message)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wsproto_lite import _frames, _reader
 from wsproto_lite._config import Config
 from wsproto_lite._errors import RemoteProtocolError
 from wsproto_lite._events import (
@@ -129,6 +132,14 @@ def test_a_huge_length_is_refused_from_the_header_alone() -> None:
     assert read(header) == [("error", 1009)]
 
 
+def test_a_huge_allowed_length_reserves_no_huge_buffer() -> None:
+    # §10.4: a limit the application raised very high; the header alone must not make the message
+    # buffer reserve its length (a MemoryError would escape the core), it grows as the payload arrives
+    config = Config(max_message_size=2**62)
+    header = b"\x82\xff" + (2**61).to_bytes(8, "big") + b"\0\0\0\0"
+    assert read(header + b"abc", config) == []
+
+
 def test_streaming_chunks() -> None:
     config = Config(stream_messages=True)
     raw = "κόσμε".encode()
@@ -236,3 +247,78 @@ def _join_chunks(events: list[Event]) -> list[object]:
         else:
             out.append(event)
     return out
+
+
+# -- the compiled PayloadBuffer against the pure-Python one -----------------------------------------------
+
+try:
+    from wsproto_lite import _cspeedups
+except ImportError:  # not built: nothing to compare
+    _cspeedups = None  # type: ignore[assignment]
+
+# Sequences that are not UTF-8 (RFC 3629): a byte never used, an overlong form, an encoded surrogate,
+# a code point over U+10FFFF, a sequence cut short by the next byte, and one cut short by the end.
+_BAD_UTF8 = [b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82(", b"\xce"]
+
+
+@st.composite
+def _messages(draw: Callable[..., object]) -> bytes:
+    """One data message in 1-4 fragments, each with its own mask key: text (maybe with an invalid UTF-8
+    sequence at a random place) or binary, small or large enough to span chunks; sometimes a ping inside."""
+    kind = draw(st.sampled_from(["text", "bad text", "binary"]))
+    if kind == "binary":
+        payload: bytes = draw(st.one_of(st.binary(max_size=40), st.binary(min_size=300, max_size=3000)))  # type: ignore[assignment]
+    else:
+        body: str = draw(st.one_of(st.text(max_size=40), st.text(min_size=100, max_size=1000)))  # type: ignore[assignment]
+        payload = body.encode()
+        if kind == "bad text":
+            at: int = draw(st.integers(0, len(payload)))  # type: ignore[assignment]
+            payload = payload[:at] + draw(st.sampled_from(_BAD_UTF8)) + payload[at:]  # type: ignore[operator]
+    cuts: list[int] = draw(st.lists(st.integers(0, len(payload)), max_size=3))  # type: ignore[assignment]
+    bounds = [0, *sorted(cuts), len(payload)]
+    frames = []
+    for i in range(len(bounds) - 1):
+        key: bytes = draw(st.binary(min_size=4, max_size=4))  # type: ignore[assignment]
+        opcode = (0x1 if kind != "binary" else 0x2) if i == 0 else 0x0
+        last = i == len(bounds) - 2
+        frames.append(frame(opcode, payload[bounds[i] : bounds[i + 1]], fin=last, mask=key))
+        if not last and draw(st.booleans()):
+            frames.append(frame(0x9, b"ping", mask=key))  # §5.4: control frames between fragments
+    return b"".join(frames)
+
+
+def _read_in_chunks(data: bytes, cuts: list[int]) -> list[object]:
+    """The events (and the error's close code) of a server-side reader fed ``data`` cut at ``cuts``."""
+    reader = MessageReader(Config(max_message_size=2000), expect_masked=True)
+    out: list[object] = []
+    bounds = [0, *sorted(cuts), len(data)]
+    for i in range(len(bounds) - 1):
+        reader.feed(data[bounds[i] : bounds[i + 1]])
+        try:
+            while (event := reader.next_event()) is not None:
+                out.append(event)
+        except RemoteProtocolError as exc:
+            return [*out, ("error", exc.code)]
+    return out
+
+
+@pytest.mark.skipif(_cspeedups is None, reason="C accelerator not built")
+@given(st.lists(_messages(), min_size=1, max_size=5), st.data())
+def test_compiled_and_python_payload_buffers_give_the_same_events(
+    messages: list[bytes], data: st.DataObject
+) -> None:
+    """Whatever the chunking, masks and offsets: the same messages, the same errors at the same place
+    (1007 at the first bad piece, §8.1; 1009 over the limit, §10.4), with either implementation."""
+    stream = b"".join(messages)
+    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=8))
+    results = []
+    for buffer, mask, inline_limit in [
+        (_cspeedups.PayloadBuffer, _cspeedups.apply_mask, 0),
+        (_frames.PythonPayloadBuffer, _frames.python_apply_mask, 512),
+    ]:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_reader, "PayloadBuffer", buffer)
+            patch.setattr(_reader, "apply_mask", mask)
+            patch.setattr(_reader, "INLINE_MASK_LIMIT", inline_limit)
+            results.append(_read_in_chunks(stream, cuts))
+    assert results[0] == results[1]

@@ -1,0 +1,164 @@
+"""adapters._protocol.CoreProtocol over a real socket pair: hold/release, the close timer, keepalive."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from adapters._protocol import CoreProtocol
+from wsproto_lite import ConnectionClosed, Event, Request, ServerConnection, TextMessage
+
+T = TypeVar("T")
+UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def run(coro: Awaitable[T]) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, 10)
+
+    return asyncio.run(bounded())
+
+
+def client_text(text: str) -> bytes:
+    """A masked text frame, as a client sends it (§5.3)."""
+    payload = text.encode()
+    key = os.urandom(4)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    assert len(payload) < 126
+    return struct.pack("!BB", 0x81, 0x80 | len(payload)) + key + masked
+
+
+class Collector(CoreProtocol[ServerConnection]):
+    """Accepts, records events, and holds after each text message when ``holding``."""
+
+    def __init__(self, holding: bool = False, **options: float) -> None:
+        super().__init__(ServerConnection(), **options)  # type: ignore[arg-type]
+        self.events: list[Event] = []
+        self.holding = holding
+        self.closed = asyncio.Event()
+        self.changed = asyncio.Event()
+
+    def on_event(self, event: Event) -> None:
+        self.events.append(event)
+        self.changed.set()
+        if type(event) is Request:
+            self.conn.accept()
+        elif type(event) is TextMessage and self.holding:
+            self.hold()
+        elif type(event) is ConnectionClosed:
+            self.closed.set()
+
+
+async def pair(protocol: Collector) -> socket.socket:
+    """Our side on an asyncio transport, the peer a plain socket that has sent the upgrade request."""
+    ours, peer = socket.socketpair()
+    await asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, ours)
+    peer.sendall(UPGRADE)
+    peer.setblocking(False)
+    return peer
+
+
+def texts(protocol: Collector) -> list[str]:
+    return [e.data for e in protocol.events if isinstance(e, TextMessage)]
+
+
+async def until(protocol: Collector, predicate: Callable[[], object]) -> None:
+    """Wait (on events, not on time) until ``predicate()`` holds."""
+    while not predicate():
+        protocol.changed.clear()
+        await protocol.changed.wait()
+
+
+def test_hold_stops_reading_and_release_delivers_in_order() -> None:
+    async def main() -> None:
+        protocol = Collector(holding=True)
+        peer = await pair(protocol)
+        peer.sendall(b"".join(client_text(str(i)) for i in range(5)))
+        await until(protocol, lambda: texts(protocol))
+        assert texts(protocol) == ["0"]  # the rest stays in the core
+        assert not protocol.transport.is_reading()
+        for expected in (["0", "1"], ["0", "1", "2"]):
+            protocol.release()
+            assert texts(protocol) == expected
+        protocol.holding = False
+        protocol.release()
+        assert texts(protocol) == ["0", "1", "2", "3", "4"]
+        assert protocol.transport.is_reading()
+        peer.close()
+        await protocol.closed.wait()
+
+    run(main())
+
+
+def test_close_timer_aborts_when_the_peer_never_answers_our_close() -> None:
+    async def main() -> None:
+        protocol = Collector(close_timeout=0.05)
+        peer = await pair(protocol)
+        await until(protocol, lambda: protocol.events)
+        protocol.conn.close(1000)
+        protocol.flush()
+        assert protocol.close_timer is not None  # armed because the core now waits (close_expected)
+        await protocol.closed.wait()  # the timer fired: abort -> ConnectionClosed(1006)
+        closed = protocol.events[-1]
+        assert isinstance(closed, ConnectionClosed) and closed.code == 1006
+        assert protocol.transport.is_closing()
+        peer.close()
+
+    run(main())
+
+
+def test_keepalive_pings_and_fails_a_peer_that_does_not_pong() -> None:
+    async def main() -> None:
+        protocol = Collector(ping_interval=0.01, ping_timeout=0.05)
+        peer = await pair(protocol)
+        await until(protocol, lambda: protocol.events)
+        protocol.start_keepalive()
+        await protocol.closed.wait()
+        loop = asyncio.get_running_loop()
+        data = b""
+        while not data.endswith(b"keepalive ping timeout"):
+            data += await loop.sock_recv(peer, 4096)
+        assert b"\x89\x04" in data  # a ping with a 4-byte payload went out first
+        assert b"\x88\x18\x03\xf3" in data  # then close 1011 with its reason
+        peer.close()
+
+    run(main())
+
+
+def client_ping(payload: bytes) -> bytes:
+    key = os.urandom(4)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return struct.pack("!BB", 0x89, 0x80 | len(payload)) + key + masked
+
+
+def test_a_peer_that_pings_but_never_reads_cannot_grow_our_write_buffer() -> None:
+    """§5.5.2 makes us answer every ping; when the peer reads none of it, we stop reading its pings."""
+
+    async def main() -> None:
+        protocol = Collector()
+        peer = await pair(protocol)
+        await until(protocol, lambda: protocol.events)
+        burst = client_ping(b"p" * 125) * 512  # 64 KiB of pings
+        sent, stalled = 0, 0
+        while sent < 256 * 2**20 and stalled < 100:  # until we stop reading (or 256 MiB: no bound)
+            try:
+                sent += peer.send(burst)
+                stalled = 0
+            except BlockingIOError:
+                stalled += 1
+            for _ in range(5):  # let the loop read what it will
+                await asyncio.sleep(0)
+        assert stalled == 100, f"{sent} bytes of pings were all read"
+        assert protocol.transport.get_write_buffer_size() < 2**20
+        assert not protocol.transport.is_reading()
+        peer.close()
+        await protocol.closed.wait()
+
+    run(main())
