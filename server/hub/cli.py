@@ -98,15 +98,38 @@ def _supervise(args: argparse.Namespace, workers: int, port: int) -> int:
     return Supervisor(worker_argv(passed), workers).run()
 
 
-def run(args: argparse.Namespace) -> int:
-    from .app import HubServer
-    from .auth import MissingExtra
+class _Refused(Exception):
+    """A command-line problem already worded for the user; ``status`` is the exit status."""
 
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = _config(args)
+        workers = _worker_count(args, config)
+        if workers > 1:
+            return _supervise(args, workers, config.port)
+        hub = _start(args, config)
+    except _Refused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.status
+    _announce(hub, config)
+    if args.parent_pid is not None:
+        _watch_parent(hub, args.parent_pid)
+    hub.serve_forever()
+    hub.loop.close()
+    return 0
+
+
+def _config(args: argparse.Namespace) -> HubConfig:
+    """The config file (or the defaults), with the command line's options on top."""
     try:
         config = load_config(args.config) if args.config else HubConfig()
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise _Refused(str(exc)) from None
     if args.host is not None:
         config.host = args.host
     if args.port is not None:
@@ -116,44 +139,45 @@ def run(args: argparse.Namespace) -> int:
     if args.certfile is not None:
         config.certfile = args.certfile
         config.keyfile = args.keyfile
+    return config
+
+
+def _worker_count(args: argparse.Namespace, config: HubConfig) -> int:
     shared = args.engine is not None and args.engine != "memory"
-    workers = args.workers if args.workers is not None else (os.cpu_count() or 1) if shared else 1
+    workers: int = args.workers if args.workers is not None else (os.cpu_count() or 1) if shared else 1
     if workers < 1:
-        print("error: --workers must be at least 1", file=sys.stderr)
-        return 2
+        raise _Refused("--workers must be at least 1")
     if workers > 1 and not shared:
-        print(
-            f"error: --workers {workers} needs an engine all workers share: "
-            "add --engine redis://HOST:PORT/DB "
-            "(the in-memory engine keeps channels, presence and history inside one process)",
-            file=sys.stderr,
+        raise _Refused(
+            f"--workers {workers} needs an engine all workers share: add --engine redis://HOST:PORT/DB "
+            "(the in-memory engine keeps channels, presence and history inside one process)"
         )
-        return 2
-    if workers > 1:
-        if config.port == 0:
-            print("error: --workers needs a fixed --port (every worker binds the same one)", file=sys.stderr)
-            return 2
-        return _supervise(args, workers, config.port)
+    if workers > 1 and config.port == 0:
+        raise _Refused("--workers needs a fixed --port (every worker binds the same one)")
+    return workers
+
+
+def _start(args: argparse.Namespace, config: HubConfig) -> HubServer:
+    """The engine and the hub's server, listening; the engine is closed again if the server fails."""
+    from .app import HubServer
+    from .auth import MissingExtra
+
     try:
         engine = make_engine(args.engine, config)
     except (ValueError, RuntimeError) as exc:
-        print(f"error: --engine: {exc}", file=sys.stderr)
-        return 2
+        raise _Refused(f"--engine: {exc}") from None
     try:
-        hub = HubServer(config, engine=engine, reuse_port=args.reuse_port)
+        return HubServer(config, engine=engine, reuse_port=args.reuse_port)
     except (MissingExtra, ValueError) as exc:
-        if engine is not None:
-            engine.close()
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        failure = _Refused(str(exc))
     except OSError as exc:
-        if engine is not None:
-            engine.close()
-        print(
-            f"error: cannot listen on {config.host or '*'}:{config.port}: {exc.strerror or exc}",
-            file=sys.stderr,
-        )
-        return 1
+        failure = _Refused(f"cannot listen on {config.host or '*'}:{config.port}: {exc.strerror or exc}", 1)
+    if engine is not None:
+        engine.close()
+    raise failure
+
+
+def _announce(hub: HubServer, config: HubConfig) -> None:
     secure = "s" if config.certfile else ""
     for host, port in hub.server.addresses:
         shown = f"[{host}]" if ":" in host else host
@@ -164,8 +188,3 @@ def run(args: argparse.Namespace) -> int:
         )
     namespaces = ", ".join(repr(n) if n else "(default)" for n in config.namespaces.namespaces)
     print(f"namespaces: {namespaces}; engine: {hub.engine.kind}", flush=True)
-    if args.parent_pid is not None:
-        _watch_parent(hub, args.parent_pid)
-    hub.serve_forever()
-    hub.loop.close()
-    return 0

@@ -520,9 +520,12 @@ class Hub(Handler):
         session.identity = identity
         return self._set_expiry(session, {})
 
-    def _subscribe(self, session: Session, params: dict[str, Any]) -> Answer:
+    def _admit(self, session: Session, params: dict[str, Any]) -> tuple[Channel, Position | None]:
+        """What a subscribe must pass before the engine hears of it: authorization, limits, arguments.
+
+        Returns the channel and the position to recover from, if any.
+        """
         channel = self.namespaces.resolve(get_channel(params), pattern_ok=True)
-        options = channel.options
         subscription_token = get_str(params, "token", required=False, max_length=8192)
         self.authz.check_read(session.identity, channel, subscription_token=subscription_token)
         if channel.name in session.subscriptions:
@@ -536,6 +539,11 @@ class Hub(Handler):
         recover = get_position(params, "recover")
         if recover is not None and channel.is_pattern:
             raise HubError(ErrorCode.BAD_REQUEST, "wildcard subscriptions have no history to recover")
+        return channel, recover
+
+    def _subscribe(self, session: Session, params: dict[str, Any]) -> Answer:
+        channel, recover = self._admit(session, params)
+        options = channel.options
         assert session.info is not None
         subscription = Subscription(channel, session.conn)
         session.subscriptions[channel.name] = subscription
