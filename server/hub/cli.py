@@ -12,6 +12,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from .allocator import fix_malloc_thresholds
 from .config import ConfigError, HubConfig, load_config
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     except _Refused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.status
+    fix_malloc_thresholds()  # a long-running process: RSS that comes back down (allocator.py)
     _announce(hub, config)
     if args.parent_pid is not None:
         _watch_parent(hub, args.parent_pid)
