@@ -34,21 +34,9 @@ class LoopThread:
         self.thread.start()
 
     def call(self, fn, *args, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-        done = threading.Event()
-        box: dict[str, object] = {}
+        from srvtest_util import call_in_loop
 
-        def run() -> None:
-            try:
-                box["value"] = fn(*args)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-                box["error"] = exc
-            done.set()
-
-        self.loop.call_soon_threadsafe(run)
-        assert done.wait(timeout), "loop did not run the call in time"
-        if "error" in box:
-            raise box["error"]  # type: ignore[misc]
-        return box.get("value")
+        return call_in_loop(self.loop, fn, *args, timeout=timeout)
 
     def stop(self) -> None:
         self.loop.stop()

@@ -60,6 +60,25 @@ class Echo(Handler):
         self.closed.set()
 
 
+def call_in_loop(loop: EventLoop, fn: Any, *args: Any, timeout: float = 10.0) -> Any:
+    """Run ``fn(*args)`` in ``loop``'s thread, wait for it, and return its result (or raise its error)."""
+    done = threading.Event()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+            box["error"] = exc
+        done.set()
+
+    loop.call_soon_threadsafe(run)
+    assert done.wait(timeout), "the loop did not run the call in time"
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
 class ServerThread:
     """A WebSocketServer on 127.0.0.1:<free port> in its own loop thread."""
 
@@ -97,21 +116,7 @@ class ServerThread:
 
     def call(self, fn: Any, *args: Any, timeout: float = 10.0) -> Any:
         """Run ``fn(*args)`` in the loop thread and return its result."""
-        done = threading.Event()
-        box: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                box["value"] = fn(*args)
-            except BaseException as exc:  # noqa: BLE001
-                box["error"] = exc
-            done.set()
-
-        self.loop.call_soon_threadsafe(run)
-        assert done.wait(timeout), "the server loop did not answer"
-        if "error" in box:
-            raise box["error"]
-        return box.get("value")
+        return call_in_loop(self.loop, fn, *args, timeout=timeout)
 
     def connection_count(self) -> int:
         return int(self.call(lambda: len(self.server.connections)))

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from srvtest_util import call_in_loop
 
 from server.client import ClientWebSocket, connect
 from server.hub.app import HubServer
@@ -60,21 +61,7 @@ class HubThread:
         return f"ws://127.0.0.1:{self.hub_server.port}/connection/websocket"
 
     def call(self, fn: Any, *args: Any, timeout: float = 10.0) -> Any:
-        done = threading.Event()
-        box: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                box["value"] = fn(*args)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
-                box["error"] = exc
-            done.set()
-
-        self.loop.call_soon_threadsafe(run)
-        assert done.wait(timeout), "the hub loop did not answer"
-        if "error" in box:
-            raise box["error"]
-        return box.get("value")
+        return call_in_loop(self.loop, fn, *args, timeout=timeout)
 
     def wait_sessions(self, at_most: int, timeout: float = 10.0) -> bool:
         with self.closed:
