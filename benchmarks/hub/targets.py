@@ -119,8 +119,8 @@ class Hub:
     path: str = "/connection/websocket"
 
     def start(self, host: str) -> ServerProc:
-        if not os.path.isdir(os.path.join(ROOT, "server", "hub")):  # the command runs from ROOT
-            raise Unavailable("hub not available (server/hub/ does not exist in this tree)")
+        if not os.path.isdir(os.path.join(ROOT, "wsproto_lite", "hub")):  # the command runs from ROOT
+            raise Unavailable("hub not available (wsproto_lite/hub/ does not exist in this tree)")
         port = free_port()
         argv = [sys.executable, *(a.format(host=host, port=port) for a in HUB_COMMAND)]
         try:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from adapters.asyncio import (
+from wsproto_lite.adapters.asyncio import (
     ConnectionClosedError,
     ConnectionClosedOK,
     InvalidStatus,

@@ -27,7 +27,8 @@ import trio.testing  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from adapters.trio import (  # noqa: E402
+from wsproto_lite import Accepted, ClientConnection, LocalProtocolError  # noqa: E402
+from wsproto_lite.adapters.trio import (  # noqa: E402
     CloseReason,
     ConnectionClosed,
     ConnectionRejected,
@@ -43,7 +44,6 @@ from adapters.trio import (  # noqa: E402
     open_websocket_url,
     serve_websocket,
 )
-from wsproto_lite import Accepted, ClientConnection, LocalProtocolError  # noqa: E402
 
 Handler = Callable[[WebSocketRequest], Awaitable[None]]
 
@@ -904,7 +904,9 @@ async def test_connections_are_freed_by_reference_counting(
 ) -> None:
     """Clean closes, client aborts, handler errors, protocol errors, close timeouts and TLS: none of our
     per-connection objects (request, connection, core, stream) outlive their connection, gc disabled."""
-    monkeypatch.setattr(logging.getLogger("adapters.trio"), "disabled", True)  # records keep tracebacks
+    monkeypatch.setattr(
+        logging.getLogger("wsproto_lite.adapters.trio"), "disabled", True
+    )  # records keep tracebacks
     alive: list[weakref.ref[Any]] = []
 
     def track(*objects: object) -> None:
@@ -983,14 +985,14 @@ def test_readme_trio_snippet_runs(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_python_m_adapters_trio_serves_an_echo() -> None:
-    """The README's one-command start: ``python -m adapters.trio --port P``, stopped by its PID."""
+    """The README's one-command start, ``python -m wsproto_lite.adapters.trio --port P``, stopped by PID."""
     from websockets.sync.client import connect
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     root = Path(__file__).resolve().parents[2]
-    command = [sys.executable, "-m", "adapters.trio", "--port", str(port)]
+    command = [sys.executable, "-m", "wsproto_lite.adapters.trio", "--port", str(port)]
     server = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         assert server.stdout is not None

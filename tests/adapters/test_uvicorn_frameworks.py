@@ -17,9 +17,9 @@ pytest.importorskip("fastapi")
 websockets_client = pytest.importorskip("websockets.asyncio.client")
 websockets_exceptions = pytest.importorskip("websockets.exceptions")
 
-from adapters.asyncio import ConnectionClosedError, InvalidStatus, connect  # noqa: E402
 from tests.adapters import apps  # noqa: E402
 from tests.adapters.uvicorn_helpers import run, uvicorn_server  # noqa: E402
+from wsproto_lite.adapters.asyncio import ConnectionClosedError, InvalidStatus, connect  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,14 +95,21 @@ def test_django_channels_group_messages_over_the_in_memory_layer() -> None:
 
 
 def test_the_uvicorn_command_line_with_our_class() -> None:
-    """``uvicorn module:app --ws adapters.uvicorn:WSProtoLiteProtocol``, as a user types it."""
+    """``uvicorn module:app --ws wsproto_lite.adapters.uvicorn:WSProtoLiteProtocol``, as a user types it."""
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     argv = [sys.executable, "-m", "uvicorn", "tests.adapters.apps:fastapi_app"]
-    argv += ["--ws", "adapters.uvicorn:WSProtoLiteProtocol", "--host", "127.0.0.1", "--port", str(port)]
+    argv += [
+        "--ws",
+        "wsproto_lite.adapters.uvicorn:WSProtoLiteProtocol",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
 
     async def main() -> None:

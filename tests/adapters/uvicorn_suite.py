@@ -6,7 +6,8 @@
    into a cache directory and extracts its ``tests/``;
 2. patches what is tied to uvicorn's internal classes (the list is :data:`PATCHES`, printed with the
    results): the ``ws_protocol_cls`` fixture gains a third parameter, ``wsproto-lite``
-   (``adapters.uvicorn:WSProtoLiteProtocol``), and the two ``isinstance`` checks that name uvicorn's
+   (``wsproto_lite.adapters.uvicorn:WSProtoLiteProtocol``), and the two ``isinstance`` checks that name
+   uvicorn's
    classes accept ours too;
 3. runs ``tests/protocols/test_websocket.py`` once, all three classes in the same run, and prints
    passed/failed/skipped per class.
@@ -42,7 +43,7 @@ PATCHES: list[tuple[str, str, str, str]] = [
         'id="websockets-sansio"\n        ),\n',
         '            "uvicorn.protocols.websockets.websockets_sansio_impl:WebSocketsSansIOProtocol", '
         'id="websockets-sansio"\n        ),\n'
-        f'        pytest.param("adapters.uvicorn:WSProtoLiteProtocol", id="{OURS}"),\n',
+        f'        pytest.param("wsproto_lite.adapters.uvicorn:WSProtoLiteProtocol", id="{OURS}"),\n',
         "the ws_protocol_cls fixture also yields our class",
     ),
     (
@@ -54,7 +55,8 @@ PATCHES: list[tuple[str, str, str, str]] = [
     (
         "tests/protocols/test_websocket.py",
         "from uvicorn.server import ServerState\n",
-        "from uvicorn.server import ServerState\nfrom adapters.uvicorn import WSProtoLiteProtocol\n",
+        "from uvicorn.server import ServerState\n"
+        "from wsproto_lite.adapters.uvicorn import WSProtoLiteProtocol\n",
         "import our class for those isinstance checks",
     ),
 ]

@@ -2,7 +2,7 @@
 pieces that turn deliveries into numbers.
 
 A target whose packages are missing (benchmarks/requirements.txt) or whose server does not exist yet
-(the hub before server/hub/ lands) is skipped with the reason.
+(the hub before wsproto_lite/hub/ lands) is skipped with the reason.
 """
 
 from __future__ import annotations

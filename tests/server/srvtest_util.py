@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.transport import BaseProtocol, SocketTransport
+from wsproto_lite.server.transport import BaseProtocol, SocketTransport
 
 
 class Recorder(BaseProtocol):
@@ -39,10 +39,10 @@ import socket  # noqa: E402
 import threading  # noqa: E402
 from typing import Any  # noqa: E402
 
-from server.handler import Handler  # noqa: E402
-from server.loop import EventLoop  # noqa: E402
-from server.websocket import WebSocket  # noqa: E402
-from server.ws_server import WebSocketServer  # noqa: E402
+from wsproto_lite.server.handler import Handler  # noqa: E402
+from wsproto_lite.server.loop import EventLoop  # noqa: E402
+from wsproto_lite.server.websocket import WebSocket  # noqa: E402
+from wsproto_lite.server.ws_server import WebSocketServer  # noqa: E402
 
 
 class Echo(Handler):

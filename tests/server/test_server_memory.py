@@ -23,15 +23,15 @@ from typing import Any
 import pytest
 from srvtest_util import ServerThread, raw_connect, raw_handshake, read_until_closed
 
-from server.async_client import connect_async
-from server.client import ClientWebSocket, connect
-from server.errors import HandshakeError
-from server.handler import Accept, Handler, Reject
-from server.loop import EventLoop
-from server.options import Options
-from server.websocket import WebSocket
 from wsproto_lite import Request
 from wsproto_lite._frames import encode_frame
+from wsproto_lite.server.async_client import connect_async
+from wsproto_lite.server.client import ClientWebSocket, connect
+from wsproto_lite.server.errors import HandshakeError
+from wsproto_lite.server.handler import Accept, Handler, Reject
+from wsproto_lite.server.loop import EventLoop
+from wsproto_lite.server.options import Options
+from wsproto_lite.server.websocket import WebSocket
 
 OURS = ("server", "wsproto_lite")
 N = 5  # connections per scenario

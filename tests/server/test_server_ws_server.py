@@ -21,9 +21,9 @@ from websockets.exceptions import ConnectionClosed as WSClosed
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from server.handler import Accept, DeferredResponse, Handler, HTTPResponse, Reject
-from server.options import Options
-from server.websocket import WebSocket
+from wsproto_lite.server.handler import Accept, DeferredResponse, Handler, HTTPResponse, Reject
+from wsproto_lite.server.options import Options
+from wsproto_lite.server.websocket import WebSocket
 
 SIZES = [0, 125, 126, 65535, 65536, 1 << 20, 16 << 20]
 BIG = Options(max_message_size=32 << 20)
@@ -424,8 +424,8 @@ def test_handshake_timeout_covers_a_stalled_tls_handshake(server_ssl_context: ss
 
 
 def test_serve_forever_in_a_thread_and_shutdown_stops_it() -> None:
-    from server.loop import EventLoop
-    from server.ws_server import WebSocketServer
+    from wsproto_lite.server.loop import EventLoop
+    from wsproto_lite.server.ws_server import WebSocketServer
 
     loop = EventLoop()
     server = WebSocketServer(Echo(), host="127.0.0.1", port=0, loop=loop)

@@ -11,10 +11,10 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from server.hub.auth import AuthConfig
-from server.hub.config import HubConfig
-from server.hub.limits import RateLimits
-from server.hub.namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
+from wsproto_lite.hub.auth import AuthConfig
+from wsproto_lite.hub.config import HubConfig
+from wsproto_lite.hub.limits import RateLimits
+from wsproto_lite.hub.namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
 
 SECRET = "test-secret-of-at-least-32-bytes-long!"
 API_KEY = "k-3f9a1c0e7b5d4e2a9c8b7a6f5e4d3c2b"

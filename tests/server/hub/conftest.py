@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from srvtest_util import call_in_loop
 
-from server.client import ClientWebSocket, connect
-from server.hub.app import HubServer
-from server.hub.config import HubConfig
-from server.hub.engine import Engine
-from server.hub.hub import Authenticate
-from server.loop import EventLoop
-from server.websocket import WebSocket
+from wsproto_lite.hub.app import HubServer
+from wsproto_lite.hub.config import HubConfig
+from wsproto_lite.hub.engine import Engine
+from wsproto_lite.hub.hub import Authenticate
+from wsproto_lite.server.client import ClientWebSocket, connect
+from wsproto_lite.server.loop import EventLoop
+from wsproto_lite.server.websocket import WebSocket
 
 
 class HubThread:

@@ -6,9 +6,9 @@ import http.client
 
 import pytest
 
-from server.errors import ConnectionClosed
-from server.hub.config import HubConfig
-from server.hub.hub import HubLimits
+from wsproto_lite.hub.config import HubConfig
+from wsproto_lite.hub.hub import HubLimits
+from wsproto_lite.server.errors import ConnectionClosed
 
 from .conftest import HubThread, Raw
 

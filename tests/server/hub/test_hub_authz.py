@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.hub.auth import ANONYMOUS, Authenticator, Identity
-from server.hub.authz import Authorizer
-from server.hub.namespaces import Namespaces
-from server.hub.protocol import ErrorCode, HubError
+from wsproto_lite.hub.auth import ANONYMOUS, Authenticator, Identity
+from wsproto_lite.hub.authz import Authorizer
+from wsproto_lite.hub.namespaces import Namespaces
+from wsproto_lite.hub.protocol import ErrorCode, HubError
 
 from .authkit import API_KEY, NAMESPACES, auth_config, hs256, hub_config
 from .conftest import HubThread, Raw

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from server.hub.client import HubClient
+from wsproto_lite.hub.client import HubClient
 
 from .conftest import HubThread
 

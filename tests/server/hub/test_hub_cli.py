@@ -64,7 +64,7 @@ def test_start_serve_the_page_and_stop(tmp_path: Path) -> None:
             assert b"connection/websocket" in script.read()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as health:
             assert health.read() == b"ok\n"
-        from server.hub.client import HubClient
+        from wsproto_lite.hub.client import HubClient
 
         with HubClient(f"ws://127.0.0.1:{port}/connection/websocket", reconnect=False) as client:
             assert client.presence_stats("room:1") == {"clients": 0, "users": 0}

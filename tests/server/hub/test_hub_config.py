@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from server.hub.config import ConfigError, HubConfig, load_config
-from server.hub.namespaces import DEFAULT_NAMESPACES
+from wsproto_lite.hub.config import ConfigError, HubConfig, load_config
+from wsproto_lite.hub.namespaces import DEFAULT_NAMESPACES
 
 
 def test_defaults_work_on_a_laptop() -> None:
@@ -83,7 +83,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_auth_rate_limits_and_tls_keys(tmp_path: Path) -> None:
-    from server.hub.config import config_from_mapping
+    from wsproto_lite.hub.config import config_from_mapping
 
     from .authkit import RSA_KEY, public_pem
 

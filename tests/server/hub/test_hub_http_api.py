@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from server.client import connect
-from server.hub.publisher import HubAPI, HubAPIError
+from wsproto_lite.hub.publisher import HubAPI, HubAPIError
+from wsproto_lite.server.client import connect
 
 from .authkit import API_KEY, hs256, hub_config
 from .conftest import HubThread, Raw

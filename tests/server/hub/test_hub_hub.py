@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from server.errors import ConnectionClosed
-from server.hub.config import HubConfig
-from server.hub.hub import HubLimits
-from server.hub.limits import RateLimits
-from server.hub.namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
-from server.hub.protocol import ErrorCode, HubError
+from wsproto_lite.hub.config import HubConfig
+from wsproto_lite.hub.hub import HubLimits
+from wsproto_lite.hub.limits import RateLimits
+from wsproto_lite.hub.namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
+from wsproto_lite.hub.protocol import ErrorCode, HubError
+from wsproto_lite.server.errors import ConnectionClosed
 
 from .conftest import HubThread, Raw
 
@@ -37,8 +37,8 @@ def test_a_token_without_a_verifier_is_refused(raw: Any) -> None:
 
 
 def test_websocket_paths(hub: HubThread) -> None:
-    from server.client import connect
-    from server.errors import HandshakeError
+    from wsproto_lite.server.client import connect
+    from wsproto_lite.server.errors import HandshakeError
 
     for path in ("/connection/websocket", "/ws"):
         with connect(f"ws://127.0.0.1:{hub.hub_server.port}{path}") as ws:
@@ -408,7 +408,7 @@ def test_slow_subscriber_is_dropped_while_a_fast_one_keeps_receiving() -> None:
 
 
 def test_sessions_and_subscriptions_are_freed_at_close_without_gc(hub: HubThread) -> None:
-    from server.hub.hub import Session, Subscription
+    from wsproto_lite.hub.hub import Session, Subscription
 
     r = Raw(hub.url)
     r.ok("connect")
@@ -435,7 +435,7 @@ def test_sessions_and_subscriptions_are_freed_at_close_without_gc(hub: HubThread
 
 
 def test_an_engine_failure_is_error_100_and_the_connection_lives() -> None:
-    from server.hub.memory import MemoryEngine
+    from wsproto_lite.hub.memory import MemoryEngine
 
     class Broken(MemoryEngine):
         def publish(self, channel: str, data_json: str, info_json: str | None, options: Any) -> Any:

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from server.errors import ConnectionClosed, HandshakeError
-from server.hub.config import ConfigError, HubConfig, config_from_mapping
-from server.hub.hub import HubLimits
-from server.hub.limits import IpLimiter, RateLimits, TokenBucket, UserConnections
-from server.hub.protocol import ErrorCode
+from wsproto_lite.hub.config import ConfigError, HubConfig, config_from_mapping
+from wsproto_lite.hub.hub import HubLimits
+from wsproto_lite.hub.limits import IpLimiter, RateLimits, TokenBucket, UserConnections
+from wsproto_lite.hub.protocol import ErrorCode
+from wsproto_lite.server.errors import ConnectionClosed, HandshakeError
 
 from .authkit import hs256, hub_config
 from .conftest import HubThread, Raw

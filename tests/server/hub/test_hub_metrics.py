@@ -9,7 +9,7 @@ import re
 import weakref
 from typing import Any
 
-from server.errors import HandshakeError
+from wsproto_lite.server.errors import HandshakeError
 
 from .authkit import API_KEY, hs256, hub_config
 from .conftest import HubThread, Raw
@@ -94,7 +94,7 @@ def test_metrics_count_what_happened() -> None:
 
 
 def test_limit_trips_and_api_requests_are_visible() -> None:
-    from server.hub.limits import RateLimits
+    from wsproto_lite.hub.limits import RateLimits
 
     h = HubThread(hub_config(rate_limits=RateLimits(commands_per_second=1, commands_burst=1)))
     try:
@@ -114,7 +114,7 @@ def test_limit_trips_and_api_requests_are_visible() -> None:
 
 
 def test_sessions_with_tokens_and_buckets_are_freed_without_gc() -> None:
-    from server.hub.hub import Session
+    from wsproto_lite.hub.hub import Session
 
     h = HubThread(hub_config())
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.hub.namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces, namespace_of
-from server.hub.protocol import ErrorCode, HubError
+from wsproto_lite.hub.namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces, namespace_of
+from wsproto_lite.hub.protocol import ErrorCode, HubError
 
 
 def test_the_contracts_defaults() -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.hub.protocol import (
+from wsproto_lite.hub.protocol import (
     NO_ID,
     DisconnectCode,
     ErrorCode,

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from server.hub.auth import AuthConfig
-from server.hub.config import HubConfig
-from server.hub.engine import Reply
-from server.hub.protocol import DisconnectCode, ErrorCode, HubError
+from wsproto_lite.hub.auth import AuthConfig
+from wsproto_lite.hub.config import HubConfig
+from wsproto_lite.hub.engine import Reply
+from wsproto_lite.hub.protocol import DisconnectCode, ErrorCode, HubError
 
 from .conftest import HubThread, Raw
 from .redis_util import RedisServer
@@ -42,7 +42,7 @@ Nodes = Callable[..., HubThread]
 @pytest.fixture
 def nodes(redis_server: RedisServer) -> Iterator[Nodes]:
     """``nodes(url=None, **engine options)``: a hub node on the test's own key prefix."""
-    from server.hub.redis_engine import RedisEngine
+    from wsproto_lite.hub.redis_engine import RedisEngine
 
     prefix = "t" + secrets.token_hex(4)
     made: list[HubThread] = []
@@ -286,7 +286,7 @@ def test_redis_stopped_and_restarted_mid_traffic(nodes: Nodes, clients: Any) -> 
 
 
 def test_sharding_over_two_redis_servers(nodes: Nodes, clients: Any, redis_server: RedisServer) -> None:
-    from server.hub.redis_engine import shard_of
+    from wsproto_lite.hub.redis_engine import shard_of
 
     second = RedisServer()
     try:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from server.client import connect
-from server.hub.protocol import DisconnectCode
+from wsproto_lite.hub.protocol import DisconnectCode
+from wsproto_lite.server.client import connect
 
 from .conftest import HubThread, Raw
 from .redis_util import RedisServer
@@ -170,7 +170,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_sigkilled_node_leaves_presence_within_its_ttl(redis_server: RedisServer) -> None:
-    from server.hub.redis_engine import RedisEngine
+    from wsproto_lite.hub.redis_engine import RedisEngine
 
     prefix = "k" + secrets.token_hex(3)
     port = _free_port()

@@ -1,7 +1,7 @@
 """A WebSocket protocol class for uvicorn, on the wsproto-lite core (and through uvicorn: FastAPI,
 Starlette, Django Channels)::
 
-    uvicorn app:app --ws adapters.uvicorn:WSProtoLiteProtocol
+    uvicorn app:app --ws wsproto_lite.adapters.uvicorn:WSProtoLiteProtocol
     uvicorn.run(app, ws=WSProtoLiteProtocol)
 
 uvicorn's HTTP protocol parses the upgrade request, builds one of these with ``(config, server_state,
@@ -31,7 +31,6 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from adapters._protocol import CoreProtocol
 from wsproto_lite import (
     BinaryMessage,
     CloseReceived,
@@ -46,10 +45,14 @@ from wsproto_lite import (
     TextMessage,
 )
 
+from ._protocol import CoreProtocol
+
 try:
     from uvicorn.protocols.utils import ClientDisconnected, get_local_addr, get_remote_addr, is_ssl
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("adapters.uvicorn needs uvicorn: pip install 'wsproto-lite[uvicorn]'") from exc
+    raise ImportError(
+        "wsproto_lite.adapters.uvicorn needs uvicorn: pip install 'wsproto-lite[uvicorn]'"
+    ) from exc
 
 if TYPE_CHECKING:
     from uvicorn.config import Config as UvicornConfig

@@ -12,7 +12,7 @@ from .loop import EventLoop, TimerHandle
 
 __all__ = ["bind_sockets", "Listener", "connect_socket"]
 
-logger = logging.getLogger("server.net")
+logger = logging.getLogger("wsproto_lite.server.net")
 
 _ACCEPTS_PER_WAKEUP = 128
 _EMFILE_PAUSE = 0.1

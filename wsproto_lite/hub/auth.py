@@ -44,7 +44,7 @@ __all__ = [
     "JWT_SECRET_ENV",
 ]
 
-logger = logging.getLogger("server.hub.auth")
+logger = logging.getLogger("wsproto_lite.hub.auth")
 
 JWT_SECRET_ENV = "WSPROTO_HUB_JWT_SECRET"
 API_KEYS_ENV = "WSPROTO_HUB_API_KEYS"

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WebSocket"]
 
-logger = logging.getLogger("server.websocket")
+logger = logging.getLogger("wsproto_lite.server.websocket")
 
 Core = ServerConnection | ClientConnection
 

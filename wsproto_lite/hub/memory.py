@@ -6,7 +6,7 @@ oldest publications of the least recently published streams go first), ``max_str
 the least recently published stream is dropped whole; if the channel comes back it starts a new epoch).
 Nothing is dropped silently: a client asking for a gap that is no longer held is told so.
 
-Every :class:`~server.hub.engine.Reply` it returns is already resolved: one process needs no waiting.
+Every :class:`~wsproto_lite.hub.engine.Reply` it returns is already resolved: one process needs no waiting.
 
 Reading never creates state: a channel nobody published to has no stream, only the engine's current
 epoch (random per process, with a generation number bumped whenever any stream is dropped), so a client

@@ -54,7 +54,7 @@ from .protocol import HubError, Position, dumps
 from .redis_scripts import PRESENCE, PUBLISH, READ
 
 if TYPE_CHECKING:
-    from ..loop import EventLoop
+    from ..server.loop import EventLoop
 
 try:
     import redis
@@ -67,7 +67,7 @@ else:
 
 __all__ = ["RedisEngine", "parse_engine_urls", "shard_of"]
 
-logger = logging.getLogger("server.hub.redis")
+logger = logging.getLogger("wsproto_lite.hub.redis")
 
 _NO_HISTORY = Position("", 0)
 _OUR_PARAMS = {"presence_ttl", "prefix"}

@@ -12,7 +12,7 @@ from .transport import BaseProtocol, SocketTransport
 
 __all__ = ["TLSTransport", "server_context", "client_context"]
 
-logger = logging.getLogger("server.tls")
+logger = logging.getLogger("wsproto_lite.server.tls")
 
 
 def server_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:

@@ -2,7 +2,7 @@
 
 Blocking (on ``server.client.connect``; callbacks run inside ``run()`` and inside command calls)::
 
-    from server.hub.client import HubClient
+    from wsproto_lite.hub.client import HubClient
 
     with HubClient("ws://127.0.0.1:8000/connection/websocket", name="bot") as hub:
         hub.subscribe("chat:lobby", lambda pub: print(pub["data"]))
@@ -33,14 +33,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..client import ClientWebSocket, connect
-from ..errors import ConnectionClosed
-from ..handler import Handler
-from ..options import Options
+from ..server.client import ClientWebSocket, connect
+from ..server.errors import ConnectionClosed
+from ..server.handler import Handler
+from ..server.options import Options
 
 if TYPE_CHECKING:
-    from ..loop import EventLoop, TimerHandle
-    from ..websocket import WebSocket
+    from ..server.loop import EventLoop, TimerHandle
+    from ..server.websocket import WebSocket
 
 __all__ = [
     "HubClient",
@@ -52,7 +52,7 @@ __all__ = [
     "Backoff",
 ]
 
-logger = logging.getLogger("server.hub.client")
+logger = logging.getLogger("wsproto_lite.hub.client")
 
 OnPublication = Callable[[dict[str, Any]], None]
 OnPresence = Callable[[dict[str, Any]], None]
@@ -480,7 +480,7 @@ class LoopHubClient(Handler):
         self._start()
 
     def _start(self) -> None:
-        from ..async_client import connect_async
+        from ..server.async_client import connect_async
 
         self._timer = None
         self.state.disconnect = None

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 __all__ = ["EventLoop", "Handle", "TimerHandle", "FileLike"]
 
-logger = logging.getLogger("server.loop")
+logger = logging.getLogger("wsproto_lite.server.loop")
 
 _MAX_SELECT_TIMEOUT = 24 * 3600.0
 

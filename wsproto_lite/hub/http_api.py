@@ -18,7 +18,8 @@ the core: ``request.body``; ``curl -d '{...}'``), or, without a body, the ``json
 (``POST /api/publish?json=%7B...%7D``; ``curl -G --data-urlencode 'json={...}' -X POST``).
 
 Answers come from the engine: with the in-memory engine at once; with the Redis engine when Redis has
-answered, through a :class:`~server.handler.DeferredResponse` (the loop is never blocked; the connection's
+answered, through a :class:`~wsproto_lite.server.handler.DeferredResponse` (the loop is never blocked; the
+connection's
 handshake timeout bounds the wait).
 
 Errors: 401 (no or wrong key; the same body either way), 404 unknown endpoint, 405 not POST, 413 parameters
@@ -34,7 +35,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from ..handler import DeferredResponse, HTTPResponse
+from ..server.handler import DeferredResponse, HTTPResponse
 from . import metrics
 from .engine import Reply
 from .protocol import ErrorCode, HubError, dumps, get_bool, get_channel, get_int, get_position, get_str
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HubHTTP", "MAX_API_REQUEST"]
 
-logger = logging.getLogger("server.hub.http")
+logger = logging.getLogger("wsproto_lite.hub.http")
 
 MAX_API_REQUEST = 32 * 1024
 """Characters of one API request's JSON parameters (the core bounds the whole head at 64 KiB: 431)."""

@@ -1,4 +1,7 @@
-"""Command line: ``python -m server echo`` (an echo server) and ``python -m server client URL``."""
+"""Command line: ``wsproto-lite echo`` (an echo server), ``wsproto-lite client URL`` and ``wsproto-lite hub``.
+
+The same parser answers as ``python -m wsproto_lite`` and, from a checkout, ``python -m server``.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from .ws_server import WebSocketServer
 
 __all__ = ["main", "EchoHandler", "health_check"]
 
-logger = logging.getLogger("server.cli")
+logger = logging.getLogger("wsproto_lite.server.cli")
 
 
 class EchoHandler(Handler):
@@ -44,10 +47,8 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m server", description="wsproto-lite WebSocket server and client."
-    )
+def _parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="wsproto-lite WebSocket server and client.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -75,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT (several processes, one port)")
     e.add_argument("--trace", action="store_true", help="print every frame on stderr, annotated")
 
-    from .hub.cli import add_parser as add_hub_parser
+    from ..hub.cli import add_parser as add_hub_parser
 
     add_hub_parser(sub)
 
@@ -95,9 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "wsproto-lite") -> int:
     """Entry point; returns the exit status."""
-    args = _parser().parse_args(argv)
+    args = _parser(prog).parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

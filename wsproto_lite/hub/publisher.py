@@ -1,6 +1,6 @@
 """Publish from Django, FastAPI or any Python code without a WebSocket: the hub's HTTP API, stdlib only.
 
-    from server.hub.publisher import HubAPI
+    from wsproto_lite.hub.publisher import HubAPI
 
     api = HubAPI("http://127.0.0.1:8000", api_key=os.environ["HUB_API_KEY"])
     api.publish("chat:lobby", {"text": "deploy finished"})

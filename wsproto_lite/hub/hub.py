@@ -9,7 +9,7 @@ Fan-out: a publication's frame is built once (``prepare_message``) and queued on
 ``send_prepared``.  A subscriber whose unsent bytes are over ``queue_limit`` is not waited for: it gets a
 ``disconnect`` push (4001 "slow", reconnect and recover) and is closed, and the drop is counted.
 
-The engine may answer later (a :class:`~server.hub.engine.Reply`): replies still go out in command
+The engine may answer later (a :class:`~wsproto_lite.hub.engine.Reply`): replies still go out in command
 order (a session's ``outbox`` holds the ones waiting for an earlier answer).  A subscription is
 *pending* from the command until its reply is sent: publications that arrive meanwhile are kept and
 delivered after the reply, without those the reply already carried (same epoch, offset <= the reply's);
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from wsproto_lite import PreparedMessage, prepare_message
 
-from ..handler import Accept, Handler, Reject
+from ..server.handler import Accept, Handler, Reject
 from .auth import ANONYMOUS, Authenticator, AuthFailure, Identity, credentials_of
 from .authz import Authorizer
 from .engine import ClientInfo, Engine, Publication, Reply
@@ -61,12 +61,12 @@ from .protocol import (
 if TYPE_CHECKING:
     from wsproto_lite import Request
 
-    from ..loop import EventLoop, TimerHandle
-    from ..websocket import WebSocket
+    from ..server.loop import EventLoop, TimerHandle
+    from ..server.websocket import WebSocket
 
 __all__ = ["Hub", "HubLimits", "HubStats", "Session", "Subscription", "Authenticate", "WEBSOCKET_PATHS"]
 
-logger = logging.getLogger("server.hub")
+logger = logging.getLogger("wsproto_lite.hub")
 
 #: Where the hub accepts WebSocket upgrades.
 WEBSOCKET_PATHS = frozenset({"/connection/websocket", "/ws"})

@@ -29,11 +29,11 @@ def add_parser(subparsers: Any) -> None:
         help="run the real-time hub (channels, presence, history; chat demo at /)",
         description="A real-time hub: JSON commands over WebSocket at /connection/websocket (also /ws), "
         "channels in namespaces, presence, history and recovery; the chat demo at GET /. "
-        "Protocol: server/hub/PROTOCOL.md.",
+        "Protocol: wsproto_lite/hub/PROTOCOL.md.",
     )
     p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1; '' = every one)")
     p.add_argument("--port", type=int, default=None, help="default 8000")
-    p.add_argument("--config", metavar="FILE", help="a .toml or .json file (see server/hub/config.py)")
+    p.add_argument("--config", metavar="FILE", help="a .toml or .json file (see wsproto_lite/hub/config.py)")
     p.add_argument("--max-connections", type=int, default=None, help="beyond this: HTTP 503")
     p.add_argument(
         "--engine",

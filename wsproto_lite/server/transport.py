@@ -17,7 +17,7 @@ from .loop import EventLoop, TimerHandle
 
 __all__ = ["BaseProtocol", "SocketTransport", "DEFAULT_HIGH_WATER", "DEFAULT_READ_SIZE"]
 
-logger = logging.getLogger("server.transport")
+logger = logging.getLogger("wsproto_lite.server.transport")
 
 DEFAULT_HIGH_WATER = 1 << 20
 DEFAULT_READ_SIZE = 256 * 1024

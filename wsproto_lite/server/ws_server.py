@@ -1,6 +1,6 @@
 """The WebSocket server: listening sockets, per-connection setup, broadcast, graceful shutdown.
 
-from server import Handler, WebSocketServer
+from wsproto_lite.server import Handler, WebSocketServer
 
 class Echo(Handler):
     def on_message(self, conn, message):
@@ -30,7 +30,7 @@ from .websocket import WebSocket
 
 __all__ = ["WebSocketServer"]
 
-logger = logging.getLogger("server.ws_server")
+logger = logging.getLogger("wsproto_lite.server.ws_server")
 
 #: Connections beyond ``max_connections`` are still answered (503) up to this many extra; past that the
 #: socket is closed at once, so a flood cannot make us hold more than this.

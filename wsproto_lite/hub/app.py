@@ -10,11 +10,11 @@ from typing import Any
 
 from wsproto_lite import HTTPRequest
 
-from ..handler import HTTPResponse
-from ..loop import EventLoop
-from ..options import Options
-from ..tls import server_context
-from ..ws_server import WebSocketServer
+from ..server.handler import HTTPResponse
+from ..server.loop import EventLoop
+from ..server.options import Options
+from ..server.tls import server_context
+from ..server.ws_server import WebSocketServer
 from .auth import Authenticator
 from .config import ConfigError, HubConfig, load_config
 from .engine import Engine
@@ -25,7 +25,7 @@ from .protocol import DisconnectCode
 
 __all__ = ["HubServer", "StaticFiles"]
 
-logger = logging.getLogger("server.hub")
+logger = logging.getLogger("wsproto_lite.hub")
 
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
 

@@ -1,7 +1,7 @@
 """The real-time hub: channels in namespaces, presence, history and recovery over JSON text frames.
 
 ``python -m server hub`` starts it (chat demo at http://127.0.0.1:8000/); the protocol is in
-``PROTOCOL.md`` next to this file; ``server.hub.client.HubClient`` is the Python client.
+``PROTOCOL.md`` next to this file; ``wsproto_lite.hub.client.HubClient`` is the Python client.
 """
 
 from .app import HubServer

@@ -28,7 +28,7 @@ from .namespaces import NamespaceOptions
 from .protocol import ErrorCode, HubError, Position, publication_json
 
 if TYPE_CHECKING:
-    from ..loop import EventLoop
+    from ..server.loop import EventLoop
 
 __all__ = [
     "Engine",

@@ -1,6 +1,6 @@
-"""``python -m server hub --workers N``: N hub processes sharing one port, kept alive.
+"""``python -m wsproto_lite hub --workers N``: N hub processes sharing one port, kept alive.
 
-The supervisor starts N workers (``python -m server hub --workers 1 --reuse-port ...``: each binds the
+The supervisor starts N workers (``python -m wsproto_lite hub --workers 1 --reuse-port ...``: each binds the
 port with ``SO_REUSEPORT``, the kernel spreads new connections over them), restarts a worker that dies
 (after 0.5 s, doubling up to 10 s while it keeps dying within 30 s of its start), and on SIGTERM or
 SIGINT sends SIGTERM to every worker (each tells its clients ``disconnect`` 4000 and closes them) and
@@ -154,5 +154,5 @@ def _drain(fd: int) -> None:
 
 
 def worker_argv(args: Sequence[str]) -> list[str]:
-    """The command line of one worker: this interpreter, ``-m server hub``, the given options."""
-    return [sys.executable, "-m", "server", "hub", *args]
+    """The command line of one worker: this interpreter, ``-m wsproto_lite hub``, the given options."""
+    return [sys.executable, "-m", "wsproto_lite", "hub", *args]

@@ -1,6 +1,6 @@
 """A blocking WebSocket client on a plain (or TLS) socket: ``connect()``, ``send()``, ``recv()``.
 
-    from server.client import connect, ConnectionClosedError
+    from wsproto_lite.server.client import connect, ConnectionClosedError
 
     with connect("ws://127.0.0.1:8765/chat", subprotocols=["chat"], timeout=5) as ws:
         ws.send("hello")
@@ -68,7 +68,8 @@ def connect(
     """Open a WebSocket connection and complete the opening handshake.
 
     ``deflate`` replaces the default ``PerMessageDeflate()`` offer; ``options`` (the same
-    :class:`~server.options.Options` as the loop client's) replaces ``compression``, ``max_message_size``
+    :class:`~wsproto_lite.server.options.Options` as the loop client's) replaces ``compression``,
+    ``max_message_size``
     and ``deflate`` at once.  ``timeout`` bounds the TCP connect, the TLS handshake and the WebSocket
     handshake together.  Raises ``HandshakeError`` (with ``.status``) when the server refuses, ``OSError``
     (refused, unreachable), ``ssl.SSLCertVerificationError``, ``TimeoutError`` or ``InvalidURL``.

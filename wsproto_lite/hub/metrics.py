@@ -1,6 +1,7 @@
 """``GET /metrics``: the hub's counters and gauges in the Prometheus text exposition format (0.0.4).
 
-The counters are plain ints in :class:`~server.hub.hub.HubStats`, bumped where things happen; this module
+The counters are plain ints in :class:`~wsproto_lite.hub.hub.HubStats`, bumped where things happen; this
+module
 only reads them (and counts gauges such as subscriptions at scrape time).
 """
 

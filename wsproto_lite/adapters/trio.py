@@ -59,7 +59,7 @@ from urllib.parse import urlsplit
 try:
     import trio
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("adapters.trio needs trio: pip install 'wsproto-lite[trio]'") from exc
+    raise ImportError("wsproto_lite.adapters.trio needs trio: pip install 'wsproto-lite[trio]'") from exc
 
 from wsproto_lite import (
     Accepted,
@@ -857,7 +857,8 @@ async def connect_websocket_url(
     )
 
 
-# -- python -m adapters.trio: an echo server -------------------------------------------------------
+# -- python -m wsproto_lite.adapters.trio: an echo server
+# -------------------------------------------------------
 
 
 async def _echo(request: WebSocketRequest) -> None:
@@ -874,10 +875,10 @@ async def _serve_echo(host: str, port: int, max_message_size: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m adapters.trio [--host H] [--port P]``: an echo server, until Ctrl-C."""
+    """``python -m wsproto_lite.adapters.trio [--host H] [--port P]``: an echo server, until Ctrl-C."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m adapters.trio", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m wsproto_lite.adapters.trio", description=main.__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9002)
     parser.add_argument("--max-message-size", type=int, default=2**20)

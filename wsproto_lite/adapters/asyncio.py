@@ -1,6 +1,6 @@
 """WebSocket servers and clients on asyncio, with the API Python users know from the websockets library::
 
-    from adapters.asyncio import serve, connect
+    from .asyncio import serve, connect
 
     async def echo(ws):
         async for message in ws:  # str or bytes; ends when the peer closes normally
@@ -13,7 +13,8 @@
         await ws.send("hello")
         print(await ws.recv())
 
-Everything protocol-related is the core's (``wsproto_lite``); :class:`adapters._protocol.CoreProtocol`
+Everything protocol-related is the core's (``wsproto_lite``);
+:class:`wsproto_lite.adapters._protocol.CoreProtocol`
 moves the bytes. This module adds the application-facing part: a bounded receive queue (``max_queue``
 messages; past it the socket stops reading), ``send()`` that waits while the transport is above its
 high-water mark, ``close()`` that waits for the closing handshake (at most ``close_timeout``), keepalive
@@ -31,8 +32,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from types import TracebackType
 from typing import Any
 
-from adapters._protocol import CoreProtocol
-from server.urls import parse_url
 from wsproto_lite import (
     Accepted,
     BinaryMessage,
@@ -52,6 +51,9 @@ from wsproto_lite import (
     ConnectionClosed as ClosedEvent,
 )
 
+from ..server.urls import parse_url
+from ._protocol import CoreProtocol
+
 __all__ = [
     "ConnectionClosed",
     "ConnectionClosedError",
@@ -63,7 +65,7 @@ __all__ = [
     "serve",
 ]
 
-logger = logging.getLogger("adapters.asyncio")
+logger = logging.getLogger("wsproto_lite.adapters.asyncio")
 
 Data = str | bytes
 Handler = Callable[["WebSocket"], Awaitable[None]]
