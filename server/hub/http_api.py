@@ -9,7 +9,8 @@ endpoint             parameters                            result
 ``/api/broadcast``   channels (list, ≤ 1000), data         results: [{offset?, epoch?} | {error}], in order
 ``/api/presence``    channel                               clients: {client: {user, name}}
 ``/api/history``     channel, limit?, since?, reverse?     publications, epoch, offset
-``/api/disconnect``  user, code? (4000-4999), reason?      disconnected (connections closed)
+``/api/disconnect``  user, code? (4000-4999), reason?      disconnected (connections closed; a reason is cut
+                                                           to the 123 bytes of UTF-8 a close frame holds)
 ``/api/channels``    prefix?                               channels: {name: local subscribers}
 ===================  ====================================  ===============================================
 

@@ -17,6 +17,7 @@ __all__ = [
     "Position",
     "ErrorCode",
     "DisconnectCode",
+    "UnsubscribeCode",
     "METHODS",
     "NO_ID",
     "parse_command",
@@ -79,6 +80,25 @@ class DisconnectCode:
     @staticmethod
     def reconnect(code: int) -> bool:
         return 4000 <= code < 4500
+
+
+class UnsubscribeCode:
+    """Codes of ``unsubscribe`` pushes (the server ended one subscription; the connection lives on).
+
+    2000-2499: the client should not resubscribe; 2500-2999: it should, with a fresh subscription token
+    (and ``recover`` from its last offset: nothing is lost in between).
+    """
+
+    SERVER = 2000
+    """The server ended it (``Hub.unsubscribe``)."""
+    PERMISSION_REVOKED = 2001
+    """A ``refresh`` gave the connection an identity that no longer grants the channel."""
+    EXPIRED = 2501
+    """Its subscription token expired: subscribe again with a fresh one (the protocol has no sub-refresh)."""
+
+    @staticmethod
+    def resubscribe(code: int) -> bool:
+        return 2500 <= code < 3000
 
 
 #: The ``id`` of an error reply to a frame whose own id could not be read (not JSON, not an object,
@@ -280,7 +300,15 @@ def presence_push_frame(kind: str, channel: str, info: dict[str, str]) -> str:
 
 
 def unsubscribe_push_frame(channel: str, code: int, reason: str) -> str:
-    return _encode({"push": "unsubscribe", "channel": channel, "code": code, "reason": reason})
+    return _encode(
+        {
+            "push": "unsubscribe",
+            "channel": channel,
+            "code": code,
+            "reason": reason,
+            "resubscribe": UnsubscribeCode.resubscribe(code),
+        }
+    )
 
 
 def disconnect_push_frame(code: int, reason: str) -> str:

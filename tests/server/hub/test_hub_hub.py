@@ -469,7 +469,13 @@ def test_server_side_publish_and_unsubscribe(raw: Any, hub: HubThread) -> None:
         hub.call(hub.hub.publish, "chat:s", object())
     conn = hub.call(hub.hub.connection_of, client_a)
     assert hub.call(hub.hub.unsubscribe, conn, "chat:s") is True
-    assert a.push() == {"push": "unsubscribe", "channel": "chat:s", "code": 2000, "reason": "server"}
+    assert a.push() == {
+        "push": "unsubscribe",
+        "channel": "chat:s",
+        "code": 2000,
+        "reason": "server",
+        "resubscribe": False,
+    }
     assert b.push()["push"] == "pub" and b.push()["push"] == "leave"
     assert hub.call(hub.hub.unsubscribe, conn, "chat:s") is False
     assert a.error("unsubscribe", {"channel": "chat:s"}) == ErrorCode.NOT_SUBSCRIBED
