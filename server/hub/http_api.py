@@ -38,7 +38,17 @@ from urllib.parse import parse_qs
 from ..handler import DeferredResponse, HTTPResponse
 from . import metrics
 from .engine import Reply
-from .protocol import ErrorCode, HubError, dumps, get_bool, get_channel, get_int, get_position, get_str
+from .protocol import (
+    ErrorCode,
+    HubError,
+    dumps,
+    get_bool,
+    get_channel,
+    get_int,
+    get_position,
+    get_str,
+    refuse_lone_surrogates,
+)
 
 if TYPE_CHECKING:
     from wsproto_lite import HTTPRequest
@@ -181,6 +191,7 @@ class HubHTTP:
                 raise _BadRequest(413, ErrorCode.LIMIT_EXCEEDED, "request too large")
         try:
             value = json.loads(text, parse_constant=_no_constants)
+            refuse_lone_surrogates(text, value)
         except (ValueError, RecursionError):
             raise _BadRequest(400, ErrorCode.BAD_REQUEST, "invalid JSON") from None
         if not isinstance(value, dict):

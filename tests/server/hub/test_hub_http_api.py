@@ -132,6 +132,7 @@ def test_bad_bodies(secure: HubThread) -> None:
         b"\xff\xfe",
         b"NaN",
         b'{"channel":"chat:a","data":"' + b"x" * 40000 + b'"}',
+        b'{"channel":"chat:a","data":"\\ud800"}',  # a lone surrogate: no frame could carry it (RFC 7493)
     ):
         status, body = _request(secure, "/api/publish", body=raw)
         assert status in (400, 413), (raw[:20], status)

@@ -324,6 +324,17 @@ def test_malformed_frames_get_errors_and_the_connection_lives(raw: Any) -> None:
     assert r.ok("ping") == {}
 
 
+def test_a_lone_surrogate_is_refused_and_cannot_poison_a_channel(raw: Any) -> None:
+    a, b = raw(connect=False), raw()
+    assert a.error("connect", {"name": "\ud800"}) == ErrorCode.BAD_REQUEST  # json.dumps escapes it: \\ud800
+    a.ok("connect", {"name": "\U0001f600"})  # an escaped pair is an emoji: fine
+    b.ok("subscribe", {"channel": "chat:lone"})
+    assert a.error("publish", {"channel": "chat:lone", "data": ["ok", "\udfff"]}) == ErrorCode.BAD_REQUEST
+    a.ok("publish", {"channel": "chat:lone", "data": "\U0001f600"})
+    assert b.push()["data"] == "\U0001f600"
+    assert [p["data"] for p in b.ok("history", {"channel": "chat:lone"})["publications"]] == ["\U0001f600"]
+
+
 def test_a_frame_over_the_io_limit_is_closed_1009(hub: HubThread) -> None:
     r = Raw(hub.url)
     r.ok("connect")
