@@ -3,6 +3,7 @@
 Bytes in, events out, bytes to send out; no sockets, threads or clocks. See ``docs/core-api.md``.
 """
 
+from ._close import MAX_CLOSE_REASON, fit_close_reason
 from ._config import Config
 from ._connection import ClientConnection, Connection, PreparedMessage, ServerConnection, prepare_message
 from ._errors import CloseCode, ExtensionError, LocalProtocolError, RemoteProtocolError
@@ -49,6 +50,7 @@ __all__ = [
     "FrameHeader",
     "HeaderError",
     "HTTPRequest",
+    "MAX_CLOSE_REASON",
     "LocalProtocolError",
     "Opcode",
     "PerMessageDeflate",
@@ -63,6 +65,7 @@ __all__ = [
     "TextMessage",
     "apply_mask",
     "encode_frame",
+    "fit_close_reason",
     "parse_header",
     "prepare_message",
     "speedups_enabled",

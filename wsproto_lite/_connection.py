@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from ._close import build_close_payload
+from ._close import build_close_payload, fit_close_reason
 from ._config import Config
 from ._errors import CloseCode, HandshakeFailure, LocalProtocolError, RemoteProtocolError
 from ._events import (
@@ -234,7 +234,7 @@ class Connection:
     def _fail(self, code: int, reason: str) -> None:
         """§7.1.7 _Fail the WebSocket Connection_: send a close with ``code`` (if we can) and stop."""
         if self._phase is Phase.OPEN:
-            self._send_close(code, reason[:100])
+            self._send_close(code, fit_close_reason(reason))
             self.close_sent = (int(code), reason)  # the whole reason, for the application
         self._move(Trigger.FAIL, code, reason)
 

@@ -39,6 +39,7 @@ __all__ = [
     "Authenticator",
     "Identity",
     "MissingExtra",
+    "SubscriptionGrant",
     "credentials_of",
     "API_KEYS_ENV",
     "JWT_SECRET_ENV",
@@ -89,6 +90,14 @@ class Identity:
 
 
 ANONYMOUS = Identity()
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionGrant:
+    """A verified subscription token: the subscription it allowed lasts as long as the token."""
+
+    expires: float | None = None
+    """Wall-clock expiry (the token's ``exp``), None for no expiry."""
 
 
 @dataclass(frozen=True)
@@ -313,13 +322,16 @@ class Authenticator:
         kind, value = credentials
         return self.verify_api_key(value) if kind == "apikey" else self.verify_token(value)
 
-    def verify_subscription_token(self, token: str, user: str, channel: str) -> bool:
-        """A per-channel token: a JWT whose ``sub`` is this user and ``channel`` this channel."""
+    def verify_subscription_token(self, token: str, user: str, channel: str) -> SubscriptionGrant | None:
+        """A per-channel token: a JWT whose ``sub`` is this user and ``channel`` this channel; None if not."""
         try:
             claims = self.decode(token)
         except AuthFailure:
-            return False
-        return claims.get("sub") == user and claims.get("channel") == channel
+            return None
+        if claims.get("sub") != user or claims.get("channel") != channel:
+            return None
+        expires = claims.get("exp")
+        return SubscriptionGrant(float(expires) if isinstance(expires, int | float) else None)
 
 
 def seconds_left(identity: Identity, now: float | None = None) -> float | None:

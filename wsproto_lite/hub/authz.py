@@ -9,8 +9,8 @@ Reading a channel (or a wildcard pattern) is allowed when the first rule that ap
 2. a grant in the token (``channels`` claim) covering the name: yes;
 3. the personal namespace (``user:<id>``): only the exact channel of the connection's own user, never a
    pattern, never for anonymous connections;
-4. a private namespace: only with a subscription token for this user and this exact channel (subscribe),
-   or while subscribed to it with one (presence, history);
+4. a private namespace: only with a subscription token for this user and this exact channel (subscribe;
+   the subscription lasts as long as the token), or while subscribed to it with one (presence, history);
 5. an anonymous connection in a namespace not listed in ``anonymous_namespaces`` (when that is set): no;
 6. otherwise the namespace's ``allow_subscribe``.
 
@@ -21,7 +21,7 @@ namespaces, never for anonymous connections outside ``anonymous_namespaces``, ot
 
 from __future__ import annotations
 
-from .auth import AuthConfig, Authenticator, Identity, grants_cover
+from .auth import AuthConfig, Authenticator, Identity, SubscriptionGrant, grants_cover
 from .namespaces import Channel
 from .protocol import ErrorCode, HubError
 
@@ -42,31 +42,35 @@ class Authorizer:
 
     def check_read(
         self, identity: Identity, channel: Channel, *, subscription_token: str = "", subscribed: bool = False
-    ) -> None:
-        """Raise 103 unless ``identity`` may subscribe to, or read presence/history of, ``channel``."""
+    ) -> SubscriptionGrant | None:
+        """Raise 103 unless ``identity`` may subscribe to, or read presence/history of, ``channel``.
+
+        Returns the subscription token's grant when that token is what allowed it (the subscription then
+        ends when the token expires), None when the identity itself does (it lasts while the identity
+        grants it: until a ``refresh`` that no longer does, or the connection's own expiry).
+        """
         if identity.trusted or grants_cover(identity.subscribe, channel.name):
-            return
+            return None
         namespace = channel.namespace
         if namespace == self.config.personal_namespace and namespace:
             if channel.is_pattern or identity.anonymous or channel.name != f"{namespace}:{identity.user}":
                 raise _denied("a personal channel is readable by its user only")
-            return
+            return None
         if namespace in self._private:
             if subscribed:
-                return  # the subscription was authorized (with a subscription token)
-            if (
-                subscription_token
-                and not channel.is_pattern
-                and self.authenticator.verify_subscription_token(
+                return None  # the subscription was authorized (with a subscription token)
+            if subscription_token and not channel.is_pattern:
+                grant = self.authenticator.verify_subscription_token(
                     subscription_token, identity.user, channel.name
                 )
-            ):
-                return
+                if grant is not None:
+                    return grant
             raise _denied("this channel is private")
         if identity.anonymous and self._anonymous is not None and namespace not in self._anonymous:
             raise _denied("this namespace needs a token")
         if not channel.options.allow_subscribe:
             raise _denied("subscribing is not allowed in this namespace")
+        return None
 
     def check_publish(self, identity: Identity, channel: Channel) -> None:
         """Raise 103 unless ``identity`` may publish on ``channel``."""

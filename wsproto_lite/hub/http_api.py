@@ -9,7 +9,8 @@ endpoint             parameters                            result
 ``/api/broadcast``   channels (list, ≤ 1000), data         results: [{offset?, epoch?} | {error}], in order
 ``/api/presence``    channel                               clients: {client: {user, name}}
 ``/api/history``     channel, limit?, since?, reverse?     publications, epoch, offset
-``/api/disconnect``  user, code? (4000-4999), reason?      disconnected (connections closed)
+``/api/disconnect``  user, code? (4000-4999), reason?      disconnected (connections closed; a reason is cut
+                                                           to the 123 bytes of UTF-8 a close frame holds)
 ``/api/channels``    prefix?                               channels: {name: local subscribers}
 ===================  ====================================  ===============================================
 
@@ -38,7 +39,17 @@ from urllib.parse import parse_qs
 from ..server.handler import DeferredResponse, HTTPResponse
 from . import metrics
 from .engine import Reply
-from .protocol import ErrorCode, HubError, dumps, get_bool, get_channel, get_int, get_position, get_str
+from .protocol import (
+    ErrorCode,
+    HubError,
+    dumps,
+    get_bool,
+    get_channel,
+    get_int,
+    get_position,
+    get_str,
+    refuse_lone_surrogates,
+)
 
 if TYPE_CHECKING:
     from wsproto_lite import HTTPRequest
@@ -181,6 +192,7 @@ class HubHTTP:
                 raise _BadRequest(413, ErrorCode.LIMIT_EXCEEDED, "request too large")
         try:
             value = json.loads(text, parse_constant=_no_constants)
+            refuse_lone_surrogates(text, value)
         except (ValueError, RecursionError):
             raise _BadRequest(400, ErrorCode.BAD_REQUEST, "invalid JSON") from None
         if not isinstance(value, dict):

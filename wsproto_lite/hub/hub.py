@@ -9,6 +9,12 @@ Fan-out: a publication's frame is built once (``prepare_message``) and queued on
 ``send_prepared``.  A subscriber whose unsent bytes are over ``queue_limit`` is not waited for: it gets a
 ``disconnect`` push (4001 "slow", reconnect and recover) and is closed, and the drop is counted.
 
+A subscription lasts as long as its permission: one allowed by a subscription token ends when the token
+expires (``_expiring``, checked by the once-a-second tick, freed with the subscription), one allowed by
+the identity when a ``refresh`` no longer grants it; either way with an ``unsubscribe`` push.  Server-side
+operations (disconnect, unsubscribe, shutdown...) never stop at one connection nor leave one half-closed:
+a failure on a connection is logged, counted (``stats.aborts``) and that connection aborted.
+
 The engine may answer later (a :class:`~wsproto_lite.hub.engine.Reply`): replies still go out in command
 order (a session's ``outbox`` holds the ones waiting for an earlier answer).  A subscription is
 *pending* from the command until its reply is sent: publications that arrive meanwhile are kept and
@@ -26,10 +32,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from wsproto_lite import PreparedMessage, prepare_message
+from wsproto_lite import CloseCode, PreparedMessage, fit_close_reason, prepare_message
 
 from ..server.handler import Accept, Handler, Reject
-from .auth import ANONYMOUS, Authenticator, AuthFailure, Identity, credentials_of
+from .auth import ANONYMOUS, Authenticator, AuthFailure, Identity, SubscriptionGrant, credentials_of
 from .authz import Authorizer
 from .engine import ClientInfo, Engine, Publication, Reply
 from .limits import IpLimiter, RateLimits, TokenBucket, UserConnections
@@ -42,6 +48,7 @@ from .protocol import (
     ErrorCode,
     HubError,
     Position,
+    UnsubscribeCode,
     command_id_of,
     disconnect_push_frame,
     dumps,
@@ -115,6 +122,8 @@ class HubStats:
     auth_failures: int = 0
     recoveries: int = 0
     recovery_failures: int = 0
+    aborts: int = 0
+    """Connections aborted because a server-side operation (disconnect, unsubscribe, ...) failed on them."""
     limit_trips: dict[str, int] = field(default_factory=dict)
     """Limit name -> times it refused something."""
 
@@ -125,13 +134,15 @@ class HubStats:
 class Subscription:
     """One connection's subscription to one channel or pattern (no reference to the session)."""
 
-    __slots__ = ("channel", "conn", "presence", "__weakref__")
+    __slots__ = ("channel", "conn", "presence", "by_token", "__weakref__")
 
-    def __init__(self, channel: Channel, conn: WebSocket) -> None:
+    def __init__(self, channel: Channel, conn: WebSocket, by_token: bool = False) -> None:
         self.channel = channel
         self.conn = conn
         self.presence = False
         """True once this subscription is in the engine's presence."""
+        self.by_token = by_token
+        """Allowed by a subscription token (it lasts as long as the token), not by the identity."""
 
 
 class Session:
@@ -252,6 +263,7 @@ class Hub(Handler):
         self._clients: dict[str, WebSocket] = {}  # client id -> connection, for the server-side API
         self._channels: dict[str, _Subscribers] = {}  # exact channel -> subscribers
         self._patterns: dict[str, dict[str, _Subscribers]] = {}  # namespace -> pattern -> subscribers
+        self._expiring: dict[Subscription, float] = {}  # subscription -> loop time its token expires
         self._loop: EventLoop | None = None
         self._tick_timer: TimerHandle | None = None
         self._ticks = 0
@@ -276,6 +288,20 @@ class Hub(Handler):
         for conn in list(self.sessions):
             self.disconnect(conn, code, reason)
 
+    def expire_subscriptions(self, now: float) -> int:
+        """End the subscriptions whose subscription token expired by loop time ``now`` (the tick calls
+        this every second): an ``unsubscribe`` push 2501, resubscribe with a fresh token.  How many."""
+        due = [subscription for subscription, expires in self._expiring.items() if expires <= now]
+        for subscription in due:
+            session = self.sessions.get(subscription.conn)
+            name = subscription.channel.name
+            if session is None or session.subscriptions.get(name) is not subscription:
+                self._expiring.pop(subscription, None)  # not reachable: _drop_subscription forgets it
+                continue
+            del session.subscriptions[name]
+            self._end_subscription(session, subscription, UnsubscribeCode.EXPIRED, "subscription expired")
+        return len(due)
+
     def _tick(self) -> None:
         assert self._loop is not None
         self._tick_timer = self._loop.call_later(1.0, self._tick)
@@ -286,6 +312,7 @@ class Hub(Handler):
         expired = [s.conn for s in self.sessions.values() if s.expires is not None and s.expires <= now]
         for conn in expired:
             self.disconnect(conn, DisconnectCode.TOKEN_EXPIRED, "token expired")
+        self.expire_subscriptions(now)
         self._ticks += 1
         if self._ticks % 5 == 0:
             self.engine.expire()
@@ -339,7 +366,7 @@ class Hub(Handler):
         if not isinstance(message, str):
             # RFC 6455 §7.4.1: 1003, "received a type of data it cannot accept"
             self._end(session)
-            conn.close(1003, "the hub speaks JSON text frames")
+            self._close(conn, CloseCode.UNSUPPORTED_DATA, "the hub speaks JSON text frames")
             return
         self.stats.commands += 1
         self.stats.messages_in += 1
@@ -518,16 +545,36 @@ class Hub(Handler):
         if identity.user != session.identity.user:
             raise AuthFailure()
         session.identity = identity
+        self._recheck_subscriptions(session)
         return self._set_expiry(session, {})
 
-    def _admit(self, session: Session, params: dict[str, Any]) -> tuple[Channel, Position | None]:
+    def _recheck_subscriptions(self, session: Session) -> None:
+        """After a ``refresh``: end (push 2001) the subscriptions the new identity no longer grants.
+
+        Those allowed by a subscription token are the token's (they end when it expires), not the identity's.
+        """
+        for name, subscription in list(session.subscriptions.items()):
+            if subscription.by_token:
+                continue
+            try:
+                self.authz.check_read(session.identity, subscription.channel)
+            except HubError:
+                del session.subscriptions[name]
+                self._end_subscription(
+                    session, subscription, UnsubscribeCode.PERMISSION_REVOKED, "permission revoked"
+                )
+
+    def _admit(
+        self, session: Session, params: dict[str, Any]
+    ) -> tuple[Channel, Position | None, SubscriptionGrant | None]:
         """What a subscribe must pass before the engine hears of it: authorization, limits, arguments.
 
-        Returns the channel and the position to recover from, if any.
+        Returns the channel, the position to recover from, if any, and the subscription token's grant
+        when that token is what allowed it.
         """
         channel = self.namespaces.resolve(get_channel(params), pattern_ok=True)
         subscription_token = get_str(params, "token", required=False, max_length=8192)
-        self.authz.check_read(session.identity, channel, subscription_token=subscription_token)
+        grant = self.authz.check_read(session.identity, channel, subscription_token=subscription_token)
         if channel.name in session.subscriptions:
             raise HubError(ErrorCode.ALREADY_SUBSCRIBED, "already subscribed")
         if len(session.subscriptions) >= self.limits.max_channels_per_connection:
@@ -539,13 +586,13 @@ class Hub(Handler):
         recover = get_position(params, "recover")
         if recover is not None and channel.is_pattern:
             raise HubError(ErrorCode.BAD_REQUEST, "wildcard subscriptions have no history to recover")
-        return channel, recover
+        return channel, recover, grant
 
     def _subscribe(self, session: Session, params: dict[str, Any]) -> Answer:
-        channel, recover = self._admit(session, params)
+        channel, recover, grant = self._admit(session, params)
         options = channel.options
         assert session.info is not None
-        subscription = Subscription(channel, session.conn)
+        subscription = Subscription(channel, session.conn, by_token=grant is not None)
         session.subscriptions[channel.name] = subscription
         ready = self._local_add(subscription)
         presence = options.presence and not channel.is_pattern
@@ -553,6 +600,10 @@ class Hub(Handler):
             "recoverable": options.history and not channel.is_pattern,
             "presence": presence,
         }
+        if grant is not None and grant.expires is not None:
+            ttl = max(0.0, grant.expires - time.time())
+            self._expiring[subscription] = self._now() + ttl
+            result["expires"], result["ttl"] = True, int(ttl)
 
         def subscribed(_: None) -> Answer:
             # the node receives the channel now: a position read from here on misses nothing
@@ -738,6 +789,7 @@ class Hub(Handler):
             self.engine.node_unsubscribe(channel.name)
 
     def _drop_subscription(self, session: Session, subscription: Subscription) -> None:
+        self._expiring.pop(subscription, None)
         self._local_remove(subscription)
         channel = subscription.channel
         if subscription.presence and session.info is not None:
@@ -753,7 +805,10 @@ class Hub(Handler):
         session.closed = True
         subscriptions, session.subscriptions = session.subscriptions, {}
         for subscription in subscriptions.values():
-            self._drop_subscription(session, subscription)
+            try:  # one failing (the engine's presence, say) must not leave the others subscribed
+                self._drop_subscription(session, subscription)
+            except Exception:
+                logger.exception("%s: ending a subscription failed", session.conn.remote_address)
 
     # -- the server-side API (the HTTP API of the operations issue calls these) ----------------------
 
@@ -804,7 +859,9 @@ class Hub(Handler):
             raise HubError(ErrorCode.BAD_REQUEST, "data cannot be encoded as JSON") from None
         return self.engine.publish(resolved.name, data_json, None, resolved.options)
 
-    def unsubscribe(self, conn: WebSocket, channel: str, code: int = 2000, reason: str = "server") -> bool:
+    def unsubscribe(
+        self, conn: WebSocket, channel: str, code: int = UnsubscribeCode.SERVER, reason: str = "server"
+    ) -> bool:
         """End a client's subscription from the server side, with an ``unsubscribe`` push."""
         session = self.sessions.get(conn)
         if session is None or session.closed:
@@ -812,17 +869,56 @@ class Hub(Handler):
         subscription = session.subscriptions.pop(channel, None)
         if subscription is None:
             return False
-        self._drop_subscription(session, subscription)
-        conn.send(unsubscribe_push_frame(channel, code, reason))
+        self._end_subscription(session, subscription, code, reason)
         return True
 
+    def _end_subscription(self, session: Session, subscription: Subscription, code: int, reason: str) -> None:
+        """Forget a subscription (already out of ``session.subscriptions``) and tell the client; never
+        raises.  A client the push cannot reach would go on believing it subscribed: one whose queue is
+        full is disconnected as slow, one on which this fails is aborted."""
+        conn = session.conn
+        try:
+            self._drop_subscription(session, subscription)
+            pushed = conn.send(unsubscribe_push_frame(subscription.channel.name, code, reason))
+        except Exception:
+            self._abort(conn, "unsubscribe")
+            return
+        if not pushed and conn.is_open:  # over the I/O layer's hard limit: the push was dropped
+            self._drop_slow((conn,))
+
     def disconnect(self, conn: WebSocket, code: int, reason: str) -> None:
-        """Send a ``disconnect`` push and close the connection with the same code."""
+        """Send a ``disconnect`` push and close the connection with the same code; never raises.
+
+        The reason is cut to what a close frame carries (123 bytes of UTF-8, on a character boundary);
+        the push says the same.  If anything fails on this connection (a code a close frame may not
+        carry, say) it is logged, counted (``stats.aborts``) and the connection aborted: never left open
+        with its session ended, never stopping a loop over other connections.
+        """
+        reason = fit_close_reason(reason)
         session = self.sessions.get(conn)
-        if session is not None:
-            self._end(session)
-        conn.send(disconnect_push_frame(code, reason))
-        conn.close(code, reason)
+        try:
+            if session is not None:
+                self._end(session)
+            conn.send(disconnect_push_frame(code, reason))
+            conn.close(code, reason)
+        except Exception:
+            self._abort(conn, "disconnect")
+
+    def _close(self, conn: WebSocket, code: int, reason: str) -> None:
+        """Close ``conn`` (its session already ended); never raises: a failure aborts it."""
+        try:
+            conn.close(code, reason)
+        except Exception:
+            self._abort(conn, "close")
+
+    def _abort(self, conn: WebSocket, operation: str) -> None:
+        """``operation`` failed on ``conn`` (inside an ``except``): log it, count it, drop the connection."""
+        self.stats.aborts += 1
+        logger.exception("%s: %s failed; aborting the connection", conn.remote_address, operation)
+        try:
+            conn.abort()  # -> on_close: the session and its subscriptions are forgotten
+        except Exception:
+            logger.exception("%s: abort failed", conn.remote_address)
 
     # -- fan-out -----------------------------------------------------------------------------------
 

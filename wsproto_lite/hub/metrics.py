@@ -62,6 +62,12 @@ def render(hub: Hub) -> str:
     w.one("deliveries_total", "counter", "Publication pushes addressed to subscribers.", stats.deliveries)
     w.one("slow_disconnects_total", "counter", "Subscribers dropped as slow (drops).", stats.slow_disconnects)
     w.one(
+        "aborts_total",
+        "counter",
+        "Connections aborted because a server-side operation (disconnect, unsubscribe...) failed on them.",
+        stats.aborts,
+    )
+    w.one(
         "auth_failures_total", "counter", "Refused credentials (HTTP 401 or disconnect).", stats.auth_failures
     )
     w.one(

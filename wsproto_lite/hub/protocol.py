@@ -8,6 +8,7 @@ Frames are JSON text; a command is ``{"id": n, "method": "...", "params": {...}}
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
@@ -17,9 +18,11 @@ __all__ = [
     "Position",
     "ErrorCode",
     "DisconnectCode",
+    "UnsubscribeCode",
     "METHODS",
     "NO_ID",
     "parse_command",
+    "refuse_lone_surrogates",
     "dumps",
     "reply_frame",
     "error_frame",
@@ -79,6 +82,25 @@ class DisconnectCode:
     @staticmethod
     def reconnect(code: int) -> bool:
         return 4000 <= code < 4500
+
+
+class UnsubscribeCode:
+    """Codes of ``unsubscribe`` pushes (the server ended one subscription; the connection lives on).
+
+    2000-2499: the client should not resubscribe; 2500-2999: it should, with a fresh subscription token
+    (and ``recover`` from its last offset: nothing is lost in between).
+    """
+
+    SERVER = 2000
+    """The server ended it (``Hub.unsubscribe``)."""
+    PERMISSION_REVOKED = 2001
+    """A ``refresh`` gave the connection an identity that no longer grants the channel."""
+    EXPIRED = 2501
+    """Its subscription token expired: subscribe again with a fresh one (the protocol has no sub-refresh)."""
+
+    @staticmethod
+    def resubscribe(code: int) -> bool:
+        return 2500 <= code < 3000
 
 
 #: The ``id`` of an error reply to a frame whose own id could not be read (not JSON, not an object,
@@ -142,6 +164,21 @@ def dumps(value: Any) -> str:
     return _encode(value)
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def refuse_lone_surrogates(text: str, value: Any) -> None:
+    """Raise ``ValueError`` when JSON ``text`` decoded to ``value`` holds a string UTF-8 cannot encode.
+
+    A text frame is valid UTF-8 (the core checks it, RFC 6455 §8.1), but a ``\\ud800`` escape still makes
+    a lone surrogate, which RFC 7493 §2.1 (I-JSON) forbids: stored in a publication or a presence name it
+    would make every frame that carries it fail to encode, for everyone who reads it.  Only texts with a
+    surrogate escape are checked (a pair, as for an emoji, passes).
+    """
+    if _SURROGATE_ESCAPE.search(text) is not None:
+        _encode(value).encode("utf-8")  # UnicodeEncodeError is a ValueError
+
+
 def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -157,6 +194,10 @@ def parse_command(text: str) -> Command:
     cid = value.get("id")
     if not _is_int(cid) or not 0 < cid <= MAX_ID:
         raise _BadFrame(NO_ID, ErrorCode.BAD_REQUEST, "'id' must be a positive integer")
+    try:
+        refuse_lone_surrogates(text, value)
+    except (ValueError, RecursionError):
+        raise _BadFrame(cid, ErrorCode.BAD_REQUEST, "a string holds a lone surrogate") from None  # RFC 7493
     method = value.get("method")
     if not isinstance(method, str):
         raise _BadFrame(cid, ErrorCode.BAD_REQUEST, "'method' must be a string")
@@ -280,7 +321,15 @@ def presence_push_frame(kind: str, channel: str, info: dict[str, str]) -> str:
 
 
 def unsubscribe_push_frame(channel: str, code: int, reason: str) -> str:
-    return _encode({"push": "unsubscribe", "channel": channel, "code": code, "reason": reason})
+    return _encode(
+        {
+            "push": "unsubscribe",
+            "channel": channel,
+            "code": code,
+            "reason": reason,
+            "resubscribe": UnsubscribeCode.resubscribe(code),
+        }
+    )
 
 
 def disconnect_push_frame(code: int, reason: str) -> str:

@@ -3,6 +3,7 @@ for subscribe, publish, presence and history; a property: no command sequence re
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,6 +62,11 @@ def test_rules() -> None:
     assert not _allowed(read, alice, ch("secret:room"), subscription_token=hs256("alice"))  # no channel claim
     assert not _allowed(read, alice, ch("secret:*"), subscription_token=token)
     assert _allowed(read, alice, ch("secret:room"), subscribed=True)
+    # what allowed it: the subscription token's grant (the subscription lasts as long), or the identity
+    grant = read(alice, ch("secret:room"), subscription_token=hs256("alice", 60, channel="secret:room"))
+    assert grant is not None and grant.expires is not None and 0 < grant.expires - time.time() <= 60
+    assert read(granted, ch("secret:team"), subscription_token=token) is None
+    assert read(alice, ch("user:alice")) is None
     assert not _allowed(publish, alice, ch("secret:room"))
     # anonymous connections: only in anonymous_namespaces
     assert _allowed(read, ANONYMOUS, ch("chat:a")) and _allowed(publish, ANONYMOUS, ch("chat:a"))
@@ -193,3 +199,135 @@ def test_no_command_sequence_reads_an_ungranted_channel() -> None:
     finally:
         server.close()
         h.stop()
+
+
+# -- subscriptions end with their permission ----------------------------------------------------------------
+
+
+def _presence_users(h: HubThread, channel: str) -> list[str]:
+    return sorted(info.user for info in h.call(lambda: h.hub.engine.presence(channel).result()))
+
+
+def _publish(h: HubThread, channel: str, data: Any) -> None:
+    h.call(h.hub.publish, channel, data)  # the in-memory engine queues the pushes before it returns
+
+
+def _pubs(r: Raw, channel: str) -> list[Any]:
+    """The data of the ``pub`` pushes of ``channel`` received so far (a ping first: every push queued
+    before it has arrived)."""
+    assert r.ok("ping") == {}
+    return [p["data"] for p in r.pushes if p["push"] == "pub" and p["channel"] == channel]
+
+
+def test_a_subscription_ends_when_its_subscription_token_expires() -> None:
+    h = HubThread(hub_config(leeway=0))
+    try:
+        alice, bob = Raw(h.url), Raw(h.url)
+        alice.ok("connect", {"token": hs256("alice")})
+        bob.ok("connect", {"token": hs256("bob")})
+        result = alice.ok(
+            "subscribe", {"channel": "secret:room", "token": hs256("alice", 2, channel="secret:room")}
+        )
+        assert result["expires"] is True and 0 <= result["ttl"] <= 2
+        long = bob.ok("subscribe", {"channel": "secret:room", "token": hs256("bob", channel="secret:room")})
+        assert long["expires"] is True and long["ttl"] > 3500
+        assert _presence_users(h, "secret:room") == ["alice", "bob"]
+        _publish(h, "secret:room", "before")
+        assert _pubs(alice, "secret:room") == ["before"]
+        push = alice.push(timeout=10)  # the once-a-second tick finds the token expired
+        while push["push"] != "unsubscribe":
+            push = alice.push(timeout=10)
+        assert push == {
+            "push": "unsubscribe",
+            "channel": "secret:room",
+            "code": 2501,
+            "reason": "subscription expired",
+            "resubscribe": True,
+        }
+        alice.pushes.clear()
+        _publish(h, "secret:room", "after")
+        assert _pubs(alice, "secret:room") == []  # publications stop
+        assert _pubs(bob, "secret:room") == ["before", "after"]  # bob's token has not expired
+        assert _presence_users(h, "secret:room") == ["bob"]
+        assert alice.error("history", {"channel": "secret:room"}) == ErrorCode.PERMISSION_DENIED
+        # the client's way on: subscribe again with a fresh token, recovering what it missed
+        again = alice.ok(
+            "subscribe",
+            {
+                "channel": "secret:room",
+                "token": hs256("alice", channel="secret:room"),
+                "recover": {"epoch": result["epoch"], "offset": 1},
+            },
+        )
+        assert again["recovered"] is True and [p["data"] for p in again["publications"]] == ["after"]
+        alice.close()
+        bob.close()
+    finally:
+        h.stop()
+
+
+def test_a_refresh_that_no_longer_grants_a_channel_ends_its_subscription(secure: HubThread) -> None:
+    h = secure
+    alice = Raw(h.url)
+    alice.ok("connect", {"token": hs256("alice", channels=["secret:granted"])})
+    for channel in ("secret:granted", "chat:open"):
+        alice.ok("subscribe", {"channel": channel})
+    alice.ok("subscribe", {"channel": "secret:room", "token": hs256("alice", channel="secret:room")})
+    alice.ok("refresh", {"token": hs256("alice", channels=["secret:granted"])})  # still granted: nothing ends
+    _publish(h, "secret:granted", 1)
+    assert _pubs(alice, "secret:granted") == [1]
+    alice.ok("refresh", {"token": hs256("alice")})  # the grant is gone
+    unsubscribes = [p for p in alice.pushes if p["push"] == "unsubscribe"]
+    assert unsubscribes == [
+        {
+            "push": "unsubscribe",
+            "channel": "secret:granted",
+            "code": 2001,
+            "reason": "permission revoked",
+            "resubscribe": False,
+        }
+    ]
+    alice.pushes.clear()
+    for channel in ("secret:granted", "chat:open", "secret:room"):
+        _publish(h, channel, 2)
+    assert _pubs(alice, "secret:granted") == []  # publications stop
+    assert _pubs(alice, "chat:open") == [2] and _pubs(alice, "secret:room") == [2]  # the others live on
+    assert _presence_users(h, "secret:granted") == []
+    assert _presence_users(h, "secret:room") == ["alice"]
+    assert alice.error("subscribe", {"channel": "secret:granted"}) == ErrorCode.PERMISSION_DENIED
+    alice.close()
+
+
+def test_a_subscription_s_expiry_is_freed_with_it_without_gc(secure: HubThread) -> None:
+    import gc
+    import weakref
+
+    h = secure
+    r = Raw(h.url)
+    r.ok("connect", {"token": hs256("alice")})
+    token = hs256("alice", channel="secret:room")
+
+    def subscription() -> weakref.ref[Any]:
+        (session,) = h.hub.sessions.values()
+        (sub,) = session.subscriptions.values()
+        assert h.hub._expiring.keys() == {sub}
+        return weakref.ref(sub)
+
+    gc.disable()
+    try:
+        r.ok("subscribe", {"channel": "secret:room", "token": token})
+        weak = h.call(subscription)
+        r.ok("unsubscribe", {"channel": "secret:room"})  # by the client
+        assert h.call(lambda: (weak() is None, h.hub._expiring)) == (True, {})
+        r.ok("subscribe", {"channel": "secret:room", "token": token})
+        weak = h.call(subscription)
+        assert h.call(h.hub.expire_subscriptions, h.loop.time() + 7200) == 1  # by its expiry
+        assert r.push()["code"] == 2501
+        assert h.call(lambda: (weak() is None, h.hub._expiring)) == (True, {})
+        r.ok("subscribe", {"channel": "secret:room", "token": token})
+        weak = h.call(subscription)
+        r.close()  # by the close
+        assert h.wait_sessions(0)
+        assert h.call(lambda: (weak() is None, h.hub._expiring)) == (True, {})
+    finally:
+        gc.enable()

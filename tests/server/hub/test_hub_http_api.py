@@ -14,6 +14,7 @@ import pytest
 
 from wsproto_lite.hub.publisher import HubAPI, HubAPIError
 from wsproto_lite.server.client import connect
+from wsproto_lite.server.errors import ConnectionClosed
 
 from .authkit import API_KEY, hs256, hub_config
 from .conftest import HubThread, Raw
@@ -131,6 +132,7 @@ def test_bad_bodies(secure: HubThread) -> None:
         b"\xff\xfe",
         b"NaN",
         b'{"channel":"chat:a","data":"' + b"x" * 40000 + b'"}',
+        b'{"channel":"chat:a","data":"\\ud800"}',  # a lone surrogate: no frame could carry it (RFC 7493)
     ):
         status, body = _request(secure, "/api/publish", body=raw)
         assert status in (400, 413), (raw[:20], status)
@@ -205,3 +207,38 @@ def test_wss_and_https_on_one_port(cert_files: tuple[str, str, str]) -> None:
         assert api.publish("chat:tls", 1)["offset"] == 1
     finally:
         h.stop()
+
+
+def _closed_with(r: Raw) -> tuple[int, str]:
+    """Read until the hub's close: its code and reason (pushes before it are kept)."""
+    while True:
+        try:
+            r.pushes.append(r.recv(timeout=5))
+        except ConnectionClosed as exc:
+            return exc.code, exc.reason
+
+
+def test_a_ban_with_a_non_ascii_reason_closes_every_connection_of_the_user(secure: HubThread) -> None:
+    reason = "Ж" * 71  # 142 bytes of UTF-8: more than a close frame holds (RFC 6455 §5.5: 125 - the code)
+    tabs = [Raw(secure.url) for _ in range(3)]
+    watcher = Raw(secure.url)
+    watcher.ok("connect", {"token": hs256("watcher")})
+    watcher.ok("subscribe", {"channel": "chat:ban"})
+    for tab in tabs:
+        tab.ok("connect", {"token": hs256("mallory")})
+        tab.ok("subscribe", {"channel": "chat:ban"})
+    status, result = _request(secure, "/api/disconnect", {"user": "mallory", "code": 4100, "reason": reason})
+    assert (status, result) == (200, {"disconnected": 3})
+    cut = "Ж" * 61  # 122 bytes: the longest whole-character prefix within 123
+    for tab in tabs:
+        assert _closed_with(tab) == (4100, cut)
+        pushes = [p for p in tab.pushes if p["push"] == "disconnect"]
+        assert pushes == [{"push": "disconnect", "code": 4100, "reason": cut, "reconnect": True}]
+        tab.close()
+    assert secure.wait_sessions(1)
+    status, result = _request(secure, "/api/presence", {"channel": "chat:ban"})
+    assert [v["user"] for v in result["clients"].values()] == ["watcher"]
+    _request(secure, "/api/publish", {"channel": "chat:ban", "data": "after"})
+    assert watcher.ok("ping") == {}
+    assert [p["data"] for p in watcher.pushes if p["push"] == "pub"] == ["after"]
+    watcher.close()

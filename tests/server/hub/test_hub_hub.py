@@ -324,6 +324,17 @@ def test_malformed_frames_get_errors_and_the_connection_lives(raw: Any) -> None:
     assert r.ok("ping") == {}
 
 
+def test_a_lone_surrogate_is_refused_and_cannot_poison_a_channel(raw: Any) -> None:
+    a, b = raw(connect=False), raw()
+    assert a.error("connect", {"name": "\ud800"}) == ErrorCode.BAD_REQUEST  # json.dumps escapes it: \\ud800
+    a.ok("connect", {"name": "\U0001f600"})  # an escaped pair is an emoji: fine
+    b.ok("subscribe", {"channel": "chat:lone"})
+    assert a.error("publish", {"channel": "chat:lone", "data": ["ok", "\udfff"]}) == ErrorCode.BAD_REQUEST
+    a.ok("publish", {"channel": "chat:lone", "data": "\U0001f600"})
+    assert b.push()["data"] == "\U0001f600"
+    assert [p["data"] for p in b.ok("history", {"channel": "chat:lone"})["publications"]] == ["\U0001f600"]
+
+
 def test_a_frame_over_the_io_limit_is_closed_1009(hub: HubThread) -> None:
     r = Raw(hub.url)
     r.ok("connect")
@@ -469,7 +480,13 @@ def test_server_side_publish_and_unsubscribe(raw: Any, hub: HubThread) -> None:
         hub.call(hub.hub.publish, "chat:s", object())
     conn = hub.call(hub.hub.connection_of, client_a)
     assert hub.call(hub.hub.unsubscribe, conn, "chat:s") is True
-    assert a.push() == {"push": "unsubscribe", "channel": "chat:s", "code": 2000, "reason": "server"}
+    assert a.push() == {
+        "push": "unsubscribe",
+        "channel": "chat:s",
+        "code": 2000,
+        "reason": "server",
+        "resubscribe": False,
+    }
     assert b.push()["push"] == "pub" and b.push()["push"] == "leave"
     assert hub.call(hub.hub.unsubscribe, conn, "chat:s") is False
     assert a.error("unsubscribe", {"channel": "chat:s"}) == ErrorCode.NOT_SUBSCRIBED

@@ -49,6 +49,8 @@ def test_a_valid_command() -> None:
         ('{"id": 2, "method": "PING"}', 2, ErrorCode.METHOD_NOT_FOUND),
         ('{"id": 2, "method": "ping", "params": "x"}', 2, ErrorCode.BAD_REQUEST),
         ('{"id": 2, "method": "ping", "params": {"x": Infinity}}', NO_ID, ErrorCode.BAD_REQUEST),
+        ('{"id": 2, "method": "publish", "params": {"data": "\\ud800"}}', 2, ErrorCode.BAD_REQUEST),
+        ('{"id": 2, "method": "publish", "params": {"data": ["\\uDFFFx"]}}', 2, ErrorCode.BAD_REQUEST),
     ],
 )
 def test_refused_frames(text: str, cid: int, code: int) -> None:
@@ -63,6 +65,27 @@ def test_any_text_parses_or_raises_hub_error(text: str) -> None:
         parse_command(text)
     except HubError as exc:
         assert exc.code in (ErrorCode.BAD_REQUEST, ErrorCode.METHOD_NOT_FOUND)
+
+
+# strings around the surrogate block, lone surrogates included: JSON escapes them as \udXXX
+_near_surrogates = st.text(st.characters(min_codepoint=0xD7F0, max_codepoint=0xE010, exclude_categories=()))
+
+
+@given(st.lists(_near_surrogates, max_size=4))
+def test_a_command_never_holds_a_string_utf8_cannot_encode(strings: list[str]) -> None:
+    text = json.dumps({"id": 1, "method": "publish", "params": {"channel": "c", "data": strings}})
+    try:
+        command = parse_command(text)
+    except HubError as exc:
+        assert exc.code == ErrorCode.BAD_REQUEST
+        assert any(0xD800 <= ord(c) <= 0xDFFF for s in strings for c in s)
+        return
+    json.dumps(command.params, ensure_ascii=False).encode("utf-8")  # every frame carrying it can be sent
+
+
+def test_an_escaped_surrogate_pair_is_one_character_and_passes() -> None:
+    command = parse_command('{"id": 1, "method": "publish", "params": {"data": "\\ud83d\\ude00 \\\\ud800"}}')
+    assert command.params["data"] == "\U0001f600 \\ud800"  # an emoji; an escaped backslash, not an escape
 
 
 def test_accessors() -> None:
