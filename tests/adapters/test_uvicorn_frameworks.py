@@ -113,15 +113,18 @@ def test_the_uvicorn_command_line_with_our_class() -> None:
     proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
 
     async def main() -> None:
-        for _ in range(500):  # until uvicorn listens (connection refused before)
+        # until uvicorn listens (connection refused before): importing FastAPI takes seconds on a loaded
+        # machine, so the bound is the process's own life and a generous deadline, not a count of tries
+        deadline = asyncio.get_running_loop().time() + 120
+        while asyncio.get_running_loop().time() < deadline and proc.poll() is None:
             try:
                 async with connect(f"ws://127.0.0.1:{port}/chat/cli?token=s3cret") as ws:
                     await ws.send('"ok"')
                     assert json.loads(await ws.recv()) == {"from": "cli", "echo": "ok"}
                     return
             except OSError:
-                await asyncio.sleep(0.02)
-        raise AssertionError("uvicorn did not start")
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"uvicorn did not start (exit status {proc.poll()})")
 
     try:
         run(main())

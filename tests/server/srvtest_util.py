@@ -37,6 +37,7 @@ class Recorder(BaseProtocol):
 
 import socket  # noqa: E402
 import threading  # noqa: E402
+import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 from wsproto_lite.server.handler import Handler  # noqa: E402
@@ -60,6 +61,33 @@ class Echo(Handler):
         self.closed.set()
 
 
+class SteppedLoop(EventLoop):
+    """An EventLoop whose clock a test can move forward: ``time()`` is ``time.monotonic()`` plus the
+    seconds given to :meth:`advance` so far.
+
+    A test that must act before a timer fires (or a rate limit refills) does not race a short delay: it
+    configures a delay the test cannot reach by itself (minutes), does what it must, then jumps over
+    the delay with ``advance``. Every timer of the loop (and everything reading ``loop.time()``, like
+    the hub's rate limits) sees the jump.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skew = 0.0
+
+    def time(self) -> float:
+        return time.monotonic() + self.skew
+
+    def advance(self, seconds: float) -> None:
+        """From any thread: move the clock ``seconds`` ahead; returns once the loop has done so (the timers
+        now due run on its next iteration)."""
+
+        def jump() -> None:
+            self.skew += seconds
+
+        call_in_loop(self, jump)
+
+
 def call_in_loop(loop: EventLoop, fn: Any, *args: Any, timeout: float = 10.0) -> Any:
     """Run ``fn(*args)`` in ``loop``'s thread, wait for it, and return its result (or raise its error)."""
     done = threading.Event()
@@ -80,10 +108,10 @@ def call_in_loop(loop: EventLoop, fn: Any, *args: Any, timeout: float = 10.0) ->
 
 
 class ServerThread:
-    """A WebSocketServer on 127.0.0.1:<free port> in its own loop thread."""
+    """A WebSocketServer on 127.0.0.1:<free port> in its own loop thread (a :class:`SteppedLoop`)."""
 
     def __init__(self, handler: Handler | None = None, **kwargs: Any) -> None:
-        self.loop = EventLoop()
+        self.loop = SteppedLoop()
         self.handler = handler or Echo()
         self.server = WebSocketServer(
             self.handler, host=kwargs.pop("host", "127.0.0.1"), port=0, loop=self.loop, **kwargs

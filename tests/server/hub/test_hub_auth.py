@@ -229,8 +229,11 @@ def test_expiry_closes_with_4003_unless_refreshed() -> None:
     h = HubThread(hub_config(leeway=0))
     try:
         r = Raw(h.url)
-        assert r.ok("connect", {"token": hs256("u", ttl=1)})["ttl"] <= 1
-        push = r.push(timeout=10)  # the once-a-second tick finds it expired
+        # a token a minute long (one of a second could expire before the hub reads it: exp is whole
+        # seconds); the hub's clock then jumps past it, and the once-a-second tick finds it expired
+        assert 0 < r.ok("connect", {"token": hs256("u", ttl=60)})["ttl"] <= 60
+        h.loop.advance(61)
+        push = r.push(timeout=10)
         assert push == {"push": "disconnect", "code": 4003, "reason": "token expired", "reconnect": True}
         r.close()
         r = Raw(h.url)
