@@ -264,3 +264,16 @@ def test_two_sdks_on_one_channel(sdk_hub: HubThread, drivers: Drivers) -> None:
         got = [c.expect("publication", channel="chat:mixed")["data"]["from"] for _ in range(2)]
         assert got == ["js", "python"]
 
+
+
+def test_subscriptions_made_before_connect_go_in_the_first_frame(
+    sdk: str, sdk_hub: HubThread, drivers: Drivers
+) -> None:
+    """centrifuge-js sends connect and every pending subscribe as one ``\\n``-separated frame."""
+    c = drivers(sdk, sdk_hub.url)
+    c.send("subscribe", channel="chat:early")
+    c.send("subscribe", channel="chat:early2")
+    c.connected()
+    c.expect("subscribed", channel="chat:early")
+    c.expect("subscribed", channel="chat:early2")
+    assert not c.seen("connecting", code=3501) and len(c.seen("connected")) == 1
