@@ -213,7 +213,9 @@ class Driver:
         return self.expect(
             "subscribed",
             channel=channel,
-            fail_on=lambda e: e.get("ev") in ("unsubscribed", "disconnected") and e.get("channel") in (None, channel),
+            fail_on=lambda e: (
+                e.get("ev") in ("unsubscribed", "disconnected") and e.get("channel") in (None, channel)
+            ),
         )
 
     def stop(self) -> None:

@@ -100,7 +100,9 @@ class SubscriptionEvents(cf.SubscriptionEventHandler):
         emit({"ev": "leave", "channel": self.channel, "info": info_of(ctx.info)})
 
     async def on_error(self, ctx: cf.SubscriptionErrorContext) -> None:
-        emit({"ev": "sub_error", "channel": self.channel, "type": str(ctx.code), "error": error_of(ctx.error)})
+        emit(
+            {"ev": "sub_error", "channel": self.channel, "type": str(ctx.code), "error": error_of(ctx.error)}
+        )
 
 
 class Driver:

@@ -33,13 +33,16 @@ PAGE = """<!doctype html>
 const params = new URLSearchParams(location.search);
 window.observed = [];
 const note = (value) => window.observed.push(value);
-const client = new Centrifuge(params.get('hub'), { timeout: 4000, minReconnectDelay: 100, maxReconnectDelay: 1000 });
+const client = new Centrifuge(params.get('hub'),
+  { timeout: 4000, minReconnectDelay: 100, maxReconnectDelay: 1000 });
 client.on('connected', (ctx) => note({ ev: 'connected', client: ctx.client }));
 client.on('disconnected', (ctx) => note({ ev: 'disconnected', code: ctx.code }));
 client.on('connecting', (ctx) => note({ ev: 'connecting', code: ctx.code, reason: ctx.reason }));
-client.on('error', (ctx) => note({ ev: 'error', type: ctx.type, message: String(ctx.error && ctx.error.message) }));
+client.on('error',
+  (ctx) => note({ ev: 'error', type: ctx.type, message: String(ctx.error && ctx.error.message) }));
 const sub = client.newSubscription('chat:browser', { recoverable: true });
-sub.on('subscribed', (ctx) => note({ ev: 'subscribed', was_recovering: ctx.wasRecovering, recovered: ctx.recovered }));
+sub.on('subscribed',
+  (ctx) => note({ ev: 'subscribed', was_recovering: ctx.wasRecovering, recovered: ctx.recovered }));
 sub.on('publication', (ctx) => note({ ev: 'publication', data: ctx.data, offset: ctx.offset }));
 window.sub = sub;
 window.client = client;

@@ -240,7 +240,9 @@ def test_disconnect_codes_and_the_sdks_reconnect_decisions(
     c.connected()
     for code, reconnects in DISCONNECT_CODES:
         api.disconnect(
-            cent.DisconnectRequest(user="dc-user", disconnect=cent.Disconnect(code=code, reason=f"test {code}"))
+            cent.DisconnectRequest(
+                user="dc-user", disconnect=cent.Disconnect(code=code, reason=f"test {code}")
+            )
         )
         if reconnects:
             connecting = c.expect("connecting", fail_on=lambda e: e.get("ev") == "disconnected")
@@ -263,7 +265,6 @@ def test_two_sdks_on_one_channel(sdk_hub: HubThread, drivers: Drivers) -> None:
     for c in (js, py):
         got = [c.expect("publication", channel="chat:mixed")["data"]["from"] for _ in range(2)]
         assert got == ["js", "python"]
-
 
 
 def test_subscriptions_made_before_connect_go_in_the_first_frame(

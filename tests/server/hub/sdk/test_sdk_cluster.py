@@ -86,7 +86,9 @@ def test_api_disconnect_on_one_node_reaches_the_user_on_the_other(
     a, b = redis_nodes(), redis_nodes()
     c = drivers(sdk, b.url, token=token("banned"))
     c.connected()
-    api(a).disconnect(cent.DisconnectRequest(user="banned", disconnect=cent.Disconnect(code=4500, reason="ban")))
+    api(a).disconnect(
+        cent.DisconnectRequest(user="banned", disconnect=cent.Disconnect(code=4500, reason="ban"))
+    )
     disconnected = c.expect("disconnected", fail_on=lambda e: e.get("ev") == "connecting")
     assert disconnected["code"] == 4500  # terminal: the SDK does not come back
 
