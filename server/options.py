@@ -54,6 +54,9 @@ class Options:
     """Server: connections beyond this get an HTTP 503."""
     allowed_origins: Collection[str] | None = None
     """Server: if set, handshakes whose ``Origin`` is not listed get 403 (a missing Origin is allowed)."""
+    same_origin: bool = False
+    """Server: handshakes whose ``Origin`` is not the server's own (scheme, host and port of the ``Host``
+    header and the connection) nor in ``allowed_origins`` get 403; see ``server/origins.py``."""
 
     def extensions(self) -> list[ExtensionFactory]:
         """The extension factories to offer (client) or accept (server)."""

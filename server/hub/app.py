@@ -78,6 +78,7 @@ class HubServer:
         """``reuse_port``: several processes listen on the same port (``SO_REUSEPORT``: the kernel
         spreads the connections over them); the supervisor's workers use it."""
         self.config = config = config or HubConfig()
+        auth = config.auth.with_environment()
         self.engine = engine or MemoryEngine(
             max_history_bytes=config.max_history_bytes, max_streams=config.max_streams
         )
@@ -86,7 +87,7 @@ class HubServer:
             engine=self.engine,
             limits=config.limits,
             authenticate=authenticate,
-            auth=Authenticator(config.auth.with_environment()),
+            auth=Authenticator(auth),
             rate_limits=config.rate_limits,
         )
         limits = config.limits
@@ -101,6 +102,7 @@ class HubServer:
             write_hard_limit=2 * limits.queue_limit + config.max_frame_bytes,
             max_connections=config.max_connections,
             allowed_origins=set(config.allowed_origins) if config.allowed_origins is not None else None,
+            same_origin=config.checks_origin(auth),  # the origin rule (config.py): 403 at the upgrade
         )
         self.server = WebSocketServer(
             self.hub,

@@ -4,7 +4,8 @@ A file may set any of (every key optional; namespaces are added to, or replace, 
 
     host = "127.0.0.1"
     port = 8000
-    allowed_origins = ["http://127.0.0.1:8000"]
+    allowed_origins = ["https://app.example.com"]   # pages of other origins that may connect (besides
+                                 # the hub's own); with a JWT key configured only these and the hub's own
     max_connections = 10000
     compression = false          # permessage-deflate costs ~100 KiB of zlib state per connection
 
@@ -83,6 +84,17 @@ class HubConfig:
     keyfile: str | None = None
     path: str | None = None
     """The file this came from (SIGHUP re-reads its ``auth.api_keys``)."""
+
+    def checks_origin(self, auth: AuthConfig | None = None) -> bool:
+        """Whether upgrades are limited to the hub's own origin and ``allowed_origins`` (403 otherwise).
+
+        Whenever a JWT may come from a cookie (a JWT key is configured: ``auth``, default this config's
+        with the environment's secret): a browser sends the hub's cookies from any site's page, and only
+        ``Origin`` tells the hub's own pages from another site's (cross-site WebSocket hijacking).  Also
+        when origins are listed.  With neither, every origin (the laptop default).
+        """
+        auth = auth if auth is not None else self.auth.with_environment()
+        return auth.verifies_jwt or self.allowed_origins is not None
 
 
 _TOP_LEVEL = {
