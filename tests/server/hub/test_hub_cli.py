@@ -22,7 +22,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help() -> None:
     out = _run("hub", "--help")
     assert out.returncode == 0
-    for option in ("--host", "--port", "--config"):
+    for option in ("--host", "--port", "--config", "--internal-port", "--internal-host"):
         assert option in out.stdout
     assert "hub" in _run("--help").stdout
 
