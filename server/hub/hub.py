@@ -242,7 +242,7 @@ class Hub(Handler):
         self.authenticate = authenticate
         """The former hook ``fn(token, request) -> user`` for ``connect`` tokens (``auth`` is the new one)."""
         self.auth = auth or Authenticator()
-        self.authz = Authorizer(self.auth)
+        self.authz = Authorizer(self.auth, self.namespaces)
         self.rate_limits = rate_limits or RateLimits()
         self.ip_limiter = IpLimiter(self.rate_limits)
         self.users = UserConnections()
@@ -497,7 +497,7 @@ class Hub(Handler):
             return self.auth.verify_token(token)
         if session.identity is not ANONYMOUS:
             return session.identity
-        if self.auth.anonymous_allowed:
+        if self.authz.anonymous_connections:
             return ANONYMOUS
         raise AuthFailure()
 
