@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .allocator import fix_malloc_thresholds
 from .config import ConfigError, HubConfig, load_config
+from .report import exposure
 
 if TYPE_CHECKING:
     from .app import HubServer
@@ -209,3 +210,5 @@ def _announce(hub: HubServer, config: HubConfig) -> None:
         )
     namespaces = ", ".join(repr(n) if n else "(default)" for n in config.namespaces.namespaces)
     print(f"namespaces: {namespaces}; engine: {hub.engine.kind}", flush=True)
+    for line in exposure(hub):  # what is open: who gets in, who publishes where, origins, the API
+        print(line, flush=True)
