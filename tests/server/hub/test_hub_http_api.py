@@ -273,9 +273,13 @@ def test_wss_and_https_on_one_port(cert_files: tuple[str, str, str]) -> None:
     h = HubThread(config)
     try:
         port = h.hub_server.port
-        with connect(f"wss://localhost:{port}/connection/websocket", ca_file=cafile, timeout=10) as ws:
+        url = f"wss://localhost:{port}/connection/websocket"
+        with connect(url, ca_file=cafile, timeout=10, origin=f"https://localhost:{port}") as ws:
             ws.send(json.dumps({"id": 1, "method": "connect", "params": {"token": hs256("t")}}))
             assert json.loads(str(ws.recv(timeout=5)))["result"]["user"] == "t"
+        with pytest.raises(HandshakeError) as info:  # the same host and port, but not the page's scheme
+            connect(url, ca_file=cafile, timeout=10, origin=f"http://localhost:{port}")
+        assert info.value.status == 403
         context = ssl.create_default_context(cafile=cafile)
         api = HubAPI(f"https://localhost:{port}", API_KEY, ssl_context=context)
         assert api.publish("chat:tls", 1)["offset"] == 1
