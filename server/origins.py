@@ -1,4 +1,4 @@
-"""Which pages may open a WebSocket: the upgrade's ``Origin`` against an allow-list and the own origin.
+"""Which pages may open a WebSocket: the upgrade's ``Origin`` against an allow-list and the server's own.
 
 A browser sends ``Origin`` with every WebSocket upgrade, and a page cannot change it (RFC 6455 §4.1 step 8,
 §10.2): it is what tells a page of the server's own site from a page of another site that makes the

@@ -53,13 +53,11 @@ def _publishing(hub: HubServer) -> str:
 def _origins(hub: HubServer) -> str:
     options = hub.server.options
     listed = sorted(options.allowed_origins) if options.allowed_origins is not None else []
-    if options.same_origin:
-        why = "a token may come from a cookie" if hub.hub.auth.config.verifies_jwt else "origins are listed"
-        pages = "the hub's own" + (f" and {', '.join(listed)}" if listed else " only")
-        return f"WebSocket origins: {pages} (others: 403; {why}); clients without Origin (not browsers) too"
-    if listed:
-        return f"WebSocket origins: {', '.join(listed)} and clients without Origin"
-    return "WebSocket origins: any (no token can come from a cookie)"
+    if not options.same_origin:  # the hub turns it on whenever it checks origins (config.checks_origin)
+        return "WebSocket origins: any (no token can come from a cookie)"
+    why = "a token may come from a cookie" if hub.hub.auth.config.verifies_jwt else "origins are listed"
+    pages = "the hub's own" + (f" and {', '.join(listed)}" if listed else " only")
+    return f"WebSocket origins: {pages} (others: 403; {why}); clients without Origin (not browsers) too"
 
 
 def _api(hub: HubServer) -> str:

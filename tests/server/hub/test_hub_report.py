@@ -77,3 +77,11 @@ def test_namespaces_that_open_up(report: object) -> None:
     assert publishing.startswith("clients publish in: 'lobby', 'room' (anonymous clients too in 'lobby');")
     assert origins == "WebSocket origins: any (no token can come from a cookie)"  # API keys: headers only
     assert api.endswith("/metrics: public")
+
+
+def test_listed_origins_without_a_jwt_key(report: object) -> None:
+    origins = report(HubConfig(port=0, allowed_origins=["https://b.example", "https://a.example"]))[2]  # type: ignore[operator]
+    assert origins == (
+        "WebSocket origins: the hub's own and https://a.example, https://b.example "
+        "(others: 403; origins are listed); clients without Origin (not browsers) too"
+    )
