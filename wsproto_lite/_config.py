@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["Config"]
@@ -21,6 +22,9 @@ class Config:
     - ``max_headers``: header lines in the HTTP head; over it: 431 / failure.
     - ``max_http_body``: bytes of a plain HTTP request's body the server takes (413 over it), and of a
       rejecting response's body the client keeps.
+    - ``http_error_body``: server, ``(status, reason) -> (content type, body)``: how the HTTP errors the
+      core answers itself (a malformed handshake, a head or body over its limit) are worded; None (or a
+      hook that raises): the reason as ``text/plain``.
     - ``stream_messages``: emit TextChunk/BinaryChunk as payload arrives instead of whole messages.
     - ``auto_pong``: answer each ping with a pong carrying the same payload (§5.5.2).
     """
@@ -31,6 +35,7 @@ class Config:
     max_handshake_size: int = 65536
     max_headers: int = 128
     max_http_body: int = 65536
+    http_error_body: Callable[[int, str], tuple[str, bytes]] | None = None
     stream_messages: bool = False
     auto_pong: bool = True
 

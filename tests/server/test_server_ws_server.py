@@ -185,6 +185,20 @@ def test_origin_allow_list() -> None:
         assert info.value.response.status_code == 403
 
 
+def test_same_origin_and_the_allow_list() -> None:
+    options = Options(same_origin=True, allowed_origins={"https://app.example"})
+    with ServerThread(options=options) as st:
+        own = f"http://127.0.0.1:{st.port}"
+        for origin in (own, "https://app.example", None):  # None: not a browser, no Origin header
+            with _client(st.url, origin=origin) as ws:
+                ws.send("ok")
+                assert ws.recv(timeout=10) == "ok"
+        for origin in (f"http://127.0.0.1:{st.port + 1}", f"https://127.0.0.1:{st.port}", "null"):
+            with pytest.raises(InvalidStatus) as info:
+                _client(st.url, origin=origin)
+            assert info.value.response.status_code == 403
+
+
 def test_max_connections_answers_503() -> None:
     with ServerThread(options=Options(max_connections=2)) as st:
         with _client(st.url), _client(st.url):

@@ -1,4 +1,5 @@
-"""A running hub: the WebSocket server, the hub handler, the browser demo over plain HTTP, shutdown."""
+"""A running hub: the WebSocket server, the hub handler, the browser demo over plain HTTP, shutdown; the HTTP
+API and ``/metrics`` on the same port or, with ``internal_port``, on an internal address of their own."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from wsproto_lite import HTTPRequest
 
-from ..server.handler import HTTPResponse
+from ..server.handler import Handler, HTTPResponse, Reject
 from ..server.loop import EventLoop
 from ..server.options import Options
 from ..server.tls import server_context
@@ -18,7 +19,7 @@ from ..server.ws_server import WebSocketServer
 from .auth import Authenticator
 from .config import ConfigError, HubConfig, load_config
 from .engine import Engine
-from .http_api import HubHTTP
+from .http_api import HubHTTP, core_error_body
 from .hub import Authenticate, Hub
 from .memory import MemoryEngine
 from .protocol import DisconnectCode
@@ -63,6 +64,17 @@ class StaticFiles:
         return HTTPResponse(200, [("Content-Type", content_type), ("Cache-Control", "no-cache")], body)
 
 
+def _not_found(request: HTTPRequest) -> HTTPResponse:
+    return HTTPResponse(404, [("Content-Type", "text/plain")], b"not found\n")
+
+
+class _NoWebSocket(Handler):
+    """The internal address serves plain HTTP only: every upgrade is refused."""
+
+    def handshake(self, conn: Any, request: Any) -> Reject:
+        return Reject(404, body=b"no WebSocket here: the hub's WebSocket is on its public port\n")
+
+
 class HubServer:
     """``HubServer(config).serve_forever()``; in tests ``HubServer(config, loop=loop)`` on port 0."""
 
@@ -78,6 +90,7 @@ class HubServer:
         """``reuse_port``: several processes listen on the same port (``SO_REUSEPORT``: the kernel
         spreads the connections over them); the supervisor's workers use it."""
         self.config = config = config or HubConfig()
+        auth = config.auth.with_environment()
         self.engine = engine or MemoryEngine(
             max_history_bytes=config.max_history_bytes, max_streams=config.max_streams
         )
@@ -86,7 +99,7 @@ class HubServer:
             engine=self.engine,
             limits=config.limits,
             authenticate=authenticate,
-            auth=Authenticator(config.auth.with_environment()),
+            auth=Authenticator(auth),
             rate_limits=config.rate_limits,
         )
         limits = config.limits
@@ -101,23 +114,56 @@ class HubServer:
             write_hard_limit=2 * limits.queue_limit + config.max_frame_bytes,
             max_connections=config.max_connections,
             allowed_origins=set(config.allowed_origins) if config.allowed_origins is not None else None,
+            same_origin=config.checks_origin(auth),  # the origin rule (config.py): 403 at the upgrade
+            http_error_body=core_error_body,  # a body over the core's limit: the API's JSON error too
         )
+        internal = config.internal_port is not None
         self.server = WebSocketServer(
             self.hub,
             host=config.host or None,
             port=config.port,
             options=options,
-            http_handler=HubHTTP(self.hub, StaticFiles(self.engine.health)),
+            http_handler=HubHTTP(
+                self.hub,
+                StaticFiles(self.engine.health),
+                serve_api=not internal,
+                metrics_public=config.metrics_public,
+            ),
             loop=loop,
             reuse_port=reuse_port,
             ssl_context=server_context(config.certfile, config.keyfile) if config.certfile else None,
         )
         self.loop = self.server.loop
+        self.internal: WebSocketServer | None = None
+        """The internal address's server (``internal_port``): the HTTP API and ``/metrics``."""
+        if config.internal_port is not None:
+            try:
+                self.internal = WebSocketServer(
+                    _NoWebSocket(),
+                    host=config.internal_host or None,
+                    port=config.internal_port,
+                    options=Options(
+                        compression=False,
+                        max_connections=config.max_connections,
+                        http_error_body=core_error_body,
+                    ),
+                    http_handler=HubHTTP(self.hub, _not_found, metrics_public=config.metrics_public),
+                    loop=self.loop,
+                    reuse_port=reuse_port,
+                )
+            except BaseException:
+                self.server.close()
+                raise
         self.hub.start(self.loop)
 
     @property
     def port(self) -> int:
         return self.server.port
+
+    @property
+    def internal_port(self) -> int | None:
+        """The internal address's port (the HTTP API and ``/metrics``), None without one."""
+        return self.internal.port if self.internal is not None else None
 
     def shutdown(self, timeout: float = 5.0, on_done: Callable[[], None] | None = None) -> None:
         """Loop thread: every client gets ``disconnect`` 4000 (reconnect and recover), then the server stops.
@@ -125,6 +171,8 @@ class HubServer:
         ``on_done()`` runs once every connection is gone (at most ``timeout`` s later).
         """
         self.hub.disconnect_all(DisconnectCode.SHUTDOWN, "shutdown")
+        if self.internal is not None:
+            self.internal.close()
 
         def done() -> None:
             self.hub.stop()
@@ -152,6 +200,8 @@ class HubServer:
         """Drop everything at once (tests)."""
         self.hub.stop()
         self.server.close()
+        if self.internal is not None:
+            self.internal.close()
 
     def serve_forever(self) -> None:
         """Run until SIGINT/SIGTERM (then :meth:`shutdown`; a second signal stops at once)."""

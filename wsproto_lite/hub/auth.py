@@ -114,7 +114,8 @@ class AuthConfig:
     """Seconds of clock skew tolerated on ``exp`` and ``nbf``."""
     api_keys: tuple[str, ...] = ()
     allow_anonymous: bool | None = None
-    """Connections without credentials; default: allowed only when no JWT key is configured."""
+    """Connections without credentials; default: allowed only while no authentication is configured (no
+    JWT key, no API key), or where a namespace's ``allow_anonymous`` says so (authz.py)."""
     anonymous_namespaces: tuple[str, ...] | None = None
     """Namespaces anonymous connections may use (None: every non-private one)."""
     private_namespaces: tuple[str, ...] = ()
@@ -127,8 +128,14 @@ class AuthConfig:
         return bool(self.jwt_secret or self.jwt_public_key)
 
     @property
+    def authenticates(self) -> bool:
+        """Whether any authentication is configured: the safer defaults apply then (authz.py)."""
+        return self.verifies_jwt or bool(self.api_keys)
+
+    @property
     def anonymous_allowed(self) -> bool:
-        return self.allow_anonymous if self.allow_anonymous is not None else not self.verifies_jwt
+        """``allow_anonymous``, or by default: while nothing authenticates (namespaces aside: authz.py)."""
+        return self.allow_anonymous if self.allow_anonymous is not None else not self.authenticates
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any], where: str = "auth") -> AuthConfig:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .allocator import fix_malloc_thresholds
 from .config import ConfigError, HubConfig, load_config
+from .report import exposure
 
 if TYPE_CHECKING:
     from .app import HubServer
@@ -35,6 +36,19 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--port", type=int, default=None, help="default 8000")
     p.add_argument("--config", metavar="FILE", help="a .toml or .json file (see wsproto_lite/hub/config.py)")
     p.add_argument("--max-connections", type=int, default=None, help="beyond this: HTTP 503")
+    p.add_argument(
+        "--internal-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve the HTTP API and /metrics on this port instead of the public one (plain HTTP)",
+    )
+    p.add_argument(
+        "--internal-host",
+        default=None,
+        metavar="HOST",
+        help="the internal port's address (default 127.0.0.1; keep it on loopback or a private network)",
+    )
     p.add_argument(
         "--engine",
         default=None,
@@ -89,6 +103,8 @@ def _supervise(args: argparse.Namespace, workers: int, port: int) -> int:
         ("--host", args.host),
         ("--config", args.config),
         ("--max-connections", args.max_connections),
+        ("--internal-port", args.internal_port),
+        ("--internal-host", args.internal_host),
         ("--engine", args.engine),
         ("--certfile", args.certfile),
         ("--keyfile", args.keyfile),
@@ -138,6 +154,10 @@ def _config(args: argparse.Namespace) -> HubConfig:
         config.port = args.port
     if args.max_connections is not None:
         config.max_connections = args.max_connections
+    if args.internal_port is not None:
+        config.internal_port = args.internal_port
+    if args.internal_host is not None:
+        config.internal_host = args.internal_host
     if args.certfile is not None:
         config.certfile = args.certfile
         config.keyfile = args.keyfile
@@ -154,8 +174,8 @@ def _worker_count(args: argparse.Namespace, config: HubConfig) -> int:
             f"--workers {workers} needs an engine all workers share: add --engine redis://HOST:PORT/DB "
             "(the in-memory engine keeps channels, presence and history inside one process)"
         )
-    if workers > 1 and config.port == 0:
-        raise _Refused("--workers needs a fixed --port (every worker binds the same one)")
+    if workers > 1 and (config.port == 0 or config.internal_port == 0):
+        raise _Refused("--workers needs fixed ports (every worker binds the same ones)")
     return workers
 
 
@@ -190,3 +210,5 @@ def _announce(hub: HubServer, config: HubConfig) -> None:
         )
     namespaces = ", ".join(repr(n) if n else "(default)" for n in config.namespaces.namespaces)
     print(f"namespaces: {namespaces}; engine: {hub.engine.kind}", flush=True)
+    for line in exposure(hub):  # what is open: who gets in, who publishes where, origins, the API
+        print(line, flush=True)

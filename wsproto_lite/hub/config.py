@@ -4,8 +4,11 @@ A file may set any of (every key optional; namespaces are added to, or replace, 
 
     host = "127.0.0.1"
     port = 8000
-    allowed_origins = ["http://127.0.0.1:8000"]
+    allowed_origins = ["https://app.example.com"]   # other sites whose pages may connect (see below)
     max_connections = 10000
+    internal_port = 9000         # the HTTP API and /metrics here, not on `port` (as Centrifugo's internal
+    internal_host = "127.0.0.1"  # port): plain HTTP, for loopback or a private network
+    metrics_public = false       # true: GET /metrics without the API key
     compression = false          # permessage-deflate costs ~100 KiB of zlib state per connection
 
     certfile = "cert.pem"        # TLS (wss://): certificate chain and key, PEM
@@ -40,6 +43,10 @@ A file may set any of (every key optional; namespaces are added to, or replace, 
     history_size = 100
     history_ttl = 300
     allow_publish = true
+
+Origins: when a JWT may come from a cookie (a JWT key is configured), a WebSocket upgrade whose ``Origin``
+is neither the hub's own (scheme, host and port of the request) nor listed in ``allowed_origins`` gets
+403; listing origins turns the same rule on without a JWT key (:meth:`HubConfig.checks_origin`).
 """
 
 from __future__ import annotations
@@ -81,8 +88,24 @@ class HubConfig:
     rate_limits: RateLimits = field(default_factory=RateLimits)
     certfile: str | None = None
     keyfile: str | None = None
+    internal_port: int | None = None
+    """Serve the HTTP API and ``/metrics`` on this port (of ``internal_host``) instead of ``port``."""
+    internal_host: str = "127.0.0.1"
+    metrics_public: bool = False
+    """``GET /metrics`` without the API key (else it needs one, as the API does)."""
     path: str | None = None
     """The file this came from (SIGHUP re-reads its ``auth.api_keys``)."""
+
+    def checks_origin(self, auth: AuthConfig | None = None) -> bool:
+        """Whether upgrades are limited to the hub's own origin and ``allowed_origins`` (403 otherwise).
+
+        Whenever a JWT may come from a cookie (a JWT key is configured: ``auth``, default this config's
+        with the environment's secret): a browser sends the hub's cookies from any site's page, and only
+        ``Origin`` tells the hub's own pages from another site's (cross-site WebSocket hijacking).  Also
+        when origins are listed.  With neither, every origin (the laptop default).
+        """
+        auth = auth if auth is not None else self.auth.with_environment()
+        return auth.verifies_jwt or self.allowed_origins is not None
 
 
 _TOP_LEVEL = {
@@ -93,6 +116,9 @@ _TOP_LEVEL = {
     "max_frame_bytes": int,
     "certfile": str,
     "keyfile": str,
+    "internal_port": int,
+    "internal_host": str,
+    "metrics_public": bool,
 }
 
 
@@ -142,8 +168,10 @@ def config_from_mapping(data: Mapping[str, Any], where: str = "config") -> HubCo
                 namespaces[name] = _namespace(options, f"{where}: namespaces.{name}")
         else:
             raise ConfigError(f"{where}: unknown key {key!r}")
-    if not 0 <= config.port <= 65535:
-        raise ConfigError(f"{where}: port must be in 0-65535")
+    for key in ("port", "internal_port"):
+        value = getattr(config, key)
+        if value is not None and not 0 <= value <= 65535:
+            raise ConfigError(f"{where}: {key} must be in 0-65535")
     try:
         config.namespaces = Namespaces(namespaces)
     except ValueError as exc:

@@ -23,9 +23,14 @@ answered, through a :class:`~wsproto_lite.server.handler.DeferredResponse` (the 
 connection's
 handshake timeout bounds the wait).
 
-Errors: 401 (no or wrong key; the same body either way), 404 unknown endpoint, 405 not POST, 413 parameters
-over ``max_request``, 400 bad JSON or parameters, 503 engine unavailable (temporary: retry):
-``{"error": {"code": <hub error code>, "message": ...}}``.
+Errors: 401 (no or wrong key, whatever the path under ``/api/``; the same body either way), 404 unknown
+endpoint, 405 not POST, 413 parameters over ``max_request`` (and, through :func:`core_error_body`, bodies
+the core refuses before the API sees them), 400 bad JSON or parameters, 503 engine unavailable
+(temporary: retry): ``{"error": {"code": <hub error code>, "message": ...}}``.
+
+``GET /metrics`` needs the API key too, unless ``metrics_public``.  With an internal address configured
+(``internal_port``), the API and ``/metrics`` are served there only: the public port's ``HubHTTP`` has
+``serve_api=False`` (404 there).
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ if TYPE_CHECKING:
     from .engine import HistoryResult, Publication
     from .hub import Hub
 
-__all__ = ["HubHTTP", "MAX_API_REQUEST"]
+__all__ = ["HubHTTP", "MAX_API_REQUEST", "core_error_body"]
 
 logger = logging.getLogger("wsproto_lite.hub.http")
 
@@ -73,6 +78,8 @@ _UNAUTHORIZED = HTTPResponse(
     b'{"error":{"code":101,"message":"unauthorized"}}',
 )
 
+_NOT_HERE = HTTPResponse(404, _JSON, b'{"error":{"code":104,"message":"unknown endpoint"}}')
+
 
 class _BadRequest(Exception):
     def __init__(self, status: int, code: int, message: str) -> None:
@@ -84,6 +91,16 @@ class _BadRequest(Exception):
 
 def _error(status: int, code: int, message: str) -> HTTPResponse:
     return HTTPResponse(status, _JSON, dumps({"error": {"code": code, "message": message}}).encode())
+
+
+def core_error_body(status: int, reason: str) -> tuple[str, bytes]:
+    """The HTTP errors the core answers itself (``Options.http_error_body``) in the API's JSON shape:
+    a body or head over its limit is 106 "request too large", anything else 107 with the core's reason."""
+    if status in (413, 431):
+        code, message = ErrorCode.LIMIT_EXCEEDED, "request too large"
+    else:
+        code, message = ErrorCode.BAD_REQUEST, reason
+    return "application/json", dumps({"error": {"code": code, "message": message}}).encode()
 
 
 def _ok(result: dict[str, Any] | str) -> HTTPResponse:
@@ -99,11 +116,21 @@ class HubHTTP:
     """The ``http_handler`` of the hub's WebSocketServer; ``fallback`` answers everything else (static)."""
 
     def __init__(
-        self, hub: Hub, fallback: Callable[[HTTPRequest], HTTPResponse], max_request: int = MAX_API_REQUEST
+        self,
+        hub: Hub,
+        fallback: Callable[[HTTPRequest], HTTPResponse],
+        max_request: int = MAX_API_REQUEST,
+        *,
+        serve_api: bool = True,
+        metrics_public: bool = False,
     ) -> None:
+        """``serve_api``: answer ``/api/…`` and ``/metrics`` here (False: they go to ``fallback``, as on the
+        public port when the hub has an internal address); ``metrics_public``: ``/metrics`` without a key."""
         self.hub = hub
         self.fallback = fallback
         self.max_request = max_request
+        self.serve_api = serve_api
+        self.metrics_public = metrics_public
         self.requests = 0
         self.refused = 0
 
@@ -111,13 +138,10 @@ class HubHTTP:
         path = request.path
         if path == "/healthz":
             return self._healthz()
+        if not self.serve_api:  # the API and /metrics are on the internal address
+            return _NOT_HERE if path == "/metrics" or path.startswith("/api/") else self.fallback(request)
         if path == "/metrics":
-            if request.method not in ("GET", "HEAD"):
-                return HTTPResponse(
-                    405, [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")], b"GET only\n"
-                )
-            text = metrics.render(self.hub) + self._own_metrics()
-            return HTTPResponse(200, [("Content-Type", metrics.CONTENT_TYPE)], text.encode())
+            return self._metrics(request)
         if path.startswith("/api/"):
             self.requests += 1
             answer = self._api(request, path[5:])
@@ -127,6 +151,22 @@ class HubHTTP:
             answer.observe(lambda done: deferred.resolve(self._counted(_response_of(done))))
             return deferred
         return self.fallback(request)
+
+    def _authorized(self, request: HTTPRequest) -> bool:
+        """Whether the request carries a configured API key (a refusal is counted as an auth failure)."""
+        key = _api_key(request)
+        if key is not None and self.hub.auth.api_keys.match(key):
+            return True
+        self.hub.stats.auth_failures += 1
+        return False
+
+    def _metrics(self, request: HTTPRequest) -> HTTPResponse:
+        if not self.metrics_public and not self._authorized(request):
+            return _UNAUTHORIZED
+        if request.method not in ("GET", "HEAD"):
+            return HTTPResponse(405, [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")], b"GET only\n")
+        text = metrics.render(self.hub) + self._own_metrics()
+        return HTTPResponse(200, [("Content-Type", metrics.CONTENT_TYPE)], text.encode())
 
     def _healthz(self) -> HTTPResponse:
         """200 ``ok`` while the engine is healthy; 503 with its report while degraded (Redis unreachable)."""
@@ -152,6 +192,8 @@ class HubHTTP:
 
     def _api(self, request: HTTPRequest, name: str) -> HTTPResponse | Reply[Result]:
         """The response, or the engine's reply still on its way."""
+        if not self._authorized(request):  # first: without a key, no path tells what exists
+            return _UNAUTHORIZED
         endpoint = _ENDPOINTS.get(name)
         if endpoint is None:
             return _error(404, ErrorCode.METHOD_NOT_FOUND, "unknown endpoint")
@@ -159,10 +201,6 @@ class HubHTTP:
             return HTTPResponse(
                 405, [*_JSON, ("Allow", "POST")], b'{"error":{"code":107,"message":"POST only"}}'
             )
-        key = _api_key(request)
-        if key is None or not self.hub.auth.api_keys.match(key):
-            self.hub.stats.auth_failures += 1
-            return _UNAUTHORIZED
         try:
             params = self._params(request)
             result = endpoint(self, params)

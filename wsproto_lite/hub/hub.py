@@ -55,6 +55,7 @@ from .protocol import (
     error_frame,
     get_bool,
     get_channel,
+    get_display_str,
     get_int,
     get_position,
     get_str,
@@ -253,7 +254,7 @@ class Hub(Handler):
         self.authenticate = authenticate
         """The former hook ``fn(token, request) -> user`` for ``connect`` tokens (``auth`` is the new one)."""
         self.auth = auth or Authenticator()
-        self.authz = Authorizer(self.auth)
+        self.authz = Authorizer(self.auth, self.namespaces)
         self.rate_limits = rate_limits or RateLimits()
         self.ip_limiter = IpLimiter(self.rate_limits)
         self.users = UserConnections()
@@ -372,8 +373,8 @@ class Hub(Handler):
         self.stats.messages_in += 1
         self.stats.bytes_in += len(message)
         if len(message) > self.limits.max_command_size:
-            self.stats.trip("command_size")
-            self._send_error(session, NO_ID, HubError(ErrorCode.LIMIT_EXCEEDED, "command too large"))
+            if not self._tripped(session, "command_size"):
+                self._send_error(session, NO_ID, HubError(ErrorCode.LIMIT_EXCEEDED, "command too large"))
             return
         now = self._now()
         if not session.identity.trusted:  # an API-key client (the operator's own server) is not limited
@@ -390,14 +391,24 @@ class Hub(Handler):
             return
         self._run(session, command)
 
-    def _rate_limited(self, session: Session, limit: str, message: str) -> None:
-        """Error 111 for this frame; a connection that keeps tripping is closed with 1008."""
+    def _tripped(self, session: Session, limit: str) -> bool:
+        """Count a trip of ``limit`` (any per-connection limit: rates, sizes, subscriptions, channels).
+
+        A connection that keeps tripping limits, faster than ``rate_limits.abuse_trips_per_second`` for
+        longer than ``abuse_burst`` trips, is closed with 1008 (RFC 6455 §7.4.1: a message "that violates
+        its policy"); True then.  API-key clients (the operator's own servers) are never closed for it.
+        """
         self.stats.trip(limit)
-        if not session.trip_bucket.take(self._now()):
-            self.stats.trip("abuse_close")
-            self._end(session)
-            # RFC 6455 §7.4.1: 1008, a message "that violates its policy"
-            session.conn.close(1008, "rate limit")
+        if session.identity.trusted or session.trip_bucket.take(self._now()):
+            return False
+        self.stats.trip("abuse_close")
+        self._end(session)
+        session.conn.close(CloseCode.POLICY_VIOLATION, "policy violation")
+        return True
+
+    def _rate_limited(self, session: Session, limit: str, message: str) -> None:
+        """Error 111 for this frame (unless this trip closes the connection)."""
+        if self._tripped(session, limit):
             return
         try:
             command_id = parse_command(message).id
@@ -493,7 +504,7 @@ class Hub(Handler):
         if session.info is not None:
             raise HubError(ErrorCode.BAD_REQUEST, "already connected")
         token = get_str(params, "token", required=False, max_length=8192)
-        name = get_str(params, "name", required=False, max_length=self.limits.max_name_length)
+        name = get_display_str(params, "name", max_length=self.limits.max_name_length)
         identity = self._identify(session, token)
         user = identity.user
         if user and not identity.trusted:
@@ -524,7 +535,7 @@ class Hub(Handler):
             return self.auth.verify_token(token)
         if session.identity is not ANONYMOUS:
             return session.identity
-        if self.auth.anonymous_allowed:
+        if self.authz.anonymous_connections:
             return ANONYMOUS
         raise AuthFailure()
 
@@ -578,10 +589,10 @@ class Hub(Handler):
         if channel.name in session.subscriptions:
             raise HubError(ErrorCode.ALREADY_SUBSCRIBED, "already subscribed")
         if len(session.subscriptions) >= self.limits.max_channels_per_connection:
-            self.stats.trip("subscriptions_per_connection")
+            self._tripped(session, "subscriptions_per_connection")  # the reply is moot if this closes
             raise HubError(ErrorCode.LIMIT_EXCEEDED, "too many subscriptions on this connection")
         if self._channel_count() >= self.rate_limits.max_channels and not self._has_subscribers(channel):
-            self.stats.trip("channels")
+            self._tripped(session, "channels")
             raise HubError(ErrorCode.LIMIT_EXCEEDED, "too many channels on this hub", temporary=True)
         recover = get_position(params, "recover")
         if recover is not None and channel.is_pattern:

@@ -49,8 +49,13 @@ class NamespaceOptions:
     """Keep the last N publications (0: no history, no recovery, no offsets)."""
     history_ttl: float = 0.0
     """Seconds a publication stays in history."""
-    allow_publish: bool = False
-    """Clients may publish (else only the server side, e.g. the HTTP API of the operations issue)."""
+    allow_publish: bool | None = False
+    """Clients may publish (else only the server side: the HTTP API).  None (the built-in namespaces):
+    only while no authentication is configured (authz.py)."""
+    allow_anonymous: bool | None = None
+    """Connections without credentials may use the namespace (read; publish where clients may).  None:
+    while no authentication is configured, or with ``auth.allow_anonymous = true`` (authz.py); true also
+    makes the hub accept anonymous connections when authentication is configured."""
     allow_wildcards: bool = False
     """Clients may subscribe to patterns such as ``stock:*``."""
     allow_subscribe: bool = True
@@ -77,25 +82,28 @@ class NamespaceOptions:
             if key not in known:
                 raise ValueError(f"unknown namespace option {key!r} (known: {', '.join(sorted(known))})")
             default = getattr(cls(), key)
-            if isinstance(default, bool):
+            if isinstance(default, bool) or default is None:  # None: a switch left to the auth config
                 ok = isinstance(value, bool)
             elif isinstance(default, int):
                 ok = isinstance(value, int) and not isinstance(value, bool)
             else:
                 ok = isinstance(value, int | float) and not isinstance(value, bool)
             if not ok:
-                raise ValueError(f"namespace option {key!r} must be {type(default).__name__}, got {value!r}")
+                kind = "bool" if default is None else type(default).__name__
+                raise ValueError(f"namespace option {key!r} must be {kind}, got {value!r}")
             kwargs[key] = float(value) if isinstance(default, float) else value
         return cls(**kwargs)
 
 
+#: Clients may publish in the built-in namespaces, and anonymous connections use them, until some
+#: authentication is configured (a JWT key or an API key): then only where the config file says so.
 DEFAULT_NAMESPACES: dict[str, NamespaceOptions] = {
-    "": NamespaceOptions(allow_publish=True),
+    "": NamespaceOptions(allow_publish=None),
     "chat": NamespaceOptions(
-        presence=True, join_leave=True, history_size=100, history_ttl=300.0, allow_publish=True
+        presence=True, join_leave=True, history_size=100, history_ttl=300.0, allow_publish=None
     ),
-    "stock": NamespaceOptions(history_size=10, history_ttl=60.0, allow_publish=True, allow_wildcards=True),
-    "bench": NamespaceOptions(allow_publish=True),
+    "stock": NamespaceOptions(history_size=10, history_ttl=60.0, allow_publish=None, allow_wildcards=True),
+    "bench": NamespaceOptions(allow_publish=None),
 }
 
 
@@ -140,15 +148,15 @@ class Namespaces:
             )
         namespace = body.partition(":")[0] if ":" in body else ""
         options = self.namespaces.get(namespace)
-        if options is None:
-            raise HubError(ErrorCode.UNKNOWN_CHANNEL, f"unknown namespace {namespace!r}")
+        if options is None:  # generic: an error must not tell which namespaces exist
+            raise HubError(ErrorCode.UNKNOWN_CHANNEL, "unknown channel")
         if name.endswith(WILDCARD):
             if not pattern_ok:
                 raise HubError(ErrorCode.BAD_REQUEST, "wildcards are only for subscribe")
             if not namespace:
                 raise HubError(ErrorCode.BAD_REQUEST, "a wildcard needs a namespace ('ns:*')")
             if not options.allow_wildcards:
-                raise HubError(ErrorCode.PERMISSION_DENIED, f"namespace {namespace!r} allows no wildcards")
+                raise HubError(ErrorCode.PERMISSION_DENIED, "permission denied")
             return Channel(name, namespace, options, prefix=body)
         if not body or body == namespace + ":":
             raise HubError(ErrorCode.BAD_REQUEST, "empty channel name")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
@@ -33,6 +34,7 @@ __all__ = [
     "disconnect_push_frame",
     "get_channel",
     "get_bool",
+    "get_display_str",
     "get_int",
     "get_position",
     "get_str",
@@ -235,6 +237,29 @@ def get_str(params: dict[str, Any], name: str, *, required: bool = True, max_len
         raise HubError(ErrorCode.BAD_REQUEST, f"'{name}' must be a string")
     if len(value) > max_length:
         raise HubError(ErrorCode.BAD_REQUEST, f"'{name}' is longer than {max_length} characters")
+    return value
+
+
+#: Format characters a display string may keep: the joiners of emoji sequences and of some scripts.
+_JOINERS = frozenset("\u200c\u200d")
+
+
+def _displayable(char: str) -> bool:
+    """Not a control (C0, C1), surrogate, line/paragraph separator or invisible format character: no
+    bidirectional override or isolate (U+202A-202E, U+2066-2069), mark (U+200E/F, U+061C), zero-width
+    space, tag, BOM... (category Cf, but for the joiners)."""
+    category = unicodedata.category(char)
+    if category in ("Cc", "Cs", "Zl", "Zp"):
+        return False
+    return category != "Cf" or char in _JOINERS
+
+
+def get_display_str(params: dict[str, Any], name: str, *, max_length: int) -> str:
+    """An optional string other users are shown (a presence name); 107 if it has characters that change
+    how the text around it is displayed (``U+202E`` makes ``"gnp.exe"`` read ``"exe.png"``)."""
+    value = get_str(params, name, required=False, max_length=max_length)
+    if not all(map(_displayable, value)):
+        raise HubError(ErrorCode.BAD_REQUEST, f"'{name}' has control or invisible formatting characters")
     return value
 
 

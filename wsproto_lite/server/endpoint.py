@@ -37,7 +37,11 @@ Headers = tuple[tuple[str, str], ...]
 
 
 def _config(options: Options) -> Config:
-    return Config(max_message_size=options.max_message_size, max_fragments=options.max_fragments)
+    return Config(
+        max_message_size=options.max_message_size,
+        max_fragments=options.max_fragments,
+        http_error_body=options.http_error_body,
+    )
 
 
 def server_core(options: Options) -> ServerConnection:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -54,6 +54,12 @@ class Options:
     """Server: connections beyond this get an HTTP 503."""
     allowed_origins: Collection[str] | None = None
     """Server: if set, handshakes whose ``Origin`` is not listed get 403 (a missing Origin is allowed)."""
+    same_origin: bool = False
+    """Server: handshakes whose ``Origin`` is not the server's own (scheme, host and port of the ``Host``
+    header and the connection) nor in ``allowed_origins`` get 403; see ``server/origins.py``."""
+    http_error_body: Callable[[int, str], tuple[str, bytes]] | None = None
+    """Server: ``(status, reason) -> (content type, body)`` for the HTTP errors the core answers itself
+    (a malformed handshake, a head or a body over its limit); None: the reason as plain text."""
 
     def extensions(self) -> list[ExtensionFactory]:
         """The extension factories to offer (client) or accept (server)."""

@@ -33,6 +33,7 @@ from .endpoint import Endpoint
 from .handler import UPGRADE_REQUIRED, Accept, DeferredResponse, Handler, HTTPHandler, HTTPResponse, Reject
 from .loop import EventLoop, TimerHandle
 from .options import SLOW_CONSUMER_CLOSE_CODE, Options
+from .origins import origin_allowed
 from .transport import BaseProtocol, SocketTransport
 
 if TYPE_CHECKING:
@@ -344,8 +345,7 @@ class WebSocket(BaseProtocol, Endpoint):
     def _decide(self, request: Request) -> Accept | Reject:
         if self._over_capacity:
             return Reject(503, [("Retry-After", "5")], b"too many connections\n")
-        allowed = self.options.allowed_origins
-        if allowed is not None and request.origin is not None and request.origin not in allowed:
+        if not self._origin_allowed(request):
             return Reject(403, body=b"origin not allowed\n")
         try:
             decision = self.handler.handshake(self, request)
@@ -353,6 +353,17 @@ class WebSocket(BaseProtocol, Endpoint):
             logger.exception("handshake hook raised")
             return Reject(500)
         return Accept() if decision is None else decision
+
+    def _origin_allowed(self, request: Request) -> bool:
+        options = self.options
+        secure = self.transport is not None and self.transport.get_extra_info("ssl_object") is not None
+        return origin_allowed(
+            request.origin,
+            allowed=options.allowed_origins,
+            same_origin=options.same_origin,
+            host=request.host,
+            secure=secure,
+        )
 
     def _on_http_request(self, request: HTTPRequest) -> None:
         if self._over_capacity:

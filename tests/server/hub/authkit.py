@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import jwt
@@ -58,9 +59,17 @@ def unsigned(user: str = "42") -> str:
     return f"{header}.{_b64(json.dumps(claims(user)).encode())}."
 
 
-#: The built-in namespaces plus a personal one (``user:<id>``) and a private one (``secret``).
+def opened(namespaces: dict[str, NamespaceOptions], anonymous: bool = False) -> dict[str, NamespaceOptions]:
+    """``namespaces`` with client publishing (and anonymous use) turned on, as a config file does: once
+    authentication is configured, the built-in namespaces leave both off."""
+    extra: dict[str, Any] = {"allow_anonymous": True} if anonymous else {}
+    return {name: replace(o, allow_publish=True, **extra) for name, o in namespaces.items()}
+
+
+#: The built-in namespaces (clients publish in them) plus a personal one (``user:<id>``) and a private one
+#: (``secret``).
 NAMESPACES = {
-    **DEFAULT_NAMESPACES,
+    **opened(DEFAULT_NAMESPACES),
     # wildcards allowed here on purpose: the authorization must still refuse ``user:*``
     "user": NamespaceOptions(presence=True, history_size=10, history_ttl=60, allow_wildcards=True),
     "secret": NamespaceOptions(

@@ -11,12 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wsproto_lite.hub.auth import ANONYMOUS, Authenticator, Identity
+from wsproto_lite.hub.auth import ANONYMOUS, AuthConfig, Authenticator, Identity
 from wsproto_lite.hub.authz import Authorizer
-from wsproto_lite.hub.namespaces import Namespaces
+from wsproto_lite.hub.config import HubConfig
+from wsproto_lite.hub.namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
 from wsproto_lite.hub.protocol import ErrorCode, HubError
 
-from .authkit import API_KEY, NAMESPACES, auth_config, hs256, hub_config
+from .authkit import API_KEY, NAMESPACES, SECRET, auth_config, hs256, hub_config
 from .conftest import HubThread, Raw
 from .test_hub_auth import _open
 
@@ -33,7 +34,7 @@ def _allowed(check: Any, *args: Any, **kwargs: Any) -> bool:
 
 
 def test_rules() -> None:
-    authz = Authorizer(Authenticator(auth_config(anonymous_namespaces=("chat",))))
+    authz = Authorizer(Authenticator(auth_config(anonymous_namespaces=("chat",), allow_anonymous=True)), NS)
     alice = Identity(user="alice", anonymous=False)
     granted = Identity(user="bob", subscribe=("secret:team*",), publish=("user:*",), anonymous=False)
     trusted = Identity(trusted=True, anonymous=False)
@@ -78,6 +79,84 @@ def test_rules() -> None:
     assert _allowed(publish, trusted, ch("secret:x"))
 
 
+def _policy(namespaces: dict[str, NamespaceOptions] | None = None, **auth: Any) -> Authorizer:
+    return Authorizer(Authenticator(AuthConfig(**auth)), Namespaces(dict(namespaces or DEFAULT_NAMESPACES)))
+
+
+def test_laptop_defaults_with_nothing_configured() -> None:
+    authz = _policy()
+    assert authz.anonymous_connections
+    for name in ("chat:a", "stock:a", "bench:a", "lobby"):
+        channel = Namespaces().resolve(name)
+        assert _allowed(authz.check_read, ANONYMOUS, channel)
+        assert _allowed(authz.check_publish, ANONYMOUS, channel)
+
+
+@pytest.mark.parametrize(
+    "auth", [{"jwt_secret": SECRET}, {"api_keys": (API_KEY,)}], ids=["jwt-key", "api-key-only"]
+)
+def test_safer_defaults_once_any_authentication_is_configured(auth: dict[str, Any]) -> None:
+    user = Identity(user="u", anonymous=False)
+    chat = Namespaces().resolve("chat:a")
+    authz = _policy(**auth)
+    assert not authz.anonymous_connections
+    assert _allowed(authz.check_read, user, chat)
+    assert not _allowed(authz.check_publish, user, chat)  # the built-ins: no client publishing
+    assert not _allowed(authz.check_read, ANONYMOUS, chat)
+    # a namespace turns them on
+    room = NamespaceOptions(allow_publish=True)
+    lobby = NamespaceOptions(allow_anonymous=True, allow_publish=True)
+    authz = _policy({**DEFAULT_NAMESPACES, "room": room, "lobby": lobby}, **auth)
+    names = authz.namespaces
+    assert authz.anonymous_connections  # lobby takes anonymous connections ...
+    assert _allowed(authz.check_publish, ANONYMOUS, names.resolve("lobby:x"))
+    assert not _allowed(authz.check_read, ANONYMOUS, names.resolve("chat:x"))  # ... there only
+    assert not _allowed(authz.check_read, ANONYMOUS, names.resolve("room:x"))
+    assert _allowed(authz.check_publish, user, names.resolve("room:x"))
+    assert not _allowed(authz.check_publish, user, names.resolve("chat:x"))
+    # auth.allow_anonymous = true: anonymous connections everywhere a namespace does not say no
+    authz = _policy({**DEFAULT_NAMESPACES, "closed": NamespaceOptions(allow_anonymous=False)}, **auth)
+    assert not authz.anonymous_connections
+    authz = _policy(
+        {**DEFAULT_NAMESPACES, "closed": NamespaceOptions(allow_anonymous=False)},
+        allow_anonymous=True,
+        **auth,
+    )
+    assert authz.anonymous_connections
+    assert _allowed(authz.check_read, ANONYMOUS, authz.namespaces.resolve("chat:x"))
+    assert not _allowed(authz.check_publish, ANONYMOUS, authz.namespaces.resolve("chat:x"))
+    assert not _allowed(authz.check_read, ANONYMOUS, authz.namespaces.resolve("closed:x"))
+
+
+def test_safer_defaults_over_the_wire() -> None:
+    h = HubThread(HubConfig(port=0, auth=AuthConfig(jwt_secret=SECRET)))  # the built-in namespaces
+    try:
+        anonymous = Raw(h.url)
+        assert anonymous.error("connect") == ErrorCode.UNAUTHORIZED
+        anonymous.close()
+        user = Raw(h.url)
+        user.ok("connect", {"token": hs256("u")})
+        user.ok("subscribe", {"channel": "chat:a"})
+        reply = user.cmd("publish", {"channel": "chat:a", "data": 1})
+        assert reply["error"] == {"code": 103, "message": "permission denied", "temporary": False}
+        granted = Raw(h.url)
+        granted.ok("connect", {"token": hs256("g", publish=["chat:*"])})  # a grant still publishes
+        assert granted.ok("publish", {"channel": "chat:a", "data": 2})["offset"] == 1
+        assert user.push()["data"] == 2
+        user.close()
+        granted.close()
+    finally:
+        h.stop()
+    h = HubThread(HubConfig(port=0))  # nothing configured: the laptop
+    try:
+        anonymous = Raw(h.url)
+        assert anonymous.ok("connect")["user"] == ""
+        anonymous.ok("publish", {"channel": "chat:a", "data": 1})
+        anonymous.close()
+    finally:
+        h.stop()
+
+
 @pytest.fixture
 def secure() -> Iterator[HubThread]:
     h = HubThread(hub_config())
@@ -107,6 +186,17 @@ def test_denials_over_the_wire(secure: HubThread) -> None:
     alice.ok("subscribe", {"channel": "secret:room", "token": token})
     alice.ok("presence", {"channel": "secret:room"})  # subscribed with its token: presence and history
     alice.ok("history", {"channel": "secret:room"})
+    # the messages say nothing about the policy (which namespace exists, which rule refused)
+    for method, params, message in (
+        ("subscribe", {"channel": "secret:x"}, "permission denied"),
+        ("subscribe", {"channel": "user:bob"}, "permission denied"),
+        ("subscribe", {"channel": "chat:*"}, "permission denied"),
+        ("publish", {"channel": "user:alice", "data": 1}, "permission denied"),
+        ("history", {"channel": "secret:y"}, "permission denied"),
+        ("subscribe", {"channel": "nope:x"}, "unknown channel"),
+        ("publish", {"channel": "nope:x", "data": 1}, "unknown channel"),
+    ):
+        assert alice.cmd(method, params)["error"]["message"] == message, (method, params)
     alice.close()
 
 

@@ -1,5 +1,6 @@
 """The chat page in a real browser (Debian's chromium driven by Playwright): two pages exchange messages,
-presence updates, and a page that was away while the hub restarted reconnects and shows what it missed.
+presence updates, and a page that was away while the hub restarted reconnects and shows what it missed;
+with a token in a cookie, the page of another origin is refused at the upgrade (403) while the hub's works.
 
 Each page runs on a paused Playwright clock: its timers (the reconnection backoff) fire only when the test
 moves that page's clock, so "bob is still away" is a state the test holds, not a race with the wall clock.
@@ -7,16 +8,20 @@ moves that page's clock, so "bob is still away" is a state the test holds, not a
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from typing import Any
 
 import pytest
 
 from wsproto_lite.hub.client import HubClient
 
+from .authkit import hs256, hub_config
 from .conftest import HubThread
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -113,3 +118,71 @@ def test_two_pages_chat_presence_and_recovery_after_a_restart(browser: Any, hub:
     bob.context.close()
     expect(alice.locator("#count")).to_have_text("1")
     alice.context.close()
+
+
+class _OtherSite:
+    """Another origin (same host, another port) serving the hub's chat page, pointed at the hub."""
+
+    def __init__(self, hub_host: str) -> None:
+        static = resources.files("wsproto_lite.hub").joinpath("static")
+        script = static.joinpath("app.js").read_text()
+        pointed = script.replace("${location.host}", hub_host)
+        assert pointed != script  # the page still builds its WebSocket URL from location.host
+        files = {
+            "/": ("text/html", static.joinpath("index.html").read_bytes()),
+            "/app.js": (
+                "text/javascript",
+                pointed.encode(),
+            ),
+        }
+
+        class Page(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                content_type, body = files.get(self.path.partition("?")[0], ("text/plain", b""))
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="other-site", daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+def test_a_page_of_another_origin_is_refused_when_cookies_carry_tokens(browser: Any) -> None:
+    h = HubThread(hub_config())  # a JWT key: a token may come from a cookie
+    other = _OtherSite(f"127.0.0.1:{h.hub_server.port}")
+    context = browser.new_context()
+    try:
+        # the visitor's session: a token cookie for 127.0.0.1, which the browser sends to every port
+        context.add_cookies(
+            [{"name": "token", "value": hs256("visitor"), "url": f"http://127.0.0.1:{h.hub_server.port}"}]
+        )
+        expect = sync_api.expect
+        own = context.new_page()
+        own.goto(f"http://127.0.0.1:{h.hub_server.port}/?room=chat:mine&name=visitor")
+        expect(own.locator("#status")).to_have_text("connected as visitor in chat:mine")
+
+        evil = context.new_page()
+        with evil.expect_console_message(lambda m: "403" in m.text, timeout=10_000) as refused:
+            evil.goto(other.url + "?room=chat:mine&name=mallory&backoff=60000")
+        assert "Unexpected response code: 403" in refused.value.text
+        expect(evil.locator("#status")).to_contain_text("reconnecting")
+        assert h.call(lambda: sorted(s.identity.user for s in h.hub.sessions.values())) == ["visitor"]
+    finally:
+        context.close()
+        other.close()
+        h.stop()

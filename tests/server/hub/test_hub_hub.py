@@ -30,6 +30,18 @@ def test_connect_comes_first_and_once(raw: Any) -> None:
     assert r.ok("ping") == {}
 
 
+def test_presence_names_that_would_disguise_text_are_refused(raw: Any) -> None:
+    r = raw(connect=False)
+    reply = r.cmd("connect", {"name": "ann\u202egnp.exe"})  # shown as "annexe.png"
+    assert reply["error"]["code"] == ErrorCode.BAD_REQUEST
+    assert r.error("connect", {"name": "bob\x1b[2J"}) == ErrorCode.BAD_REQUEST  # a terminal escape
+    assert r.ok("connect", {"name": "Zoë 👩\u200d💻"})["client"]
+    r.ok("subscribe", {"channel": "chat:names"})
+    assert [c["name"] for c in r.ok("presence", {"channel": "chat:names"})["clients"].values()] == [
+        "Zoë 👩\u200d💻"
+    ]
+
+
 def test_a_token_without_a_verifier_is_refused(raw: Any) -> None:
     r = raw(connect=False)
     assert r.error("connect", {"token": "abc"}) == ErrorCode.UNAUTHORIZED

@@ -7,6 +7,7 @@ on how fast the machine sends the commands."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from wsproto_lite.hub.limits import IpLimiter, RateLimits, TokenBucket, UserConn
 from wsproto_lite.hub.protocol import ErrorCode
 from wsproto_lite.server.errors import ConnectionClosed, HandshakeError
 
-from .authkit import hs256, hub_config
+from .authkit import API_KEY, hs256, hub_config
 from .conftest import HubThread, Raw
 
 # -- units ---------------------------------------------------------------------------------------------
@@ -140,6 +141,70 @@ def test_sustained_abuse_is_closed_with_1008() -> None:
         assert _trips(h)["abuse_close"] == 1
         assert h.wait_sessions(0)
         r.close()
+    finally:
+        h.stop()
+
+
+_ABUSE = {"abuse_trips_per_second": 0.01, "abuse_burst": 3}
+
+
+@pytest.mark.parametrize(
+    ("limits", "rates", "frame", "limit"),
+    [
+        (HubLimits(max_command_size=100), {}, lambda i: "x" * 200, "command_size"),
+        (
+            HubLimits(max_channels_per_connection=1),
+            {},
+            lambda i: {"id": 100 + i, "method": "subscribe", "params": {"channel": f"chat:{i}"}},
+            "subscriptions_per_connection",
+        ),
+        (
+            HubLimits(),
+            {"max_channels": 1},
+            lambda i: {"id": 100 + i, "method": "subscribe", "params": {"channel": f"chat:{i}"}},
+            "channels",
+        ),
+    ],
+    ids=["command-size", "subscriptions", "channels"],
+)
+def test_sustained_abuse_of_any_limit_is_closed_with_1008(
+    limits: HubLimits, rates: dict[str, Any], frame: Callable[[int], Any], limit: str
+) -> None:
+    h = HubThread(HubConfig(port=0, limits=limits, rate_limits=RateLimits(**_ABUSE, **rates)))
+    try:
+        r = Raw(h.url)
+        r.ok("connect")
+        r.ok("subscribe", {"channel": "chat:first"})
+        for i in range(10):  # over the limit, again and again, without reading the replies
+            r.send(frame(i))
+        codes = []
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                codes.append(r.recv().get("error", {}).get("code", 0))
+        assert info.value.code == 1008
+        assert codes == [ErrorCode.LIMIT_EXCEEDED] * 3  # the burst of trips, then the close
+        assert _trips(h) == {limit: 4, "abuse_close": 1}
+        assert h.wait_sessions(0)
+        r.close()
+    finally:
+        h.stop()
+
+
+def test_api_key_clients_are_never_closed_for_tripping_limits() -> None:
+    from .test_hub_auth import _open
+
+    config = hub_config(rate_limits=RateLimits(**_ABUSE))
+    config.limits = HubLimits(max_channels_per_connection=1)
+    h = HubThread(config)
+    try:
+        server = _open(h, Authorization=f"apikey {API_KEY}")
+        server.ok("connect")
+        server.ok("subscribe", {"channel": "chat:0"})
+        for i in range(1, 10):
+            assert server.error("subscribe", {"channel": f"chat:{i}"}) == ErrorCode.LIMIT_EXCEEDED
+        assert server.ok("ping") == {}
+        assert _trips(h) == {"subscriptions_per_connection": 9}
+        server.close()
     finally:
         h.stop()
 

@@ -20,7 +20,7 @@ _SAMPLE = re.compile(r'^(wsproto_hub_[a-z_]+)(\{[a-z_]+="[^"\\\n]*"\})? (\d+)$')
 
 def _scrape(h: HubThread) -> dict[str, int]:
     conn = http.client.HTTPConnection("127.0.0.1", h.hub_server.port, timeout=10)
-    conn.request("GET", "/metrics")
+    conn.request("GET", "/metrics", headers={"Authorization": f"apikey {API_KEY}"})
     response = conn.getresponse()
     assert response.status == 200
     assert response.getheader("Content-Type") == "text/plain; version=0.0.4; charset=utf-8"

@@ -18,6 +18,7 @@ from wsproto_lite.hub.protocol import (
     disconnect_push_frame,
     error_frame,
     get_bool,
+    get_display_str,
     get_int,
     get_position,
     get_str,
@@ -108,6 +109,39 @@ def test_accessors() -> None:
         with pytest.raises(HubError) as info:
             call()
         assert info.value.code == ErrorCode.BAD_REQUEST
+
+
+#: What a presence name must never carry: controls, bidirectional overrides and isolates, invisible marks.
+_HIDDEN = (
+    "\x00\x07\x1b\x7f\x85\x9b"  # C0, DEL, C1 (NEL, CSI)
+    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"  # embeddings, overrides, isolates
+    "\u200e\u200f\u061c\u200b\u2060\ufeff\u00ad\U000e0041"  # marks, zero widths, soft hyphen, tag
+    "\u2028\u2029\ud800"  # line/paragraph separators, a lone surrogate (from a JSON escape)
+)
+
+
+@pytest.mark.parametrize("char", list(_HIDDEN), ids=[f"U+{ord(c):04X}" for c in _HIDDEN])
+def test_display_strings_refuse_controls_and_bidi_overrides(char: str) -> None:
+    with pytest.raises(HubError) as info:
+        get_display_str({"name": f"gnp{char}.exe"}, "name", max_length=64)
+    assert info.value.code == ErrorCode.BAD_REQUEST
+
+
+def test_display_strings_keep_every_script_and_emoji() -> None:
+    for name in ("ann", "Zoë", "Łódź", "عائشة", "שלום", "李小龙", "👩\u200d💻", "🇫🇷", "a b", ""):
+        assert get_display_str({"name": name}, "name", max_length=64) == name
+    assert get_display_str({}, "name", max_length=64) == ""
+
+
+@given(st.text(alphabet=st.characters(categories=("L", "M", "N", "P", "S", "Zs")), max_size=64))
+def test_visible_text_passes(name: str) -> None:
+    assert get_display_str({"name": name}, "name", max_length=64) == name
+
+
+@given(st.text(max_size=30), st.sampled_from(_HIDDEN), st.text(max_size=30))
+def test_a_hidden_character_anywhere_is_refused(before: str, char: str, after: str) -> None:
+    with pytest.raises(HubError):
+        get_display_str({"name": before + char + after}, "name", max_length=64)
 
 
 def test_frames_are_the_contracts_json() -> None:

@@ -23,8 +23,10 @@ import pytest
 from wsproto_lite.hub.auth import AuthConfig
 from wsproto_lite.hub.config import HubConfig
 from wsproto_lite.hub.engine import Reply
+from wsproto_lite.hub.namespaces import DEFAULT_NAMESPACES, Namespaces
 from wsproto_lite.hub.protocol import DisconnectCode, ErrorCode, HubError
 
+from .authkit import opened
 from .conftest import HubThread, Raw
 from .redis_util import RedisServer
 
@@ -48,7 +50,9 @@ def nodes(redis_server: RedisServer) -> Iterator[Nodes]:
     made: list[HubThread] = []
 
     def make(url: str | None = None, **options: Any) -> HubThread:
-        config = HubConfig(port=0, auth=AuthConfig(api_keys=(API_KEY,)))
+        # an API key for the HTTP API; anonymous clients publishing in the built-in namespaces
+        namespaces = Namespaces(opened(DEFAULT_NAMESPACES, anonymous=True))
+        config = HubConfig(port=0, auth=AuthConfig(api_keys=(API_KEY,)), namespaces=namespaces)
         node = HubThread(
             config, engine=lambda: RedisEngine(url or redis_server.url, prefix=prefix, **options)
         )

@@ -211,9 +211,10 @@ def test_http_api_publish_on_one_node_reaches_a_subscriber_on_another(redis_serv
     key = "k-" + secrets.token_hex(12)
     engine = f"{redis_server.url}?prefix={prefix}"
     ports = [_free_port(), _free_port()]
+    # the API key on A only: B, with no authentication configured, takes the anonymous subscriber
     a, b = (
-        Process("--workers", "1", "--port", str(port), "--engine", engine, env={"WSPROTO_HUB_API_KEYS": key})
-        for port in ports
+        Process("--workers", "1", "--port", str(port), "--engine", engine, env=env)
+        for port, env in zip(ports, ({"WSPROTO_HUB_API_KEYS": key}, {}), strict=True)
     )
     try:
         a.expect(r"hub listening")
