@@ -44,6 +44,7 @@ from wsproto_lite.adapters.trio import (  # noqa: E402
     open_websocket_url,
     serve_websocket,
 )
+from wsproto_lite.server.errors import InvalidURL  # noqa: E402
 
 Handler = Callable[[WebSocketRequest], Awaitable[None]]
 
@@ -1008,3 +1009,15 @@ def test_python_m_adapters_trio_serves_an_echo() -> None:
         server.terminate()
         server.wait(10)
         server.stdout.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize(
+    "bad", ["http://127.0.0.1/", "ws:///nohost", "ws://127.0.0.1/#frag", "ws://127.0.0.1:99999/"]
+)
+async def test_urls_are_parsed_by_the_io_layer(bad: str) -> None:
+    """One URL parser (``server.urls``): the trio client refuses what the I/O layer's client refuses, with
+    the same exception (``InvalidURL``, a ValueError), before any connection is tried."""
+    with pytest.raises(InvalidURL):
+        async with open_websocket_url(bad):
+            pass  # pragma: no cover - never reached

@@ -54,7 +54,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypedDict, Unpack
-from urllib.parse import urlsplit
 
 try:
     import trio
@@ -79,6 +78,9 @@ from wsproto_lite import (
     TextMessage,
 )
 from wsproto_lite import ConnectionClosed as CoreClosed  # ours is the exception the application sees
+
+from ..server.errors import InvalidURL
+from ..server.urls import host_header, parse_url
 
 __all__ = [
     "CloseReason",
@@ -730,7 +732,7 @@ async def connect_websocket(
                 stream = await trio.open_tcp_stream(host, port)
             try:
                 core = ClientConnection(
-                    _host_header(host, port, bool(use_ssl)),
+                    host_header(host, port, bool(use_ssl)),
                     resource,
                     subprotocols=subprotocols or (),
                     extensions=settings.extensions(),
@@ -797,20 +799,11 @@ async def open_websocket(
 
 
 def _parse_url(url: str, ssl_context: ssl.SSLContext | None) -> tuple[str, int, str, bool | ssl.SSLContext]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
-    if parts.scheme == "ws" and ssl_context is not None:
-        raise ValueError(f"an ssl_context needs a wss:// URL, not {url!r}")
-    secure = parts.scheme == "wss"
-    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    use_ssl: bool | ssl.SSLContext = (ssl_context or True) if secure else False
-    return parts.hostname, parts.port or (443 if secure else 80), resource, use_ssl
-
-
-def _host_header(host: str, port: int, secure: bool) -> str:
-    host = f"[{host}]" if ":" in host else host
-    return host if port == (443 if secure else 80) else f"{host}:{port}"
+    parsed = parse_url(url)  # InvalidURL (a ValueError) when it is not a ws:// or wss:// URL
+    if not parsed.secure and ssl_context is not None:
+        raise InvalidURL(f"an ssl_context needs a wss:// URL, not {url!r}")
+    use_ssl: bool | ssl.SSLContext = (ssl_context or True) if parsed.secure else False
+    return parsed.host, parsed.port, parsed.target, use_ssl
 
 
 def open_websocket_url(
