@@ -36,6 +36,7 @@ from wsproto_lite import (
     Accepted,
     BinaryMessage,
     ClientConnection,
+    CloseCode,
     Config,
     Event,
     ExtensionFactory,
@@ -102,7 +103,7 @@ class InvalidStatus(Exception):
 
 
 def _closed_error(code: int, reason: str) -> ConnectionClosed:
-    ok = code in (1000, 1001, 1005)
+    ok = code in (CloseCode.NORMAL, CloseCode.GOING_AWAY, CloseCode.NO_STATUS)
     return (ConnectionClosedOK if ok else ConnectionClosedError)(code, reason)
 
 
@@ -246,7 +247,7 @@ class WebSocket(CoreProtocol[ServerConnection | ClientConnection]):
         if found is not None and not found[0].done():
             found[0].set_result(self.loop.time() - found[1])
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Start the closing handshake (§7.1.2) and wait until the connection is closed."""
         if self.conn.can_send:
             self.conn.close(code, reason)
@@ -263,7 +264,7 @@ class WebSocket(CoreProtocol[ServerConnection | ClientConnection]):
         if self.close_code is not None:
             return self.close_code, self.close_reason
         sent = self.conn.close_sent or self.conn.close_received
-        return sent if sent is not None else (1006, "connection lost")
+        return sent if sent is not None else (CloseCode.ABNORMAL, "connection lost")
 
 
 # -- server ----------------------------------------------------------------------------------------
@@ -313,14 +314,15 @@ class ServerWebSocket(WebSocket):
         task.add_done_callback(server.tasks.discard)
 
     async def _run_handler(self) -> None:
-        code = 1000
+        code: int = CloseCode.NORMAL
         try:
             await self.server.handler(self)
         except ConnectionClosed:
             pass
         except Exception:
             logger.exception("error in the connection handler")
-            code = 1011  # §7.4.1: an unexpected condition prevented us from fulfilling the request
+            # §7.4.1: an unexpected condition prevented us from fulfilling the request
+            code = CloseCode.INTERNAL_ERROR
         await self.close(code)
 
 
@@ -384,7 +386,7 @@ class Server:
         assert self.server is not None
         await self.server.serve_forever()
 
-    def close(self, code: int = 1001, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.GOING_AWAY, reason: str = "") -> None:
         """Stop listening and close every connection (1001 going away by default)."""
         if self.server is not None:
             self.server.close()
@@ -476,12 +478,14 @@ class ClientWebSocket(WebSocket):
     def on_event(self, event: Event) -> None:
         super().on_event(event)
         if type(event) is ClosedEvent and not self.opened.done():
-            self.opened.set_exception(_closed_error(self.close_code or 1006, self.close_reason))
+            self.opened.set_exception(_closed_error(self.close_code or CloseCode.ABNORMAL, self.close_reason))
 
     def on_lost(self) -> None:
         super().on_lost()
         if not self.opened.done():
-            self.opened.set_exception(ConnectionClosedError(1006, "connection lost during the handshake"))
+            self.opened.set_exception(
+                ConnectionClosedError(CloseCode.ABNORMAL, "connection lost during the handshake")
+            )
 
 
 class connect:  # noqa: N801 - used like a function: `ws = await connect(url)` or `async with connect(url)`

@@ -164,9 +164,9 @@ class CloseReason:
     def name(self) -> str:
         if self.code in _CLOSE_NAMES:
             return _CLOSE_NAMES[self.code]
-        return (
-            "REGISTERED" if 3000 <= self.code < 4000 else "PRIVATE" if 4000 <= self.code < 5000 else "UNKNOWN"
-        )
+        if self.code in CloseCode.REGISTERED:
+            return "REGISTERED"
+        return "PRIVATE" if self.code in CloseCode.PRIVATE else "UNKNOWN"
 
 
 class ConnectionClosed(Exception):

@@ -76,9 +76,19 @@ class DisconnectCode:
     CONNECTION_LIMIT = 4502
     """The user has ``rate_limits.max_connections_per_user`` connections already."""
 
+    RECONNECT = range(SHUTDOWN, CONNECT_TIMEOUT)
+    """The codes after which the client reconnects; from ``CONNECT_TIMEOUT`` on it does not."""
+
     @staticmethod
     def reconnect(code: int) -> bool:
-        return 4000 <= code < 4500
+        return code in DisconnectCode.RECONNECT
+
+
+class UnsubscribeCode:
+    """Codes of ``unsubscribe`` pushes (the server ended one subscription, the connection stays open)."""
+
+    SERVER = 2000
+    """Unsubscribed by the server (``Hub.unsubscribe``, the HTTP API): do not resubscribe."""
 
 
 #: The ``id`` of an error reply to a frame whose own id could not be read (not JSON, not an object,
