@@ -3,7 +3,7 @@
 Bytes in, events out, bytes to send out; no sockets, threads or clocks. See ``docs/core-api.md``.
 """
 
-from ._config import Config
+from ._config import DEFAULT_MAX_MESSAGE_SIZE, Config
 from ._connection import ClientConnection, Connection, PreparedMessage, ServerConnection, prepare_message
 from ._errors import CloseCode, ExtensionError, LocalProtocolError, RemoteProtocolError
 from ._events import (
@@ -39,6 +39,7 @@ __all__ = [
     "CloseCode",
     "CloseReceived",
     "Config",
+    "DEFAULT_MAX_MESSAGE_SIZE",
     "Connection",
     "ConnectionClosed",
     "ConnectionState",

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["Config"]
+__all__ = ["Config", "DEFAULT_MAX_MESSAGE_SIZE"]
+
+DEFAULT_MAX_MESSAGE_SIZE: Final = 16 * 2**20
+"""Bytes in one message, decompressed (16 MiB, uvicorn's ``ws_max_size`` default too): the one default of
+the message limit in every layer, whatever a layer calls it (``Config.max_message_size``, ``Options``,
+the hub's ``max_frame_bytes``, the asyncio adapter's ``max_size``, the trio adapter's ``max_message_size``);
+see the table in ``wsproto_lite/server/README.md``."""
 
 
 @dataclass(frozen=True)
@@ -25,7 +32,7 @@ class Config:
     - ``auto_pong``: answer each ping with a pong carrying the same payload (§5.5.2).
     """
 
-    max_message_size: int | None = 16 * 2**20
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
     max_frame_size: int | None = None
     max_fragments: int | None = 100_000
     max_handshake_size: int = 65536

@@ -27,7 +27,7 @@ import trio.testing  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from wsproto_lite import Accepted, ClientConnection, LocalProtocolError  # noqa: E402
+from wsproto_lite import Accepted, ClientConnection, CloseReceived, LocalProtocolError  # noqa: E402
 from wsproto_lite.adapters.trio import (  # noqa: E402
     CloseReason,
     ConnectionClosed,
@@ -533,6 +533,28 @@ async def test_keepalive_aborts_a_peer_that_does_not_pong(nursery: trio.Nursery)
     with trio.fail_after(10):
         await done.wait()
     assert [reason.code for reason in reasons] == [1006]
+    await stream.aclose()
+
+
+@pytest.mark.trio
+async def test_keepalive_sends_1011_before_aborting(nursery: trio.Nursery) -> None:
+    """The keepalive policy shared with the other transports: a missing pong gets a close 1011 with the
+    reason "keepalive ping timeout" (before: the stream was aborted without a close frame)."""
+
+    async def wait_for_close(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        with pytest.raises(ConnectionClosed):
+            await ws.get_message()
+
+    server = await start_server(nursery, wait_for_close, ping_interval=0.05, ping_timeout=0.1)
+    stream, core = await raw_client(server.port)  # never hands the server's ping to its core: no pong
+    received = b""
+    with trio.fail_after(10):
+        while chunk := await stream.receive_some(65536):
+            received += chunk
+    core.receive_data(received)
+    closes = [event for event in core.events() if isinstance(event, CloseReceived)]
+    assert [(event.code, event.reason) for event in closes] == [(1011, "keepalive ping timeout")]
     await stream.aclose()
 
 

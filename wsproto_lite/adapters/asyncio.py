@@ -33,6 +33,7 @@ from types import TracebackType
 from typing import Any
 
 from wsproto_lite import (
+    DEFAULT_MAX_MESSAGE_SIZE,
     Accepted,
     BinaryMessage,
     ClientConnection,
@@ -52,6 +53,7 @@ from wsproto_lite import (
     ConnectionClosed as ClosedEvent,
 )
 
+from ..server.keepalive import CLOSE_TIMEOUT, PING_INTERVAL, PING_TIMEOUT
 from ..server.urls import parse_url
 from ._protocol import CoreProtocol
 
@@ -417,16 +419,17 @@ def serve(
     extra_headers: Sequence[tuple[str, str]] = (),
     process_request: ProcessRequest | None = None,
     compression: str | None = "deflate",
-    max_size: int | None = 2**20,
+    max_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
     max_queue: int = 16,
-    ping_interval: float | None = 20.0,
-    ping_timeout: float | None = 20.0,
-    close_timeout: float = 10.0,
+    ping_interval: float | None = PING_INTERVAL,
+    ping_timeout: float | None = PING_TIMEOUT,
+    close_timeout: float = CLOSE_TIMEOUT,
     **create_server_options: Any,
 ) -> Server:
     """A WebSocket server calling ``await handler(ws)`` for each connection; use ``async with`` or ``await``.
 
-    ``max_size``: bytes in one message (close 1009 above it); ``max_queue``: messages received but not
+    ``max_size``: bytes in one message (close 1009 above it; websockets' name for the core's
+    ``max_message_size``, with its default, 16 MiB); ``max_queue``: messages received but not
     yet read before the socket stops reading; ``ping_interval``/``ping_timeout``: keepalive (None: off);
     ``close_timeout``: how long to wait for the peer's close reply. Other keyword arguments go to
     ``loop.create_server`` (``backlog``, ``reuse_port``...).
@@ -503,11 +506,11 @@ class connect:  # noqa: N801 - used like a function: `ws = await connect(url)` o
         subprotocols: Sequence[str] = (),
         extra_headers: Sequence[tuple[str, str]] = (),
         compression: str | None = "deflate",
-        max_size: int | None = 2**20,
+        max_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         max_queue: int = 16,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
-        close_timeout: float = 10.0,
+        ping_interval: float | None = PING_INTERVAL,
+        ping_timeout: float | None = PING_TIMEOUT,
+        close_timeout: float = CLOSE_TIMEOUT,
         open_timeout: float = 10.0,
     ) -> None:
         self.url = parse_url(url)

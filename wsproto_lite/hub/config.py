@@ -51,6 +51,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from wsproto_lite import DEFAULT_MAX_MESSAGE_SIZE
+
 from .auth import AuthConfig
 from .hub import HubLimits
 from .limits import RateLimits
@@ -74,8 +76,9 @@ class HubConfig:
     max_connections: int | None = None
     allowed_origins: list[str] | None = None
     compression: bool = False
-    max_frame_bytes: int = 1 << 20
-    """Largest WebSocket message read at all (over it: close 1009); commands over
+    max_frame_bytes: int = DEFAULT_MAX_MESSAGE_SIZE
+    """Largest WebSocket message read at all (over it: close 1009): the core's ``max_message_size`` under the
+    hub's name, with its default (16 MiB); commands over
     ``limits.max_command_size`` but under this get error 106 instead."""
     auth: AuthConfig = field(default_factory=AuthConfig)
     rate_limits: RateLimits = field(default_factory=RateLimits)

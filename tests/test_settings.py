@@ -1,0 +1,76 @@
+"""One declaration per setting: every layer's default of a limit or timer is the core's (or the keepalive
+policy's), whatever the layer calls it (the table in wsproto_lite/server/README.md)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from wsproto_lite import DEFAULT_MAX_MESSAGE_SIZE, Config
+from wsproto_lite.adapters import asyncio as asyncio_adapter
+from wsproto_lite.hub.config import HubConfig
+from wsproto_lite.server import keepalive
+from wsproto_lite.server.cli import _parser
+from wsproto_lite.server.options import Options
+
+
+def _default(function: Callable[..., Any], name: str) -> Any:
+    return inspect.signature(function).parameters[name].default
+
+
+def _cli_default(option: str) -> Any:
+    parser = _parser("wsproto-lite")
+    arguments = parser.parse_args(["echo"])
+    return getattr(arguments, option)
+
+
+def test_the_message_limit_has_one_default() -> None:
+    trio_adapter = pytest.importorskip("wsproto_lite.adapters.trio")
+    uvicorn = pytest.importorskip("uvicorn")
+    core = Config().max_message_size
+    assert core == DEFAULT_MAX_MESSAGE_SIZE == 16 * 2**20
+    assert {
+        "Options.max_message_size": Options().max_message_size,
+        "echo --max-message-size": _cli_default("max_message_size"),
+        "hub max_frame_bytes": HubConfig().max_frame_bytes,
+        "asyncio serve(max_size)": _default(asyncio_adapter.serve, "max_size"),
+        "asyncio connect(max_size)": _default(asyncio_adapter.connect, "max_size"),
+        "trio max_message_size": trio_adapter.Settings().max_message_size,
+        "uvicorn ws_max_size": uvicorn.Config(app=None).ws_max_size,
+    } == dict.fromkeys(
+        [
+            "Options.max_message_size",
+            "echo --max-message-size",
+            "hub max_frame_bytes",
+            "asyncio serve(max_size)",
+            "asyncio connect(max_size)",
+            "trio max_message_size",
+            "uvicorn ws_max_size",
+        ],
+        core,
+    )
+
+
+def test_the_fragment_limit_has_one_default() -> None:
+    assert Options().max_fragments == _cli_default("max_fragments") == Config().max_fragments
+
+
+def test_the_keepalive_and_close_timers_have_one_default() -> None:
+    trio_adapter = pytest.importorskip("wsproto_lite.adapters.trio")
+    policy = (keepalive.PING_INTERVAL, keepalive.PING_TIMEOUT, keepalive.CLOSE_TIMEOUT)
+    options = Options()
+    trio_settings = trio_adapter.Settings()
+    assert (options.ping_interval, options.ping_timeout, options.close_timeout) == policy
+    for entry in (asyncio_adapter.serve, asyncio_adapter.connect):
+        assert (
+            tuple(_default(entry, name) for name in ("ping_interval", "ping_timeout", "close_timeout"))
+            == policy
+        )
+    assert (
+        trio_settings.ping_interval,
+        trio_settings.ping_timeout,
+        trio_settings.disconnect_timeout,
+    ) == policy
