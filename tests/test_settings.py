@@ -74,3 +74,25 @@ def test_the_keepalive_and_close_timers_have_one_default() -> None:
         trio_settings.ping_timeout,
         trio_settings.disconnect_timeout,
     ) == policy
+
+
+def test_one_exception_family_for_the_io_layer_and_the_adapters() -> None:
+    """One root (``server.errors.WebSocketError``): the asyncio adapter raises the I/O layer's classes
+    under websockets' names, the trio adapter's trio-websocket-shaped ones derive from the same root."""
+    from wsproto_lite.server import errors
+
+    trio_adapter = pytest.importorskip("wsproto_lite.adapters.trio")
+    assert asyncio_adapter.ConnectionClosed is errors.ConnectionClosed
+    assert asyncio_adapter.ConnectionClosedOK is errors.ConnectionClosedOK
+    assert asyncio_adapter.ConnectionClosedError is errors.ConnectionClosedError
+    assert issubclass(asyncio_adapter.InvalidStatus, errors.HandshakeError)
+    for error in (
+        errors.ConnectionClosedError,
+        errors.HandshakeError,
+        errors.InvalidURL,
+        trio_adapter.ConnectionClosed,
+        trio_adapter.HandshakeError,
+        trio_adapter.ConnectionRejected,
+    ):
+        assert issubclass(error, errors.WebSocketError), error
+    assert issubclass(errors.InvalidURL, ValueError)  # what callers caught before

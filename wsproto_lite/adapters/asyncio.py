@@ -53,6 +53,7 @@ from wsproto_lite import (
     ConnectionClosed as ClosedEvent,
 )
 
+from ..server.errors import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, HandshakeError
 from ..server.keepalive import CLOSE_TIMEOUT, PING_INTERVAL, PING_TIMEOUT
 from ..server.urls import parse_url
 from ._protocol import CoreProtocol
@@ -77,31 +78,14 @@ Handler = Callable[["WebSocket"], Awaitable[None]]
 ProcessRequest = Callable[[Request], "tuple[int, Sequence[tuple[str, str]], bytes] | None"]
 
 
-class ConnectionClosed(Exception):
-    """The connection is closed: ``code`` and ``reason`` of the close (1006: no close frame)."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(f"connection closed: {code} {reason}".rstrip())
-        self.code = code
-        self.reason = reason
-
-
-class ConnectionClosedOK(ConnectionClosed):
-    """Closed with 1000 (normal), 1001 (going away) or 1005 (no code): ``async for`` ends quietly."""
-
-
-class ConnectionClosedError(ConnectionClosed):
-    """Closed with an error code, or the connection was lost (1006)."""
-
-
-class InvalidStatus(Exception):
+class InvalidStatus(HandshakeError):
     """The server did not accept the opening handshake: its HTTP response (status 101: an invalid 101)."""
 
     def __init__(self, status: int, headers: Sequence[tuple[str, str]], body: bytes, reason: str) -> None:
-        super().__init__(f"server rejected the WebSocket handshake: {status} {reason}".rstrip())
-        self.status = status
-        self.headers = headers
-        self.body = body
+        super().__init__(status, reason, tuple(headers), body)
+
+    def __str__(self) -> str:
+        return f"server rejected the WebSocket handshake: {self.status} {self.reason}".rstrip()
 
 
 def _closed_error(code: int, reason: str) -> ConnectionClosed:

@@ -81,7 +81,7 @@ from wsproto_lite import (
 )
 from wsproto_lite import ConnectionClosed as CoreClosed  # ours is the exception the application sees
 
-from ..server.errors import InvalidURL
+from ..server.errors import InvalidURL, WebSocketError
 from ..server.keepalive import (
     CLOSE_TIMEOUT,
     KEEPALIVE_CLOSE_CODE,
@@ -178,7 +178,7 @@ class CloseReason:
         return "PRIVATE" if self.code in CloseCode.PRIVATE else "UNKNOWN"
 
 
-class ConnectionClosed(Exception):
+class ConnectionClosed(WebSocketError):
     """Raised by get_message(), send_message(), ping() and pong() once the connection is closed."""
 
     def __init__(self, reason: CloseReason) -> None:
@@ -186,7 +186,7 @@ class ConnectionClosed(Exception):
         self.reason = reason
 
 
-class HandshakeError(Exception):
+class HandshakeError(WebSocketError):
     """The client's opening handshake failed."""
 
 
