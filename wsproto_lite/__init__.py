@@ -4,7 +4,7 @@ Bytes in, events out, bytes to send out; no sockets, threads or clocks. See ``do
 """
 
 from ._close import MAX_CLOSE_REASON, fit_close_reason
-from ._config import Config
+from ._config import DEFAULT_MAX_MESSAGE_SIZE, Config
 from ._connection import ClientConnection, Connection, PreparedMessage, ServerConnection, prepare_message
 from ._errors import CloseCode, ExtensionError, LocalProtocolError, RemoteProtocolError
 from ._events import (
@@ -40,6 +40,7 @@ __all__ = [
     "CloseCode",
     "CloseReceived",
     "Config",
+    "DEFAULT_MAX_MESSAGE_SIZE",
     "Connection",
     "ConnectionClosed",
     "ConnectionState",

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["Config"]
+__all__ = ["Config", "DEFAULT_MAX_MESSAGE_SIZE"]
+
+DEFAULT_MAX_MESSAGE_SIZE: Final = 16 * 2**20
+"""Bytes in one message, decompressed (16 MiB, uvicorn's ``ws_max_size`` default too): the one default of
+the message limit in every layer, whatever a layer calls it (``Config.max_message_size``, ``Options``,
+the asyncio adapter's ``max_size``, the trio adapter's ``max_message_size``);
+see the table in ``wsproto_lite/server/README.md`` (the hub reads smaller frames: its commands are small)."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +36,7 @@ class Config:
     - ``auto_pong``: answer each ping with a pong carrying the same payload (§5.5.2).
     """
 
-    max_message_size: int | None = 16 * 2**20
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
     max_frame_size: int | None = None
     max_fragments: int | None = 100_000
     max_handshake_size: int = 65536

@@ -353,6 +353,19 @@ def test_keepalive_pong_timeout_closes_1011() -> None:
         assert int.from_bytes(data[idx + 2 : idx + 4], "big") == 1011
 
 
+def test_keepalive_pong_timeout_drops_the_socket_without_waiting_for_a_close_reply() -> None:
+    """The keepalive policy (``server.keepalive``): after the 1011 close the socket is closed at once, not
+    after ``close_timeout`` (disabled here: before, the server kept the silent peer forever)."""
+    with ServerThread(options=Options(ping_interval=0.05, ping_timeout=0.2, close_timeout=None)) as st:
+        sock = raw_connect(st.port)  # its recv() times out (and the test fails) after 10 s
+        try:
+            data = raw_handshake(sock) + read_until_closed(sock)
+        finally:
+            sock.close()
+        close = data[data.find(b"\x88") :]
+        assert close[2:4] == (1011).to_bytes(2, "big") and b"keepalive ping timeout" in close, data
+
+
 def test_handshake_timeout_drops_silent_peer() -> None:
     with ServerThread(options=Options(handshake_timeout=0.2)) as st:
         sock = raw_connect(st.port)

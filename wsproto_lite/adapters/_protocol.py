@@ -5,9 +5,10 @@ the core's events to a subclass (:meth:`CoreProtocol.on_event`), writes what the
 the transport when the core says so. All protocol decisions (framing, pongs, close replies, close codes,
 limits) are the core's; this class only adds what needs a clock or a socket:
 
-- the close timer: armed while the core waits for the peer (``close_expected``), ``abort()`` when it fires;
-- keepalive: a ping every ``ping_interval`` seconds, failing the connection with 1011 when no pong comes
-  back within ``ping_timeout``;
+- the close timer and keepalive, by the policy of ``wsproto_lite.server.keepalive`` (shared with the
+  selectors layer and the trio adapter): a close timer armed while the core waits for the peer
+  (``close_expected``), ``abort()`` when it fires; a ping every ``ping_interval`` seconds, and a close
+  with 1011 followed by closing the transport when no pong comes back within ``ping_timeout``;
 - receive backpressure: a subclass calls :meth:`hold` when its consumer is full; events then stay in the
   core (which parses lazily) and the transport stops reading until :meth:`release`;
 - send backpressure: :meth:`drain` waits while the transport's buffer is above its high-water mark
@@ -18,10 +19,11 @@ limits) are the core's; this class only adds what needs a clock or a socket:
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Generic, TypeVar, cast
 
-from wsproto_lite import CloseCode, Connection, ConnectionState, Event, Pong
+from wsproto_lite import Connection, ConnectionState, Event, Pong
+
+from ..server.keepalive import CLOSE_TIMEOUT, KEEPALIVE_CLOSE_CODE, KEEPALIVE_CLOSE_REASON, PingTracker
 
 Conn = TypeVar("Conn", bound=Connection)
 
@@ -37,7 +39,7 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
         *,
         ping_interval: float | None = None,
         ping_timeout: float | None = None,
-        close_timeout: float = 10.0,
+        close_timeout: float = CLOSE_TIMEOUT,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.conn = conn
@@ -48,11 +50,8 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.ping_timer: asyncio.TimerHandle | None = None
-        self.ping_sent_at = 0.0
-        #: Round-trip time of the last answered keepalive ping, in seconds.
-        self.latency = 0.0
+        self._pings = PingTracker()
         self._pong_timer: asyncio.TimerHandle | None = None
-        self._ping_payload: bytes | None = None
         self._held = False  # the consumer is full: leave events in the core
         self._reading_paused = False
         self._writing_paused = False
@@ -204,6 +203,16 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
             self._drain_waiters.append(waiter)
             await waiter
 
+    @property
+    def latency(self) -> float:
+        """Round-trip time of the last answered keepalive ping, in seconds."""
+        return self._pings.latency
+
+    @property
+    def ping_sent_at(self) -> float:
+        """When the last keepalive ping was sent (loop time; 0.0: none yet)."""
+        return self._pings.sent_at
+
     # -- timers ------------------------------------------------------------------------------------
 
     def _close_timed_out(self) -> None:
@@ -224,15 +233,13 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
             if timer is not None:
                 timer.cancel()
         self.ping_timer = self._pong_timer = None
-        self._ping_payload = None
+        self._pings.forget()
 
     def _send_keepalive_ping(self) -> None:
         self.ping_timer = None
         if not self.conn.can_send:
             return
-        self._ping_payload = os.urandom(4)  # tells our ping's pong from unsolicited ones
-        self.ping_sent_at = self.loop.time()
-        self.conn.send_ping(self._ping_payload)
+        self.conn.send_ping(self._pings.ping(self.loop.time()))
         self.flush()
         if self.ping_timeout is not None:
             self._pong_timer = self.loop.call_later(self.ping_timeout, self._keepalive_timed_out)
@@ -240,10 +247,8 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
             self.start_keepalive()
 
     def _pong_received(self, payload: bytes) -> None:
-        if self._ping_payload is None or payload != self._ping_payload:
+        if not self._pings.pong(payload, self.loop.time()):
             return  # §5.5.3: an unsolicited pong needs no answer
-        self._ping_payload = None
-        self.latency = self.loop.time() - self.ping_sent_at
         if self._pong_timer is not None:
             self._pong_timer.cancel()
             self._pong_timer = None
@@ -251,9 +256,9 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
 
     def _keepalive_timed_out(self) -> None:
         self._pong_timer = None
-        self._ping_payload = None
+        self._pings.forget()
         if self.conn.can_send:
-            self.conn.close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            self.conn.close(KEEPALIVE_CLOSE_CODE, KEEPALIVE_CLOSE_REASON)
             self.flush()
         # The peer is unresponsive: waiting for its close reply would only wait for the close timer.
         self.conn.abort()

@@ -33,9 +33,11 @@ from types import TracebackType
 from typing import Any
 
 from wsproto_lite import (
+    DEFAULT_MAX_MESSAGE_SIZE,
     Accepted,
     BinaryMessage,
     ClientConnection,
+    CloseCode,
     Config,
     Event,
     ExtensionFactory,
@@ -51,6 +53,8 @@ from wsproto_lite import (
     ConnectionClosed as ClosedEvent,
 )
 
+from ..server.errors import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, HandshakeError
+from ..server.keepalive import CLOSE_TIMEOUT, PING_INTERVAL, PING_TIMEOUT
 from ..server.urls import parse_url
 from ._protocol import CoreProtocol
 
@@ -74,35 +78,18 @@ Handler = Callable[["WebSocket"], Awaitable[None]]
 ProcessRequest = Callable[[Request], "tuple[int, Sequence[tuple[str, str]], bytes] | None"]
 
 
-class ConnectionClosed(Exception):
-    """The connection is closed: ``code`` and ``reason`` of the close (1006: no close frame)."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(f"connection closed: {code} {reason}".rstrip())
-        self.code = code
-        self.reason = reason
-
-
-class ConnectionClosedOK(ConnectionClosed):
-    """Closed with 1000 (normal), 1001 (going away) or 1005 (no code): ``async for`` ends quietly."""
-
-
-class ConnectionClosedError(ConnectionClosed):
-    """Closed with an error code, or the connection was lost (1006)."""
-
-
-class InvalidStatus(Exception):
+class InvalidStatus(HandshakeError):
     """The server did not accept the opening handshake: its HTTP response (status 101: an invalid 101)."""
 
     def __init__(self, status: int, headers: Sequence[tuple[str, str]], body: bytes, reason: str) -> None:
-        super().__init__(f"server rejected the WebSocket handshake: {status} {reason}".rstrip())
-        self.status = status
-        self.headers = headers
-        self.body = body
+        super().__init__(status, reason, tuple(headers), body)
+
+    def __str__(self) -> str:
+        return f"server rejected the WebSocket handshake: {self.status} {self.reason}".rstrip()
 
 
 def _closed_error(code: int, reason: str) -> ConnectionClosed:
-    ok = code in (1000, 1001, 1005)
+    ok = code in (CloseCode.NORMAL, CloseCode.GOING_AWAY, CloseCode.NO_STATUS)
     return (ConnectionClosedOK if ok else ConnectionClosedError)(code, reason)
 
 
@@ -246,7 +233,7 @@ class WebSocket(CoreProtocol[ServerConnection | ClientConnection]):
         if found is not None and not found[0].done():
             found[0].set_result(self.loop.time() - found[1])
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Start the closing handshake (§7.1.2) and wait until the connection is closed."""
         if self.conn.can_send:
             self.conn.close(code, reason)
@@ -263,7 +250,7 @@ class WebSocket(CoreProtocol[ServerConnection | ClientConnection]):
         if self.close_code is not None:
             return self.close_code, self.close_reason
         sent = self.conn.close_sent or self.conn.close_received
-        return sent if sent is not None else (1006, "connection lost")
+        return sent if sent is not None else (CloseCode.ABNORMAL, "connection lost")
 
 
 # -- server ----------------------------------------------------------------------------------------
@@ -313,14 +300,15 @@ class ServerWebSocket(WebSocket):
         task.add_done_callback(server.tasks.discard)
 
     async def _run_handler(self) -> None:
-        code = 1000
+        code: int = CloseCode.NORMAL
         try:
             await self.server.handler(self)
         except ConnectionClosed:
             pass
         except Exception:
             logger.exception("error in the connection handler")
-            code = 1011  # §7.4.1: an unexpected condition prevented us from fulfilling the request
+            # §7.4.1: an unexpected condition prevented us from fulfilling the request
+            code = CloseCode.INTERNAL_ERROR
         await self.close(code)
 
 
@@ -384,7 +372,7 @@ class Server:
         assert self.server is not None
         await self.server.serve_forever()
 
-    def close(self, code: int = 1001, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.GOING_AWAY, reason: str = "") -> None:
         """Stop listening and close every connection (1001 going away by default)."""
         if self.server is not None:
             self.server.close()
@@ -415,16 +403,17 @@ def serve(
     extra_headers: Sequence[tuple[str, str]] = (),
     process_request: ProcessRequest | None = None,
     compression: str | None = "deflate",
-    max_size: int | None = 2**20,
+    max_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
     max_queue: int = 16,
-    ping_interval: float | None = 20.0,
-    ping_timeout: float | None = 20.0,
-    close_timeout: float = 10.0,
+    ping_interval: float | None = PING_INTERVAL,
+    ping_timeout: float | None = PING_TIMEOUT,
+    close_timeout: float = CLOSE_TIMEOUT,
     **create_server_options: Any,
 ) -> Server:
     """A WebSocket server calling ``await handler(ws)`` for each connection; use ``async with`` or ``await``.
 
-    ``max_size``: bytes in one message (close 1009 above it); ``max_queue``: messages received but not
+    ``max_size``: bytes in one message (close 1009 above it; websockets' name for the core's
+    ``max_message_size``, with its default, 16 MiB); ``max_queue``: messages received but not
     yet read before the socket stops reading; ``ping_interval``/``ping_timeout``: keepalive (None: off);
     ``close_timeout``: how long to wait for the peer's close reply. Other keyword arguments go to
     ``loop.create_server`` (``backlog``, ``reuse_port``...).
@@ -476,12 +465,14 @@ class ClientWebSocket(WebSocket):
     def on_event(self, event: Event) -> None:
         super().on_event(event)
         if type(event) is ClosedEvent and not self.opened.done():
-            self.opened.set_exception(_closed_error(self.close_code or 1006, self.close_reason))
+            self.opened.set_exception(_closed_error(self.close_code or CloseCode.ABNORMAL, self.close_reason))
 
     def on_lost(self) -> None:
         super().on_lost()
         if not self.opened.done():
-            self.opened.set_exception(ConnectionClosedError(1006, "connection lost during the handshake"))
+            self.opened.set_exception(
+                ConnectionClosedError(CloseCode.ABNORMAL, "connection lost during the handshake")
+            )
 
 
 class connect:  # noqa: N801 - used like a function: `ws = await connect(url)` or `async with connect(url)`
@@ -499,11 +490,11 @@ class connect:  # noqa: N801 - used like a function: `ws = await connect(url)` o
         subprotocols: Sequence[str] = (),
         extra_headers: Sequence[tuple[str, str]] = (),
         compression: str | None = "deflate",
-        max_size: int | None = 2**20,
+        max_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         max_queue: int = 16,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
-        close_timeout: float = 10.0,
+        ping_interval: float | None = PING_INTERVAL,
+        ping_timeout: float | None = PING_TIMEOUT,
+        close_timeout: float = CLOSE_TIMEOUT,
         open_timeout: float = 10.0,
     ) -> None:
         self.url = parse_url(url)

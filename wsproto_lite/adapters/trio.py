@@ -22,7 +22,8 @@ How the core is driven: an open connection is three tasks in one nursery (``WebS
   ``close_expected``.
 - The writer, the only task that writes to the stream: it sends what the core queued (handshake response,
   messages, pongs, close frames), then closes the stream once the reader is done.
-- The keepalive (optional): a ping every ``ping_interval``; no pong within ``ping_timeout``: abort.
+- The keepalive (``ping_interval=None``: none), by the policy of ``wsproto_lite.server.keepalive``: a ping
+  every ``ping_interval``; no pong within ``ping_timeout``: close 1011, then abort once it is written.
 
 ``send_message`` waits until at most ``write_limit`` bytes are waiting to be written (a peer that does
 not read blocks its senders instead of growing a buffer), queues the message in the core, wakes the writer
@@ -54,7 +55,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypedDict, Unpack
-from urllib.parse import urlsplit
 
 try:
     import trio
@@ -62,6 +62,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("wsproto_lite.adapters.trio needs trio: pip install 'wsproto-lite[trio]'") from exc
 
 from wsproto_lite import (
+    DEFAULT_MAX_MESSAGE_SIZE,
     Accepted,
     BinaryMessage,
     ClientConnection,
@@ -79,6 +80,16 @@ from wsproto_lite import (
     TextMessage,
 )
 from wsproto_lite import ConnectionClosed as CoreClosed  # ours is the exception the application sees
+
+from ..server.errors import InvalidURL, WebSocketError
+from ..server.keepalive import (
+    CLOSE_TIMEOUT,
+    KEEPALIVE_CLOSE_CODE,
+    KEEPALIVE_CLOSE_REASON,
+    PING_INTERVAL,
+    PING_TIMEOUT,
+)
+from ..server.urls import host_header, parse_url
 
 __all__ = [
     "CloseReason",
@@ -113,15 +124,15 @@ Handler = Callable[["WebSocketRequest"], Awaitable[None]]
 class Settings:
     """Per-connection limits and timers; every entry point takes them as keyword arguments."""
 
-    max_message_size: int | None = 2**20  # bytes of one message, decompressed; over it: close 1009
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE  # bytes of one message, decompressed; over: 1009
     message_queue_size: int = 1  # received messages waiting for get_message(); full: stop reading
     receive_buffer_size: int = 2**16  # bytes asked of one receive_some()
     write_limit: int = 2**16  # bytes waiting for the stream before senders wait
     compression: bool = True  # offer / accept permessage-deflate
-    ping_interval: float | None = None  # keepalive: ping this often (seconds) ...
-    ping_timeout: float | None = None  # ... and abort when its pong takes longer than this
+    ping_interval: float | None = PING_INTERVAL  # keepalive: ping this often (seconds; None: off) ...
+    ping_timeout: float | None = PING_TIMEOUT  # ... and close 1011 when its pong takes longer than this
     connect_timeout: float = 60  # TCP, TLS and the opening handshake
-    disconnect_timeout: float = 60  # the closing handshake, then flushing and closing the stream
+    disconnect_timeout: float = CLOSE_TIMEOUT  # the closing handshake, then flushing and closing the stream
 
     def __post_init__(self) -> None:
         if self.message_queue_size < 1:
@@ -162,12 +173,12 @@ class CloseReason:
     def name(self) -> str:
         if self.code in _CLOSE_NAMES:
             return _CLOSE_NAMES[self.code]
-        return (
-            "REGISTERED" if 3000 <= self.code < 4000 else "PRIVATE" if 4000 <= self.code < 5000 else "UNKNOWN"
-        )
+        if self.code in CloseCode.REGISTERED:
+            return "REGISTERED"
+        return "PRIVATE" if self.code in CloseCode.PRIVATE else "UNKNOWN"
 
 
-class ConnectionClosed(Exception):
+class ConnectionClosed(WebSocketError):
     """Raised by get_message(), send_message(), ping() and pong() once the connection is closed."""
 
     def __init__(self, reason: CloseReason) -> None:
@@ -175,7 +186,7 @@ class ConnectionClosed(Exception):
         self.reason = reason
 
 
-class HandshakeError(Exception):
+class HandshakeError(WebSocketError):
     """The client's opening handshake failed."""
 
 
@@ -499,9 +510,20 @@ class WebSocketConnection:
                 except ConnectionClosed:
                     return
             if waiting.cancelled_caught:
-                logger.info("%r: no pong within %s s, aborting", self, timeout)
-                self._scope.cancel()
+                logger.info("%r: no pong within %s s, closing", self, timeout)
+                await self._fail_unresponsive(timeout or 0.0)
                 return
+
+    async def _fail_unresponsive(self, timeout: float) -> None:
+        """The keepalive policy for a missing pong: close 1011, and abort once that is written (at most
+        ``timeout`` later) instead of waiting for the reply of a peer that answers nothing."""
+        if self._core.can_send:
+            self._core.close(KEEPALIVE_CLOSE_CODE, KEEPALIVE_CLOSE_REASON)
+            self._queue_output()
+            with trio.move_on_after(timeout):
+                while self._outbox_size > 0:
+                    await self._drained.park()
+        self._scope.cancel()
 
 
 # -- the opening handshake, both roles --------------------------------------------------------------
@@ -730,7 +752,7 @@ async def connect_websocket(
                 stream = await trio.open_tcp_stream(host, port)
             try:
                 core = ClientConnection(
-                    _host_header(host, port, bool(use_ssl)),
+                    host_header(host, port, bool(use_ssl)),
                     resource,
                     subprotocols=subprotocols or (),
                     extensions=settings.extensions(),
@@ -797,20 +819,11 @@ async def open_websocket(
 
 
 def _parse_url(url: str, ssl_context: ssl.SSLContext | None) -> tuple[str, int, str, bool | ssl.SSLContext]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
-    if parts.scheme == "ws" and ssl_context is not None:
-        raise ValueError(f"an ssl_context needs a wss:// URL, not {url!r}")
-    secure = parts.scheme == "wss"
-    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    use_ssl: bool | ssl.SSLContext = (ssl_context or True) if secure else False
-    return parts.hostname, parts.port or (443 if secure else 80), resource, use_ssl
-
-
-def _host_header(host: str, port: int, secure: bool) -> str:
-    host = f"[{host}]" if ":" in host else host
-    return host if port == (443 if secure else 80) else f"{host}:{port}"
+    parsed = parse_url(url)  # InvalidURL (a ValueError) when it is not a ws:// or wss:// URL
+    if not parsed.secure and ssl_context is not None:
+        raise InvalidURL(f"an ssl_context needs a wss:// URL, not {url!r}")
+    use_ssl: bool | ssl.SSLContext = (ssl_context or True) if parsed.secure else False
+    return parsed.host, parsed.port, parsed.target, use_ssl
 
 
 def open_websocket_url(
@@ -881,7 +894,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m wsproto_lite.adapters.trio", description=main.__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9002)
-    parser.add_argument("--max-message-size", type=int, default=2**20)
+    parser.add_argument("--max-message-size", type=int, default=DEFAULT_MAX_MESSAGE_SIZE)
     args = parser.parse_args(argv)
     try:
         trio.run(_serve_echo, args.host, args.port, args.max_message_size)

@@ -33,6 +33,7 @@ from urllib.parse import unquote
 
 from wsproto_lite import (
     BinaryMessage,
+    CloseCode,
     CloseReceived,
     Config,
     ConnectionClosed,
@@ -61,7 +62,6 @@ if TYPE_CHECKING:
 __all__ = ["WSProtoLiteProtocol"]
 
 Message = dict[str, Any]
-SERVICE_RESTART = 1012  # IANA "WebSocket Close Code Number Registry" (RFC 6455 §11.7): server restarting
 
 
 class Phase(enum.Enum):
@@ -122,8 +122,8 @@ class WSProtoLiteProtocol(CoreProtocol[ServerConnection]):
         if self.conn.state is ConnectionState.CONNECTING:
             self._send_500()
         elif self.conn.can_send:
-            self._set_disconnect({"type": "websocket.disconnect", "code": SERVICE_RESTART})
-            self.conn.close(SERVICE_RESTART)
+            self._set_disconnect({"type": "websocket.disconnect", "code": CloseCode.SERVICE_RESTART})
+            self.conn.close(CloseCode.SERVICE_RESTART)
             self.release()  # read on until the peer's close reply (the close timer bounds the wait)
             self.flush()
         else:  # our close is already out, or the connection is over
@@ -151,7 +151,7 @@ class WSProtoLiteProtocol(CoreProtocol[ServerConnection]):
             # The core's code: 1006 when the transport ended without a close frame (RFC 6455 §7.1.5, §7.4.1;
             # uvicorn's own classes say 1005 there), or the code it failed the connection with.
             message: Message = {"type": "websocket.disconnect", "code": event.code}
-            if event.code != 1006:  # the core failed the connection (1002, 1007, 1009): say why
+            if event.code != CloseCode.ABNORMAL:  # the core failed the connection (1002, 1007, 1009): say why
                 message["reason"] = event.reason
             self._set_disconnect(message)
         elif cls is HTTPRequest:  # uvicorn only hands over upgrades; the core saw no valid one
@@ -282,7 +282,7 @@ class WSProtoLiteProtocol(CoreProtocol[ServerConnection]):
                     self.conn.send_binary(data)
                 self.write_soon(len(data))
             elif kind == "websocket.close":
-                code = message.get("code") or 1000
+                code = message.get("code") or CloseCode.NORMAL
                 reason = message.get("reason") or ""
                 self.phase = Phase.DONE
                 self._set_disconnect({"type": "websocket.disconnect", "code": code, "reason": reason})
@@ -317,7 +317,7 @@ class WSProtoLiteProtocol(CoreProtocol[ServerConnection]):
     def _deny(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         self.conn.reject(status, headers, body)
         self.phase = Phase.DONE
-        self._set_disconnect({"type": "websocket.disconnect", "code": 1006})
+        self._set_disconnect({"type": "websocket.disconnect", "code": CloseCode.ABNORMAL})
         self._log(str(status))
         self.flush()
 
@@ -329,7 +329,7 @@ class WSProtoLiteProtocol(CoreProtocol[ServerConnection]):
     def _send_500(self) -> None:
         if self.scope and self.conn.state is ConnectionState.CONNECTING:  # a response can still go out
             self.conn.reject(500, [("Content-Type", "text/plain; charset=utf-8")], b"Internal Server Error")
-            self._set_disconnect({"type": "websocket.disconnect", "code": 1006})
+            self._set_disconnect({"type": "websocket.disconnect", "code": CloseCode.ABNORMAL})
             self.flush()
 
     def _log(self, outcome: str) -> None:

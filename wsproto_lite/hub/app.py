@@ -104,14 +104,14 @@ class HubServer:
         )
         limits = config.limits
         options = Options(
-            max_message_size=config.max_frame_bytes,
+            max_message_size=config.frame_limit(),
             compression=config.compression,
             ping_interval=limits.ping_interval,
             ping_timeout=limits.ping_interval,
             write_high_water=max(limits.queue_limit, 64 * 1024),
             # the hub disconnects a subscriber over queue_limit itself (with a push that says why);
             # the I/O layer's own limit sits above it, for the disconnect push and the close to fit
-            write_hard_limit=2 * limits.queue_limit + config.max_frame_bytes,
+            write_hard_limit=2 * limits.queue_limit + config.frame_limit(),
             max_connections=config.max_connections,
             allowed_origins=set(config.allowed_origins) if config.allowed_origins is not None else None,
             same_origin=config.checks_origin(auth),  # the origin rule (config.py): 403 at the upgrade

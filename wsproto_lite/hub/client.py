@@ -33,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from wsproto_lite import CloseCode
+
 from ..server.client import ClientWebSocket, connect
 from ..server.errors import ConnectionClosed
 from ..server.handler import Handler
@@ -284,7 +286,7 @@ class HubClient:
         attempt = 0
         while True:
             if self._closed:
-                raise HubDisconnected(1000, "closed by the client")
+                raise HubDisconnected(CloseCode.NORMAL, "closed by the client")
             try:
                 self._open()
                 return
@@ -323,7 +325,11 @@ class HubClient:
     def _connection_lost(self, exc: BaseException) -> None:
         """Reconnect if allowed, else raise ``HubDisconnected``."""
         self._drop()
-        code, reason, allowed = self.state.disconnect or (getattr(exc, "code", 1006), str(exc), True)
+        code, reason, allowed = self.state.disconnect or (
+            getattr(exc, "code", CloseCode.ABNORMAL),
+            str(exc),
+            True,
+        )
         if self._closed or not self.reconnect or not allowed:
             raise HubDisconnected(code, reason) from exc
         self.reconnects += 1
@@ -551,7 +557,7 @@ class LoopHubClient(Handler):
 
         def connected(reply: dict[str, Any]) -> None:
             if "result" not in reply:
-                conn.close(1000)
+                conn.close(CloseCode.NORMAL)
                 return
             self.state.client_id = str(reply["result"].get("client", ""))
             self.connected = True
@@ -578,7 +584,7 @@ class LoopHubClient(Handler):
         self._lost(code, reason)
 
     def on_connect_error(self, conn: WebSocket, error: BaseException) -> None:
-        self._lost(1006, str(error))
+        self._lost(CloseCode.ABNORMAL, str(error))
 
     def _lost(self, code: int, reason: str) -> None:
         self.connected = False

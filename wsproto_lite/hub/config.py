@@ -81,9 +81,13 @@ class HubConfig:
     max_connections: int | None = None
     allowed_origins: list[str] | None = None
     compression: bool = False
-    max_frame_bytes: int = 1 << 20
-    """Largest WebSocket message read at all (over it: close 1009); commands over
-    ``limits.max_command_size`` but under this get error 106 instead."""
+    max_frame_bytes: int | None = None
+    """Largest WebSocket message the hub reads at all (the core's ``max_message_size`` for hub connections;
+    over it the core closes with 1009). None, the default: what the largest command can take, 4 bytes of
+    UTF-8 per character of ``limits.max_command_size`` (256 KiB). The hub's frames are commands, so the
+    I/O layer's general default (``DEFAULT_MAX_MESSAGE_SIZE``, 16 MiB) would only let a peer make each
+    connection buffer more. Commands over ``limits.max_command_size`` characters but under this get error
+    106 and the connection lives on."""
     auth: AuthConfig = field(default_factory=AuthConfig)
     rate_limits: RateLimits = field(default_factory=RateLimits)
     certfile: str | None = None
@@ -95,6 +99,12 @@ class HubConfig:
     """``GET /metrics`` without the API key (else it needs one, as the API does)."""
     path: str | None = None
     """The file this came from (SIGHUP re-reads its ``auth.api_keys``)."""
+
+    def frame_limit(self) -> int:
+        """The core's ``max_message_size`` for hub connections (see ``max_frame_bytes``)."""
+        if self.max_frame_bytes is not None:
+            return self.max_frame_bytes
+        return 4 * self.limits.max_command_size
 
     def checks_origin(self, auth: AuthConfig | None = None) -> bool:
         """Whether upgrades are limited to the hub's own origin and ``allowed_origins`` (403 otherwise).

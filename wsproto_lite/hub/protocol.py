@@ -81,9 +81,12 @@ class DisconnectCode:
     CONNECTION_LIMIT = 4502
     """The user has ``rate_limits.max_connections_per_user`` connections already."""
 
+    RECONNECT = range(SHUTDOWN, CONNECT_TIMEOUT)
+    """The codes after which the client reconnects; from ``CONNECT_TIMEOUT`` on it does not."""
+
     @staticmethod
     def reconnect(code: int) -> bool:
-        return 4000 <= code < 4500
+        return code in DisconnectCode.RECONNECT
 
 
 class UnsubscribeCode:

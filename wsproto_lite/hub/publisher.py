@@ -18,6 +18,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from .protocol import DisconnectCode
+
 __all__ = ["HubAPI", "HubAPIError"]
 
 
@@ -79,7 +81,7 @@ class HubAPI:
         result: dict[str, Any] = self.call("history", params)
         return result
 
-    def disconnect(self, user: str, code: int = 4501, reason: str = "server") -> int:
+    def disconnect(self, user: str, code: int = DisconnectCode.UNAUTHORIZED, reason: str = "server") -> int:
         count: int = self.call("disconnect", {"user": user, "code": code, "reason": reason})["disconnected"]
         return count
 

@@ -15,7 +15,14 @@ Blocking client: ``server.client.connect``; loop-native client: ``server.async_c
 
 from .async_client import connect_async
 from .client import ClientWebSocket, connect
-from .errors import ConnectionClosed, ConnectionClosedError, HandshakeError, InvalidURL
+from .errors import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    HandshakeError,
+    InvalidURL,
+    WebSocketError,
+)
 from .handler import Accept, DeferredResponse, Handler, HTTPHandler, HTTPResponse, Reject
 from .loop import EventLoop
 from .options import Options
@@ -27,6 +34,7 @@ __all__ = [
     "ClientWebSocket",
     "ConnectionClosed",
     "ConnectionClosedError",
+    "ConnectionClosedOK",
     "EventLoop",
     "HTTPHandler",
     "HTTPResponse",
@@ -38,6 +46,7 @@ __all__ = [
     "Reject",
     "WebSocket",
     "WebSocketServer",
+    "WebSocketError",
     "connect",
     "connect_async",
 ]

@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
-from wsproto_lite import CloseCode, HTTPRequest
+from wsproto_lite import DEFAULT_MAX_MESSAGE_SIZE, CloseCode, Config, HTTPRequest
 
 from .async_client import connect_async
 from .errors import HandshakeError, InvalidURL
@@ -60,10 +60,16 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     e.add_argument("--tls-cert", help="PEM certificate chain: serve wss://")
     e.add_argument("--tls-key", help="PEM private key (if not inside --tls-cert)")
     e.add_argument(
-        "--max-message-size", type=int, default=16 * 2**20, help="bytes; larger messages get close 1009"
+        "--max-message-size",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_SIZE,
+        help="bytes; larger messages get close 1009",
     )
     e.add_argument(
-        "--max-fragments", type=int, default=100_000, help="frames per message; more get close 1009"
+        "--max-fragments",
+        type=int,
+        default=Config.max_fragments,
+        help="frames per message; more get close 1009",
     )
     e.add_argument(
         "--compression",

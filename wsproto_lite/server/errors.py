@@ -1,11 +1,26 @@
-"""Exceptions of the I/O layer."""
+"""Exceptions of the I/O layer and the adapters: one family, rooted in :class:`WebSocketError`.
+
+The asyncio adapter raises these classes themselves (under websockets' names); the trio adapter's
+trio-websocket-shaped ``ConnectionClosed`` and ``HandshakeError`` derive from :class:`WebSocketError` too.
+"""
 
 from __future__ import annotations
 
-__all__ = ["ConnectionClosedError", "ConnectionClosed", "HandshakeError", "InvalidURL"]
+__all__ = [
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "HandshakeError",
+    "InvalidURL",
+    "WebSocketError",
+]
 
 
-class ConnectionClosedError(Exception):
+class WebSocketError(Exception):
+    """Root of every exception the I/O layer and the adapters raise to their users."""
+
+
+class ConnectionClosed(WebSocketError):
     """The WebSocket connection is closed; ``code``/``reason`` are the peer's (1006: no close frame)."""
 
     def __init__(self, code: int, reason: str = "") -> None:
@@ -17,11 +32,16 @@ class ConnectionClosedError(Exception):
         return f"connection closed: {self.code}" + (f" {self.reason}" if self.reason else "")
 
 
-#: The former name of :class:`ConnectionClosedError` (the core's ``ConnectionClosed`` is an event).
-ConnectionClosed = ConnectionClosedError
+class ConnectionClosedOK(ConnectionClosed):
+    """Closed with 1000 (normal), 1001 (going away) or 1005 (no code) (the asyncio adapter's ``async for``
+    ends quietly on it)."""
 
 
-class HandshakeError(Exception):
+class ConnectionClosedError(ConnectionClosed):
+    """Closed with an error code, or the connection was lost (1006); the I/O layer raises it for any close."""
+
+
+class HandshakeError(WebSocketError):
     """The server refused the upgrade (``status`` is its HTTP status; 101 if its 101 was invalid)."""
 
     def __init__(
@@ -37,5 +57,5 @@ class HandshakeError(Exception):
         return f"handshake failed: HTTP {self.status}" + (f" ({self.reason})" if self.reason else "")
 
 
-class InvalidURL(ValueError):
+class InvalidURL(WebSocketError, ValueError):
     """The URL is not a ws:// or wss:// URL."""

@@ -6,7 +6,9 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from wsproto_lite import CloseCode
+from wsproto_lite import DEFAULT_MAX_MESSAGE_SIZE, CloseCode, Config
+
+from .keepalive import CLOSE_TIMEOUT, PING_INTERVAL, PING_TIMEOUT
 
 if TYPE_CHECKING:
     from wsproto_lite.extensions import ExtensionFactory
@@ -26,9 +28,9 @@ class Options:
     Timeouts are in seconds (``None`` disables); sizes in bytes.
     """
 
-    max_message_size: int | None = 16 * 2**20
-    """Largest incoming message; over it the core closes with 1009."""
-    max_fragments: int | None = 100_000
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
+    """Largest incoming message; over it the core closes with 1009 (``Config.max_message_size``)."""
+    max_fragments: int | None = Config.max_fragments
     """Most frames in one incoming message (a bound on per-fragment overhead); over it: close 1009."""
     compression: bool = True
     """Negotiate permessage-deflate (RFC 7692)."""
@@ -36,12 +38,12 @@ class Options:
     """A tuned ``wsproto_lite.PerMessageDeflate(...)`` (window bits, level...); None: the core's defaults."""
     handshake_timeout: float | None = 10.0
     """Time allowed for the opening handshake (TLS included) before the socket is dropped."""
-    close_timeout: float | None = 5.0
+    close_timeout: float | None = CLOSE_TIMEOUT
     """Time allowed for the peer to answer our close (or close TCP) before the socket is aborted."""
-    ping_interval: float | None = 20.0
+    ping_interval: float | None = PING_INTERVAL
     """Send a keepalive ping this often (``None``: no keepalive)."""
-    ping_timeout: float | None = 20.0
-    """Close with 1011 when the pong takes longer than this."""
+    ping_timeout: float | None = PING_TIMEOUT
+    """Close with 1011 and drop the socket when the pong takes longer than this (``server.keepalive``)."""
     write_high_water: int = 1 << 20
     """Over this many unsent bytes: stop reading from the peer, ``conn.writable`` becomes False."""
     write_low_water: int | None = None

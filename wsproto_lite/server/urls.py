@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from .errors import InvalidURL
 
-__all__ = ["WSURL", "parse_url"]
+__all__ = ["WSURL", "host_header", "parse_url"]
 
 
 @dataclass(frozen=True)
@@ -23,9 +23,13 @@ class WSURL:
     @property
     def host_header(self) -> str:
         """Value of the ``Host`` header (port omitted when it is the default)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.secure else 80
-        return host if self.port == default else f"{host}:{self.port}"
+        return host_header(self.host, self.port, self.secure)
+
+
+def host_header(host: str, port: int, secure: bool) -> str:
+    """The ``Host`` header for ``host:port`` (IPv6 literals bracketed, the scheme's default port omitted)."""
+    host = f"[{host}]" if ":" in host else host
+    return host if port == (443 if secure else 80) else f"{host}:{port}"
 
 
 def parse_url(url: str) -> WSURL:

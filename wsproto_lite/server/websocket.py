@@ -2,14 +2,14 @@
 
 Every protocol decision is the core's: this class moves bytes between the transport and the core, turns
 the core's events into the handler's callbacks, and keeps the time (handshake, close, keepalive and
-slow-consumer timers), asking the core what to do when one fires.
+slow-consumer timers), asking the core what to do when one fires. Keepalive and the close timer follow
+the policy of :mod:`.keepalive`, shared with the adapters.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ from wsproto_lite import (
 
 from .endpoint import Endpoint
 from .handler import UPGRADE_REQUIRED, Accept, DeferredResponse, Handler, HTTPHandler, HTTPResponse, Reject
+from .keepalive import KEEPALIVE_CLOSE_CODE, KEEPALIVE_CLOSE_REASON, PingTracker
 from .loop import EventLoop, TimerHandle
 from .options import SLOW_CONSUMER_CLOSE_CODE, Options
 from .origins import origin_allowed
@@ -130,7 +131,7 @@ class WebSocket(BaseProtocol, Endpoint):
         self._tracer = tracer
         self._timers = Timers(loop)
         self._opened = False  # on_open was called: the handshake succeeded
-        self._ping_seq = 0
+        self._pings = PingTracker()
         self._dispatching = False  # inside _process: callbacks may re-enter
         self._events_waiting = False  # bytes arrived during _process: run the event loop again
         self._unflushed = 0  # bytes queued in the core during this event batch, not yet flushed
@@ -311,7 +312,8 @@ class WebSocket(BaseProtocol, Endpoint):
         elif isinstance(event, HTTPRequest):
             self._on_http_request(event)
         elif isinstance(event, Pong):
-            self._timers.cancel(Timer.PONG)
+            if self._pings.pong(event.payload, self.loop.time()):
+                self._timers.cancel(Timer.PONG)
             self._call(self.handler.on_pong, self, event.payload)
         else:
             # Accepted, Rejected, ConnectionClosed: the outcome. Ping and CloseReceived need nothing
@@ -493,8 +495,7 @@ class WebSocket(BaseProtocol, Endpoint):
         if not self.is_open:
             return
         if Timer.PONG not in self._timers:
-            self._ping_seq += 1
-            self.ping(struct.pack("!I", self._ping_seq & 0xFFFFFFFF))
+            self.ping(self._pings.ping(self.loop.time()))
             if self.options.ping_timeout is not None:
                 self._timers.arm(Timer.PONG, self.options.ping_timeout, self._pong_timed_out)
         self._schedule_ping()
@@ -505,7 +506,14 @@ class WebSocket(BaseProtocol, Endpoint):
             self._timers.arm(Timer.PONG, self.options.ping_timeout or 1.0, self._pong_timed_out)
             return
         logger.info("%s: no pong within %ss, closing", self.remote_address, self.options.ping_timeout)
-        self.close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        self._pings.forget()
+        self.close(KEEPALIVE_CLOSE_CODE, KEEPALIVE_CLOSE_REASON)
+        # An unresponsive peer will not answer the close either: close the socket once the frame is out,
+        # or now if it cannot go out (the peer does not read).
+        if self.transport is not None and self.transport.buffered:
+            self.abort()
+        elif self.transport is not None and not self.transport.is_closed:
+            self.transport.close()
 
     def _over_hard_limit(self) -> bool:
         return self.transport is not None and self.transport.buffered > self.options.write_hard_limit

@@ -350,7 +350,7 @@ def test_a_lone_surrogate_is_refused_and_cannot_poison_a_channel(raw: Any) -> No
 def test_a_frame_over_the_io_limit_is_closed_1009(hub: HubThread) -> None:
     r = Raw(hub.url)
     r.ok("connect")
-    r.send("x" * (hub.config.max_frame_bytes + 1))
+    r.send("x" * (hub.config.frame_limit() + 1))
     with pytest.raises(ConnectionClosed) as closed:
         r.recv()
     assert closed.value.code == 1009
