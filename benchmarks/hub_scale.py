@@ -102,9 +102,9 @@ class Load(Handler):
 
     def on_open(self, conn: WebSocket) -> None:
         if not self.socketio:
-            conn.send('{"id":1,"method":"connect"}')
+            conn.send('{"id":1,"connect":{}}')
             if conn is not self.publisher:
-                conn.send('{"id":2,"method":"subscribe","params":{"channel":"bench:x"}}')
+                conn.send('{"id":2,"subscribe":{"channel":"bench:x"}}')
             else:
                 self.ready += 0
         # Socket.IO: wait for the Engine.IO open packet
@@ -127,11 +127,13 @@ class Load(Handler):
             elif message == "2":
                 conn.send("3")
             return
-        if message.startswith('{"push":"pub"'):
+        if message.startswith('{"push":{"channel":"bench:x","pub"'):
             self._delivery(message, now)
-        elif message.startswith('{"id":2,"result"'):
+        elif message == "{}":  # the hub's app-level ping
+            conn.send("{}")
+        elif message.startswith('{"id":2,"subscribe"'):
             self.ready += 1
-        elif message.startswith('{"id":1,"result"') and conn is self.publisher:
+        elif message.startswith('{"id":1,"connect"') and conn is self.publisher:
             self.ready += 1
 
     def _delivery(self, message: str, now: float) -> None:
@@ -147,7 +149,7 @@ class Load(Handler):
         data = f'{{"n":{n},"t":{time.time():.6f}}}'
         if self.socketio:
             return f'42["publish",{data}]'
-        return f'{{"id":{n + 10},"method":"publish","params":{{"channel":"bench:x","data":{data}}}}}'
+        return f'{{"id":{n + 10},"publish":{{"channel":"bench:x","data":{data}}}}}'
 
 
 def run_load(port: int, socketio: bool, subscribers: int, publications: int) -> dict[str, float]:

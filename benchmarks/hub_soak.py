@@ -106,18 +106,22 @@ class Conn:
     async def _read(self) -> None:
         try:
             async for message in self.ws:
-                frame = json.loads(message)
-                if "id" in frame:
-                    future = self.waiting.pop(frame["id"], None)
-                    if future is not None and not future.done():
-                        future.set_result(frame)
-                elif frame.get("push") == "disconnect":
-                    self.disconnect_code = frame["code"]
-                else:
-                    self.on_push(frame)
+                for line in str(message).split("\n"):
+                    frame = json.loads(line)
+                    if "id" in frame:
+                        future = self.waiting.pop(frame["id"], None)
+                        if future is not None and not future.done():
+                            future.set_result(frame)
+                    elif "push" in frame:
+                        self.on_push(frame["push"])
+                    else:  # the hub's app-level ping
+                        await self.ws.send("{}")
         except Exception:  # noqa: BLE001 - the connection went away; callers see it as ConnectionError
             pass
         finally:
+            rcvd = getattr(self.ws, "close_rcvd", None)
+            if rcvd is not None and rcvd.code >= 3000:  # the hub disconnects with a close code only
+                self.disconnect_code = rcvd.code
             for future in self.waiting.values():
                 if not future.done():
                     future.set_exception(ConnectionError("closed"))
@@ -129,8 +133,9 @@ class Conn:
         self.next_id += 1
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.waiting[cid] = future
-        await self.ws.send(json.dumps({"id": cid, "method": method, "params": params or {}}))
-        return await asyncio.wait_for(future, timeout)
+        await self.ws.send(json.dumps({"id": cid, method: params or {}}))
+        reply = await asyncio.wait_for(future, timeout)
+        return reply if "error" in reply else {"result": reply.get(method, {})}
 
     async def close(self) -> None:
         await self.ws.close()
@@ -155,15 +160,15 @@ async def subscriber(url: str, name: str, tally: Tally, stop: asyncio.Event, rec
     position: dict[str, Any] | None = None
 
     def on_push(frame: dict[str, Any]) -> None:
-        if frame.get("push") == "pub":
-            offsets.append(frame["offset"])
+        if "pub" in frame:
+            offsets.append(frame["pub"]["offset"])
 
     while True:
         try:
             conn = await _open(url, name, on_push)
-            params: dict[str, Any] = {"channel": channel}
+            params: dict[str, Any] = {"channel": channel, "recoverable": True}
             if position is not None:
-                params["recover"] = position
+                params.update(recover=True, **position)
                 tally.reconnects += 1
             reply = await conn.call("subscribe", params)
             result = reply["result"]
@@ -172,7 +177,7 @@ async def subscriber(url: str, name: str, tally: Tally, stop: asyncio.Event, rec
             else:
                 tally.recovered += result["recovered"]
                 tally.not_recovered += not result["recovered"]
-                offsets.extend(p["offset"] for p in result["publications"])
+                offsets.extend(p["offset"] for p in result.get("publications", []))
             epoch = result["epoch"]
             if reconnecting:
                 try:
@@ -233,14 +238,14 @@ async def misbehaver(url: str, name: str, tally: Tally, stop: asyncio.Event) -> 
                     tally.outcome(case, f"HTTP {exc.response.status_code}")
                 continue
             ws = await connect(url, compression=None, max_size=None, open_timeout=60, ping_interval=None)
-            await ws.send(json.dumps({"id": 1, "method": "connect", "params": {"token": _token(name)}}))
+            await ws.send(json.dumps({"id": 1, "connect": {"token": _token(name)}}))
             await ws.recv()
             try:
                 if case == "binary":
                     await ws.send(b"\x00\x01junk")
                     await ws.recv()
                 elif case == "oversized":
-                    await ws.send(json.dumps({"id": 2, "method": "ping", "params": {"pad": "x" * 100_000}}))
+                    await ws.send(json.dumps({"id": 2, "ping": {"pad": "x" * 100_000}}))
                     tally.outcome(case, f"error {json.loads(await ws.recv())['error']['code']}")
                 elif case == "too_big_frame":
                     await ws.send("x" * (2 << 20))
@@ -250,7 +255,7 @@ async def misbehaver(url: str, name: str, tally: Tally, stop: asyncio.Event) -> 
                     tally.outcome(case, f"error {json.loads(await ws.recv())['error']['code']}")
                 elif case == "flood":
                     for i in range(400):
-                        await ws.send(json.dumps({"id": 10 + i, "method": "ping"}))
+                        await ws.send(json.dumps({"id": 10 + i, "ping": {}}))
                     errors = 0
                     while True:
                         frame = json.loads(await asyncio.wait_for(ws.recv(), 10))

@@ -122,7 +122,8 @@ def test_stamp_finds_seq_and_time_whatever_wraps_them(
 ) -> None:
     data = payload(seq, t)
     if wrap == "hub":
-        text = json.dumps({"push": "pub", "channel": "bench:fanout", "data": data, "info": {}}, indent=indent)
+        pub = {"data": data, "info": {"user": "", "client": "x"}, "offset": 1}
+        text = json.dumps({"push": {"channel": "bench:fanout", "pub": pub}}, indent=indent)
     elif wrap == "socketio":
         text = "42" + json.dumps(["pub", data], indent=indent)
     else:
@@ -140,18 +141,19 @@ def test_stamp_ignores_other_messages() -> None:
 def test_drivers_recognise_only_their_deliveries() -> None:
     hub, sio, bare = (TARGETS[n]() for n in ("hub", "python-socketio", "websockets"))
     body = json.dumps(payload(5, 9))
-    assert hub.delivery(json.dumps({"push": "pub", "channel": "bench:fanout", "data": payload(5, 9)})) == (
+    assert hub.delivery(json.dumps({"push": {"channel": "bench:fanout", "pub": {"data": payload(5, 9)}}})) == (
         5,
         9,
     )
-    assert hub.delivery('{"id": 9, "result": {}}') is None
+    assert hub.delivery('{"id": 9, "publish": {}}') is None
+    assert hub.delivery("{}") is None and hub.answer("{}") == "{}"  # the hub's ping, answered
     with pytest.raises(RuntimeError):
         hub.delivery('{"id": 9, "error": {"code": 111, "message": "too many requests", "temporary": true}}')
     assert sio.delivery('42["pub",' + body + "]") == (5, 9)
     assert sio.delivery("2") is None and sio.answer("2") == "3"
     assert bare.delivery(body) == (5, 9)
     hub_publish = json.loads(hub.publish(5, 9))
-    assert hub_publish["method"] == "publish" and hub_publish["params"]["data"] == payload(5, 9)
+    assert hub_publish["publish"]["data"] == payload(5, 9)
     assert hub_publish["id"] > 2  # 1 and 2 are connect and subscribe
 
 

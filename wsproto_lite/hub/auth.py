@@ -10,8 +10,15 @@ reason is logged at debug level, never sent, so a client cannot probe which chec
 JWTs: HS256 with a shared secret (``WSPROTO_HUB_JWT_SECRET``), RS256 or ES256 with a public key; the
 accepted algorithm is pinned from the configured key (never ``none``, never HS256 with a public key as the
 secret); signature, ``exp`` and ``nbf`` always, ``iss`` and ``aud`` when configured, a short leeway.
-Claims used: ``sub`` (the user id), ``exp``, ``channels`` (patterns granted for subscribe, presence and
-history), ``publish`` (patterns granted for publish) and, in subscription tokens, ``channel``.
+Claims are read as Centrifugo reads them (``centrifugo/internal/jwtverify/token_verifier_jwt.go``):
+``sub`` (the user id; empty = anonymous, where anonymous use is allowed), ``exp``, ``expire_at`` (overrides
+``exp`` for the connection's expiry; 0 = never), ``info`` (shown as ``conn_info`` in presence, join/leave
+and publications), ``channels`` and ``subs`` (server-side subscriptions: the connection is subscribed to
+them at ``connect``).  Our per-connection grants ride in ``caps``, shaped like Centrifugo PRO's
+capabilities: ``[{"channels": ["chat:*", "news"], "allow": ["sub", "pub"]}]`` (``sub`` grants subscribe,
+presence and history; ``pub`` grants publish; a trailing ``*`` matches a prefix).  Subscription tokens:
+``sub``, ``channel``, ``client`` (when present, the client id it was made for), ``exp``/``expire_at``,
+``info`` (shown as ``chan_info``).
 
 API keys are compared with :func:`hmac.compare_digest` against every configured key (no early exit) and
 can be replaced at run time (:meth:`ApiKeys.replace`: SIGHUP re-reads the config file and the environment).
@@ -29,7 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .protocol import DisconnectCode, ErrorCode, HubError
+from .protocol import DisconnectCode, ErrorCode, HubError, dumps
 
 __all__ = [
     "ANONYMOUS",
@@ -87,6 +94,10 @@ class Identity:
     key_digest: str = ""
     """SHA-256 of the API key it used (to disconnect it when the key is revoked)."""
     anonymous: bool = True
+    info: str = ""
+    """JSON text of the token's ``info`` claim (``conn_info``), ``""`` for none."""
+    server_channels: tuple[str, ...] = ()
+    """Channels of the token's ``channels`` and ``subs`` claims: server-side subscriptions."""
 
 
 ANONYMOUS = Identity()
@@ -97,7 +108,9 @@ class SubscriptionGrant:
     """A verified subscription token: the subscription it allowed lasts as long as the token."""
 
     expires: float | None = None
-    """Wall-clock expiry (the token's ``exp``), None for no expiry."""
+    """Wall-clock expiry (the token's ``expire_at`` or ``exp``), None for no expiry."""
+    info: str = ""
+    """JSON text of the token's ``info`` claim (``chan_info``), ``""`` for none."""
 
 
 @dataclass(frozen=True)
@@ -246,6 +259,56 @@ def _patterns(value: Any) -> tuple[str, ...]:
     return tuple(v for v in value if isinstance(v, str) and v)[:256]
 
 
+def _caps(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(subscribe grants, publish grants) from a ``caps`` claim: ``[{"channels": [...], "allow": [...]}]``."""
+    subscribe: list[str] = []
+    publish: list[str] = []
+    if isinstance(value, list):
+        for cap in value[:64]:
+            if not isinstance(cap, dict):
+                continue
+            channels, allow = _patterns(cap.get("channels")), cap.get("allow")
+            if not isinstance(allow, list):
+                continue
+            if "sub" in allow:
+                subscribe.extend(channels)
+            if "pub" in allow:
+                publish.extend(channels)
+    return tuple(subscribe[:256]), tuple(publish[:256])
+
+
+def _server_channels(claims: dict[str, Any]) -> tuple[str, ...]:
+    """The ``channels`` claim and the keys of ``subs``: channels the connection is subscribed to."""
+    channels = list(_patterns(claims.get("channels")))
+    subs = claims.get("subs")
+    if isinstance(subs, dict):
+        channels.extend(name for name in subs if isinstance(name, str) and name and name not in channels)
+    return tuple(channels[:256])
+
+
+def _info(claims: dict[str, Any]) -> str:
+    """The ``info`` claim as JSON text (``""`` when absent); refused when it cannot be re-encoded."""
+    if "info" not in claims or claims["info"] is None:
+        return ""
+    try:
+        text = dumps(claims["info"])
+        text.encode("utf-8")
+    except (TypeError, ValueError, RecursionError):
+        raise AuthFailure() from None
+    if len(text) > _MAX_TOKEN:
+        raise AuthFailure()
+    return text
+
+
+def _expiry(claims: dict[str, Any]) -> float | None:
+    """``expire_at`` when present (0: never), else ``exp``; None for no expiry."""
+    for name in ("expire_at", "exp"):
+        value = claims.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return None if name == "expire_at" and value == 0 else float(value)
+    return None
+
+
 class Authenticator:
     """Verifies JWTs and API keys for the hub; built once at start (fails then if PyJWT is missing)."""
 
@@ -310,14 +373,20 @@ class Authenticator:
         return claims
 
     def verify_token(self, token: str) -> Identity:
-        claims = self.decode(token)
-        expires = claims.get("exp")
+        claims = self.decode(token, require_sub=False)
+        expire_at = claims.get("expire_at")
+        if isinstance(expire_at, int | float) and expire_at and expire_at < time.time():
+            raise AuthFailure(ErrorCode.TOKEN_EXPIRED)
+        user = str(claims.get("sub", ""))[:256]
+        subscribe, publish = _caps(claims.get("caps"))
         return Identity(
-            user=str(claims["sub"])[:256],
-            expires=float(expires) if isinstance(expires, int | float) else None,
-            subscribe=_patterns(claims.get("channels")),
-            publish=_patterns(claims.get("publish")),
-            anonymous=False,
+            user=user,
+            expires=_expiry(claims),
+            subscribe=subscribe,
+            publish=publish,
+            anonymous=not user,
+            info=_info(claims),
+            server_channels=_server_channels(claims),
         )
 
     def verify_api_key(self, key: str) -> Identity:
@@ -329,16 +398,24 @@ class Authenticator:
         kind, value = credentials
         return self.verify_api_key(value) if kind == "apikey" else self.verify_token(value)
 
-    def verify_subscription_token(self, token: str, user: str, channel: str) -> SubscriptionGrant | None:
-        """A per-channel token: a JWT whose ``sub`` is this user and ``channel`` this channel; None if not."""
+    def verify_subscription_token(
+        self, token: str, user: str, channel: str, client: str = ""
+    ) -> SubscriptionGrant | None:
+        """A per-channel token: a JWT whose ``sub`` is this user, ``channel`` this channel and ``client``
+        (when present) this client id; None if not."""
         try:
-            claims = self.decode(token)
+            claims = self.decode(token, require_sub=False)
+            info = _info(claims)
         except AuthFailure:
             return None
-        if claims.get("sub") != user or claims.get("channel") != channel:
+        if claims.get("sub", "") != user or claims.get("channel") != channel:
             return None
-        expires = claims.get("exp")
-        return SubscriptionGrant(float(expires) if isinstance(expires, int | float) else None)
+        if "client" in claims and claims["client"] != client:
+            return None
+        expires = _expiry(claims)
+        if expires is not None and expires < time.time():
+            return None
+        return SubscriptionGrant(expires, info)
 
 
 def seconds_left(identity: Identity, now: float | None = None) -> float | None:

@@ -81,7 +81,13 @@ class Authorizer:
     # -- the checks ---------------------------------------------------------------------------------
 
     def check_read(
-        self, identity: Identity, channel: Channel, *, subscription_token: str = "", subscribed: bool = False
+        self,
+        identity: Identity,
+        channel: Channel,
+        *,
+        subscription_token: str = "",
+        subscribed: bool = False,
+        client: str = "",
     ) -> SubscriptionGrant | None:
         """Raise 103 unless ``identity`` may subscribe to, or read presence/history of, ``channel``.
 
@@ -101,7 +107,7 @@ class Authorizer:
                 return None  # the subscription was authorized (with a subscription token)
             if subscription_token and not channel.is_pattern:
                 grant = self.authenticator.verify_subscription_token(
-                    subscription_token, identity.user, channel.name
+                    subscription_token, identity.user, channel.name, client
                 )
                 if grant is not None:
                     return grant

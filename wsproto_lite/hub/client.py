@@ -1,4 +1,5 @@
-"""A Python client for the hub protocol: subscribe with callbacks, reconnect, recover.
+"""A Python client for the hub (Centrifugo's client protocol v2, JSON): subscribe with callbacks, reconnect,
+recover.
 
 Blocking (on ``server.client.connect``; callbacks run inside ``run()`` and inside command calls)::
 
@@ -15,7 +16,8 @@ From the loop client (``server.async_client.connect_async``; callbacks run in th
     hub.subscribe("chat:lobby", on_publication)
     hub.publish("chat:lobby", {"text": "hi"}, on_reply=print)
 
-Both reconnect after a lost connection or a ``disconnect`` push that allows it, with exponential backoff
+Both reconnect after a lost connection or a close code that allows it (3000-3499, 4000-4499 and transport
+codes below 3000, the Centrifugo SDKs' rule), with exponential backoff
 and jitter, and re-subscribe with ``recover`` from the last offset seen on each channel.  Missed
 publications arrive through the subscription's callback first; then ``on_recovery(report)`` tells
 whether the whole gap was recovered.  When it was not (``report.recovered`` False: the hub restarted,
@@ -39,6 +41,7 @@ from ..server.client import ClientWebSocket, connect
 from ..server.errors import ConnectionClosed
 from ..server.handler import Handler
 from ..server.options import Options
+from .protocol import DisconnectCode
 
 if TYPE_CHECKING:
     from ..server.loop import EventLoop, TimerHandle
@@ -71,7 +74,8 @@ class HubCommandError(Exception):
 
 
 class HubDisconnected(ConnectionError):
-    """The connection is gone and will not come back (closed, or the hub said not to reconnect)."""
+    """The connection is gone and will not come back (closed, or the hub's close code said not to
+    reconnect)."""
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(f"disconnected: {code} {reason}")
@@ -151,6 +155,14 @@ class _Subscription:
         self.recoverable = False
 
 
+def _reconnects(code: int) -> bool:
+    """Whether a close with ``code`` allows reconnecting: 3000-3499 and 4000-4499 (the hub's and the
+    application's reconnect ranges) and transport-level codes, except 1009 (message too big)."""
+    if code < 3000:
+        return code != CloseCode.MESSAGE_TOO_BIG
+    return DisconnectCode.reconnect(code)
+
+
 class _ClientState:
     """What both clients share: ids, subscriptions and their positions, push routing."""
 
@@ -160,29 +172,45 @@ class _ClientState:
         self.next_id = 1
         self.subscriptions: dict[str, _Subscription] = {}
         self.client_id = ""
+        self.pong = False
+        """The connect result asked for pongs: answer each ``{}`` ping with ``{}``."""
         self.disconnect: tuple[int, str, bool] | None = None
-        """The last ``disconnect`` push: (code, reason, reconnect)."""
+        """The last close: (code, reason, reconnect)."""
+        self.server_subscriptions: dict[str, dict[str, Any]] = {}
+        """Server-side subscriptions (the token's ``channels``, ``/api/subscribe``) -> their result."""
+        self.on_server_publication: OnPublication | None = None
+        """Publications of server-side subscriptions (``pub["channel"]`` says which)."""
 
     def frame(self, method: str, params: dict[str, Any] | None) -> tuple[int, str]:
         cid = self.next_id
         self.next_id += 1
-        body: dict[str, Any] = {"id": cid, "method": method}
-        if params:
-            body["params"] = params
-        return cid, json.dumps(body, separators=(",", ":"))
+        return cid, json.dumps({"id": cid, method: params or {}}, separators=(",", ":"))
 
     def connect_params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {}
+        params: dict[str, Any] = {"name": "wsproto-lite"}
         if self.name:
-            params["name"] = self.name
+            params["data"] = {"name": self.name}  # shown as conn_info when the token gives no info
         if self.token:
             params["token"] = self.token
+        subs = {
+            channel: {"recover": True, "epoch": result["epoch"], "offset": result["offset"]}
+            for channel, result in self.server_subscriptions.items()
+            if result.get("recoverable") and result.get("epoch")
+        }
+        if subs:
+            params["subs"] = subs
         return params
 
+    def connected(self, result: dict[str, Any]) -> None:
+        self.client_id = str(result.get("client", ""))
+        self.pong = bool(result.get("pong"))
+        for channel, sub in (result.get("subs") or {}).items():
+            self.server_subscribed(channel, sub)
+
     def subscribe_params(self, sub: _Subscription, resubscribe: bool) -> dict[str, Any]:
-        params: dict[str, Any] = {"channel": sub.channel}
+        params: dict[str, Any] = {"channel": sub.channel, "recoverable": True, "positioned": True}
         if resubscribe and sub.recoverable and sub.epoch:
-            params["recover"] = {"epoch": sub.epoch, "offset": sub.offset}
+            params.update(recover=True, epoch=sub.epoch, offset=sub.offset)
         return params
 
     def subscribed(
@@ -195,41 +223,65 @@ class _ClientState:
             sub.epoch, sub.offset = epoch, top
             return None
         epoch_changed = epoch != sub.epoch
+        publications = result.get("publications", [])
         if epoch_changed:
             sub.epoch, sub.offset = epoch, 0
-        publications = result.get("publications", [])
-        for pub in publications:  # recovered in full, or what is left of the gap
+        for pub in publications:  # only when recovered in full (Centrifugo sends none otherwise)
             self._deliver(sub, pub)
-        sub.offset = top  # from here on, every publication arrives live
+        sub.offset = max(sub.offset, top)  # from here on, every publication arrives live
         return RecoveryReport(sub.channel, bool(result.get("recovered")), len(publications), epoch_changed)
 
     def _deliver(self, sub: _Subscription, pub: dict[str, Any]) -> None:
         offset = pub.get("offset")
-        if isinstance(offset, int) and "pattern" not in pub:
+        if isinstance(offset, int) and "channel" not in pub:  # a wildcard's pubs have no one stream
             if offset <= sub.offset:
                 return  # a duplicate (recovered and live)
             sub.offset = offset
         sub.on_publication(pub)
 
+    def server_subscribed(self, channel: str, result: dict[str, Any]) -> None:
+        known = self.server_subscriptions.get(channel)
+        publications = result.get("publications") or []
+        for pub in publications:
+            self._server_publication(channel, pub)
+        if known is None or not publications:
+            known = self.server_subscriptions[channel] = dict(result)
+        known["epoch"] = result.get("epoch", known.get("epoch", ""))
+        known["offset"] = max(int(known.get("offset", 0)), int(result.get("offset", 0)))
+        known["recoverable"] = result.get("recoverable", False)
+
+    def _server_publication(self, channel: str, pub: dict[str, Any]) -> None:
+        known = self.server_subscriptions.get(channel)
+        offset = pub.get("offset")
+        if known is not None and isinstance(offset, int):
+            if offset <= int(known.get("offset", 0)):
+                return
+            known["offset"] = offset
+        if self.on_server_publication is not None:
+            self.on_server_publication({"channel": channel, **pub})
+
+    def closed(self, code: int, reason: str) -> None:
+        self.disconnect = (code, reason, _reconnects(code))
+
     def on_push(self, push: dict[str, Any]) -> None:
-        kind = push.get("push")
-        if kind == "disconnect":
-            self.disconnect = (
-                int(push.get("code", 0)),
-                str(push.get("reason", "")),
-                bool(push.get("reconnect")),
-            )
+        channel = str(push.get("channel", ""))
+        if "subscribe" in push:
+            self.server_subscribed(channel, push["subscribe"])
             return
-        sub = self.subscriptions.get(push.get("pattern") or push.get("channel", ""))
+        sub = self.subscriptions.get(channel)
         if sub is None:
+            if "pub" in push:
+                self._server_publication(channel, push["pub"])
+            elif "unsubscribe" in push:
+                self.server_subscriptions.pop(channel, None)
             return
-        if kind == "pub":
-            self._deliver(sub, push)
-        elif kind == "join" and sub.on_join is not None:
-            sub.on_join(push["info"])
-        elif kind == "leave" and sub.on_leave is not None:
-            sub.on_leave(push["info"])
-        elif kind == "unsubscribe":
+        if "pub" in push:
+            self._deliver(sub, push["pub"])
+        elif "join" in push and sub.on_join is not None:
+            sub.on_join(push["join"]["info"])
+        elif "leave" in push and sub.on_leave is not None:
+            sub.on_leave(push["leave"]["info"])
+        elif "unsubscribe" in push:
             self.subscriptions.pop(sub.channel, None)
 
     @staticmethod
@@ -240,13 +292,20 @@ class _ClientState:
             logger.warning("%s", report)
 
 
-def _result(reply: dict[str, Any]) -> dict[str, Any]:
+def _messages(text: str | bytes) -> list[dict[str, Any]]:
+    """The replies and pushes of one frame (``\n``-separated); ``{}`` is the hub's ping."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    return [json.loads(line) for line in text.split("\n") if line]
+
+
+def _result(method: str, reply: dict[str, Any]) -> dict[str, Any]:
     error = reply.get("error")
     if error is not None:
         raise HubCommandError(
             int(error.get("code", 0)), str(error.get("message", "")), bool(error.get("temporary"))
         )
-    result = reply.get("result", {})
+    result = reply.get(method, {})
     return result if isinstance(result, dict) else {}
 
 
@@ -306,7 +365,7 @@ class HubClient:
         self.state.disconnect = None
         self.ws = connect(self.url, timeout=self.timeout, compression=False)
         result = self._call_once("connect", self.state.connect_params())
-        self.state.client_id = str(result.get("client", ""))
+        self.state.connected(result)
         for sub in list(self.state.subscriptions.values()):
             params = self.state.subscribe_params(sub, True)
             result = self._call_once("subscribe", params)
@@ -325,11 +384,10 @@ class HubClient:
     def _connection_lost(self, exc: BaseException) -> None:
         """Reconnect if allowed, else raise ``HubDisconnected``."""
         self._drop()
-        code, reason, allowed = self.state.disconnect or (
-            getattr(exc, "code", CloseCode.ABNORMAL),
-            str(exc),
-            True,
-        )
+        code = getattr(exc, "code", CloseCode.ABNORMAL)
+        reason = getattr(exc, "reason", str(exc))
+        self.state.closed(code, reason)
+        allowed = _reconnects(code)
         if self._closed or not self.reconnect or not allowed:
             raise HubDisconnected(code, reason) from exc
         self.reconnects += 1
@@ -356,13 +414,27 @@ class HubClient:
         self.ws.send(text)
         deadline = time.monotonic() + self.timeout
         while True:
-            message = self.ws.recv(timeout=max(0.0, deadline - time.monotonic()))
-            reply = json.loads(message)
-            if "id" in reply:
-                if reply["id"] == cid:
-                    return _result(reply)
-                continue  # the answer to a call abandoned earlier
-            self.state.on_push(reply)
+            try:
+                message = self.ws.recv(timeout=max(0.0, deadline - time.monotonic()))
+            except ConnectionClosed as exc:
+                self.state.closed(exc.code, exc.reason)
+                raise
+            for reply in self._handle(message):
+                if reply.get("id") == cid:
+                    return _result(method, reply)
+                # else: the answer to a call abandoned earlier
+
+    def _handle(self, message: str | bytes) -> list[dict[str, Any]]:
+        """Pushes to their callbacks, pings answered; the replies of the frame."""
+        replies = []
+        for value in _messages(message):
+            if "id" in value:
+                replies.append(value)
+            elif "push" in value:
+                self.state.on_push(value["push"])
+            elif self.state.pong and self.ws is not None:
+                self.ws.send("{}")
+        return replies
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send a command and wait for its reply (pushes that arrive meanwhile go to their callbacks).
@@ -391,7 +463,7 @@ class HubClient:
         on_recovery: Callable[[RecoveryReport], None] | None = None,
     ) -> dict[str, Any]:
         sub = _Subscription(channel, on_publication, on_join, on_leave, on_recovery)
-        result = self.call("subscribe", {"channel": channel})
+        result = self.call("subscribe", self.state.subscribe_params(sub, False))
         self.state.subscriptions[channel] = sub
         self.state.subscribed(sub, result, False)
         return result
@@ -417,6 +489,7 @@ class HubClient:
         since: dict[str, Any] | None = None,
         reverse: bool = False,
     ) -> dict[str, Any]:
+        """``limit``: None or 0 = only the stream position, -1 = everything held (up to the hub's cap)."""
         params: dict[str, Any] = {"channel": channel, "reverse": reverse}
         if limit is not None:
             params["limit"] = limit
@@ -431,6 +504,7 @@ class HubClient:
         return result
 
     def ping(self) -> None:
+        """A round trip (the ``ping`` command; Centrifugo SDKs use the hub's ``{}`` pings instead)."""
         self.call("ping")
 
     def run(self, timeout: float | None = None, until: Callable[[], bool] | None = None) -> None:
@@ -450,9 +524,7 @@ class HubClient:
             except (OSError, ConnectionClosed) as exc:
                 self._connection_lost(exc)
                 continue
-            push = json.loads(message)
-            if "id" not in push:
-                self.state.on_push(push)
+            self._handle(message)
 
 
 class LoopHubClient(Handler):
@@ -509,10 +581,26 @@ class LoopHubClient(Handler):
         """Send a command; ``on_reply(reply)`` gets ``{"result": ...}`` or ``{"error": ...}``."""
         if self.conn is None or not self.connected:
             raise ConnectionError("not connected (wait for on_connect)")
+        self._send(self.conn, method, params, on_reply)
+
+    def _send(
+        self,
+        conn: WebSocket,
+        method: str,
+        params: dict[str, Any] | None,
+        on_reply: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
         cid, text = self.state.frame(method, params)
         if on_reply is not None:
-            self._pending[cid] = on_reply
-        self.conn.send(text)
+
+            def unwrap(reply: dict[str, Any]) -> None:
+                if "error" in reply:
+                    on_reply({"error": reply["error"]})
+                else:
+                    on_reply({"result": reply.get(method, {})})
+
+            self._pending[cid] = unwrap
+        conn.send(text)
 
     def subscribe(
         self,
@@ -553,13 +641,11 @@ class LoopHubClient(Handler):
     # -- Handler callbacks ---------------------------------------------------------------------
 
     def on_open(self, conn: WebSocket) -> None:
-        cid, text = self.state.frame("connect", self.state.connect_params())
-
         def connected(reply: dict[str, Any]) -> None:
             if "result" not in reply:
                 conn.close(CloseCode.NORMAL)
                 return
-            self.state.client_id = str(reply["result"].get("client", ""))
+            self.state.connected(reply["result"])
             self.connected = True
             self._attempt = 0
             for sub in list(self.state.subscriptions.values()):
@@ -567,18 +653,19 @@ class LoopHubClient(Handler):
             if self.on_connect is not None:
                 self.on_connect(self)
 
-        self._pending[cid] = connected
-        conn.send(text)
+        self._send(conn, "connect", self.state.connect_params(), connected)
 
     def on_message(self, conn: WebSocket, message: str | bytes) -> None:
-        frame = json.loads(message)
-        cid = frame.get("id")
-        if cid is None:
-            self.state.on_push(frame)
-            return
-        callback = self._pending.pop(cid, None)
-        if callback is not None:
-            callback(frame)
+        for frame in _messages(message):
+            cid = frame.get("id")
+            if cid is not None:
+                callback = self._pending.pop(cid, None)
+                if callback is not None:
+                    callback(frame)
+            elif "push" in frame:
+                self.state.on_push(frame["push"])
+            elif self.state.pong:
+                conn.send("{}")
 
     def on_close(self, conn: WebSocket, code: int, reason: str) -> None:
         self._lost(code, reason)
@@ -590,6 +677,7 @@ class LoopHubClient(Handler):
         self.connected = False
         self.conn = None
         self._pending.clear()
+        self.state.closed(code, reason)
         allowed = self.state.disconnect[2] if self.state.disconnect else True
         if self.on_disconnect is not None:
             self.on_disconnect(code, reason)

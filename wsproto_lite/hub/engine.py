@@ -19,13 +19,14 @@ their local subscribers must resubscribe and recover.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .namespaces import NamespaceOptions
-from .protocol import ErrorCode, HubError, Position, publication_json
+from .protocol import ErrorCode, HubError, Position, client_info_json, dumps, publication_json
 
 if TYPE_CHECKING:
     from ..server.loop import EventLoop
@@ -182,7 +183,7 @@ class Publication:
         self.channel = channel
         self.offset = offset
         self.epoch = epoch
-        self.json = publication_json(channel, offset, data_json, info_json)
+        self.json = publication_json(offset, data_json, info_json)
         self.expires = expires
         self.size = len(self.json) + 120  # bytes held: the text plus this object, roughly
 
@@ -192,14 +193,37 @@ class Publication:
 
 @dataclass(frozen=True, slots=True)
 class ClientInfo:
-    """Who a connection is, as presence and publications show it."""
+    """Who a connection is, as presence, join/leave and publications show it (Centrifugo's ``ClientInfo``)."""
 
     client: str
     user: str
-    name: str = ""
+    conn_info: str = ""
+    """JSON text of the connection token's ``info`` claim (``""``: none)."""
+    chan_info: str = ""
+    """JSON text of the subscription token's ``info`` claim (``""``: none)."""
 
-    def as_dict(self) -> dict[str, str]:
-        return {"client": self.client, "user": self.user, "name": self.name}
+    def as_json(self) -> str:
+        return client_info_json(self.client, self.user, self.conn_info, self.chan_info)
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"user", "client", "conn_info"?, "chan_info"?}`` with the infos decoded."""
+        value: dict[str, Any] = {"user": self.user, "client": self.client}
+        if self.conn_info:
+            value["conn_info"] = json.loads(self.conn_info)
+        if self.chan_info:
+            value["chan_info"] = json.loads(self.chan_info)
+        return value
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> ClientInfo:
+        """The inverse of :meth:`as_dict` (what an engine stored)."""
+        conn_info, chan_info = value.get("conn_info"), value.get("chan_info")
+        return cls(
+            str(value["client"]),
+            str(value["user"]),
+            "" if conn_info is None else dumps(conn_info),
+            "" if chan_info is None else dumps(chan_info),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,9 +274,9 @@ def select_history(
                 )
             selected = held[since.offset + 1 - first :]  # type: ignore[operator]
     else:
+        # Centrifugo's rule (centrifuge internal/memstream Get): from the oldest held (newest first with
+        # ``reverse``), at most ``limit``
         selected = list(reversed(held)) if reverse else list(held)
-        if limit is not None and not reverse:
-            return selected[len(selected) - limit :] if limit else []  # the latest `limit`
     return selected[:limit] if limit is not None else selected
 
 

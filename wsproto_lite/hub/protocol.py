@@ -1,8 +1,14 @@
-"""The hub's wire protocol: parse and validate commands, build replies and pushes, error codes.
+"""The hub's wire protocol: Centrifugo's client protocol v2 in its JSON encoding.
 
-Everything here is pure (no I/O, no hub state).  The table of commands and pushes is in PROTOCOL.md.
-Frames are JSON text; a command is ``{"id": n, "method": "...", "params": {...}}``.  Bad input raises
-:class:`HubError`, which the hub turns into an ``error`` reply: the connection lives on.
+Everything here is pure (no I/O, no hub state).  PROTOCOL.md has the table of commands and pushes; the
+reference is Centrifugo's ``protocol/definitions/client.proto`` and ``centrifuge/client.go``.
+
+A frame holds one or more commands separated by ``\n`` (``protocol/decode.go``); a command is
+``{"id": n, "<method>": {...}}`` with exactly one method key.  ``{}`` (no id, no method) is the pong to
+the hub's app-level ``{}`` ping; ``{"send": {...}}`` has no id and gets no reply.  A frame that cannot be
+read at all (not JSON, not an object, a bad ``id``) raises :class:`BadFrame`: the hub closes with 3501,
+never answering with an ``id`` the client did not send (SDKs take an id-less frame for a ping).  A bad
+command with a readable id raises :class:`HubError`, which the hub turns into an ``error`` reply.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 __all__ = [
+    "BadFrame",
     "Command",
     "HubError",
     "Position",
@@ -21,8 +28,10 @@ __all__ = [
     "DisconnectCode",
     "UnsubscribeCode",
     "METHODS",
-    "NO_ID",
-    "parse_command",
+    "PONG",
+    "SEND",
+    "PING_FRAME",
+    "parse_frame",
     "refuse_lone_surrogates",
     "dumps",
     "reply_frame",
@@ -31,7 +40,9 @@ __all__ = [
     "pub_push_frame",
     "presence_push_frame",
     "unsubscribe_push_frame",
-    "disconnect_push_frame",
+    "subscribe_push_frame",
+    "message_push_frame",
+    "client_info_json",
     "get_channel",
     "get_bool",
     "get_display_str",
@@ -42,7 +53,7 @@ __all__ = [
 
 
 class ErrorCode:
-    """Error codes of ``error`` replies (the contract's table)."""
+    """Error codes of ``error`` replies: Centrifugo's (``centrifuge/errors.go``)."""
 
     INTERNAL = 100
     UNAUTHORIZED = 101
@@ -54,81 +65,98 @@ class ErrorCode:
     BAD_REQUEST = 107
     NOT_AVAILABLE = 108
     TOKEN_EXPIRED = 109
-    NOT_SUBSCRIBED = 110
+    EXPIRED = 110
+    """The connection expired and no token can renew it (``refresh`` without a token mechanism)."""
     TOO_MANY_REQUESTS = 111
     UNRECOVERABLE_POSITION = 112
 
 
 class DisconnectCode:
-    """Codes of ``disconnect`` pushes, also used as the WebSocket close code that follows.
+    """WebSocket close codes the hub disconnects with (``centrifuge/disconnect.go``); no push precedes
+    the close on a bidirectional WebSocket, as in Centrifugo.
 
-    4000-4499: the client should reconnect (and recover); 4500-4999: it should not.
+    3000-3499: the client should reconnect (and recover); 3500-3999: it should not.  Codes of our own
+    (and the operator's, through the HTTP API) are in 4000-4499 (reconnect) and 4500-4999 (terminal).
     """
 
-    SHUTDOWN = 4000
+    SHUTDOWN = 3001
     """The hub is stopping or restarting: reconnect with backoff, then recover."""
-    SLOW = 4001
+    SLOW = 3008
     """The client did not read fast enough (its outgoing queue overflowed): reconnect and recover."""
-    INSUFFICIENT_STATE = 4002
+    INSUFFICIENT_STATE = 3010
     """This node may have missed publications of a subscribed channel (its engine lost the link to the
     shared backend and got it back): reconnect and recover."""
-    TOKEN_EXPIRED = 4003
+    FORCE_RECONNECT = 3011
+    NO_PONG = 3012
+    """No pong (``{}``) to the hub's app-level ping in time."""
+    TOKEN_EXPIRED = 3005
     """The connection's token expired without a ``refresh``: get a new token, reconnect and recover."""
-    CONNECT_TIMEOUT = 4500
-    """No ``connect`` command arrived in time after the WebSocket opened."""
-    UNAUTHORIZED = 4501
+    SUBSCRIPTION_EXPIRED = 3006
+    INVALID_TOKEN = 3500
     """The credentials were refused (bad token, revoked API key): do not retry with the same ones."""
-    CONNECTION_LIMIT = 4502
+    UNAUTHORIZED = INVALID_TOKEN
+    BAD_REQUEST = 3501
+    """A frame that is not a command (not JSON, not an object, a bad ``id``)."""
+    CONNECT_TIMEOUT = 3502
+    """Stale: no ``connect`` command arrived in time after the WebSocket opened."""
+    FORCE_DISCONNECT = 3503
+    CONNECTION_LIMIT = 3504
     """The user has ``rate_limits.max_connections_per_user`` connections already."""
-
-    RECONNECT = range(SHUTDOWN, CONNECT_TIMEOUT)
-    """The codes after which the client reconnects; from ``CONNECT_TIMEOUT`` on it does not."""
 
     @staticmethod
     def reconnect(code: int) -> bool:
-        return code in DisconnectCode.RECONNECT
+        """Whether a client reconnects after this close code (the SDKs' rule)."""
+        return 3000 <= code < 3500 or 4000 <= code < 4500
 
 
 class UnsubscribeCode:
     """Codes of ``unsubscribe`` pushes (the server ended one subscription; the connection lives on).
 
-    2000-2499: the client should not resubscribe; 2500-2999: it should, with a fresh subscription token
-    (and ``recover`` from its last offset: nothing is lost in between).
+    2000-2499: the client should not resubscribe; 2500-2999: it should (``centrifuge/unsubscribe.go``).
     """
 
     SERVER = 2000
-    """The server ended it (``Hub.unsubscribe``)."""
+    """The server ended it (``Hub.unsubscribe``, ``/api/unsubscribe``)."""
     PERMISSION_REVOKED = 2001
-    """A ``refresh`` gave the connection an identity that no longer grants the channel."""
+    """A ``refresh`` gave the connection an identity that no longer grants the channel (ours)."""
+    INSUFFICIENT_STATE = 2500
     EXPIRED = 2501
-    """Its subscription token expired: subscribe again with a fresh one (the protocol has no sub-refresh)."""
+    """Its subscription token expired without a ``sub_refresh``: subscribe again with a fresh one."""
 
     @staticmethod
     def resubscribe(code: int) -> bool:
         return 2500 <= code < 3000
 
 
-#: The ``id`` of an error reply to a frame whose own id could not be read (not JSON, not an object,
-#: missing or invalid ``id``).  Valid command ids are positive, so 0 never answers a real command.
-NO_ID = 0
-
-#: Every method the hub knows; anything else gets 104.
-METHODS = frozenset(
-    {
-        "connect",
-        "refresh",
-        "subscribe",
-        "unsubscribe",
-        "publish",
-        "presence",
-        "presence_stats",
-        "history",
-        "ping",
-    }
+#: Every method the hub knows, in the order a command's key is looked for; anything else gets 104.
+METHODS = (
+    "connect",
+    "subscribe",
+    "unsubscribe",
+    "publish",
+    "presence",
+    "presence_stats",
+    "history",
+    "ping",
+    "send",
+    "rpc",
+    "refresh",
+    "sub_refresh",
 )
+_METHOD_SET = frozenset(METHODS)
 
-#: Largest command id accepted (fits in a JavaScript number exactly).
-MAX_ID = 2**53 - 1
+#: The method of ``{}``: the pong to the hub's ping.
+PONG = ""
+#: The method of an id-less ``send`` (no reply).
+SEND = "send"
+#: The hub's app-level ping.
+PING_FRAME = "{}"
+
+#: Largest command id accepted (Centrifugo's ids are uint32).
+MAX_ID = 2**32 - 1
+
+#: Most commands one frame may batch.
+MAX_BATCH = 100
 
 
 class HubError(Exception):
@@ -188,45 +216,64 @@ def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def parse_command(text: str) -> Command:
-    """Parse one frame into a command, or raise ``HubError`` (with ``.command_id`` when it was readable)."""
+class BadFrame(Exception):
+    """A frame that is not a command: the hub closes the connection with 3501 (bad request)."""
+
+
+def _parse_one(text: str) -> Command:
     try:
         value = _decoder.decode(text)
     except (ValueError, RecursionError):  # RecursionError: absurdly nested arrays
-        raise _BadFrame(NO_ID, ErrorCode.BAD_REQUEST, "invalid JSON") from None
+        raise BadFrame("invalid JSON") from None
     if not isinstance(value, dict):
-        raise _BadFrame(NO_ID, ErrorCode.BAD_REQUEST, "a command must be a JSON object")
-    cid = value.get("id")
-    if not _is_int(cid) or not 0 < cid <= MAX_ID:
-        raise _BadFrame(NO_ID, ErrorCode.BAD_REQUEST, "'id' must be a positive integer")
+        raise BadFrame("a command must be a JSON object")
+    cid = value.get("id", 0)
+    if not _is_int(cid) or not 0 <= cid <= MAX_ID:
+        raise BadFrame("'id' must be an integer in [1, 2**32)")
     try:
         refuse_lone_surrogates(text, value)
     except (ValueError, RecursionError):
-        raise _BadFrame(cid, ErrorCode.BAD_REQUEST, "a string holds a lone surrogate") from None  # RFC 7493
-    method = value.get("method")
-    if not isinstance(method, str):
-        raise _BadFrame(cid, ErrorCode.BAD_REQUEST, "'method' must be a string")
-    if method not in METHODS:
-        raise _BadFrame(cid, ErrorCode.METHOD_NOT_FOUND, "unknown method")
-    params = value.get("params", {})
+        raise BadFrame("a string holds a lone surrogate") from None  # RFC 7493
+    method = next((m for m in METHODS if m in value), None)
+    if cid == 0:
+        if method == SEND:
+            return Command(0, SEND, {})
+        if len(value) == (1 if "id" in value else 0):
+            return Command(0, PONG, {})
+        raise BadFrame("a command needs an 'id'")
+    if method is None:
+        raise _Refused(cid, HubError(ErrorCode.METHOD_NOT_FOUND, "unknown method"))
+    params = value[method]
     if params is None:
         params = {}
     if not isinstance(params, dict):
-        raise _BadFrame(cid, ErrorCode.BAD_REQUEST, "'params' must be an object")
+        raise _Refused(cid, HubError(ErrorCode.BAD_REQUEST, f"'{method}' must be an object"))
     return Command(cid, method, params)
 
 
-class _BadFrame(HubError):
-    """A frame refused before it became a command; ``command_id`` is what the reply repeats."""
-
-    def __init__(self, command_id: int, code: int, message: str) -> None:
-        super().__init__(code, message)
+class _Refused(Exception):
+    def __init__(self, command_id: int, error: HubError) -> None:
         self.command_id = command_id
+        self.error = error
 
 
-def command_id_of(error: HubError) -> int:
-    """The id to repeat in the reply to a frame that ``parse_command`` refused."""
-    return error.command_id if isinstance(error, _BadFrame) else NO_ID
+def parse_frame(text: str) -> list[Command | tuple[int, HubError]]:
+    """The commands of one frame, in order; a command refused with a readable id is ``(id, error)``.
+
+    Raises :class:`BadFrame` when any part is unreadable (the whole frame is refused: the hub closes).
+    """
+    parts = text.split("\n")
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()  # one trailing newline is allowed
+    if len(parts) > MAX_BATCH:
+        raise BadFrame("too many commands in one frame")
+    commands: list[Command | tuple[int, HubError]] = []
+    for part in parts:
+        try:
+            commands.append(_parse_one(part))
+        except _Refused as refused:
+            commands.append((refused.command_id, refused.error))
+    return commands
 
 
 # -- parameter accessors: each raises 107 with the parameter's name ----------------------------------
@@ -306,61 +353,73 @@ def get_position(params: dict[str, Any], name: str) -> Position | None:
 # -- frames out ----------------------------------------------------------------------------------------
 
 
-def reply_frame(command_id: int, result: dict[str, Any]) -> str:
-    return _encode({"id": command_id, "result": result})
+def reply_frame(command_id: int, method: str, result: dict[str, Any] | str) -> str:
+    """``{"id": n, "<method>": result}`` (``result`` may be JSON text already)."""
+    text = result if isinstance(result, str) else _encode(result)
+    return f'{{"id":{command_id},"{method}":{text}}}'
 
 
 def error_frame(command_id: int, error: HubError) -> str:
-    return _encode(
-        {
-            "id": command_id,
-            "error": {"code": error.code, "message": error.message, "temporary": error.temporary},
-        }
-    )
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.temporary:
+        body["temporary"] = True
+    return _encode({"id": command_id, "error": body})
 
 
-def publication_json(channel: str, offset: int | None, data_json: str, info_json: str | None) -> str:
-    """A publication object as JSON text, from the already-encoded ``data`` and ``info``.
-
-    ``data`` is encoded once when published and then spliced into every frame that carries it (pushes,
-    history and recovery replies): no re-encoding per subscriber or per read.
-    """
-    parts = ['{"channel":', _encode(channel)]
-    if offset is not None:
-        parts.append(f',"offset":{offset}')
-    parts.append(',"data":')
-    parts.append(data_json)
-    if info_json is not None:
-        parts.append(',"info":')
-        parts.append(info_json)
+def client_info_json(client: str, user: str, conn_info_json: str = "", chan_info_json: str = "") -> str:
+    """A ``ClientInfo`` object as JSON text: ``{"user", "client", "conn_info"?, "chan_info"?}``."""
+    parts = ['{"user":', _encode(user), ',"client":', _encode(client)]
+    if conn_info_json:
+        parts += [',"conn_info":', conn_info_json]
+    if chan_info_json:
+        parts += [',"chan_info":', chan_info_json]
     parts.append("}")
     return "".join(parts)
 
 
-def pub_push_frame(publication: str, pattern: str | None = None) -> str:
-    """``{"push":"pub", ...publication}`` (+ ``"pattern"`` for a wildcard subscription)."""
-    head = '{"push":"pub",' if pattern is None else '{"push":"pub","pattern":' + _encode(pattern) + ","
-    return head + publication[1:]
+def publication_json(offset: int | None, data_json: str, info_json: str | None) -> str:
+    """A ``Publication`` object as JSON text, from the already-encoded ``data`` and ``info``.
+
+    ``data`` is encoded once when published and then spliced into every frame that carries it (pushes,
+    history and recovery replies): no re-encoding per subscriber or per read.
+    """
+    parts = ['{"data":', data_json]
+    if info_json is not None:
+        parts.append(',"info":')
+        parts.append(info_json)
+    if offset is not None:
+        parts.append(f',"offset":{offset}')
+    parts.append("}")
+    return "".join(parts)
 
 
-def presence_push_frame(kind: str, channel: str, info: dict[str, str]) -> str:
-    """``join`` or ``leave``."""
-    return _encode({"push": kind, "channel": channel, "info": info})
+def _push(channel: str, kind: str, body: str) -> str:
+    return f'{{"push":{{"channel":{_encode(channel)},"{kind}":{body}}}}}'
+
+
+def pub_push_frame(publication: str, channel: str, concrete: str | None = None) -> str:
+    """``{"push": {"channel": c, "pub": {...}}}``; through a wildcard subscription ``channel`` is the
+    pattern and the publication carries its ``concrete`` channel (``pub.channel``, as Centrifugo's NATS
+    wildcards do)."""
+    if concrete is not None:
+        publication = '{"channel":' + _encode(concrete) + "," + publication[1:]
+    return _push(channel, "pub", publication)
+
+
+def presence_push_frame(kind: str, channel: str, info_json: str) -> str:
+    """``join`` or ``leave``: ``{"push": {"channel": c, "join": {"info": ClientInfo}}}``."""
+    return _push(channel, kind, '{"info":' + info_json + "}")
 
 
 def unsubscribe_push_frame(channel: str, code: int, reason: str) -> str:
-    return _encode(
-        {
-            "push": "unsubscribe",
-            "channel": channel,
-            "code": code,
-            "reason": reason,
-            "resubscribe": UnsubscribeCode.resubscribe(code),
-        }
-    )
+    return _push(channel, "unsubscribe", _encode({"code": code, "reason": reason}))
 
 
-def disconnect_push_frame(code: int, reason: str) -> str:
-    return _encode(
-        {"push": "disconnect", "code": code, "reason": reason, "reconnect": DisconnectCode.reconnect(code)}
-    )
+def subscribe_push_frame(channel: str, result: dict[str, Any]) -> str:
+    """A server-side subscription: ``{"push": {"channel": c, "subscribe": {...}}}``."""
+    return _push(channel, "subscribe", _encode(result))
+
+
+def message_push_frame(data_json: str) -> str:
+    """An asynchronous message to one client: ``{"push": {"message": {"data": ...}}}``."""
+    return '{"push":{"message":{"data":' + data_json + "}}}"

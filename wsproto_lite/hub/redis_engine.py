@@ -111,7 +111,7 @@ def _user_key(info: ClientInfo) -> str:
 
 
 def _info_json(info: ClientInfo) -> str:
-    return dumps(info.as_dict())
+    return info.as_json()
 
 
 class _Job:
@@ -551,7 +551,7 @@ class RedisEngine(Engine):
                 self._deliver(publication)
         elif kind in ("j", "l") and self._join_leave is not None:
             value = json.loads(payload[2:])
-            info = ClientInfo(value["client"], value["user"], value.get("name", ""))
+            info = ClientInfo.from_dict(value)
             self._join_leave("join" if kind == "j" else "leave", channel, info)
 
     def on_pubsub_down(self, shard: _Shard, waits: list[_Wait]) -> None:
@@ -688,7 +688,7 @@ class RedisEngine(Engine):
             infos = []
             for value in results[0]:
                 item = json.loads(value.partition("\n")[2])
-                infos.append(ClientInfo(item["client"], item["user"], item.get("name", "")))
+                infos.append(ClientInfo.from_dict(item))
             return infos
 
         shard.submit(_Job(lambda pipe: pipe.eval(PRESENCE, 3, *keys, "get"), finish, reply))

@@ -1,5 +1,6 @@
 // The hub's chat demo: the browser's own WebSocket API, no build step.
-// Protocol: server/hub/PROTOCOL.md. One connection; one room at a time; reconnect with backoff + jitter,
+// Protocol: PROTOCOL.md (Centrifugo's client protocol v2, JSON: centrifuge-js works too, this page shows the
+// wire format by hand). One connection; one room at a time; reconnect with backoff + jitter,
 // recovering from the last offset seen; when recovery is impossible, say so and show the latest history.
 "use strict";
 
@@ -13,7 +14,7 @@ const state = {
   client: "", room: params.get("room") || "chat:lobby",
   name: params.get("name") || "guest-" + Math.floor(Math.random() * 1000),
   epoch: "", offset: 0, // the last position seen in the room: where recovery starts
-  present: new Map(), // client id -> {user, name}
+  present: new Map(), // client id -> ClientInfo {user, client, conn_info}
 };
 $("room").value = state.room;
 $("name").value = state.name;
@@ -35,7 +36,8 @@ function call(method, params) {
     if (!state.ws || state.ws.readyState !== WebSocket.OPEN) { reject(new Error("not connected")); return; }
     const id = state.nextId++;
     state.pending.set(id, { resolve, reject });
-    state.ws.send(JSON.stringify(params ? { id, method, params } : { id, method }));
+    state.pending.get(id).method = method;
+    state.ws.send(JSON.stringify({ id, [method]: params || {} }));
   });
 }
 
@@ -45,9 +47,15 @@ function showPublication(pub, missed) {
     state.offset = pub.offset;
   }
   const d = pub.data || {};
-  const who = typeof d.name === "string" ? d.name : (pub.info && pub.info.user) || "anonymous";
+  const who = typeof d.name === "string" ? d.name : displayName(pub.info) || "anonymous";
   const text = typeof d.text === "string" ? d.text : JSON.stringify(d);
   logLine(missed ? "missed" : "", who + ":", text, missed ? "(missed while away)" : "");
+}
+
+function displayName(info) {
+  if (!info) return "";
+  const c = info.conn_info;
+  return (c && typeof c.name === "string" && c.name) || info.user || "";
 }
 
 function renderPresence() {
@@ -55,48 +63,46 @@ function renderPresence() {
   ul.replaceChildren();
   for (const [client, info] of state.present) {
     const li = document.createElement("li");
-    li.textContent = (info.name || info.user || "anonymous") + (client === state.client ? " (you)" : "");
+    li.textContent = (displayName(info) || "anonymous") + (client === state.client ? " (you)" : "");
     ul.append(li);
   }
   $("count").textContent = String(state.present.size);
 }
 
-function onPush(m) {
-  if (m.push === "pub" && m.channel === state.room) showPublication(m, false);
-  else if (m.push === "join" && m.channel === state.room) { state.present.set(m.info.client, m.info); renderPresence(); }
-  else if (m.push === "leave" && m.channel === state.room) { state.present.delete(m.info.client); renderPresence(); }
-  else if (m.push === "disconnect") {
-    state.reconnect = m.reconnect;
-    logLine("system", "", `disconnected by the hub (${m.reason})` + (m.reconnect ? "; reconnecting" : ""));
-  }
-  else if (m.push === "unsubscribe") logLine("notice", "", "unsubscribed from " + m.channel + ": " + m.reason);
+function onPush(p) {
+  if (p.channel !== state.room) return;
+  if (p.pub) showPublication(p.pub, false);
+  else if (p.join) { state.present.set(p.join.info.client, p.join.info); renderPresence(); }
+  else if (p.leave) { state.present.delete(p.leave.info.client); renderPresence(); }
+  else if (p.unsubscribe) logLine("notice", "", "unsubscribed from " + p.channel + ": " + p.unsubscribe.reason);
 }
 
 async function subscribe() {
-  const p = { channel: state.room };
-  if (state.epoch) p.recover = { epoch: state.epoch, offset: state.offset };
+  const p = { channel: state.room, recoverable: true, positioned: true, join_leave: true };
+  if (state.epoch) Object.assign(p, { recover: true, epoch: state.epoch, offset: state.offset });
   const r = await call("subscribe", p);
   if (p.recover) {
     if (r.recovered) {
-      r.publications.forEach((pub) => showPublication(pub, true));
-      logLine("system", "", `reconnected: recovered ${r.publications.length} missed message(s)`);
+      const pubs = r.publications || [];
+      pubs.forEach((pub) => showPublication(pub, true));
+      logLine("system", "", `reconnected: recovered ${pubs.length} missed message(s)`);
     } else {
       logLine("notice", "", "reconnected, but the hub lost the room's history (restart or too long away): " +
         "messages may be missing; showing what it holds");
       if (r.epoch !== state.epoch) state.offset = 0;
       state.epoch = r.epoch;
-      const h = await call("history", { channel: state.room, limit: 50 });
-      h.publications.forEach((pub) => showPublication(pub, true));
+      const h = await call("history", { channel: state.room, limit: 50, reverse: true });
+      (h.publications || []).reverse().forEach((pub) => showPublication(pub, true));
     }
   } else {
-    state.offset = r.offset;
+    state.offset = r.offset || 0;
   }
-  state.epoch = r.epoch;
-  if (r.presence) {
+  state.epoch = r.epoch || "";
+  try {
     const pr = await call("presence", { channel: state.room });
-    state.present = new Map(Object.entries(pr.clients).map(([c, i]) => [c, { client: c, ...i }]));
+    state.present = new Map(Object.entries(pr.presence || {}));
     renderPresence();
-  }
+  } catch (err) { /* 108: presence is off in this namespace */ }
 }
 
 function connect() {
@@ -104,11 +110,11 @@ function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const ws = new WebSocket(`${scheme}://${location.host}/connection/websocket`);
   state.ws = ws;
-  state.reconnect = true;
   ws.onopen = async () => {
     try {
-      const r = await call("connect", { name: state.name });
+      const r = await call("connect", { name: "wsproto-lite-chat", data: { name: state.name } });
       state.client = r.client;
+      state.pong = !!r.pong;
       await subscribe();
       state.attempt = 0;
       state.connected = true;
@@ -119,13 +125,17 @@ function connect() {
     }
   };
   ws.onmessage = (e) => {
-    const m = JSON.parse(e.data);
-    if (m.id !== undefined) {
-      const p = state.pending.get(m.id);
-      if (!p) return;
-      state.pending.delete(m.id);
-      if (m.error) p.reject(new Error(`${m.error.message} (${m.error.code})`)); else p.resolve(m.result);
-    } else onPush(m);
+    for (const line of String(e.data).split("\n")) {
+      if (!line) continue;
+      const m = JSON.parse(line);
+      if (m.id) {
+        const p = state.pending.get(m.id);
+        if (!p) continue;
+        state.pending.delete(m.id);
+        if (m.error) p.reject(new Error(`${m.error.message} (${m.error.code})`)); else p.resolve(m[p.method] || {});
+      } else if (m.push) onPush(m.push);
+      else if (state.pong) ws.send("{}"); // the hub's ping: answer, or it closes with 3012
+    }
   };
   ws.onclose = (e) => {
     if (state.ws !== ws) return;
@@ -134,7 +144,12 @@ function connect() {
     state.pending.clear();
     state.present.clear();
     renderPresence();
-    if (!state.reconnect || (e.code >= 4500 && e.code <= 4999)) { setStatus(`closed (${e.code}): ${e.reason}`); return; }
+    // Centrifugo's rule: 3500-3999 and 4500-4999 are terminal, anything else reconnects
+    if ((e.code >= 3500 && e.code < 4000) || (e.code >= 4500 && e.code < 5000)) {
+      setStatus(`closed (${e.code}): ${e.reason}`);
+      logLine("system", "", `disconnected by the hub (${e.reason || e.code})`);
+      return;
+    }
     const delay = Math.min(BACKOFF_MAX, BACKOFF_MIN * 2 ** state.attempt) * (1 + Math.random());
     state.attempt += 1;
     setStatus(`reconnecting in ${(delay / 1000).toFixed(1)} s`, "reconnecting");
@@ -168,5 +183,4 @@ $("join").addEventListener("click", async () => {
   }
 });
 
-setInterval(() => { if (state.connected) call("ping").catch(() => {}); }, 25000);
 connect();
