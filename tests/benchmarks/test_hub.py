@@ -141,7 +141,9 @@ def test_stamp_ignores_other_messages() -> None:
 def test_drivers_recognise_only_their_deliveries() -> None:
     hub, sio, bare = (TARGETS[n]() for n in ("hub", "python-socketio", "websockets"))
     body = json.dumps(payload(5, 9))
-    assert hub.delivery(json.dumps({"push": {"channel": "bench:fanout", "pub": {"data": payload(5, 9)}}})) == (
+    assert hub.delivery(
+        json.dumps({"push": {"channel": "bench:fanout", "pub": {"data": payload(5, 9)}}})
+    ) == (
         5,
         9,
     )

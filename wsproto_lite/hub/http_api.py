@@ -266,7 +266,7 @@ class HubHTTP:
         if not channel.options.presence:
             raise HubError(ErrorCode.NOT_AVAILABLE, "presence is off in this namespace")
         return self.hub.engine.presence(channel.name).then(
-            lambda infos: {"clients": {i.client: {"user": i.user, "name": i.name} for i in infos}}
+            lambda infos: {"clients": {i.client: i.as_dict() for i in infos}}
         )
 
     def history(self, params: dict[str, Any]) -> Reply[Result]:

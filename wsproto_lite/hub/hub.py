@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from wsproto_lite import CloseCode, PreparedMessage, fit_close_reason, prepare_message
 
@@ -42,15 +42,16 @@ from .limits import IpLimiter, RateLimits, TokenBucket, UserConnections
 from .memory import MemoryEngine
 from .namespaces import Channel, Namespaces, namespace_of
 from .protocol import (
-    NO_ID,
+    PING_FRAME,
+    PONG,
+    SEND,
+    BadFrame,
     Command,
     DisconnectCode,
     ErrorCode,
     HubError,
     Position,
     UnsubscribeCode,
-    command_id_of,
-    disconnect_push_frame,
     dumps,
     error_frame,
     get_bool,
@@ -59,7 +60,7 @@ from .protocol import (
     get_int,
     get_position,
     get_str,
-    parse_command,
+    parse_frame,
     presence_push_frame,
     pub_push_frame,
     reply_frame,
@@ -98,10 +99,12 @@ class HubLimits:
     max_history_limit: int = 1000
     """Most publications one ``history`` reply carries."""
     ping_interval: float = 25.0
-    """Reported in the ``connect`` result: the hub's keepalive period."""
+    """Seconds between the hub's app-level pings (``{}``; the ``ping`` of the ``connect`` result)."""
+    pong_timeout: float = 10.0
+    """Seconds a client has to answer a ping with ``{}`` before it is disconnected (3012 no pong)."""
     max_commands_in_flight: int = 1000
     """Commands of one connection waiting for the engine (or for an earlier reply); over it the
-    connection is disconnected as slow (4001)."""
+    connection is disconnected as slow (3008)."""
 
 
 @dataclass
@@ -135,15 +138,27 @@ class HubStats:
 class Subscription:
     """One connection's subscription to one channel or pattern (no reference to the session)."""
 
-    __slots__ = ("channel", "conn", "presence", "by_token", "__weakref__")
+    __slots__ = ("channel", "conn", "presence", "by_token", "server_side", "chan_info", "__weakref__")
 
-    def __init__(self, channel: Channel, conn: WebSocket, by_token: bool = False) -> None:
+    def __init__(
+        self,
+        channel: Channel,
+        conn: WebSocket,
+        by_token: bool = False,
+        *,
+        server_side: bool = False,
+        chan_info: str = "",
+    ) -> None:
         self.channel = channel
         self.conn = conn
         self.presence = False
         """True once this subscription is in the engine's presence."""
         self.by_token = by_token
         """Allowed by a subscription token (it lasts as long as the token), not by the identity."""
+        self.server_side = server_side
+        """Made by the server (the token's ``channels``/``subs``, ``Hub.subscribe_user``)."""
+        self.chan_info = chan_info
+        """JSON text of the subscription token's ``info`` (``chan_info`` in presence), or ``""``."""
 
 
 class Session:
@@ -162,6 +177,8 @@ class Session:
         "command_bucket",
         "byte_bucket",
         "trip_bucket",
+        "ping_due",
+        "pong_due",
         "__weakref__",
     )
 
@@ -184,6 +201,10 @@ class Session:
         self.command_bucket = TokenBucket(limits.commands_per_second, limits.commands_burst, now)
         self.byte_bucket = TokenBucket(limits.bytes_per_second, limits.bytes_burst, now)
         self.trip_bucket = TokenBucket(limits.abuse_trips_per_second, limits.abuse_burst, now)
+        self.ping_due = 0.0
+        """Loop time of the next app-level ping (set by ``connect``)."""
+        self.pong_due: float | None = None
+        """Loop time by which the pong to the last ping must arrive; None when none is awaited."""
 
 
 class _Slot:
@@ -197,7 +218,7 @@ class _Slot:
 
 
 class _ConnectRefused(HubError):
-    """A ``connect`` refused for a limit: the error reply, then a ``disconnect`` push with this code."""
+    """A ``connect`` refused for a limit: the error reply, then a close with this code."""
 
     def __init__(self, code: int, message: str, disconnect_code: int) -> None:
         super().__init__(code, message)
@@ -303,6 +324,23 @@ class Hub(Handler):
             self._end_subscription(session, subscription, UnsubscribeCode.EXPIRED, "subscription expired")
         return len(due)
 
+    def _send_pings(self, now: float) -> None:
+        """App-level pings (``{}``) to connected clients, every ``ping_interval``; a client that did not
+        answer the previous one within ``pong_timeout`` is disconnected (3012 no pong), as Centrifugo does."""
+        mute: list[WebSocket] = []
+        for session in self.sessions.values():
+            if session.info is None or session.closed:
+                continue
+            if session.pong_due is not None and session.pong_due <= now:
+                mute.append(session.conn)
+            elif session.ping_due <= now:
+                session.ping_due = now + self.limits.ping_interval
+                if session.pong_due is None:
+                    session.pong_due = now + self.limits.pong_timeout
+                self._send_frame(session, PING_FRAME)
+        for conn in mute:
+            self.disconnect(conn, DisconnectCode.NO_PONG, "no pong")
+
     def _tick(self) -> None:
         assert self._loop is not None
         self._tick_timer = self._loop.call_later(1.0, self._tick)
@@ -312,8 +350,9 @@ class Hub(Handler):
             self.disconnect(conn, DisconnectCode.CONNECT_TIMEOUT, "connect timeout")
         expired = [s.conn for s in self.sessions.values() if s.expires is not None and s.expires <= now]
         for conn in expired:
-            self.disconnect(conn, DisconnectCode.TOKEN_EXPIRED, "token expired")
+            self.disconnect(conn, DisconnectCode.TOKEN_EXPIRED, "connection expired")
         self.expire_subscriptions(now)
+        self._send_pings(now)
         self._ticks += 1
         if self._ticks % 5 == 0:
             self.engine.expire()
@@ -369,27 +408,47 @@ class Hub(Handler):
             self._end(session)
             self._close(conn, CloseCode.UNSUPPORTED_DATA, "the hub speaks JSON text frames")
             return
-        self.stats.commands += 1
         self.stats.messages_in += 1
         self.stats.bytes_in += len(message)
-        if len(message) > self.limits.max_command_size:
-            if not self._tripped(session, "command_size"):
-                self._send_error(session, NO_ID, HubError(ErrorCode.LIMIT_EXCEEDED, "command too large"))
-            return
-        now = self._now()
-        if not session.identity.trusted:  # an API-key client (the operator's own server) is not limited
-            if not session.byte_bucket.take(now, len(message)):
-                self._rate_limited(session, "bytes_per_connection", message)
-                return
-            if not session.command_bucket.take(now):
-                self._rate_limited(session, "commands_per_connection", message)
-                return
         try:
-            command = parse_command(message)
-        except HubError as exc:
-            self._send_error(session, command_id_of(exc), exc)
+            commands = parse_frame(message)
+        except BadFrame as exc:
+            # nothing to answer (no id to repeat): Centrifugo closes with 3501 bad request
+            self.stats.errors += 1
+            self.disconnect(conn, DisconnectCode.BAD_REQUEST, str(exc))
             return
-        self._run(session, command)
+        refusal: HubError | None = None
+        limit = ""
+        now = self._now()
+        if len(message) > self.limits.max_command_size:
+            refusal, limit = HubError(ErrorCode.LIMIT_EXCEEDED, "command too large"), "command_size"
+        elif not session.identity.trusted and not session.byte_bucket.take(now, len(message)):
+            refusal = HubError(ErrorCode.TOO_MANY_REQUESTS, "too many requests", temporary=True)
+            limit = "bytes_per_connection"
+        if refusal is not None and self._tripped(session, limit):
+            return
+        for command in commands:
+            if session.closed:
+                return
+            if isinstance(command, tuple):
+                self.stats.commands += 1
+                self._send_error(session, command[0], command[1])
+            elif command.method == PONG:
+                session.pong_due = None
+            elif command.method == SEND:
+                self.stats.commands += 1  # no handler for asynchronous messages: dropped, as without a proxy
+            else:
+                self.stats.commands += 1
+                if refusal is not None:
+                    self._send_error(session, command.id, refusal)
+                elif not session.identity.trusted and not session.command_bucket.take(now):
+                    # an API-key client (the operator's own server) is not limited
+                    if self._tripped(session, "commands_per_connection"):
+                        return
+                    error = HubError(ErrorCode.TOO_MANY_REQUESTS, "too many requests", temporary=True)
+                    self._send_error(session, command.id, error)
+                else:
+                    self._run(session, command)
 
     def _tripped(self, session: Session, limit: str) -> bool:
         """Count a trip of ``limit`` (any per-connection limit: rates, sizes, subscriptions, channels).
@@ -405,17 +464,6 @@ class Hub(Handler):
         self._end(session)
         session.conn.close(CloseCode.POLICY_VIOLATION, "policy violation")
         return True
-
-    def _rate_limited(self, session: Session, limit: str, message: str) -> None:
-        """Error 111 for this frame (unless this trip closes the connection)."""
-        if self._tripped(session, limit):
-            return
-        try:
-            command_id = parse_command(message).id
-        except HubError as exc:
-            command_id = command_id_of(exc)
-        error = HubError(ErrorCode.TOO_MANY_REQUESTS, "too many requests", temporary=True)
-        self._send_error(session, command_id, error)
 
     def _run(self, session: Session, command: Command) -> None:
         try:
@@ -450,9 +498,7 @@ class Hub(Handler):
                 result, after = value.result, value.after
             else:
                 result = value
-            if isinstance(result, str):
-                return f'{{"id":{command.id},"result":{result}}}', after
-            return reply_frame(command.id, result), after
+            return reply_frame(command.id, command.method, result), after
         if not isinstance(error, HubError):
             logger.error("command %s failed", command.method, exc_info=error)
             error = HubError(ErrorCode.INTERNAL, "internal error", temporary=True)
@@ -460,8 +506,12 @@ class Hub(Handler):
         after = None
         if isinstance(error, AuthFailure):
             self.stats.auth_failures += 1
-        if command.method == "connect" and isinstance(error, AuthFailure | _ConnectRefused):
-            # the error reply says why; then the disconnect push with its reconnect advice, and the close
+        if (
+            command.method == "connect"
+            and isinstance(error, AuthFailure | _ConnectRefused)
+            and error.code != ErrorCode.TOKEN_EXPIRED  # the SDKs get a new token and reconnect themselves
+        ):
+            # the error reply says why; then the close, whose code carries the reconnect advice
             code, reason = error.disconnect_code, error.message
             after = lambda: self.disconnect(session.conn, code, reason)  # noqa: E731
         return error_frame(command.id, error), after
@@ -500,11 +550,14 @@ class Hub(Handler):
 
     # -- commands ----------------------------------------------------------------------------------
 
-    def _connect(self, session: Session, params: dict[str, Any]) -> Result:
+    def _connect(self, session: Session, params: dict[str, Any]) -> Answer:
         if session.info is not None:
             raise HubError(ErrorCode.BAD_REQUEST, "already connected")
         token = get_str(params, "token", required=False, max_length=8192)
-        name = get_display_str(params, "name", max_length=self.limits.max_name_length)
+        get_str(params, "name", required=False, max_length=self.limits.max_name_length)  # the SDK's name
+        get_str(params, "version", required=False, max_length=self.limits.max_name_length)
+        display = _display_name(params.get("data"), self.limits.max_name_length)
+        recover = _connect_subs(params.get("subs"))
         identity = self._identify(session, token)
         user = identity.user
         if user and not identity.trusted:
@@ -514,17 +567,28 @@ class Hub(Handler):
                     ErrorCode.LIMIT_EXCEEDED, "connection limit", DisconnectCode.CONNECTION_LIMIT
                 )
         session.identity = identity
-        session.info = ClientInfo(secrets.token_urlsafe(12), user, name)
+        conn_info = identity.info or (dumps({"name": display}) if display else "")
+        session.info = ClientInfo(secrets.token_urlsafe(12), user, conn_info)
         self._clients[session.info.client] = session.conn
         if user:
             self.users.add(user, session.conn)
-        session.info_json = dumps({"client": session.info.client, "user": user})
+        session.info_json = session.info.as_json()
+        now = self._now()
+        session.ping_due = now + self.limits.ping_interval
         result: dict[str, Any] = {
             "client": session.info.client,
-            "user": user,
-            "ping": self.limits.ping_interval,
+            "version": _VERSION,
+            "ping": int(self.limits.ping_interval),
+            "pong": True,
         }
-        return self._set_expiry(session, result)
+        self._set_expiry(session, result)
+        channels = [c for c in identity.server_channels if c not in session.subscriptions]
+        if not channels:
+            return result
+        opened = [self._server_subscription(session, name, recover.get(name)) for name in channels]
+        return _gather([reply for reply in opened if reply is not None]).then(
+            lambda subscribed: _with_subs(result, subscribed)
+        )
 
     def _identify(self, session: Session, token: str) -> Identity:
         """The identity ``connect`` establishes: its token, else the upgrade's credentials, else anonymous."""
@@ -532,7 +596,10 @@ class Hub(Handler):
             if self.authenticate is not None:  # the former hook
                 user = self.authenticate(token, session.conn.request)
                 return Identity(user=user, anonymous=not user)
-            return self.auth.verify_token(token)
+            identity = self.auth.verify_token(token)
+            if identity.anonymous and not self.authz.anonymous_connections:
+                raise AuthFailure()  # a token without ``sub`` is anonymous: allowed only where they are
+            return identity
         if session.identity is not ANONYMOUS:
             return session.identity
         if self.authz.anonymous_connections:
@@ -557,15 +624,17 @@ class Hub(Handler):
             raise AuthFailure()
         session.identity = identity
         self._recheck_subscriptions(session)
-        return self._set_expiry(session, {})
+        assert session.info is not None
+        return self._set_expiry(session, {"client": session.info.client, "version": _VERSION})
 
     def _recheck_subscriptions(self, session: Session) -> None:
         """After a ``refresh``: end (push 2001) the subscriptions the new identity no longer grants.
 
-        Those allowed by a subscription token are the token's (they end when it expires), not the identity's.
+        Those allowed by a subscription token are the token's (they end when it expires), not the
+        identity's; server-side ones are the server's.
         """
         for name, subscription in list(session.subscriptions.items()):
-            if subscription.by_token:
+            if subscription.by_token or subscription.server_side:
                 continue
             try:
                 self.authz.check_read(session.identity, subscription.channel)
@@ -585,7 +654,21 @@ class Hub(Handler):
         """
         channel = self.namespaces.resolve(get_channel(params), pattern_ok=True)
         subscription_token = get_str(params, "token", required=False, max_length=8192)
-        grant = self.authz.check_read(session.identity, channel, subscription_token=subscription_token)
+        assert session.info is not None
+        grant = self.authz.check_read(
+            session.identity, channel, subscription_token=subscription_token, client=session.info.client
+        )
+        self._check_room(session, channel)
+        recover = None
+        if get_bool(params, "recover"):
+            epoch = get_str(params, "epoch", required=False, max_length=64)
+            recover = Position(epoch, get_int(params, "offset", 0))
+            if channel.is_pattern:
+                raise HubError(ErrorCode.BAD_REQUEST, "wildcard subscriptions have no history to recover")
+        return channel, recover, grant
+
+    def _check_room(self, session: Session, channel: Channel) -> None:
+        """105 when already subscribed; 106 over the connection's or the hub's channel limits."""
         if channel.name in session.subscriptions:
             raise HubError(ErrorCode.ALREADY_SUBSCRIBED, "already subscribed")
         if len(session.subscriptions) >= self.limits.max_channels_per_connection:
@@ -594,25 +677,48 @@ class Hub(Handler):
         if self._channel_count() >= self.rate_limits.max_channels and not self._has_subscribers(channel):
             self._tripped(session, "channels")
             raise HubError(ErrorCode.LIMIT_EXCEEDED, "too many channels on this hub", temporary=True)
-        recover = get_position(params, "recover")
-        if recover is not None and channel.is_pattern:
-            raise HubError(ErrorCode.BAD_REQUEST, "wildcard subscriptions have no history to recover")
-        return channel, recover, grant
 
     def _subscribe(self, session: Session, params: dict[str, Any]) -> Answer:
         channel, recover, grant = self._admit(session, params)
+        flag = get_int(params, "flag", 0, maximum=2**32 - 1)
+        asked = {name for name in ("recoverable", "positioned", "join_leave") if get_bool(params, name)}
+        subscription = Subscription(
+            channel,
+            session.conn,
+            by_token=grant is not None,
+            chan_info=grant.info if grant is not None else "",
+        )
+        expires = grant.expires if grant is not None else None
+        return self._open(session, subscription, recover, asked, expires, reject_unrecovered=bool(flag & 2))
+
+    def _open(
+        self,
+        session: Session,
+        subscription: Subscription,
+        recover: Position | None,
+        asked: set[str],
+        expires: float | None,
+        *,
+        reject_unrecovered: bool = False,
+    ) -> Reply[Result]:
+        """Start a subscription: the reply resolves to its ``SubscribeResult`` (JSON text) and, right
+        after that is sent, the subscription goes live (``_Then``).  ``asked``: the request's
+        ``recoverable``/``positioned`` flags, echoed when the namespace keeps history."""
+        channel = subscription.channel
         options = channel.options
         assert session.info is not None
-        subscription = Subscription(channel, session.conn, by_token=grant is not None)
         session.subscriptions[channel.name] = subscription
         ready = self._local_add(subscription)
         presence = options.presence and not channel.is_pattern
-        result: dict[str, Any] = {
-            "recoverable": options.history and not channel.is_pattern,
-            "presence": presence,
-        }
-        if grant is not None and grant.expires is not None:
-            ttl = max(0.0, grant.expires - time.time())
+        history = options.history and not channel.is_pattern
+        result: dict[str, Any] = {}
+        if history:
+            if "recoverable" in asked or recover is not None:
+                result["recoverable"] = True
+            if asked & {"recoverable", "positioned"} or recover is not None:
+                result["positioned"] = True
+        if expires is not None:
+            ttl = max(0.0, expires - time.time())
             self._expiring[subscription] = self._now() + ttl
             result["expires"], result["ttl"] = True, int(ttl)
 
@@ -620,29 +726,32 @@ class Hub(Handler):
             # the node receives the channel now: a position read from here on misses nothing
             current = session.subscriptions.get(channel.name) is subscription
             if presence and current and session.info is not None:
-                self.engine.add_presence(channel.name, session.info)
+                info = self._presence_info(session.info, subscription)
+                self.engine.add_presence(channel.name, info)
                 subscription.presence = True
                 if options.join_leave:
-                    self.engine.join_leave("join", channel.name, session.info)
-            if channel.is_pattern:
-                result["epoch"], result["offset"] = "", 0
-                return _Then(result, lambda: self._activate(subscription, None))
+                    self.engine.join_leave("join", channel.name, info)
+            if not history:
+                return _Then(dumps(result), lambda: self._activate(subscription, None))
             if recover is None:
                 return self.engine.position(channel.name, options).then(positioned)
             return self.engine.recover(channel.name, options, recover).then(recovered)
 
         def positioned(position: Position) -> Result:
             result["epoch"], result["offset"] = position.epoch, position.offset
-            return _Then(result, lambda: self._activate(subscription, position))
+            return _Then(dumps(result), lambda: self._activate(subscription, position))
 
         def recovered(recovery: Any) -> Result:
-            if recovery.recovered:
-                self.stats.recoveries += 1
-            else:
-                self.stats.recovery_failures += 1
             position = recovery.position
+            result["was_recovering"] = True
             result["epoch"], result["offset"] = position.epoch, position.offset
-            result["recovered"] = recovery.recovered
+            if not recovery.recovered:
+                self.stats.recovery_failures += 1
+                if reject_unrecovered:  # flag 2: the client wants 112 rather than a gap
+                    raise HubError(ErrorCode.UNRECOVERABLE_POSITION, "unrecoverable position")
+                return _Then(dumps(result), lambda: self._activate(subscription, position))
+            self.stats.recoveries += 1
+            result["recovered"] = True
             after = recovery.publications[-1].offset if recovery.publications else None
             floor = Position(position.epoch, max(position.offset, after or 0))
             return _Then(
@@ -658,6 +767,29 @@ class Hub(Handler):
         answer.observe(failed)
         return answer
 
+    def _presence_info(self, info: ClientInfo, subscription: Subscription) -> ClientInfo:
+        if not subscription.chan_info:
+            return info
+        return ClientInfo(info.client, info.user, info.conn_info, subscription.chan_info)
+
+    def _server_subscription(
+        self, session: Session, name: str, recover: Position | None
+    ) -> Reply[tuple[str, str, Callable[[], None]]] | None:
+        """A server-side subscription of ``session`` to ``name`` (no client authorization: the token or
+        the server's API made it); its reply resolves to (channel, SubscribeResult JSON, activate).
+        None when it cannot be made (a bad channel name, a limit): logged, the connection lives on."""
+        try:
+            channel = self.namespaces.resolve(name, pattern_ok=True)
+            self._check_room(session, channel)
+        except HubError as exc:
+            logger.info("%s: server-side subscription to %r refused: %s", session.conn, name, exc.message)
+            return None
+        if channel.is_pattern:
+            recover = None
+        subscription = Subscription(channel, session.conn, server_side=True)
+        asked = {"recoverable", "positioned"}
+        return self._open(session, subscription, recover, asked, None).then(_opened(name))
+
     def _abandon(self, session: Session, subscription: Subscription) -> None:
         """A subscribe that failed (the engine could not serve it): forget the subscription."""
         name = subscription.channel.name
@@ -666,12 +798,29 @@ class Hub(Handler):
             self._drop_subscription(session, subscription)
 
     def _unsubscribe(self, session: Session, params: dict[str, Any]) -> Result:
+        """Succeeds when not subscribed too (Centrifugo; centrifuge-js reconnects on an error here)."""
         name = get_channel(params)
         subscription = session.subscriptions.pop(name, None)
-        if subscription is None:
-            raise HubError(ErrorCode.NOT_SUBSCRIBED, "not subscribed")
-        self._drop_subscription(session, subscription)
+        if subscription is not None:
+            self._drop_subscription(session, subscription)
         return {}
+
+    def _sub_refresh(self, session: Session, params: dict[str, Any]) -> Result:
+        """A fresh subscription token for a subscription allowed by one: it now lasts until the new expiry."""
+        name = get_channel(params)
+        token = get_str(params, "token", max_length=8192)
+        subscription = session.subscriptions.get(name)
+        if subscription is None or not subscription.by_token or session.info is None:
+            raise HubError(ErrorCode.BAD_REQUEST, "no subscription by token to this channel")
+        grant = self.auth.verify_subscription_token(token, session.identity.user, name, session.info.client)
+        if grant is None:
+            raise HubError(ErrorCode.PERMISSION_DENIED, "permission denied")
+        if grant.expires is None:
+            self._expiring.pop(subscription, None)
+            return {}
+        ttl = max(0.0, grant.expires - time.time())
+        self._expiring[subscription] = self._now() + ttl
+        return {"expires": True, "ttl": int(ttl)}
 
     def _publish(self, session: Session, params: dict[str, Any]) -> Answer:
         channel = self.namespaces.resolve(get_channel(params))
@@ -701,26 +850,33 @@ class Hub(Handler):
 
     def _presence(self, session: Session, params: dict[str, Any]) -> Answer:
         channel = self._presence_channel(session, params)
-        return self.engine.presence(channel.name).then(
-            lambda infos: {"clients": {i.client: {"user": i.user, "name": i.name} for i in infos}}
-        )
+        return self.engine.presence(channel.name).then(_presence_result)
 
     def _presence_stats(self, session: Session, params: dict[str, Any]) -> Answer:
         channel = self._presence_channel(session, params)
         return self.engine.presence_stats(channel.name).then(
-            lambda stats: {"clients": stats[0], "users": stats[1]}
+            lambda stats: {"num_clients": stats[0], "num_users": stats[1]}
         )
 
     def _history(self, session: Session, params: dict[str, Any]) -> Answer:
+        """``limit``: 0 (the default) = the stream position only, -1 = everything held, up to the cap."""
         channel = self._readable(session, params)
         if not channel.options.history:
             raise HubError(ErrorCode.NOT_AVAILABLE, "history is off in this namespace")
         cap = self.limits.max_history_limit
-        limit = min(get_int(params, "limit", cap), cap)
+        limit = get_int(params, "limit", 0, minimum=-1)
         since = get_position(params, "since")
         reverse = get_bool(params, "reverse")
+        if limit == 0:
+            return self.engine.position(channel.name, channel.options).then(
+                lambda position: _with_publications({"epoch": position.epoch, "offset": position.offset}, [])
+            )
         return self.engine.history(
-            channel.name, channel.options, since=since, limit=limit, reverse=reverse
+            channel.name,
+            channel.options,
+            since=since,
+            limit=cap if limit < 0 else min(limit, cap),
+            reverse=reverse,
         ).then(
             lambda history: _with_publications(
                 {"epoch": history.position.epoch, "offset": history.position.offset}, history.publications
@@ -729,6 +885,9 @@ class Hub(Handler):
 
     def _ping(self, session: Session, params: dict[str, Any]) -> Result:
         return {}
+
+    def _rpc(self, session: Session, params: dict[str, Any]) -> Result:
+        raise HubError(ErrorCode.NOT_AVAILABLE, "rpc is not available")  # no RPC handler yet
 
     # -- subscriptions -----------------------------------------------------------------------------
 
@@ -772,9 +931,8 @@ class Hub(Handler):
                 continue
             if publication.offset is not None and floor is not None:
                 floor = Position(publication.epoch, publication.offset)
-            conn.send(
-                pub_push_frame(publication.json, subscription.channel.name if subscribers.prefix else None)
-            )
+            concrete = publication.channel if subscribers.prefix is not None else None
+            conn.send(pub_push_frame(publication.json, subscription.channel.name, concrete))
         subscribers.by_conn[conn] = subscription
         if floor is not None and floor.offset:
             subscribers.floors[conn] = floor
@@ -807,7 +965,7 @@ class Hub(Handler):
             subscription.presence = False
             self.engine.remove_presence(channel.name, session.info.client)
             if channel.options.join_leave:
-                self.engine.join_leave("leave", channel.name, session.info)
+                self.engine.join_leave("leave", channel.name, self._presence_info(session.info, subscription))
 
     def _end(self, session: Session) -> None:
         """Forget a connection's subscriptions and presence (idempotent)."""
@@ -830,8 +988,55 @@ class Hub(Handler):
             counts.update((name, len(s.by_conn)) for name, s in patterns.items())
         return counts
 
+    def subscribe_user(
+        self, user: str, channel: str, *, client: str | None = None, recover: Position | None = None
+    ) -> int:
+        """Server-side subscription (``/api/subscribe``): subscribe ``user``'s connections here (only
+        ``client``'s when given) to ``channel``; each gets a ``subscribe`` push with the subscription's
+        result, then its publications.  No client-side authorization applies (the server decided).
+        ``recover``: a position to recover from (``recover_since``).  How many connections it reached;
+        connections already subscribed are left as they are.  Raises ``HubError`` for a bad channel."""
+        self.namespaces.resolve(channel, pattern_ok=True)  # 102/107 for a bad name, before anything
+        reached = 0
+        for conn in self._connections_of(user, client):
+            session = self.sessions.get(conn)
+            if session is None or session.closed or session.info is None:
+                continue
+            if channel in session.subscriptions:
+                continue
+            opened = self._server_subscription(session, channel, recover)
+            if opened is None:
+                continue
+            reached += 1
+            opened.observe(lambda done, session=session: self._push_subscribed(session, done))  # type: ignore[misc]
+        return reached
+
+    def _push_subscribed(self, session: Session, done: Reply[tuple[str, str, Callable[[], None]]]) -> None:
+        if done.error is not None or session.closed:
+            return
+        name, result, activate = done.result()
+        session.conn.send(_push_text(name, "subscribe", result))
+        activate()
+
+    def unsubscribe_user(self, user: str, channel: str, *, client: str | None = None) -> int:
+        """End ``user``'s subscriptions to ``channel`` here (``/api/unsubscribe``; only ``client``'s when
+        given), server-side or not, with an ``unsubscribe`` push 2000.  How many ended."""
+        ended = 0
+        for conn in self._connections_of(user, client):
+            ended += self.unsubscribe(conn, channel, UnsubscribeCode.SERVER, "server unsubscribe")
+        return ended
+
+    def _connections_of(self, user: str, client: str | None) -> list[WebSocket]:
+        if client:
+            conn = self._clients.get(client)
+            session = self.sessions.get(conn) if conn is not None else None
+            if session is None or session.info is None or session.info.user != user:
+                return []
+            return [conn]  # type: ignore[list-item]
+        return list(self.users.of(user))
+
     def disconnect_user(
-        self, user: str, code: int = DisconnectCode.UNAUTHORIZED, reason: str = "server"
+        self, user: str, code: int = DisconnectCode.FORCE_DISCONNECT, reason: str = "force disconnect"
     ) -> int:
         """Disconnect every connection of ``user`` (``/api/disconnect``); how many there were."""
         conns = self.users.of(user)
@@ -840,7 +1045,7 @@ class Hub(Handler):
         return len(conns)
 
     def revoke_api_keys(self, keys: Iterable[str]) -> int:
-        """Replace the API keys; connections made with a key no longer listed are disconnected (4501)."""
+        """Replace the API keys; connections made with a key no longer listed are disconnected (3500)."""
         self.auth.api_keys.replace(keys)
         valid = self.auth.api_keys.digests
         revoked = [
@@ -871,7 +1076,11 @@ class Hub(Handler):
         return self.engine.publish(resolved.name, data_json, None, resolved.options)
 
     def unsubscribe(
-        self, conn: WebSocket, channel: str, code: int = UnsubscribeCode.SERVER, reason: str = "server"
+        self,
+        conn: WebSocket,
+        channel: str,
+        code: int = UnsubscribeCode.SERVER,
+        reason: str = "server unsubscribe",
     ) -> bool:
         """End a client's subscription from the server side, with an ``unsubscribe`` push."""
         session = self.sessions.get(conn)
@@ -898,19 +1107,19 @@ class Hub(Handler):
             self._drop_slow((conn,))
 
     def disconnect(self, conn: WebSocket, code: int, reason: str) -> None:
-        """Send a ``disconnect`` push and close the connection with the same code; never raises.
+        """Close the connection with ``code`` (its reconnect advice: ``DisconnectCode``); never raises.
 
-        The reason is cut to what a close frame carries (123 bytes of UTF-8, on a character boundary);
-        the push says the same.  If anything fails on this connection (a code a close frame may not
-        carry, say) it is logged, counted (``stats.aborts``) and the connection aborted: never left open
-        with its session ended, never stopping a loop over other connections.
+        As Centrifugo on a bidirectional WebSocket, no push precedes the close: the close frame carries
+        the code and the reason, cut to what it holds (123 bytes of UTF-8, on a character boundary).  If
+        anything fails on this connection (a code a close frame may not carry, say) it is logged, counted
+        (``stats.aborts``) and the connection aborted: never left open with its session ended, never
+        stopping a loop over other connections.
         """
         reason = fit_close_reason(reason)
         session = self.sessions.get(conn)
         try:
             if session is not None:
                 self._end(session)
-            conn.send(disconnect_push_frame(code, reason))
             conn.close(code, reason)
         except Exception:
             self._abort(conn, "disconnect")
@@ -938,12 +1147,12 @@ class Hub(Handler):
         subscribers = self._channels.get(channel)
         if subscribers is None or not subscribers.by_conn:
             return
-        frame = prepare_message(presence_push_frame(kind, channel, info.as_dict()))
+        frame = prepare_message(presence_push_frame(kind, channel, info.as_json()))
         self._send_all(subscribers.by_conn, frame, exclude=self._clients.get(info.client))
 
     def _on_lost(self, channels: Iterable[str]) -> None:
         """The engine's callback: publications on these channels may have been missed (its link to
-        the backend broke).  Their subscribers are told to reconnect and recover (4002)."""
+        the backend broke).  Their subscribers are told to reconnect and recover (3010)."""
         conns: set[WebSocket] = set()
         for name in channels:
             for subscribers in (
@@ -966,7 +1175,7 @@ class Hub(Handler):
                 targets = (
                     subscribers.by_conn if not subscribers.floors else _past_floors(subscribers, publication)
                 )
-                self._send_all(targets, prepare_message(pub_push_frame(publication.json)))
+                self._send_all(targets, prepare_message(pub_push_frame(publication.json, channel)))
             for held in subscribers.pending.values():
                 held.append(publication)
         patterns = self._patterns.get(namespace_of(channel))
@@ -974,7 +1183,7 @@ class Hub(Handler):
             for pattern, matching in list(patterns.items()):
                 if channel.startswith(matching.prefix):  # type: ignore[arg-type]
                     if matching.by_conn:
-                        frame = prepare_message(pub_push_frame(publication.json, pattern))
+                        frame = prepare_message(pub_push_frame(publication.json, pattern, channel))
                         self._send_all(matching.by_conn, frame)
                     for held in matching.pending.values():
                         held.append(publication)
@@ -1022,7 +1231,94 @@ _COMMANDS: dict[str, Callable[[Hub, Session, dict[str, Any]], Answer]] = {
     "presence_stats": Hub._presence_stats,
     "history": Hub._history,
     "ping": Hub._ping,
+    "sub_refresh": Hub._sub_refresh,
+    "rpc": Hub._rpc,
 }
+
+#: ``version`` of the connect and refresh results.
+_VERSION = "wsproto-lite"
+
+
+def _display_name(data: object, max_length: int) -> str:
+    """Our extension: a connect ``data`` of ``{"name": ...}`` becomes ``conn_info`` ``{"name": ...}`` when
+    the token gives no ``info`` (an anonymous chat user's display name); 107 for one with hidden marks."""
+    if not isinstance(data, dict) or "name" not in data:
+        return ""
+    return get_display_str(data, "name", max_length=max_length)
+
+
+def _connect_subs(value: object) -> dict[str, Position]:
+    """Connect ``subs``: ``{channel: {"recover": true, "epoch", "offset"}}`` -> where to recover from."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > 1024:
+        raise HubError(ErrorCode.BAD_REQUEST, "'subs' must be an object of channels")
+    positions: dict[str, Position] = {}
+    for name, request in value.items():
+        if not isinstance(request, dict):
+            raise HubError(ErrorCode.BAD_REQUEST, "'subs' entries must be objects")
+        if get_bool(request, "recover"):
+            epoch = get_str(request, "epoch", required=False, max_length=64)
+            positions[name] = Position(epoch, get_int(request, "offset", 0))
+    return positions
+
+
+T = TypeVar("T")
+
+
+def _gather(replies: list[Reply[T]]) -> Reply[list[T]]:
+    """One reply of every reply's value, in order; the first failure fails it."""
+    gathered: Reply[list[T]] = Reply()
+    values: list[Any] = [None] * len(replies)
+    left = [len(replies)]
+
+    def one(index: int, done: Reply[T]) -> None:
+        if done.error is not None:
+            gathered.fail(done.error)
+            return
+        values[index] = done.result()
+        left[0] -= 1
+        if left[0] == 0:
+            gathered.resolve(values)
+
+    if not replies:
+        gathered.resolve([])
+    for index, reply in enumerate(replies):
+        reply.observe(lambda done, index=index: one(index, done))  # type: ignore[misc]
+    return gathered
+
+
+def _with_subs(result: dict[str, Any], subscribed: list[tuple[str, str, Callable[[], None]]]) -> Result:
+    """The connect result with ``"subs": {channel: SubscribeResult}``; the subscriptions go live after it."""
+    head = dumps(result)[:-1]
+    subs = ",".join(f"{dumps(name)}:{text}" for name, text, _ in subscribed)
+    afters = [after for _, _, after in subscribed]
+
+    def activate() -> None:
+        for after in afters:
+            after()
+
+    return _Then(f'{head},"subs":{{{subs}}}}}', activate)
+
+
+def _opened(name: str) -> Callable[[Result], tuple[str, str, Callable[[], None]]]:
+    """(channel, SubscribeResult JSON, activate) from what ``Hub._open`` resolved to."""
+
+    def unpack(value: Result) -> tuple[str, str, Callable[[], None]]:
+        assert isinstance(value, _Then) and isinstance(value.result, str)
+        return name, value.result, value.after
+
+    return unpack
+
+
+def _push_text(channel: str, kind: str, body: str) -> str:
+    return f'{{"push":{{"channel":{dumps(channel)},"{kind}":{body}}}}}'
+
+
+def _presence_result(infos: list[ClientInfo]) -> str:
+    """``{"presence": {client: ClientInfo}}`` from the infos' JSON."""
+    items = ",".join(f"{dumps(info.client)}:{info.as_json()}" for info in infos)
+    return f'{{"presence":{{{items}}}}}'
 
 
 _DONE: Reply[None] = Reply.of(None)

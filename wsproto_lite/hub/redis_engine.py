@@ -50,7 +50,7 @@ from .engine import (
     unavailable,
 )
 from .namespaces import NamespaceOptions, namespace_of
-from .protocol import HubError, Position, dumps
+from .protocol import HubError, Position
 from .redis_scripts import PRESENCE, PUBLISH, READ
 
 if TYPE_CHECKING:

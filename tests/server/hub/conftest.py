@@ -15,6 +15,7 @@ from wsproto_lite.hub.config import HubConfig
 from wsproto_lite.hub.engine import Engine
 from wsproto_lite.hub.hub import Authenticate
 from wsproto_lite.server.client import ClientWebSocket, connect
+from wsproto_lite.server.errors import ConnectionClosed
 from wsproto_lite.server.websocket import WebSocket
 
 
@@ -93,22 +94,36 @@ def hub() -> Iterator[HubThread]:
 
 
 class Raw:
-    """A hub client speaking raw JSON frames; pushes that arrive before an awaited reply are kept."""
+    """A hub client speaking raw Centrifugo v2 JSON frames; pushes that arrive before an awaited reply are
+    kept; the hub's ``{}`` pings are answered (and counted) as the SDKs do."""
 
     def __init__(self, url: str) -> None:
         self.ws: ClientWebSocket = connect(url, timeout=10, compression=False)
         self.next_id = 1
         self.pushes: list[dict[str, Any]] = []
+        self.pings = 0
+        self.answer_pings = True
+        self._lines: list[dict[str, Any]] = []
 
     def send(self, value: Any) -> None:
         self.ws.send(value if isinstance(value, str | bytes) else json.dumps(value))
 
     def recv(self, timeout: float = 5.0) -> dict[str, Any]:
-        message = self.ws.recv(timeout=timeout)
-        assert isinstance(message, str)
-        value = json.loads(message)
-        assert isinstance(value, dict)
-        return value
+        """The next reply or push (a frame may hold several, ``\n``-separated); pings are answered."""
+        while True:
+            if self._lines:
+                return self._lines.pop(0)
+            message = self.ws.recv(timeout=timeout)
+            assert isinstance(message, str)
+            for line in message.split("\n"):
+                value = json.loads(line)
+                assert isinstance(value, dict)
+                if value == {}:
+                    self.pings += 1
+                    if self.answer_pings:
+                        self.send("{}")
+                    continue
+                self._lines.append(value)
 
     def reply(self, cid: int, timeout: float = 5.0) -> dict[str, Any]:
         while True:
@@ -116,37 +131,48 @@ class Raw:
             if "id" in frame:
                 assert frame["id"] == cid, frame
                 return frame
-            self.pushes.append(frame)
+            self.pushes.append(frame["push"])
 
     def cmd(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Send a command and return the whole reply (``result`` or ``error``)."""
+        """Send ``{"id": n, method: params}`` and return the whole reply (``{"id", method}`` or
+        ``{"id", "error"}``)."""
         cid = self.next_id
         self.next_id += 1
-        body: dict[str, Any] = {"id": cid, "method": method}
-        if params is not None:
-            body["params"] = params
-        self.send(body)
+        self.send({"id": cid, method: params if params is not None else {}})
         return self.reply(cid)
 
     def ok(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         reply = self.cmd(method, params)
-        assert "result" in reply, reply
-        result = reply["result"]
+        assert method in reply, reply
+        result = reply[method]
         assert isinstance(result, dict)
         return result
 
     def error(self, method: str, params: dict[str, Any] | None = None) -> int:
         reply = self.cmd(method, params)
         assert "error" in reply, reply
-        assert set(reply["error"]) == {"code", "message", "temporary"}
+        assert {"code", "message"} <= set(reply["error"]) <= {"code", "message", "temporary"}
         return int(reply["error"]["code"])
 
     def push(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next push's body: ``{"channel": c, "pub" | "join" | ...: {...}}``."""
         if self.pushes:
             return self.pushes.pop(0)
         frame = self.recv(timeout)
         assert "id" not in frame, frame
-        return frame
+        push = frame["push"]
+        assert isinstance(push, dict)
+        return push
+
+    def closed(self, timeout: float = 5.0) -> tuple[int, str]:
+        """Read until the hub closes; (code, reason) of its close frame.  Pushes on the way are kept."""
+        try:
+            while True:
+                frame = self.recv(timeout)
+                if "push" in frame:
+                    self.pushes.append(frame["push"])
+        except ConnectionClosed as exc:
+            return exc.code, exc.reason
 
     def close(self) -> None:
         try:
@@ -164,7 +190,7 @@ def raw(hub: HubThread) -> Iterator[Any]:
         r = Raw(hub.url)
         made.append(r)
         if connect:
-            params: dict[str, Any] = {"name": name} if name else {}
+            params: dict[str, Any] = {"data": {"name": name}} if name else {}
             if token is not None:
                 params["token"] = token
             r.ok("connect", params)

@@ -9,63 +9,108 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wsproto_lite.hub.protocol import (
-    NO_ID,
+    MAX_BATCH,
+    PONG,
+    SEND,
+    BadFrame,
+    Command,
     DisconnectCode,
     ErrorCode,
     HubError,
     Position,
-    command_id_of,
-    disconnect_push_frame,
+    UnsubscribeCode,
     error_frame,
     get_bool,
     get_display_str,
     get_int,
     get_position,
     get_str,
-    parse_command,
+    parse_frame,
+    presence_push_frame,
     pub_push_frame,
     publication_json,
     reply_frame,
+    unsubscribe_push_frame,
 )
+
+
+def parse_one(text: str) -> Command:
+    (command,) = parse_frame(text)
+    assert isinstance(command, Command), command
+    return command
 
 
 def test_a_valid_command() -> None:
-    cmd = parse_command('{"id": 3, "method": "publish", "params": {"channel": "c", "data": [1]}}')
+    cmd = parse_one('{"id": 3, "publish": {"channel": "c", "data": [1]}}')
     assert (cmd.id, cmd.method, cmd.params) == (3, "publish", {"channel": "c", "data": [1]})
-    assert parse_command('{"id": 1, "method": "ping"}').params == {}
-    assert parse_command('{"id": 1, "method": "ping", "params": null}').params == {}
+    assert parse_one('{"id": 1, "ping": {}}').params == {}
+    assert parse_one('{"id": 1, "presence": null}').params == {}
+
+
+def test_a_frame_batches_commands_separated_by_newlines() -> None:
+    """centrifuge-js sends connect and every pending subscribe in one frame (protocol/decode.go)."""
+    frame = '{"connect":{"name":"js"},"id":1}\n{"subscribe":{"channel":"chat:lobby","flag":1},"id":2}'
+    assert [(c.id, c.method) for c in parse_frame(frame)] == [(1, "connect"), (2, "subscribe")]  # type: ignore[union-attr]
+    assert len(parse_frame(frame + "\n")) == 2  # one trailing newline is allowed
+
+
+def test_pong_and_send_have_no_id() -> None:
+    assert parse_one("{}") == Command(0, PONG, {})
+    assert parse_one('{"send": {"data": 1}}').method == SEND
 
 
 @pytest.mark.parametrize(
-    ("text", "cid", "code"),
+    "text",
     [
-        ("", NO_ID, ErrorCode.BAD_REQUEST),
-        ("nul", NO_ID, ErrorCode.BAD_REQUEST),
-        ('{"id": 1, "method": "ping"} trailing', NO_ID, ErrorCode.BAD_REQUEST),
-        ("[]", NO_ID, ErrorCode.BAD_REQUEST),
-        ('{"id": 0, "method": "ping"}', NO_ID, ErrorCode.BAD_REQUEST),
-        ('{"id": 9007199254740992, "method": "ping"}', NO_ID, ErrorCode.BAD_REQUEST),
-        ('{"id": "1", "method": "ping"}', NO_ID, ErrorCode.BAD_REQUEST),
-        ('{"id": 2}', 2, ErrorCode.BAD_REQUEST),
-        ('{"id": 2, "method": "PING"}', 2, ErrorCode.METHOD_NOT_FOUND),
-        ('{"id": 2, "method": "ping", "params": "x"}', 2, ErrorCode.BAD_REQUEST),
-        ('{"id": 2, "method": "ping", "params": {"x": Infinity}}', NO_ID, ErrorCode.BAD_REQUEST),
-        ('{"id": 2, "method": "publish", "params": {"data": "\\ud800"}}', 2, ErrorCode.BAD_REQUEST),
-        ('{"id": 2, "method": "publish", "params": {"data": ["\\uDFFFx"]}}', 2, ErrorCode.BAD_REQUEST),
+        "",
+        "nul",
+        '{"id": 1, "ping": {}} trailing',
+        "[]",
+        '{"ping": {}}',  # no id, not a send: a reply would need an id the client did not send
+        '{"id": 4294967296, "ping": {}}',
+        '{"id": "1", "ping": {}}',
+        '{"id": -1, "ping": {}}',
+        '{"id": 2, "ping": {"x": Infinity}}',
+        '{"id": 2, "publish": {"data": "\\ud800"}}',
+        '{"id": 2, "publish": {"data": ["\\uDFFFx"]}}',
+        '{"id": 1, "ping": {}}\n\n{"id": 2, "ping": {}}',  # an empty command in the middle
+        '{"id": 1, "ping": {}}\nnot json',  # one bad part refuses the whole frame
     ],
 )
-def test_refused_frames(text: str, cid: int, code: int) -> None:
-    with pytest.raises(HubError) as info:
-        parse_command(text)
-    assert (command_id_of(info.value), info.value.code) == (cid, code)
+def test_unreadable_frames_are_refused_whole(text: str) -> None:
+    with pytest.raises(BadFrame):
+        parse_frame(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ('{"id": 2}', ErrorCode.METHOD_NOT_FOUND),
+        ('{"id": 2, "PING": {}}', ErrorCode.METHOD_NOT_FOUND),
+        ('{"id": 2, "method": "ping"}', ErrorCode.METHOD_NOT_FOUND),  # the old wire format
+        ('{"id": 2, "ping": "x"}', ErrorCode.BAD_REQUEST),
+    ],
+)
+def test_refused_commands_keep_their_id(text: str, code: int) -> None:
+    ((cid, error),) = parse_frame(text)  # type: ignore[misc]
+    assert (cid, error.code) == (2, code)
+
+
+def test_a_frame_holds_a_bounded_number_of_commands() -> None:
+    assert len(parse_frame("\n".join(["{}"] * MAX_BATCH))) == MAX_BATCH
+    with pytest.raises(BadFrame):
+        parse_frame("\n".join(["{}"] * (MAX_BATCH + 1)))
 
 
 @given(st.text(max_size=300))
-def test_any_text_parses_or_raises_hub_error(text: str) -> None:
+def test_any_text_parses_or_raises_bad_frame(text: str) -> None:
     try:
-        parse_command(text)
-    except HubError as exc:
-        assert exc.code in (ErrorCode.BAD_REQUEST, ErrorCode.METHOD_NOT_FOUND)
+        parsed = parse_frame(text)
+    except BadFrame:
+        return
+    for item in parsed:
+        if not isinstance(item, Command):
+            assert item[1].code in (ErrorCode.BAD_REQUEST, ErrorCode.METHOD_NOT_FOUND)
 
 
 # strings around the surrogate block, lone surrogates included: JSON escapes them as \udXXX
@@ -74,18 +119,17 @@ _near_surrogates = st.text(st.characters(min_codepoint=0xD7F0, max_codepoint=0xE
 
 @given(st.lists(_near_surrogates, max_size=4))
 def test_a_command_never_holds_a_string_utf8_cannot_encode(strings: list[str]) -> None:
-    text = json.dumps({"id": 1, "method": "publish", "params": {"channel": "c", "data": strings}})
+    text = json.dumps({"id": 1, "publish": {"channel": "c", "data": strings}})
     try:
-        command = parse_command(text)
-    except HubError as exc:
-        assert exc.code == ErrorCode.BAD_REQUEST
+        command = parse_one(text)
+    except BadFrame:
         assert any(0xD800 <= ord(c) <= 0xDFFF for s in strings for c in s)
         return
     json.dumps(command.params, ensure_ascii=False).encode("utf-8")  # every frame carrying it can be sent
 
 
 def test_an_escaped_surrogate_pair_is_one_character_and_passes() -> None:
-    command = parse_command('{"id": 1, "method": "publish", "params": {"data": "\\ud83d\\ude00 \\\\ud800"}}')
+    command = parse_one('{"id": 1, "publish": {"data": "\\ud83d\\ude00 \\\\ud800"}}')
     assert command.params["data"] == "\U0001f600 \\ud800"  # an emoji; an escaped backslash, not an escape
 
 
@@ -144,21 +188,41 @@ def test_a_hidden_character_anywhere_is_refused(before: str, char: str, after: s
         get_display_str({"name": before + char + after}, "name", max_length=64)
 
 
-def test_frames_are_the_contracts_json() -> None:
-    assert json.loads(reply_frame(4, {"a": "é"})) == {"id": 4, "result": {"a": "é"}}
+def test_frames_are_centrifugos_json() -> None:
+    """Shapes of centrifugal/protocol client.proto (JSON, zero fields omitted)."""
+    assert json.loads(reply_frame(4, "presence", {"a": "é"})) == {"id": 4, "presence": {"a": "é"}}
+    assert json.loads(reply_frame(4, "history", '{"offset":1}')) == {"id": 4, "history": {"offset": 1}}
     assert json.loads(error_frame(4, HubError(111, "slow down", True))) == {
         "id": 4,
         "error": {"code": 111, "message": "slow down", "temporary": True},
     }
-    pub = publication_json("chat:x", 3, '{"t":1}', '{"client":"c","user":"u"}')
-    assert json.loads(pub) == {
-        "channel": "chat:x",
-        "offset": 3,
-        "data": {"t": 1},
-        "info": {"client": "c", "user": "u"},
+    assert json.loads(error_frame(4, HubError(103, "permission denied"))) == {
+        "id": 4,
+        "error": {"code": 103, "message": "permission denied"},
     }
-    assert json.loads(publication_json("c", None, "null", None)) == {"channel": "c", "data": None}
-    assert json.loads(pub_push_frame(pub)) == {"push": "pub", **json.loads(pub)}
-    assert json.loads(pub_push_frame(pub, "chat:*"))["pattern"] == "chat:*"
-    assert json.loads(disconnect_push_frame(DisconnectCode.SLOW, "slow"))["reconnect"] is True
-    assert json.loads(disconnect_push_frame(DisconnectCode.CONNECT_TIMEOUT, "late"))["reconnect"] is False
+    pub = publication_json(3, '{"t":1}', '{"user":"u","client":"c"}')
+    assert json.loads(pub) == {"offset": 3, "data": {"t": 1}, "info": {"client": "c", "user": "u"}}
+    assert json.loads(publication_json(None, "null", None)) == {"data": None}
+    assert json.loads(pub_push_frame(pub, "chat:x")) == {
+        "push": {"channel": "chat:x", "pub": json.loads(pub)}
+    }
+    wildcard = json.loads(pub_push_frame(pub, "chat:*", "chat:x"))
+    assert wildcard == {"push": {"channel": "chat:*", "pub": {"channel": "chat:x", **json.loads(pub)}}}
+    info = '{"user":"u","client":"c","conn_info":{"name":"Bob"}}'
+    assert json.loads(presence_push_frame("join", "chat:x", info)) == {
+        "push": {"channel": "chat:x", "join": {"info": json.loads(info)}}
+    }
+    assert json.loads(unsubscribe_push_frame("chat:x", UnsubscribeCode.SERVER, "server unsubscribe")) == {
+        "push": {"channel": "chat:x", "unsubscribe": {"code": 2000, "reason": "server unsubscribe"}}
+    }
+
+
+def test_disconnect_codes_follow_the_sdks_reconnect_ranges() -> None:
+    """3000-3499 and 4000-4499 reconnect; 3500-3999 and 4500-4999 do not (centrifuge/disconnect.go)."""
+    reconnecting = (DisconnectCode.SHUTDOWN, DisconnectCode.SLOW, DisconnectCode.INSUFFICIENT_STATE)
+    assert all(DisconnectCode.reconnect(code) for code in (*reconnecting, DisconnectCode.NO_PONG, 4000, 4499))
+    terminal = (DisconnectCode.UNAUTHORIZED, DisconnectCode.BAD_REQUEST, DisconnectCode.CONNECTION_LIMIT)
+    assert not any(DisconnectCode.reconnect(code) for code in (*terminal, 4500, 4999))
+    assert DisconnectCode.reconnect(DisconnectCode.TOKEN_EXPIRED)  # with a new token
+    assert not UnsubscribeCode.resubscribe(UnsubscribeCode.SERVER)
+    assert UnsubscribeCode.resubscribe(UnsubscribeCode.EXPIRED)
