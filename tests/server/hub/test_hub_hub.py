@@ -14,7 +14,7 @@ from wsproto_lite.hub.config import HubConfig
 from wsproto_lite.hub.hub import HubLimits
 from wsproto_lite.hub.limits import RateLimits
 from wsproto_lite.hub.namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
-from wsproto_lite.hub.protocol import ErrorCode, HubError
+from wsproto_lite.hub.protocol import DisconnectCode, ErrorCode, HubError
 from wsproto_lite.server.errors import ConnectionClosed
 
 from .conftest import HubThread, Raw
@@ -23,29 +23,29 @@ from .conftest import HubThread, Raw
 def test_connect_comes_first_and_once(raw: Any) -> None:
     r = raw(connect=False)
     assert r.error("subscribe", {"channel": "chat:a"}) == ErrorCode.BAD_REQUEST
-    result = r.ok("connect", {"name": "ann"})
-    assert set(result) == {"client", "user", "ping"}
-    assert result["user"] == "" and result["client"] and result["ping"] > 0
+    result = r.ok("connect", {"name": "js", "data": {"name": "ann"}})
+    assert set(result) == {"client", "version", "ping", "pong"}
+    assert result["client"] and result["ping"] == 25 and result["pong"] is True
     assert r.error("connect") == ErrorCode.BAD_REQUEST
     assert r.ok("ping") == {}
 
 
 def test_presence_names_that_would_disguise_text_are_refused(raw: Any) -> None:
     r = raw(connect=False)
-    reply = r.cmd("connect", {"name": "ann\u202egnp.exe"})  # shown as "annexe.png"
+    reply = r.cmd("connect", {"data": {"name": "ann\u202egnp.exe"}})  # shown as "annexe.png"
     assert reply["error"]["code"] == ErrorCode.BAD_REQUEST
-    assert r.error("connect", {"name": "bob\x1b[2J"}) == ErrorCode.BAD_REQUEST  # a terminal escape
-    assert r.ok("connect", {"name": "Zoë 👩\u200d💻"})["client"]
+    assert r.error("connect", {"data": {"name": "bob\x1b[2J"}}) == ErrorCode.BAD_REQUEST  # a terminal escape
+    assert r.ok("connect", {"data": {"name": "Zoë 👩\u200d💻"}})["client"]
     r.ok("subscribe", {"channel": "chat:names"})
-    assert [c["name"] for c in r.ok("presence", {"channel": "chat:names"})["clients"].values()] == [
-        "Zoë 👩\u200d💻"
-    ]
+    presence = r.ok("presence", {"channel": "chat:names"})["presence"]
+    assert [c["conn_info"] for c in presence.values()] == [{"name": "Zoë 👩\u200d💻"}]
 
 
 def test_a_token_without_a_verifier_is_refused(raw: Any) -> None:
     r = raw(connect=False)
     assert r.error("connect", {"token": "abc"}) == ErrorCode.UNAUTHORIZED
-    assert r.push() == {"push": "disconnect", "code": 4501, "reason": "unauthorized", "reconnect": False}
+    assert r.closed() == (DisconnectCode.INVALID_TOKEN, "unauthorized")  # no push: a close, as Centrifugo
+    assert r.pushes == []
 
 
 def test_websocket_paths(hub: HubThread) -> None:
@@ -54,8 +54,8 @@ def test_websocket_paths(hub: HubThread) -> None:
 
     for path in ("/connection/websocket", "/ws"):
         with connect(f"ws://127.0.0.1:{hub.hub_server.port}{path}") as ws:
-            ws.send('{"id":1,"method":"connect"}')
-            assert '"result"' in str(ws.recv(timeout=5))
+            ws.send('{"id":1,"connect":{}}')
+            assert str(ws.recv(timeout=5)).startswith('{"id":1,"connect":{"client":')
     with pytest.raises(HandshakeError) as info:
         connect(f"ws://127.0.0.1:{hub.hub_server.port}/other")
     assert info.value.status == 404
@@ -63,23 +63,25 @@ def test_websocket_paths(hub: HubThread) -> None:
 
 def test_publish_reaches_subscribers_with_offset_and_info(raw: Any) -> None:
     a, b = raw("a"), raw("b")
-    sub = a.ok("subscribe", {"channel": "chat:room"})
-    assert sub["recoverable"] is True and sub["presence"] is True and sub["offset"] == 0 and sub["epoch"]
+    sub = a.ok("subscribe", {"channel": "chat:room", "recoverable": True})
+    assert sub["recoverable"] is True and sub["positioned"] is True and sub["offset"] == 0 and sub["epoch"]
+    assert "recoverable" not in b.ok("subscribe", {"channel": "chat:other"})  # only when asked
     published = b.ok("publish", {"channel": "chat:room", "data": {"text": "hi", "n": [1, 2]}})
     assert published == {"offset": 1, "epoch": sub["epoch"]}
     push = a.push()
-    assert push["push"] == "pub" and push["channel"] == "chat:room" and push["offset"] == 1
-    assert push["data"] == {"text": "hi", "n": [1, 2]}
-    assert set(push["info"]) == {"client", "user"}
+    assert set(push) == {"channel", "pub"} and push["channel"] == "chat:room" and push["pub"]["offset"] == 1
+    assert push["pub"]["data"] == {"text": "hi", "n": [1, 2]}
+    info = push["pub"]["info"]
+    assert info == {"user": "", "client": info["client"], "conn_info": {"name": "b"}} and info["client"]
 
 
 def test_no_history_namespace_has_no_offsets(raw: Any) -> None:
     a = raw()
-    sub = a.ok("subscribe", {"channel": "bench:x"})
-    assert sub["recoverable"] is False and sub["presence"] is False
+    sub = a.ok("subscribe", {"channel": "bench:x", "recoverable": True, "positioned": True})
+    assert sub == {}
     assert a.ok("publish", {"channel": "bench:x", "data": 1}) == {}
     push = a.push()
-    assert push == {"push": "pub", "channel": "bench:x", "data": 1, "info": push["info"]}
+    assert push == {"channel": "bench:x", "pub": {"data": 1, "info": push["pub"]["info"]}}
     assert a.error("history", {"channel": "bench:x"}) == ErrorCode.NOT_AVAILABLE
     assert a.error("presence", {"channel": "bench:x"}) == ErrorCode.NOT_AVAILABLE
     assert a.error("presence_stats", {"channel": "bench:x"}) == ErrorCode.NOT_AVAILABLE
@@ -95,11 +97,11 @@ def test_subscribe_errors_and_unsubscribe(raw: Any) -> None:
     a.ok("subscribe", {"channel": "lobby"})
     assert a.error("subscribe", {"channel": "lobby"}) == ErrorCode.ALREADY_SUBSCRIBED
     assert a.ok("unsubscribe", {"channel": "lobby"}) == {}
-    assert a.error("unsubscribe", {"channel": "lobby"}) == ErrorCode.NOT_SUBSCRIBED
+    assert a.ok("unsubscribe", {"channel": "lobby"}) == {}  # not subscribed: still {} (Centrifugo)
     a.ok("publish", {"channel": "lobby", "data": "after"})
     a.ok("subscribe", {"channel": "lobby"})
     a.ok("publish", {"channel": "lobby", "data": "again"})
-    assert a.push()["data"] == "again"  # nothing arrived while unsubscribed
+    assert a.push()["pub"]["data"] == "again"  # nothing arrived while unsubscribed
 
 
 def test_publish_errors(hub: HubThread) -> None:
@@ -133,23 +135,24 @@ def test_limit_of_subscriptions_per_connection() -> None:
 
 def test_wildcard_delivery(raw: Any) -> None:
     watcher, exact, publisher = raw(), raw(), raw()
-    assert watcher.ok("subscribe", {"channel": "stock:*"})["recoverable"] is False
+    assert "recoverable" not in watcher.ok("subscribe", {"channel": "stock:*", "recoverable": True})
     watcher.ok("subscribe", {"channel": "stock:US.*"})
     exact.ok("subscribe", {"channel": "stock:AAPL"})
     publisher.ok("publish", {"channel": "stock:AAPL", "data": {"p": 1}})
     publisher.ok("publish", {"channel": "stock:US.IBM", "data": {"p": 2}})
     publisher.ok("publish", {"channel": "chat:x", "data": {"p": 3}})  # another namespace: not delivered
     got = exact.push()
-    assert got["channel"] == "stock:AAPL" and "pattern" not in got and got["offset"] == 1
-    seen = [watcher.push() for _ in range(3)]
-    assert [(p["pattern"], p["channel"], p["data"]["p"]) for p in seen] == [
+    assert got["channel"] == "stock:AAPL" and "channel" not in got["pub"] and got["pub"]["offset"] == 1
+    # through a wildcard: the push names the subscription (the pattern), the publication its channel
+    seen = [(p["channel"], p["pub"]["channel"], p["pub"]["data"]) for p in (watcher.push() for _ in range(3))]
+    assert [(pattern, channel, data["p"]) for pattern, channel, data in seen] == [
         ("stock:*", "stock:AAPL", 1),
         ("stock:*", "stock:US.IBM", 2),
         ("stock:US.*", "stock:US.IBM", 2),
-    ] or sorted((p["pattern"], p["channel"]) for p in seen) == sorted(
+    ] or sorted((pattern, channel) for pattern, channel, _ in seen) == sorted(
         [("stock:*", "stock:AAPL"), ("stock:*", "stock:US.IBM"), ("stock:US.*", "stock:US.IBM")]
     )
-    assert watcher.error("subscribe", {"channel": "stock:*", "recover": {"epoch": "x", "offset": 0}}) in (
+    assert watcher.error("subscribe", {"channel": "stock:*", "recover": True, "epoch": "x", "offset": 0}) in (
         ErrorCode.ALREADY_SUBSCRIBED,
         ErrorCode.BAD_REQUEST,
     )
@@ -158,7 +161,7 @@ def test_wildcard_delivery(raw: Any) -> None:
     publisher.ok("publish", {"channel": "stock:US.X", "data": 4})
     watcher.ok("subscribe", {"channel": "chat:marker"})
     publisher.ok("publish", {"channel": "chat:marker", "data": "m"})
-    assert watcher.push()["data"] == "m"  # nothing from the patterns it left
+    assert watcher.push()["pub"]["data"] == "m"  # nothing from the patterns it left
 
 
 def _users(token: str, request: object) -> str:
@@ -175,34 +178,33 @@ def test_presence_one_user_on_two_connections() -> None:
         def join(user: str, name: str) -> tuple[Raw, str]:
             r = Raw(h.url)
             clients.append(r)
-            client = r.ok("connect", {"token": f"user:{user}", "name": name})["client"]
+            client = r.ok("connect", {"token": f"user:{user}", "data": {"name": name}})["client"]
             r.ok("subscribe", {"channel": "chat:team"})
             return r, client
 
         alice1, a1 = join("alice", "Alice (laptop)")
         alice2, a2 = join("alice", "Alice (phone)")
         assert alice1.push() == {
-            "push": "join",
             "channel": "chat:team",
-            "info": {"client": a2, "user": "alice", "name": "Alice (phone)"},
+            "join": {"info": {"client": a2, "user": "alice", "conn_info": {"name": "Alice (phone)"}}},
         }
         bob, b = join("bob", "Bob")
-        assert alice1.push()["info"]["client"] == b and alice2.push()["info"]["client"] == b
-        presence = bob.ok("presence", {"channel": "chat:team"})["clients"]
+        assert alice1.push()["join"]["info"]["client"] == b and alice2.push()["join"]["info"]["client"] == b
+        presence = bob.ok("presence", {"channel": "chat:team"})["presence"]
         assert presence == {
-            a1: {"user": "alice", "name": "Alice (laptop)"},
-            a2: {"user": "alice", "name": "Alice (phone)"},
-            b: {"user": "bob", "name": "Bob"},
+            a1: {"client": a1, "user": "alice", "conn_info": {"name": "Alice (laptop)"}},
+            a2: {"client": a2, "user": "alice", "conn_info": {"name": "Alice (phone)"}},
+            b: {"client": b, "user": "bob", "conn_info": {"name": "Bob"}},
         }
-        assert bob.ok("presence_stats", {"channel": "chat:team"}) == {"clients": 3, "users": 2}
+        assert bob.ok("presence_stats", {"channel": "chat:team"}) == {"num_clients": 3, "num_users": 2}
         alice2.ok("unsubscribe", {"channel": "chat:team"})
         leave = bob.push()
-        assert leave["push"] == "leave" and leave["info"]["client"] == a2
-        assert bob.ok("presence_stats", {"channel": "chat:team"}) == {"clients": 2, "users": 2}
+        assert leave["leave"]["info"]["client"] == a2
+        assert bob.ok("presence_stats", {"channel": "chat:team"}) == {"num_clients": 2, "num_users": 2}
         alice1.close()  # a closed connection leaves too
-        assert bob.push()["info"]["client"] == a1
-        assert bob.ok("presence_stats", {"channel": "chat:team"}) == {"clients": 1, "users": 1}
-        assert bob.ok("presence_stats", {"channel": "chat:empty"}) == {"clients": 0, "users": 0}
+        assert bob.push()["leave"]["info"]["client"] == a1
+        assert bob.ok("presence_stats", {"channel": "chat:team"}) == {"num_clients": 1, "num_users": 1}
+        assert bob.ok("presence_stats", {"channel": "chat:empty"}) == {"num_clients": 0, "num_users": 0}
     finally:
         for r in clients:
             r.close()
@@ -214,26 +216,38 @@ def test_history_limit_since_reverse(raw: Any) -> None:
     epoch = a.ok("subscribe", {"channel": "chat:h"})["epoch"]
     for i in range(1, 6):
         a.ok("publish", {"channel": "chat:h", "data": i})
-    everything = a.ok("history", {"channel": "chat:h"})
+    position = a.ok("history", {"channel": "chat:h"})  # no limit: the position only (Centrifugo)
+    assert position == {"publications": [], "offset": 5, "epoch": epoch}
+    everything = a.ok("history", {"channel": "chat:h", "limit": -1})
     assert [p["data"] for p in everything["publications"]] == [1, 2, 3, 4, 5]
     assert everything["offset"] == 5 and everything["epoch"] == epoch
-    assert [p["offset"] for p in a.ok("history", {"channel": "chat:h", "limit": 2})["publications"]] == [4, 5]
+    # without ``since``: the oldest first (centrifuge internal/memstream Get)
+    assert [p["offset"] for p in a.ok("history", {"channel": "chat:h", "limit": 2})["publications"]] == [1, 2]
     assert [
         p["data"] for p in a.ok("history", {"channel": "chat:h", "limit": 2, "reverse": True})["publications"]
     ] == [5, 4]
     since = {"epoch": epoch, "offset": 3}
-    assert [p["data"] for p in a.ok("history", {"channel": "chat:h", "since": since})["publications"]] == [
-        4,
-        5,
+    after = a.ok("history", {"channel": "chat:h", "since": since, "limit": -1})["publications"]
+    assert [p["data"] for p in after] == [4, 5]
+    backwards = a.ok("history", {"channel": "chat:h", "since": since, "reverse": True, "limit": -1})[
+        "publications"
     ]
-    backwards = a.ok("history", {"channel": "chat:h", "since": since, "reverse": True})["publications"]
     assert [p["data"] for p in backwards] == [2, 1]
     assert a.ok("history", {"channel": "chat:h", "limit": 0})["publications"] == []
-    assert a.error("history", {"channel": "chat:h", "since": {"epoch": "other", "offset": 1}}) == 112
-    assert a.error("history", {"channel": "chat:h", "since": {"epoch": epoch, "offset": 9}}) == 112
-    assert a.error("history", {"channel": "chat:h", "limit": -1}) == ErrorCode.BAD_REQUEST
+    assert (
+        a.error("history", {"channel": "chat:h", "since": {"epoch": "other", "offset": 1}, "limit": 9}) == 112
+    )
+    assert (
+        a.error("history", {"channel": "chat:h", "since": {"epoch": epoch, "offset": 9}, "limit": 9}) == 112
+    )
+    assert a.error("history", {"channel": "chat:h", "limit": -2}) == ErrorCode.BAD_REQUEST
     assert a.error("history", {"channel": "chat:h", "reverse": "yes"}) == ErrorCode.BAD_REQUEST
     assert a.error("history", {"channel": "chat:h", "since": {"offset": 1}}) == ErrorCode.BAD_REQUEST
+
+
+def _recover(channel: str, epoch: str, offset: int) -> dict[str, Any]:
+    """A subscribe that recovers, as the SDKs send it (flat fields)."""
+    return {"channel": channel, "recoverable": True, "recover": True, "epoch": epoch, "offset": offset}
 
 
 def _small_history_hub() -> HubThread:
@@ -249,35 +263,38 @@ def test_recovery_with_and_without_the_gap_held() -> None:
         away, publisher = Raw(h.url), Raw(h.url)
         away.ok("connect")
         publisher.ok("connect")
-        start = away.ok("subscribe", {"channel": "tiny:t"})
+        start = away.ok("subscribe", {"channel": "tiny:t", "recoverable": True})
         publisher.ok("publish", {"channel": "tiny:t", "data": 1})
-        assert away.push()["offset"] == 1
+        assert away.push()["pub"]["offset"] == 1
         away.close()  # gone; two publications while away: both still held
         publisher.ok("publish", {"channel": "tiny:t", "data": 2})
         publisher.ok("publish", {"channel": "tiny:t", "data": 3})
         back = Raw(h.url)
         back.ok("connect")
-        got = back.ok("subscribe", {"channel": "tiny:t", "recover": {"epoch": start["epoch"], "offset": 1}})
+        got = back.ok("subscribe", _recover("tiny:t", start["epoch"], 1))
         assert got["recovered"] is True and got["offset"] == 3 and got["epoch"] == start["epoch"]
+        assert got["was_recovering"] is True and got["recoverable"] is True
         assert [p["data"] for p in got["publications"]] == [2, 3]
-        assert all(p["channel"] == "tiny:t" and "info" in p for p in got["publications"])
+        assert all("channel" not in p and "info" in p for p in got["publications"])
         # up to date: nothing to recover is still a full recovery
         again = Raw(h.url)
         again.ok("connect")
-        same = again.ok("subscribe", {"channel": "tiny:t", "recover": {"epoch": start["epoch"], "offset": 3}})
+        same = again.ok("subscribe", _recover("tiny:t", start["epoch"], 3))
         assert same["recovered"] is True and same["publications"] == []
         # four more: offsets 4..7, only 5..7 held; a client at offset 3 missed 4
         for i in range(4, 8):
             publisher.ok("publish", {"channel": "tiny:t", "data": i})
         late = Raw(h.url)
         late.ok("connect")
-        lost = late.ok("subscribe", {"channel": "tiny:t", "recover": {"epoch": start["epoch"], "offset": 3}})
-        assert lost["recovered"] is False and lost["offset"] == 7
-        assert [p["offset"] for p in lost["publications"]] == [5, 6, 7]  # what is held; the gap is reported
+        lost = late.ok("subscribe", _recover("tiny:t", start["epoch"], 3))
+        assert "recovered" not in lost and lost["was_recovering"] is True and lost["offset"] == 7
+        assert "publications" not in lost  # Centrifugo sends publications only when recovered
+        # flag 2 (centrifuge-js with getState): 112 rather than a gap
+        assert late.error("subscribe", {**_recover("tiny:t2", start["epoch"], 3), "flag": 3}) == 112
         wrong = Raw(h.url)
         wrong.ok("connect")
-        other = wrong.ok("subscribe", {"channel": "tiny:t", "recover": {"epoch": "0000", "offset": 3}})
-        assert other["recovered"] is False and other["publications"] == []
+        other = wrong.ok("subscribe", _recover("tiny:t", "0000", 3))
+        assert other.get("recovered", False) is False and "publications" not in other
         for r in (publisher, back, again, late, wrong):
             r.close()
     finally:
@@ -287,64 +304,89 @@ def test_recovery_with_and_without_the_gap_held() -> None:
 def test_recovery_after_a_restart_reports_a_new_epoch(hub: HubThread) -> None:
     a = Raw(hub.url)
     a.ok("connect")
-    before = a.ok("subscribe", {"channel": "chat:r"})
+    before = a.ok("subscribe", {"channel": "chat:r", "recoverable": True})
     a.ok("publish", {"channel": "chat:r", "data": "old"})
-    assert a.push()["offset"] == 1
+    assert a.push()["pub"]["offset"] == 1
     hub.restart()
-    assert a.push() == {"push": "disconnect", "code": 4000, "reason": "shutdown", "reconnect": True}
-    with pytest.raises(ConnectionClosed) as closed:
-        a.recv()
-    assert closed.value.code == 4000
+    assert a.closed() == (DisconnectCode.SHUTDOWN, "shutdown")  # 3001: reconnect
+    assert a.pushes == []
     b = Raw(hub.url)
     b.ok("connect")
-    after = b.ok("subscribe", {"channel": "chat:r", "recover": {"epoch": before["epoch"], "offset": 1}})
-    assert after["recovered"] is False and after["epoch"] != before["epoch"] and after["publications"] == []
+    after = b.ok("subscribe", _recover("chat:r", before["epoch"], 1))
+    assert "recovered" not in after and after["epoch"] != before["epoch"] and "publications" not in after
     b.close()
 
 
-def test_malformed_frames_get_errors_and_the_connection_lives(raw: Any) -> None:
+def test_bad_commands_get_errors_and_the_connection_lives(raw: Any) -> None:
     r = raw()
     cases: list[tuple[str, int, int]] = [
-        ("{not json", 0, ErrorCode.BAD_REQUEST),
-        ("[1, 2]", 0, ErrorCode.BAD_REQUEST),
-        ('"text"', 0, ErrorCode.BAD_REQUEST),
-        ('{"method": "ping"}', 0, ErrorCode.BAD_REQUEST),
-        ('{"id": -1, "method": "ping"}', 0, ErrorCode.BAD_REQUEST),
-        ('{"id": true, "method": "ping"}', 0, ErrorCode.BAD_REQUEST),
-        ('{"id": 1.5, "method": "ping"}', 0, ErrorCode.BAD_REQUEST),
-        ('{"id": 7, "method": 3}', 7, ErrorCode.BAD_REQUEST),
-        ('{"id": 8, "method": "fly"}', 8, ErrorCode.METHOD_NOT_FOUND),
-        ('{"id": 9, "method": "subscribe", "params": []}', 9, ErrorCode.BAD_REQUEST),
-        (
-            '{"id": 10, "method": "publish", "params": {"channel": "chat:x", "data": NaN}}',
-            0,
-            ErrorCode.BAD_REQUEST,
-        ),
-        (
-            '{"id": 11, "method": "subscribe", "params": {"channel": "chat:x", "recover": 5}}',
-            11,
-            ErrorCode.BAD_REQUEST,
-        ),
-        ("[" * 60_000, 0, ErrorCode.BAD_REQUEST),
-        ('{"id": 1' + "0" * 5000 + "}", 0, ErrorCode.BAD_REQUEST),
-        ("x" * (64 * 1024 + 1), 0, ErrorCode.LIMIT_EXCEEDED),
+        ('{"id": 7, "method": 3}', 7, ErrorCode.METHOD_NOT_FOUND),
+        ('{"id": 8, "fly": {}}', 8, ErrorCode.METHOD_NOT_FOUND),
+        ('{"id": 9, "subscribe": []}', 9, ErrorCode.BAD_REQUEST),
+        ('{"id": 11, "subscribe": {"channel": "chat:x", "recover": 5}}', 11, ErrorCode.BAD_REQUEST),
+        ('{"id": 12, "history": {"channel": "chat:x", "limit": "all"}}', 12, ErrorCode.BAD_REQUEST),
+        ('{"id": 13, "connect": {}}', 13, ErrorCode.BAD_REQUEST),  # connected already
+        ('{"id": 14, "rpc": {"method": "m"}}', 14, ErrorCode.NOT_AVAILABLE),  # no RPC handler
+        ('{"id": 15, "ping": {"pad": "' + "x" * (64 * 1024) + '"}}', 15, ErrorCode.LIMIT_EXCEEDED),
     ]
     for frame, cid, code in cases:
         r.send(frame)
         reply = r.recv()
         assert reply["id"] == cid and reply["error"]["code"] == code, (frame[:60], reply)
+    r.send('{"send": {"data": "nobody handles it"}}\n{}')  # no reply to a send nor to a stray pong
     assert r.ok("ping") == {}
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "{not json",
+        "[1, 2]",
+        '"text"',
+        '{"ping": {}}',  # a command without an id
+        '{"id": -1, "ping": {}}',
+        '{"id": true, "ping": {}}',
+        '{"id": 1.5, "ping": {}}',
+        '{"id": 10, "publish": {"channel": "chat:x", "data": NaN}}',
+        "[" * 60_000,
+        '{"id": 1' + "0" * 5000 + "}",
+        "x" * (64 * 1024 + 1),
+        '{"id": 1, "ping": {}}\n\n{"id": 2, "ping": {}}',
+    ],
+    ids=lambda frame: frame[:24],
+)
+def test_an_unreadable_frame_closes_3501_without_an_id_0_reply(raw: Any, frame: str) -> None:
+    """Centrifugo's client.go: a frame that is not commands is a bad request: close 3501.  Never an error
+    reply with ``id: 0`` (the SDKs would take a reply without an id for a ping)."""
+    r = raw()
+    r.send(frame)
+    code, _ = r.closed()
+    assert code == DisconnectCode.BAD_REQUEST and r.pushes == []
+
+
+def test_a_batch_gets_one_reply_per_command_in_order(raw: Any) -> None:
+    r = raw(connect=False)
+    r.send('{"connect":{"name":"js"},"id":1}\n{"subscribe":{"channel":"chat:batch","flag":1},"id":2}\n')
+    assert "client" in r.reply(1)["connect"]
+    assert r.reply(2)["subscribe"] == {
+        "epoch": r.ok("history", {"channel": "chat:batch"})["epoch"],
+        "offset": 0,
+    }
 
 
 def test_a_lone_surrogate_is_refused_and_cannot_poison_a_channel(raw: Any) -> None:
     a, b = raw(connect=False), raw()
-    assert a.error("connect", {"name": "\ud800"}) == ErrorCode.BAD_REQUEST  # json.dumps escapes it: \\ud800
-    a.ok("connect", {"name": "\U0001f600"})  # an escaped pair is an emoji: fine
+    a.send('{"id": 1, "connect": {"data": {"name": "\\ud800"}}}')
+    assert a.closed()[0] == DisconnectCode.BAD_REQUEST  # a lone surrogate: not I-JSON, the frame is refused
+    a = raw(connect=False)
+    a.ok("connect", {"data": {"name": "\U0001f600"}})  # an escaped pair is an emoji: fine
     b.ok("subscribe", {"channel": "chat:lone"})
-    assert a.error("publish", {"channel": "chat:lone", "data": ["ok", "\udfff"]}) == ErrorCode.BAD_REQUEST
     a.ok("publish", {"channel": "chat:lone", "data": "\U0001f600"})
-    assert b.push()["data"] == "\U0001f600"
-    assert [p["data"] for p in b.ok("history", {"channel": "chat:lone"})["publications"]] == ["\U0001f600"]
+    assert b.push()["pub"]["data"] == "\U0001f600"
+    history = b.ok("history", {"channel": "chat:lone", "limit": -1})["publications"]
+    assert [p["data"] for p in history] == ["\U0001f600"]
+    a.send(json.dumps({"id": 9, "publish": {"channel": "chat:lone", "data": ["ok", "\udfff"]}}))
+    assert a.closed()[0] == DisconnectCode.BAD_REQUEST
 
 
 def test_a_frame_over_the_io_limit_is_closed_1009(hub: HubThread) -> None:
@@ -360,12 +402,12 @@ def test_binary_frames_are_closed_1003(raw: Any, hub: HubThread) -> None:
     r, other = raw(), raw()
     r.ok("subscribe", {"channel": "chat:b"})
     other.ok("subscribe", {"channel": "chat:b"})
-    assert r.push()["push"] == "join"
-    r.send(b'{"id": 1, "method": "ping"}')
+    assert "join" in r.push()
+    r.send(b'{"id": 1, "ping": {}}')
     with pytest.raises(ConnectionClosed) as closed:
         r.recv()
     assert closed.value.code == 1003
-    assert other.push()["push"] == "leave"  # it was cleaned up at once
+    assert "leave" in other.push()  # it was cleaned up at once
     assert other.ok("ping") == {}
 
 
@@ -388,8 +430,8 @@ def test_slow_subscriber_is_dropped_while_a_fast_one_keeps_receiving() -> None:
         while b"\r\n\r\n" not in head:
             head += slow_sock.recv(1)
         for frame in (
-            {"id": 1, "method": "connect"},
-            {"id": 2, "method": "subscribe", "params": {"channel": "bench:x"}},
+            {"id": 1, "connect": {}},
+            {"id": 2, "subscribe": {"channel": "bench:x"}},
         ):
             payload = json.dumps(frame).encode()
             slow_sock.sendall(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
@@ -403,7 +445,7 @@ def test_slow_subscriber_is_dropped_while_a_fast_one_keeps_receiving() -> None:
         count = 0
         while h.call(lambda: h.hub.stats.slow_disconnects) == 0:
             publisher.ok("publish", {"channel": "bench:x", "data": blob})
-            assert fast.push()["data"] == blob  # the fast one reads as it goes: never held back
+            assert fast.push()["pub"]["data"] == blob  # the fast one reads as it goes: never held back
             count += 1
             assert count < 2000, "the slow subscriber was never dropped"
         print("publications until the slow one was dropped:", count)
@@ -411,18 +453,16 @@ def test_slow_subscriber_is_dropped_while_a_fast_one_keeps_receiving() -> None:
         assert h.call(lambda: list(h.hub._channels["bench:x"].by_conn)) == [
             c for c, s in h.call(lambda: list(h.hub.sessions.items())) if s.subscriptions
         ]
-        # what the slow one reads once it wakes up: publications, the disconnect push, close 4001
+        # what the slow one reads once it wakes up: publications, then close 3008 (no push: Centrifugo)
         data = b""
-        close_frame = b"\x88\x06\x0f\xa1slow"  # RFC 6455 §5.5.1: code 4001, reason "slow"
+        close_frame = b"\x88\x06\x0b\xc0slow"  # RFC 6455 §5.5.1: code 3008, reason "slow"
         while close_frame not in data:
             chunk = slow_sock.recv(1 << 20)
             assert chunk, "closed before the close frame"
             data += chunk
-        assert data.index(b'{"push":"disconnect","code":4001,"reason":"slow","reconnect":true}') < data.index(
-            close_frame
-        )
+        assert b"disconnect" not in data
         publisher.ok("publish", {"channel": "bench:x", "data": "after"})
-        assert fast.push()["data"] == "after"
+        assert fast.push()["pub"]["data"] == "after"
         slow_sock.close()
         fast.close()
         publisher.close()
@@ -481,25 +521,19 @@ def test_server_side_publish_and_unsubscribe(raw: Any, hub: HubThread) -> None:
     client_a = a.ok("connect")["client"]
     a.ok("subscribe", {"channel": "chat:s"})
     b.ok("subscribe", {"channel": "chat:s"})
-    assert a.push()["push"] == "join"
+    assert "join" in a.push()
     publication = hub.call(hub.hub.publish, "chat:s", {"from": "server"}).result()
     assert publication.offset == 1
     push = a.push()
-    assert push == {"push": "pub", "channel": "chat:s", "offset": 1, "data": {"from": "server"}}  # no info
+    assert push == {"channel": "chat:s", "pub": {"offset": 1, "data": {"from": "server"}}}  # no info
     with pytest.raises(HubError):
         hub.call(hub.hub.publish, "nope:x", 1)
     with pytest.raises(HubError):
         hub.call(hub.hub.publish, "chat:s", object())
     conn = hub.call(hub.hub.connection_of, client_a)
     assert hub.call(hub.hub.unsubscribe, conn, "chat:s") is True
-    assert a.push() == {
-        "push": "unsubscribe",
-        "channel": "chat:s",
-        "code": 2000,
-        "reason": "server",
-        "resubscribe": False,
-    }
-    assert b.push()["push"] == "pub" and b.push()["push"] == "leave"
+    assert a.push() == {"channel": "chat:s", "unsubscribe": {"code": 2000, "reason": "server unsubscribe"}}
+    assert "pub" in b.push() and "leave" in b.push()
     assert hub.call(hub.hub.unsubscribe, conn, "chat:s") is False
-    assert a.error("unsubscribe", {"channel": "chat:s"}) == ErrorCode.NOT_SUBSCRIBED
+    assert a.ok("unsubscribe", {"channel": "chat:s"}) == {}
     assert hub.call(hub.hub.connection_of, "nobody") is None
