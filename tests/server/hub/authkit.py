@@ -89,3 +89,14 @@ def hub_config(rate_limits: RateLimits | None = None, **auth: Any) -> HubConfig:
     if rate_limits is not None:
         config.rate_limits = rate_limits
     return config
+
+
+def caps(read: list[str] | None = None, publish: list[str] | None = None) -> list[dict[str, Any]]:
+    """Our per-connection grants as the ``caps`` claim (Centrifugo PRO's shape): ``sub`` grants subscribe,
+    presence and history, ``pub`` grants publish."""
+    value = []
+    if read:
+        value.append({"channels": read, "allow": ["sub", "prs", "hst"]})
+    if publish:
+        value.append({"channels": publish, "allow": ["pub"]})
+    return value

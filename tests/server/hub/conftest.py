@@ -66,6 +66,16 @@ class HubThread:
     def call(self, fn: Any, *args: Any, timeout: float = 10.0) -> Any:
         return call_in_loop(self.loop, fn, *args, timeout=timeout)
 
+    def user_of(self, client: str) -> str:
+        """The user a connection's ``connect`` established (Centrifugo's connect result does not say)."""
+
+        def look() -> str:
+            conn = self.hub.connection_of(client)
+            assert conn is not None, client
+            return str(self.hub.sessions[conn].info.user)
+
+        return str(self.call(look))
+
     def wait_sessions(self, at_most: int, timeout: float = 10.0) -> bool:
         with self.closed:
             return self.closed.wait_for(lambda: len(self.hub.sessions) <= at_most, timeout)
@@ -97,8 +107,8 @@ class Raw:
     """A hub client speaking raw Centrifugo v2 JSON frames; pushes that arrive before an awaited reply are
     kept; the hub's ``{}`` pings are answered (and counted) as the SDKs do."""
 
-    def __init__(self, url: str) -> None:
-        self.ws: ClientWebSocket = connect(url, timeout=10, compression=False)
+    def __init__(self, url: str, ws: ClientWebSocket | None = None) -> None:
+        self.ws: ClientWebSocket = ws or connect(url, timeout=10, compression=False)
         self.next_id = 1
         self.pushes: list[dict[str, Any]] = []
         self.pings = 0

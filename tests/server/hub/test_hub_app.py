@@ -10,8 +10,9 @@ import pytest
 
 from wsproto_lite.hub.config import HubConfig
 from wsproto_lite.hub.hub import HubLimits
+from wsproto_lite.hub.protocol import DisconnectCode
 from wsproto_lite.server.client import connect
-from wsproto_lite.server.errors import ConnectionClosed, HandshakeError
+from wsproto_lite.server.errors import HandshakeError
 
 from .authkit import hs256, hub_config
 from .conftest import HubThread, Raw
@@ -42,26 +43,18 @@ def test_connect_timeout() -> None:
     h = HubThread(HubConfig(port=0, limits=HubLimits(connect_timeout=0.0)))
     try:
         r = Raw(h.url)  # never sends connect; the once-a-second housekeeping notices
-        assert r.push(timeout=5) == {
-            "push": "disconnect",
-            "code": 4500,
-            "reason": "connect timeout",
-            "reconnect": False,
-        }
-        with pytest.raises(ConnectionClosed) as closed:
-            r.recv()
-        assert closed.value.code == 4500
+        assert r.closed() == (DisconnectCode.CONNECT_TIMEOUT, "connect timeout")  # 3502 stale: terminal
+        assert r.pushes == []
     finally:
         h.stop()
 
 
 def _upgrade(h: HubThread, origin: str | None, **headers: str) -> dict[str, Any]:
     """Open a connection as a browser would (``Origin``, cookies) and return the ``connect`` result."""
-    r = Raw.__new__(Raw)
-    r.ws = connect(h.url, timeout=10, compression=False, headers=headers, origin=origin)
-    r.next_id, r.pushes = 1, []
+    r = Raw(h.url, connect(h.url, timeout=10, compression=False, headers=headers, origin=origin))
     try:
-        return r.ok("connect")
+        result = r.ok("connect")
+        return {**result, "user": h.user_of(result["client"])}
     finally:
         r.close()
 

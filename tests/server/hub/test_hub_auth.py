@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from wsproto_lite import Request
 from wsproto_lite.hub.auth import AuthConfig, Authenticator, AuthFailure, MissingExtra, credentials_of
-from wsproto_lite.hub.protocol import ErrorCode
+from wsproto_lite.hub.protocol import DisconnectCode, ErrorCode
 from wsproto_lite.server.client import connect
 from wsproto_lite.server.errors import HandshakeError
 
@@ -28,6 +28,7 @@ from .authkit import (
     SECRET,
     _b64,
     auth_config,
+    caps,
     claims,
     es256,
     hs256,
@@ -49,7 +50,7 @@ def _code(authenticator: Authenticator, token: str) -> int:
 
 
 def test_valid_tokens_for_each_key_type() -> None:
-    hs = Authenticator(auth_config()).verify_token(hs256("7", channels=["chat:*"], publish=["chat:x"]))
+    hs = Authenticator(auth_config()).verify_token(hs256("7", caps=caps(["chat:*"], ["chat:x"])))
     assert hs.user == "7" and hs.subscribe == ("chat:*",) and hs.publish == ("chat:x",) and not hs.anonymous
     assert hs.expires is not None and hs.expires > time.time()
     assert Authenticator(AuthConfig(jwt_public_key=public_pem(RSA_KEY))).verify_token(rs256("r")).user == "r"
@@ -80,7 +81,8 @@ def test_each_failure_mode_is_refused() -> None:
     assert _code(auth, hs256(iss="https://issuer", aud="other")) == unauthorized
     assert _code(auth, hs256()) == unauthorized  # issuer and audience required when configured
     no_sub = jwt.encode({"exp": int(time.time()) + 60, **good}, SECRET, algorithm="HS256")
-    assert _code(auth, no_sub) == unauthorized
+    assert auth.verify_token(no_sub).anonymous  # Centrifugo: no ``sub`` = anonymous (allowed or not: hub.py)
+    assert _code(auth, hs256(expire_at=int(time.time()) - 5, **good)) == expired
     assert _code(auth, hs256(**good)[:-2] + "xx") == unauthorized  # a tampered signature
     rsa = Authenticator(AuthConfig(jwt_public_key=public_pem(RSA_KEY)))
     assert _code(rsa, _hs256_signed_with(public_pem(RSA_KEY).encode(), claims())) == unauthorized
@@ -147,12 +149,8 @@ def secure() -> Iterator[HubThread]:
 
 
 def _open(h: HubThread, path: str = "/connection/websocket", **headers: str) -> Raw:
-    r = Raw.__new__(Raw)
-    r.ws = connect(
-        f"ws://127.0.0.1:{h.hub_server.port}{path}", timeout=10, compression=False, headers=headers
-    )
-    r.next_id, r.pushes = 1, []
-    return r
+    url = f"ws://127.0.0.1:{h.hub_server.port}{path}"
+    return Raw(url, connect(url, timeout=10, compression=False, headers=headers))
 
 
 def _refused(h: HubThread, path: str = "/connection/websocket", **headers: str) -> bytes:
@@ -191,41 +189,45 @@ def test_good_tokens_on_every_path(secure: HubThread) -> None:
         _open(secure, Cookie=f"token={hs256('a')}"),
     ):
         result = r.ok("connect")
-        assert result["user"] == "a" and result["expires"] is True and 3500 < result["ttl"] <= 3600
+        assert (
+            secure.user_of(result["client"]) == "a"
+            and result["expires"] is True
+            and 3500 < result["ttl"] <= 3600
+        )
         r.close()
 
 
 def test_connect_token_failures_disconnect_with_an_auth_code(secure: HubThread) -> None:
-    for token, code, disconnect in (
-        (unsigned(), ErrorCode.UNAUTHORIZED, 4501),
-        (hs256(ttl=-60), ErrorCode.TOKEN_EXPIRED, 4003),
-        ("", ErrorCode.UNAUTHORIZED, 4501),  # anonymous: not allowed once a JWT key is configured
+    for token, code in (
+        (unsigned(), ErrorCode.UNAUTHORIZED),
+        ("", ErrorCode.UNAUTHORIZED),  # anonymous: not allowed once a JWT key is configured
     ):
         r = Raw(secure.url)
         assert r.error("connect", {"token": token} if token else {}) == code
-        push = r.push()
-        assert push["push"] == "disconnect" and push["code"] == disconnect
-        assert push["reconnect"] is (disconnect < 4500)
+        assert r.closed() == (DisconnectCode.INVALID_TOKEN, "unauthorized")  # 3500: terminal, no push
+        assert r.pushes == []
         r.close()
+    # expired: 109 and the connection stays for the SDK to close; it gets a new token and reconnects
     r = Raw(secure.url)
-    assert r.ok("connect", {"token": hs256("b")})["user"] == "b"
+    assert r.error("connect", {"token": hs256(ttl=-60)}) == ErrorCode.TOKEN_EXPIRED
+    result = r.ok("connect", {"token": hs256("b")})
+    assert secure.user_of(result["client"]) == "b"
     r.close()
 
 
 def test_api_key_clients_and_revocation(secure: HubThread) -> None:
     assert _refused(secure, Authorization="apikey wrong") == b"unauthorized\n"
     client = _open(secure, Authorization=f"apikey {API_KEY}")
-    assert client.ok("connect")["user"] == ""
+    assert secure.user_of(client.ok("connect")["client"]) == ""
     client.ok("subscribe", {"channel": "user:42"})  # trusted: every channel
     revoked = secure.call(secure.hub.revoke_api_keys, ["a-new-key"])
     assert revoked == 1
-    push = client.push()
-    assert push["push"] == "disconnect" and push["code"] == 4501
+    assert client.closed()[0] == DisconnectCode.INVALID_TOKEN
     assert _refused(secure, Authorization=f"apikey {API_KEY}") == b"unauthorized\n"
     _open(secure, Authorization="apikey a-new-key").close()
 
 
-def test_expiry_closes_with_4003_unless_refreshed() -> None:
+def test_expiry_closes_with_3005_unless_refreshed() -> None:
     h = HubThread(hub_config(leeway=0))
     try:
         r = Raw(h.url)
@@ -233,8 +235,7 @@ def test_expiry_closes_with_4003_unless_refreshed() -> None:
         # seconds); the hub's clock then jumps past it, and the once-a-second tick finds it expired
         assert 0 < r.ok("connect", {"token": hs256("u", ttl=60)})["ttl"] <= 60
         h.loop.advance(61)
-        push = r.push(timeout=10)
-        assert push == {"push": "disconnect", "code": 4003, "reason": "token expired", "reconnect": True}
+        assert r.closed(timeout=10) == (DisconnectCode.TOKEN_EXPIRED, "connection expired")  # 3005
         r.close()
         r = Raw(h.url)
         r.ok("connect", {"token": hs256("u", ttl=60)})
@@ -243,7 +244,7 @@ def test_expiry_closes_with_4003_unless_refreshed() -> None:
         assert r.error("refresh", {"token": "junk"}) == ErrorCode.UNAUTHORIZED
         assert r.error("refresh", {}) == ErrorCode.BAD_REQUEST
         result = r.ok("refresh", {"token": hs256("u", ttl=7200)})
-        assert result["expires"] is True and result["ttl"] > 7000
+        assert result["expires"] is True and result["ttl"] > 7000 and result["client"]
         expires = h.call(lambda: next(iter(h.hub.sessions.values())).expires - h.loop.time())
         assert expires > 7000
         assert r.ok("ping") == {}  # failed refreshes leave the connection open
@@ -268,7 +269,7 @@ def test_sighup_reload_revokes_keys_from_file_and_environment(
         env_client.ok("connect")
         path.write_text(json.dumps({"port": 0, "auth": {"api_keys": ["file-key-2"]}}))
         assert h.call(h.hub_server.reload_api_keys) == 1  # the environment still lists env-key-1
-        assert file_client.push()["code"] == 4501
+        assert file_client.closed()[0] == DisconnectCode.INVALID_TOKEN
         assert env_client.ok("ping") == {}
         _open(h, Authorization="apikey file-key-2").close()
         path.write_text("{broken")

@@ -72,7 +72,7 @@ def test_start_serve_the_page_and_stop(tmp_path: Path) -> None:
         from wsproto_lite.hub.client import HubClient
 
         with HubClient(f"ws://127.0.0.1:{port}/connection/websocket", reconnect=False) as client:
-            assert client.presence_stats("room:1") == {"clients": 0, "users": 0}
+            assert client.presence_stats("room:1") == {"num_clients": 0, "num_users": 0}
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
     finally:

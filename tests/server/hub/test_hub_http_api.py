@@ -195,7 +195,7 @@ def test_the_api_and_metrics_on_an_internal_address() -> None:
         inside = _Port(internal)
         status, result = _request(inside, "/api/publish", {"channel": "chat:in", "data": "x"})
         assert status == 200 and result["offset"] == 1
-        assert r.push()["data"] == "x"
+        assert r.push()["pub"]["data"] == "x"
         assert _request(inside, "/api/publish", {"channel": "chat:in", "data": 1}, key=None)[0] == 401
         status, body = _request(inside, "/metrics", method="GET")
         assert status == 200 and b"wsproto_hub_connections 1" in body
@@ -227,7 +227,7 @@ def test_parameters_in_a_json_body_or_the_query(secure: HubThread) -> None:
     assert status == 200 and result["offset"] == 1
     status, result = _request(secure, "/api/publish", {"channel": "chat:body", "data": "q"})
     assert status == 200 and result["offset"] == 2
-    assert [r.push()["data"], r.push()["data"]] == ["b", "q"]
+    assert [r.push()["pub"]["data"], r.push()["pub"]["data"]] == ["b", "q"]
     # a body wins over the query parameter
     status, result = _request(
         secure,
@@ -245,7 +245,7 @@ def test_the_python_helper(secure: HubThread) -> None:
     r.ok("subscribe", {"channel": "chat:py"})
     api = HubAPI(f"http://127.0.0.1:{secure.hub_server.port}", API_KEY)
     assert api.publish("chat:py", {"text": "from django"})["offset"] == 1
-    assert r.push()["data"] == {"text": "from django"}
+    assert r.push()["pub"]["data"] == {"text": "from django"}
     assert api.broadcast(["chat:py", "chat:other"], 3)[1]["offset"] == 1
     assert [v["user"] for v in api.presence("chat:py").values()] == ["bob"]
     assert len(api.history("chat:py", limit=10)["publications"]) == 2

@@ -127,7 +127,7 @@ def test_a_publish_on_one_node_reaches_every_node_once_in_order(nodes: Nodes, cl
     assert _pubs(on_a, 50) == expected
     # nothing doubled behind them: the next push is the next publication
     publisher.ok("publish", {"channel": "chat:x", "data": "last"})
-    assert on_b.push()["offset"] == 51
+    assert on_b.push()["pub"]["offset"] == 51
 
 
 def test_no_history_channels_and_wildcards_across_nodes(nodes: Nodes, clients: Any) -> None:
@@ -176,7 +176,7 @@ def test_http_api_answers_once_redis_has(nodes: Nodes, clients: Any) -> None:
     assert status == 200
     assert result["results"][0] == {"offset": 2, "epoch": sub["epoch"]} and result["results"][2] == {}
     assert result["results"][1]["error"]["code"] == ErrorCode.UNKNOWN_CHANNEL
-    assert on_b.push()["offset"] == 2
+    assert on_b.push()["pub"]["offset"] == 2
     status, result = _http(a, "/api/presence", {"channel": "chat:h"})  # b's subscriber, seen from a
     assert status == 200 and [c["name"] for c in result["clients"].values()] == ["bea"]
     status, result = _http(a, "/api/history", {"channel": "chat:h", "limit": 10})
@@ -311,7 +311,7 @@ def test_sharding_over_two_redis_servers(nodes: Nodes, clients: Any, redis_serve
         publisher = clients(a)
         for channel in (one, other):
             publisher.ok("publish", {"channel": channel, "data": channel})
-        got = {reader.push()["data"], reader.push()["data"]}
+        got = {reader.push()["pub"]["data"], reader.push()["pub"]["data"]}
         assert got == {one, other}
         stocks = [f"stock:{i}" for i in range(8)]
         assert {shard_of(s, 2) for s in stocks} == {0, 1}
