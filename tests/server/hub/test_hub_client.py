@@ -36,10 +36,11 @@ def test_subscribe_publish_presence_history(hub: HubThread) -> None:
         b.subscribe("chat:c", lambda pub: None)
         assert b.publish("chat:c", {"n": 1})["offset"] == 1
         a.run(timeout=5, until=lambda: bool(got and joins))
-        assert got[0]["data"] == {"n": 1} and joins[0]["name"] == "b"
-        assert set(a.presence("chat:c")["clients"]) == {a.client_id, b.client_id}
-        assert a.presence_stats("chat:c") == {"clients": 2, "users": 2}
+        assert got[0]["data"] == {"n": 1} and joins[0]["conn_info"] == {"name": "b"}
+        assert set(a.presence("chat:c")["presence"]) == {a.client_id, b.client_id}
+        assert a.presence_stats("chat:c") == {"num_clients": 2, "num_users": 2}
         assert [p["data"] for p in a.history("chat:c", limit=5)["publications"]] == [{"n": 1}]
+        assert a.history("chat:c")["publications"] == []  # no limit: the position only
         with pytest.raises(HubCommandError) as info:
             a.publish("nope:x", 1)
         assert info.value.code == 102
@@ -145,7 +146,7 @@ def test_a_lost_reply_retries_reads_and_reports_writes(hub: HubThread) -> None:
         a.subscribe("chat:w", lambda pub: None)
         # the hub drops the connection before answering: set up by disconnecting it in the loop first
         hub.call(lambda: hub.hub.disconnect(_conn_of(hub, a.client_id), DisconnectCode.SLOW, "slow"))
-        assert a.presence_stats("chat:w") == {"clients": 1, "users": 1}  # reconnected, re-subscribed, retried
+        assert a.presence_stats("chat:w") == {"num_clients": 1, "num_users": 1}  # reconnected, retried
         hub.call(lambda: hub.hub.disconnect(_conn_of(hub, a.client_id), DisconnectCode.SLOW, "slow"))
         with pytest.raises(HubReplyLost):
             a.publish("chat:w", "maybe")
