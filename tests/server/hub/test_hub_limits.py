@@ -15,7 +15,7 @@ import pytest
 from wsproto_lite.hub.config import ConfigError, HubConfig, config_from_mapping
 from wsproto_lite.hub.hub import HubLimits
 from wsproto_lite.hub.limits import IpLimiter, RateLimits, TokenBucket, UserConnections
-from wsproto_lite.hub.protocol import ErrorCode
+from wsproto_lite.hub.protocol import DisconnectCode, ErrorCode
 from wsproto_lite.server.errors import ConnectionClosed, HandshakeError
 
 from .authkit import API_KEY, hs256, hub_config
@@ -96,7 +96,7 @@ def test_commands_per_second_trip_and_recover() -> None:
         }
         assert _trips(h) == {"commands_per_connection": 1}
         h.loop.advance(1000)  # one command's worth of refill
-        assert "result" in r.cmd("ping")
+        assert "ping" in r.cmd("ping")
         assert r.error("ping") == ErrorCode.TOO_MANY_REQUESTS  # and only one
         r.close()
     finally:
@@ -125,7 +125,7 @@ def test_sustained_abuse_is_closed_with_1008() -> None:
         r = Raw(h.url)
         r.ok("connect")
         for i in range(10):  # a flood, without reading the replies
-            r.send({"id": 100 + i, "method": "ping"})
+            r.send({"id": 100 + i, "ping": {}})
         codes = []
         with pytest.raises(ConnectionClosed) as info:
             while True:
@@ -151,17 +151,22 @@ _ABUSE = {"abuse_trips_per_second": 0.01, "abuse_burst": 3}
 @pytest.mark.parametrize(
     ("limits", "rates", "frame", "limit"),
     [
-        (HubLimits(max_command_size=100), {}, lambda i: "x" * 200, "command_size"),
+        (
+            HubLimits(max_command_size=100),
+            {},
+            lambda i: {"id": 100 + i, "ping": {"pad": "x" * 200}},
+            "command_size",
+        ),
         (
             HubLimits(max_channels_per_connection=1),
             {},
-            lambda i: {"id": 100 + i, "method": "subscribe", "params": {"channel": f"chat:{i}"}},
+            lambda i: {"id": 100 + i, "subscribe": {"channel": f"chat:{i}"}},
             "subscriptions_per_connection",
         ),
         (
             HubLimits(),
             {"max_channels": 1},
-            lambda i: {"id": 100 + i, "method": "subscribe", "params": {"channel": f"chat:{i}"}},
+            lambda i: {"id": 100 + i, "subscribe": {"channel": f"chat:{i}"}},
             "channels",
         ),
     ],
@@ -260,8 +265,7 @@ def test_connections_per_user_trip_and_recover() -> None:
         second.ok("connect", {"token": hs256("u")})
         third = Raw(h.url)
         assert third.error("connect", {"token": hs256("u")}) == ErrorCode.LIMIT_EXCEEDED
-        push = third.push()
-        assert push["push"] == "disconnect" and push["code"] == 4502 and push["reconnect"] is False
+        assert third.closed() == (DisconnectCode.CONNECTION_LIMIT, "connection limit")  # 3504: terminal
         Raw(h.url).ok("connect", {"token": hs256("other")})  # per user
         first.close()
         assert h.wait_sessions(2)
@@ -273,6 +277,6 @@ def test_connections_per_user_trip_and_recover() -> None:
 
 def test_oversized_command_is_106_and_counted(raw: Any, hub: HubThread) -> None:
     r = raw()
-    r.send(json.dumps({"id": 1, "method": "ping", "params": {"pad": "x" * 70000}}))
+    r.send(json.dumps({"id": 1, "ping": {"pad": "x" * 70000}}))
     assert r.recv()["error"]["code"] == ErrorCode.LIMIT_EXCEEDED
     assert _trips(hub) == {"command_size": 1}
