@@ -71,7 +71,7 @@ def clients() -> Iterator[Callable[..., Raw]]:
     def make(node: HubThread, name: str = "") -> Raw:
         r = Raw(node.url)
         made.append(r)
-        r.ok("connect", {"name": name} if name else {})
+        r.ok("connect", {"data": {"name": name}} if name else {})
         return r
 
     yield make
@@ -103,10 +103,10 @@ def _pubs(r: Raw, until_offset: int) -> list[int]:
     seen: list[int] = []
     while not seen or seen[-1] < until_offset:
         push = r.push()
-        if push["push"] in ("join", "leave"):
+        if "join" in push or "leave" in push:
             continue
-        assert push["push"] == "pub", push
-        seen.append(push["offset"])
+        assert "pub" in push, push
+        seen.append(push["pub"]["offset"])
     return seen
 
 
@@ -141,12 +141,12 @@ def test_no_history_channels_and_wildcards_across_nodes(nodes: Nodes, clients: A
     publisher.ok("publish", {"channel": "stock:AAPL", "data": 1})
     publisher.ok("publish", {"channel": "bench:b", "data": "x"})
     push = plain.push()
-    assert push["channel"] == "bench:b" and push["data"] == "x" and "offset" not in push
+    assert push == {"channel": "bench:b", "pub": {"data": "x", "info": push["pub"]["info"]}}  # no offset
     got = [watcher.push(), watcher.push()]
-    assert sorted(p.get("pattern", "") for p in got) == ["", "stock:*"]  # once per subscription
+    assert sorted(p["channel"] for p in got) == ["stock:*", "stock:AAPL"]  # once per subscription
     publisher.ok("publish", {"channel": "stock:MSFT", "data": 2})
     nxt = watcher.push()
-    assert nxt["channel"] == "stock:MSFT" and nxt["pattern"] == "stock:*"  # no third copy of AAPL before it
+    assert nxt["channel"] == "stock:*" and nxt["pub"]["channel"] == "stock:MSFT"  # no third AAPL before it
 
 
 def test_server_side_publish_on_node_a_reaches_node_b(nodes: Nodes, clients: Any) -> None:
@@ -156,7 +156,7 @@ def test_server_side_publish_on_node_a_reaches_node_b(nodes: Nodes, clients: Any
     reply = a.call(a.hub.publish, "chat:api", {"from": "server"})
     assert isinstance(reply, Reply)
     push = on_b.push()
-    assert push == {"push": "pub", "channel": "chat:api", "offset": 1, "data": {"from": "server"}}
+    assert push == {"channel": "chat:api", "pub": {"offset": 1, "data": {"from": "server"}}}
     resolved = threading.Event()
     a.call(reply.observe, lambda done: resolved.set())
     assert resolved.wait(5) and reply.result().offset == 1
@@ -171,14 +171,14 @@ def test_http_api_answers_once_redis_has(nodes: Nodes, clients: Any) -> None:
     sub = on_b.ok("subscribe", {"channel": "chat:h"})
     status, result = _http(a, "/api/publish", {"channel": "chat:h", "data": {"n": 1}})
     assert (status, result) == (200, {"offset": 1, "epoch": sub["epoch"]})
-    assert on_b.push() == {"push": "pub", "channel": "chat:h", "offset": 1, "data": {"n": 1}}
+    assert on_b.push() == {"channel": "chat:h", "pub": {"offset": 1, "data": {"n": 1}}}
     status, result = _http(a, "/api/broadcast", {"channels": ["chat:h", "nope:x", "bench:h"], "data": 2})
     assert status == 200
     assert result["results"][0] == {"offset": 2, "epoch": sub["epoch"]} and result["results"][2] == {}
     assert result["results"][1]["error"]["code"] == ErrorCode.UNKNOWN_CHANNEL
     assert on_b.push()["pub"]["offset"] == 2
     status, result = _http(a, "/api/presence", {"channel": "chat:h"})  # b's subscriber, seen from a
-    assert status == 200 and [c["name"] for c in result["clients"].values()] == ["bea"]
+    assert status == 200 and [c["conn_info"]["name"] for c in result["clients"].values()] == ["bea"]
     status, result = _http(a, "/api/history", {"channel": "chat:h", "limit": 10})
     assert status == 200 and [p["offset"] for p in result["publications"]] == [1, 2]
     status, text = _http(a, "/metrics", method="GET")
@@ -198,12 +198,14 @@ def test_recovery_after_reconnecting_to_another_node(nodes: Nodes, clients: Any)
     for i in (2, 3, 4):
         publisher.ok("publish", {"channel": "chat:r", "data": i})
     back = clients(b)  # the other node
-    result = back.ok("subscribe", {"channel": "chat:r", "recover": {"epoch": sub["epoch"], "offset": 1}})
+    result = back.ok("subscribe", {"channel": "chat:r", "recover": True, "epoch": sub["epoch"], "offset": 1})
     assert result["recovered"] is True and result["epoch"] == sub["epoch"] and result["offset"] == 4
     assert [p["data"] for p in result["publications"]] == [2, 3, 4]
-    history = clients(a).ok("history", {"channel": "chat:r", "since": {"epoch": sub["epoch"], "offset": 2}})
+    since = {"epoch": sub["epoch"], "offset": 2}
+    history = clients(a).ok("history", {"channel": "chat:r", "since": since, "limit": -1})
     assert [p["offset"] for p in history["publications"]] == [3, 4]
-    assert clients(a).error("history", {"channel": "chat:r", "since": {"epoch": "other", "offset": 1}}) == 112
+    other = {"epoch": "other", "offset": 1}
+    assert clients(a).error("history", {"channel": "chat:r", "since": other, "limit": -1}) == 112
     publisher.ok("publish", {"channel": "chat:r", "data": 5})
     assert _pubs(back, 5) == [5]  # live after the recovered ones, nothing doubled
 
@@ -213,10 +215,14 @@ def test_history_is_trimmed_to_the_namespace_size(nodes: Nodes, clients: Any) ->
     c = clients(a)
     for i in range(15):
         c.ok("publish", {"channel": "stock:T", "data": i})  # stock keeps 10
-    result = c.ok("history", {"channel": "stock:T"})
+    result = c.ok("history", {"channel": "stock:T", "limit": -1})
     assert [p["offset"] for p in result["publications"]] == list(range(6, 16)) and result["offset"] == 15
-    gap = c.ok("subscribe", {"channel": "stock:T", "recover": {"epoch": result["epoch"], "offset": 2}})
-    assert gap["recovered"] is False and [p["offset"] for p in gap["publications"]] == list(range(6, 16))
+    assert [p["offset"] for p in c.ok("history", {"channel": "stock:T", "limit": 2})["publications"]] == [
+        6,
+        7,
+    ]
+    gap = c.ok("subscribe", {"channel": "stock:T", "recover": True, "epoch": result["epoch"], "offset": 2})
+    assert "recovered" not in gap and gap["was_recovering"] is True and "publications" not in gap
 
 
 def test_presence_and_join_leave_across_nodes(nodes: Nodes, clients: Any) -> None:
@@ -226,18 +232,18 @@ def test_presence_and_join_leave_across_nodes(nodes: Nodes, clients: Any) -> Non
     bob = clients(b, "bob")
     bob.ok("subscribe", {"channel": "chat:p"})
     join = ann.push()
-    assert join["push"] == "join" and join["info"]["name"] == "bob"  # from the other node
+    assert join["join"]["info"]["conn_info"] == {"name": "bob"}  # from the other node
     carl = clients(a, "carl")
     carl.ok("subscribe", {"channel": "chat:p"})
     join = bob.push()
-    assert join["push"] == "join" and join["info"]["name"] == "carl"
-    names = {v["name"] for v in bob.ok("presence", {"channel": "chat:p"})["clients"].values()}
+    assert join["join"]["info"]["conn_info"] == {"name": "carl"}
+    names = {v["conn_info"]["name"] for v in bob.ok("presence", {"channel": "chat:p"})["presence"].values()}
     assert names == {"ann", "bob", "carl"}
-    assert bob.ok("presence_stats", {"channel": "chat:p"}) == {"clients": 3, "users": 3}
+    assert bob.ok("presence_stats", {"channel": "chat:p"}) == {"num_clients": 3, "num_users": 3}
     carl.close()
     leave = bob.push()
-    assert leave["push"] == "leave" and leave["info"]["name"] == "carl"
-    assert ann.ok("presence_stats", {"channel": "chat:p"}) == {"clients": 2, "users": 2}
+    assert leave["leave"]["info"]["conn_info"] == {"name": "carl"}
+    assert ann.ok("presence_stats", {"channel": "chat:p"}) == {"num_clients": 2, "num_users": 2}
 
 
 def test_redis_stopped_and_restarted_mid_traffic(nodes: Nodes, clients: Any) -> None:
@@ -268,16 +274,12 @@ def test_redis_stopped_and_restarted_mid_traffic(nodes: Nodes, clients: Any) -> 
         assert status == 503 and error["error"]["code"] == ErrorCode.NOT_AVAILABLE  # retry later
         server.start()
         # once its pub/sub is back the node tells the channel's subscribers to reconnect and recover
-        push = reader.push(timeout=15)
-        assert push == {
-            "push": "disconnect",
-            "code": DisconnectCode.INSUFFICIENT_STATE,
-            "reason": "insufficient state",
-            "reconnect": True,
-        }
+        assert reader.closed(timeout=15) == (DisconnectCode.INSUFFICIENT_STATE, "insufficient state")
         back = clients(a)
-        again = back.ok("subscribe", {"channel": "chat:f", "recover": {"epoch": sub["epoch"], "offset": 3}})
-        assert again["recovered"] is False and again["epoch"] != sub["epoch"]  # Redis lost it: said so
+        again = back.ok(
+            "subscribe", {"channel": "chat:f", "recover": True, "epoch": sub["epoch"], "offset": 3}
+        )
+        assert "recovered" not in again and again["epoch"] != sub["epoch"]  # Redis lost it: said so
         publisher.ok("publish", {"channel": "chat:f", "data": 5})
         assert _pubs(back, 1) == [1]
         with urllib.request.urlopen(health, timeout=5) as ok:
@@ -317,7 +319,7 @@ def test_sharding_over_two_redis_servers(nodes: Nodes, clients: Any, redis_serve
         assert {shard_of(s, 2) for s in stocks} == {0, 1}
         for s in stocks:
             publisher.ok("publish", {"channel": s, "data": s})
-        assert sorted(watcher.push()["channel"] for _ in stocks) == sorted(stocks)  # a pattern spans shards
+        assert sorted(watcher.push()["pub"]["channel"] for _ in stocks) == sorted(stocks)  # spans shards
         # each channel's history lives on its own shard only
         first_keys = set(redis_server.client().keys("*:meta:*"))
         second_keys = set(second.client().keys("*:meta:*"))
@@ -367,7 +369,7 @@ def test_a_live_node_keeps_pushing_its_presence_expiry_forward(
     on_a = clients(a)
     on_a.ok("subscribe", {"channel": "chat:e"})
     on_b = clients(b)
-    assert on_b.ok("presence_stats", {"channel": "chat:e"}) == {"clients": 1, "users": 1}
+    assert on_b.ok("presence_stats", {"channel": "chat:e"}) == {"num_clients": 1, "num_users": 1}
     redis = redis_server.client()
     expiries = f"{a.call(lambda: a.hub_server.engine.prefix)}:pexp:chat:e"  # client -> expiry (Redis ms)
     ((member, first),) = redis.zrange(expiries, 0, -1, withscores=True)
@@ -390,5 +392,5 @@ def test_junk_published_on_our_redis_channels_is_ignored(
         junk.publish(f"{prefix}:ch:bench:j", payload)
     clients(a).ok("publish", {"channel": "bench:j", "data": "fine"})
     push = r.push()
-    assert push["data"] == "fine"  # the node lives on and delivers what is ours
+    assert push["pub"]["data"] == "fine"  # the node lives on and delivers what is ours
     assert a.call(lambda: a.hub_server.engine.health()["bad_messages"]) >= 3
