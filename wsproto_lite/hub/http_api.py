@@ -9,7 +9,7 @@ endpoint             parameters                            result
 ``/api/broadcast``   channels (list, ≤ 1000), data         results: [{offset?, epoch?} | {error}], in order
 ``/api/presence``    channel                               clients: {client: {user, name}}
 ``/api/history``     channel, limit?, since?, reverse?     publications, epoch, offset
-``/api/disconnect``  user, code? (4000-4999), reason?      disconnected (connections closed; a reason is cut
+``/api/disconnect``  user, code? (3000-4999), reason?      disconnected (connections closed; a reason is cut
                                                            to the 123 bytes of UTF-8 a close frame holds)
 ``/api/channels``    prefix?                               channels: {name: local subscribers}
 ===================  ====================================  ===============================================
@@ -45,6 +45,7 @@ from ..server.handler import DeferredResponse, HTTPResponse
 from . import metrics
 from .engine import Reply
 from .protocol import (
+    DisconnectCode,
     ErrorCode,
     HubError,
     dumps,
@@ -286,8 +287,8 @@ class HubHTTP:
         user = get_str(params, "user", max_length=256)
         if not user:
             raise HubError(ErrorCode.BAD_REQUEST, "'user' must be a user id")
-        code = get_int(params, "code", 4501, minimum=4000, maximum=4999)
-        reason = get_str(params, "reason", required=False, max_length=120) or "server"
+        code = get_int(params, "code", DisconnectCode.FORCE_DISCONNECT, minimum=3000, maximum=4999)
+        reason = get_str(params, "reason", required=False, max_length=120) or "force disconnect"
         return {"disconnected": self.hub.disconnect_user(user, code, reason)}
 
     def channels(self, params: dict[str, Any]) -> dict[str, Any]:

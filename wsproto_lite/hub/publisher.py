@@ -81,7 +81,9 @@ class HubAPI:
         result: dict[str, Any] = self.call("history", params)
         return result
 
-    def disconnect(self, user: str, code: int = DisconnectCode.UNAUTHORIZED, reason: str = "server") -> int:
+    def disconnect(
+        self, user: str, code: int = DisconnectCode.FORCE_DISCONNECT, reason: str = "force disconnect"
+    ) -> int:
         count: int = self.call("disconnect", {"user": user, "code": code, "reason": reason})["disconnected"]
         return count
 
