@@ -29,7 +29,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from wsproto_lite import CloseCode, PreparedMessage, fit_close_reason, prepare_message
@@ -37,6 +37,7 @@ from wsproto_lite import CloseCode, PreparedMessage, fit_close_reason, prepare_m
 from ..server.handler import Accept, Handler, Reject
 from .auth import ANONYMOUS, Authenticator, AuthFailure, Identity, SubscriptionGrant, credentials_of
 from .authz import Authorizer
+from .control import ClusterControl, Target
 from .engine import ClientInfo, Engine, Publication, Reply
 from .limits import IpLimiter, RateLimits, TokenBucket, UserConnections
 from .memory import MemoryEngine
@@ -289,6 +290,8 @@ class Hub(Handler):
         self._loop: EventLoop | None = None
         self._tick_timer: TimerHandle | None = None
         self._ticks = 0
+        self.control = ClusterControl(self)
+        """Server-side operations on every node (``control.py``)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -297,12 +300,14 @@ class Hub(Handler):
         self._loop = loop
         self.engine.attach(loop)
         self.engine.start(self._deliver, self._on_join_leave, self._on_lost)
+        self.control.start(loop)
         self._tick_timer = loop.call_later(1.0, self._tick)
 
     def stop(self) -> None:
         if self._tick_timer is not None:
             self._tick_timer.cancel()
             self._tick_timer = None
+        self.control.stop()
         self.engine.close()
 
     def disconnect_all(self, code: int = DisconnectCode.SHUTDOWN, reason: str = "shutdown") -> None:
@@ -988,52 +993,39 @@ class Hub(Handler):
             counts.update((name, len(s.by_conn)) for name, s in patterns.items())
         return counts
 
-    def subscribe_user(
-        self, user: str, channel: str, *, client: str | None = None, recover: Position | None = None
-    ) -> int:
-        """Server-side subscription (``/api/subscribe``): subscribe ``user``'s connections here (only
-        ``client``'s when given) to ``channel``; each gets a ``subscribe`` push with the subscription's
-        result, then its publications.  No client-side authorization applies (the server decided).
-        ``recover``: a position to recover from (``recover_since``).  How many connections it reached;
-        connections already subscribed are left as they are.  Raises ``HubError`` for a bad channel."""
-        self.namespaces.resolve(channel, pattern_ok=True)  # 102/107 for a bad name, before anything
+    def subscribe_user(self, target: Target, channel: str, data: Any = None) -> int:
+        """Server-side subscription (``/api/subscribe``, through ``control.py`` on every node): subscribe
+        ``target``'s connections here to ``channel``.  Each gets a ``subscribe`` push with the
+        subscription's result (``data`` in it when given), then the channel's publications; no
+        client-side authorization applies (the server decided).  Connections already subscribed are
+        left as they are.  How many it reached; raises ``HubError`` (102/107) for a bad channel."""
+        self.namespaces.resolve(channel, pattern_ok=True)
+        data_json = "" if data is None else dumps(data)
         reached = 0
-        for conn in self._connections_of(user, client):
+        for conn in target.conns(self):
             session = self.sessions.get(conn)
-            if session is None or session.closed or session.info is None:
+            if session is None or session.closed or channel in session.subscriptions:
                 continue
-            if channel in session.subscriptions:
-                continue
-            opened = self._server_subscription(session, channel, recover)
+            opened = self._server_subscription(session, channel, None)
             if opened is None:
                 continue
             reached += 1
-            opened.observe(lambda done, session=session: self._push_subscribed(session, done))  # type: ignore[misc]
+            opened.observe(
+                lambda done, session=session: self._push_subscribed(session, done, data_json)  # type: ignore[misc]
+            )
         return reached
 
-    def _push_subscribed(self, session: Session, done: Reply[tuple[str, str, Callable[[], None]]]) -> None:
+    def _push_subscribed(
+        self, session: Session, done: Reply[tuple[str, str, Callable[[], None]]], data_json: str
+    ) -> None:
+        """Tell the client about a server-side subscription (``subscribe`` push), then let it go live."""
         if done.error is not None or session.closed:
             return
         name, result, activate = done.result()
+        if data_json:
+            result = f'{result[:-1]}{"," if len(result) > 2 else ""}"data":{data_json}}}'
         session.conn.send(_push_text(name, "subscribe", result))
         activate()
-
-    def unsubscribe_user(self, user: str, channel: str, *, client: str | None = None) -> int:
-        """End ``user``'s subscriptions to ``channel`` here (``/api/unsubscribe``; only ``client``'s when
-        given), server-side or not, with an ``unsubscribe`` push 2000.  How many ended."""
-        ended = 0
-        for conn in self._connections_of(user, client):
-            ended += self.unsubscribe(conn, channel, UnsubscribeCode.SERVER, "server unsubscribe")
-        return ended
-
-    def _connections_of(self, user: str, client: str | None) -> list[WebSocket]:
-        if client:
-            conn = self._clients.get(client)
-            session = self.sessions.get(conn) if conn is not None else None
-            if session is None or session.info is None or session.info.user != user:
-                return []
-            return [conn]  # type: ignore[list-item]
-        return list(self.users.of(user))
 
     def disconnect_user(
         self, user: str, code: int = DisconnectCode.FORCE_DISCONNECT, reason: str = "force disconnect"
@@ -1061,19 +1053,26 @@ class Hub(Handler):
         """The connection of a client id (from ``connect``), if it is still here."""
         return self._clients.get(client)
 
-    def publish(self, channel: str, data: Any) -> Reply[Publication]:
+    def publish(
+        self, channel: str, data: Any, *, idempotency_key: str = "", skip_history: bool = False
+    ) -> Reply[Publication]:
         """Publish from the server: no ``info``; namespace rules on client publishing do not apply.
 
         Goes through the engine, so it reaches the channel's subscribers on every node.  Raises
         ``HubError`` (102/107) for a bad channel or data that is not JSON; the reply resolves to the
         publication (offset assigned) or fails with ``HubError`` (108, temporary: engine unavailable).
+        ``skip_history``: delivered but not stored; ``idempotency_key``: a repeat within the engine's
+        window is not published again (the first one's publication is the answer).
         """
         resolved = self.namespaces.resolve(channel)
         try:
             data_json = dumps(data)
         except (TypeError, ValueError, RecursionError):
             raise HubError(ErrorCode.BAD_REQUEST, "data cannot be encoded as JSON") from None
-        return self.engine.publish(resolved.name, data_json, None, resolved.options)
+        options = resolved.options
+        if skip_history and options.history:
+            options = replace(options, history_size=0, history_ttl=0.0)
+        return self.engine.publish(resolved.name, data_json, None, options, idempotency_key=idempotency_key)
 
     def unsubscribe(
         self,
