@@ -118,11 +118,18 @@ class Authorizer:
             raise _denied()
         return None
 
-    def check_publish(self, identity: Identity, channel: Channel) -> None:
-        """Raise 103 unless ``identity`` may publish on ``channel``."""
+    def check_publish(self, identity: Identity, channel: Channel, *, subscribed: bool = False) -> None:
+        """Raise 103 unless ``identity`` may publish on ``channel``.
+
+        ``subscribed``: the connection is subscribed to it.  In a private namespace whose config says
+        ``allow_publish = true`` that is what lets a client publish (Centrifugo's
+        ``allow_publish_for_subscriber``: the subscription itself needed a subscription token).
+        """
         if identity.trusted or grants_cover(identity.publish, channel.name):
             return
         namespace = channel.namespace
+        if subscribed and namespace in self._private and channel.options.allow_publish is True:
+            return
         if identity.anonymous and not self.anonymous_use(namespace, channel.options):
             raise _denied()
         if not self.clients_publish(namespace, channel.options):

@@ -829,7 +829,7 @@ class Hub(Handler):
 
     def _publish(self, session: Session, params: dict[str, Any]) -> Answer:
         channel = self.namespaces.resolve(get_channel(params))
-        self.authz.check_publish(session.identity, channel)
+        self.authz.check_publish(session.identity, channel, subscribed=channel.name in session.subscriptions)
         if "data" not in params:
             raise HubError(ErrorCode.BAD_REQUEST, "'data' is missing")
         try:

@@ -37,7 +37,7 @@ from ..conftest import HubThread
 from ..redis_util import RedisServer
 
 #: The areas of Centrifugo's protocol the hub speaks (issue 20): a test needing another one is xfail.
-HUB_SPEAKS_CENTRIFUGO: frozenset[str] = frozenset({"http_api"})
+HUB_SPEAKS_CENTRIFUGO: frozenset[str] = frozenset({"http_api", "client_protocol"})
 AREAS = frozenset({"http_api", "client_protocol"})
 
 HERE = Path(__file__).resolve().parent
@@ -195,6 +195,16 @@ class Driver:
         while self._pull(time.monotonic()):
             pass
         return [e for e in self.events if e.get("ev") == ev and all(e.get(k) == v for k, v in fields.items())]
+
+    def wait_count(self, ev: str, n: int, timeout: float = EVENT_TIMEOUT, **fields: Any) -> None:
+        """Wait until ``n`` events named ``ev`` (with ``fields``) were seen, whenever they came (unlike
+        ``expect``, the order against other expected events does not matter)."""
+        deadline = time.monotonic() + timeout
+        while len(self.seen(ev, **fields)) < n:
+            if not self._pull(deadline):
+                pytest.fail(
+                    f"{self.sdk}: fewer than {n} {ev} {fields} within {timeout} s; seen {self.tail()}"
+                )
 
     def tail(self, n: int = 12) -> list[dict[str, Any]]:
         return self.events[-n:]
