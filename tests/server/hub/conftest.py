@@ -123,17 +123,26 @@ class Raw:
         while True:
             if self._lines:
                 return self._lines.pop(0)
-            message = self.ws.recv(timeout=timeout)
-            assert isinstance(message, str)
-            for line in message.split("\n"):
-                value = json.loads(line)
-                assert isinstance(value, dict)
-                if value == {}:
-                    self.pings += 1
-                    if self.answer_pings:
-                        self.send("{}")
-                    continue
-                self._lines.append(value)
+            self._read_frame(timeout)
+
+    def _read_frame(self, timeout: float) -> None:
+        message = self.ws.recv(timeout=timeout)
+        assert isinstance(message, str)
+        for line in message.split("\n"):
+            value = json.loads(line)
+            assert isinstance(value, dict)
+            if value == {}:
+                self.pings += 1
+                if self.answer_pings:
+                    self.send("{}")
+                continue
+            self._lines.append(value)
+
+    def await_ping(self, timeout: float = 5.0) -> None:
+        """Read until the hub's next ``{}`` ping has arrived (other frames are kept)."""
+        seen = self.pings
+        while self.pings == seen:
+            self._read_frame(timeout)
 
     def reply(self, cid: int, timeout: float = 5.0) -> dict[str, Any]:
         while True:
