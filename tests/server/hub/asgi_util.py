@@ -96,10 +96,15 @@ class AsgiHubThread:
         authenticate: Authenticate | None = None,
         engine: Callable[[], Engine] | None = None,
         ws: Any = WSProtoLiteProtocol,
+        mount: str = "",
+        http: bool = False,
     ) -> None:
+        """``mount="/hub"``: mounted there in a FastAPI app (``app.mount``); ``http``: its HTTP side too."""
         self.config = config or HubConfig(port=0)
         self.authenticate = authenticate
         self.engine = engine
+        self.mount = mount
+        self.http = http
         self.closed = threading.Condition()
         self.loop_thread = LoopThread()
         self.loop = self.loop_thread.loop
@@ -107,7 +112,7 @@ class AsgiHubThread:
         limits = self.config.limits
         self.uvicorn = Uvicorn(
             self.loop_thread,
-            self._dispatch,
+            self._outer_app(),
             ws=ws,
             ws_max_size=self.config.max_frame_bytes,
             ws_ping_interval=limits.ping_interval,
@@ -119,7 +124,7 @@ class AsgiHubThread:
         from server.hub.app import hub_of
 
         engine = self.engine() if self.engine is not None else None
-        app = HubASGI(hub_of(self.config, engine, self.authenticate), config=self.config)
+        app = HubASGI(hub_of(self.config, engine, self.authenticate), config=self.config, http=self.http)
         app.start()
         hub = app.hub
         original = hub.on_close
@@ -135,6 +140,15 @@ class AsgiHubThread:
     async def _dispatch(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)  # restart() swaps the app behind the same server
 
+    def _outer_app(self) -> App:
+        if not self.mount:
+            return self._dispatch
+        from fastapi import FastAPI
+
+        outer = FastAPI()
+        outer.mount(self.mount, self._dispatch)
+        return outer
+
     @property
     def hub(self) -> Hub:
         return self.app.hub
@@ -144,8 +158,13 @@ class AsgiHubThread:
         return self.uvicorn.port
 
     @property
+    def base(self) -> str:
+        """The hub's HTTP address, below the mount point, with a trailing slash (its chat page)."""
+        return f"http://127.0.0.1:{self.port}{self.mount}/"
+
+    @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/connection/websocket"
+        return f"ws://127.0.0.1:{self.port}{self.mount}/connection/websocket"
 
     def call(self, fn: Any, *args: Any, timeout: float = 10.0) -> Any:
         return self.loop_thread.call(fn, *args, timeout=timeout)

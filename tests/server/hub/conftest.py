@@ -61,6 +61,11 @@ class HubThread:
         return self.hub_server.port
 
     @property
+    def base(self) -> str:
+        """The hub's HTTP address (its chat page)."""
+        return f"http://127.0.0.1:{self.hub_server.port}/"
+
+    @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.hub_server.port}/connection/websocket"
 

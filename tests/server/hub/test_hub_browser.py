@@ -33,6 +33,20 @@ if not shutil.which(CHROMIUM):
     )
 
 
+@pytest.fixture(params=["standalone", "fastapi-mounted"])
+def hub(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The hub on its own server, and HubASGI (with its chat page) mounted at /hub in a FastAPI app."""
+    if request.param == "standalone":
+        h: Any = HubThread()
+    else:
+        pytest.importorskip("fastapi")
+        from .asgi_util import AsgiHubThread
+
+        h = AsgiHubThread(mount="/hub", http=True)
+    yield h
+    h.stop()
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with sync_api.sync_playwright() as p:
@@ -41,8 +55,8 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
-def test_two_pages_chat_presence_and_recovery_after_a_restart(browser: Any, hub: HubThread) -> None:
-    base = f"http://127.0.0.1:{hub.hub_server.port}/?room=chat:browser"
+def test_two_pages_chat_presence_and_recovery_after_a_restart(browser: Any, hub: Any) -> None:
+    base = f"{hub.base}?room=chat:browser"
     expect = sync_api.expect
     alice = browser.new_page()
     bob = browser.new_page()
