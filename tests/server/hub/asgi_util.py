@@ -95,11 +95,12 @@ class AsgiHubThread:
         config: HubConfig | None = None,
         authenticate: Authenticate | None = None,
         engine: Callable[[], Engine] | None = None,
-        ws: Any = WSProtoLiteProtocol,
+        ws: Any = None,
         mount: str = "",
         http: bool = False,
     ) -> None:
-        """``mount="/hub"``: mounted there in a FastAPI app (``app.mount``); ``http``: its HTTP side too."""
+        """``ws``: uvicorn's WebSocket class (None: ours); ``mount="/hub"``: mounted there in a FastAPI app
+        (``app.mount``); ``http``: its HTTP side too."""
         self.config = config or HubConfig(port=0)
         self.authenticate = authenticate
         self.engine = engine
@@ -113,7 +114,7 @@ class AsgiHubThread:
         self.uvicorn = Uvicorn(
             self.loop_thread,
             self._outer_app(),
-            ws=ws,
+            ws=ws or WSProtoLiteProtocol,
             ws_max_size=self.config.max_frame_bytes,
             ws_ping_interval=limits.ping_interval,
             ws_ping_timeout=limits.ping_interval,

@@ -184,8 +184,9 @@ def raw(hub: HubThread) -> Iterator[Any]:
 
 # -- the same tests on every transport the hub runs on -----------------------------------------------
 
-#: "selectors": our own server (HubServer); "asgi": HubASGI under uvicorn (with our WebSocket class).
-TRANSPORTS = ("selectors", "asgi")
+#: "selectors": our own server (HubServer); "asgi": HubASGI under uvicorn with our WebSocket class;
+#: "asgi-websockets": the same under uvicorn's own websockets-sansio class (another ASGI server's send/close).
+TRANSPORTS = ("selectors", "asgi", "asgi-websockets")
 
 
 @pytest.fixture(params=TRANSPORTS)
@@ -205,7 +206,8 @@ def start_hub(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
         else:
             from .asgi_util import AsgiHubThread
 
-            h = AsgiHubThread(config, authenticate, engine)
+            ws = "websockets-sansio" if request.param == "asgi-websockets" else None
+            h = AsgiHubThread(config, authenticate, engine, ws=ws)
         started.append(h)
         return h
 
