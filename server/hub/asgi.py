@@ -138,7 +138,9 @@ class HubASGI:
         http: bool = False,
     ) -> None:
         """``hub``: a hub built elsewhere (else one from ``config``, on ``engine`` or in memory)."""
-        self.config = config = config or HubConfig()
+        if config is None:
+            config = HubConfig() if hub is None else HubConfig(limits=hub.limits)  # its queue bounds
+        self.config = config
         self.hub = hub if hub is not None else hub_of(config, engine)
         self.options = io_options(config)
         self.identify = identify
