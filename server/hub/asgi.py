@@ -44,7 +44,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from wsproto_lite import HTTPRequest, Request
+from wsproto_lite import CloseCode, HTTPRequest, Request
 
 from ..handler import Accept, DeferredResponse, HTTPResponse, Reject
 from .aio import ABNORMAL_CLOSURE, AsyncConnection, PeerClosed, PreparedTexts
@@ -232,7 +232,15 @@ class HubASGI:
                 await send({"type": "websocket.send", "bytes": message})
 
         async def send_close(code: int, reason: str) -> None:
-            await send({"type": "websocket.close", "code": code, "reason": reason})
+            # a plain int: the hub's codes are IntEnum members, which daphne (autobahn) refuses
+            try:
+                await send({"type": "websocket.close", "code": int(code), "reason": reason})
+            except Exception:
+                if code == CloseCode.NORMAL:
+                    raise
+                # a server that takes only some codes (daphne: 1000 and 3000-4999): closed all the same
+                logger.debug("the ASGI server refused close code %d: closing with 1000", code)
+                await send({"type": "websocket.close", "code": int(CloseCode.NORMAL), "reason": reason})
 
         async def next_message() -> str | bytes | PeerClosed:
             while True:

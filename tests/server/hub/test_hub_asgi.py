@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import secrets
+import signal
+import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +26,7 @@ import pytest
 pytest.importorskip("uvicorn")
 
 from server.client import connect  # noqa: E402
-from server.errors import HandshakeError  # noqa: E402
+from server.errors import ConnectionClosed, HandshakeError  # noqa: E402
 from server.hub.asgi import HubASGI, route_path  # noqa: E402
 from server.hub.auth import AuthConfig, Identity  # noqa: E402
 from server.hub.config import HubConfig  # noqa: E402
@@ -33,7 +38,8 @@ from server.hub.protocol import ErrorCode  # noqa: E402
 from .asgi_util import AsgiHubThread, LoopThread, Uvicorn  # noqa: E402
 from .conftest import HubThread, Raw  # noqa: E402
 
-README = Path(__file__).resolve().parents[3] / "README.md"
+ROOT = Path(__file__).resolve().parents[3]
+README = ROOT / "README.md"
 
 
 class Client(Raw):
@@ -340,3 +346,62 @@ def test_a_redis_engine_shared_by_the_asgi_hub_and_the_standalone_one() -> None:
         for node in nodes:
             node.stop()
         redis_server.stop()
+
+
+# -- other ASGI servers, from their command lines --------------------------------------------------------
+
+APP = "tests.server.hub.asgi_hub_app:app"
+SERVERS = {
+    "uvicorn": ["-m", "uvicorn", APP, "--ws", "adapters.uvicorn:WSProtoLiteProtocol", "--port", "{port}"],
+    "hypercorn": ["-m", "hypercorn", APP, "--bind", "127.0.0.1:{port}"],
+    "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", APP],
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_the_hub_under_each_asgi_servers_command_line(server: str) -> None:
+    pytest.importorskip(server)
+    port = _free_port()
+    argv = [sys.executable, *(a.format(port=port) for a in SERVERS[server])]
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": path}, stderr=subprocess.PIPE)
+    url = f"ws://127.0.0.1:{port}/connection/websocket"
+    try:
+        for _ in range(500):  # until it listens: connection refused before (a port, polled)
+            try:
+                a = Raw(url)
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                time.sleep(0.02)
+        else:
+            raise AssertionError(f"{server} did not start")
+        b, binary = Raw(url), Raw(url)
+        a.ok("connect")
+        b.ok("connect")
+        a.ok("subscribe", {"channel": "chat:x"})
+        b.ok("publish", {"channel": "chat:x", "data": "hi"})
+        assert a.push()["data"] == "hi"
+        binary.ok("connect")
+        binary.send(b"binary")
+        with pytest.raises(ConnectionClosed) as closed:
+            binary.recv()
+        assert closed.value.code == (1000 if server == "daphne" else 1003)  # daphne: 1000 or 3000-4999 only
+        late = Raw(url)  # no connect within connect_timeout (1 s): the hub's timer, on this server's loop
+        assert late.push()["code"] == 4500
+        assert refused(f"ws://127.0.0.1:{port}/elsewhere") in (404, 403)  # 403: no denial-response extension
+        for r in (a, b, late):
+            r.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
