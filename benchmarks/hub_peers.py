@@ -7,9 +7,9 @@
   data to room ``bench``.
 - ``websockets``: a websockets asyncio server. The text ``subscribe`` adds the connection to a set
   (answered ``subscribed``); any other message is sent to that set with ``websockets.broadcast``.
-- ``hub-asgi``: the hub (``server.hub.asgi.HubASGI``) mounted at ``/hub`` in a Starlette app on uvicorn
-  with our WebSocket class (``adapters.uvicorn.WSProtoLiteProtocol``), the config of the standalone hub's
-  run (``benchmarks/hub/unlimited.toml``).
+- ``hub-asgi``: the hub (``wsproto_lite.hub.asgi.HubASGI``) mounted at ``/hub`` in a Starlette app on
+  uvicorn with our WebSocket class (``wsproto_lite.adapters.uvicorn.WSProtoLiteProtocol``), the config of
+  the standalone hub's run (``benchmarks/hub/unlimited.toml``).
 
 All without compression (the load generator offers none) and without keepalive pings of the
 WebSocket layer; Engine.IO keeps its own pings (the clients answer them).
@@ -66,9 +66,9 @@ def run_hub_asgi(host: str, port: int) -> None:
         from starlette.routing import Mount
     except ImportError as exc:
         raise SystemExit(f"{exc.name} missing: pip install -r benchmarks/requirements.txt") from None
-    from adapters.uvicorn import WSProtoLiteProtocol
-    from server.hub.asgi import HubASGI
-    from server.hub.config import load_config
+    from wsproto_lite.adapters.uvicorn import WSProtoLiteProtocol
+    from wsproto_lite.hub.asgi import HubASGI
+    from wsproto_lite.hub.config import load_config
 
     config = load_config("benchmarks/hub/unlimited.toml")
     app = Starlette(routes=[Mount("/hub", HubASGI(config=config))])
@@ -81,7 +81,7 @@ def run_hub_asgi(host: str, port: int) -> None:
         access_log=False,
         lifespan="off",
         ws=WSProtoLiteProtocol,
-        ws_max_size=config.max_frame_bytes,
+        ws_max_size=config.frame_limit(),
         ws_ping_interval=config.limits.ping_interval,  # the standalone hub's keepalive
         ws_per_message_deflate=False,
     )

@@ -32,11 +32,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from server.async_client import connect_async
-from server.handler import Handler
-from server.loop import EventLoop
-from server.options import Options
-from server.websocket import WebSocket
+from wsproto_lite.server.async_client import connect_async
+from wsproto_lite.server.handler import Handler
+from wsproto_lite.server.loop import EventLoop
+from wsproto_lite.server.options import Options
+from wsproto_lite.server.websocket import WebSocket
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"

@@ -371,7 +371,10 @@ def _fds(pid: int) -> int:
 
 
 def _metrics(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"apikey {API_KEY}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
         text = response.read().decode()
     values: dict[str, float] = {}
     for line in text.splitlines():

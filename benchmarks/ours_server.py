@@ -15,8 +15,8 @@ from .servers import BACKLOG, MAX, raise_nofile
 
 
 def main(argv: list[str] | None = None) -> None:
-    from server import Handler, WebSocketServer
-    from server.options import Options
+    from wsproto_lite.server import Handler, WebSocketServer
+    from wsproto_lite.server.options import Options
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.ours_server")
     ap.add_argument("--host", default="127.0.0.1")

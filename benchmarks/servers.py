@@ -137,8 +137,8 @@ async def run_picows(host: str, port: int, mode: str) -> None:
 
 
 async def run_asyncio_adapter(host: str, port: int, mode: str) -> None:
-    """Our asyncio adapter (adapters/asyncio.py), configured like the websockets server above."""
-    from adapters.asyncio import WebSocket, serve
+    """Our asyncio adapter (wsproto_lite/adapters/asyncio.py), configured like the websockets server above."""
+    from wsproto_lite.adapters.asyncio import WebSocket, serve
 
     if mode != "echo":
         raise SystemExit("the asyncio adapter server only echoes")

@@ -1,4 +1,5 @@
-"""Our trio adapter (adapters.trio) next to trio-websocket: the same echo handler on both, each server in its
+"""Our trio adapter (wsproto_lite.adapters.trio) next to trio-websocket: the same echo handler on both, each
+server in its
 own process, driven by the raw-socket client of ``benchmarks.echo`` (32 B text messages, no compression).
 
     pip install -e '.[trio]' trio-websocket
@@ -19,7 +20,7 @@ from .echo import pipelined, sequential
 from .loopback import ServerProc, free_port
 from .report import fmt_rate, median
 
-IMPLS = ["adapters.trio", "trio-websocket"]
+IMPLS = ["wsproto_lite.adapters.trio", "trio-websocket"]
 RESULTS = Path(__file__).resolve().parent / "RESULTS-trio.md"
 
 
@@ -27,8 +28,8 @@ def serve(impl: str, port: int) -> None:
     """Run ``impl``'s echo server on 127.0.0.1:port until killed (the subprocess side)."""
     import trio
 
-    if impl == "adapters.trio":
-        from adapters.trio import WebSocketRequest, serve_websocket
+    if impl == "wsproto_lite.adapters.trio":
+        from wsproto_lite.adapters.trio import WebSocketRequest, serve_websocket
 
         async def echo(request: WebSocketRequest) -> None:
             ws = await request.accept()
@@ -88,9 +89,9 @@ def main(argv: list[str] | None = None) -> None:
             )
 
     med = {impl: {key: median(values) for key, values in runs[impl].items()} for impl in IMPLS}
-    ours, peer = med["adapters.trio"], med["trio-websocket"]
+    ours, peer = med["wsproto_lite.adapters.trio"], med["trio-websocket"]
     lines = [
-        "# adapters.trio vs trio-websocket: loopback echo",
+        "# wsproto_lite.adapters.trio vs trio-websocket: loopback echo",
         "",
         f"`python -m benchmarks.trio_echo --reps {args.reps} --pipelined {args.pipelined} "
         f"--sequential {args.sequential}`: the same echo handler (`async for`/`get_message` then "
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         f"| **ratio** | **{ours['pipe'] / peer['pipe']:.2f}x** | **{peer['cpu'] / ours['cpu']:.2f}x** "
         f"| **{ours['seq'] / peer['seq']:.2f}x** | **{peer['lat'] / ours['lat']:.2f}x** |",
         "",
-        "Ratios are ours over trio-websocket's (CPU and RTT inverted): above 1, adapters.trio is ahead.",
+        "Ratios are ours over trio-websocket's (CPU and RTT inverted): above 1, ours is ahead.",
         "",
     ]
     args.out.write_text("\n".join(lines))

@@ -40,7 +40,7 @@ class ClientAPI:
 
 def load_wsproto_lite() -> ClientAPI:
     """Import our client (server/client.py) only when the driver actually runs."""
-    from server.client import ConnectionClosedError, connect  # noqa: PLC0415 (lazy on purpose)
+    from wsproto_lite.server.client import ConnectionClosedError, connect  # noqa: PLC0415 (lazy on purpose)
 
     return ClientAPI(connect=connect, closed=ConnectionClosedError, name="wsproto-lite")
 

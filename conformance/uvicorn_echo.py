@@ -3,7 +3,8 @@
     python -m conformance.uvicorn_echo --ws ours --host 127.0.0.1 --port 9311 \
         --max-message-size 67108864 [--no-compression]
 
-``--ws``: ``ours`` (adapters.uvicorn:WSProtoLiteProtocol), ``wsproto`` or ``websockets-sansio`` (uvicorn's
+``--ws``: ``ours`` (wsproto_lite.adapters.uvicorn:WSProtoLiteProtocol), ``wsproto`` or ``websockets-sansio``
+(uvicorn's
 built-in classes). Keepalive pings are off, uvicorn's logging is quiet, and ``READY`` is printed once the
 server listens. The Autobahn runner (``python -m conformance server --impl uvicorn-ours``) and the
 benchmarks (``python -m benchmarks --only uvicorn``) start it.
@@ -16,7 +17,7 @@ import asyncio
 from typing import Any
 
 WS_CLASSES = {
-    "ours": "adapters.uvicorn:WSProtoLiteProtocol",
+    "ours": "wsproto_lite.adapters.uvicorn:WSProtoLiteProtocol",
     "wsproto": "uvicorn.protocols.websockets.wsproto_impl:WSProtocol",
     "websockets-sansio": "uvicorn.protocols.websockets.websockets_sansio_impl:WebSocketsSansIOProtocol",
 }

@@ -1,43 +1,5 @@
-"""wsproto-lite I/O layer: a selectors event loop, WebSocket server and clients, TLS, and the CLI.
+"""The checkout's launcher: ``python -m server …`` runs ``wsproto_lite``'s command line from a clone.
 
-Server::
-
-    from server import Handler, WebSocketServer
-
-    class Echo(Handler):
-        def on_message(self, conn, message):
-            conn.send(message)
-
-    WebSocketServer(Echo(), host="127.0.0.1", port=8765).serve_forever()
-
-Blocking client: ``server.client.connect``; loop-native client: ``server.async_client.connect_async``.
+The code lives under ``wsproto_lite/`` (the I/O layer is ``wsproto_lite.server``); an installed wheel has
+the ``wsproto-lite`` console script and ``python -m wsproto_lite`` instead, and no top-level ``server``.
 """
-
-from .async_client import connect_async
-from .client import ClientWebSocket, connect
-from .errors import ConnectionClosed, ConnectionClosedError, HandshakeError, InvalidURL
-from .handler import Accept, DeferredResponse, Handler, HTTPHandler, HTTPResponse, Reject
-from .loop import EventLoop
-from .options import Options
-from .websocket import WebSocket
-from .ws_server import WebSocketServer
-
-__all__ = [
-    "Accept",
-    "ClientWebSocket",
-    "ConnectionClosed",
-    "ConnectionClosedError",
-    "EventLoop",
-    "HTTPHandler",
-    "HTTPResponse",
-    "DeferredResponse",
-    "Handler",
-    "HandshakeError",
-    "InvalidURL",
-    "Options",
-    "Reject",
-    "WebSocket",
-    "WebSocketServer",
-    "connect",
-    "connect_async",
-]

@@ -1,5 +1,5 @@
-"""``python -m server``: see ``server/cli.py``."""
+"""``python -m server`` from a checkout: the ``wsproto-lite`` command line (wsproto_lite/server/cli.py)."""
 
-from .cli import main
+from wsproto_lite.server.cli import main
 
-raise SystemExit(main())
+raise SystemExit(main(prog="python -m server"))

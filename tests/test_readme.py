@@ -46,7 +46,7 @@ def test_readme_example_echoes() -> None:
 def test_readme_server_and_client_snippets() -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     server_code = next(b for b in blocks if "class Chat(Handler)" in b)
-    client_code = next(b for b in blocks if "from server.client import connect" in b)
+    client_code = next(b for b in blocks if "from wsproto_lite.server.client import connect" in b)
     server_code = server_code.replace("port=8765", "port=0").replace("server.serve_forever()", "")
     namespace: dict[str, object] = {}
     exec(compile(server_code, "README.md", "exec"), namespace)
@@ -59,8 +59,8 @@ def test_readme_server_and_client_snippets() -> None:
         client_code = client_code.replace("8765", str(port)).replace("print(", "printed.append(")
         exec(compile(client_code, "README.md", "exec"), {"printed": printed})
         assert printed == ["hello"]
-        from server.client import connect
-        from server.errors import HandshakeError
+        from wsproto_lite.server.client import connect
+        from wsproto_lite.server.errors import HandshakeError
 
         with pytest.raises(HandshakeError) as info:
             connect(f"ws://127.0.0.1:{port}/", timeout=5)  # no token: the handshake hook says 401

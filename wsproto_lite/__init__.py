@@ -3,7 +3,8 @@
 Bytes in, events out, bytes to send out; no sockets, threads or clocks. See ``docs/core-api.md``.
 """
 
-from ._config import Config
+from ._close import MAX_CLOSE_REASON, fit_close_reason
+from ._config import DEFAULT_MAX_MESSAGE_SIZE, Config
 from ._connection import ClientConnection, Connection, PreparedMessage, ServerConnection, prepare_message
 from ._errors import CloseCode, ExtensionError, LocalProtocolError, RemoteProtocolError
 from ._events import (
@@ -39,6 +40,7 @@ __all__ = [
     "CloseCode",
     "CloseReceived",
     "Config",
+    "DEFAULT_MAX_MESSAGE_SIZE",
     "Connection",
     "ConnectionClosed",
     "ConnectionState",
@@ -49,6 +51,7 @@ __all__ = [
     "FrameHeader",
     "HeaderError",
     "HTTPRequest",
+    "MAX_CLOSE_REASON",
     "LocalProtocolError",
     "Opcode",
     "PerMessageDeflate",
@@ -63,6 +66,7 @@ __all__ = [
     "TextMessage",
     "apply_mask",
     "encode_frame",
+    "fit_close_reason",
     "parse_header",
     "prepare_message",
     "speedups_enabled",

@@ -8,7 +8,19 @@ from ._errors import CloseCode, LocalProtocolError, RemoteProtocolError
 from ._frames import MAX_CONTROL_PAYLOAD
 from ._utf8 import decode_utf8
 
+__all__ = [
+    "MAX_CLOSE_REASON",
+    "build_close_payload",
+    "fit_close_reason",
+    "is_valid_close_code",
+    "parse_close_payload",
+]
+
 _pack_code = struct.Struct("!H").pack
+
+MAX_CLOSE_REASON = MAX_CONTROL_PAYLOAD - 2
+"""Bytes of UTF-8 a close reason may have: §5.5 bounds a control frame's payload at 125 bytes, and §5.5.1
+puts the two-byte status code first."""
 # §7.4.1: the defined codes a close frame may carry; 1005, 1006 and 1015 are for reporting only.
 _SENDABLE_NAMED = frozenset(CloseCode) - {CloseCode.NO_STATUS, CloseCode.ABNORMAL, CloseCode.TLS_HANDSHAKE}
 
@@ -38,6 +50,25 @@ def parse_close_payload(payload: bytes) -> tuple[int, str]:
     return code, decode_utf8(payload[2:])
 
 
+def fit_close_reason(reason: str, limit: int = MAX_CLOSE_REASON) -> str:
+    """``reason`` cut to what a close frame carries: ``limit`` bytes of UTF-8, on a character boundary.
+
+    RFC 6455 §5.5: a control frame's payload is at most 125 bytes, and the status code takes two of them;
+    §5.5.1: the reason that follows is UTF-8, so a longer one loses its end, never half a character.  A
+    character UTF-8 cannot encode (a lone surrogate, as ``json.loads`` makes of ``"\\ud800"``) becomes
+    ``?``.  A reason that fits comes back unchanged.
+    """
+    try:
+        encoded = reason.encode("utf-8")
+    except UnicodeEncodeError:
+        encoded = reason.encode("utf-8", "replace")
+    else:
+        if len(encoded) <= limit:
+            return reason
+    # a prefix of valid UTF-8 is valid but for its last sequence, maybe cut: "ignore" drops just that one
+    return encoded[:limit].decode("utf-8", "ignore")
+
+
 def build_close_payload(code: int | None, reason: str) -> bytes:
     """Payload of a close frame we send; None (no code) gives an empty payload."""
     if code is None or code == CloseCode.NO_STATUS:
@@ -46,8 +77,11 @@ def build_close_payload(code: int | None, reason: str) -> bytes:
         return b""
     if not is_valid_close_code(code):
         raise LocalProtocolError(f"close code {code} may not be sent (RFC 6455 §7.4)")
-    payload = _pack_code(code) + reason.encode("utf-8")
-    if len(payload) > MAX_CONTROL_PAYLOAD:
-        # §5.5: control frame payloads are at most 125 bytes
-        raise LocalProtocolError("close reason longer than 123 bytes of UTF-8")
-    return payload
+    try:
+        encoded = reason.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LocalProtocolError("a close reason must be encodable as UTF-8 (§5.5.1)") from None
+    if len(encoded) > MAX_CLOSE_REASON:
+        # §5.5: control frame payloads are at most 125 bytes (fit_close_reason cuts one to fit)
+        raise LocalProtocolError("close reason longer than 123 bytes of UTF-8 (see fit_close_reason)")
+    return _pack_code(code) + encoded

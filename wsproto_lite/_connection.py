@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from ._close import build_close_payload
+from ._close import build_close_payload, fit_close_reason
 from ._config import Config
 from ._errors import CloseCode, HandshakeFailure, LocalProtocolError, RemoteProtocolError
 from ._events import (
@@ -234,7 +234,7 @@ class Connection:
     def _fail(self, code: int, reason: str) -> None:
         """§7.1.7 _Fail the WebSocket Connection_: send a close with ``code`` (if we can) and stop."""
         if self._phase is Phase.OPEN:
-            self._send_close(code, reason[:100])
+            self._send_close(code, fit_close_reason(reason))
             self.close_sent = (int(code), reason)  # the whole reason, for the application
         self._move(Trigger.FAIL, code, reason)
 
@@ -433,11 +433,22 @@ class ServerConnection(Connection):
 
     def _handshake_failed(self, failure: HandshakeFailure) -> None:
         """Answer a bad request with an HTTP error ourselves (§4.2.1: "an HTTP error code (such as 400)")."""
-        body = f"{failure.reason}\n".encode()
-        self._writer.raw(
-            build_response(failure.status, [*failure.headers, ("Content-Type", "text/plain")], body)
-        )
+        self._writer.raw(self._error_response(failure))
         self._move(Trigger.HANDSHAKE_FAILED, CloseCode.ABNORMAL, f"handshake failed: {failure.reason}")
+
+    def _error_response(self, failure: HandshakeFailure) -> bytes:
+        """The error response, worded by ``config.http_error_body`` if set (and usable), else plain text."""
+        render = self.config.http_error_body
+        if render is not None:
+            try:
+                content_type, body = render(failure.status, failure.reason)
+                if isinstance(content_type, str) and isinstance(body, bytes):
+                    headers = [*failure.headers, ("Content-Type", content_type)]
+                    return build_response(failure.status, headers, body)
+            except Exception:  # noqa: BLE001 - the application's hook failed: our own wording instead
+                pass
+        body = f"{failure.reason}\n".encode()
+        return build_response(failure.status, [*failure.headers, ("Content-Type", "text/plain")], body)
 
     def _pending_request(self) -> HTTPRequest:
         if self._phase is not Phase.CONNECTING or self._request is None:

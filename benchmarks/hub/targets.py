@@ -119,8 +119,8 @@ class Hub:
     path: str = "/connection/websocket"
 
     def start(self, host: str) -> ServerProc:
-        if not os.path.isdir(os.path.join(ROOT, "server", "hub")):  # the command runs from ROOT
-            raise Unavailable("hub not available (server/hub/ does not exist in this tree)")
+        if not os.path.isdir(os.path.join(ROOT, "wsproto_lite", "hub")):  # the command runs from ROOT
+            raise Unavailable("hub not available (wsproto_lite/hub/ does not exist in this tree)")
         port = free_port()
         argv = [sys.executable, *(a.format(host=host, port=port) for a in HUB_COMMAND)]
         try:
@@ -171,8 +171,8 @@ def _reply_to(rid: int) -> Callable[[str], bool]:
 
 @dataclass
 class HubASGI(Hub):
-    """The same hub as an ASGI app (``server.hub.asgi.HubASGI``) mounted at ``/hub`` in a Starlette app on
-    uvicorn with our WebSocket class: what a FastAPI/Starlette user who mounts it runs."""
+    """The same hub as an ASGI app (``wsproto_lite.hub.asgi.HubASGI``) mounted at ``/hub`` in a Starlette
+    app on uvicorn with our WebSocket class: what a FastAPI/Starlette user who mounts it runs."""
 
     name: str = "hub-asgi"
     path: str = "/hub/connection/websocket"
@@ -187,7 +187,7 @@ class HubASGI(Hub):
         return {
             **ours.info(),
             "note": f"HubASGI mounted at /hub in Starlette, uvicorn {_version('uvicorn')} (asyncio loop, "
-            "adapters.uvicorn.WSProtoLiteProtocol); benchmarks/hub_peers.py",
+            "wsproto_lite.adapters.uvicorn.WSProtoLiteProtocol); benchmarks/hub_peers.py",
         }
 
 

@@ -59,7 +59,7 @@ class _Conn:
 def connect(
     url: str, timeout: float = 10.0, compression: bool = True, max_message_size: int | None = None
 ) -> _Conn:
-    """server.client.connect() look-alike."""
+    """wsproto_lite.server.client.connect() look-alike."""
     from websockets.sync.client import connect as ws_connect
 
     ws = ws_connect(

@@ -1,6 +1,6 @@
 """Small FastAPI and Starlette apps with WebSocket endpoints, served by uvicorn with our class in tests.
 
-``uvicorn tests.adapters.apps:fastapi_app --ws adapters.uvicorn:WSProtoLiteProtocol`` serves one.
+``uvicorn tests.adapters.apps:fastapi_app --ws wsproto_lite.adapters.uvicorn:WSProtoLiteProtocol`` serves one.
 """
 
 from __future__ import annotations

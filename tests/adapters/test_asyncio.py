@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from adapters.asyncio import (
+from wsproto_lite.adapters.asyncio import (
     ConnectionClosedError,
     ConnectionClosedOK,
     InvalidStatus,
@@ -258,8 +258,16 @@ def test_send_waits_while_the_peer_does_not_read() -> None:
 
     async def main() -> None:
         stop = blocked()
+        waiting = blocked()
 
         async def flood(ws: WebSocket) -> None:
+            drain = ws.drain
+
+            async def observed_drain() -> None:
+                waiting.set()  # send() found the transport full: it waits here
+                await drain()
+
+            ws.drain = observed_drain  # type: ignore[method-assign]
             for i in range(10_000):
                 await ws.send(b"x" * 65536)
                 progress.append(i)
@@ -267,8 +275,14 @@ def test_send_waits_while_the_peer_does_not_read() -> None:
 
         async with serve(flood, "127.0.0.1", 0, compression=None) as server:
             reader, writer = await silent_peer(port_of(server))  # never reads
-            await asyncio.sleep(0.3)  # let the server fill the socket buffers; then it must wait
-            assert 0 < len(progress) < 1000  # 64 MiB would be sent without backpressure
+            await asyncio.wait_for(waiting.wait(), 10)  # the socket buffers are full: send() waits
+            for _ in range(100):  # and goes on waiting, however often the loop runs
+                await asyncio.sleep(0)
+            assert len(progress) < 1000  # 64 MiB would be sent without backpressure
+            sent = len(progress)
+            for _ in range(100):
+                await asyncio.sleep(0)
+            assert len(progress) == sent
             stop.set()
             writer.transport.abort()
 

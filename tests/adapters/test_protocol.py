@@ -9,8 +9,8 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from adapters._protocol import CoreProtocol
 from wsproto_lite import ConnectionClosed, Event, Request, ServerConnection, TextMessage
+from wsproto_lite.adapters._protocol import CoreProtocol
 
 T = TypeVar("T")
 UPGRADE = (

@@ -23,7 +23,7 @@ def free_port() -> int:
 
 
 def test_asyncio_snippet_echoes() -> None:
-    code = next(b for b in blocks() if "from adapters.asyncio import serve, connect" in b)
+    code = next(b for b in blocks() if "from wsproto_lite.adapters.asyncio import serve, connect" in b)
     printed: list[Any] = []
     code = code.replace("8765", str(free_port())).replace("print(", "printed.append(")
     exec(compile(code, "README.md", "exec"), {"printed": printed})
@@ -32,8 +32,8 @@ def test_asyncio_snippet_echoes() -> None:
 
 def test_fastapi_snippet_on_uvicorn_with_our_class() -> None:
     pytest.importorskip("fastapi")
-    from adapters.asyncio import connect
     from tests.adapters.uvicorn_helpers import run, uvicorn_server
+    from wsproto_lite.adapters.asyncio import connect
 
     code = next(b for b in blocks() if "from fastapi import FastAPI, WebSocket" in b)
     namespace: dict[str, Any] = {}

@@ -27,7 +27,8 @@ import trio.testing  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from adapters.trio import (  # noqa: E402
+from wsproto_lite import Accepted, ClientConnection, CloseReceived, LocalProtocolError  # noqa: E402
+from wsproto_lite.adapters.trio import (  # noqa: E402
     CloseReason,
     ConnectionClosed,
     ConnectionRejected,
@@ -43,7 +44,7 @@ from adapters.trio import (  # noqa: E402
     open_websocket_url,
     serve_websocket,
 )
-from wsproto_lite import Accepted, ClientConnection, LocalProtocolError  # noqa: E402
+from wsproto_lite.server.errors import InvalidURL  # noqa: E402
 
 Handler = Callable[[WebSocketRequest], Awaitable[None]]
 
@@ -536,6 +537,28 @@ async def test_keepalive_aborts_a_peer_that_does_not_pong(nursery: trio.Nursery)
 
 
 @pytest.mark.trio
+async def test_keepalive_sends_1011_before_aborting(nursery: trio.Nursery) -> None:
+    """The keepalive policy shared with the other transports: a missing pong gets a close 1011 with the
+    reason "keepalive ping timeout" (before: the stream was aborted without a close frame)."""
+
+    async def wait_for_close(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        with pytest.raises(ConnectionClosed):
+            await ws.get_message()
+
+    server = await start_server(nursery, wait_for_close, ping_interval=0.05, ping_timeout=0.1)
+    stream, core = await raw_client(server.port)  # never hands the server's ping to its core: no pong
+    received = b""
+    with trio.fail_after(10):
+        while chunk := await stream.receive_some(65536):
+            received += chunk
+    core.receive_data(received)
+    closes = [event for event in core.events() if isinstance(event, CloseReceived)]
+    assert [(event.code, event.reason) for event in closes] == [(1011, "keepalive ping timeout")]
+    await stream.aclose()
+
+
+@pytest.mark.trio
 async def test_a_peer_that_pings_and_never_reads_is_read_no_more(nursery: trio.Nursery) -> None:
     """12 MiB of pings from a peer that reads nothing: the server stops reading once its unwritten pongs
     pass the write limit (the kernel's buffers then stop the peer), instead of queueing 12 MiB of pongs."""
@@ -904,7 +927,9 @@ async def test_connections_are_freed_by_reference_counting(
 ) -> None:
     """Clean closes, client aborts, handler errors, protocol errors, close timeouts and TLS: none of our
     per-connection objects (request, connection, core, stream) outlive their connection, gc disabled."""
-    monkeypatch.setattr(logging.getLogger("adapters.trio"), "disabled", True)  # records keep tracebacks
+    monkeypatch.setattr(
+        logging.getLogger("wsproto_lite.adapters.trio"), "disabled", True
+    )  # records keep tracebacks
     alive: list[weakref.ref[Any]] = []
 
     def track(*objects: object) -> None:
@@ -983,14 +1008,14 @@ def test_readme_trio_snippet_runs(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_python_m_adapters_trio_serves_an_echo() -> None:
-    """The README's one-command start: ``python -m adapters.trio --port P``, stopped by its PID."""
+    """The README's one-command start, ``python -m wsproto_lite.adapters.trio --port P``, stopped by PID."""
     from websockets.sync.client import connect
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     root = Path(__file__).resolve().parents[2]
-    command = [sys.executable, "-m", "adapters.trio", "--port", str(port)]
+    command = [sys.executable, "-m", "wsproto_lite.adapters.trio", "--port", str(port)]
     server = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         assert server.stdout is not None
@@ -1006,3 +1031,15 @@ def test_python_m_adapters_trio_serves_an_echo() -> None:
         server.terminate()
         server.wait(10)
         server.stdout.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize(
+    "bad", ["http://127.0.0.1/", "ws:///nohost", "ws://127.0.0.1/#frag", "ws://127.0.0.1:99999/"]
+)
+async def test_urls_are_parsed_by_the_io_layer(bad: str) -> None:
+    """One URL parser (``server.urls``): the trio client refuses what the I/O layer's client refuses, with
+    the same exception (``InvalidURL``, a ValueError), before any connection is tried."""
+    with pytest.raises(InvalidURL):
+        async with open_websocket_url(bad):
+            pass  # pragma: no cover - never reached

@@ -12,9 +12,9 @@ import pytest
 pytest.importorskip("uvicorn")
 websockets_client = pytest.importorskip("websockets.asyncio.client")
 
-from adapters.asyncio import connect  # noqa: E402
-from adapters.uvicorn import WSProtoLiteProtocol  # noqa: E402
 from tests.adapters.uvicorn_helpers import run, uvicorn_server  # noqa: E402
+from wsproto_lite.adapters.asyncio import connect  # noqa: E402
+from wsproto_lite.adapters.uvicorn import WSProtoLiteProtocol  # noqa: E402
 
 Scope = dict[str, Any]
 

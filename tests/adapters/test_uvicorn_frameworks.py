@@ -17,9 +17,9 @@ pytest.importorskip("fastapi")
 websockets_client = pytest.importorskip("websockets.asyncio.client")
 websockets_exceptions = pytest.importorskip("websockets.exceptions")
 
-from adapters.asyncio import ConnectionClosedError, InvalidStatus, connect  # noqa: E402
 from tests.adapters import apps  # noqa: E402
 from tests.adapters.uvicorn_helpers import run, uvicorn_server  # noqa: E402
+from wsproto_lite.adapters.asyncio import ConnectionClosedError, InvalidStatus, connect  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,26 +95,36 @@ def test_django_channels_group_messages_over_the_in_memory_layer() -> None:
 
 
 def test_the_uvicorn_command_line_with_our_class() -> None:
-    """``uvicorn module:app --ws adapters.uvicorn:WSProtoLiteProtocol``, as a user types it."""
+    """``uvicorn module:app --ws wsproto_lite.adapters.uvicorn:WSProtoLiteProtocol``, as a user types it."""
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     argv = [sys.executable, "-m", "uvicorn", "tests.adapters.apps:fastapi_app"]
-    argv += ["--ws", "adapters.uvicorn:WSProtoLiteProtocol", "--host", "127.0.0.1", "--port", str(port)]
+    argv += [
+        "--ws",
+        "wsproto_lite.adapters.uvicorn:WSProtoLiteProtocol",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
 
     async def main() -> None:
-        for _ in range(500):  # until uvicorn listens (connection refused before)
+        # until uvicorn listens (connection refused before): importing FastAPI takes seconds on a loaded
+        # machine, so the bound is the process's own life and a generous deadline, not a count of tries
+        deadline = asyncio.get_running_loop().time() + 120
+        while asyncio.get_running_loop().time() < deadline and proc.poll() is None:
             try:
                 async with connect(f"ws://127.0.0.1:{port}/chat/cli?token=s3cret") as ws:
                     await ws.send('"ok"')
                     assert json.loads(await ws.recv()) == {"from": "cli", "echo": "ok"}
                     return
             except OSError:
-                await asyncio.sleep(0.02)
-        raise AssertionError("uvicorn did not start")
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"uvicorn did not start (exit status {proc.poll()})")
 
     try:
         run(main())

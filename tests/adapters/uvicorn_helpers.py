@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import uvicorn
 
-from adapters.uvicorn import WSProtoLiteProtocol
+from wsproto_lite.adapters.uvicorn import WSProtoLiteProtocol
 
 T = TypeVar("T")
 

@@ -4,22 +4,29 @@
 
 1. downloads the sdist of the *installed* uvicorn version (``pip download --no-binary :all: --no-deps``)
    into a cache directory and extracts its ``tests/``;
+   every HTTP implementation that uvicorn's conftest parametrizes over but skips when it is not installed
+   (httptools, zttp: :func:`optional_http_modules`) and that is not importable here is installed with
+   ``pip install --target`` into that cache, beside the tests (the test extra installs both, so CI has them);
 2. patches what is tied to uvicorn's internal classes (the list is :data:`PATCHES`, printed with the
    results): the ``ws_protocol_cls`` fixture gains a third parameter, ``wsproto-lite``
-   (``adapters.uvicorn:WSProtoLiteProtocol``), and the two ``isinstance`` checks that name uvicorn's
+   (``wsproto_lite.adapters.uvicorn:WSProtoLiteProtocol``), and the two ``isinstance`` checks that name
+   uvicorn's
    classes accept ours too;
 3. runs ``tests/protocols/test_websocket.py`` once, all three classes in the same run, and prints
-   passed/failed/skipped per class.
+   passed/failed/skipped per class and per HTTP implementation.
 
 Exit status (the CI rule): 1 when a test fails for our class while the same test (same HTTP protocol,
-same parameters) passes for at least one of uvicorn's built-ins; 0 otherwise. A test that fails for the
-built-ins too is an environment or suite problem, reported but not held against us.
+same parameters) passes for at least one of uvicorn's built-ins, or when any test was skipped because an
+HTTP implementation is not installed (the suite would silently shrink to a fraction of itself); 0
+otherwise. A test that fails for the built-ins too is an environment or suite problem, reported but not
+held against us.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import os
 import re
 import subprocess
@@ -33,6 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("UVICORN_SUITE_CACHE", "/tmp/wsproto-lite-uvicorn-suite"))
 OURS = "wsproto-lite"
 CLASSES = (OURS, "websockets-sansio", "wsproto")  # ids of the ws_protocol_cls fixture's parameters
+NOT_INSTALLED = re.compile(r"\b(\w+) not installed")  # uvicorn's skip reason for a missing implementation
 
 #: (file, old text, new text, why): every change made to uvicorn's tests.
 PATCHES: list[tuple[str, str, str, str]] = [
@@ -42,7 +50,7 @@ PATCHES: list[tuple[str, str, str, str]] = [
         'id="websockets-sansio"\n        ),\n',
         '            "uvicorn.protocols.websockets.websockets_sansio_impl:WebSocketsSansIOProtocol", '
         'id="websockets-sansio"\n        ),\n'
-        f'        pytest.param("adapters.uvicorn:WSProtoLiteProtocol", id="{OURS}"),\n',
+        f'        pytest.param("wsproto_lite.adapters.uvicorn:WSProtoLiteProtocol", id="{OURS}"),\n',
         "the ws_protocol_cls fixture also yields our class",
     ),
     (
@@ -54,7 +62,8 @@ PATCHES: list[tuple[str, str, str, str]] = [
     (
         "tests/protocols/test_websocket.py",
         "from uvicorn.server import ServerState\n",
-        "from uvicorn.server import ServerState\nfrom adapters.uvicorn import WSProtoLiteProtocol\n",
+        "from uvicorn.server import ServerState\n"
+        "from wsproto_lite.adapters.uvicorn import WSProtoLiteProtocol\n",
         "import our class for those isinstance checks",
     ),
 ]
@@ -82,6 +91,31 @@ def fetch_suite(version: str) -> Path:
     return tree
 
 
+def optional_http_modules(tree: Path) -> list[str]:
+    """The modules uvicorn's ``http_protocol_cls`` fixture skips when absent (``find_spec("httptools")``)."""
+    conftest = (tree / "tests" / "conftest.py").read_text()
+    end = conftest.find("def http_protocol_cls")
+    if end < 0:
+        raise SystemExit("uvicorn_suite: no http_protocol_cls fixture in uvicorn's tests/conftest.py")
+    fixture = conftest[conftest.rfind("@pytest.fixture", 0, end) : end]
+    return sorted(set(re.findall(r'find_spec\("([\w.]+)"\)', fixture)))
+
+
+def install_missing(tree: Path, modules: list[str]) -> Path | None:
+    """``pip install --target`` the modules not importable here into the cache; the directory, or None."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
+    target = CACHE / f"deps-{tree.name}-py{sys.version_info.major}{sys.version_info.minor}"
+    if not all((target / m).exists() for m in missing):
+        print(f"uvicorn_suite: installing {', '.join(missing)} into {target}", flush=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), *missing],
+            check=True,
+        )
+    return target
+
+
 def apply_patches(tree: Path) -> None:
     for name, old, new, why in PATCHES:
         path = tree / name
@@ -93,16 +127,18 @@ def apply_patches(tree: Path) -> None:
         path.write_text(text.replace(old, new))
 
 
-def run(tree: Path, junit: Path) -> int:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree), str(REPO_ROOT)]))
+def run(tree: Path, junit: Path, deps: Path | None = None) -> int:
+    path = [str(tree), str(REPO_ROOT)] + ([str(deps)] if deps is not None else [])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
     argv = [sys.executable, "-m", "pytest", "tests/protocols/test_websocket.py", "-q"]
     argv += ["-p", "no:cacheprovider", "-o", "addopts=-rfE --strict-markers", "--junitxml", str(junit)]
     return subprocess.run(argv, cwd=tree, env=env).returncode
 
 
-def outcomes(junit: Path) -> dict[str, str]:
-    """test id -> passed / failed / skipped."""
+def outcomes(junit: Path) -> tuple[dict[str, str], Counter[str]]:
+    """test id -> passed / failed / skipped; and how many skips each HTTP implementation's absence caused."""
     result = {}
+    not_installed: Counter[str] = Counter()
     for case in ET.parse(junit).getroot().iter("testcase"):
         name = case.get("name", "")
         kinds = {child.tag for child in case}
@@ -110,9 +146,20 @@ def outcomes(junit: Path) -> dict[str, str]:
             result[name] = "failed"
         elif "skipped" in kinds:
             result[name] = "skipped"
+            for child in case.iter("skipped"):
+                found = NOT_INSTALLED.search(child.get("message", ""))
+                if found:
+                    not_installed[found.group(1)] += 1
         else:
             result[name] = "passed"
-    return result
+    return result, not_installed
+
+
+def http_of(test_id: str, implementations: list[str]) -> str:
+    """The HTTP implementation among the test's parameters ('' when it takes none)."""
+    match = re.search(r"\[(.*)\]$", test_id)
+    params = match.group(1).split("-") if match else []
+    return next((impl for impl in implementations if impl in params), "")
 
 
 def split_class(test_id: str) -> tuple[str, str]:
@@ -135,13 +182,19 @@ def main(argv: list[str] | None = None) -> int:
     version = installed_version()
     tree = fetch_suite(version)
     apply_patches(tree)
+    optional = optional_http_modules(tree)
+    deps = install_missing(tree, optional)
     junit = tree / "junit-websocket.xml"
-    run(tree, junit)
+    run(tree, junit, deps)
+    results, not_installed = outcomes(junit)
+    implementations = ["h11", *optional]
     per_class: dict[str, Counter[str]] = defaultdict(Counter)
+    per_http: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     by_test: dict[str, dict[str, str]] = defaultdict(dict)
-    for test_id, outcome in outcomes(junit).items():
+    for test_id, outcome in results.items():
         cls, generic = split_class(test_id)
         per_class[cls or "(no class parameter)"][outcome] += 1
+        per_http[cls or "(no class parameter)", http_of(test_id, implementations)][outcome] += 1
         if cls:
             by_test[generic][cls] = outcome
     builtins = CLASSES[1:]
@@ -158,15 +211,31 @@ def main(argv: list[str] | None = None) -> int:
     for cls in [*CLASSES, "(no class parameter)"]:
         c = per_class.get(cls, Counter())
         lines.append(f"| {cls} | {c['passed']} | {c['failed']} | {c['skipped']} |")
+    lines += [
+        "",
+        "Per HTTP implementation (passed / failed / skipped):",
+        "",
+        "| ws_protocol_cls | " + " | ".join(implementations) + " |",
+        "| --- |" + " ---: |" * len(implementations),
+    ]
+    for cls in [*CLASSES, "(no class parameter)"]:
+        cells = [per_http.get((cls, impl), Counter()) for impl in implementations]
+        lines.append(
+            f"| {cls} | "
+            + " | ".join(f"{c['passed']} / {c['failed']} / {c['skipped']}" for c in cells)
+            + " |"
+        )
     lines += ["", "Patches to uvicorn's tests:"] + [f"- `{name}`: {why}" for name, _, _, why in PATCHES]
     ours_failed = sorted(t for t, o in by_test.items() if o.get(OURS) == "failed")
     lines += ["", f"Failed for {OURS}: {', '.join(ours_failed) or 'none'}"]
     lines += [f"Failed for {OURS} but passed for a built-in: {', '.join(held_against_us) or 'none'}"]
+    missing = ", ".join(f"{m} ({n} tests)" for m, n in sorted(not_installed.items()))
+    lines += [f"Skipped because an HTTP implementation is not installed: {missing or 'none'}"]
     report = "\n".join(lines)
     print("\n" + report)
     if a.results:
         a.results.write_text(report + "\n")
-    return 1 if held_against_us else 0
+    return 1 if held_against_us or not_installed else 0
 
 
 if __name__ == "__main__":

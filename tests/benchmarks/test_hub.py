@@ -2,7 +2,7 @@
 pieces that turn deliveries into numbers.
 
 A target whose packages are missing (benchmarks/requirements.txt) or whose server does not exist yet
-(the hub before server/hub/ lands) is skipped with the reason.
+(the hub before wsproto_lite/hub/ lands) is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import gc
 import json
 import math
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given
@@ -38,6 +38,16 @@ def running(request: pytest.FixtureRequest) -> Iterator[tuple[Target, ServerProc
         yield target, server
     finally:
         server.stop()
+
+
+def _measured(measure: Callable[[], dict[str, float]], windows: int = 20) -> dict[str, float]:
+    """A throughput measurement whose 0.3 s window saw deliveries: on a loaded machine the server can be
+    descheduled for a whole window, so an empty one is measured again (at most ``windows`` times)."""
+    for _ in range(windows - 1):
+        result = measure()
+        if result["deliveries"]:
+            return result
+    return measure()
 
 
 def test_fanout_reaches_every_subscriber_once(running: tuple[Target, ServerProc]) -> None:
@@ -69,7 +79,7 @@ def test_throughput_keeps_its_window_and_counts_server_cpu(running: tuple[Target
     gen = LoadGen(target, server.port)
     try:
         gen.open(SUBSCRIBERS, publisher=True)
-        result = gen.throughput(window=4, warmup=0.1, duration=0.3, cpu=server.cpu_seconds)
+        result = _measured(lambda: gen.throughput(window=4, warmup=0.1, duration=0.3, cpu=server.cpu_seconds))
         assert result["deliveries"] > 0 and result["deliveries_per_s"] > 0
         assert result["cpu_us_per_delivery"] >= 0
         # After the final wait, every publication reached every subscriber exactly once.
@@ -91,7 +101,9 @@ def test_fleet_spreads_subscribers_and_merges_their_reports(running: tuple[Targe
         assert fleet.gen.delivered == (SUBSCRIBERS - 1) * PUBLICATIONS  # counted in the workers
         fleet.shrink(3)
         assert fleet.sizes == [2, 1]
-        result = fleet.throughput(window=4, warmup=0.1, duration=0.3, cpu=server.cpu_seconds)
+        result = _measured(
+            lambda: fleet.throughput(window=4, warmup=0.1, duration=0.3, cpu=server.cpu_seconds)
+        )
         assert result["deliveries"] > 0 and not fleet.parts
         assert fleet.cpu_seconds() > 0
     finally:

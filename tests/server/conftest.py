@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from server.loop import EventLoop  # noqa: E402
+from wsproto_lite.server.loop import EventLoop  # noqa: E402
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from server import Handler, Options, WebSocket, WebSocketServer
+from wsproto_lite.server import Handler, Options, WebSocket, WebSocketServer
 
 CHUNK = b"\xab" * 65536
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.transport import BaseProtocol, SocketTransport
+from wsproto_lite.server.transport import BaseProtocol, SocketTransport
 
 
 class Recorder(BaseProtocol):
@@ -37,12 +37,13 @@ class Recorder(BaseProtocol):
 
 import socket  # noqa: E402
 import threading  # noqa: E402
+import time  # noqa: E402
 from typing import Any  # noqa: E402
 
-from server.handler import Handler  # noqa: E402
-from server.loop import EventLoop  # noqa: E402
-from server.websocket import WebSocket  # noqa: E402
-from server.ws_server import WebSocketServer  # noqa: E402
+from wsproto_lite.server.handler import Handler  # noqa: E402
+from wsproto_lite.server.loop import EventLoop  # noqa: E402
+from wsproto_lite.server.websocket import WebSocket  # noqa: E402
+from wsproto_lite.server.ws_server import WebSocketServer  # noqa: E402
 
 
 class Echo(Handler):
@@ -58,6 +59,33 @@ class Echo(Handler):
     def on_close(self, conn: WebSocket, code: int, reason: str) -> None:
         self.closes.append((code, reason))
         self.closed.set()
+
+
+class SteppedLoop(EventLoop):
+    """An EventLoop whose clock a test can move forward: ``time()`` is ``time.monotonic()`` plus the
+    seconds given to :meth:`advance` so far.
+
+    A test that must act before a timer fires (or a rate limit refills) does not race a short delay: it
+    configures a delay the test cannot reach by itself (minutes), does what it must, then jumps over
+    the delay with ``advance``. Every timer of the loop (and everything reading ``loop.time()``, like
+    the hub's rate limits) sees the jump.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skew = 0.0
+
+    def time(self) -> float:
+        return time.monotonic() + self.skew
+
+    def advance(self, seconds: float) -> None:
+        """From any thread: move the clock ``seconds`` ahead; returns once the loop has done so (the timers
+        now due run on its next iteration)."""
+
+        def jump() -> None:
+            self.skew += seconds
+
+        call_in_loop(self, jump)
 
 
 def call_in_loop(loop: EventLoop, fn: Any, *args: Any, timeout: float = 10.0) -> Any:
@@ -80,10 +108,10 @@ def call_in_loop(loop: EventLoop, fn: Any, *args: Any, timeout: float = 10.0) ->
 
 
 class ServerThread:
-    """A WebSocketServer on 127.0.0.1:<free port> in its own loop thread."""
+    """A WebSocketServer on 127.0.0.1:<free port> in its own loop thread (a :class:`SteppedLoop`)."""
 
     def __init__(self, handler: Handler | None = None, **kwargs: Any) -> None:
-        self.loop = EventLoop()
+        self.loop = SteppedLoop()
         self.handler = handler or Echo()
         self.server = WebSocketServer(
             self.handler, host=kwargs.pop("host", "127.0.0.1"), port=0, loop=self.loop, **kwargs

@@ -7,12 +7,12 @@ import ssl
 
 from srvtest_util import Echo, ServerThread, assert_echo_works
 
-from server.async_client import connect_async
-from server.errors import HandshakeError
-from server.handler import Handler, Reject
-from server.loop import EventLoop
-from server.options import Options
-from server.websocket import WebSocket
+from wsproto_lite.server.async_client import connect_async
+from wsproto_lite.server.errors import HandshakeError
+from wsproto_lite.server.handler import Handler, Reject
+from wsproto_lite.server.loop import EventLoop
+from wsproto_lite.server.options import Options
+from wsproto_lite.server.websocket import WebSocket
 
 
 class Counter(Handler):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from server.client import ConnectionClosedError, connect
+from wsproto_lite.server.client import ConnectionClosedError, connect
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = [sys.executable, "-S", "-E"]  # no site-packages, no PYTHON* variables: the checkout and the stdlib only

@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed as WSClosed
 from websockets.http11 import Response
 from websockets.sync.server import Server, ServerConnection, serve
 
-from server.client import ConnectionClosedError, HandshakeError, InvalidURL, connect
+from wsproto_lite.server.client import ConnectionClosedError, HandshakeError, InvalidURL, connect
 
 SIZES = [0, 125, 126, 65535, 65536, 1 << 20, 16 << 20]
 

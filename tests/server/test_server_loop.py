@@ -7,7 +7,7 @@ import signal
 import socket
 import threading
 
-from server.loop import EventLoop
+from wsproto_lite.server.loop import EventLoop
 
 
 def test_call_soon_runs_in_order(loop: EventLoop) -> None:

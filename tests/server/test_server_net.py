@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from server.loop import EventLoop
-from server.net import Listener, bind_sockets, connect_socket
+from wsproto_lite.server.loop import EventLoop
+from wsproto_lite.server.net import Listener, bind_sockets, connect_socket
 
 
 def test_bind_localhost_v4_and_v6_share_the_port() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from srvtest_util import ServerThread, assert_echo_works, raw_connect, raw_handshake, read_until_closed
 
-from server.options import Options
+from wsproto_lite.server.options import Options
 
 ROOT = Path(__file__).resolve().parents[2]
 

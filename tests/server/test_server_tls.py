@@ -7,8 +7,8 @@ import ssl
 
 from srvtest_util import Recorder
 
-from server.loop import EventLoop
-from server.tls import TLSTransport
+from wsproto_lite.server.loop import EventLoop
+from wsproto_lite.server.tls import TLSTransport
 
 
 def _tls_pair(

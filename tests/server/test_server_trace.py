@@ -1,10 +1,10 @@
-"""server.trace: header descriptions and the incremental two-direction decoder."""
+"""wsproto_lite.server.trace: header descriptions and the incremental two-direction decoder."""
 
 from __future__ import annotations
 
 import struct
 
-from server.trace import FrameTracer, describe_header
+from wsproto_lite.server.trace import FrameTracer, describe_header
 
 
 def test_describe_header_fields() -> None:

@@ -7,8 +7,8 @@ import struct
 
 from srvtest_util import Recorder
 
-from server.loop import EventLoop
-from server.transport import SocketTransport
+from wsproto_lite.server.loop import EventLoop
+from wsproto_lite.server.transport import SocketTransport
 
 
 def _pair(loop: EventLoop, **kw: int) -> tuple[SocketTransport, Recorder, SocketTransport, Recorder]:

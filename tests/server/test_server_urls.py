@@ -1,11 +1,11 @@
-"""server.urls.parse_url."""
+"""wsproto_lite.server.urls.parse_url."""
 
 from __future__ import annotations
 
 import pytest
 
-from server.errors import InvalidURL
-from server.urls import parse_url
+from wsproto_lite.server.errors import InvalidURL
+from wsproto_lite.server.urls import parse_url
 
 
 def test_parse_defaults_and_host_header() -> None:

@@ -11,9 +11,9 @@ from srvtest_util import Echo, ServerThread, assert_echo_works, raw_connect, raw
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from server.handler import Accept, Handler
-from server.options import Options
-from server.websocket import WebSocket
+from wsproto_lite.server.handler import Accept, Handler
+from wsproto_lite.server.options import Options
+from wsproto_lite.server.websocket import WebSocket
 
 
 def _frame(payload: bytes, opcode: int = 1) -> bytes:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from wsproto_lite import MAX_CLOSE_REASON, fit_close_reason
 from wsproto_lite._close import build_close_payload, is_valid_close_code, parse_close_payload
 from wsproto_lite._errors import LocalProtocolError, RemoteProtocolError
 
@@ -53,3 +56,31 @@ def test_build() -> None:
 def test_build_refuses_what_may_not_be_sent(code: int | None, reason: str) -> None:
     with pytest.raises(LocalProtocolError):
         build_close_payload(code, reason)
+
+
+def test_build_refuses_a_reason_utf8_cannot_encode() -> None:
+    with pytest.raises(LocalProtocolError):
+        build_close_payload(1000, "\ud800")  # a lone surrogate (json.loads makes them): not a LookupError
+
+
+def test_fit_close_reason_cuts_on_a_character_boundary() -> None:
+    assert MAX_CLOSE_REASON == 123  # §5.5: 125 bytes of payload, two of them the code
+    assert fit_close_reason("bye") == "bye"
+    assert fit_close_reason("x" * 123) == "x" * 123
+    assert fit_close_reason("x" * 124) == "x" * 123
+    assert fit_close_reason("Ж" * 71) == "Ж" * 61  # 142 bytes; the 62nd character would be cut in half
+    assert fit_close_reason("x" + "€" * 60) == "x" + "€" * 40  # 1 + 3·40 = 121; one more is 124
+    assert fit_close_reason("a\ud800b") == "a?b"
+    assert fit_close_reason("Ж" * 10, limit=5) == "ЖЖ"
+
+
+@given(st.text(max_size=200), st.integers(min_value=0, max_value=MAX_CLOSE_REASON))
+def test_fit_close_reason_is_the_longest_prefix_that_fits(reason: str, limit: int) -> None:
+    fitted = fit_close_reason(reason, limit)
+    encodable = reason.encode("utf-8", "replace").decode("utf-8")  # lone surrogates as ?
+    assert encodable.startswith(fitted)
+    size = len(fitted.encode("utf-8"))
+    assert size <= limit
+    if fitted != encodable:  # cut: the next character would not fit
+        assert size + len(encodable[len(fitted)].encode("utf-8")) > limit
+    assert build_close_payload(4000, fit_close_reason(reason))[2:] == fit_close_reason(reason).encode()

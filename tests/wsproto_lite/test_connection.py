@@ -210,6 +210,32 @@ def test_bad_requests_get_an_http_error(request_bytes: bytes, status: int) -> No
     assert conn.next_event() is None
 
 
+def test_the_application_words_the_errors_the_core_answers() -> None:
+    def json_error(status: int, reason: str) -> tuple[str, bytes]:
+        return "application/json", b'{"status": %d}' % status
+
+    conn = ServerConnection(Config(http_error_body=json_error))
+    conn.receive_data(POST.replace(b"11", b"104857600"))  # 100 MiB announced: refused before any body
+    assert isinstance(conn.next_event(), ConnectionClosed)
+    head, _, body = conn.data_to_send().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ") and b"Content-Type: application/json" in head
+    assert body == b'{"status": 413}'
+
+
+@pytest.mark.parametrize(
+    "hook",
+    [lambda s, r: 1 / 0, lambda s, r: ("text/x\r\nSet-Cookie: a=b", b""), lambda s, r: ("t", "not bytes")],
+    ids=["raises", "header-injection", "wrong-types"],
+)
+def test_a_failing_error_hook_falls_back_to_plain_text(hook: object) -> None:
+    conn = ServerConnection(Config(http_error_body=hook))  # type: ignore[arg-type]
+    conn.receive_data(POST.replace(b"11", b"65537"))
+    assert isinstance(conn.next_event(), ConnectionClosed)
+    response = conn.data_to_send()
+    assert response.startswith(b"HTTP/1.1 413 ") and b"Content-Type: text/plain" in response
+    assert b"Set-Cookie" not in response
+
+
 def test_426_names_the_version() -> None:
     conn = ServerConnection()
     conn.receive_data(REQUEST.replace(b"Version: 13", b"Version: 8"))

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from server.hub.asgi import HubASGI
-from server.hub.config import HubConfig
-from server.hub.hub import HubLimits
+from wsproto_lite.hub.asgi import HubASGI
+from wsproto_lite.hub.config import HubConfig
+from wsproto_lite.hub.hub import HubLimits
 
 app = HubASGI(config=HubConfig(limits=HubLimits(connect_timeout=1.0)))

@@ -1,7 +1,7 @@
 """The hub as an ASGI app on a real uvicorn, in its own asyncio loop thread: the same face as ``HubThread``.
 
-``AsgiHubThread(config, authenticate, engine)`` serves :class:`server.hub.asgi.HubASGI` on 127.0.0.1 and a
-free port (``ws`` picks uvicorn's WebSocket implementation: our ``WSProtoLiteProtocol`` by default);
+``AsgiHubThread(config, authenticate, engine)`` serves :class:`wsproto_lite.hub.asgi.HubASGI` on 127.0.0.1
+and a free port (``ws`` picks uvicorn's WebSocket implementation: our ``WSProtoLiteProtocol`` by default);
 ``call(fn)`` runs in the loop thread; ``restart()`` is a fresh hub (new epochs) on the same port.
 """
 
@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 import uvicorn
 from srvtest_util import call_in_loop
 
-from adapters.uvicorn import WSProtoLiteProtocol
-from server.hub.asgi import HubASGI
-from server.hub.config import HubConfig
-from server.hub.engine import Engine
-from server.hub.hub import Authenticate, Hub
+from wsproto_lite.adapters.uvicorn import WSProtoLiteProtocol
+from wsproto_lite.hub.asgi import HubASGI
+from wsproto_lite.hub.config import HubConfig
+from wsproto_lite.hub.engine import Engine
+from wsproto_lite.hub.hub import Authenticate, Hub
 
 T = TypeVar("T")
 
@@ -115,14 +115,14 @@ class AsgiHubThread:
             self.loop_thread,
             self._outer_app(),
             ws=ws or WSProtoLiteProtocol,
-            ws_max_size=self.config.max_frame_bytes,
+            ws_max_size=self.config.frame_limit(),
             ws_ping_interval=limits.ping_interval,
             ws_ping_timeout=limits.ping_interval,
             ws_per_message_deflate=self.config.compression,
         )
 
     async def _new_app(self) -> HubASGI:
-        from server.hub.app import hub_of
+        from wsproto_lite.hub.app import hub_of
 
         engine = self.engine() if self.engine is not None else None
         app = HubASGI(hub_of(self.config, engine, self.authenticate), config=self.config, http=self.http)

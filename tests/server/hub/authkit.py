@@ -5,16 +5,17 @@ from __future__ import annotations
 import base64
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from server.hub.auth import AuthConfig
-from server.hub.config import HubConfig
-from server.hub.limits import RateLimits
-from server.hub.namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
+from wsproto_lite.hub.auth import AuthConfig
+from wsproto_lite.hub.config import HubConfig
+from wsproto_lite.hub.limits import RateLimits
+from wsproto_lite.hub.namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
 
 SECRET = "test-secret-of-at-least-32-bytes-long!"
 API_KEY = "k-3f9a1c0e7b5d4e2a9c8b7a6f5e4d3c2b"
@@ -58,9 +59,17 @@ def unsigned(user: str = "42") -> str:
     return f"{header}.{_b64(json.dumps(claims(user)).encode())}."
 
 
-#: The built-in namespaces plus a personal one (``user:<id>``) and a private one (``secret``).
+def opened(namespaces: dict[str, NamespaceOptions], anonymous: bool = False) -> dict[str, NamespaceOptions]:
+    """``namespaces`` with client publishing (and anonymous use) turned on, as a config file does: once
+    authentication is configured, the built-in namespaces leave both off."""
+    extra: dict[str, Any] = {"allow_anonymous": True} if anonymous else {}
+    return {name: replace(o, allow_publish=True, **extra) for name, o in namespaces.items()}
+
+
+#: The built-in namespaces (clients publish in them) plus a personal one (``user:<id>``) and a private one
+#: (``secret``).
 NAMESPACES = {
-    **DEFAULT_NAMESPACES,
+    **opened(DEFAULT_NAMESPACES),
     # wildcards allowed here on purpose: the authorization must still refuse ``user:*``
     "user": NamespaceOptions(presence=True, history_size=10, history_ttl=60, allow_wildcards=True),
     "secret": NamespaceOptions(

@@ -8,19 +8,21 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from srvtest_util import call_in_loop
+from srvtest_util import SteppedLoop, call_in_loop
 
-from server.client import ClientWebSocket, connect
-from server.hub.app import HubServer
-from server.hub.config import HubConfig
-from server.hub.engine import Engine
-from server.hub.hub import Authenticate
-from server.loop import EventLoop
-from server.websocket import WebSocket
+from wsproto_lite.hub.app import HubServer
+from wsproto_lite.hub.config import HubConfig
+from wsproto_lite.hub.engine import Engine
+from wsproto_lite.hub.hub import Authenticate
+from wsproto_lite.server.client import ClientWebSocket, connect
+from wsproto_lite.server.websocket import WebSocket
 
 
 class HubThread:
-    """A HubServer on 127.0.0.1 in its own loop thread; ``restart()``: a fresh hub on the same port."""
+    """A HubServer on 127.0.0.1 in its own loop thread; ``restart()``: a fresh hub on the same port.
+
+    The loop is a :class:`SteppedLoop`: ``loop.advance(seconds)`` moves the hub's clock (its timers and
+    its rate limits) ahead without waiting."""
 
     def __init__(
         self,
@@ -31,7 +33,7 @@ class HubThread:
         self.config = config or HubConfig(port=0)
         self.authenticate = authenticate
         self.engine = engine
-        self.loop = EventLoop()
+        self.loop = SteppedLoop()
         self.closed = threading.Condition()
         self.hub_server = self._start()
         self.thread = threading.Thread(target=self.loop.run_forever, name="hub", daemon=True)

@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from server.handler import Handler
-from server.hub.aio import AsyncConnection, PeerClosed, PreparedTexts
-from server.options import Options
 from wsproto_lite import Request, prepare_message
+from wsproto_lite.hub.aio import AsyncConnection, PeerClosed, PreparedTexts
+from wsproto_lite.server.handler import Handler
+from wsproto_lite.server.options import Options
 
 T = TypeVar("T")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 
-from server.hub.allocator import fix_malloc_thresholds
+from wsproto_lite.hub.allocator import fix_malloc_thresholds
 
 
 def test_thresholds_are_set_on_glibc() -> None:

@@ -3,6 +3,7 @@ for subscribe, publish, presence and history; a property: no command sequence re
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,12 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.hub.auth import ANONYMOUS, Authenticator, Identity
-from server.hub.authz import Authorizer
-from server.hub.namespaces import Namespaces
-from server.hub.protocol import ErrorCode, HubError
+from wsproto_lite.hub.auth import ANONYMOUS, AuthConfig, Authenticator, Identity
+from wsproto_lite.hub.authz import Authorizer
+from wsproto_lite.hub.config import HubConfig
+from wsproto_lite.hub.namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
+from wsproto_lite.hub.protocol import ErrorCode, HubError
 
-from .authkit import API_KEY, NAMESPACES, auth_config, hs256, hub_config
+from .authkit import API_KEY, NAMESPACES, SECRET, auth_config, hs256, hub_config
 from .conftest import HubThread, Raw
 from .test_hub_auth import _open
 
@@ -32,7 +34,7 @@ def _allowed(check: Any, *args: Any, **kwargs: Any) -> bool:
 
 
 def test_rules() -> None:
-    authz = Authorizer(Authenticator(auth_config(anonymous_namespaces=("chat",))))
+    authz = Authorizer(Authenticator(auth_config(anonymous_namespaces=("chat",), allow_anonymous=True)), NS)
     alice = Identity(user="alice", anonymous=False)
     granted = Identity(user="bob", subscribe=("secret:team*",), publish=("user:*",), anonymous=False)
     trusted = Identity(trusted=True, anonymous=False)
@@ -61,6 +63,11 @@ def test_rules() -> None:
     assert not _allowed(read, alice, ch("secret:room"), subscription_token=hs256("alice"))  # no channel claim
     assert not _allowed(read, alice, ch("secret:*"), subscription_token=token)
     assert _allowed(read, alice, ch("secret:room"), subscribed=True)
+    # what allowed it: the subscription token's grant (the subscription lasts as long), or the identity
+    grant = read(alice, ch("secret:room"), subscription_token=hs256("alice", 60, channel="secret:room"))
+    assert grant is not None and grant.expires is not None and 0 < grant.expires - time.time() <= 60
+    assert read(granted, ch("secret:team"), subscription_token=token) is None
+    assert read(alice, ch("user:alice")) is None
     assert not _allowed(publish, alice, ch("secret:room"))
     # anonymous connections: only in anonymous_namespaces
     assert _allowed(read, ANONYMOUS, ch("chat:a")) and _allowed(publish, ANONYMOUS, ch("chat:a"))
@@ -70,6 +77,84 @@ def test_rules() -> None:
     for name in ("user:alice", "secret:x", "secret:*", "stock:a"):
         assert _allowed(read, trusted, ch(name))
     assert _allowed(publish, trusted, ch("secret:x"))
+
+
+def _policy(namespaces: dict[str, NamespaceOptions] | None = None, **auth: Any) -> Authorizer:
+    return Authorizer(Authenticator(AuthConfig(**auth)), Namespaces(dict(namespaces or DEFAULT_NAMESPACES)))
+
+
+def test_laptop_defaults_with_nothing_configured() -> None:
+    authz = _policy()
+    assert authz.anonymous_connections
+    for name in ("chat:a", "stock:a", "bench:a", "lobby"):
+        channel = Namespaces().resolve(name)
+        assert _allowed(authz.check_read, ANONYMOUS, channel)
+        assert _allowed(authz.check_publish, ANONYMOUS, channel)
+
+
+@pytest.mark.parametrize(
+    "auth", [{"jwt_secret": SECRET}, {"api_keys": (API_KEY,)}], ids=["jwt-key", "api-key-only"]
+)
+def test_safer_defaults_once_any_authentication_is_configured(auth: dict[str, Any]) -> None:
+    user = Identity(user="u", anonymous=False)
+    chat = Namespaces().resolve("chat:a")
+    authz = _policy(**auth)
+    assert not authz.anonymous_connections
+    assert _allowed(authz.check_read, user, chat)
+    assert not _allowed(authz.check_publish, user, chat)  # the built-ins: no client publishing
+    assert not _allowed(authz.check_read, ANONYMOUS, chat)
+    # a namespace turns them on
+    room = NamespaceOptions(allow_publish=True)
+    lobby = NamespaceOptions(allow_anonymous=True, allow_publish=True)
+    authz = _policy({**DEFAULT_NAMESPACES, "room": room, "lobby": lobby}, **auth)
+    names = authz.namespaces
+    assert authz.anonymous_connections  # lobby takes anonymous connections ...
+    assert _allowed(authz.check_publish, ANONYMOUS, names.resolve("lobby:x"))
+    assert not _allowed(authz.check_read, ANONYMOUS, names.resolve("chat:x"))  # ... there only
+    assert not _allowed(authz.check_read, ANONYMOUS, names.resolve("room:x"))
+    assert _allowed(authz.check_publish, user, names.resolve("room:x"))
+    assert not _allowed(authz.check_publish, user, names.resolve("chat:x"))
+    # auth.allow_anonymous = true: anonymous connections everywhere a namespace does not say no
+    authz = _policy({**DEFAULT_NAMESPACES, "closed": NamespaceOptions(allow_anonymous=False)}, **auth)
+    assert not authz.anonymous_connections
+    authz = _policy(
+        {**DEFAULT_NAMESPACES, "closed": NamespaceOptions(allow_anonymous=False)},
+        allow_anonymous=True,
+        **auth,
+    )
+    assert authz.anonymous_connections
+    assert _allowed(authz.check_read, ANONYMOUS, authz.namespaces.resolve("chat:x"))
+    assert not _allowed(authz.check_publish, ANONYMOUS, authz.namespaces.resolve("chat:x"))
+    assert not _allowed(authz.check_read, ANONYMOUS, authz.namespaces.resolve("closed:x"))
+
+
+def test_safer_defaults_over_the_wire() -> None:
+    h = HubThread(HubConfig(port=0, auth=AuthConfig(jwt_secret=SECRET)))  # the built-in namespaces
+    try:
+        anonymous = Raw(h.url)
+        assert anonymous.error("connect") == ErrorCode.UNAUTHORIZED
+        anonymous.close()
+        user = Raw(h.url)
+        user.ok("connect", {"token": hs256("u")})
+        user.ok("subscribe", {"channel": "chat:a"})
+        reply = user.cmd("publish", {"channel": "chat:a", "data": 1})
+        assert reply["error"] == {"code": 103, "message": "permission denied", "temporary": False}
+        granted = Raw(h.url)
+        granted.ok("connect", {"token": hs256("g", publish=["chat:*"])})  # a grant still publishes
+        assert granted.ok("publish", {"channel": "chat:a", "data": 2})["offset"] == 1
+        assert user.push()["data"] == 2
+        user.close()
+        granted.close()
+    finally:
+        h.stop()
+    h = HubThread(HubConfig(port=0))  # nothing configured: the laptop
+    try:
+        anonymous = Raw(h.url)
+        assert anonymous.ok("connect")["user"] == ""
+        anonymous.ok("publish", {"channel": "chat:a", "data": 1})
+        anonymous.close()
+    finally:
+        h.stop()
 
 
 @pytest.fixture
@@ -101,6 +186,17 @@ def test_denials_over_the_wire(secure: HubThread) -> None:
     alice.ok("subscribe", {"channel": "secret:room", "token": token})
     alice.ok("presence", {"channel": "secret:room"})  # subscribed with its token: presence and history
     alice.ok("history", {"channel": "secret:room"})
+    # the messages say nothing about the policy (which namespace exists, which rule refused)
+    for method, params, message in (
+        ("subscribe", {"channel": "secret:x"}, "permission denied"),
+        ("subscribe", {"channel": "user:bob"}, "permission denied"),
+        ("subscribe", {"channel": "chat:*"}, "permission denied"),
+        ("publish", {"channel": "user:alice", "data": 1}, "permission denied"),
+        ("history", {"channel": "secret:y"}, "permission denied"),
+        ("subscribe", {"channel": "nope:x"}, "unknown channel"),
+        ("publish", {"channel": "nope:x", "data": 1}, "unknown channel"),
+    ):
+        assert alice.cmd(method, params)["error"]["message"] == message, (method, params)
     alice.close()
 
 
@@ -193,3 +289,135 @@ def test_no_command_sequence_reads_an_ungranted_channel() -> None:
     finally:
         server.close()
         h.stop()
+
+
+# -- subscriptions end with their permission ----------------------------------------------------------------
+
+
+def _presence_users(h: HubThread, channel: str) -> list[str]:
+    return sorted(info.user for info in h.call(lambda: h.hub.engine.presence(channel).result()))
+
+
+def _publish(h: HubThread, channel: str, data: Any) -> None:
+    h.call(h.hub.publish, channel, data)  # the in-memory engine queues the pushes before it returns
+
+
+def _pubs(r: Raw, channel: str) -> list[Any]:
+    """The data of the ``pub`` pushes of ``channel`` received so far (a ping first: every push queued
+    before it has arrived)."""
+    assert r.ok("ping") == {}
+    return [p["data"] for p in r.pushes if p["push"] == "pub" and p["channel"] == channel]
+
+
+def test_a_subscription_ends_when_its_subscription_token_expires() -> None:
+    h = HubThread(hub_config(leeway=0))
+    try:
+        alice, bob = Raw(h.url), Raw(h.url)
+        alice.ok("connect", {"token": hs256("alice")})
+        bob.ok("connect", {"token": hs256("bob")})
+        result = alice.ok(
+            "subscribe", {"channel": "secret:room", "token": hs256("alice", 2, channel="secret:room")}
+        )
+        assert result["expires"] is True and 0 <= result["ttl"] <= 2
+        long = bob.ok("subscribe", {"channel": "secret:room", "token": hs256("bob", channel="secret:room")})
+        assert long["expires"] is True and long["ttl"] > 3500
+        assert _presence_users(h, "secret:room") == ["alice", "bob"]
+        _publish(h, "secret:room", "before")
+        assert _pubs(alice, "secret:room") == ["before"]
+        push = alice.push(timeout=10)  # the once-a-second tick finds the token expired
+        while push["push"] != "unsubscribe":
+            push = alice.push(timeout=10)
+        assert push == {
+            "push": "unsubscribe",
+            "channel": "secret:room",
+            "code": 2501,
+            "reason": "subscription expired",
+            "resubscribe": True,
+        }
+        alice.pushes.clear()
+        _publish(h, "secret:room", "after")
+        assert _pubs(alice, "secret:room") == []  # publications stop
+        assert _pubs(bob, "secret:room") == ["before", "after"]  # bob's token has not expired
+        assert _presence_users(h, "secret:room") == ["bob"]
+        assert alice.error("history", {"channel": "secret:room"}) == ErrorCode.PERMISSION_DENIED
+        # the client's way on: subscribe again with a fresh token, recovering what it missed
+        again = alice.ok(
+            "subscribe",
+            {
+                "channel": "secret:room",
+                "token": hs256("alice", channel="secret:room"),
+                "recover": {"epoch": result["epoch"], "offset": 1},
+            },
+        )
+        assert again["recovered"] is True and [p["data"] for p in again["publications"]] == ["after"]
+        alice.close()
+        bob.close()
+    finally:
+        h.stop()
+
+
+def test_a_refresh_that_no_longer_grants_a_channel_ends_its_subscription(secure: HubThread) -> None:
+    h = secure
+    alice = Raw(h.url)
+    alice.ok("connect", {"token": hs256("alice", channels=["secret:granted"])})
+    for channel in ("secret:granted", "chat:open"):
+        alice.ok("subscribe", {"channel": channel})
+    alice.ok("subscribe", {"channel": "secret:room", "token": hs256("alice", channel="secret:room")})
+    alice.ok("refresh", {"token": hs256("alice", channels=["secret:granted"])})  # still granted: nothing ends
+    _publish(h, "secret:granted", 1)
+    assert _pubs(alice, "secret:granted") == [1]
+    alice.ok("refresh", {"token": hs256("alice")})  # the grant is gone
+    unsubscribes = [p for p in alice.pushes if p["push"] == "unsubscribe"]
+    assert unsubscribes == [
+        {
+            "push": "unsubscribe",
+            "channel": "secret:granted",
+            "code": 2001,
+            "reason": "permission revoked",
+            "resubscribe": False,
+        }
+    ]
+    alice.pushes.clear()
+    for channel in ("secret:granted", "chat:open", "secret:room"):
+        _publish(h, channel, 2)
+    assert _pubs(alice, "secret:granted") == []  # publications stop
+    assert _pubs(alice, "chat:open") == [2] and _pubs(alice, "secret:room") == [2]  # the others live on
+    assert _presence_users(h, "secret:granted") == []
+    assert _presence_users(h, "secret:room") == ["alice"]
+    assert alice.error("subscribe", {"channel": "secret:granted"}) == ErrorCode.PERMISSION_DENIED
+    alice.close()
+
+
+def test_a_subscription_s_expiry_is_freed_with_it_without_gc(secure: HubThread) -> None:
+    import gc
+    import weakref
+
+    h = secure
+    r = Raw(h.url)
+    r.ok("connect", {"token": hs256("alice")})
+    token = hs256("alice", channel="secret:room")
+
+    def subscription() -> weakref.ref[Any]:
+        (session,) = h.hub.sessions.values()
+        (sub,) = session.subscriptions.values()
+        assert h.hub._expiring.keys() == {sub}
+        return weakref.ref(sub)
+
+    gc.disable()
+    try:
+        r.ok("subscribe", {"channel": "secret:room", "token": token})
+        weak = h.call(subscription)
+        r.ok("unsubscribe", {"channel": "secret:room"})  # by the client
+        assert h.call(lambda: (weak() is None, h.hub._expiring)) == (True, {})
+        r.ok("subscribe", {"channel": "secret:room", "token": token})
+        weak = h.call(subscription)
+        assert h.call(h.hub.expire_subscriptions, h.loop.time() + 7200) == 1  # by its expiry
+        assert r.push()["code"] == 2501
+        assert h.call(lambda: (weak() is None, h.hub._expiring)) == (True, {})
+        r.ok("subscribe", {"channel": "secret:room", "token": token})
+        weak = h.call(subscription)
+        r.close()  # by the close
+        assert h.wait_sessions(0)
+        assert h.call(lambda: (weak() is None, h.hub._expiring)) == (True, {})
+    finally:
+        gc.enable()

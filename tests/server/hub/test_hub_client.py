@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from server.hub.client import (
+from wsproto_lite.hub.client import (
     Backoff,
     HubClient,
     HubCommandError,
@@ -16,8 +16,8 @@ from server.hub.client import (
     LoopHubClient,
     RecoveryReport,
 )
-from server.hub.protocol import DisconnectCode
-from server.loop import EventLoop
+from wsproto_lite.hub.protocol import DisconnectCode
+from wsproto_lite.server.loop import EventLoop
 
 from .conftest import HubThread
 
@@ -139,7 +139,7 @@ def test_loop_client(hub: HubThread) -> None:
 
 
 def test_a_lost_reply_retries_reads_and_reports_writes(hub: HubThread) -> None:
-    from server.hub.client import HubReplyLost
+    from wsproto_lite.hub.client import HubReplyLost
 
     with HubClient(hub.url, backoff=FAST) as a:
         a.subscribe("chat:w", lambda pub: None)
@@ -154,7 +154,7 @@ def test_a_lost_reply_retries_reads_and_reports_writes(hub: HubThread) -> None:
 
 
 def test_refresh_renews_the_token_and_reconnects_use_it() -> None:
-    from server.hub.client import HubClient
+    from wsproto_lite.hub.client import HubClient
 
     from .authkit import hs256, hub_config
 

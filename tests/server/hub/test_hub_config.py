@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from server.hub.config import ConfigError, HubConfig, load_config
-from server.hub.namespaces import DEFAULT_NAMESPACES
+from wsproto_lite.hub.config import ConfigError, HubConfig, load_config
+from wsproto_lite.hub.namespaces import DEFAULT_NAMESPACES
 
 
 def test_defaults_work_on_a_laptop() -> None:
     config = HubConfig()
     assert (config.host, config.port, config.compression) == ("127.0.0.1", 8000, False)
+    assert (config.internal_port, config.internal_host, config.metrics_public) == (None, "127.0.0.1", False)
     assert config.namespaces.namespaces == DEFAULT_NAMESPACES
 
 
@@ -23,6 +24,9 @@ def test_toml(tmp_path: Path) -> None:
         """
 port = 9000
 allowed_origins = ["http://127.0.0.1:9000"]
+internal_port = 9001
+internal_host = "10.0.0.5"
+metrics_public = true
 [limits]
 queue_limit = 65536
 connect_timeout = 3
@@ -39,6 +43,7 @@ history_ttl = 30
     )
     config = load_config(path)
     assert config.port == 9000 and config.allowed_origins == ["http://127.0.0.1:9000"]
+    assert (config.internal_port, config.internal_host, config.metrics_public) == (9001, "10.0.0.5", True)
     assert config.limits.queue_limit == 65536 and config.limits.connect_timeout == 3.0
     assert config.max_history_bytes == 1_000_000
     names = config.namespaces.namespaces
@@ -63,6 +68,8 @@ def test_json(tmp_path: Path) -> None:
         ("a.toml", "[namespaces.'a b']\npresence = true", "namespace name"),
         ("a.toml", "[history]\nmax = 1", "history.max"),
         ("a.toml", "port = 70000", "0-65535"),
+        ("a.toml", "internal_port = -1", "internal_port must be in 0-65535"),
+        ("a.toml", "metrics_public = 1", "metrics_public must be bool"),
         ("a.toml", "port = ", "a.toml"),
         ("a.json", "[1]", "top level"),
         ("a.json", "{", "a.json"),
@@ -83,7 +90,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_auth_rate_limits_and_tls_keys(tmp_path: Path) -> None:
-    from server.hub.config import config_from_mapping
+    from wsproto_lite.hub.config import config_from_mapping
 
     from .authkit import RSA_KEY, public_pem
 

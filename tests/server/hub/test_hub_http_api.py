@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import ssl
 import urllib.parse
 from collections.abc import Iterator
@@ -12,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from server.client import connect
-from server.hub.publisher import HubAPI, HubAPIError
+from wsproto_lite.hub.publisher import HubAPI, HubAPIError
+from wsproto_lite.server.client import connect
+from wsproto_lite.server.errors import ConnectionClosed, HandshakeError
 
 from .authkit import API_KEY, hs256, hub_config
 from .conftest import HubThread, Raw
@@ -27,7 +29,7 @@ def secure() -> Iterator[HubThread]:
 
 
 def _request(
-    h: HubThread,
+    h: Any,
     path: str,
     params: Any = None,
     *,
@@ -107,7 +109,7 @@ def test_publish_broadcast_presence_history_channels_disconnect(secure: HubThrea
         ("/api/history", {"channel": "chat:a", "limit": -1}, 400, 107),
         ("/api/disconnect", {"user": ""}, 400, 107),
         ("/api/disconnect", {"user": "u", "code": 1000}, 400, 107),
-        ("/api/nothing", {}, 404, 104),
+        ("/api/nothing", {}, 404, 104),  # with the key: unknown endpoint
     ],
 )
 def test_bad_requests_get_clear_4xx(
@@ -131,13 +133,88 @@ def test_bad_bodies(secure: HubThread) -> None:
         b"\xff\xfe",
         b"NaN",
         b'{"channel":"chat:a","data":"' + b"x" * 40000 + b'"}',
+        b'{"channel":"chat:a","data":"\\ud800"}',  # a lone surrogate: no frame could carry it (RFC 7493)
     ):
         status, body = _request(secure, "/api/publish", body=raw)
         assert status in (400, 413), (raw[:20], status)
         assert body["error"]["code"] in (106, 107)
-    # over the core's max_http_body (64 KiB): the core answers 413 before the API sees it
-    status, _ = _request(secure, "/api/publish", body=b"{" + b" " * 70000 + b"}")
-    assert status == 413
+    # over the core's max_http_body (64 KiB): the core answers 413 before the API sees it, in the API's JSON
+    status, body = _request(secure, "/api/publish", body=b"{" + b" " * 70000 + b"}")
+    assert (status, body) == (413, {"error": {"code": 106, "message": "request too large"}})
+
+
+def test_a_huge_announced_body_gets_the_json_413_before_it_is_sent(secure: HubThread) -> None:
+    with socket.create_connection(("127.0.0.1", secure.hub_server.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /api/publish HTTP/1.1\r\nHost: h\r\nAuthorization: apikey "
+            + API_KEY.encode()
+            + b"\r\nContent-Length: 104857600\r\n\r\n"
+        )
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ") and b"Content-Type: application/json" in head
+    assert json.loads(body) == {"error": {"code": 106, "message": "request too large"}}
+
+
+def test_without_a_key_every_api_path_is_401_and_metrics_too(secure: HubThread) -> None:
+    for path, method in (("/api/nothing", "POST"), ("/api/publish", "GET"), ("/api/", "POST")):
+        status, body = _request(secure, path, {}, key=None, method=method)
+        assert (status, body) == (401, {"error": {"code": 101, "message": "unauthorized"}}), path
+    status, body = _request(secure, "/metrics", key=None, method="GET")
+    assert status == 401 and body["error"]["code"] == 101
+    status, body = _request(secure, "/metrics", key=API_KEY, method="GET")
+    assert status == 200 and b"wsproto_hub_connections 0" in body
+    config = hub_config()
+    config.metrics_public = True
+    public = HubThread(config)
+    try:
+        status, body = _request(public, "/metrics", key=None, method="GET")
+        assert status == 200 and b"wsproto_hub_connections 0" in body
+        assert _request(public, "/api/nothing", {}, key=None)[0] == 401  # the API still needs its key
+    finally:
+        public.stop()
+
+
+def test_the_api_and_metrics_on_an_internal_address() -> None:
+    config = hub_config()
+    config.internal_port = 0
+    h = HubThread(config)
+    try:
+        internal = h.hub_server.internal_port
+        assert internal is not None and internal != h.hub_server.port
+        # the public port: WebSocket, the page and /healthz; nothing of the API
+        for path, method in (("/api/publish", "POST"), ("/metrics", "GET")):
+            assert _request(h, path, {"channel": "chat:a", "data": 1}, method=method)[0] == 404
+        assert _request(h, "/healthz", method="GET", key=None) == (200, b"ok\n")
+        r = Raw(h.url)
+        r.ok("connect", {"token": hs256("in")})
+        r.ok("subscribe", {"channel": "chat:in"})
+        # the internal port: the API with its key, /metrics, /healthz; no WebSocket, no page
+        inside = _Port(internal)
+        status, result = _request(inside, "/api/publish", {"channel": "chat:in", "data": "x"})
+        assert status == 200 and result["offset"] == 1
+        assert r.push()["data"] == "x"
+        assert _request(inside, "/api/publish", {"channel": "chat:in", "data": 1}, key=None)[0] == 401
+        status, body = _request(inside, "/metrics", method="GET")
+        assert status == 200 and b"wsproto_hub_connections 1" in body
+        assert _request(inside, "/healthz", method="GET", key=None) == (200, b"ok\n")
+        assert _request(inside, "/", method="GET", key=None)[0] == 404
+        with pytest.raises(HandshakeError) as info:
+            connect(f"ws://127.0.0.1:{internal}/connection/websocket", timeout=10)
+        assert info.value.status == 404
+        r.close()
+    finally:
+        h.stop()
+
+
+class _Port:
+    """What ``_request`` needs of a hub: a port (the internal one)."""
+
+    def __init__(self, port: int) -> None:
+        self.hub_server = self
+        self.port = port
 
 
 def test_parameters_in_a_json_body_or_the_query(secure: HubThread) -> None:
@@ -197,11 +274,50 @@ def test_wss_and_https_on_one_port(cert_files: tuple[str, str, str]) -> None:
     h = HubThread(config)
     try:
         port = h.hub_server.port
-        with connect(f"wss://localhost:{port}/connection/websocket", ca_file=cafile, timeout=10) as ws:
+        url = f"wss://localhost:{port}/connection/websocket"
+        with connect(url, ca_file=cafile, timeout=10, origin=f"https://localhost:{port}") as ws:
             ws.send(json.dumps({"id": 1, "method": "connect", "params": {"token": hs256("t")}}))
             assert json.loads(str(ws.recv(timeout=5)))["result"]["user"] == "t"
+        with pytest.raises(HandshakeError) as info:  # the same host and port, but not the page's scheme
+            connect(url, ca_file=cafile, timeout=10, origin=f"http://localhost:{port}")
+        assert info.value.status == 403
         context = ssl.create_default_context(cafile=cafile)
         api = HubAPI(f"https://localhost:{port}", API_KEY, ssl_context=context)
         assert api.publish("chat:tls", 1)["offset"] == 1
     finally:
         h.stop()
+
+
+def _closed_with(r: Raw) -> tuple[int, str]:
+    """Read until the hub's close: its code and reason (pushes before it are kept)."""
+    while True:
+        try:
+            r.pushes.append(r.recv(timeout=5))
+        except ConnectionClosed as exc:
+            return exc.code, exc.reason
+
+
+def test_a_ban_with_a_non_ascii_reason_closes_every_connection_of_the_user(secure: HubThread) -> None:
+    reason = "Ж" * 71  # 142 bytes of UTF-8: more than a close frame holds (RFC 6455 §5.5: 125 - the code)
+    tabs = [Raw(secure.url) for _ in range(3)]
+    watcher = Raw(secure.url)
+    watcher.ok("connect", {"token": hs256("watcher")})
+    watcher.ok("subscribe", {"channel": "chat:ban"})
+    for tab in tabs:
+        tab.ok("connect", {"token": hs256("mallory")})
+        tab.ok("subscribe", {"channel": "chat:ban"})
+    status, result = _request(secure, "/api/disconnect", {"user": "mallory", "code": 4100, "reason": reason})
+    assert (status, result) == (200, {"disconnected": 3})
+    cut = "Ж" * 61  # 122 bytes: the longest whole-character prefix within 123
+    for tab in tabs:
+        assert _closed_with(tab) == (4100, cut)
+        pushes = [p for p in tab.pushes if p["push"] == "disconnect"]
+        assert pushes == [{"push": "disconnect", "code": 4100, "reason": cut, "reconnect": True}]
+        tab.close()
+    assert secure.wait_sessions(1)
+    status, result = _request(secure, "/api/presence", {"channel": "chat:ban"})
+    assert [v["user"] for v in result["clients"].values()] == ["watcher"]
+    _request(secure, "/api/publish", {"channel": "chat:ban", "data": "after"})
+    assert watcher.ok("ping") == {}
+    assert [p["data"] for p in watcher.pushes if p["push"] == "pub"] == ["after"]
+    watcher.close()

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from server.errors import ConnectionClosed
-from server.hub.config import HubConfig
-from server.hub.hub import HubLimits
-from server.hub.limits import RateLimits
-from server.hub.namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
-from server.hub.protocol import ErrorCode, HubError
+from wsproto_lite.hub.config import HubConfig
+from wsproto_lite.hub.hub import HubLimits
+from wsproto_lite.hub.limits import RateLimits
+from wsproto_lite.hub.namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
+from wsproto_lite.hub.protocol import ErrorCode, HubError
+from wsproto_lite.server.errors import ConnectionClosed
 
 from .conftest import HubThread, Raw
 
@@ -30,6 +30,18 @@ def test_connect_comes_first_and_once(raw: Any) -> None:
     assert r.ok("ping") == {}
 
 
+def test_presence_names_that_would_disguise_text_are_refused(raw: Any) -> None:
+    r = raw(connect=False)
+    reply = r.cmd("connect", {"name": "ann\u202egnp.exe"})  # shown as "annexe.png"
+    assert reply["error"]["code"] == ErrorCode.BAD_REQUEST
+    assert r.error("connect", {"name": "bob\x1b[2J"}) == ErrorCode.BAD_REQUEST  # a terminal escape
+    assert r.ok("connect", {"name": "Zoë 👩\u200d💻"})["client"]
+    r.ok("subscribe", {"channel": "chat:names"})
+    assert [c["name"] for c in r.ok("presence", {"channel": "chat:names"})["clients"].values()] == [
+        "Zoë 👩\u200d💻"
+    ]
+
+
 def test_a_token_without_a_verifier_is_refused(raw: Any) -> None:
     r = raw(connect=False)
     assert r.error("connect", {"token": "abc"}) == ErrorCode.UNAUTHORIZED
@@ -37,8 +49,8 @@ def test_a_token_without_a_verifier_is_refused(raw: Any) -> None:
 
 
 def test_websocket_paths(hub: HubThread) -> None:
-    from server.client import connect
-    from server.errors import HandshakeError
+    from wsproto_lite.server.client import connect
+    from wsproto_lite.server.errors import HandshakeError
 
     for path in ("/connection/websocket", "/ws"):
         with connect(f"ws://127.0.0.1:{hub.hub_server.port}{path}") as ws:
@@ -324,10 +336,21 @@ def test_malformed_frames_get_errors_and_the_connection_lives(raw: Any) -> None:
     assert r.ok("ping") == {}
 
 
+def test_a_lone_surrogate_is_refused_and_cannot_poison_a_channel(raw: Any) -> None:
+    a, b = raw(connect=False), raw()
+    assert a.error("connect", {"name": "\ud800"}) == ErrorCode.BAD_REQUEST  # json.dumps escapes it: \\ud800
+    a.ok("connect", {"name": "\U0001f600"})  # an escaped pair is an emoji: fine
+    b.ok("subscribe", {"channel": "chat:lone"})
+    assert a.error("publish", {"channel": "chat:lone", "data": ["ok", "\udfff"]}) == ErrorCode.BAD_REQUEST
+    a.ok("publish", {"channel": "chat:lone", "data": "\U0001f600"})
+    assert b.push()["data"] == "\U0001f600"
+    assert [p["data"] for p in b.ok("history", {"channel": "chat:lone"})["publications"]] == ["\U0001f600"]
+
+
 def test_a_frame_over_the_io_limit_is_closed_1009(hub: HubThread) -> None:
     r = Raw(hub.url)
     r.ok("connect")
-    r.send("x" * (hub.config.max_frame_bytes + 1))
+    r.send("x" * (hub.config.frame_limit() + 1))
     with pytest.raises(ConnectionClosed) as closed:
         r.recv()
     assert closed.value.code == 1009
@@ -408,7 +431,7 @@ def test_slow_subscriber_is_dropped_while_a_fast_one_keeps_receiving() -> None:
 
 
 def test_sessions_and_subscriptions_are_freed_at_close_without_gc(hub: HubThread) -> None:
-    from server.hub.hub import Session, Subscription
+    from wsproto_lite.hub.hub import Session, Subscription
 
     r = Raw(hub.url)
     r.ok("connect")
@@ -435,7 +458,7 @@ def test_sessions_and_subscriptions_are_freed_at_close_without_gc(hub: HubThread
 
 
 def test_an_engine_failure_is_error_100_and_the_connection_lives() -> None:
-    from server.hub.memory import MemoryEngine
+    from wsproto_lite.hub.memory import MemoryEngine
 
     class Broken(MemoryEngine):
         def publish(self, channel: str, data_json: str, info_json: str | None, options: Any) -> Any:
@@ -469,7 +492,13 @@ def test_server_side_publish_and_unsubscribe(raw: Any, hub: HubThread) -> None:
         hub.call(hub.hub.publish, "chat:s", object())
     conn = hub.call(hub.hub.connection_of, client_a)
     assert hub.call(hub.hub.unsubscribe, conn, "chat:s") is True
-    assert a.push() == {"push": "unsubscribe", "channel": "chat:s", "code": 2000, "reason": "server"}
+    assert a.push() == {
+        "push": "unsubscribe",
+        "channel": "chat:s",
+        "code": 2000,
+        "reason": "server",
+        "resubscribe": False,
+    }
     assert b.push()["push"] == "pub" and b.push()["push"] == "leave"
     assert hub.call(hub.hub.unsubscribe, conn, "chat:s") is False
     assert a.error("unsubscribe", {"channel": "chat:s"}) == ErrorCode.NOT_SUBSCRIBED

@@ -7,10 +7,10 @@ import json
 import threading
 from typing import Any
 
-from server.hub.engine import Publication, Reply
-from server.hub.memory import MemoryEngine
-from server.hub.namespaces import NamespaceOptions
-from server.hub.protocol import Position
+from wsproto_lite.hub.engine import Publication, Reply
+from wsproto_lite.hub.memory import MemoryEngine
+from wsproto_lite.hub.namespaces import NamespaceOptions
+from wsproto_lite.hub.protocol import Position
 
 from .conftest import HubThread, Raw
 
@@ -106,8 +106,8 @@ def test_publications_the_reply_already_counts_are_not_pushed_again() -> None:
 
 
 def test_commands_in_flight_are_bounded() -> None:
-    from server.hub.config import HubConfig
-    from server.hub.hub import HubLimits
+    from wsproto_lite.hub.config import HubConfig
+    from wsproto_lite.hub.hub import HubLimits
 
     h = HubThread(HubConfig(port=0, limits=HubLimits(max_commands_in_flight=3)), engine=Later)
     try:

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.errors import ConnectionClosed
-from server.hub.config import HubConfig
-from server.hub.limits import RateLimits
-from server.hub.protocol import MAX_ID, METHODS
+from wsproto_lite.hub.config import HubConfig
+from wsproto_lite.hub.limits import RateLimits
+from wsproto_lite.hub.protocol import MAX_ID, METHODS
+from wsproto_lite.server.errors import ConnectionClosed
 
 from .conftest import HubThread, Raw
 

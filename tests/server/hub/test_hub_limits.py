@@ -1,21 +1,24 @@
-"""Rate limits: the buckets on a fake clock, then each limit tripping and recovering on a real hub."""
+"""Rate limits: the buckets on a fake clock, then each limit tripping and recovering on a real hub.
+
+On the hub, the rates are so slow that no test run refills a token by itself (one per 1000 s), and the
+recovery comes from moving the hub's clock (``SteppedLoop.advance``): whether a limit trips never depends
+on how fast the machine sends the commands."""
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from server.errors import ConnectionClosed, HandshakeError
-from server.hub.config import ConfigError, HubConfig, config_from_mapping
-from server.hub.hub import HubLimits
-from server.hub.limits import IpLimiter, RateLimits, TokenBucket, UserConnections
-from server.hub.protocol import ErrorCode
+from wsproto_lite.hub.config import ConfigError, HubConfig, config_from_mapping
+from wsproto_lite.hub.hub import HubLimits
+from wsproto_lite.hub.limits import IpLimiter, RateLimits, TokenBucket, UserConnections
+from wsproto_lite.hub.protocol import ErrorCode
+from wsproto_lite.server.errors import ConnectionClosed, HandshakeError
 
-from .authkit import hs256, hub_config
+from .authkit import API_KEY, hs256, hub_config
 from .conftest import HubThread, Raw
 
 # -- units ---------------------------------------------------------------------------------------------
@@ -70,14 +73,6 @@ def test_rate_limits_config() -> None:
 # -- on a hub -------------------------------------------------------------------------------------------
 
 
-def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Retry ``check`` until it holds: a refilling bucket is the event, and only time brings it."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "the limit did not recover"
-        time.sleep(0.05)
-
-
 def _hub(**rates: Any) -> HubThread:
     return HubThread(HubConfig(port=0, rate_limits=RateLimits(**rates)))
 
@@ -87,7 +82,7 @@ def _trips(h: HubThread) -> dict[str, int]:
 
 
 def test_commands_per_second_trip_and_recover() -> None:
-    h = _hub(commands_per_second=5, commands_burst=5)
+    h = _hub(commands_per_second=0.001, commands_burst=5)
     try:
         r = Raw(h.url)
         r.ok("connect")
@@ -100,14 +95,16 @@ def test_commands_per_second_trip_and_recover() -> None:
             "temporary": True,
         }
         assert _trips(h) == {"commands_per_connection": 1}
-        _eventually(lambda: "result" in r.cmd("ping"))
+        h.loop.advance(1000)  # one command's worth of refill
+        assert "result" in r.cmd("ping")
+        assert r.error("ping") == ErrorCode.TOO_MANY_REQUESTS  # and only one
         r.close()
     finally:
         h.stop()
 
 
 def test_bytes_per_second_trip_and_recover() -> None:
-    h = _hub(bytes_per_second=2000, bytes_burst=2000)
+    h = _hub(bytes_per_second=1, bytes_burst=2000)
     try:
         r = Raw(h.url)
         r.ok("connect")
@@ -115,14 +112,15 @@ def test_bytes_per_second_trip_and_recover() -> None:
         r.ok("publish", big)
         assert r.error("publish", big) == ErrorCode.TOO_MANY_REQUESTS
         assert _trips(h) == {"bytes_per_connection": 1}
-        _eventually(lambda: "result" in r.cmd("publish", big))
+        h.loop.advance(2000)  # the whole burst again
+        r.ok("publish", big)
         r.close()
     finally:
         h.stop()
 
 
 def test_sustained_abuse_is_closed_with_1008() -> None:
-    h = _hub(commands_per_second=1, commands_burst=2, abuse_trips_per_second=0.01, abuse_burst=3)
+    h = _hub(commands_per_second=0.001, commands_burst=2, abuse_trips_per_second=0.001, abuse_burst=3)
     try:
         r = Raw(h.url)
         r.ok("connect")
@@ -147,24 +145,82 @@ def test_sustained_abuse_is_closed_with_1008() -> None:
         h.stop()
 
 
+_ABUSE = {"abuse_trips_per_second": 0.01, "abuse_burst": 3}
+
+
+@pytest.mark.parametrize(
+    ("limits", "rates", "frame", "limit"),
+    [
+        (HubLimits(max_command_size=100), {}, lambda i: "x" * 200, "command_size"),
+        (
+            HubLimits(max_channels_per_connection=1),
+            {},
+            lambda i: {"id": 100 + i, "method": "subscribe", "params": {"channel": f"chat:{i}"}},
+            "subscriptions_per_connection",
+        ),
+        (
+            HubLimits(),
+            {"max_channels": 1},
+            lambda i: {"id": 100 + i, "method": "subscribe", "params": {"channel": f"chat:{i}"}},
+            "channels",
+        ),
+    ],
+    ids=["command-size", "subscriptions", "channels"],
+)
+def test_sustained_abuse_of_any_limit_is_closed_with_1008(
+    limits: HubLimits, rates: dict[str, Any], frame: Callable[[int], Any], limit: str
+) -> None:
+    h = HubThread(HubConfig(port=0, limits=limits, rate_limits=RateLimits(**_ABUSE, **rates)))
+    try:
+        r = Raw(h.url)
+        r.ok("connect")
+        r.ok("subscribe", {"channel": "chat:first"})
+        for i in range(10):  # over the limit, again and again, without reading the replies
+            r.send(frame(i))
+        codes = []
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                codes.append(r.recv().get("error", {}).get("code", 0))
+        assert info.value.code == 1008
+        assert codes == [ErrorCode.LIMIT_EXCEEDED] * 3  # the burst of trips, then the close
+        assert _trips(h) == {limit: 4, "abuse_close": 1}
+        assert h.wait_sessions(0)
+        r.close()
+    finally:
+        h.stop()
+
+
+def test_api_key_clients_are_never_closed_for_tripping_limits() -> None:
+    from .test_hub_auth import _open
+
+    config = hub_config(rate_limits=RateLimits(**_ABUSE))
+    config.limits = HubLimits(max_channels_per_connection=1)
+    h = HubThread(config)
+    try:
+        server = _open(h, Authorization=f"apikey {API_KEY}")
+        server.ok("connect")
+        server.ok("subscribe", {"channel": "chat:0"})
+        for i in range(1, 10):
+            assert server.error("subscribe", {"channel": f"chat:{i}"}) == ErrorCode.LIMIT_EXCEEDED
+        assert server.ok("ping") == {}
+        assert _trips(h) == {"subscriptions_per_connection": 9}
+        server.close()
+    finally:
+        h.stop()
+
+
 def test_connections_per_ip_trip_and_recover() -> None:
-    h = _hub(connections_per_second_per_ip=2, connections_burst_per_ip=3)
+    h = _hub(connections_per_second_per_ip=0.001, connections_burst_per_ip=3)
     try:
         clients = [Raw(h.url) for _ in range(3)]
         with pytest.raises(HandshakeError) as info:
             Raw(h.url)
         assert info.value.status == 429
         assert _trips(h) == {"connections_per_ip": 1}
-
-        def connects() -> bool:
-            try:
-                clients.append(Raw(h.url))
-            except HandshakeError as exc:
-                assert exc.status == 429
-                return False
-            return True
-
-        _eventually(connects)
+        h.loop.advance(1000)  # one connection's worth of refill
+        clients.append(Raw(h.url))
+        with pytest.raises(HandshakeError):
+            Raw(h.url)
         for r in clients:
             r.close()
     finally:

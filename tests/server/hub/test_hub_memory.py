@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.hub.engine import ClientInfo, Publication, Reply
-from server.hub.memory import MemoryEngine
-from server.hub.namespaces import NamespaceOptions
-from server.hub.protocol import HubError, Position
+from wsproto_lite.hub.engine import ClientInfo, Publication, Reply
+from wsproto_lite.hub.memory import MemoryEngine
+from wsproto_lite.hub.namespaces import NamespaceOptions
+from wsproto_lite.hub.protocol import HubError, Position
 
 KEEP3 = NamespaceOptions(history_size=3, history_ttl=10.0, allow_publish=True)
 NONE = NamespaceOptions(allow_publish=True)

@@ -9,7 +9,7 @@ import re
 import weakref
 from typing import Any
 
-from server.errors import HandshakeError
+from wsproto_lite.server.errors import ConnectionClosed, HandshakeError
 
 from .authkit import API_KEY, hs256, hub_config
 from .conftest import HubThread, Raw
@@ -20,7 +20,7 @@ _SAMPLE = re.compile(r'^(wsproto_hub_[a-z_]+)(\{[a-z_]+="[^"\\\n]*"\})? (\d+)$')
 
 def _scrape(h: HubThread) -> dict[str, int]:
     conn = http.client.HTTPConnection("127.0.0.1", h.hub_server.port, timeout=10)
-    conn.request("GET", "/metrics")
+    conn.request("GET", "/metrics", headers={"Authorization": f"apikey {API_KEY}"})
     response = conn.getresponse()
     assert response.status == 200
     assert response.getheader("Content-Type") == "text/plain; version=0.0.4; charset=utf-8"
@@ -94,7 +94,7 @@ def test_metrics_count_what_happened() -> None:
 
 
 def test_limit_trips_and_api_requests_are_visible() -> None:
-    from server.hub.limits import RateLimits
+    from wsproto_lite.hub.limits import RateLimits
 
     h = HubThread(hub_config(rate_limits=RateLimits(commands_per_second=1, commands_burst=1)))
     try:
@@ -114,7 +114,7 @@ def test_limit_trips_and_api_requests_are_visible() -> None:
 
 
 def test_sessions_with_tokens_and_buckets_are_freed_without_gc() -> None:
-    from server.hub.hub import Session
+    from wsproto_lite.hub.hub import Session
 
     h = HubThread(hub_config())
     try:
@@ -142,5 +142,94 @@ def test_sessions_with_tokens_and_buckets_are_freed_without_gc() -> None:
             assert h.call(lambda: (h.hub._pending, h.hub.users._by_user, h.hub._clients)) == ({}, {}, {})
         finally:
             gc.enable()
+    finally:
+        h.stop()
+
+
+def _closed(r: Raw) -> tuple[int, list[dict[str, Any]]]:
+    """Read until the hub's close: its code, and the pushes before it."""
+    pushes: list[dict[str, Any]] = []
+    while True:
+        try:
+            pushes.append(r.recv(timeout=5))
+        except ConnectionClosed as exc:
+            return exc.code, pushes
+
+
+def test_a_failure_on_one_connection_aborts_it_counted_and_the_others_are_still_reached() -> None:
+    h = HubThread(hub_config())
+    try:
+        tabs = [Raw(h.url) for _ in range(3)]
+        for tab in tabs:
+            tab.ok("connect", {"token": hs256("u")})
+            tab.ok("subscribe", {"channel": "chat:x"})
+
+        def break_the_first_close() -> None:
+            def close(code: int = 1000, reason: str = "") -> None:
+                raise RuntimeError("the transport broke")
+
+            first = h.hub.users.of("u")[0]
+            first.close = close
+
+        h.call(break_the_first_close)
+        assert h.call(h.hub.disconnect_user, "u", 4100, "ban") == 3
+        codes = [_closed(tab)[0] for tab in tabs]
+        assert codes == [1006, 4100, 4100]  # the broken one dropped, not left open; the others closed
+        assert h.wait_sessions(0)
+        assert h.call(lambda: (h.hub._channels, h.hub.engine.presence_channel_count)) == ({}, 0)
+        assert _scrape(h)["wsproto_hub_aborts_total"] == 1
+        # a code no close frame may carry (an in-process caller's mistake): that connection is aborted too
+        r = Raw(h.url)
+        r.ok("connect", {"token": hs256("v")})
+        h.call(lambda: h.hub.disconnect(h.hub.users.of("v")[0], 1005, "no status"))
+        assert _closed(r)[0] == 1006
+        assert _scrape(h)["wsproto_hub_aborts_total"] == 2
+        for tab in (*tabs, r):
+            tab.close()
+    finally:
+        h.stop()
+
+
+def test_a_server_side_unsubscribe_that_fails_aborts_the_connection() -> None:
+    h = HubThread(hub_config())
+    try:
+        r = Raw(h.url)
+        client = r.ok("connect", {"token": hs256("u")})["client"]
+        r.ok("subscribe", {"channel": "chat:x"})
+
+        def unsubscribe_with_a_broken_send() -> bool:
+            conn = h.hub.connection_of(client)
+
+            def send(message: str | bytes) -> bool:
+                raise RuntimeError("the transport broke")
+
+            conn.send = send
+            return bool(h.hub.unsubscribe(conn, "chat:x"))
+
+        assert h.call(unsubscribe_with_a_broken_send) is True
+        assert _closed(r)[0] == 1006  # not left subscribed to nothing while it believes otherwise
+        assert h.wait_sessions(0)
+        assert _scrape(h)["wsproto_hub_aborts_total"] == 1
+        r.close()
+    finally:
+        h.stop()
+
+
+def test_a_server_side_unsubscribe_whose_push_is_dropped_disconnects_as_slow() -> None:
+    h = HubThread(hub_config())
+    try:
+        r = Raw(h.url)
+        client = r.ok("connect", {"token": hs256("u")})["client"]
+        r.ok("subscribe", {"channel": "chat:x"})
+
+        def unsubscribe_over_the_hard_limit() -> bool:
+            conn = h.hub.connection_of(client)
+            conn.send = lambda message: False  # what send answers over write_hard_limit: dropped
+            return bool(h.hub.unsubscribe(conn, "chat:x"))
+
+        assert h.call(unsubscribe_over_the_hard_limit) is True
+        assert _closed(r)[0] == 4001  # reconnect and recover, rather than wait for what will not come
+        assert _scrape(h)["wsproto_hub_slow_disconnects_total"] == 1
+        r.close()
     finally:
         h.stop()

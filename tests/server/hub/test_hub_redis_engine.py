@@ -20,11 +20,13 @@ from typing import Any
 
 import pytest
 
-from server.hub.auth import AuthConfig
-from server.hub.config import HubConfig
-from server.hub.engine import Reply
-from server.hub.protocol import DisconnectCode, ErrorCode, HubError
+from wsproto_lite.hub.auth import AuthConfig
+from wsproto_lite.hub.config import HubConfig
+from wsproto_lite.hub.engine import Reply
+from wsproto_lite.hub.namespaces import DEFAULT_NAMESPACES, Namespaces
+from wsproto_lite.hub.protocol import DisconnectCode, ErrorCode, HubError
 
+from .authkit import opened
 from .conftest import HubThread, Raw
 from .redis_util import RedisServer
 
@@ -42,13 +44,15 @@ Nodes = Callable[..., HubThread]
 @pytest.fixture
 def nodes(redis_server: RedisServer) -> Iterator[Nodes]:
     """``nodes(url=None, **engine options)``: a hub node on the test's own key prefix."""
-    from server.hub.redis_engine import RedisEngine
+    from wsproto_lite.hub.redis_engine import RedisEngine
 
     prefix = "t" + secrets.token_hex(4)
     made: list[HubThread] = []
 
     def make(url: str | None = None, **options: Any) -> HubThread:
-        config = HubConfig(port=0, auth=AuthConfig(api_keys=(API_KEY,)))
+        # an API key for the HTTP API; anonymous clients publishing in the built-in namespaces
+        namespaces = Namespaces(opened(DEFAULT_NAMESPACES, anonymous=True))
+        config = HubConfig(port=0, auth=AuthConfig(api_keys=(API_KEY,)), namespaces=namespaces)
         node = HubThread(
             config, engine=lambda: RedisEngine(url or redis_server.url, prefix=prefix, **options)
         )
@@ -286,7 +290,7 @@ def test_redis_stopped_and_restarted_mid_traffic(nodes: Nodes, clients: Any) -> 
 
 
 def test_sharding_over_two_redis_servers(nodes: Nodes, clients: Any, redis_server: RedisServer) -> None:
-    from server.hub.redis_engine import shard_of
+    from wsproto_lite.hub.redis_engine import shard_of
 
     second = RedisServer()
     try:
@@ -353,14 +357,25 @@ def test_sessions_and_subscriptions_are_freed_with_gc_disabled(nodes: Nodes, cli
         gc.enable()
 
 
-def test_presence_expires_when_a_node_stops_refreshing(nodes: Nodes, clients: Any) -> None:
+def test_a_live_node_keeps_pushing_its_presence_expiry_forward(
+    nodes: Nodes, clients: Any, redis_server: RedisServer
+) -> None:
+    """Presence entries expire ``presence_ttl`` after their last refresh (test_hub_supervisor kills a node
+    and sees its entries go); a live node refreshes them. Observed in Redis, not by sleeping past TTLs
+    and hoping the node's refresh thread was not starved meanwhile."""
     a, b = nodes(presence_ttl=1.0), nodes(presence_ttl=1.0)
     on_a = clients(a)
     on_a.ok("subscribe", {"channel": "chat:e"})
     on_b = clients(b)
     assert on_b.ok("presence_stats", {"channel": "chat:e"}) == {"clients": 1, "users": 1}
-    time.sleep(2.5)  # several TTLs: the live node's refresh keeps its member (a timing wait, not a sync)
-    assert on_b.ok("presence_stats", {"channel": "chat:e"}) == {"clients": 1, "users": 1}
+    redis = redis_server.client()
+    expiries = f"{a.call(lambda: a.hub_server.engine.prefix)}:pexp:chat:e"  # client -> expiry (Redis ms)
+    ((member, first),) = redis.zrange(expiries, 0, -1, withscores=True)
+    deadline = time.monotonic() + 30
+    while (redis.zscore(expiries, member) or 0) < first + 2000:  # refreshed past two whole TTLs
+        assert time.monotonic() < deadline, "the live node stopped refreshing its presence"
+        time.sleep(0.05)  # polling Redis: the refresh runs in the node's own thread, no event to await
+    assert redis.zcard(expiries) == 1
 
 
 def test_junk_published_on_our_redis_channels_is_ignored(

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from server.client import connect
-from server.hub.protocol import DisconnectCode
+from wsproto_lite.hub.protocol import DisconnectCode
+from wsproto_lite.server.client import connect
 
 from .conftest import HubThread, Raw
 from .redis_util import RedisServer
@@ -170,7 +170,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_sigkilled_node_leaves_presence_within_its_ttl(redis_server: RedisServer) -> None:
-    from server.hub.redis_engine import RedisEngine
+    from wsproto_lite.hub.redis_engine import RedisEngine
 
     prefix = "k" + secrets.token_hex(3)
     port = _free_port()
@@ -211,9 +211,10 @@ def test_http_api_publish_on_one_node_reaches_a_subscriber_on_another(redis_serv
     key = "k-" + secrets.token_hex(12)
     engine = f"{redis_server.url}?prefix={prefix}"
     ports = [_free_port(), _free_port()]
+    # the API key on A only: B, with no authentication configured, takes the anonymous subscriber
     a, b = (
-        Process("--workers", "1", "--port", str(port), "--engine", engine, env={"WSPROTO_HUB_API_KEYS": key})
-        for port in ports
+        Process("--workers", "1", "--port", str(port), "--engine", engine, env=env)
+        for port, env in zip(ports, ({"WSPROTO_HUB_API_KEYS": key}, {}), strict=True)
     )
     try:
         a.expect(r"hub listening")

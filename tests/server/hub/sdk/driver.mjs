@@ -1,0 +1,159 @@
+// centrifuge-js (npm `centrifuge`, WebSocket from the `ws` package) under remote control, for the hub's SDK tests.
+//
+//   node driver.mjs '<options JSON>'
+//
+// options: {"url", "token"?, "tokens"? (what getToken returns, in order), "sub_tokens"? ({channel: [tokens]}),
+//           "timeout"? (s), "deadline"? (s), "name"?}
+// stdin:   one JSON op a line: {"id", "op", ...args}; ops: connect, disconnect, subscribe, unsubscribe,
+//          publish, sub_publish, presence, presence_stats, history, exit
+// stdout:  one JSON event a line: {"ev": ...}; an op's outcome is {"ev":"reply","id":n,"result"|"error":...}
+// The process exits by itself on stdin EOF, on "exit", or at the deadline (default 60 s), whatever happens.
+import { createInterface } from 'node:readline';
+import { Centrifuge } from 'centrifuge';
+import WebSocket from 'ws';
+
+const options = JSON.parse(process.argv[2]);
+const deadlineMs = 1000 * (options.deadline ?? 60);
+const timeoutMs = 1000 * (options.timeout ?? 5);
+const tokens = [...(options.tokens ?? [])];
+const subTokens = Object.fromEntries(Object.entries(options.sub_tokens ?? {}).map(([k, v]) => [k, [...v]]));
+
+function emit(value) {
+  process.stdout.write(JSON.stringify(value) + '\n');
+}
+
+function errorOf(err) {
+  if (err && typeof err === 'object') {
+    return { code: err.code ?? null, message: String(err.message ?? err) };
+  }
+  return { code: null, message: String(err) };
+}
+
+function infoOf(info) {
+  return info ? { user: info.user, client: info.client, conn_info: info.connInfo ?? null } : null;
+}
+
+function pubOf(ctx) {
+  return { channel: ctx.channel, data: ctx.data, offset: ctx.offset ?? null, info: infoOf(ctx.info) };
+}
+
+function subscribedOf(ctx) {
+  return {
+    channel: ctx.channel,
+    recoverable: ctx.recoverable,
+    positioned: ctx.positioned,
+    was_recovering: ctx.wasRecovering,
+    recovered: ctx.recovered,
+    offset: ctx.streamPosition ? ctx.streamPosition.offset : null,
+    epoch: ctx.streamPosition ? ctx.streamPosition.epoch : null,
+  };
+}
+
+const clientOptions = {
+  websocket: WebSocket,
+  timeout: timeoutMs,
+  minReconnectDelay: 100,
+  maxReconnectDelay: 1000,
+  name: options.name ?? 'js',
+};
+if (options.token !== undefined) clientOptions.token = options.token;
+if (options.tokens !== undefined) {
+  clientOptions.getToken = async () => {
+    emit({ ev: 'get_token' });
+    const next = tokens.shift();
+    if (next === undefined) throw new Error('no more tokens');
+    return next;
+  };
+}
+const client = new Centrifuge(options.url, clientOptions);
+
+client.on('connecting', (ctx) => emit({ ev: 'connecting', code: ctx.code, reason: ctx.reason }));
+client.on('connected', (ctx) => emit({ ev: 'connected', client: ctx.client }));
+client.on('disconnected', (ctx) => emit({ ev: 'disconnected', code: ctx.code, reason: ctx.reason }));
+client.on('error', (ctx) => emit({ ev: 'error', type: ctx.type, error: errorOf(ctx.error) }));
+// server-side subscriptions are reported on the client
+client.on('subscribing', (ctx) => emit({ ev: 'server_subscribing', channel: ctx.channel }));
+client.on('subscribed', (ctx) => emit({ ev: 'server_subscribed', ...subscribedOf(ctx) }));
+client.on('unsubscribed', (ctx) => emit({ ev: 'server_unsubscribed', channel: ctx.channel }));
+client.on('publication', (ctx) => emit({ ev: 'server_publication', ...pubOf(ctx) }));
+client.on('message', (ctx) => emit({ ev: 'message', data: ctx.data }));
+
+function subscription(args) {
+  const existing = client.getSubscription(args.channel);
+  if (existing) return existing;
+  const subOptions = {};
+  if (args.token !== undefined) subOptions.token = args.token;
+  if (args.recoverable) subOptions.recoverable = true;
+  if (args.positioned) subOptions.positioned = true;
+  if (args.join_leave) subOptions.joinLeave = true;
+  if (subTokens[args.channel] !== undefined) {
+    subOptions.getToken = async () => {
+      emit({ ev: 'get_sub_token', channel: args.channel });
+      const next = subTokens[args.channel].shift();
+      if (next === undefined) throw new Error('no more subscription tokens');
+      return next;
+    };
+  }
+  const sub = client.newSubscription(args.channel, subOptions);
+  sub.on('subscribing', (ctx) => emit({ ev: 'subscribing', channel: ctx.channel, code: ctx.code, reason: ctx.reason }));
+  sub.on('subscribed', (ctx) => emit({ ev: 'subscribed', ...subscribedOf(ctx) }));
+  sub.on('unsubscribed', (ctx) => emit({ ev: 'unsubscribed', channel: ctx.channel, code: ctx.code, reason: ctx.reason }));
+  sub.on('publication', (ctx) => emit({ ev: 'publication', ...pubOf(ctx) }));
+  sub.on('join', (ctx) => emit({ ev: 'join', channel: ctx.channel, info: infoOf(ctx.info) }));
+  sub.on('leave', (ctx) => emit({ ev: 'leave', channel: ctx.channel, info: infoOf(ctx.info) }));
+  sub.on('error', (ctx) => emit({ ev: 'sub_error', channel: ctx.channel, type: ctx.type, error: errorOf(ctx.error) }));
+  return sub;
+}
+
+function presenceOf(result) {
+  const clients = {};
+  for (const [id, info] of Object.entries(result.clients ?? {})) clients[id] = infoOf(info);
+  return { clients };
+}
+
+const ops = {
+  connect: async () => { client.connect(); return {}; },
+  disconnect: async () => { client.disconnect(); return {}; },
+  subscribe: async (args) => { subscription(args).subscribe(); return {}; },
+  unsubscribe: async (args) => { subscription(args).unsubscribe(); return {}; },
+  publish: async (args) => { await client.publish(args.channel, args.data); return {}; },
+  sub_publish: async (args) => { await subscription(args).publish(args.data); return {}; },
+  presence: async (args) => presenceOf(await client.presence(args.channel)),
+  presence_stats: async (args) => {
+    const r = await client.presenceStats(args.channel);
+    return { num_clients: r.numClients, num_users: r.numUsers };
+  },
+  history: async (args) => {
+    const opts = {};
+    if (args.limit !== undefined) opts.limit = args.limit;
+    const r = await client.history(args.channel, opts);
+    return { publications: r.publications.map(pubOf), offset: r.offset, epoch: r.epoch };
+  },
+};
+
+function stop(code) {
+  try { client.disconnect(); } catch (_) { /* already down */ }
+  setTimeout(() => process.exit(code), 50);
+}
+
+setTimeout(() => { emit({ ev: 'deadline' }); stop(3); }, deadlineMs).unref();
+
+const lines = createInterface({ input: process.stdin });
+lines.on('line', async (line) => {
+  let op;
+  try {
+    op = JSON.parse(line);
+  } catch (err) {
+    emit({ ev: 'bad_op', line });
+    return;
+  }
+  if (op.op === 'exit') { stop(0); return; }
+  const fn = ops[op.op];
+  if (fn === undefined) { emit({ ev: 'reply', id: op.id, error: { code: null, message: 'unknown op ' + op.op } }); return; }
+  try {
+    emit({ ev: 'reply', id: op.id, result: await fn(op) });
+  } catch (err) {
+    emit({ ev: 'reply', id: op.id, error: errorOf(err) });
+  }
+});
+lines.on('close', () => stop(0));

@@ -1,0 +1,392 @@
+"""Non-blocking stream transport: buffered writes with watermarks, read pausing, clean close.
+
+Ownership: while its socket is open, the loop's selector holds the transport and the transport holds its
+protocol; ``connection_lost`` is the last callback, after which the transport lets go of the protocol
+(and the loop of the transport), so a closed connection is freed by reference counting alone.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from collections import deque
+from typing import Any
+
+from .loop import EventLoop, TimerHandle
+
+__all__ = ["BaseProtocol", "SocketTransport", "DEFAULT_HIGH_WATER", "DEFAULT_READ_SIZE"]
+
+logger = logging.getLogger("wsproto_lite.server.transport")
+
+DEFAULT_HIGH_WATER = 1 << 20
+DEFAULT_READ_SIZE = 256 * 1024
+#: Seconds a closed connection keeps draining the peer's input after our FIN (see ``_linger``).
+LINGER_TIMEOUT = 2.0
+_IOV_MAX = 512  # stay well under the kernel's IOV_MAX (1024 on Linux)
+_SEND_NOW_LIMIT = 64 * 1024  # below this, join small pieces into one send() call
+
+
+class BaseProtocol:
+    """Callbacks a transport makes; every method is a no-op by default."""
+
+    def connection_made(self, transport: SocketTransport) -> None:
+        """The transport is ready (for TLS: after the handshake)."""
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes arrived from the peer."""
+
+    def eof_received(self) -> bool:
+        """The peer closed its side; return True to keep the transport half-open."""
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """The socket is closed; ``exc`` is None after a clean close."""
+
+    def pause_writing(self) -> None:
+        """The write buffer went over the high watermark."""
+
+    def resume_writing(self) -> None:
+        """The write buffer drained under the low watermark."""
+
+
+#: What a transport points at once its protocol got ``connection_lost``: callbacks go nowhere.
+_DETACHED = BaseProtocol()
+
+
+class SocketTransport:
+    """A connected non-blocking socket driven by an :class:`EventLoop`.
+
+    ``write()`` never blocks: what the kernel does not take at once is queued as memoryviews and flushed
+    with ``sendmsg`` when the socket is writable.  Over ``high_water`` buffered bytes the protocol's
+    ``pause_writing()`` is called, under ``low_water`` its ``resume_writing()``.
+    """
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        sock: socket.socket,
+        protocol: BaseProtocol,
+        *,
+        high_water: int = DEFAULT_HIGH_WATER,
+        low_water: int | None = None,
+        read_size: int = DEFAULT_READ_SIZE,
+    ) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.protocol = protocol
+        self._buffer: deque[memoryview] = deque()
+        self._buffer_size = 0
+        self._read_size = read_size
+        self._high_water = high_water
+        self._low_water = high_water // 4 if low_water is None else low_water
+        self._writing_paused = False
+        self._reading = False
+        self._reading_paused = False
+        self._eof = False
+        self._linger_timer: TimerHandle | None = None
+        self._closing = False
+        self._lost = False
+        self._fd = sock.fileno()
+        self.peername: Any = None
+        sock.setblocking(False)
+        try:
+            self.peername = sock.getpeername()
+        except OSError:
+            pass
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self._start()
+
+    def _start(self) -> None:
+        self.loop.call_soon(self._make_connection)
+
+    def _make_connection(self) -> None:
+        if self._lost:
+            return
+        self._start_reading()
+        self.protocol.connection_made(self)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _start_reading(self) -> None:
+        if not self._reading and not self._reading_paused and not self._eof and not self._closing:
+            self._reading = True
+            self.loop.add_reader(self._fd, self._on_readable)
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self.loop.remove_reader(self._fd)
+
+    def pause_reading(self) -> None:
+        """Stop reading from the peer (backpressure) until :meth:`resume_reading`."""
+        self._reading_paused = True
+        self._stop_reading()
+
+    def resume_reading(self) -> None:
+        """Start reading from the peer again."""
+        self._reading_paused = False
+        if not self._lost:
+            self._start_reading()
+
+    @property
+    def is_reading(self) -> bool:
+        """True when the transport watches the socket for incoming data."""
+        return self._reading
+
+    def _on_readable(self) -> None:
+        try:
+            data = self.sock.recv(self._read_size)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._fatal(exc)
+            return
+        if data:
+            self._incoming(data)
+        else:
+            self._incoming_eof()
+
+    def _incoming(self, data: bytes) -> None:
+        self.protocol.data_received(data)
+
+    def _incoming_eof(self) -> None:
+        self._eof = True
+        self._stop_reading()
+        keep_open = self.protocol.eof_received()
+        if not keep_open and not self._closing:
+            self.close()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data`` now, or queue what the kernel does not take; it is sent as soon as it allows."""
+        if data and not self._closing:
+            self._raw_write([data])
+
+    @property
+    def buffered(self) -> int:
+        """Bytes queued but not yet taken by the kernel (:meth:`get_write_buffer_size`, as an attribute)."""
+        return self._buffer_size
+
+    def writelines(self, chunks: list[bytes]) -> None:
+        """Queue several byte strings at once (scatter-gather send)."""
+        if not self._closing:
+            self._raw_write([c for c in chunks if c])
+
+    def _raw_write(self, chunks: list[bytes | bytearray | memoryview]) -> None:
+        if self._lost or not chunks:
+            return
+        if not self._buffer and len(chunks) == 1:
+            # Fast path: nothing is waiting, so hand the bytes to the kernel without queuing them.
+            data = chunks[0]
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._fatal(exc)
+                return
+            if sent == len(data):
+                return
+            chunks = [memoryview(data)[sent:]]
+        for chunk in chunks:
+            view = memoryview(chunk).cast("B")
+            self._buffer.append(view)
+            self._buffer_size += len(view)
+        if len(self._buffer) == len(chunks):  # the buffer was empty: try to send right now
+            self._flush()
+            if self._lost:
+                return
+            if self._buffer:
+                self.loop.add_writer(self._fd, self._on_writable)
+        self._check_high_water()
+
+    def _flush(self) -> None:
+        """Send as much of the buffer as the kernel takes now."""
+        buffer = self._buffer
+        while buffer:
+            try:
+                if len(buffer) == 1:
+                    sent = self.sock.send(buffer[0])
+                elif self._buffer_size <= _SEND_NOW_LIMIT:
+                    sent = self.sock.send(b"".join(buffer))
+                else:
+                    sent = self.sock.sendmsg(list(_head(buffer, _IOV_MAX)))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._fatal(exc)
+                return
+            if sent == 0:
+                return
+            self._consume(sent)
+
+    def _consume(self, sent: int) -> None:
+        buffer = self._buffer
+        self._buffer_size -= sent
+        while sent:
+            head = buffer[0]
+            if len(head) <= sent:
+                sent -= len(head)
+                buffer.popleft()
+            else:
+                buffer[0] = head[sent:]
+                sent = 0
+
+    def _on_writable(self) -> None:
+        self._flush()
+        if self._lost:
+            return
+        if not self._buffer:
+            self.loop.remove_writer(self._fd)
+            if self._closing:
+                self._linger()
+                return
+        self._check_low_water()
+
+    def _check_high_water(self) -> None:
+        if not self._writing_paused and self.get_write_buffer_size() > self._high_water:
+            self._writing_paused = True
+            try:
+                self.protocol.pause_writing()
+            except Exception:
+                logger.exception("pause_writing raised")
+
+    def _check_low_water(self) -> None:
+        if self._writing_paused and self.get_write_buffer_size() <= self._low_water:
+            self._writing_paused = False
+            try:
+                self.protocol.resume_writing()
+            except Exception:
+                logger.exception("resume_writing raised")
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes queued but not yet taken by the kernel."""
+        return self._buffer_size
+
+    def set_write_buffer_limits(self, high: int, low: int | None = None) -> None:
+        """Change the watermarks (``low`` defaults to ``high // 4``)."""
+        self._high_water = high
+        self._low_water = high // 4 if low is None else low
+        self._check_high_water()
+        self._check_low_water()
+
+    @property
+    def writing_paused(self) -> bool:
+        """True between ``pause_writing()`` and ``resume_writing()``."""
+        return self._writing_paused
+
+    # -- closing -------------------------------------------------------------------------------
+
+    @property
+    def is_closed(self) -> bool:
+        """True once the socket is closed (``connection_lost`` was called)."""
+        return self._lost
+
+    def is_closing(self) -> bool:
+        """True once :meth:`close` or :meth:`abort` was called or the socket was lost."""
+        return self._closing or self._lost
+
+    def close(self) -> None:
+        """Stop reading, flush the buffer, then close the socket."""
+        if self._closing or self._lost:
+            return
+        self._closing = True
+        self._stop_reading()
+        if not self._buffer:
+            self.loop.call_soon(self._linger)
+
+    def _linger(self) -> None:
+        """Everything is sent: half-close, then discard what the peer still sends until it closes too.
+
+        Closing a socket whose receive queue is not empty makes the kernel answer with a reset, which
+        can destroy our last bytes (a close frame with its code) before the peer reads them. So we send
+        FIN with shutdown() and read until the peer's EOF, for at most LINGER_TIMEOUT seconds.
+        """
+        if self._lost:
+            return
+        if self._eof:
+            self._connection_lost(None)
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._connection_lost(None)
+            return
+        self._linger_timer = self.loop.call_later(LINGER_TIMEOUT, self._connection_lost, None)
+        self.loop.add_reader(self._fd, self._drain)
+
+    def _drain(self) -> None:
+        try:
+            data = self.sock.recv(self._read_size)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._connection_lost(None)
+
+    def abort(self) -> None:
+        """Close the socket now, discarding buffered data."""
+        self._fatal(None)
+
+    def _fatal(self, exc: BaseException | None) -> None:
+        if exc is not None and not _is_reset(exc):
+            logger.debug("transport error on %s: %r", self.peername, exc)
+        self._buffer.clear()
+        self._buffer_size = 0
+        self._closing = True
+        self._connection_lost(exc)
+
+    def _connection_lost(self, exc: BaseException | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._reading = False
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
+        self._buffer.clear()
+        self._buffer_size = 0
+        self.loop.forget(self._fd)
+        protocol, self.protocol = self.protocol, _DETACHED  # the last callback: break protocol <-> transport
+        try:
+            self.sock.close()
+        finally:
+            try:
+                protocol.connection_lost(exc)
+            except Exception:
+                logger.exception("connection_lost raised")
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """``"peername"``, ``"sockname"``, ``"socket"`` (and ``"ssl_object"`` for TLS)."""
+        if name == "peername":
+            return self.peername
+        if name == "socket":
+            return self.sock
+        if name == "sockname":
+            try:
+                return self.sock.getsockname()
+            except OSError:
+                return default
+        return default
+
+
+def _head(buffer: deque[memoryview], count: int) -> list[memoryview]:
+    out: list[memoryview] = []
+    for view in buffer:
+        out.append(view)
+        if len(out) >= count:
+            break
+    return out
+
+
+def _is_reset(exc: BaseException) -> bool:
+    return isinstance(exc, (ConnectionResetError, BrokenPipeError)) or (
+        isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT)
+    )

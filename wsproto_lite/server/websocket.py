@@ -1,0 +1,535 @@
+"""One WebSocket connection on the loop: drives the sans-IO core from a transport, for both roles.
+
+Every protocol decision is the core's: this class moves bytes between the transport and the core, turns
+the core's events into the handler's callbacks, and keeps the time (handshake, close, keepalive and
+slow-consumer timers), asking the core what to do when one fires. Keepalive and the close timer follow
+the policy of :mod:`.keepalive`, shared with the adapters.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from wsproto_lite import (
+    Accepted,
+    BinaryMessage,
+    ClientConnection,
+    CloseCode,
+    ConnectionClosed,
+    ConnectionState,
+    Event,
+    HTTPRequest,
+    LocalProtocolError,
+    Pong,
+    Request,
+    ServerConnection,
+    TextMessage,
+)
+
+from .endpoint import Endpoint
+from .handler import UPGRADE_REQUIRED, Accept, DeferredResponse, Handler, HTTPHandler, HTTPResponse, Reject
+from .keepalive import KEEPALIVE_CLOSE_CODE, KEEPALIVE_CLOSE_REASON, PingTracker
+from .loop import EventLoop, TimerHandle
+from .options import SLOW_CONSUMER_CLOSE_CODE, Options
+from .origins import origin_allowed
+from .transport import BaseProtocol, SocketTransport
+
+if TYPE_CHECKING:
+    from wsproto_lite import PreparedMessage
+
+    from .trace import FrameTracer
+
+__all__ = ["WebSocket"]
+
+logger = logging.getLogger("wsproto_lite.server.websocket")
+
+Core = ServerConnection | ClientConnection
+
+
+class Timer(enum.Enum):
+    """The timers of one connection; at most one of each is armed."""
+
+    HANDSHAKE = "opening handshake"
+    CLOSE = "closing handshake"  # our close is out (or the core waits for the server's TCP close)
+    PING = "keepalive ping"
+    PONG = "keepalive pong"
+    SLOW_CONSUMER = "slow consumer"
+    SERVER_TCP_CLOSE = "server's TCP close"  # client: §7.1.1, the server closes TCP first
+
+
+class Timers:
+    """A connection's armed timers by name. An armed timer refers to its callback (and so to the
+    connection) only until it fires or is cancelled: :meth:`cancel_all` leaves nothing scheduled."""
+
+    __slots__ = ("_loop", "_armed")
+
+    def __init__(self, loop: EventLoop) -> None:
+        self._loop = loop
+        self._armed: dict[Timer, TimerHandle] = {}
+
+    def arm(self, timer: Timer, delay: float, callback: Callable[[], object]) -> None:
+        self.cancel(timer)
+        self._armed[timer] = self._loop.call_later(delay, self._fire, timer, callback)
+
+    def _fire(self, timer: Timer, callback: Callable[[], object]) -> None:
+        del self._armed[timer]
+        callback()
+
+    def cancel(self, timer: Timer) -> None:
+        handle = self._armed.pop(timer, None)
+        if handle is not None:
+            handle.cancel()
+
+    def cancel_all(self) -> None:
+        for handle in self._armed.values():
+            handle.cancel()
+        self._armed.clear()
+
+    def __contains__(self, timer: Timer) -> bool:
+        return timer in self._armed
+
+
+class WebSocket(BaseProtocol, Endpoint):
+    """A connection as the application sees it: ``send``, ``ping``, ``close``, ``writable``...
+
+    Created by the server for each accepted socket, or by :func:`server.async_client.connect_async`.
+    All methods must be called from the loop thread. Life cycle: ``on_open`` once the handshake
+    succeeded, then ``on_close`` exactly once when the core reports the end (``closed`` is then true);
+    the owner's ``on_finished`` follows once the socket is closed too.
+    """
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        core: Core,
+        handler: Handler,
+        options: Options,
+        *,
+        http_handler: HTTPHandler | None = None,
+        over_capacity: bool = False,
+        on_finished: Callable[[WebSocket], None] | None = None,
+        tracer: FrameTracer | None = None,
+    ) -> None:
+        Endpoint.__init__(self)
+        self.loop = loop
+        self.core = core
+        self.handler = handler
+        self.options = options
+        self.is_client = isinstance(core, ClientConnection)
+        self.transport: SocketTransport | None = None
+        self.remote_address: Any = None
+        self.request: Request | None = None
+        """Server: the upgrade request, once received."""
+        self.data: dict[str, Any] = {}
+        """Free space for the application (user id after auth, room, ...)."""
+        self._http_handler = http_handler
+        self._over_capacity = over_capacity
+        self._on_finished = on_finished
+        self._tracer = tracer
+        self._timers = Timers(loop)
+        self._opened = False  # on_open was called: the handshake succeeded
+        self._pings = PingTracker()
+        self._dispatching = False  # inside _process: callbacks may re-enter
+        self._events_waiting = False  # bytes arrived during _process: run the event loop again
+        self._unflushed = 0  # bytes queued in the core during this event batch, not yet flushed
+        if options.handshake_timeout is not None:
+            self._timers.arm(Timer.HANDSHAKE, options.handshake_timeout, self._handshake_timed_out)
+
+    # -- public API ----------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        """True while messages can be sent (handshake done, no close sent)."""
+        return self._opened and self.core.can_send
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closed (``on_close`` was or is being called)."""
+        return self.close_code is not None
+
+    @property
+    def writable(self) -> bool:
+        """False while unsent data is over the high watermark: wait for ``on_writable``."""
+        return self.is_open and self.transport is not None and not self.transport.writing_paused
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes queued for this peer and not yet taken by the kernel."""
+        return 0 if self.transport is None else self.transport.buffered
+
+    def send(self, message: str | bytes, *, fin: bool = True, compress: bool | None = None) -> bool:
+        """Queue a text (``str``) or binary (``bytes``) message; never blocks.
+
+        ``fin=False`` sends a fragment; continue with more calls of the same type, the last one with
+        ``fin=True``.  Returns False (message dropped) when the connection is not open or its unsent
+        data is over ``write_hard_limit`` (a slow consumer: it is closed if that lasts).
+        """
+        if not self.is_open or self._over_hard_limit():
+            return False
+        try:
+            if isinstance(message, str):
+                self.core.send_text(message, fin=fin, compress=compress)
+            else:
+                self.core.send_binary(message, fin=fin, compress=compress)
+        except LocalProtocolError:
+            return False
+        self._queued(len(message))
+        return True
+
+    def send_prepared(self, prepared: PreparedMessage) -> bool:
+        """Queue a frame built once by ``prepare_message`` (server role; see ``server.broadcast``).
+
+        The per-subscriber path of every broadcast: the same checks as :meth:`send`, in as few steps.
+        """
+        transport = self.transport
+        if not self._opened or transport is None or transport.buffered > self.options.write_hard_limit:
+            return False
+        try:
+            self.core.send_prepared(prepared)  # the core's consent: OPEN, no fragmented message under way
+        except LocalProtocolError:
+            return False
+        self._queued(len(prepared.frame))
+        return True
+
+    def ping(self, payload: bytes = b"") -> bool:
+        """Send a ping (at most 125 bytes of payload); the pong arrives in ``on_pong``."""
+        if not self.is_open:
+            return False
+        try:
+            self.core.send_ping(payload)
+        except LocalProtocolError:
+            return False
+        self._flush()
+        return True
+
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Start the closing handshake (no-op if already closing); ``on_close`` follows."""
+        if self.closed:
+            return
+        if not self._opened:
+            self.abort()
+            return
+        if self.core.state is ConnectionState.OPEN:
+            self.core.close(code, reason)
+        self._flush()
+
+    def abort(self) -> None:
+        """Drop the connection now, without a closing handshake (``on_close`` follows with 1006).
+
+        A closed connection whose socket still lingers (draining, or waiting for the server's TCP
+        close) loses its socket at once.
+        """
+        if not self.closed:
+            self.core.abort()
+        if self.transport is not None and not self.transport.is_closed:
+            self.transport.abort()  # -> connection_lost -> _process: the core's ConnectionClosed
+        self._process()
+
+    def attach(self, transport: SocketTransport) -> None:
+        """Drive this connection from ``transport`` (before ``connection_made``: a TLS handshake may run)."""
+        self.transport = transport
+
+    def __repr__(self) -> str:
+        role = "client" if self.is_client else "server"
+        return f"<WebSocket {role} {self.remote_address} {self.core.state.name}>"
+
+    # -- transport callbacks -------------------------------------------------------------------
+
+    def connection_made(self, transport: SocketTransport) -> None:
+        self.remote_address = transport.get_extra_info("peername")
+        if self.closed:  # aborted while TLS was still handshaking
+            transport.abort()
+            return
+        self._flush()  # client: the upgrade request
+
+    def data_received(self, data: bytes) -> None:
+        if self._tracer is not None:
+            self._tracer.feed(False, data)
+        self.core.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> bool:
+        self.core.receive_data(b"")
+        self._process()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        return True
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self.is_client and not self._opened and self.error is None:
+            # without its traceback: its frames would refer back to this connection (a reference cycle)
+            self.error = (
+                exc.with_traceback(None)
+                if exc is not None
+                else ConnectionResetError("connection closed during the handshake")
+            )
+        self._timers.cancel(Timer.SERVER_TCP_CLOSE)
+        if self.core.state is not ConnectionState.CLOSED:
+            self.core.abort()
+        self._process()
+        self._release()
+
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()  # backpressure: stop reading what we could not answer
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+        if Timer.SLOW_CONSUMER in self._timers and not self._over_hard_limit():
+            self._timers.cancel(Timer.SLOW_CONSUMER)
+        if self.is_open:
+            self._call(self.handler.on_writable, self)
+
+    # -- driving the core ----------------------------------------------------------------------
+
+    def _process(self) -> None:
+        """Hand every event the core has to its handler, then write what the core queued."""
+        if self._dispatching:  # re-entered from a callback: the running loop picks the events up
+            self._events_waiting = True
+            return
+        self._dispatching = True
+        try:
+            while True:
+                self._events_waiting = False
+                for event in self.core.events():
+                    self._dispatch(event)
+                self._flush()
+                if not self._events_waiting:
+                    break
+        finally:
+            self._dispatching = False
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, (TextMessage, BinaryMessage)):
+            if self._opened:
+                self._call(self.handler.on_message, self, event.data)
+        elif isinstance(event, Request):
+            self._on_request(event)
+        elif isinstance(event, HTTPRequest):
+            self._on_http_request(event)
+        elif isinstance(event, Pong):
+            if self._pings.pong(event.payload, self.loop.time()):
+                self._timers.cancel(Timer.PONG)
+            self._call(self.handler.on_pong, self, event.payload)
+        else:
+            # Accepted, Rejected, ConnectionClosed: the outcome. Ping and CloseReceived need nothing
+            # here: the core answered them (the pong, the reply close) and _flush arms the close timer.
+            self.record(event)
+            if isinstance(event, Accepted):
+                self._open()
+            elif isinstance(event, ConnectionClosed):
+                self._finish()
+
+    def _on_request(self, request: Request) -> None:
+        self.request = request
+        core = self.core
+        assert isinstance(core, ServerConnection)
+        decision = self._decide(request)
+        if isinstance(decision, Accept):
+            try:
+                core.accept(subprotocol=decision.subprotocol, extra_headers=list(decision.headers))
+            except LocalProtocolError as exc:  # the core refused the hook's answer
+                logger.error("handshake hook's Accept refused: %s", exc)
+                decision = Reject(500)
+        if isinstance(decision, Reject):
+            logger.info("%s %s rejected with %d", self.remote_address, request.target, decision.status)
+            core.reject(decision.status, headers=list(decision.headers), body=decision.body)
+            self._timers.cancel(Timer.HANDSHAKE)
+            return
+        self.subprotocol = decision.subprotocol
+        self._flush()
+        self._open()
+
+    def _decide(self, request: Request) -> Accept | Reject:
+        if self._over_capacity:
+            return Reject(503, [("Retry-After", "5")], b"too many connections\n")
+        if not self._origin_allowed(request):
+            return Reject(403, body=b"origin not allowed\n")
+        try:
+            decision = self.handler.handshake(self, request)
+        except Exception:
+            logger.exception("handshake hook raised")
+            return Reject(500)
+        return Accept() if decision is None else decision
+
+    def _origin_allowed(self, request: Request) -> bool:
+        options = self.options
+        secure = self.transport is not None and self.transport.get_extra_info("ssl_object") is not None
+        return origin_allowed(
+            request.origin,
+            allowed=options.allowed_origins,
+            same_origin=options.same_origin,
+            host=request.host,
+            secure=secure,
+        )
+
+    def _on_http_request(self, request: HTTPRequest) -> None:
+        if self._over_capacity:
+            response: HTTPResponse | DeferredResponse = HTTPResponse(
+                503, [("Retry-After", "5")], b"too many connections\n"
+            )
+        elif self._http_handler is None:
+            response = UPGRADE_REQUIRED
+        else:
+            try:
+                response = self._http_handler(request)
+            except Exception:
+                logger.exception("http handler raised")
+                response = HTTPResponse(500, body=b"internal error\n")
+        if isinstance(response, DeferredResponse):
+            if response.response is None:
+                # answered later: the handshake timer stays armed and aborts a request never answered
+                response.then(self._deferred_http_response)
+                return
+            response = response.response
+        self._respond_http(response)
+
+    def _respond_http(self, response: HTTPResponse) -> None:
+        self._timers.cancel(Timer.HANDSHAKE)
+        assert isinstance(self.core, ServerConnection)
+        self.core.reject(response.status, headers=list(response.headers), body=response.body)
+
+    def _deferred_http_response(self, response: HTTPResponse) -> None:
+        """A deferred answer arrived: send it, unless the connection is gone (timed out, reset)."""
+        if self.closed or self.transport is None or self.transport.is_closing():
+            return
+        self._respond_http(response)
+        self._process()  # writes the response, then closes the transport as the core says
+
+    def _open(self) -> None:
+        self._timers.cancel(Timer.HANDSHAKE)
+        self._opened = True
+        self._schedule_ping()
+        self._call(self.handler.on_open, self)
+
+    def _queued(self, size: int) -> None:
+        """Flush now, or, inside an event batch, at its end: one write for many replies.
+
+        What a batch may queue before it is flushed is bounded by the high watermark.
+        """
+        if self._dispatching and self._unflushed + size < self.options.write_high_water:
+            self._unflushed += size
+        else:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write what the core queued; then do what the core says about the transport."""
+        self._unflushed = 0
+        transport = self.transport
+        if transport is None:
+            return
+        core = self.core
+        chunks = core.data_to_send_list()
+        if chunks:
+            if self._tracer is not None:
+                for chunk in chunks:
+                    self._tracer.feed(True, chunk)
+            if len(chunks) == 1:
+                transport.write(chunks[0])
+            else:
+                transport.writelines(chunks)
+            if transport.buffered > self.options.write_hard_limit and Timer.SLOW_CONSUMER not in self._timers:
+                self._timers.arm(Timer.SLOW_CONSUMER, self.options.slow_consumer_timeout, self._slow_consumer)
+        if core.can_send:
+            return  # open: nothing for the transport to do
+        if core.should_close_transport:
+            transport.close()
+        elif core.close_expected and not self.closed and Timer.CLOSE not in self._timers:
+            if self.options.close_timeout is not None:
+                self._timers.arm(Timer.CLOSE, self.options.close_timeout, self._close_timed_out)
+
+    def _finish(self) -> None:
+        """The core reported the end: stop the timers, close the transport, tell the handler."""
+        self._timers.cancel_all()
+        self._flush()  # the reply close frame, if the core queued one
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            if self.core.close_expected and self.options.close_timeout:
+                # §7.1.1: the client waits for the server to close TCP first, for close_timeout at most
+                self._timers.arm(Timer.SERVER_TCP_CLOSE, self.options.close_timeout, transport.abort)
+            else:
+                transport.close()
+        if self._opened:
+            assert self.close_code is not None
+            self._call(self.handler.on_close, self, self.close_code, self.close_reason)
+        elif self.is_client:
+            error = self.error or ConnectionResetError("connection lost")
+            self._call(self.handler.on_connect_error, self, error)
+        self._release()
+
+    def _release(self) -> None:
+        """Closed, and the socket too (or there never was one): tell the owner, once."""
+        if self.closed and (self.transport is None or self.transport.is_closed):
+            on_finished, self._on_finished = self._on_finished, None
+            if on_finished is not None:
+                on_finished(self)
+
+    def _call(self, fn: Callable[..., object], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            logger.exception("handler %s raised", getattr(fn, "__name__", fn))
+
+    # -- timers --------------------------------------------------------------------------------
+
+    def _handshake_timed_out(self) -> None:
+        if not self._opened:
+            logger.info("%s: opening handshake timed out", self.remote_address)
+            if self.error is None:
+                self.error = TimeoutError("opening handshake timed out")
+            self.abort()
+
+    def _close_timed_out(self) -> None:
+        logger.info("%s: closing handshake timed out, aborting", self.remote_address)
+        self.abort()
+
+    def _schedule_ping(self) -> None:
+        if self.options.ping_interval is not None and not self.closed:
+            self._timers.arm(Timer.PING, self.options.ping_interval, self._keepalive)
+
+    def _keepalive(self) -> None:
+        if not self.is_open:
+            return
+        if Timer.PONG not in self._timers:
+            self.ping(self._pings.ping(self.loop.time()))
+            if self.options.ping_timeout is not None:
+                self._timers.arm(Timer.PONG, self.options.ping_timeout, self._pong_timed_out)
+        self._schedule_ping()
+
+    def _pong_timed_out(self) -> None:
+        if self.transport is not None and not self.transport.is_reading and not self.closed:
+            # we stopped reading ourselves (backpressure): the pong may be waiting in the socket
+            self._timers.arm(Timer.PONG, self.options.ping_timeout or 1.0, self._pong_timed_out)
+            return
+        logger.info("%s: no pong within %ss, closing", self.remote_address, self.options.ping_timeout)
+        self._pings.forget()
+        self.close(KEEPALIVE_CLOSE_CODE, KEEPALIVE_CLOSE_REASON)
+        # An unresponsive peer will not answer the close either: close the socket once the frame is out,
+        # or now if it cannot go out (the peer does not read).
+        if self.transport is not None and self.transport.buffered:
+            self.abort()
+        elif self.transport is not None and not self.transport.is_closed:
+            self.transport.close()
+
+    def _over_hard_limit(self) -> bool:
+        return self.transport is not None and self.transport.buffered > self.options.write_hard_limit
+
+    def _slow_consumer(self) -> None:
+        if self.closed or not self._over_hard_limit():
+            return
+        logger.warning(
+            "%s: slow consumer (%d bytes unsent for %ss), closing with %d",
+            self.remote_address,
+            self.buffered_amount,
+            self.options.slow_consumer_timeout,
+            SLOW_CONSUMER_CLOSE_CODE,
+        )
+        if self.core.state is ConnectionState.OPEN:
+            self.core.close(SLOW_CONSUMER_CLOSE_CODE, "slow consumer")
+        # the close frame would sit behind megabytes the peer does not read: drop the socket now
+        self.core.data_to_send_list()
+        self.abort()
