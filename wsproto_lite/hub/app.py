@@ -202,7 +202,7 @@ class HubServer:
                 logger.error("SIGHUP: %s (API keys unchanged)", exc)
                 return 0
         keys = auth.with_environment().api_keys
-        revoked = self.hub.revoke_api_keys(keys)
+        revoked = self.hub.control.revoke_api_keys(keys)
         logger.info("SIGHUP: %d API keys, %d connections with revoked keys closed", len(set(keys)), revoked)
         return revoked
 

@@ -197,6 +197,13 @@ class ApiKeys:
         self._keys = tuple(k.encode() for k in unique)
         self.digests = frozenset(_digest(k) for k in unique)
 
+    def discard_digests(self, digests: Iterable[str]) -> None:
+        """Revoke the keys with these SHA-256 digests (revocation from another node: only digests travel)."""
+        gone = set(digests)
+        if gone & self.digests:
+            self._keys = tuple(k for k in self._keys if _digest(k.decode()) not in gone)
+            self.digests = self.digests - gone
+
     def __bool__(self) -> bool:
         return bool(self._keys)
 

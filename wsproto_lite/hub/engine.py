@@ -39,12 +39,18 @@ __all__ = [
     "Deliver",
     "JoinLeave",
     "Lost",
+    "ControlReceiver",
     "Reply",
     "select_history",
     "select_recovery",
 ]
 
 T = TypeVar("T")
+
+IDEMPOTENCY_WINDOW = 300.0
+"""Seconds an idempotency key of a publish is remembered (Centrifugo's default: 5 minutes)."""
+MAX_IDEMPOTENCY_KEY = 256
+"""Characters of one idempotency key."""
 U = TypeVar("U")
 
 
@@ -222,6 +228,8 @@ Deliver = Callable[[Publication], None]
 JoinLeave = Callable[[str, str, ClientInfo], None]
 #: ``lost(channels)``: this node may have missed publications on these channels (or patterns).
 Lost = Callable[[Iterable[str]], None]
+#: ``receive(payload)``: a message of the node-to-node control channel (``control.py``).
+ControlReceiver = Callable[[str], None]
 
 
 def select_history(
@@ -287,6 +295,18 @@ class Engine(ABC):
         """``{"ok": bool, ...}`` for health checks and metrics; ``ok`` False while degraded."""
         return {"engine": self.kind, "ok": True}
 
+    # -- the control channel (``control.py``) ------------------------------------------------------
+
+    def start_control(self, receive: ControlReceiver) -> Reply[None]:
+        """Give ``receive`` every control message another node sends (after :meth:`start`); resolved
+        once listening.  One process has no other nodes: nothing to listen to (the default)."""
+        return Reply.of(None)
+
+    def publish_control(self, payload: str) -> None:
+        """Send ``payload`` to every node's control receiver (a node ignores its own messages).
+        One process: nobody else to tell (the default)."""
+        return None
+
     # -- pub/sub -------------------------------------------------------------------------------
 
     @abstractmethod
@@ -303,9 +323,20 @@ class Engine(ABC):
 
     @abstractmethod
     def publish(
-        self, channel: str, data_json: str, info_json: str | None, options: NamespaceOptions
+        self,
+        channel: str,
+        data_json: str,
+        info_json: str | None,
+        options: NamespaceOptions,
+        *,
+        idempotency_key: str = "",
     ) -> Reply[Publication]:
-        """Store (when ``options.history``) and deliver; resolves to the publication (offset assigned)."""
+        """Store (when ``options.history``) and deliver; resolves to the publication (offset assigned).
+
+        With an ``idempotency_key``, a second publish to the channel with the same key within
+        ``IDEMPOTENCY_WINDOW`` seconds (on any node sharing the backend) is not stored nor delivered: it
+        resolves to the first one's publication (its offset and epoch).
+        """
 
     @abstractmethod
     def join_leave(self, kind: str, channel: str, info: ClientInfo) -> None:

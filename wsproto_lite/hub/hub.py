@@ -29,7 +29,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from wsproto_lite import CloseCode, PreparedMessage, fit_close_reason, prepare_message
@@ -37,6 +37,7 @@ from wsproto_lite import CloseCode, PreparedMessage, fit_close_reason, prepare_m
 from ..server.handler import Accept, Handler, Reject
 from .auth import ANONYMOUS, Authenticator, AuthFailure, Identity, SubscriptionGrant, credentials_of
 from .authz import Authorizer
+from .control import ClusterControl, Target
 from .engine import ClientInfo, Engine, Publication, Reply
 from .limits import IpLimiter, RateLimits, TokenBucket, UserConnections
 from .memory import MemoryEngine
@@ -267,6 +268,8 @@ class Hub(Handler):
         self._loop: HubLoop | None = None
         self._tick_timer: Cancellable | None = None
         self._ticks = 0
+        self.control = ClusterControl(self)
+        """Server-side operations on every node (``control.py``)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -275,12 +278,14 @@ class Hub(Handler):
         self._loop = loop
         self.engine.attach(loop)
         self.engine.start(self._deliver, self._on_join_leave, self._on_lost)
+        self.control.start(loop)
         self._tick_timer = loop.call_later(1.0, self._tick)
 
     def stop(self) -> None:
         if self._tick_timer is not None:
             self._tick_timer.cancel()
             self._tick_timer = None
+        self.control.stop()
         self.engine.close()
 
     def disconnect_all(self, code: int = DisconnectCode.SHUTDOWN, reason: str = "shutdown") -> None:
@@ -860,19 +865,38 @@ class Hub(Handler):
         """The connection of a client id (from ``connect``), if it is still here."""
         return self._clients.get(client)
 
-    def publish(self, channel: str, data: Any) -> Reply[Publication]:
+    def publish(
+        self, channel: str, data: Any, *, idempotency_key: str = "", skip_history: bool = False
+    ) -> Reply[Publication]:
         """Publish from the server: no ``info``; namespace rules on client publishing do not apply.
 
         Goes through the engine, so it reaches the channel's subscribers on every node.  Raises
         ``HubError`` (102/107) for a bad channel or data that is not JSON; the reply resolves to the
         publication (offset assigned) or fails with ``HubError`` (108, temporary: engine unavailable).
+        ``skip_history``: delivered but not stored; ``idempotency_key``: a repeat within the engine's
+        window is not published again (the first one's publication is the answer).
         """
         resolved = self.namespaces.resolve(channel)
         try:
             data_json = dumps(data)
         except (TypeError, ValueError, RecursionError):
             raise HubError(ErrorCode.BAD_REQUEST, "data cannot be encoded as JSON") from None
-        return self.engine.publish(resolved.name, data_json, None, resolved.options)
+        options = resolved.options
+        if skip_history and options.history:
+            options = replace(options, history_size=0, history_ttl=0.0)
+        return self.engine.publish(resolved.name, data_json, None, options, idempotency_key=idempotency_key)
+
+    def subscribe_user(self, target: Target, channel: str, data: Any = None) -> int:
+        """Server-side subscription of ``target``'s connections here to ``channel`` (``/api/subscribe``,
+        through ``control.py`` on every node); how many.
+
+        A stub until the client protocol has the ``subscribe`` push that tells a client about it: with
+        no matching connection here it does nothing (0), else it raises ``HubError(108)``.
+        """
+        self.namespaces.resolve(channel)
+        if target.conns(self):
+            raise HubError(ErrorCode.NOT_AVAILABLE, "server-side subscriptions are not available yet")
+        return 0
 
     def unsubscribe(
         self, conn: HubConnection, channel: str, code: int = UnsubscribeCode.SERVER, reason: str = "server"

@@ -23,6 +23,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from .engine import (
+    IDEMPOTENCY_WINDOW,
     ClientInfo,
     Deliver,
     Engine,
@@ -81,6 +82,7 @@ class MemoryEngine(Engine):
         max_history_bytes: int = 64 << 20,
         max_streams: int = 100_000,
         stream_meta_ttl: float = 3600.0,
+        max_idempotency_keys: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_history_bytes = max_history_bytes
@@ -95,6 +97,9 @@ class MemoryEngine(Engine):
         self._presence: dict[str, _Presence] = {}
         self._boot = secrets.token_hex(4)
         self._generation = 0
+        self.max_idempotency_keys = max_idempotency_keys
+        """Idempotency keys remembered at most (past it the oldest are forgotten early)."""
+        self._idempotent: OrderedDict[tuple[str, str], tuple[float, Publication]] = OrderedDict()
         self.evicted = 0
         """Publications dropped before their TTL to stay within ``max_history_bytes``."""
 
@@ -117,9 +122,34 @@ class MemoryEngine(Engine):
         pass
 
     def publish(
-        self, channel: str, data_json: str, info_json: str | None, options: NamespaceOptions
+        self,
+        channel: str,
+        data_json: str,
+        info_json: str | None,
+        options: NamespaceOptions,
+        *,
+        idempotency_key: str = "",
     ) -> Reply[Publication]:
-        return Reply.of(self.publish_now(channel, data_json, info_json, options))
+        if not idempotency_key:
+            return Reply.of(self.publish_now(channel, data_json, info_json, options))
+        now = self.clock()
+        self._expire_idempotency(now)
+        seen = self._idempotent.get((channel, idempotency_key))
+        if seen is not None:
+            return Reply.of(seen[1])
+        publication = self.publish_now(channel, data_json, info_json, options)
+        self._idempotent[(channel, idempotency_key)] = (now + IDEMPOTENCY_WINDOW, publication)
+        while len(self._idempotent) > self.max_idempotency_keys:
+            self._idempotent.popitem(last=False)
+        return Reply.of(publication)
+
+    def _expire_idempotency(self, now: float) -> None:
+        keys = self._idempotent
+        while keys:
+            expires, _ = next(iter(keys.values()))
+            if expires > now:
+                return
+            keys.popitem(last=False)
 
     def publish_now(
         self, channel: str, data_json: str, info_json: str | None, options: NamespaceOptions
@@ -281,6 +311,7 @@ class MemoryEngine(Engine):
 
     def expire(self) -> None:
         now = self.clock()
+        self._expire_idempotency(now)
         for channel, stream in list(self._streams.items()):
             self._prune(stream, now)
             if not stream.items and now - stream.last_publish > self.stream_meta_ttl:

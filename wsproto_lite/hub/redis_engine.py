@@ -37,7 +37,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .engine import (
+    IDEMPOTENCY_WINDOW,
     ClientInfo,
+    ControlReceiver,
     Deliver,
     Engine,
     HistoryResult,
@@ -52,7 +54,7 @@ from .engine import (
 )
 from .namespaces import NamespaceOptions, namespace_of
 from .protocol import HubError, Position, dumps
-from .redis_scripts import PRESENCE, PUBLISH, READ
+from .redis_scripts import PRESENCE, PUBLISH, PUBLISH_ONCE, READ
 
 if TYPE_CHECKING:
     from .transport import HubLoop
@@ -413,6 +415,9 @@ class RedisEngine(Engine):
         self._deliver: Deliver | None = None
         self._join_leave: JoinLeave | None = None
         self._lost: Lost | None = None
+        self._control: ControlReceiver | None = None
+        self._control_channel = f"{self.prefix}:control"
+        """The control channel's Redis channel (on the first shard): every node of this prefix."""
         self._shards = [_Shard(self, i, url) for i, url in enumerate(parsed)]
         self._exact: set[str] = set()
         self._patterns: dict[str, str] = {}  # hub pattern -> its prefix
@@ -439,6 +444,7 @@ class RedisEngine(Engine):
 
     def close(self) -> None:
         self._deliver = self._join_leave = self._lost = None
+        self._control = None
         for shard in self._shards:
             shard.stop()
 
@@ -471,6 +477,24 @@ class RedisEngine(Engine):
             "lost_events": self.lost_events,
             "bad_messages": self.bad_messages,
         }
+
+    # -- the control channel -----------------------------------------------------------------------
+
+    def start_control(self, receive: ControlReceiver) -> Reply[None]:
+        """Listen on ``P:control`` (first shard); resolved once Redis confirmed the subscription."""
+        self._control = receive
+        reply: Reply[None] = Reply()
+        shard = self._shards[0]
+        wait: _Wait | None = _Wait(reply, 1)
+        if shard.index in self._pubsub_down:
+            reply.fail(unavailable())
+            wait = None
+        shard.requests.put(("+", self._control_channel, wait))
+        return reply
+
+    def publish_control(self, payload: str) -> None:
+        target = self._control_channel
+        self._shards[0].submit(_Job(lambda pipe: pipe.publish(target, payload)))
 
     # -- shards ----------------------------------------------------------------------------------
 
@@ -522,6 +546,10 @@ class RedisEngine(Engine):
                 if message.remaining == 0:
                     message.reply.resolve(None)
                 continue
+            if message["channel"] == self._control_channel:
+                if self._control is not None:
+                    self._control(message["data"])
+                continue
             channel = message["channel"][strip:]
             if message["type"] == "message" or self._first_pattern_of(channel) == message["pattern"]:
                 try:
@@ -568,7 +596,7 @@ class RedisEngine(Engine):
         """Loop thread: a shard's pub/sub is back after a loss: its channels may have gaps."""
         self._pubsub_down.discard(shard.index)
         strip = len(self.prefix) + 4
-        channels = [n[strip:] for n in names if not n.startswith("p:")]
+        channels = [n[strip:] for n in names if not n.startswith("p:") and n != self._control_channel]
         channels += [p for p in self._patterns if self._names(p)[0] in names]
         if channels:
             self.lost_events += 1
@@ -576,17 +604,33 @@ class RedisEngine(Engine):
                 self._lost(channels)
 
     def publish(
-        self, channel: str, data_json: str, info_json: str | None, options: NamespaceOptions
+        self,
+        channel: str,
+        data_json: str,
+        info_json: str | None,
+        options: NamespaceOptions,
+        *,
+        idempotency_key: str = "",
     ) -> Reply[Publication]:
         shard = self._shard(channel)
         reply: Reply[Publication] = Reply()
         target = self._redis_channel(channel)
+        window_ms = int(IDEMPOTENCY_WINDOW * 1000)
+        once = (shard.key("idem", channel) + ":" + idempotency_key,) if idempotency_key else ()
         if not options.history:
             payload = f"p\n\n\n\n{info_json or ''}\n{data_json}"
             publication = Publication(channel, None, data_json, info_json)
-            shard.submit(_Job(lambda pipe: pipe.publish(target, payload), lambda _: publication, reply))
+            if once:
+                job = _Job(
+                    lambda pipe: pipe.eval(PUBLISH_ONCE, 1, *once, target, payload, window_ms),
+                    lambda _: publication,
+                    reply,
+                )
+            else:
+                job = _Job(lambda pipe: pipe.publish(target, payload), lambda _: publication, reply)
+            shard.submit(job)
             return reply
-        keys = (shard.key("meta", channel), shard.key("hist", channel), f"{self.prefix}:epoch")
+        keys = (shard.key("meta", channel), shard.key("hist", channel), f"{self.prefix}:epoch", *once)
         args = (
             target,
             info_json or "",
@@ -596,13 +640,14 @@ class RedisEngine(Engine):
             int(max(self.meta_ttl, options.history_ttl) * 1000),
             secrets.token_hex(4),
             int(self.meta_ttl * 500),
+            *((window_ms,) if once else ()),
         )
 
         def finish(results: list[Any]) -> Publication:
-            epoch, offset = results[0]
+            epoch, offset = results[0][:2]
             return Publication(channel, int(offset), data_json, info_json, epoch=epoch)
 
-        shard.submit(_Job(lambda pipe: pipe.eval(PUBLISH, 3, *keys, *args), finish, reply))
+        shard.submit(_Job(lambda pipe: pipe.eval(PUBLISH, len(keys), *keys, *args), finish, reply))
         return reply
 
     def join_leave(self, kind: str, channel: str, info: ClientInfo) -> None:

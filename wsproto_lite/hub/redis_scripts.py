@@ -17,7 +17,7 @@ The pub/sub channel of ``C`` is ``P:ch:C``; its messages are ``p\\nepoch\\noffse
 
 from __future__ import annotations
 
-__all__ = ["PUBLISH", "READ", "PRESENCE"]
+__all__ = ["PUBLISH", "PUBLISH_ONCE", "READ", "PRESENCE"]
 
 _NOW = """
 local t = redis.call('time')
@@ -34,10 +34,18 @@ while true do
 end
 """
 
-#: KEYS meta, hist, epoch; ARGV pubsub channel, info, data, size, ttl_ms, meta_ttl_ms, epoch candidate,
-#: epoch_ttl_ms.  Returns {epoch, offset}.
+#: KEYS meta, hist, epoch[, idempotency key]; ARGV pubsub channel, info, data, size, ttl_ms, meta_ttl_ms,
+#: epoch candidate, epoch_ttl_ms[, idempotency window ms].  Returns {epoch, offset}; with an idempotency
+#: key already seen, nothing is stored nor published: {epoch, offset, 1} of the first publish.
 PUBLISH = (
     """
+if KEYS[4] then
+  local seen = redis.call('get', KEYS[4])
+  if seen then
+    local e, o = string.match(seen, '^(.*)\\n(%d+)$')
+    return {e, tonumber(o), 1}
+  end
+end
 local epoch = redis.call('hget', KEYS[1], 'epoch')
 if not epoch then
   epoch = redis.call('get', KEYS[3])
@@ -61,9 +69,20 @@ redis.call('ltrim', KEYS[2], -tonumber(ARGV[4]), -1)
     + """
 redis.call('pexpire', KEYS[2], ARGV[5])
 redis.call('publish', ARGV[1], 'p\\n' .. epoch .. '\\n' .. entry)
+if KEYS[4] then redis.call('set', KEYS[4], epoch .. '\\n' .. top, 'px', ARGV[9]) end
 return {epoch, top}
 """
 )
+
+#: KEYS idempotency key; ARGV pubsub channel, message, window ms.  A publication without history: sent
+#: unless the key was seen within the window.  Returns 1 when published, 0 for a repeat.
+PUBLISH_ONCE = """
+if redis.call('set', KEYS[1], '1', 'nx', 'px', ARGV[3]) then
+  redis.call('publish', ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
 
 #: KEYS meta, hist, epoch; ARGV epoch candidate, epoch_ttl_ms, "1" to return the held entries.
 #: Returns {epoch, top[, entries]}; a channel without a stream stores nothing (only the shared epoch).

@@ -37,6 +37,7 @@ def _request(
     method: str = "POST",
     body: bytes | None = None,
     raw_query: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
     conn = http.client.HTTPConnection("127.0.0.1", h.hub_server.port, timeout=10)
     target = path
@@ -44,8 +45,9 @@ def _request(
         target += "?" + raw_query
     elif params is not None:
         target += "?" + urllib.parse.urlencode({"json": json.dumps(params)})
-    headers = {"Authorization": f"apikey {key}"} if key is not None else {}
-    conn.request(method, target, body=body, headers=headers)
+    sent = {"Authorization": f"apikey {key}"} if key is not None else {}
+    sent.update(headers or {})
+    conn.request(method, target, body=body, headers=sent)
     response = conn.getresponse()
     data = response.read()
     conn.close()
@@ -64,55 +66,101 @@ def test_without_or_with_a_wrong_key_401(secure: HubThread) -> None:
     assert secure.call(lambda: secure.hub.stats.auth_failures) == 5
 
 
+def test_the_key_in_x_api_key_or_authorization_apikey(secure: HubThread) -> None:
+    status, result = _request(secure, "/api/info", {}, key=None, headers={"X-API-Key": API_KEY})
+    assert status == 200 and len(result["result"]["nodes"]) == 1
+    assert _request(secure, "/api/info", {}, key=None, headers={"X-API-Key": "wrong"})[0] == 401
+    assert _request(secure, "/api/info", {})[0] == 200  # Authorization: apikey <key>
+
+
 def test_publish_broadcast_presence_history_channels_disconnect(secure: HubThread) -> None:
     alice = Raw(secure.url)
     alice.ok("connect", {"token": hs256("alice"), "name": "A"})
     alice.ok("subscribe", {"channel": "chat:a"})
     alice.ok("subscribe", {"channel": "user:alice"})
     status, result = _request(secure, "/api/publish", {"channel": "chat:a", "data": {"t": "hi"}})
-    assert status == 200 and result["offset"] == 1
-    assert alice.push() == {"push": "pub", "channel": "chat:a", "offset": 1, "data": {"t": "hi"}}
+    assert status == 200 and result["result"]["offset"] == 1 and result["result"]["epoch"]
+    assert alice.push()["data"] == {"t": "hi"}
     status, result = _request(
         secure, "/api/broadcast", {"channels": ["user:alice", "nope:x", "bench:z"], "data": 2}
     )
     assert status == 200
-    assert result["results"][0]["offset"] == 1 and result["results"][2] == {}
-    assert result["results"][1]["error"]["code"] == 102
+    responses = result["result"]["responses"]
+    assert responses[0]["result"]["offset"] == 1 and responses[2] == {"result": {}}
+    assert responses[1] == {"error": {"code": 102, "message": "unknown channel"}}
     assert alice.push()["channel"] == "user:alice"
     status, result = _request(secure, "/api/presence", {"channel": "chat:a"})
-    assert status == 200 and [v["user"] for v in result["clients"].values()] == ["alice"]
+    presence = result["result"]["presence"]
+    assert status == 200 and [(v["user"], v["conn_info"]) for v in presence.values()] == [
+        ("alice", {"name": "A"})
+    ]
+    assert [v["client"] for v in presence.values()] == list(presence)
+    status, result = _request(secure, "/api/presence_stats", {"channel": "chat:a"})
+    assert (status, result) == (200, {"result": {"num_clients": 1, "num_users": 1}})
     status, result = _request(secure, "/api/history", {"channel": "chat:a", "limit": 5})
-    assert status == 200 and [p["data"] for p in result["publications"]] == [{"t": "hi"}]
-    assert result["offset"] == 1 and result["epoch"]
-    status, result = _request(secure, "/api/channels", {"prefix": "chat:"})
-    assert status == 200 and result == {"channels": {"chat:a": 1}}
+    assert status == 200 and [p["data"] for p in result["result"]["publications"]] == [{"t": "hi"}]
+    assert result["result"]["offset"] == 1 and result["result"]["epoch"]
+    status, result = _request(secure, "/api/history", {"channel": "chat:a"})  # no limit: the position only
+    assert result["result"]["publications"] == [] and result["result"]["offset"] == 1
+    status, result = _request(secure, "/api/channels", {"pattern": "chat:*"})
+    assert status == 200 and result == {"result": {"channels": {"chat:a": {"num_clients": 1}}}}
     status, result = _request(secure, "/api/channels")
-    assert set(result["channels"]) == {"chat:a", "user:alice"}
-    status, result = _request(secure, "/api/disconnect", {"user": "alice", "code": 4501, "reason": "banned"})
-    assert status == 200 and result == {"disconnected": 1}
-    assert alice.push() == {"push": "disconnect", "code": 4501, "reason": "banned", "reconnect": False}
+    assert set(result["result"]["channels"]) == {"chat:a", "user:alice"}
+    status, result = _request(secure, "/api/info")
+    (node,) = result["result"]["nodes"]
+    assert (node["num_clients"], node["num_users"], node["num_subs"], node["num_channels"]) == (1, 1, 2, 2)
+    assert node["uid"] and node["name"] and node["version"] and node["uptime"] >= 0
+    status, result = _request(secure, "/api/disconnect", {"user": "alice"})
+    assert (status, result) == (200, {"result": {}})
+    assert _closed_with(alice) == (3503, "force disconnect")  # Centrifugo's default
     alice.close()
+
+
+API_ERRORS = [
+    ("/api/publish", {"channel": "chat:a"}, 107, 400),  # no data
+    ("/api/publish", {"channel": "nope:a", "data": 1}, 102, 404),
+    ("/api/publish", {"channel": "chat:*", "data": 1}, 107, 400),
+    ("/api/publish", {"channel": 5, "data": 1}, 107, 400),
+    ("/api/publish", {"channel": "chat:a", "data": 1, "tags": {"a": 1}}, 107, 400),
+    ("/api/publish", {"channel": "chat:a", "data": 1, "idempotency_key": 5}, 107, 400),
+    ("/api/broadcast", {"channels": "chat:a", "data": 1}, 107, 400),
+    ("/api/broadcast", {"channels": ["chat:a"] * 1001, "data": 1}, 107, 400),
+    ("/api/presence", {"channel": "bench:a"}, 108, 400),
+    ("/api/presence_stats", {"channel": "bench:a"}, 108, 400),
+    ("/api/history", {"channel": "chat:a", "since": {"epoch": "x", "offset": 1}}, 112, 416),
+    ("/api/history", {"channel": "chat:a", "limit": -2}, 107, 400),
+    ("/api/history_remove", {"channel": "chat:a"}, 108, 400),
+    ("/api/disconnect", {"user": ""}, 107, 400),
+    ("/api/disconnect", {"user": "u", "disconnect": {"code": 1000}}, 107, 400),
+    ("/api/disconnect", {"user": "u", "whitelist": "c"}, 107, 400),
+    ("/api/subscribe", {"user": "u"}, 107, 400),
+    ("/api/unsubscribe", {"user": "u", "channel": "nope:x"}, 102, 404),
+    ("/api/refresh", {"user": "u", "expire_at": "soon"}, 107, 400),
+    ("/api/channels", {"pattern": 5}, 107, 400),
+    ("/api/batch", {"commands": "publish"}, 107, 400),
+]
+
+
+@pytest.mark.parametrize(("path", "params", "code", "transport_status"), API_ERRORS)
+def test_api_errors_are_200_with_the_error_or_a_status_in_transport_mode(
+    secure: HubThread, path: str, params: Any, code: int, transport_status: int
+) -> None:
+    status, body = _request(secure, path, params)
+    assert (status, body["error"]["code"]) == (200, code), body
+    assert set(body) == {"error"} and isinstance(body["error"]["message"], str)
+    status, body = _request(secure, path, params, headers={"X-Centrifugo-Error-Mode": "transport"})
+    assert (status, body["error"]["code"]) == (transport_status, code), body
 
 
 @pytest.mark.parametrize(
     ("path", "params", "status", "code"),
     [
-        ("/api/publish", {"channel": "chat:a"}, 400, 107),  # no data
-        ("/api/publish", {"channel": "nope:a", "data": 1}, 404, 102),
-        ("/api/publish", {"channel": "chat:*", "data": 1}, 400, 107),
-        ("/api/publish", [1, 2], 400, 107),
-        ("/api/publish", {"channel": 5, "data": 1}, 400, 107),
-        ("/api/broadcast", {"channels": "chat:a", "data": 1}, 400, 107),
-        ("/api/broadcast", {"channels": ["chat:a"] * 1001, "data": 1}, 413, 106),
-        ("/api/presence", {"channel": "bench:a"}, 400, 108),
-        ("/api/history", {"channel": "chat:a", "since": {"epoch": "x", "offset": 1}}, 400, 112),
-        ("/api/history", {"channel": "chat:a", "limit": -1}, 400, 107),
-        ("/api/disconnect", {"user": ""}, 400, 107),
-        ("/api/disconnect", {"user": "u", "code": 1000}, 400, 107),
-        ("/api/nothing", {}, 404, 104),  # with the key: unknown endpoint
+        ("/api/publish", [1, 2], 400, 107),  # not an object: a transport error in either mode
+        ("/api/nothing", {}, 404, 104),  # with the key: unknown method
+        ("/api/batch", [], 400, 107),
     ],
 )
-def test_bad_requests_get_clear_4xx(
+def test_transport_errors_keep_their_status(
     secure: HubThread, path: str, params: Any, status: int, code: int
 ) -> None:
     got, body = _request(secure, path, params)
@@ -194,7 +242,7 @@ def test_the_api_and_metrics_on_an_internal_address() -> None:
         # the internal port: the API with its key, /metrics, /healthz; no WebSocket, no page
         inside = _Port(internal)
         status, result = _request(inside, "/api/publish", {"channel": "chat:in", "data": "x"})
-        assert status == 200 and result["offset"] == 1
+        assert status == 200 and result["result"]["offset"] == 1
         assert r.push()["data"] == "x"
         assert _request(inside, "/api/publish", {"channel": "chat:in", "data": 1}, key=None)[0] == 401
         status, body = _request(inside, "/metrics", method="GET")
@@ -224,9 +272,9 @@ def test_parameters_in_a_json_body_or_the_query(secure: HubThread) -> None:
     status, result = _request(
         secure, "/api/publish", body=json.dumps({"channel": "chat:body", "data": "b"}).encode()
     )
-    assert status == 200 and result["offset"] == 1
+    assert status == 200 and result["result"]["offset"] == 1
     status, result = _request(secure, "/api/publish", {"channel": "chat:body", "data": "q"})
-    assert status == 200 and result["offset"] == 2
+    assert status == 200 and result["result"]["offset"] == 2
     assert [r.push()["data"], r.push()["data"]] == ["b", "q"]
     # a body wins over the query parameter
     status, result = _request(
@@ -235,7 +283,7 @@ def test_parameters_in_a_json_body_or_the_query(secure: HubThread) -> None:
         {"channel": "nope:x"},
         body=json.dumps({"channel": "chat:body", "limit": 1, "reverse": True}).encode(),
     )
-    assert status == 200 and [p["data"] for p in result["publications"]] == ["q"]
+    assert status == 200 and [p["data"] for p in result["result"]["publications"]] == ["q"]
     r.close()
 
 
@@ -246,17 +294,24 @@ def test_the_python_helper(secure: HubThread) -> None:
     api = HubAPI(f"http://127.0.0.1:{secure.hub_server.port}", API_KEY)
     assert api.publish("chat:py", {"text": "from django"})["offset"] == 1
     assert r.push()["data"] == {"text": "from django"}
-    assert api.broadcast(["chat:py", "chat:other"], 3)[1]["offset"] == 1
+    assert api.broadcast(["chat:py", "chat:other"], 3)[1]["result"]["offset"] == 1
     assert [v["user"] for v in api.presence("chat:py").values()] == ["bob"]
+    assert api.presence_stats("chat:py") == {"num_clients": 1, "num_users": 1}
     assert len(api.history("chat:py", limit=10)["publications"]) == 2
-    assert api.channels("chat:") == {"chat:py": 1}
-    assert api.disconnect("bob") == 1
+    assert api.history("chat:py")["publications"] == []
+    assert api.channels("chat:*") == {"chat:py": 1}
+    assert [node["num_clients"] for node in api.info()] == [1]
+    replies = api.batch([{"publish": {"channel": "chat:py", "data": 4}}, {"presence": {"channel": "nope:x"}}])
+    assert replies[0]["publish"]["offset"] == 3 and replies[1]["error"]["code"] == 102
+    assert api.publish("chat:py", 5, idempotency_key="k1") == api.publish("chat:py", 6, idempotency_key="k1")
+    api.disconnect("bob", 4501, "banned")
+    assert _closed_with(r) == (4501, "banned")
     with pytest.raises(HubAPIError) as info:
         HubAPI(f"http://127.0.0.1:{secure.hub_server.port}", "wrong").publish("chat:py", 1)
     assert (info.value.status, info.value.code) == (401, 101)
     with pytest.raises(HubAPIError) as info:
         api.publish("nope:x", 1)
-    assert (info.value.status, info.value.code) == (404, 102)
+    assert (info.value.status, info.value.code) == (200, 102)
     r.close()
 
 
@@ -306,8 +361,10 @@ def test_a_ban_with_a_non_ascii_reason_closes_every_connection_of_the_user(secur
     for tab in tabs:
         tab.ok("connect", {"token": hs256("mallory")})
         tab.ok("subscribe", {"channel": "chat:ban"})
-    status, result = _request(secure, "/api/disconnect", {"user": "mallory", "code": 4100, "reason": reason})
-    assert (status, result) == (200, {"disconnected": 3})
+    status, result = _request(
+        secure, "/api/disconnect", {"user": "mallory", "disconnect": {"code": 4100, "reason": reason}}
+    )
+    assert (status, result) == (200, {"result": {}})
     cut = "Ж" * 61  # 122 bytes: the longest whole-character prefix within 123
     for tab in tabs:
         assert _closed_with(tab) == (4100, cut)
@@ -316,7 +373,7 @@ def test_a_ban_with_a_non_ascii_reason_closes_every_connection_of_the_user(secur
         tab.close()
     assert secure.wait_sessions(1)
     status, result = _request(secure, "/api/presence", {"channel": "chat:ban"})
-    assert [v["user"] for v in result["clients"].values()] == ["watcher"]
+    assert [v["user"] for v in result["result"]["presence"].values()] == ["watcher"]
     _request(secure, "/api/publish", {"channel": "chat:ban", "data": "after"})
     assert watcher.ok("ping") == {}
     assert [p["data"] for p in watcher.pushes if p["push"] == "pub"] == ["after"]

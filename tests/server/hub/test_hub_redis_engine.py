@@ -170,17 +170,19 @@ def test_http_api_answers_once_redis_has(nodes: Nodes, clients: Any) -> None:
     on_b = clients(b, "bea")
     sub = on_b.ok("subscribe", {"channel": "chat:h"})
     status, result = _http(a, "/api/publish", {"channel": "chat:h", "data": {"n": 1}})
-    assert (status, result) == (200, {"offset": 1, "epoch": sub["epoch"]})
+    assert (status, result) == (200, {"result": {"offset": 1, "epoch": sub["epoch"]}})
     assert on_b.push() == {"push": "pub", "channel": "chat:h", "offset": 1, "data": {"n": 1}}
     status, result = _http(a, "/api/broadcast", {"channels": ["chat:h", "nope:x", "bench:h"], "data": 2})
     assert status == 200
-    assert result["results"][0] == {"offset": 2, "epoch": sub["epoch"]} and result["results"][2] == {}
-    assert result["results"][1]["error"]["code"] == ErrorCode.UNKNOWN_CHANNEL
+    responses = result["result"]["responses"]
+    assert responses[0] == {"result": {"offset": 2, "epoch": sub["epoch"]}} and responses[2] == {"result": {}}
+    assert responses[1]["error"]["code"] == ErrorCode.UNKNOWN_CHANNEL
     assert on_b.push()["offset"] == 2
     status, result = _http(a, "/api/presence", {"channel": "chat:h"})  # b's subscriber, seen from a
-    assert status == 200 and [c["name"] for c in result["clients"].values()] == ["bea"]
+    presence = result["result"]["presence"].values()
+    assert status == 200 and [c["conn_info"]["name"] for c in presence] == ["bea"]
     status, result = _http(a, "/api/history", {"channel": "chat:h", "limit": 10})
-    assert status == 200 and [p["offset"] for p in result["publications"]] == [1, 2]
+    assert status == 200 and [p["offset"] for p in result["result"]["publications"]] == [1, 2]
     status, text = _http(a, "/metrics", method="GET")
     assert status == 200 and 'wsproto_hub_engine_up{engine="redis"} 1\n' in text
     assert "wsproto_hub_engine_lost_events_total 0\n" in text
@@ -265,7 +267,7 @@ def test_redis_stopped_and_restarted_mid_traffic(nodes: Nodes, clients: Any) -> 
         status, text = _http(a, "/metrics", method="GET")
         assert status == 200 and 'wsproto_hub_engine_up{engine="redis"} 0\n' in text
         status, error = _http(a, "/api/publish", {"channel": "chat:f", "data": 4})
-        assert status == 503 and error["error"]["code"] == ErrorCode.NOT_AVAILABLE  # retry later
+        assert status == 200 and error["error"]["code"] == ErrorCode.NOT_AVAILABLE  # retry later
         server.start()
         # once its pub/sub is back the node tells the channel's subscribers to reconnect and recover
         push = reader.push(timeout=15)

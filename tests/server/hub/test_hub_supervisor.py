@@ -233,7 +233,7 @@ def test_http_api_publish_on_one_node_reaches_a_subscriber_on_another(redis_serv
                 headers={"Authorization": f"apikey {key}", "Content-Type": "application/json"},
             )
             with urllib.request.urlopen(request, timeout=10) as response:
-                result = json.loads(response.read())
+                result = json.loads(response.read())["result"]
             assert result["epoch"] == sub["epoch"]
             push = subscriber.push()
             assert push == {

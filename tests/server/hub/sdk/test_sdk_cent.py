@@ -13,9 +13,9 @@ import pytest
 
 from ..authkit import SECRET
 from ..conftest import HubThread
-from .conftest import API_KEY, Drivers, api_url, sdk_marks
+from .conftest import API_KEY, Drivers, api_url, needs, sdk_marks
 
-pytestmark = sdk_marks()
+pytestmark = sdk_marks("http_api")
 
 cent = pytest.importorskip("cent", reason="pip install -r tests/server/hub/sdk/requirements.txt")
 
@@ -48,6 +48,7 @@ def test_broadcast_has_one_response_per_channel(api: Any) -> None:
     assert failed.error is not None and failed.error.code == 102
 
 
+@needs("client_protocol")  # a centrifuge-python client is in the presence
 def test_presence_presence_stats_channels_and_info(api: Any, sdk_hub: HubThread, drivers: Drivers) -> None:
     now = int(time.time())
     user_token = jwt.encode({"sub": "alice", "exp": now + 3600}, SECRET, algorithm="HS256")
