@@ -209,7 +209,7 @@ def test_the_http_side_below_a_starlette_mount() -> None:
         base = f"http://127.0.0.1:{port}/hub"
         publish = json.dumps({"channel": "chat:x", "data": {"n": 1}}).encode()
         status, _, body = http("POST", f"{base}/api/publish", publish, {"Authorization": f"apikey {key}"})
-        assert status == 200 and json.loads(body)["offset"] == 1
+        assert status == 200 and json.loads(body)["result"]["offset"] == 1
         assert http("POST", f"{base}/api/publish", publish)[0] == 401
         big = json.dumps({"channel": "chat:x", "data": "x" * 40_000}).encode()
         assert http("POST", f"{base}/api/publish", big, {"Authorization": f"apikey {key}"})[0] == 413
