@@ -1,14 +1,17 @@
-"""What a Python user would pick instead of the hub: two pub/sub servers for the hub benchmark.
+"""What a Python user would pick instead of the hub, and the hub inside an ASGI app, for the hub benchmark.
 
-``python -m benchmarks.hub_peers {socketio,websockets} [--host H] --port P``
+``python -m benchmarks.hub_peers {socketio,websockets,hub-asgi} [--host H] --port P``
 
 - ``socketio``: python-socketio ``AsyncServer`` as an ASGI app on uvicorn (one process). Event
   ``subscribe`` (with an ack) enters the room it names; event ``publish`` emits ``pub`` with the same
   data to room ``bench``.
 - ``websockets``: a websockets asyncio server. The text ``subscribe`` adds the connection to a set
   (answered ``subscribed``); any other message is sent to that set with ``websockets.broadcast``.
+- ``hub-asgi``: the hub (``wsproto_lite.hub.asgi.HubASGI``) mounted at ``/hub`` in a Starlette app on
+  uvicorn with our WebSocket class (``wsproto_lite.adapters.uvicorn.WSProtoLiteProtocol``), the config of
+  the standalone hub's run (``benchmarks/hub/unlimited.toml``).
 
-Both without compression (the load generator offers none) and without keepalive pings of the
+All without compression (the load generator offers none) and without keepalive pings of the
 WebSocket layer; Engine.IO keeps its own pings (the clients answer them).
 """
 
@@ -56,6 +59,34 @@ def run_socketio(host: str, port: int) -> None:
     )
 
 
+def run_hub_asgi(host: str, port: int) -> None:
+    try:
+        import uvicorn
+        from starlette.applications import Starlette
+        from starlette.routing import Mount
+    except ImportError as exc:
+        raise SystemExit(f"{exc.name} missing: pip install -r benchmarks/requirements.txt") from None
+    from wsproto_lite.adapters.uvicorn import WSProtoLiteProtocol
+    from wsproto_lite.hub.asgi import HubASGI
+    from wsproto_lite.hub.config import load_config
+
+    config = load_config("benchmarks/hub/unlimited.toml")
+    app = Starlette(routes=[Mount("/hub", HubASGI(config=config))])
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        backlog=BACKLOG,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        ws=WSProtoLiteProtocol,
+        ws_max_size=config.frame_limit(),
+        ws_ping_interval=config.limits.ping_interval,  # the standalone hub's keepalive
+        ws_per_message_deflate=False,
+    )
+
+
 async def serve_websockets(host: str, port: int) -> None:
     from websockets.asyncio.server import ServerConnection, broadcast, serve
     from websockets.exceptions import ConnectionClosed
@@ -81,7 +112,7 @@ async def serve_websockets(host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.hub_peers")
-    ap.add_argument("impl", choices=("socketio", "websockets"))
+    ap.add_argument("impl", choices=("socketio", "websockets", "hub-asgi"))
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     args = ap.parse_args(argv)
@@ -89,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.impl == "socketio":
             run_socketio(args.host, args.port)
+        elif args.impl == "hub-asgi":
+            run_hub_asgi(args.host, args.port)
         else:
             asyncio.run(serve_websockets(args.host, args.port))
     except KeyboardInterrupt:

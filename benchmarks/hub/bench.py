@@ -200,8 +200,10 @@ def table(profile: Profile, results: dict[str, list[dict[str, float]]], reps: in
         f"memory: (RSS with {profile.subscribers} subscribed idle connections - RSS with "
         f"{WARM_SUBSCRIBERS} after a warm-up) / {profile.subscribers - WARM_SUBSCRIBERS}",
         "servers: hub = `python -m server hub` (benchmarks/hub/targets.py: HUB_COMMAND), channel "
-        "`bench:fanout`; python-socketio AsyncServer on uvicorn (rooms) and a websockets asyncio server "
-        "with `websockets.broadcast` over a set, both in benchmarks/hub_peers.py; all without "
+        "`bench:fanout`; hub-asgi = the same hub as HubASGI mounted at /hub in a Starlette app on uvicorn "
+        "(our WebSocket class), same config; python-socketio AsyncServer on uvicorn (rooms) and a "
+        "websockets asyncio server with `websockets.broadcast` over a set; these three in "
+        "benchmarks/hub_peers.py; all without "
         "compression; payload ~90 bytes of JSON",
     ]
     return t

@@ -1,4 +1,4 @@
-"""The three servers of the hub benchmark behind one small driver interface.
+"""The servers of the hub benchmark behind one small driver interface.
 
 A driver says how to start its server, which WebSocket path to open, which text messages a connection
 sends (and which reply it waits for) before it is a publisher or a subscriber, how to publish, and how
@@ -170,6 +170,28 @@ def _reply_to(rid: int) -> Callable[[str], bool]:
 
 
 @dataclass
+class HubASGI(Hub):
+    """The same hub as an ASGI app (``wsproto_lite.hub.asgi.HubASGI``) mounted at ``/hub`` in a Starlette
+    app on uvicorn with our WebSocket class: what a FastAPI/Starlette user who mounts it runs."""
+
+    name: str = "hub-asgi"
+    path: str = "/hub/connection/websocket"
+
+    def start(self, host: str) -> ServerProc:
+        _need("uvicorn", "starlette")
+        return _peer(self.name, "hub-asgi", host)
+
+    def info(self) -> dict[str, str]:
+        from ..peers import ours
+
+        return {
+            **ours.info(),
+            "note": f"HubASGI mounted at /hub in Starlette, uvicorn {_version('uvicorn')} (asyncio loop, "
+            "wsproto_lite.adapters.uvicorn.WSProtoLiteProtocol); benchmarks/hub_peers.py",
+        }
+
+
+@dataclass
 class SocketIO:
     """python-socketio AsyncServer on uvicorn (rooms); clients speak Engine.IO 4 / Socket.IO 5 over a
     raw WebSocket: ``0{...}`` open packet, ``40`` namespace connect, ``42[event, data]`` events,
@@ -243,7 +265,12 @@ class Websockets:
         }
 
 
-TARGETS: dict[str, Callable[[], Target]] = {"hub": Hub, "python-socketio": SocketIO, "websockets": Websockets}
+TARGETS: dict[str, Callable[[], Target]] = {
+    "hub": Hub,
+    "hub-asgi": HubASGI,
+    "python-socketio": SocketIO,
+    "websockets": Websockets,
+}
 OURS = "hub"
 
 __all__ = ["CHANNEL", "HUB_COMMAND", "OURS", "TARGETS", "Step", "Target", "Unavailable", "payload", "stamp"]

@@ -35,7 +35,7 @@ def test_fastapi_snippet_on_uvicorn_with_our_class() -> None:
     from tests.adapters.uvicorn_helpers import run, uvicorn_server
     from wsproto_lite.adapters.asyncio import connect
 
-    code = next(b for b in blocks() if "from fastapi import" in b)
+    code = next(b for b in blocks() if "from fastapi import FastAPI, WebSocket" in b)
     namespace: dict[str, Any] = {}
     exec(compile(code, "README.md", "exec"), namespace)
 

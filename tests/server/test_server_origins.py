@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from wsproto_lite.server.origins import origin_allowed, parse_origin
 
 

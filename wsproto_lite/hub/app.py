@@ -24,7 +24,7 @@ from .hub import Authenticate, Hub
 from .memory import MemoryEngine
 from .protocol import DisconnectCode
 
-__all__ = ["HubServer", "StaticFiles"]
+__all__ = ["HubServer", "StaticFiles", "hub_of", "io_options"]
 
 logger = logging.getLogger("wsproto_lite.hub")
 
@@ -75,6 +75,40 @@ class _NoWebSocket(Handler):
         return Reject(404, body=b"no WebSocket here: the hub's WebSocket is on its public port\n")
 
 
+def hub_of(config: HubConfig, engine: Engine | None = None, authenticate: Authenticate | None = None) -> Hub:
+    """The hub a config describes (on the in-memory engine unless ``engine`` is given), not started."""
+    if engine is None:
+        engine = MemoryEngine(max_history_bytes=config.max_history_bytes, max_streams=config.max_streams)
+    return Hub(
+        config.namespaces,
+        engine=engine,
+        limits=config.limits,
+        authenticate=authenticate,
+        auth=Authenticator(config.auth.with_environment()),
+        rate_limits=config.rate_limits,
+    )
+
+
+def io_options(config: HubConfig) -> Options:
+    """The connection options of a hub's transport (our server, ``asgi.py``): limits, keepalive, origins,
+    and the bounds of what is queued per connection."""
+    limits = config.limits
+    return Options(
+        max_message_size=config.frame_limit(),
+        compression=config.compression,
+        ping_interval=limits.ping_interval,
+        ping_timeout=limits.ping_interval,
+        write_high_water=max(limits.queue_limit, 64 * 1024),
+        # the hub disconnects a subscriber over queue_limit itself (with a push that says why);
+        # the I/O layer's own limit sits above it, for the disconnect push and the close to fit
+        write_hard_limit=2 * limits.queue_limit + config.frame_limit(),
+        max_connections=config.max_connections,
+        allowed_origins=set(config.allowed_origins) if config.allowed_origins is not None else None,
+        same_origin=config.checks_origin(),  # the origin rule (config.py): 403 at the upgrade
+        http_error_body=core_error_body,  # a body over the core's limit: the API's JSON error too
+    )
+
+
 class HubServer:
     """``HubServer(config).serve_forever()``; in tests ``HubServer(config, loop=loop)`` on port 0."""
 
@@ -90,33 +124,9 @@ class HubServer:
         """``reuse_port``: several processes listen on the same port (``SO_REUSEPORT``: the kernel
         spreads the connections over them); the supervisor's workers use it."""
         self.config = config = config or HubConfig()
-        auth = config.auth.with_environment()
-        self.engine = engine or MemoryEngine(
-            max_history_bytes=config.max_history_bytes, max_streams=config.max_streams
-        )
-        self.hub = Hub(
-            config.namespaces,
-            engine=self.engine,
-            limits=config.limits,
-            authenticate=authenticate,
-            auth=Authenticator(auth),
-            rate_limits=config.rate_limits,
-        )
-        limits = config.limits
-        options = Options(
-            max_message_size=config.frame_limit(),
-            compression=config.compression,
-            ping_interval=limits.ping_interval,
-            ping_timeout=limits.ping_interval,
-            write_high_water=max(limits.queue_limit, 64 * 1024),
-            # the hub disconnects a subscriber over queue_limit itself (with a push that says why);
-            # the I/O layer's own limit sits above it, for the disconnect push and the close to fit
-            write_hard_limit=2 * limits.queue_limit + config.frame_limit(),
-            max_connections=config.max_connections,
-            allowed_origins=set(config.allowed_origins) if config.allowed_origins is not None else None,
-            same_origin=config.checks_origin(auth),  # the origin rule (config.py): 403 at the upgrade
-            http_error_body=core_error_body,  # a body over the core's limit: the API's JSON error too
-        )
+        self.hub = hub_of(config, engine, authenticate)
+        self.engine = self.hub.engine
+        options = io_options(config)
         internal = config.internal_port is not None
         self.server = WebSocketServer(
             self.hub,

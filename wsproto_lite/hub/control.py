@@ -41,9 +41,8 @@ from .engine import Reply
 from .protocol import DisconnectCode, ErrorCode, HubError, dumps
 
 if TYPE_CHECKING:
-    from ..server.loop import EventLoop, TimerHandle
-    from ..server.websocket import WebSocket
     from .hub import Hub
+    from .transport import Cancellable, HubConnection, HubLoop
 
 __all__ = [
     "ClusterControl",
@@ -94,7 +93,7 @@ class Target:
         whitelist = value.get("whitelist") or ()
         return cls(str(value["user"]), str(value.get("client", "")), str(value.get("session", "")), whitelist)
 
-    def conns(self, hub: Hub) -> list[WebSocket]:
+    def conns(self, hub: Hub) -> list[HubConnection]:
         """This node's connections that match."""
         matched = []
         for conn in hub.users.of(self.user):
@@ -121,7 +120,7 @@ class _Request:
         self.reply: Reply[list[Any]] = Reply()
         self.waiting = waiting
         self.answers: list[Any] = []
-        self.timer: TimerHandle | None = None
+        self.timer: Cancellable | None = None
 
 
 class ClusterControl:
@@ -135,9 +134,9 @@ class ClusterControl:
         self.nodes: dict[str, float] = {}
         """Other nodes' uids -> loop time they were last heard from."""
         self.bad_messages = 0
-        self._loop: EventLoop | None = None
+        self._loop: HubLoop | None = None
         self._requests: dict[str, _Request] = {}
-        self._beat: TimerHandle | None = None
+        self._beat: Cancellable | None = None
 
     @property
     def hub(self) -> Hub:
@@ -148,7 +147,7 @@ class ClusterControl:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self, loop: EventLoop) -> None:
+    def start(self, loop: HubLoop) -> None:
         """Listen on the engine's control channel; say hello once listening, then every BEAT_INTERVAL."""
         self._loop = loop
         self.started = time.monotonic()

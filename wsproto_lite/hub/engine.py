@@ -6,9 +6,9 @@ process); ``redis_engine.py`` shares channels, presence and history between proc
 
 Every method is called in the hub's loop thread and returns at once.  What needs an answer returns a
 :class:`Reply`: a tiny future that is resolved in the loop thread, either already (the in-memory engine)
-or later (a networked engine, whose I/O thread hands the result to the loop with
-``EventLoop.call_soon_threadsafe``).  A networked engine's failure resolves the reply with a
-``HubError`` (temporary), never by blocking the loop.
+or later (a networked engine, whose I/O thread hands the result to the loop with its
+``call_soon_threadsafe``: our ``EventLoop`` or an asyncio loop, see ``transport.HubLoop``).  A networked
+engine's failure resolves the reply with a ``HubError`` (temporary), never by blocking the loop.
 
 Delivery: the hub calls :meth:`Engine.start` once with its callbacks; the engine calls ``deliver`` once
 per publication to a channel this node showed interest in (:meth:`Engine.node_subscribe`), whichever
@@ -29,7 +29,7 @@ from .namespaces import NamespaceOptions
 from .protocol import ErrorCode, HubError, Position, client_info_json, dumps, publication_json
 
 if TYPE_CHECKING:
-    from ..server.loop import EventLoop
+    from .transport import HubLoop
 
 __all__ = [
     "Engine",
@@ -303,7 +303,7 @@ class Engine(ABC):
     #: A name for logs and health reports.
     kind = "engine"
 
-    def attach(self, loop: EventLoop) -> None:
+    def attach(self, loop: HubLoop) -> None:
         """The hub's loop (before :meth:`start`): a networked engine resolves its replies there."""
         return None  # the in-memory engine answers at once and needs no loop
 

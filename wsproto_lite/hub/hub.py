@@ -1,7 +1,7 @@
 """The hub: a Handler that ties connections, subscriptions and the engine together.
 
 Per connection the hub keeps a :class:`Session` (who it is, what it subscribed to) in a dict keyed by the
-WebSocket, removed in ``on_close``; per channel, the local subscribers.  Presence, history and the
+connection, removed in ``on_close``; per channel, the local subscribers.  Presence, history and the
 pub/sub between nodes are the engine's.  Nothing here refers back from a subscription to its session, so
 a closed connection's objects are freed by reference counting alone.
 
@@ -71,8 +71,7 @@ from .protocol import (
 if TYPE_CHECKING:
     from wsproto_lite import Request
 
-    from ..server.loop import EventLoop, TimerHandle
-    from ..server.websocket import WebSocket
+    from .transport import Cancellable, HubConnection, HubLoop
 
 __all__ = ["Hub", "HubLimits", "HubStats", "Session", "Subscription", "Authenticate", "WEBSOCKET_PATHS"]
 
@@ -95,7 +94,7 @@ class HubLimits:
     queue_limit: int = 1 << 20
     """Unsent bytes a subscriber may have before a fan-out disconnects it as slow."""
     connect_timeout: float = 10.0
-    """Seconds from the WebSocket opening to the ``connect`` command, else disconnect 4500."""
+    """Seconds from the WebSocket opening to the ``connect`` command, else disconnect 3502 (stale)."""
     max_name_length: int = 64
     max_history_limit: int = 1000
     """Most publications one ``history`` reply carries."""
@@ -144,7 +143,7 @@ class Subscription:
     def __init__(
         self,
         channel: Channel,
-        conn: WebSocket,
+        conn: HubConnection,
         by_token: bool = False,
         *,
         server_side: bool = False,
@@ -184,7 +183,7 @@ class Session:
     )
 
     def __init__(
-        self, conn: WebSocket, now: float, deadline: float, identity: Identity, limits: RateLimits
+        self, conn: HubConnection, now: float, deadline: float, identity: Identity, limits: RateLimits
     ) -> None:
         self.conn = conn
         self.info: ClientInfo | None = None
@@ -238,10 +237,10 @@ class _Subscribers:
     __slots__ = ("by_conn", "prefix", "pending", "floors", "ready")
 
     def __init__(self, prefix: str | None, ready: Reply[None]) -> None:
-        self.by_conn: dict[WebSocket, Subscription] = {}
+        self.by_conn: dict[HubConnection, Subscription] = {}
         self.prefix = prefix
-        self.pending: dict[WebSocket, list[Publication]] = {}
-        self.floors: dict[WebSocket, Position] = {}
+        self.pending: dict[HubConnection, list[Publication]] = {}
+        self.floors: dict[HubConnection, Position] = {}
         self.ready = ready
 
 
@@ -280,22 +279,22 @@ class Hub(Handler):
         self.rate_limits = rate_limits or RateLimits()
         self.ip_limiter = IpLimiter(self.rate_limits)
         self.users = UserConnections()
-        self._pending: dict[WebSocket, Identity] = {}  # verified at the upgrade, until on_open
+        self._pending: dict[HubConnection, Identity] = {}  # verified at the upgrade, until on_open
         self.stats = HubStats()
-        self.sessions: dict[WebSocket, Session] = {}
-        self._clients: dict[str, WebSocket] = {}  # client id -> connection, for the server-side API
+        self.sessions: dict[HubConnection, Session] = {}
+        self._clients: dict[str, HubConnection] = {}  # client id -> connection, for the server-side API
         self._channels: dict[str, _Subscribers] = {}  # exact channel -> subscribers
         self._patterns: dict[str, dict[str, _Subscribers]] = {}  # namespace -> pattern -> subscribers
         self._expiring: dict[Subscription, float] = {}  # subscription -> loop time its token expires
-        self._loop: EventLoop | None = None
-        self._tick_timer: TimerHandle | None = None
+        self._loop: HubLoop | None = None
+        self._tick_timer: Cancellable | None = None
         self._ticks = 0
         self.control = ClusterControl(self)
         """Server-side operations on every node (``control.py``)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self, loop: EventLoop) -> None:
+    def start(self, loop: HubLoop) -> None:
         """Begin: engine delivery and the once-a-second housekeeping (connect timeouts, TTLs)."""
         self._loop = loop
         self.engine.attach(loop)
@@ -332,7 +331,7 @@ class Hub(Handler):
     def _send_pings(self, now: float) -> None:
         """App-level pings (``{}``) to connected clients, every ``ping_interval``; a client that did not
         answer the previous one within ``pong_timeout`` is disconnected (3012 no pong), as Centrifugo does."""
-        mute: list[WebSocket] = []
+        mute: list[HubConnection] = []
         for session in self.sessions.values():
             if session.info is None or session.closed:
                 continue
@@ -365,7 +364,7 @@ class Hub(Handler):
 
     # -- Handler callbacks -------------------------------------------------------------------------
 
-    def handshake(self, conn: WebSocket, request: Request) -> Accept | Reject | None:
+    def handshake(self, conn: HubConnection, request: Request) -> Accept | Reject | None:
         if request.path not in WEBSOCKET_PATHS:
             return Reject(404, body=b"the hub's WebSocket endpoint is /connection/websocket\n")
         address = conn.remote_address
@@ -387,7 +386,12 @@ class Hub(Handler):
     def _now(self) -> float:
         return self._loop.time() if self._loop is not None else time.monotonic()
 
-    def on_open(self, conn: WebSocket) -> None:
+    def identify(self, conn: HubConnection, identity: Identity) -> None:
+        """Between ``handshake`` and ``on_open``: the transport authenticated ``conn`` itself (an
+        application's session, see ``asgi.py``); ``connect`` without a token takes this identity."""
+        self._pending[conn] = identity
+
+    def on_open(self, conn: HubConnection) -> None:
         now = self._now()
         identity = self._pending.pop(conn, ANONYMOUS)
         self.sessions[conn] = Session(
@@ -395,7 +399,7 @@ class Hub(Handler):
         )
         self.stats.connections += 1
 
-    def on_close(self, conn: WebSocket, code: int, reason: str) -> None:
+    def on_close(self, conn: HubConnection, code: int, reason: str) -> None:
         self._pending.pop(conn, None)
         session = self.sessions.pop(conn, None)
         if session is not None:
@@ -404,7 +408,7 @@ class Hub(Handler):
                 self._clients.pop(session.info.client, None)
                 self.users.remove(session.info.user, conn)
 
-    def on_message(self, conn: WebSocket, message: str | bytes) -> None:
+    def on_message(self, conn: HubConnection, message: str | bytes) -> None:
         session = self.sessions.get(conn)
         if session is None or session.closed:
             return
@@ -1049,7 +1053,7 @@ class Hub(Handler):
             self.disconnect(conn, DisconnectCode.UNAUTHORIZED, "unauthorized")
         return len(revoked)
 
-    def connection_of(self, client: str) -> WebSocket | None:
+    def connection_of(self, client: str) -> HubConnection | None:
         """The connection of a client id (from ``connect``), if it is still here."""
         return self._clients.get(client)
 
@@ -1076,7 +1080,7 @@ class Hub(Handler):
 
     def unsubscribe(
         self,
-        conn: WebSocket,
+        conn: HubConnection,
         channel: str,
         code: int = UnsubscribeCode.SERVER,
         reason: str = "server unsubscribe",
@@ -1105,7 +1109,7 @@ class Hub(Handler):
         if not pushed and conn.is_open:  # over the I/O layer's hard limit: the push was dropped
             self._drop_slow((conn,))
 
-    def disconnect(self, conn: WebSocket, code: int, reason: str) -> None:
+    def disconnect(self, conn: HubConnection, code: int, reason: str) -> None:
         """Close the connection with ``code`` (its reconnect advice: ``DisconnectCode``); never raises.
 
         As Centrifugo on a bidirectional WebSocket, no push precedes the close: the close frame carries
@@ -1123,14 +1127,14 @@ class Hub(Handler):
         except Exception:
             self._abort(conn, "disconnect")
 
-    def _close(self, conn: WebSocket, code: int, reason: str) -> None:
+    def _close(self, conn: HubConnection, code: int, reason: str) -> None:
         """Close ``conn`` (its session already ended); never raises: a failure aborts it."""
         try:
             conn.close(code, reason)
         except Exception:
             self._abort(conn, "close")
 
-    def _abort(self, conn: WebSocket, operation: str) -> None:
+    def _abort(self, conn: HubConnection, operation: str) -> None:
         """``operation`` failed on ``conn`` (inside an ``except``): log it, count it, drop the connection."""
         self.stats.aborts += 1
         logger.exception("%s: %s failed; aborting the connection", conn.remote_address, operation)
@@ -1152,7 +1156,7 @@ class Hub(Handler):
     def _on_lost(self, channels: Iterable[str]) -> None:
         """The engine's callback: publications on these channels may have been missed (its link to
         the backend broke).  Their subscribers are told to reconnect and recover (3010)."""
-        conns: set[WebSocket] = set()
+        conns: set[HubConnection] = set()
         for name in channels:
             for subscribers in (
                 self._channels.get(name),
@@ -1188,10 +1192,10 @@ class Hub(Handler):
                         held.append(publication)
 
     def _send_all(
-        self, conns: dict[WebSocket, Subscription], frame: PreparedMessage, exclude: object = None
+        self, conns: dict[HubConnection, Subscription], frame: PreparedMessage, exclude: object = None
     ) -> None:
         limit = self.limits.queue_limit
-        slow: list[WebSocket] | None = None
+        slow: list[HubConnection] | None = None
         targets = list(conns)  # a send may close a connection, which edits `conns`
         sent = 0
         for conn in targets:
@@ -1208,7 +1212,7 @@ class Hub(Handler):
         if slow is not None:
             self._drop_slow(slow)
 
-    def _drop_slow(self, conns: Iterable[WebSocket]) -> None:
+    def _drop_slow(self, conns: Iterable[HubConnection]) -> None:
         for conn in conns:
             if conn in self.sessions and not self.sessions[conn].closed:
                 self.stats.slow_disconnects += 1
@@ -1336,7 +1340,7 @@ def _covered(publication: Publication, floor: Position) -> bool:
     )
 
 
-def _past_floors(subscribers: _Subscribers, publication: Publication) -> dict[WebSocket, Subscription]:
+def _past_floors(subscribers: _Subscribers, publication: Publication) -> dict[HubConnection, Subscription]:
     """The active subscribers that do not have ``publication`` yet (rare: right after a subscribe)."""
     targets = subscribers.by_conn
     for conn, floor in list(subscribers.floors.items()):

@@ -7,8 +7,9 @@ presence and pub/sub live on one server; wildcard subscriptions listen on all of
 
 Never blocking the hub's loop: each shard has two threads of its own.  The *command thread* runs
 queued jobs (publish, history, presence...) in batches, one pipeline round trip per batch, and hands
-the results to the loop with ``EventLoop.call_soon_threadsafe``; it also refreshes this node's presence
-entries (they expire ``presence_ttl`` after the node stops refreshing, so a killed node disappears).
+the results to the loop with its ``call_soon_threadsafe`` (our ``EventLoop`` or an asyncio loop); it also
+refreshes this node's presence entries (they expire ``presence_ttl`` after the node stops refreshing, so
+a killed node disappears).
 The *pub/sub thread* owns the subscribing connection: it applies the loop's subscribe/unsubscribe
 requests and hands every message batch to the loop.  Publications of one channel come from one Lua
 script on one server (offset assigned and PUBLISHed atomically), read by one connection, queued in
@@ -56,7 +57,7 @@ from .protocol import HubError, Position
 from .redis_scripts import PRESENCE, PUBLISH, PUBLISH_ONCE, READ
 
 if TYPE_CHECKING:
-    from ..server.loop import EventLoop
+    from .transport import HubLoop
 
 try:
     import redis
@@ -410,7 +411,7 @@ class RedisEngine(Engine):
             raise ValueError("presence_ttl must be > 0 (seconds)")
         self.meta_ttl = meta_ttl
         self.prefix = prefix if prefix is not None else ours.get("prefix", "hub")
-        self._loop: EventLoop | None = None
+        self._loop: HubLoop | None = None
         self._deliver: Deliver | None = None
         self._join_leave: JoinLeave | None = None
         self._lost: Lost | None = None
@@ -429,7 +430,7 @@ class RedisEngine(Engine):
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def attach(self, loop: EventLoop) -> None:
+    def attach(self, loop: HubLoop) -> None:
         self._loop = loop
 
     def start(self, deliver: Deliver, join_leave: JoinLeave | None = None, lost: Lost | None = None) -> None:
@@ -451,7 +452,10 @@ class RedisEngine(Engine):
         """From a Redis thread: run ``callback(*args)`` in the loop thread."""
         loop = self._loop
         if loop is not None and self._deliver is not None:
-            loop.call_soon_threadsafe(callback, *args)
+            try:
+                loop.call_soon_threadsafe(callback, *args)
+            except RuntimeError:  # an asyncio loop closed before the hub stopped us: nobody to tell
+                pass
 
     def health(self) -> dict[str, Any]:
         shards = [

@@ -60,6 +60,15 @@ class HubThread:
         return self.hub_server.hub
 
     @property
+    def port(self) -> int:
+        return self.hub_server.port
+
+    @property
+    def base(self) -> str:
+        """The hub's HTTP address (its chat page)."""
+        return f"http://127.0.0.1:{self.hub_server.port}/"
+
+    @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.hub_server.port}/connection/websocket"
 
@@ -210,6 +219,66 @@ def raw(hub: HubThread) -> Iterator[Any]:
         made.append(r)
         if connect:
             params: dict[str, Any] = {"data": {"name": name}} if name else {}
+            if token is not None:
+                params["token"] = token
+            r.ok("connect", params)
+        return r
+
+    yield make
+    for r in made:
+        r.close()
+
+
+# -- the same tests on every transport the hub runs on -----------------------------------------------
+
+#: "selectors": our own server (HubServer); "asgi": HubASGI under uvicorn with our WebSocket class;
+#: "asgi-websockets": the same under uvicorn's own websockets-sansio class (another ASGI server's send/close).
+TRANSPORTS = ("selectors", "asgi", "asgi-websockets")
+
+
+@pytest.fixture(params=TRANSPORTS)
+def start_hub(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """``start_hub(config=None, authenticate=None, engine=None)``: a hub on this test's transport (stopped
+    after the test); both kinds have ``url``, ``port``, ``hub``, ``config``, ``call``, ``wait_sessions``,
+    ``restart`` and ``stop``."""
+    started: list[Any] = []
+
+    def start(
+        config: HubConfig | None = None,
+        authenticate: Authenticate | None = None,
+        engine: Callable[[], Engine] | None = None,
+    ) -> Any:
+        if request.param == "selectors":
+            h: Any = HubThread(config, authenticate, engine)
+        else:
+            from .asgi_util import AsgiHubThread
+
+            ws = "websockets-sansio" if request.param == "asgi-websockets" else None
+            h = AsgiHubThread(config, authenticate, engine, ws=ws)
+        started.append(h)
+        return h
+
+    yield start
+    for h in started:
+        h.stop()
+
+
+@pytest.fixture
+def any_hub(start_hub: Callable[..., Any]) -> Any:
+    """A hub with the default config, on each transport in turn."""
+    return start_hub()
+
+
+@pytest.fixture
+def any_raw(any_hub: Any) -> Iterator[Any]:
+    """``raw`` on each transport: ``any_raw(name="a")`` is a connected Raw client."""
+    made: list[Raw] = []
+
+    def make(name: str = "", token: str | None = None, connect: bool = True) -> Raw:
+        r = Raw(any_hub.url)
+        made.append(r)
+        if connect:
+            params: dict[str, Any] = {"name": name} if name else {}
             if token is not None:
                 params["token"] = token
             r.ok("connect", params)

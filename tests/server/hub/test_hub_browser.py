@@ -43,6 +43,20 @@ if not shutil.which(CHROMIUM):
     )
 
 
+@pytest.fixture(params=["standalone", "fastapi-mounted"])
+def hub(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The hub on its own server, and HubASGI (with its chat page) mounted at /hub in a FastAPI app."""
+    if request.param == "standalone":
+        h: Any = HubThread()
+    else:
+        pytest.importorskip("fastapi")
+        from .asgi_util import AsgiHubThread
+
+        h = AsgiHubThread(mount="/hub", http=True)
+    yield h
+    h.stop()
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with sync_api.sync_playwright() as p:
@@ -65,8 +79,8 @@ def paused_page(browser: Any) -> Any:
     return page
 
 
-def test_two_pages_chat_presence_and_recovery_after_a_restart(browser: Any, hub: HubThread) -> None:
-    base = f"http://127.0.0.1:{hub.hub_server.port}/?room=chat:browser&backoff={BACKOFF_MS}"
+def test_two_pages_chat_presence_and_recovery_after_a_restart(browser: Any, hub: Any) -> None:
+    base = f"{hub.base}?room=chat:browser&backoff={BACKOFF_MS}"
     expect = sync_api.expect
     alice = paused_page(browser)
     bob = paused_page(browser)
@@ -126,8 +140,9 @@ class _OtherSite:
     def __init__(self, hub_host: str) -> None:
         static = resources.files("wsproto_lite.hub").joinpath("static")
         script = static.joinpath("app.js").read_text()
-        pointed = script.replace("${location.host}", hub_host)
-        assert pointed != script  # the page still builds its WebSocket URL from location.host
+        own = 'new URL("connection/websocket", location.href)'
+        pointed = script.replace(own, f'new URL("connection/websocket", "http://{hub_host}/")')
+        assert pointed != script  # the page still builds its WebSocket URL relative to itself
         files = {
             "/": ("text/html", static.joinpath("index.html").read_bytes()),
             "/app.js": (

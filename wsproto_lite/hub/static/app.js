@@ -107,8 +107,10 @@ async function subscribe() {
 
 function connect() {
   setStatus(state.attempt ? "reconnecting" : "connecting", "reconnecting");
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/connection/websocket`);
+  // relative to this page: the hub may be mounted below a path (app.mount("/hub", ...): /hub/connection/websocket)
+  const url = new URL("connection/websocket", location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(url);
   state.ws = ws;
   ws.onopen = async () => {
     try {

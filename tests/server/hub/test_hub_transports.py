@@ -1,0 +1,325 @@
+"""The hub's protocol on every transport it runs on (``start_hub``/``any_raw`` in conftest.py): our selectors
+server and HubASGI under uvicorn serve the same commands, pushes, errors, limits and close codes."""
+
+from __future__ import annotations
+
+import gc
+import json
+import socket
+import weakref
+from typing import Any
+
+import pytest
+
+from wsproto_lite.hub.config import HubConfig
+from wsproto_lite.hub.hub import HubLimits, Session, Subscription
+from wsproto_lite.hub.limits import RateLimits
+from wsproto_lite.hub.namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
+from wsproto_lite.hub.protocol import DisconnectCode, ErrorCode, HubError
+from wsproto_lite.server.client import connect
+from wsproto_lite.server.errors import ConnectionClosed, HandshakeError
+
+from .conftest import Raw
+
+
+def _users(token: str, request: object) -> str:
+    if not token.startswith("user:"):
+        raise HubError(ErrorCode.UNAUTHORIZED, "bad token")
+    return token[5:]
+
+
+def _closed_code(r: Raw) -> int:
+    """Read until the connection closes; its close code."""
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            r.recv()
+    return closed.value.code
+
+
+def test_connect_comes_first_and_once(any_raw: Any) -> None:
+    r = any_raw(connect=False)
+    assert r.error("subscribe", {"channel": "chat:a"}) == ErrorCode.BAD_REQUEST
+    result = r.ok("connect", {"name": "ann"})
+    assert set(result) == {"client", "user", "ping"} and result["client"]
+    assert r.error("connect") == ErrorCode.BAD_REQUEST
+    assert r.ok("ping") == {}
+
+
+def test_websocket_paths(any_hub: Any) -> None:
+    for path in ("/connection/websocket", "/ws"):
+        with connect(f"ws://127.0.0.1:{any_hub.port}{path}") as ws:
+            ws.send('{"id":1,"method":"connect"}')
+            assert '"result"' in str(ws.recv(timeout=5))
+    with pytest.raises(HandshakeError) as info:
+        connect(f"ws://127.0.0.1:{any_hub.port}/other")
+    assert info.value.status == 404
+
+
+def test_publish_fans_out_with_offsets_and_info(any_raw: Any) -> None:
+    subscribers = [any_raw(f"s{i}") for i in range(3)]
+    publisher, watcher = any_raw("p"), any_raw("w")
+    epoch = subscribers[0].ok("subscribe", {"channel": "stock:x"})["epoch"]
+    for s in subscribers[1:]:
+        assert s.ok("subscribe", {"channel": "stock:x"})["epoch"] == epoch
+    watcher.ok("subscribe", {"channel": "stock:*"})
+    for n in (1, 2):
+        reply = publisher.ok("publish", {"channel": "stock:x", "data": {"n": n}})
+        assert reply == {"offset": n, "epoch": epoch}
+    for s in subscribers:
+        pushes = [s.push(), s.push()]
+        assert [(p["push"], p["channel"], p["offset"], p["data"]) for p in pushes] == [
+            ("pub", "stock:x", 1, {"n": 1}),
+            ("pub", "stock:x", 2, {"n": 2}),
+        ]
+        assert set(pushes[0]["info"]) == {"client", "user"}
+    assert [(p["pattern"], p["data"]) for p in (watcher.push(), watcher.push())] == [
+        ("stock:*", {"n": 1}),
+        ("stock:*", {"n": 2}),
+    ]
+
+
+def test_presence_join_and_leave(start_hub: Any) -> None:
+    h = start_hub(authenticate=_users)
+    clients: list[Raw] = []
+
+    def join(user: str) -> tuple[Raw, str]:
+        r = Raw(h.url)
+        clients.append(r)
+        client = r.ok("connect", {"token": f"user:{user}", "name": user.title()})["client"]
+        r.ok("subscribe", {"channel": "chat:team"})
+        return r, client
+
+    try:
+        alice, a = join("alice")
+        bob, b = join("bob")
+        assert alice.push() == {
+            "push": "join",
+            "channel": "chat:team",
+            "info": {"client": b, "user": "bob", "name": "Bob"},
+        }
+        assert bob.ok("presence", {"channel": "chat:team"})["clients"] == {
+            a: {"user": "alice", "name": "Alice"},
+            b: {"user": "bob", "name": "Bob"},
+        }
+        assert bob.ok("presence_stats", {"channel": "chat:team"}) == {"clients": 2, "users": 2}
+        alice.close()  # a closed connection leaves
+        leave = bob.push()
+        assert (leave["push"], leave["info"]["client"]) == ("leave", a)
+        assert bob.ok("presence_stats", {"channel": "chat:team"}) == {"clients": 1, "users": 1}
+    finally:
+        for r in clients:
+            r.close()
+
+
+def test_history(any_raw: Any) -> None:
+    a = any_raw()
+    epoch = a.ok("subscribe", {"channel": "chat:h"})["epoch"]
+    for i in range(1, 6):
+        a.ok("publish", {"channel": "chat:h", "data": i})
+    assert [p["data"] for p in a.ok("history", {"channel": "chat:h"})["publications"]] == [1, 2, 3, 4, 5]
+    assert [p["offset"] for p in a.ok("history", {"channel": "chat:h", "limit": 2})["publications"]] == [4, 5]
+    since = {"epoch": epoch, "offset": 3}
+    assert [p["data"] for p in a.ok("history", {"channel": "chat:h", "since": since})["publications"]] == [
+        4,
+        5,
+    ]
+    assert a.error("history", {"channel": "chat:h", "since": {"epoch": "other", "offset": 1}}) == 112
+
+
+def test_recovery_with_and_without_the_gap_held(start_hub: Any) -> None:
+    names = Namespaces(
+        {**DEFAULT_NAMESPACES, "tiny": NamespaceOptions(history_size=3, history_ttl=60, allow_publish=True)}
+    )
+    h = start_hub(HubConfig(port=0, namespaces=names))
+    away, publisher = Raw(h.url), Raw(h.url)
+    away.ok("connect")
+    publisher.ok("connect")
+    start = away.ok("subscribe", {"channel": "tiny:t"})
+    publisher.ok("publish", {"channel": "tiny:t", "data": 1})
+    assert away.push()["offset"] == 1
+    away.close()
+    publisher.ok("publish", {"channel": "tiny:t", "data": 2})
+    publisher.ok("publish", {"channel": "tiny:t", "data": 3})
+    back = Raw(h.url)
+    back.ok("connect")
+    got = back.ok("subscribe", {"channel": "tiny:t", "recover": {"epoch": start["epoch"], "offset": 1}})
+    assert got["recovered"] is True and [p["data"] for p in got["publications"]] == [2, 3]
+    for i in range(4, 8):  # offsets 4..7, only 5..7 held: a client at offset 3 missed 4
+        publisher.ok("publish", {"channel": "tiny:t", "data": i})
+    late = Raw(h.url)
+    late.ok("connect")
+    lost = late.ok("subscribe", {"channel": "tiny:t", "recover": {"epoch": start["epoch"], "offset": 3}})
+    assert lost["recovered"] is False and [p["offset"] for p in lost["publications"]] == [5, 6, 7]
+    assert [back.push()["offset"] for _ in range(4)] == [4, 5, 6, 7]  # live after the recovery
+    for r in (publisher, back, late):
+        r.close()
+
+
+def test_restart_disconnects_with_4000_and_a_new_epoch(any_hub: Any) -> None:
+    a = Raw(any_hub.url)
+    a.ok("connect")
+    before = a.ok("subscribe", {"channel": "chat:r"})
+    a.ok("publish", {"channel": "chat:r", "data": "old"})
+    assert a.push()["offset"] == 1
+    any_hub.restart()
+    assert a.push() == {"push": "disconnect", "code": 4000, "reason": "shutdown", "reconnect": True}
+    assert _closed_code(a) == DisconnectCode.SHUTDOWN
+    b = Raw(any_hub.url)
+    b.ok("connect")
+    after = b.ok("subscribe", {"channel": "chat:r", "recover": {"epoch": before["epoch"], "offset": 1}})
+    assert after["recovered"] is False and after["epoch"] != before["epoch"]
+    b.close()
+
+
+def test_errors_leave_the_connection_alive(any_raw: Any) -> None:
+    r = any_raw()
+    for frame, cid, code in [
+        ("{not json", 0, ErrorCode.BAD_REQUEST),
+        ('{"id": 8, "method": "fly"}', 8, ErrorCode.METHOD_NOT_FOUND),
+        ('{"id": 9, "method": "subscribe", "params": []}', 9, ErrorCode.BAD_REQUEST),
+        ("[" * 60_000, 0, ErrorCode.BAD_REQUEST),
+        ("x" * (64 * 1024 + 1), 0, ErrorCode.LIMIT_EXCEEDED),
+    ]:
+        r.send(frame)
+        reply = r.recv()
+        assert reply["id"] == cid and reply["error"]["code"] == code, (frame[:60], reply)
+    assert r.error("subscribe", {"channel": "nope:x"}) == ErrorCode.UNKNOWN_CHANNEL
+    assert r.error("subscribe", {"channel": "chat:*"}) == ErrorCode.PERMISSION_DENIED
+    assert r.error("unsubscribe", {"channel": "lobby"}) == ErrorCode.NOT_SUBSCRIBED
+    assert r.ok("ping") == {}
+
+
+def test_close_codes_binary_1003_too_large_1009_unauthorized_4501(any_hub: Any) -> None:
+    binary, large, refused = Raw(any_hub.url), Raw(any_hub.url), Raw(any_hub.url)
+    binary.ok("connect")
+    binary.send(b'{"id": 2, "method": "ping"}')
+    assert _closed_code(binary) == 1003
+    large.ok("connect")
+    large.send("x" * (any_hub.config.frame_limit() + 1))
+    assert _closed_code(large) == 1009
+    assert refused.error("connect", {"token": "abc"}) == ErrorCode.UNAUTHORIZED  # no verifier configured
+    assert refused.push() == {
+        "push": "disconnect",
+        "code": 4501,
+        "reason": "unauthorized",
+        "reconnect": False,
+    }
+    assert _closed_code(refused) == DisconnectCode.UNAUTHORIZED
+    assert any_hub.wait_sessions(0)
+
+
+def test_connect_timeout_4500(start_hub: Any) -> None:
+    h = start_hub(HubConfig(port=0, limits=HubLimits(connect_timeout=0.2)))
+    r = Raw(h.url)  # never sends connect; the hub's once-a-second tick closes it
+    assert r.push() == {"push": "disconnect", "code": 4500, "reason": "connect timeout", "reconnect": False}
+    assert _closed_code(r) == DisconnectCode.CONNECT_TIMEOUT
+
+
+def test_server_side_publish_unsubscribe_and_disconnect(any_raw: Any, any_hub: Any) -> None:
+    a = any_raw(connect=False)
+    client_a = a.ok("connect")["client"]
+    a.ok("subscribe", {"channel": "chat:s"})
+    publication = any_hub.call(any_hub.hub.publish, "chat:s", {"from": "server"}).result()
+    assert publication.offset == 1
+    assert a.push() == {"push": "pub", "channel": "chat:s", "offset": 1, "data": {"from": "server"}}
+    conn = any_hub.call(any_hub.hub.connection_of, client_a)
+    assert any_hub.call(any_hub.hub.unsubscribe, conn, "chat:s") is True
+    unsubscribed = a.push()
+    assert (unsubscribed["push"], unsubscribed["channel"], unsubscribed["code"]) == (
+        "unsubscribe",
+        "chat:s",
+        2000,
+    )
+    any_hub.call(any_hub.hub.disconnect, conn, 4321, "bye")
+    assert a.push() == {"push": "disconnect", "code": 4321, "reason": "bye", "reconnect": True}
+    assert _closed_code(a) == 4321
+
+
+def _slow_subscriber(port: int) -> socket.socket:
+    """A raw client subscribed to bench:x that reads nothing, with a small receive buffer."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    for frame in (
+        {"id": 1, "method": "connect"},
+        {"id": 2, "method": "subscribe", "params": {"channel": "bench:x"}},
+    ):
+        payload = json.dumps(frame).encode()
+        sock.sendall(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+    return sock
+
+
+def test_slow_subscriber_is_dropped_with_4001_while_a_fast_one_keeps_receiving(start_hub: Any) -> None:
+    rates = RateLimits(bytes_per_second=1e12, bytes_burst=1e12)  # the publisher floods on purpose
+    h = start_hub(HubConfig(port=0, limits=HubLimits(queue_limit=128 * 1024), rate_limits=rates))
+    slow_sock = _slow_subscriber(h.port)
+    fast, publisher = Raw(h.url), Raw(h.url)
+    fast.ok("connect")
+    publisher.ok("connect")
+    fast.ok("subscribe", {"channel": "bench:x"})
+    while h.call(lambda: sum(len(s.subscriptions) for s in h.hub.sessions.values())) < 2:
+        publisher.ok("ping")  # the slow one's subscribe is on its way
+    blob = "x" * 32 * 1024
+    count = 0
+    while h.call(lambda: h.hub.stats.slow_disconnects) == 0:
+        publisher.ok("publish", {"channel": "bench:x", "data": blob})
+        assert fast.push()["data"] == blob  # the fast one reads as it goes: never held back
+        count += 1
+        assert count < 2000, "the slow subscriber was never dropped"
+    data = b""
+    close_frame = b"\x88\x06\x0f\xa1slow"  # RFC 6455 §5.5.1: code 4001, reason "slow"
+    while close_frame not in data:
+        chunk = slow_sock.recv(1 << 20)
+        assert chunk, "closed before the close frame"
+        data += chunk
+    push = b'{"push":"disconnect","code":4001,"reason":"slow","reconnect":true}'
+    assert data.index(push) < data.index(close_frame)
+    publisher.ok("publish", {"channel": "bench:x", "data": "after"})
+    assert fast.push()["data"] == "after"
+    slow_sock.close()
+    fast.close()
+    publisher.close()
+
+
+def test_a_closed_connection_is_freed_without_gc(any_hub: Any) -> None:
+    """Session, subscriptions and the connection object itself: freed by reference counting alone."""
+    r = Raw(any_hub.url)
+    r.ok("connect")
+    r.ok("subscribe", {"channel": "chat:mem"})
+    r.ok("subscribe", {"channel": "stock:*"})
+    r.ok("publish", {"channel": "chat:mem", "data": 1})
+    assert r.push()["data"] == 1
+    gc.collect()
+    gc.disable()
+    try:
+
+        def refs() -> list[weakref.ref[Any]]:
+            ((conn, session),) = any_hub.hub.sessions.items()
+            assert isinstance(session, Session)
+            subs = list(session.subscriptions.values())
+            assert all(isinstance(s, Subscription) for s in subs) and len(subs) == 2
+            return [weakref.ref(conn), weakref.ref(session), *(weakref.ref(s) for s in subs)]
+
+        weak = any_hub.call(refs)
+        r.close()
+        assert any_hub.wait_sessions(0)
+        any_hub.call(lambda: None)  # what the close scheduled in the loop (the writer's end) has run
+        assert any_hub.call(lambda: [w() is None for w in weak]) == [True] * 4
+        hub = any_hub.hub
+        assert any_hub.call(lambda: (hub._channels, hub._patterns, hub._clients, hub._pending)) == (
+            {},
+            {},
+            {},
+            {},
+        )
+        assert any_hub.call(lambda: hub.engine.presence_channel_count) == 0
+    finally:
+        gc.enable()
