@@ -158,9 +158,9 @@ class _Subscription:
 def _reconnects(code: int) -> bool:
     """Whether a close with ``code`` allows reconnecting: 3000-3499 and 4000-4499 (the hub's and the
     application's reconnect ranges) and transport-level codes, except 1009 (message too big)."""
-    if code < 3000:
-        return code != CloseCode.MESSAGE_TOO_BIG
-    return DisconnectCode.reconnect(code)
+    if DisconnectCode.reconnect(code):
+        return True
+    return code < DisconnectCode.FIRST and code != CloseCode.MESSAGE_TOO_BIG
 
 
 class _ClientState:

@@ -55,9 +55,9 @@ __all__ = [
 
 logger = logging.getLogger("wsproto_lite.hub.control")
 
-FORCE_DISCONNECT = 3503
+FORCE_DISCONNECT = DisconnectCode.FORCE_DISCONNECT
 """Centrifugo's "force disconnect" (terminal): the default code of ``/api/disconnect``."""
-CONNECTION_EXPIRED = 3005
+CONNECTION_EXPIRED = DisconnectCode.TOKEN_EXPIRED
 """Centrifugo's "connection expired" (reconnect with a fresh token): ``/api/refresh`` with ``expired``."""
 
 REQUEST_TIMEOUT = 1.0

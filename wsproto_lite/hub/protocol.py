@@ -103,10 +103,15 @@ class DisconnectCode:
     CONNECTION_LIMIT = 3504
     """The user has ``rate_limits.max_connections_per_user`` connections already."""
 
+    FIRST = 3000
+    """Codes below are the transport's (RFC 6455 §7.4)."""
+    RECONNECT = (range(3000, 3500), range(4000, 4500))
+    """The ranges after which the SDKs reconnect; 3500-3999 and 4500-4999 are terminal."""
+
     @staticmethod
     def reconnect(code: int) -> bool:
         """Whether a client reconnects after this close code (the SDKs' rule)."""
-        return 3000 <= code < 3500 or 4000 <= code < 4500
+        return any(code in codes for codes in DisconnectCode.RECONNECT)
 
 
 class UnsubscribeCode:

@@ -278,7 +278,7 @@ def any_raw(any_hub: Any) -> Iterator[Any]:
         r = Raw(any_hub.url)
         made.append(r)
         if connect:
-            params: dict[str, Any] = {"name": name} if name else {}
+            params: dict[str, Any] = {"data": {"name": name}} if name else {}
             if token is not None:
                 params["token"] = token
             r.ok("connect", params)
