@@ -102,6 +102,11 @@ class HubLimits:
     """Seconds between the hub's app-level pings (``{}``; the ``ping`` of the ``connect`` result)."""
     pong_timeout: float = 10.0
     """Seconds a client has to answer a ping with ``{}`` before it is disconnected (3012 no pong)."""
+    expired_close_delay: float = 25.0
+    """Seconds past its token's expiry before a connection is closed (3005): the SDKs refresh at the
+    ``ttl`` the hub reported, so they need a moment (Centrifugo's ``client.expired_close_delay``)."""
+    expired_sub_close_delay: float = 25.0
+    """The same for a subscription made with a subscription token (``sub_refresh``, then 2501)."""
     max_commands_in_flight: int = 1000
     """Commands of one connection waiting for the engine (or for an earlier reply); over it the
     connection is disconnected as slow (3008)."""
@@ -621,7 +626,7 @@ class Hub(Handler):
             session.expires = None
             return result
         ttl = max(0.0, expires - time.time())
-        session.expires = self._now() + ttl
+        session.expires = self._now() + ttl + self.limits.expired_close_delay
         result["expires"] = True
         result["ttl"] = int(ttl)
         return result
@@ -728,7 +733,7 @@ class Hub(Handler):
                 result["positioned"] = True
         if expires is not None:
             ttl = max(0.0, expires - time.time())
-            self._expiring[subscription] = self._now() + ttl
+            self._expiring[subscription] = self._now() + ttl + self.limits.expired_sub_close_delay
             result["expires"], result["ttl"] = True, int(ttl)
 
         def subscribed(_: None) -> Answer:
@@ -828,7 +833,7 @@ class Hub(Handler):
             self._expiring.pop(subscription, None)
             return {}
         ttl = max(0.0, grant.expires - time.time())
-        self._expiring[subscription] = self._now() + ttl
+        self._expiring[subscription] = self._now() + ttl + self.limits.expired_sub_close_delay
         return {"expires": True, "ttl": int(ttl)}
 
     def _publish(self, session: Session, params: dict[str, Any]) -> Answer:

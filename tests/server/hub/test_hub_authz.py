@@ -324,6 +324,7 @@ def test_a_subscription_ends_when_its_subscription_token_expires() -> None:
         assert _presence_users(h, "secret:room") == ["alice", "bob"]
         _publish(h, "secret:room", "before")
         assert _pubs(alice, "secret:room") == ["before"]
+        h.loop.advance(2 + 25)  # past its expiry and the expired_sub_close_delay
         push = alice.push(timeout=10)  # the once-a-second tick finds the token expired
         while "unsubscribe" not in push:
             push = alice.push(timeout=10)
