@@ -55,10 +55,8 @@ __all__ = [
 
 logger = logging.getLogger("wsproto_lite.hub.control")
 
-FORCE_DISCONNECT = 3503
-"""Centrifugo's "force disconnect" (terminal): the default code of ``/api/disconnect``."""
-CONNECTION_EXPIRED = 3005
-"""Centrifugo's "connection expired" (reconnect with a fresh token): ``/api/refresh`` with ``expired``."""
+FORCE_DISCONNECT = DisconnectCode.FORCE_DISCONNECT
+CONNECTION_EXPIRED = DisconnectCode.CONNECTION_EXPIRED
 
 REQUEST_TIMEOUT = 1.0
 """Seconds a cluster-wide ``channels``/``info`` waits for the other nodes' answers."""

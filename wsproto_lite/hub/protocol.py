@@ -81,6 +81,11 @@ class DisconnectCode:
     CONNECTION_LIMIT = 4502
     """The user has ``rate_limits.max_connections_per_user`` connections already."""
 
+    CONNECTION_EXPIRED = 3005
+    """Centrifugo's "connection expired" (reconnect with a fresh token): ``/api/refresh`` with ``expired``."""
+    FORCE_DISCONNECT = 3503
+    """Centrifugo's "force disconnect" (terminal): the default code of ``/api/disconnect``."""
+
     RECONNECT = range(SHUTDOWN, CONNECT_TIMEOUT)
     """The codes after which the client reconnects; from ``CONNECT_TIMEOUT`` on it does not."""
 
