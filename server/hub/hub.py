@@ -6,8 +6,14 @@ pub/sub between nodes are the engine's.  Nothing here refers back from a subscri
 a closed connection's objects are freed by reference counting alone.
 
 Fan-out: a publication's frame is built once (``prepare_message``) and queued on every subscriber with
-``send_prepared``.  A subscriber whose unsent bytes are over ``queue_limit`` is not waited for: it gets a
-``disconnect`` push (4001 "slow", reconnect and recover) and is closed, and the drop is counted.
+``send_prepared``.
+
+One bound on what is queued for a connection, replies, pushes and fan-out alike (``bound.py``): over
+``queue_limit`` the I/O layer stops reading the connection (and leaves the commands it already read
+unparsed); one that stays over it for ``slow_timeout`` (checked by the once-a-second tick), or that a frame
+would take past twice the bound, gets a ``disconnect`` push (4001 "slow", reconnect and recover) and is
+closed, and the drop is counted.  No reply is larger than the bound: a ``history`` that would be gets
+error 106, a recovery that would be carries only the newest publications (``recovered: false``).
 
 The engine may answer later (a :class:`~server.hub.engine.Reply`): replies still go out in command
 order (a session's ``outbox`` holds the ones waiting for an earlier answer).  A subscription is
@@ -22,7 +28,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +37,8 @@ from wsproto_lite import PreparedMessage, prepare_message
 from ..handler import Accept, Handler, Reject
 from .auth import ANONYMOUS, Authenticator, AuthFailure, Identity, credentials_of
 from .authz import Authorizer
-from .engine import ClientInfo, Engine, Publication, Reply
+from .bound import QueueBound, newest_within, publications_size
+from .engine import ClientInfo, Engine, HistoryResult, Publication, Reply
 from .limits import IpLimiter, RateLimits, TokenBucket, UserConnections
 from .memory import MemoryEngine
 from .namespaces import Channel, Namespaces, namespace_of
@@ -83,7 +90,11 @@ class HubLimits:
     """Characters in one command frame; over it: error 106 (the core closes frames over the I/O limit)."""
     max_channels_per_connection: int = 128
     queue_limit: int = 1 << 20
-    """Unsent bytes a subscriber may have before a fan-out disconnects it as slow."""
+    """Bytes queued for a connection (replies, pushes, fan-out) over which the hub stops reading its
+    commands; it is disconnected as slow after ``slow_timeout`` over it, or at once past twice this.
+    Also the largest reply (in characters)."""
+    slow_timeout: float = 10.0
+    """Seconds a connection may stay over ``queue_limit`` before it is disconnected as slow (4001)."""
     connect_timeout: float = 10.0
     """Seconds from the WebSocket opening to the ``connect`` command, else disconnect 4500."""
     max_name_length: int = 64
@@ -145,6 +156,8 @@ class Session:
         "deadline",
         "closed",
         "outbox",
+        "outbox_bytes",
+        "over_since",
         "identity",
         "expires",
         "command_bucket",
@@ -165,6 +178,10 @@ class Session:
         self.closed = False
         self.outbox: deque[_Slot] = deque()
         """Replies in command order, from the first one still waiting for the engine."""
+        self.outbox_bytes = 0
+        """Characters of the replies built in ``outbox`` (waiting for an earlier one)."""
+        self.over_since: float | None = None
+        """Loop time the tick first saw the connection over the queue bound (None: under it)."""
         self.identity = identity
         """From the upgrade request's credentials, then from ``connect`` / ``refresh``."""
         self.expires: float | None = None
@@ -248,6 +265,7 @@ class Hub(Handler):
         self.users = UserConnections()
         self._pending: dict[WebSocket, Identity] = {}  # verified at the upgrade, until on_open
         self.stats = HubStats()
+        self.bound = QueueBound(self.limits.queue_limit, self.limits.slow_timeout)
         self.sessions: dict[WebSocket, Session] = {}
         self._clients: dict[str, WebSocket] = {}  # client id -> connection, for the server-side API
         self._channels: dict[str, _Subscribers] = {}  # exact channel -> subscribers
@@ -286,10 +304,29 @@ class Hub(Handler):
         expired = [s.conn for s in self.sessions.values() if s.expires is not None and s.expires <= now]
         for conn in expired:
             self.disconnect(conn, DisconnectCode.TOKEN_EXPIRED, "token expired")
+        self._drop_slow(self._stayed_over(now))
         self._ticks += 1
         if self._ticks % 5 == 0:
             self.engine.expire()
             self.ip_limiter.expire(now)
+
+    def _stayed_over(self, now: float) -> list[WebSocket]:
+        """The connections over the queue bound at two ticks ``slow_timeout`` apart (and in between:
+        ``on_writable`` clears the mark of one that drained)."""
+        slow: list[WebSocket] = []
+        bound = self.bound
+        for session in self.sessions.values():
+            if session.closed:
+                continue
+            conn = session.conn
+            if bound.over(self._queued(session)) or (conn.is_open and not conn.writable):
+                if session.over_since is None:
+                    session.over_since = now
+                elif now - session.over_since >= bound.timeout:
+                    slow.append(conn)
+            else:
+                session.over_since = None
+        return slow
 
     # -- Handler callbacks -------------------------------------------------------------------------
 
@@ -331,6 +368,12 @@ class Hub(Handler):
             if session.info is not None:
                 self._clients.pop(session.info.client, None)
                 self.users.remove(session.info.user, conn)
+
+    def on_writable(self, conn: WebSocket) -> None:
+        """Drained under the I/O layer's low watermark: no longer over the bound."""
+        session = self.sessions.get(conn)
+        if session is not None:
+            session.over_since = None
 
     def on_message(self, conn: WebSocket, message: str | bytes) -> None:
         session = self.sessions.get(conn)
@@ -395,7 +438,7 @@ class Hub(Handler):
             self._send_answer(session, command, answer)
             return
         if len(session.outbox) >= self.limits.max_commands_in_flight:
-            self.disconnect(session.conn, DisconnectCode.SLOW, "slow")
+            self._drop_slow((session.conn,))
             return
         slot = _Slot()
         session.outbox.append(slot)
@@ -413,8 +456,14 @@ class Hub(Handler):
             else:
                 result = value
             if isinstance(result, str):
-                return f'{{"id":{command.id},"result":{result}}}', after
-            return reply_frame(command.id, result), after
+                frame = f'{{"id":{command.id},"result":{result}}}'
+            else:
+                frame = reply_frame(command.id, result)
+            if len(frame) <= self.bound.max_reply or after is not None:
+                return frame, after
+            # a reply over the bound is not queued (commands that can build one check before they do)
+            self.stats.trip("reply_size")
+            error = HubError(ErrorCode.LIMIT_EXCEEDED, "reply too large")
         if not isinstance(error, HubError):
             logger.error("command %s failed", command.method, exc_info=error)
             error = HubError(ErrorCode.INTERNAL, "internal error", temporary=True)
@@ -428,26 +477,51 @@ class Hub(Handler):
             after = lambda: self.disconnect(session.conn, code, reason)  # noqa: E731
         return error_frame(command.id, error), after
 
-    def _send_frame(self, session: Session, frame: str) -> None:
+    def _queued(self, session: Session) -> int:
+        """What is queued for the connection: unsent bytes and the replies waiting in its outbox."""
+        return session.conn.buffered_amount + session.outbox_bytes
+
+    def _room(self, session: Session, size: int) -> bool:
+        """True when ``size`` more fit under the hard bound; otherwise the connection is dropped as slow."""
+        if self.bound.admits(self._queued(session), size):
+            return True
+        self._drop_slow((session.conn,))
+        return False
+
+    def _send_frame(self, session: Session, frame: str) -> bool:
+        """Queue a reply or a push; False (and the connection dropped as slow) when it does not fit."""
+        if not self._room(session, len(frame)):
+            return False
         self.stats.messages_out += 1
         self.stats.bytes_out += len(frame)
         session.conn.send(frame)
+        return True
 
     def _send_answer(self, session: Session, command: Command, answer: Reply[Result]) -> None:
         frame, after = self._answer_frame(session, command, answer)
-        self._send_frame(session, frame)
-        if after is not None:
+        if self._send_frame(session, frame) and after is not None:
             after()
 
     def _fill(self, session: Session, command: Command, slot: _Slot, answer: Reply[Result]) -> None:
         """A waited-for answer arrived: send it and every answer behind it that is ready."""
-        slot.frame, slot.after = self._answer_frame(session, command, answer)
+        if session.closed:  # nothing goes out any more: do not build it
+            session.outbox.clear()
+            session.outbox_bytes = 0
+            return
+        frame, slot.after = self._answer_frame(session, command, answer)
+        self._hold(session, slot, frame)
         outbox = session.outbox
-        while outbox and outbox[0].frame is not None:
+        while outbox and outbox[0].frame is not None and not session.closed:
             ready = outbox.popleft()
-            self._send_frame(session, ready.frame)  # type: ignore[arg-type]
-            if ready.after is not None:
+            session.outbox_bytes -= len(ready.frame)  # type: ignore[arg-type]
+            if self._send_frame(session, ready.frame) and ready.after is not None:  # type: ignore[arg-type]
                 ready.after()
+
+    def _hold(self, session: Session, slot: _Slot, frame: str) -> None:
+        """Keep a built reply in its outbox slot (counted in the queue bound; dropped if over it)."""
+        if self._room(session, len(frame)):
+            slot.frame = frame
+            session.outbox_bytes += len(frame)
 
     def _send_error(self, session: Session, command_id: int, error: HubError) -> None:
         """The reply to a frame that is not a command (behind any reply still waiting)."""
@@ -455,8 +529,8 @@ class Hub(Handler):
         frame = error_frame(command_id, error)
         if session.outbox:
             slot = _Slot()
-            slot.frame = frame
             session.outbox.append(slot)
+            self._hold(session, slot, frame)
         else:
             self._send_frame(session, frame)
 
@@ -581,11 +655,14 @@ class Hub(Handler):
             position = recovery.position
             result["epoch"], result["offset"] = position.epoch, position.offset
             result["recovered"] = recovery.recovered
+            publications = newest_within(recovery.publications, self.bound.max_reply - _REPLY_HEAD)
+            if len(publications) < len(recovery.publications):  # the reply would be over the bound
+                self.stats.trip("reply_size")
+                result["recovered"] = False
             after = recovery.publications[-1].offset if recovery.publications else None
             floor = Position(position.epoch, max(position.offset, after or 0))
-            return _Then(
-                _with_publications(result, recovery.publications), lambda: self._activate(subscription, floor)
-            )
+            text = _with_publications(result, publications)
+            return _Then(text, lambda: self._activate(subscription, floor))
 
         answer: Reply[Result] = ready.then(subscribed)
 
@@ -659,11 +736,15 @@ class Hub(Handler):
         reverse = get_bool(params, "reverse")
         return self.engine.history(
             channel.name, channel.options, since=since, limit=limit, reverse=reverse
-        ).then(
-            lambda history: _with_publications(
-                {"epoch": history.position.epoch, "offset": history.position.offset}, history.publications
-            )
-        )
+        ).then(self._history_result)
+
+    def _history_result(self, history: HistoryResult) -> Result:
+        """The ``history`` result, unless it would be larger than a reply may be: then error 106."""
+        if publications_size(history.publications) > self.bound.max_reply - _REPLY_HEAD:
+            self.stats.trip("reply_size")
+            raise HubError(ErrorCode.LIMIT_EXCEEDED, "reply too large: ask for fewer publications")
+        position = history.position
+        return _with_publications({"epoch": position.epoch, "offset": position.offset}, history.publications)
 
     def _ping(self, session: Session, params: dict[str, Any]) -> Result:
         return {}
@@ -705,14 +786,16 @@ class Hub(Handler):
         held = subscribers.pending.pop(conn, None)
         if held is None:  # unsubscribed or closed in between
             return
+        session = self.sessions.get(conn)
         for publication in held:
             if floor is not None and _covered(publication, floor):
                 continue
             if publication.offset is not None and floor is not None:
                 floor = Position(publication.epoch, publication.offset)
-            conn.send(
-                pub_push_frame(publication.json, subscription.channel.name if subscribers.prefix else None)
-            )
+            pattern = subscription.channel.name if subscribers.prefix else None
+            frame = pub_push_frame(publication.json, pattern)
+            if session is None or not self._send_frame(session, frame):
+                return  # dropped as slow: the subscription is gone with the session
         subscribers.by_conn[conn] = subscription
         if floor is not None and floor.offset:
             subscribers.floors[conn] = floor
@@ -813,7 +896,7 @@ class Hub(Handler):
         if subscription is None:
             return False
         self._drop_subscription(session, subscription)
-        conn.send(unsubscribe_push_frame(channel, code, reason))
+        self._send_frame(session, unsubscribe_push_frame(channel, code, reason))
         return True
 
     def disconnect(self, conn: WebSocket, code: int, reason: str) -> None:
@@ -875,15 +958,17 @@ class Hub(Handler):
     def _send_all(
         self, conns: dict[WebSocket, Subscription], frame: PreparedMessage, exclude: object = None
     ) -> None:
-        limit = self.limits.queue_limit
+        bound = self.bound
+        limit = bound.limit
+        size = len(frame.frame)
         slow: list[WebSocket] | None = None
         targets = list(conns)  # a send may close a connection, which edits `conns`
         sent = 0
         for conn in targets:
-            if conn.buffered_amount > limit:
+            if conn.buffered_amount > limit and not bound.admits(conn.buffered_amount, size):
                 if slow is None:
                     slow = []
-                slow.append(conn)
+                slow.append(conn)  # past the hard bound; over the bound alone, the tick's timer runs
             elif conn is not exclude:
                 conn.send_prepared(frame)
                 sent += 1
@@ -920,6 +1005,9 @@ _COMMANDS: dict[str, Callable[[Hub, Session, dict[str, Any]], Answer]] = {
 
 _DONE: Reply[None] = Reply.of(None)
 
+#: Characters a reply may need besides its publications (id, epoch, offset, flags).
+_REPLY_HEAD = 512
+
 
 def _publish_result(publication: Publication) -> Result:
     return {} if publication.offset is None else {"offset": publication.offset, "epoch": publication.epoch}
@@ -947,7 +1035,7 @@ def _past_floors(subscribers: _Subscribers, publication: Publication) -> dict[We
     return targets
 
 
-def _with_publications(result: dict[str, Any], publications: list[Publication]) -> str:
+def _with_publications(result: dict[str, Any], publications: Sequence[Publication]) -> str:
     """``result`` plus ``"publications": [...]`` spliced in from the publications' stored JSON."""
     head = dumps(result)[:-1]
     items = ",".join(p.json for p in publications)
