@@ -266,6 +266,7 @@ class Hub(Handler):
         self._pending: dict[WebSocket, Identity] = {}  # verified at the upgrade, until on_open
         self.stats = HubStats()
         self.bound = QueueBound(self.limits.queue_limit, self.limits.slow_timeout)
+        self._behind: dict[WebSocket, Session] = {}  # went over the bound: timed by the tick
         self.sessions: dict[WebSocket, Session] = {}
         self._clients: dict[str, WebSocket] = {}  # client id -> connection, for the server-side API
         self._channels: dict[str, _Subscribers] = {}  # exact channel -> subscribers
@@ -311,22 +312,29 @@ class Hub(Handler):
             self.ip_limiter.expire(now)
 
     def _stayed_over(self, now: float) -> list[WebSocket]:
-        """The connections over the queue bound at two ticks ``slow_timeout`` apart (and in between:
-        ``on_writable`` clears the mark of one that drained)."""
+        """The connections that went over the queue bound ``slow_timeout`` ago and are still behind:
+        over it, or with reading still paused (until the I/O layer's low watermark).  Only those that
+        went over are looked at, not every session."""
         slow: list[WebSocket] = []
         bound = self.bound
-        for session in self.sessions.values():
+        for conn, session in list(self._behind.items()):
             if session.closed:
-                continue
-            conn = session.conn
-            if bound.over(self._queued(session)) or (conn.is_open and not conn.writable):
-                if session.over_since is None:
+                del self._behind[conn]
+            elif bound.over(self._queued(session)) or (conn.is_open and not conn.writable):
+                if session.over_since is None:  # drained in between (on_writable), then behind again
                     session.over_since = now
                 elif now - session.over_since >= bound.timeout:
                     slow.append(conn)
             else:
                 session.over_since = None
+                del self._behind[conn]
         return slow
+
+    def _behind_if_over(self, session: Session) -> None:
+        """Mark a connection that something just queued took over the bound (the tick times it)."""
+        if session.conn not in self._behind and self.bound.over(self._queued(session)):
+            self._behind[session.conn] = session
+            session.over_since = self._now()
 
     # -- Handler callbacks -------------------------------------------------------------------------
 
@@ -362,6 +370,7 @@ class Hub(Handler):
 
     def on_close(self, conn: WebSocket, code: int, reason: str) -> None:
         self._pending.pop(conn, None)
+        self._behind.pop(conn, None)
         session = self.sessions.pop(conn, None)
         if session is not None:
             self._end(session)
@@ -495,6 +504,7 @@ class Hub(Handler):
         self.stats.messages_out += 1
         self.stats.bytes_out += len(frame)
         session.conn.send(frame)
+        self._behind_if_over(session)
         return True
 
     def _send_answer(self, session: Session, command: Command, answer: Reply[Result]) -> None:
@@ -522,6 +532,7 @@ class Hub(Handler):
         if self._room(session, len(frame)):
             slot.frame = frame
             session.outbox_bytes += len(frame)
+            self._behind_if_over(session)
 
     def _send_error(self, session: Session, command_id: int, error: HubError) -> None:
         """The reply to a frame that is not a command (behind any reply still waiting)."""
@@ -958,17 +969,21 @@ class Hub(Handler):
     def _send_all(
         self, conns: dict[WebSocket, Subscription], frame: PreparedMessage, exclude: object = None
     ) -> None:
-        bound = self.bound
-        limit = bound.limit
         size = len(frame.frame)
+        threshold = self.bound.limit - size  # one comparison per subscriber on the fast path
         slow: list[WebSocket] | None = None
         targets = list(conns)  # a send may close a connection, which edits `conns`
         sent = 0
         for conn in targets:
-            if conn.buffered_amount > limit and not bound.admits(conn.buffered_amount, size):
-                if slow is None:
-                    slow = []
-                slow.append(conn)  # past the hard bound; over the bound alone, the tick's timer runs
+            if conn.buffered_amount > threshold:  # this frame takes it over the bound, or it is already
+                if not self.bound.admits(conn.buffered_amount, size):  # past the hard bound: dropped
+                    if slow is None:
+                        slow = []
+                    slow.append(conn)
+                elif conn is not exclude:  # queued; the tick times how long it stays over
+                    conn.send_prepared(frame)
+                    sent += 1
+                    self._behind_conn(conn)
             elif conn is not exclude:
                 conn.send_prepared(frame)
                 sent += 1
@@ -977,6 +992,11 @@ class Hub(Handler):
         self.stats.bytes_out += sent * len(frame.frame)
         if slow is not None:
             self._drop_slow(slow)
+
+    def _behind_conn(self, conn: WebSocket) -> None:
+        session = self.sessions.get(conn)
+        if session is not None:
+            self._behind_if_over(session)
 
     def _drop_slow(self, conns: Iterable[WebSocket]) -> None:
         for conn in conns:

@@ -7,10 +7,12 @@ clients that never read ask for large replies while history churns.
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
 import time
 import tracemalloc
+import weakref
 from typing import Any
 
 from hypothesis import given
@@ -207,14 +209,24 @@ def test_a_recovery_larger_than_the_bound_carries_the_newest_publications_and_re
     assert [p["offset"] for p in conn.read_all()] == [21]
 
 
+def behind(hub: Hub, *conns: FakeConn) -> None:
+    """Take the connections over the bound the way it happens: a publication queued on them."""
+    for conn in conns:
+        command(hub, conn, "subscribe", {"channel": "bench:behind"})
+        conn.read_all()
+        conn.unsent = LIMIT - 10
+    hub.publish("bench:behind", "over")
+    for conn in conns:
+        assert LIMIT < conn.unsent < 2 * LIMIT
+        conn.paused = True  # the I/O layer's high watermark is the same bound
+
+
 def test_a_connection_over_the_bound_for_the_slow_timeout_is_dropped_and_one_that_drains_is_not() -> None:
     hub, loop = make_hub()
     stuck, draining = client(hub), client(hub)
-    for conn in (stuck, draining):
-        conn.unsent = LIMIT + 1  # over the bound, under twice it
-        conn.paused = True
-    hub._tick()
+    behind(hub, stuck, draining)
     loop.now += SLOW_TIMEOUT / 2
+    hub._tick()
     draining.unsent, draining.paused = 0, False  # the peer read: the I/O layer calls on_writable
     hub.on_writable(draining)  # type: ignore[arg-type]
     draining.unsent, draining.paused = LIMIT + 1, True  # and fell behind again
@@ -227,17 +239,35 @@ def test_a_connection_over_the_bound_for_the_slow_timeout_is_dropped_and_one_tha
     loop.now += SLOW_TIMEOUT / 2
     hub._tick()
     assert dropped_as_slow(draining) and hub.stats.slow_disconnects == 2
+    assert list(hub._behind) == [draining]  # the stuck one was forgotten at the tick, once closed
+    hub.on_close(draining, DisconnectCode.SLOW, "slow")  # type: ignore[arg-type]
+    assert hub._behind == {}  # and this one at its close: nothing keeps a closed connection
 
 
 def test_paused_under_the_bound_still_counts_as_over() -> None:
     """Reading stays paused until the I/O layer's low watermark: a peer that stops reading there is slow."""
     hub, loop = make_hub()
     conn = client(hub)
-    conn.unsent, conn.paused = LIMIT // 2, True
+    behind(hub, conn)
+    conn.unsent = LIMIT // 2  # read a little, still paused
     hub._tick()
     loop.now += SLOW_TIMEOUT
     hub._tick()
     assert dropped_as_slow(conn)
+
+
+def test_a_connection_that_drains_is_no_longer_timed() -> None:
+    hub, loop = make_hub()
+    conn = client(hub)
+    behind(hub, conn)
+    conn.read_all()
+    conn.paused = False
+    hub.on_writable(conn)  # type: ignore[arg-type]
+    hub._tick()
+    assert hub._behind == {}
+    loop.now += 2 * SLOW_TIMEOUT
+    hub._tick()
+    assert conn.close_code is None and hub.stats.slow_disconnects == 0
 
 
 def test_pushes_count_in_the_bound() -> None:
@@ -357,6 +387,7 @@ def test_clients_that_never_read_large_replies_are_dropped_as_slow_and_memory_st
     try:
         for _ in range(40):
             publisher.ok("publish", {"channel": "big:h", "data": blob})
+        gc.disable()  # what the slow ones held must go by reference counting alone
         tracemalloc.start()
         baseline = tracemalloc.get_traced_memory()[0]
         for _ in range(clients):
@@ -367,6 +398,8 @@ def test_clients_that_never_read_large_replies_are_dropped_as_slow_and_memory_st
             ]
             sock.sendall(b"".join(_frame(c) for c in commands))
             sockets.append(sock)
+        h.call(lambda: None)
+        sessions = [weakref.ref(s) for s in h.call(lambda: list(h.hub.sessions.values()))]
         deadline = time.monotonic() + 20
         peak = 0
         while h.call(lambda: h.hub.stats.slow_disconnects) < clients:
@@ -379,10 +412,13 @@ def test_clients_that_never_read_large_replies_are_dropped_as_slow_and_memory_st
         # each: at most about twice the bound queued, plus the commands read but not run
         assert growth < clients * 3 * limit + (4 << 20)
         assert h.wait_sessions(1, timeout=15)  # only the publisher left: every slow one is gone
+        assert h.call(lambda: h.hub._behind) == {}
+        assert sum(ref() is not None for ref in sessions) == 1  # the publisher's
         after = tracemalloc.get_traced_memory()[0] - baseline
         assert after < 4 << 20, f"{after / 2**20:.1f} MiB still held after the slow clients are gone"
     finally:
         tracemalloc.stop()
+        gc.enable()
         for sock in sockets:
             sock.close()
         publisher.close()
