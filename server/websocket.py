@@ -297,13 +297,14 @@ class WebSocket(BaseProtocol, Endpoint):
             self._events_waiting = True
             return
         self._dispatching = True
+        transport = self.transport
         try:
             while True:
                 self._events_waiting = False
                 if not self._holding():
                     for event in self.core.events():
                         self._dispatch(event)
-                        if self._holding():
+                        if transport is not None and transport.writing_paused and self._holding():
                             break
                 self._flush()
                 if not self._events_waiting:
