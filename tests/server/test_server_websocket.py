@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 from typing import Any
 
 from srvtest_util import Echo, ServerThread, assert_echo_works, raw_connect, raw_handshake, read_until_closed
@@ -81,6 +82,54 @@ def test_backpressure_pauses_reading_and_on_writable_resumes() -> None:
         finally:
             sock.close()
         assert handler.closes == [(1000, "")]
+
+
+class BigReplies(Handler):
+    """Answers every message with 64 KiB; counts the messages it was given."""
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.conn: WebSocket | None = None
+
+    def on_message(self, conn: WebSocket, message: str | bytes) -> None:
+        self.messages += 1
+        self.conn = conn
+        conn.send(b"r" * 65536)
+
+
+def test_messages_already_read_wait_while_over_the_high_watermark() -> None:
+    """Backpressure covers what was read before reading paused: a peer that pipelines commands and
+    does not read the answers is not given more answers than the high watermark (plus what the kernel
+    took); the rest run once it reads."""
+    handler = BigReplies()
+    total = 1000  # 64 MiB of answers if they all ran at once
+    options = Options(write_high_water=256 * 1024, compression=False)
+    with ServerThread(handler, options=options) as st:
+        sock = raw_connect(st.port)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        try:
+            raw_handshake(sock)
+            sock.sendall(b"".join(_frame(b"m") for _ in range(total)))  # one write: one read on the server
+
+            def paused() -> bool:
+                conn = handler.conn
+                return conn is not None and conn.transport is not None and conn.transport.writing_paused
+
+            deadline = time.monotonic() + 10
+            while not st.call(paused):
+                assert time.monotonic() < deadline, "the server never went over its high watermark"
+            held = st.call(lambda: handler.messages)
+            print("messages run before the peer read anything:", held)
+            assert held < total // 5
+            received = 0
+            expected = total * (65536 + 10)
+            while received < expected:
+                chunk = sock.recv(1 << 20)
+                assert chunk
+                received += len(chunk)
+            assert received == expected and st.call(lambda: handler.messages) == total
+        finally:
+            sock.close()
 
 
 def test_close_timeout_aborts_a_peer_that_never_answers() -> None:

@@ -98,9 +98,10 @@ def io_options(config: HubConfig) -> Options:
         compression=config.compression,
         ping_interval=limits.ping_interval,
         ping_timeout=limits.ping_interval,
+        # over queue_limit the I/O layer stops reading (and running) the connection's commands;
+        # the hub disconnects one that stays over it, or would go past twice it (bound.py), with
+        # a push that says why: the I/O layer's own limit sits above, for the push and the close
         write_high_water=max(limits.queue_limit, 64 * 1024),
-        # the hub disconnects a subscriber over queue_limit itself (with a push that says why);
-        # the I/O layer's own limit sits above it, for the disconnect push and the close to fit
         write_hard_limit=2 * limits.queue_limit + config.frame_limit(),
         max_connections=config.max_connections,
         allowed_origins=set(config.allowed_origins) if config.allowed_origins is not None else None,

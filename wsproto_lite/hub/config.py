@@ -15,7 +15,8 @@ A file may set any of (every key optional; namespaces are added to, or replace, 
     keyfile = "key.pem"
 
     [limits]                     # HubLimits: per-connection bounds
-    queue_limit = 1048576
+    queue_limit = 1048576        # bytes queued per connection; over it for slow_timeout s: 4001
+    slow_timeout = 10
     max_channels_per_connection = 128
 
     [rate_limits]                # RateLimits (limits.py): token buckets, per-user and hub-wide caps

@@ -57,7 +57,7 @@ logger = logging.getLogger("wsproto_lite.hub.control")
 
 FORCE_DISCONNECT = DisconnectCode.FORCE_DISCONNECT
 """Centrifugo's "force disconnect" (terminal): the default code of ``/api/disconnect``."""
-CONNECTION_EXPIRED = DisconnectCode.TOKEN_EXPIRED
+CONNECTION_EXPIRED = DisconnectCode.CONNECTION_EXPIRED
 """Centrifugo's "connection expired" (reconnect with a fresh token): ``/api/refresh`` with ``expired``."""
 
 REQUEST_TIMEOUT = 1.0

@@ -6,8 +6,14 @@ pub/sub between nodes are the engine's.  Nothing here refers back from a subscri
 a closed connection's objects are freed by reference counting alone.
 
 Fan-out: a publication's frame is built once (``prepare_message``) and queued on every subscriber with
-``send_prepared``.  A subscriber whose unsent bytes are over ``queue_limit`` is not waited for: it gets a
-``disconnect`` push (4001 "slow", reconnect and recover) and is closed, and the drop is counted.
+``send_prepared``.
+
+One bound on what is queued for a connection, replies, pushes and fan-out alike (``bound.py``): over
+``queue_limit`` the I/O layer stops reading the connection (and leaves the commands it already read
+unparsed); one that stays over it for ``slow_timeout`` (checked by the once-a-second tick), or that a frame
+would take past twice the bound, gets a ``disconnect`` push (4001 "slow", reconnect and recover) and is
+closed, and the drop is counted.  No reply is larger than the bound: a ``history`` that would be gets
+error 106, a recovery that would be carries only the newest publications (``recovered: false``).
 
 A subscription lasts as long as its permission: one allowed by a subscription token ends when the token
 expires (``_expiring``, checked by the once-a-second tick, freed with the subscription), one allowed by
@@ -28,7 +34,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,8 +43,9 @@ from wsproto_lite import CloseCode, PreparedMessage, fit_close_reason, prepare_m
 from ..server.handler import Accept, Handler, Reject
 from .auth import ANONYMOUS, Authenticator, AuthFailure, Identity, SubscriptionGrant, credentials_of
 from .authz import Authorizer
+from .bound import QueueBound, publications_size
 from .control import ClusterControl, Target
-from .engine import ClientInfo, Engine, Publication, Reply
+from .engine import ClientInfo, Engine, HistoryResult, Publication, Reply
 from .limits import IpLimiter, RateLimits, TokenBucket, UserConnections
 from .memory import MemoryEngine
 from .namespaces import Channel, Namespaces, namespace_of
@@ -92,7 +99,11 @@ class HubLimits:
     """Characters in one command frame; over it: error 106 (the core closes frames over the I/O limit)."""
     max_channels_per_connection: int = 128
     queue_limit: int = 1 << 20
-    """Unsent bytes a subscriber may have before a fan-out disconnects it as slow."""
+    """Bytes queued for a connection (replies, pushes, fan-out) over which the hub stops reading its
+    commands; it is disconnected as slow after ``slow_timeout`` over it, or at once past twice this.
+    Also the largest reply (in characters)."""
+    slow_timeout: float = 10.0
+    """Seconds a connection may stay over ``queue_limit`` before it is disconnected as slow (4001)."""
     connect_timeout: float = 10.0
     """Seconds from the WebSocket opening to the ``connect`` command, else disconnect 3502 (stale)."""
     max_name_length: int = 64
@@ -177,6 +188,8 @@ class Session:
         "deadline",
         "closed",
         "outbox",
+        "outbox_bytes",
+        "over_since",
         "identity",
         "expires",
         "command_bucket",
@@ -199,6 +212,10 @@ class Session:
         self.closed = False
         self.outbox: deque[_Slot] = deque()
         """Replies in command order, from the first one still waiting for the engine."""
+        self.outbox_bytes = 0
+        """Characters of the replies built in ``outbox`` (waiting for an earlier one)."""
+        self.over_since: float | None = None
+        """Loop time the tick first saw the connection over the queue bound (None: under it)."""
         self.identity = identity
         """From the upgrade request's credentials, then from ``connect`` / ``refresh``."""
         self.expires: float | None = None
@@ -286,6 +303,8 @@ class Hub(Handler):
         self.users = UserConnections()
         self._pending: dict[HubConnection, Identity] = {}  # verified at the upgrade, until on_open
         self.stats = HubStats()
+        self.bound = QueueBound(self.limits.queue_limit, self.limits.slow_timeout)
+        self._behind: dict[HubConnection, Session] = {}  # went over the bound: timed by the tick
         self.sessions: dict[HubConnection, Session] = {}
         self._clients: dict[str, HubConnection] = {}  # client id -> connection, for the server-side API
         self._channels: dict[str, _Subscribers] = {}  # exact channel -> subscribers
@@ -361,11 +380,37 @@ class Hub(Handler):
         for conn in expired:
             self.disconnect(conn, DisconnectCode.TOKEN_EXPIRED, "connection expired")
         self.expire_subscriptions(now)
+        self._drop_slow(self._stayed_over(now))
         self._send_pings(now)
         self._ticks += 1
         if self._ticks % 5 == 0:
             self.engine.expire()
             self.ip_limiter.expire(now)
+
+    def _stayed_over(self, now: float) -> list[HubConnection]:
+        """The connections that went over the queue bound ``slow_timeout`` ago and are still behind:
+        over it, or with reading still paused (until the I/O layer's low watermark).  Only those that
+        went over are looked at, not every session."""
+        slow: list[HubConnection] = []
+        bound = self.bound
+        for conn, session in list(self._behind.items()):
+            if session.closed:
+                del self._behind[conn]
+            elif bound.over(self._queued(session)) or (conn.is_open and not conn.writable):
+                if session.over_since is None:  # drained in between (on_writable), then behind again
+                    session.over_since = now
+                elif now - session.over_since >= bound.timeout:
+                    slow.append(conn)
+            else:
+                session.over_since = None
+                del self._behind[conn]
+        return slow
+
+    def _behind_if_over(self, session: Session) -> None:
+        """Mark a connection that something just queued took over the bound (the tick times it)."""
+        if session.conn not in self._behind and self.bound.over(self._queued(session)):
+            self._behind[session.conn] = session
+            session.over_since = self._now()
 
     # -- Handler callbacks -------------------------------------------------------------------------
 
@@ -406,12 +451,19 @@ class Hub(Handler):
 
     def on_close(self, conn: HubConnection, code: int, reason: str) -> None:
         self._pending.pop(conn, None)
+        self._behind.pop(conn, None)
         session = self.sessions.pop(conn, None)
         if session is not None:
             self._end(session)
             if session.info is not None:
                 self._clients.pop(session.info.client, None)
                 self.users.remove(session.info.user, conn)
+
+    def on_writable(self, conn: HubConnection) -> None:
+        """Drained under the I/O layer's low watermark: no longer over the bound."""
+        session = self.sessions.get(conn)
+        if session is not None:
+            session.over_since = None
 
     def on_message(self, conn: HubConnection, message: str | bytes) -> None:
         session = self.sessions.get(conn)
@@ -495,7 +547,7 @@ class Hub(Handler):
             self._send_answer(session, command, answer)
             return
         if len(session.outbox) >= self.limits.max_commands_in_flight:
-            self.disconnect(session.conn, DisconnectCode.SLOW, "slow")
+            self._drop_slow((session.conn,))
             return
         slot = _Slot()
         session.outbox.append(slot)
@@ -512,7 +564,12 @@ class Hub(Handler):
                 result, after = value.result, value.after
             else:
                 result = value
-            return reply_frame(command.id, command.method, result), after
+            frame = reply_frame(command.id, command.method, result)
+            if len(frame) <= self.bound.max_reply or after is not None:
+                return frame, after
+            # a reply over the bound is not queued (commands that can build one check before they do)
+            self.stats.trip("reply_size")
+            error = HubError(ErrorCode.LIMIT_EXCEEDED, "reply too large")
         if not isinstance(error, HubError):
             logger.error("command %s failed", command.method, exc_info=error)
             error = HubError(ErrorCode.INTERNAL, "internal error", temporary=True)
@@ -530,26 +587,55 @@ class Hub(Handler):
             after = lambda: self.disconnect(session.conn, code, reason)  # noqa: E731
         return error_frame(command.id, error), after
 
-    def _send_frame(self, session: Session, frame: str) -> None:
+    def _queued(self, session: Session) -> int:
+        """What is queued for the connection: unsent bytes and the replies waiting in its outbox."""
+        return session.conn.buffered_amount + session.outbox_bytes
+
+    def _room(self, session: Session, size: int) -> bool:
+        """True when ``size`` more fit under the hard bound; otherwise the connection is dropped as slow."""
+        if self.bound.admits(self._queued(session), size):
+            return True
+        self._drop_slow((session.conn,))
+        return False
+
+    def _send_frame(self, session: Session, frame: str) -> bool:
+        """Queue a reply or a push; False (and the connection dropped as slow) when it does not fit."""
+        if not self._room(session, len(frame)):
+            return False
         self.stats.messages_out += 1
         self.stats.bytes_out += len(frame)
-        session.conn.send(frame)
+        if not session.conn.send(frame):  # past the I/O layer's own hard limit: dropped
+            self._drop_slow((session.conn,))
+            return False
+        self._behind_if_over(session)
+        return True
 
     def _send_answer(self, session: Session, command: Command, answer: Reply[Result]) -> None:
         frame, after = self._answer_frame(session, command, answer)
-        self._send_frame(session, frame)
-        if after is not None:
+        if self._send_frame(session, frame) and after is not None:
             after()
 
     def _fill(self, session: Session, command: Command, slot: _Slot, answer: Reply[Result]) -> None:
         """A waited-for answer arrived: send it and every answer behind it that is ready."""
-        slot.frame, slot.after = self._answer_frame(session, command, answer)
+        if session.closed:  # nothing goes out any more: do not build it
+            session.outbox.clear()
+            session.outbox_bytes = 0
+            return
+        frame, slot.after = self._answer_frame(session, command, answer)
+        self._hold(session, slot, frame)
         outbox = session.outbox
-        while outbox and outbox[0].frame is not None:
+        while outbox and outbox[0].frame is not None and not session.closed:
             ready = outbox.popleft()
-            self._send_frame(session, ready.frame)  # type: ignore[arg-type]
-            if ready.after is not None:
+            session.outbox_bytes -= len(ready.frame)  # type: ignore[arg-type]
+            if self._send_frame(session, ready.frame) and ready.after is not None:  # type: ignore[arg-type]
                 ready.after()
+
+    def _hold(self, session: Session, slot: _Slot, frame: str) -> None:
+        """Keep a built reply in its outbox slot (counted in the queue bound; dropped if over it)."""
+        if self._room(session, len(frame)):
+            slot.frame = frame
+            session.outbox_bytes += len(frame)
+            self._behind_if_over(session)
 
     def _send_error(self, session: Session, command_id: int, error: HubError) -> None:
         """The reply to a frame that is not a command (behind any reply still waiting)."""
@@ -557,8 +643,8 @@ class Hub(Handler):
         frame = error_frame(command_id, error)
         if session.outbox:
             slot = _Slot()
-            slot.frame = frame
             session.outbox.append(slot)
+            self._hold(session, slot, frame)
         else:
             self._send_frame(session, frame)
 
@@ -759,7 +845,11 @@ class Hub(Handler):
             position = recovery.position
             result["was_recovering"] = True
             result["epoch"], result["offset"] = position.epoch, position.offset
-            if not recovery.recovered:
+            complete = recovery.recovered
+            if complete and publications_size(recovery.publications) > self.bound.max_reply - _REPLY_HEAD:
+                self.stats.trip("reply_size")  # the reply would be over the bound: not recovered
+                complete = False
+            if not complete:
                 self.stats.recovery_failures += 1
                 if reject_unrecovered:  # flag 2: the client wants 112 rather than a gap
                     raise HubError(ErrorCode.UNRECOVERABLE_POSITION, "unrecoverable position")
@@ -768,9 +858,8 @@ class Hub(Handler):
             result["recovered"] = True
             after = recovery.publications[-1].offset if recovery.publications else None
             floor = Position(position.epoch, max(position.offset, after or 0))
-            return _Then(
-                _with_publications(result, recovery.publications), lambda: self._activate(subscription, floor)
-            )
+            text = _with_publications(result, recovery.publications)
+            return _Then(text, lambda: self._activate(subscription, floor))
 
         answer: Reply[Result] = ready.then(subscribed)
 
@@ -891,11 +980,15 @@ class Hub(Handler):
             since=since,
             limit=cap if limit < 0 else min(limit, cap),
             reverse=reverse,
-        ).then(
-            lambda history: _with_publications(
-                {"epoch": history.position.epoch, "offset": history.position.offset}, history.publications
-            )
-        )
+        ).then(self._history_result)
+
+    def _history_result(self, history: HistoryResult) -> Result:
+        """The ``history`` result, unless it would be larger than a reply may be: then error 106."""
+        if publications_size(history.publications) > self.bound.max_reply - _REPLY_HEAD:
+            self.stats.trip("reply_size")
+            raise HubError(ErrorCode.LIMIT_EXCEEDED, "reply too large: ask for fewer publications")
+        position = history.position
+        return _with_publications({"epoch": position.epoch, "offset": position.offset}, history.publications)
 
     def _ping(self, session: Session, params: dict[str, Any]) -> Result:
         return {}
@@ -940,13 +1033,16 @@ class Hub(Handler):
         held = subscribers.pending.pop(conn, None)
         if held is None:  # unsubscribed or closed in between
             return
+        session = self.sessions.get(conn)
         for publication in held:
             if floor is not None and _covered(publication, floor):
                 continue
             if publication.offset is not None and floor is not None:
                 floor = Position(publication.epoch, publication.offset)
             concrete = publication.channel if subscribers.prefix is not None else None
-            conn.send(pub_push_frame(publication.json, subscription.channel.name, concrete))
+            frame = pub_push_frame(publication.json, subscription.channel.name, concrete)
+            if session is None or not self._send_frame(session, frame):
+                return  # dropped as slow: the subscription is gone with the session
         subscribers.by_conn[conn] = subscription
         if floor is not None and floor.offset:
             subscribers.floors[conn] = floor
@@ -1033,8 +1129,8 @@ class Hub(Handler):
         name, result, activate = done.result()
         if data_json:
             result = f'{result[:-1]}{"," if len(result) > 2 else ""}"data":{data_json}}}'
-        session.conn.send(_push_text(name, "subscribe", result))
-        activate()
+        if self._send_frame(session, _push_text(name, "subscribe", result)):
+            activate()
 
     def disconnect_user(
         self, user: str, code: int = DisconnectCode.FORCE_DISCONNECT, reason: str = "force disconnect"
@@ -1107,12 +1203,10 @@ class Hub(Handler):
         conn = session.conn
         try:
             self._drop_subscription(session, subscription)
-            pushed = conn.send(unsubscribe_push_frame(subscription.channel.name, code, reason))
+            # counted in the queue bound; one that cannot take it is disconnected as slow by _send_frame
+            self._send_frame(session, unsubscribe_push_frame(subscription.channel.name, code, reason))
         except Exception:
             self._abort(conn, "unsubscribe")
-            return
-        if not pushed and conn.is_open:  # over the I/O layer's hard limit: the push was dropped
-            self._drop_slow((conn,))
 
     def disconnect(self, conn: HubConnection, code: int, reason: str) -> None:
         """Close the connection with ``code`` (its reconnect advice: ``DisconnectCode``); never raises.
@@ -1199,15 +1293,21 @@ class Hub(Handler):
     def _send_all(
         self, conns: dict[HubConnection, Subscription], frame: PreparedMessage, exclude: object = None
     ) -> None:
-        limit = self.limits.queue_limit
+        size = len(frame.frame)
+        threshold = self.bound.limit - size  # one comparison per subscriber on the fast path
         slow: list[HubConnection] | None = None
         targets = list(conns)  # a send may close a connection, which edits `conns`
         sent = 0
         for conn in targets:
-            if conn.buffered_amount > limit:
-                if slow is None:
-                    slow = []
-                slow.append(conn)
+            if conn.buffered_amount > threshold:  # this frame takes it over the bound, or it is already
+                if not self.bound.admits(conn.buffered_amount, size):  # past the hard bound: dropped
+                    if slow is None:
+                        slow = []
+                    slow.append(conn)
+                elif conn is not exclude:  # queued; the tick times how long it stays over
+                    conn.send_prepared(frame)
+                    sent += 1
+                    self._behind_conn(conn)
             elif conn is not exclude:
                 conn.send_prepared(frame)
                 sent += 1
@@ -1216,6 +1316,11 @@ class Hub(Handler):
         self.stats.bytes_out += sent * len(frame.frame)
         if slow is not None:
             self._drop_slow(slow)
+
+    def _behind_conn(self, conn: HubConnection) -> None:
+        session = self.sessions.get(conn)
+        if session is not None:
+            self._behind_if_over(session)
 
     def _drop_slow(self, conns: Iterable[HubConnection]) -> None:
         for conn in conns:
@@ -1331,6 +1436,9 @@ def _presence_result(infos: list[ClientInfo]) -> str:
 
 _DONE: Reply[None] = Reply.of(None)
 
+#: Characters a reply may need besides its publications (id, epoch, offset, flags).
+_REPLY_HEAD = 512
+
 
 def _publish_result(publication: Publication) -> Result:
     return {} if publication.offset is None else {"offset": publication.offset, "epoch": publication.epoch}
@@ -1358,7 +1466,7 @@ def _past_floors(subscribers: _Subscribers, publication: Publication) -> dict[Hu
     return targets
 
 
-def _with_publications(result: dict[str, Any], publications: list[Publication]) -> str:
+def _with_publications(result: dict[str, Any], publications: Sequence[Publication]) -> str:
     """``result`` plus ``"publications": [...]`` spliced in from the publications' stored JSON."""
     head = dumps(result)[:-1]
     items = ",".join(p.json for p in publications)

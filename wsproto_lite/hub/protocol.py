@@ -107,6 +107,8 @@ class DisconnectCode:
     """Codes below are the transport's (RFC 6455 §7.4)."""
     RECONNECT = (range(3000, 3500), range(4000, 4500))
     """The ranges after which the SDKs reconnect; 3500-3999 and 4500-4999 are terminal."""
+    CONNECTION_EXPIRED = TOKEN_EXPIRED
+    """Centrifugo's "connection expired" (reconnect with a fresh token): ``/api/refresh`` with ``expired``."""
 
     @staticmethod
     def reconnect(code: int) -> bool:

@@ -157,8 +157,9 @@ class WebSocket(BaseProtocol, Endpoint):
 
     @property
     def buffered_amount(self) -> int:
-        """Bytes queued for this peer and not yet taken by the kernel."""
-        return 0 if self.transport is None else self.transport.buffered
+        """Bytes queued for this peer and not yet taken by the kernel (the transport's buffer, plus what
+        the current event batch queued in the core and will write at its end)."""
+        return self._unflushed + (0 if self.transport is None else self.transport.buffered)
 
     def send(self, message: str | bytes, *, fin: bool = True, compress: bool | None = None) -> bool:
         """Queue a text (``str``) or binary (``bytes``) message; never blocks.
@@ -281,31 +282,51 @@ class WebSocket(BaseProtocol, Endpoint):
             self.transport.resume_reading()
         if Timer.SLOW_CONSUMER in self._timers and not self._over_hard_limit():
             self._timers.cancel(Timer.SLOW_CONSUMER)
+        self._process()  # the messages held back while over the high watermark
         if self.is_open:
             self._call(self.handler.on_writable, self)
 
     # -- driving the core ----------------------------------------------------------------------
 
     def _process(self) -> None:
-        """Hand every event the core has to its handler, then write what the core queued."""
+        """Hand every event the core has to its handler, then write what the core queued.
+
+        Backpressure: while the connection is open and its unsent data is over the high watermark, the
+        events not yet handed out stay in the core (what was read before reading paused: bounded by the
+        read size) until ``resume_writing``; the handler is not asked to answer more than the peer reads.
+        """
         if self._dispatching:  # re-entered from a callback: the running loop picks the events up
             self._events_waiting = True
             return
         self._dispatching = True
+        transport = self.transport
         try:
             while True:
                 self._events_waiting = False
-                for event in self.core.events():
-                    self._dispatch(event)
+                if not self._holding():
+                    for event in self.core.events():
+                        self._dispatch(event)
+                        if transport is not None and transport.writing_paused and self._holding():
+                            break
                 self._flush()
                 if not self._events_waiting:
                     break
         finally:
             self._dispatching = False
 
+    def _holding(self) -> bool:
+        """True while events are left in the core: writing is paused and the connection is open."""
+        transport = self.transport
+        return (
+            transport is not None
+            and transport.writing_paused
+            and self.core.can_send
+            and not transport.is_closing()
+        )
+
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, (TextMessage, BinaryMessage)):
-            if self._opened:
+            if self._opened and not self.closed:  # a message held back past the end is not delivered
                 self._call(self.handler.on_message, self, event.data)
         elif isinstance(event, Request):
             self._on_request(event)
@@ -409,9 +430,12 @@ class WebSocket(BaseProtocol, Endpoint):
     def _queued(self, size: int) -> None:
         """Flush now, or, inside an event batch, at its end: one write for many replies.
 
-        What a batch may queue before it is flushed is bounded by the high watermark.
+        What a batch may queue before it is flushed is bounded by the high watermark, counting what the
+        transport still holds: a batch that goes over it is written at once, so the transport pauses.
         """
-        if self._dispatching and self._unflushed + size < self.options.write_high_water:
+        transport = self.transport
+        buffered = 0 if transport is None else transport.buffered
+        if self._dispatching and buffered + self._unflushed + size < self.options.write_high_water:
             self._unflushed += size
         else:
             self._flush()

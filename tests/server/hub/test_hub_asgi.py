@@ -249,7 +249,8 @@ def test_a_client_that_does_not_read_is_not_read_either_and_loses_no_reply() -> 
     """Pipelined history commands whose replies the client does not read: the hub stops taking commands
     once its queue for that client is over the bound, instead of queueing (or dropping) every reply."""
     rates = RateLimits(bytes_per_second=1e12, bytes_burst=1e12, commands_per_second=1e9, commands_burst=1e9)
-    h = AsgiHubThread(HubConfig(port=0, limits=HubLimits(queue_limit=64 * 1024), rate_limits=rates))
+    # a reply may take the whole bound (a larger one is refused with 106): 1 MiB holds one ~600 kB reply
+    h = AsgiHubThread(HubConfig(port=0, limits=HubLimits(queue_limit=1 << 20), rate_limits=rates))
     try:
         publisher = Raw(h.url)
         publisher.ok("connect")
