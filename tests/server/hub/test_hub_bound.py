@@ -29,8 +29,6 @@ from wsproto_lite.hub.protocol import DisconnectCode, ErrorCode
 
 from .conftest import HubThread, Raw
 
-SLOW_PUSH = {"push": "disconnect", "code": DisconnectCode.SLOW, "reason": "slow", "reconnect": True}
-
 # -- bound.py ------------------------------------------------------------------------------------------
 
 
@@ -149,7 +147,7 @@ def client(hub: Hub) -> FakeConn:
 def command(
     hub: Hub, conn: FakeConn, method: str, params: dict[str, Any] | None = None, cid: int = 1
 ) -> None:
-    hub.on_message(conn, json.dumps({"id": cid, "method": method, "params": params or {}}))  # type: ignore[arg-type]
+    hub.on_message(conn, json.dumps({"id": cid, method: params or {}}))  # type: ignore[arg-type]
 
 
 def publish_history(hub: Hub, channel: str, count: int, size: int) -> None:
@@ -158,8 +156,11 @@ def publish_history(hub: Hub, channel: str, count: int, size: int) -> None:
 
 
 def dropped_as_slow(conn: FakeConn) -> bool:
+    """Closed with 3008 slow, and no push announced it (a close only, as Centrifugo)."""
     frames = conn.read_all()
-    return conn.close_code == DisconnectCode.SLOW and frames[-1] == SLOW_PUSH
+    return conn.close_code == DisconnectCode.SLOW and not any(
+        "disconnect" in f.get("push", {}) for f in frames
+    )
 
 
 def test_replies_are_queued_up_to_twice_the_bound_then_the_connection_is_dropped_as_slow() -> None:
@@ -169,8 +170,7 @@ def test_replies_are_queued_up_to_twice_the_bound_then_the_connection_is_dropped
     for cid in range(1, 5):  # replies of ~6 300: the fourth would be past 2 x 10 000
         command(hub, conn, "history", {"channel": "chat:h", "limit": 6}, cid)
     replies = [json.loads(f) for f in conn.frames]
-    assert [len(r["result"]["publications"]) for r in replies[:3]] == [6, 6, 6]
-    assert len(replies) == 4  # the fourth is the disconnect push
+    assert [len(r["history"]["publications"]) for r in replies] == [6, 6, 6]  # not the fourth
     assert conn.unsent <= 2 * LIMIT
     assert dropped_as_slow(conn) and hub.stats.slow_disconnects == 1
     assert hub.sessions[conn].closed  # type: ignore[index]
@@ -187,26 +187,26 @@ def test_a_reply_larger_than_the_bound_is_refused_with_106_and_not_queued() -> N
     assert hub.stats.limit_trips["reply_size"] == 1
     command(hub, conn, "history", {"channel": "chat:h", "limit": 8})  # what fits still works
     (reply,) = conn.read_all()
-    assert len(reply["result"]["publications"]) == 8
+    assert len(reply["history"]["publications"]) == 8
 
 
-def test_a_recovery_larger_than_the_bound_carries_the_newest_publications_and_recovered_false() -> None:
+def test_a_recovery_larger_than_the_bound_is_not_recovered() -> None:
+    """Centrifugo sends publications only with ``recovered: true``: what does not fit is not recovered
+    (the position only; the client reloads), never a partial list that looks complete."""
     hub, _ = make_hub()
     conn = client(hub)
     command(hub, conn, "subscribe", {"channel": "chat:r"})
-    epoch = conn.read_all()[0]["result"]["epoch"]
+    epoch = conn.read_all()[0]["subscribe"]["epoch"]
     command(hub, conn, "unsubscribe", {"channel": "chat:r"})
     publish_history(hub, "chat:r", 20, 1000)
     conn.read_all()
-    command(hub, conn, "subscribe", {"channel": "chat:r", "recover": {"epoch": epoch, "offset": 0}})
+    command(hub, conn, "subscribe", {"channel": "chat:r", "recover": True, "epoch": epoch, "offset": 0})
     (reply,) = conn.read_all()
-    result = reply["result"]
-    offsets = [p["offset"] for p in result["publications"]]
-    assert result["recovered"] is False and result["offset"] == 20
-    assert offsets == list(range(20 - len(offsets) + 1, 21)) and 5 <= len(offsets) < 10
-    assert len(json.dumps(reply)) <= LIMIT
+    result = reply["subscribe"]
+    assert "recovered" not in result and "publications" not in result and result["offset"] == 20
+    assert hub.stats.limit_trips["reply_size"] == 1
     publish_history(hub, "chat:r", 1, 10)  # live after the reply, without a gap or a duplicate
-    assert [p["offset"] for p in conn.read_all()] == [21]
+    assert [p["push"]["pub"]["offset"] for p in conn.read_all()] == [21]
 
 
 def behind(hub: Hub, *conns: FakeConn) -> None:
@@ -278,7 +278,7 @@ def test_pushes_count_in_the_bound() -> None:
     conn.unsent = 2 * LIMIT - 20  # a join push (~120 characters) does not fit any more
     command(hub, other, "subscribe", {"channel": "chat:p"})
     assert dropped_as_slow(conn) and hub.stats.slow_disconnects == 1
-    assert not any(f.get("push") == "join" for f in conn.read_all())
+    assert not any("join" in f.get("push", {}) for f in conn.read_all())
     # a server-side unsubscribe push, likewise
     third = client(hub)
     command(hub, third, "subscribe", {"channel": "chat:q"})
@@ -296,11 +296,11 @@ def test_fan_out_over_the_bound_is_still_delivered_and_past_twice_it_drops_at_on
         conn.read_all()
     behind.unsent = LIMIT + 1  # over the bound: the tick's timer decides, not this publication
     hub.publish("bench:f", "a")
-    assert behind.close_code is None and [p["data"] for p in behind.read_all()] == ["a"]
+    assert behind.close_code is None and [p["push"]["pub"]["data"] for p in behind.read_all()] == ["a"]
     behind.unsent = 2 * LIMIT - 10  # the next publication would go past twice the bound
     hub.publish("bench:f", "b")
     assert dropped_as_slow(behind) and hub.stats.slow_disconnects == 1
-    assert [p["data"] for p in fast.read_all()] == ["a", "b"]
+    assert [p["push"]["pub"]["data"] for p in fast.read_all()] == ["a", "b"]
     assert list(hub._channels["bench:f"].by_conn) == [fast]
 
 
@@ -327,7 +327,7 @@ def test_replies_waiting_in_the_outbox_count_in_the_bound() -> None:
         command(hub, conn, "history", {"channel": "chat:o", "limit": 6}, cid)
     session = hub.sessions[conn]  # type: ignore[index]
     assert session.outbox_bytes <= 2 * LIMIT
-    assert conn.read_all() == [SLOW_PUSH]  # no reply went out: they all wait behind the first
+    assert conn.read_all() == []  # no reply went out: they all wait behind the first
     assert conn.close_code == DisconnectCode.SLOW and hub.stats.slow_disconnects == 1
     engine.waiting[0].resolve([])  # the late answer finds the connection gone: nothing is built or sent
     assert conn.frames == [] and session.outbox_bytes == 0 and not session.outbox
@@ -392,9 +392,8 @@ def test_clients_that_never_read_large_replies_are_dropped_as_slow_and_memory_st
         baseline = tracemalloc.get_traced_memory()[0]
         for _ in range(clients):
             sock = _non_reading_client(h.hub_server.port)
-            commands = [{"id": 1, "method": "connect"}] + [
-                {"id": i, "method": "history", "params": {"channel": "big:h", "limit": 4}}
-                for i in range(2, pipelined + 2)
+            commands = [{"id": 1, "connect": {}}] + [
+                {"id": i, "history": {"channel": "big:h", "limit": 4}} for i in range(2, pipelined + 2)
             ]
             sock.sendall(b"".join(_frame(c) for c in commands))
             sockets.append(sock)
