@@ -52,7 +52,13 @@ VICTIM_CHANNEL = "chat:victim-4f1c0e9a"
 @pytest.fixture(scope="module")
 def setup() -> Iterator[tuple[HubThread, Raw]]:
     # junk, not floods: the command rate limit (test_hub_limits.py) would answer the marker with 111
-    unlimited = RateLimits(commands_per_second=1e6, commands_burst=1e6)
+    # and a fresh attacker connection per example: the per-IP connection rate would refuse it with 429
+    unlimited = RateLimits(
+        commands_per_second=1e6,
+        commands_burst=1e6,
+        connections_per_second_per_ip=1e6,
+        connections_burst_per_ip=1e6,
+    )
     hub = HubThread(HubConfig(port=0, rate_limits=unlimited))
     victim = Raw(hub.url)
     victim.ok("connect")
