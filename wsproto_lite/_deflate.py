@@ -66,9 +66,10 @@ _NAME = "permessage-deflate"
 _TAIL = b"\x00\x00\xff\xff"
 _EMPTY_STORED = b"\x00" + _TAIL  # an empty non-final stored block: what ends a BFINAL message (§7.2.3.4)
 # Inflate in pieces (see _DeflateExtension.decode_pieces): at most _OUT_PIECE bytes out of one zlib call
-# (zlib's own output buffer is then one block, and what the reader holds beside the message is one piece),
-# from input slices of at most _IN_PIECE bytes. Measured on 1 MiB JSON messages: as fast as one call.
-_OUT_PIECE = 64 * 1024
+# (what the reader holds beside the message is one piece, and zlib its output blocks while it makes one),
+# from input slices of at most _IN_PIECE bytes. 128 KiB: on 1 MiB messages, smaller pieces cost up to 20 %
+# more (each growth of the message buffer is a realloc; see benchmarks/inflate.py).
+_OUT_PIECE = 128 * 1024
 _IN_PIECE = 16 * 1024
 _WINDOW_VALUES = {str(bits): bits for bits in range(8, 16)}  # "8".."15", no leading zeros
 _PARAM_NAMES = frozenset(
