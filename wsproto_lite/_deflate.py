@@ -50,6 +50,7 @@ worse ratio on small messages.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
 from ._errors import CloseCode, ExtensionError
@@ -64,6 +65,12 @@ __all__ = ["PerMessageDeflate"]
 _NAME = "permessage-deflate"
 _TAIL = b"\x00\x00\xff\xff"
 _EMPTY_STORED = b"\x00" + _TAIL  # an empty non-final stored block: what ends a BFINAL message (§7.2.3.4)
+# Inflate in pieces (see _DeflateExtension.decode_pieces): at most _OUT_PIECE bytes out of one zlib call
+# (what the reader holds beside the message is one piece, and zlib its output blocks while it makes one),
+# from input slices of at most _IN_PIECE bytes. 128 KiB: on 1 MiB messages, smaller pieces cost up to 20 %
+# more (each growth of the message buffer is a realloc; see benchmarks/inflate.py).
+_OUT_PIECE = 128 * 1024
+_IN_PIECE = 16 * 1024
 _WINDOW_VALUES = {str(bits): bits for bits in range(8, 16)}  # "8".."15", no leading zeros
 _PARAM_NAMES = frozenset(
     (
@@ -394,76 +401,92 @@ class _DeflateExtension(Extension):
         ``max_size`` is what the message may still grow by (the core passes its limit minus what this
         message has decoded so far); None: unbounded. Over it: :class:`ExtensionError` 1009.
         """
+        parts = list(self.decode_pieces(data, fin, max_size))
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
+
+    def decode_pieces(self, data: bytes, fin: bool, max_size: int | None) -> Iterator[bytes]:
+        """:meth:`decode` as it inflates: pieces of at most ``_OUT_PIECE`` bytes, each yielded before the
+        next is inflated, so the reader copies each into the message buffer and at no time holds more
+        than the message plus one piece (RFC 7692 §8: the decompressed size bounds what a peer costs)."""
         if not self._in_compressed:
-            return data
+            if data:
+                yield data
+            return
         self._restarts_left = 1
         if not fin:
             self._in_fed = self._in_fed or bool(data)
-            return self._inflate(data, max_size)
+            yield from self._inflate((data,), max_size)
+            return
         if not data and not self._in_fed:
             # An empty payload holds no deflate data at all (a compliant sender sends 0x00, RFC 7692
             # §7.2.3.6); appending the tail alone would leave the inflater inside a stored block header.
-            out = b""
+            inputs: tuple[bytes, ...] = ()
         elif len(data) <= 2048:
-            # RFC 7692 §7.2.2: append 00 00 ff ff to the payload, then inflate (one call when small).
-            out = self._inflate(data + _TAIL, max_size)
+            # RFC 7692 §7.2.2: append 00 00 ff ff to the payload, then inflate (one input when small).
+            inputs = (data + _TAIL,)
         else:
-            out = self._inflate(data, max_size)
             # RFC 7692 §7.2.2: append 00 00 ff ff to the payload before inflating its end.
-            tail = self._inflate(_TAIL, None if max_size is None else max_size - len(out))
-            if tail:
-                out += tail
+            inputs = (data, _TAIL)
+        yield from self._inflate(inputs, max_size)
         self._in_compressed = self._in_fed = False
         self._after_final = b""  # only ever the appended tail here: the next message starts a new stream
         if self.recv_no_context_takeover:
             self._decompressor = None  # freed between messages: nothing to take over
-        return out
 
-    def _inflate(self, data: bytes, max_size: int | None) -> bytes:
-        parts: list[bytes] = []
+    def _inflate(self, inputs: tuple[bytes, ...], max_size: int | None) -> Iterator[bytes]:
         produced = 0
-        while data:
-            d = self._decompressor
-            assert d is not None
-            if d.eof:
-                # RFC 7692 §7.2.1 / §7.2.3.4: a BFINAL block ended the DEFLATE stream. The appended tail
-                # (after a 0x00 octet, an empty stored block) may follow it, or further blocks ("the next
-                # DEFLATE block follows the padded data"): a fresh inflater decodes those, as no window
-                # survives a final block.
-                pending = self._after_final + data
-                if _TAIL.startswith(pending) or _EMPTY_STORED.startswith(pending):
-                    self._after_final = pending
-                    break
-                if not self._restarts_left:
-                    # Each restart copies the rest of the input (zlib's unused_data): one per piece
-                    # (frame) keeps a stream of tiny final blocks from costing quadratic time.
-                    raise ExtensionError(f"{_NAME}: too many final DEFLATE blocks", CloseCode.INVALID_DATA)
-                self._restarts_left -= 1
-                self._after_final = b""
-                d = self._decompressor = zlib.decompressobj(wbits=-self.recv_window_bits)
-                data = pending
-            try:
-                if max_size is None:
-                    out = d.decompress(data)
-                else:
+        for whole in inputs:
+            view = memoryview(whole)
+            for start in range(0, len(view), _IN_PIECE):
+                # Bounded input slices: zlib copies what a call leaves unread (unconsumed_tail), so an
+                # input that inflates hugely costs O(slice) per output piece, not O(input).
+                data: bytes | memoryview = view[start : start + _IN_PIECE]
+                while data:
+                    d = self._decompressor
+                    assert d is not None
+                    if d.eof:
+                        # RFC 7692 §7.2.1 / §7.2.3.4: a BFINAL block ended the DEFLATE stream. The appended
+                        # tail (after a 0x00 octet, an empty stored block) may follow it, or further blocks
+                        # ("the next DEFLATE block follows the padded data"): a fresh inflater decodes
+                        # those, as no window survives a final block.
+                        pending = self._after_final + data
+                        if _TAIL.startswith(pending) or _EMPTY_STORED.startswith(pending):
+                            self._after_final = pending
+                            break
+                        if not self._restarts_left:
+                            # Each restart copies the rest of the input slice (zlib's unused_data): one
+                            # per piece (frame) keeps a stream of tiny final blocks from costing
+                            # quadratic time.
+                            raise ExtensionError(
+                                f"{_NAME}: too many final DEFLATE blocks", CloseCode.INVALID_DATA
+                            )
+                        self._restarts_left -= 1
+                        self._after_final = b""
+                        d = self._decompressor = zlib.decompressobj(wbits=-self.recv_window_bits)
+                        data = pending
                     # RFC 7692 §8: inflate at most one byte past the budget, so a tiny frame that would
                     # inflate enormously costs O(max_size); the rest stays in unconsumed_tail, unread.
-                    out = d.decompress(data, max(max_size - produced, 0) + 1)
-            except zlib.error as exc:
-                # RFC 6455 §7.4.1: 1007 for payload data inconsistent with the message (undecodable).
-                raise ExtensionError(
-                    f"{_NAME}: invalid compressed data ({exc})", CloseCode.INVALID_DATA
-                ) from None
-            produced += len(out)
-            if max_size is not None and produced > max_size:
-                # RFC 6455 §7.4.1: 1009 for a message too big to process.
-                raise ExtensionError(f"{_NAME}: message exceeds the size limit", CloseCode.MESSAGE_TOO_BIG)
-            if out:
-                parts.append(out)
-            data = d.unused_data if d.eof else b""
-        if len(parts) == 1:
-            return parts[0]
-        return b"".join(parts)
+                    room = (
+                        _OUT_PIECE if max_size is None else min(_OUT_PIECE, max(max_size - produced, 0) + 1)
+                    )
+                    try:
+                        out = d.decompress(data, room)
+                    except zlib.error as exc:
+                        # RFC 6455 §7.4.1: 1007 for payload data inconsistent with the message.
+                        raise ExtensionError(
+                            f"{_NAME}: invalid compressed data ({exc})", CloseCode.INVALID_DATA
+                        ) from None
+                    produced += len(out)
+                    if max_size is not None and produced > max_size:
+                        # RFC 6455 §7.4.1: 1009 for a message too big to process.
+                        raise ExtensionError(
+                            f"{_NAME}: message exceeds the size limit", CloseCode.MESSAGE_TOO_BIG
+                        )
+                    data = d.unused_data if d.eof else d.unconsumed_tail
+                    if out:
+                        yield out
 
     def release(self) -> None:
         """The connection is closed: free both zlib objects and any half-decoded state now."""

@@ -24,10 +24,11 @@ the close code when the peer breaks a rule. Reactions are the connection's job.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from ._close import parse_close_payload
 from ._config import Config
+from ._decoded_buffer import DecodedBuffer
 from ._errors import CloseCode, RemoteProtocolError
 from ._events import (
     BinaryChunk,
@@ -104,8 +105,11 @@ class MessageReader:
         self._frame_left = 0  # payload bytes of ``_frame`` still to come
         # The message being assembled (opcode None between messages).
         self._msg_opcode: int | None = None
-        # Its payload so far, unless streamed (see _begin_message); None between messages.
+        # Its payload so far, unless streamed (see _begin_message); None between messages. A message an
+        # extension decodes is gathered in ``_decoded`` instead, as the decoded pieces come.
         self._payload: PayloadBuffer | None = None
+        self._decoded: DecodedBuffer | None = None
+        self._texts: list[str] = []  # the decoded text of an extension-decoded text message so far
         self._msg_size = 0
         self._msg_frames = 0
         self._msg_decoder: Extension | None = None  # the extension that decodes this message, if any
@@ -316,13 +320,20 @@ class MessageReader:
         # A streamed text message is decoded piece by piece; an assembled one only needs the incremental
         # decoder from its first non-ASCII piece on (see _assemble).
         self._utf8 = Utf8Decoder() if opcode == OP_TEXT and self._stream else None
+        self._payload = self._decoded = None
         if self._stream:
-            self._payload = None
+            pass
+        elif self._msg_decoder is not None:
+            # Never more than the limit reserved, and the gathered bytes are the message (no copy); a
+            # text message is decoded piece by piece into ``_texts`` (see _assemble_decoded).
+            self._decoded = DecodedBuffer(self._max_message)
+            if opcode == OP_TEXT:
+                self._utf8 = Utf8Decoder()
         else:
             # Sized by this first frame when a limit bounds its length, up to _CAPACITY_MAX (beyond, it
             # grows as the payload arrives: a header alone cannot reserve a huge block). Nothing is
             # allocated before the first byte is appended, so the §10.4 checks that follow come first.
-            sized = self._msg_decoder is None and self._max_frame is not None
+            sized = self._max_frame is not None
             self._payload = PayloadBuffer(min(length, _CAPACITY_MAX) if sized else 0)
 
     def _consume_payload(self) -> Event | None:
@@ -355,15 +366,14 @@ class MessageReader:
 
     def _message_piece(self, piece: bytes, final: bool) -> Event | None:
         """Feed a piece of unmasked payload of a streamed or extension-decoded message into it."""
-        if self._msg_decoder is not None:
+        decoder = self._msg_decoder
+        if decoder is not None:
             # e.g. permessage-deflate: the extension bounds the decoded size itself (RFC 7692 §8.1)
             remaining = None if self._max_message is None else self._max_message - self._msg_size
-            piece = self._msg_decoder.decode(piece, final, remaining)
-        self._msg_size += len(piece)
-        if self._max_message is not None and self._msg_size > self._max_message:
-            raise RemoteProtocolError("message over the size limit", CloseCode.MESSAGE_TOO_BIG)
-        if self._payload is not None:
-            return self._assemble(piece, 0, len(piece), None, 0, final)
+            if self._decoded is not None:
+                return self._assemble_decoded(decoder.decode_pieces(piece, final, remaining), final)
+            piece = decoder.decode(piece, final, remaining)
+        self._add_size(len(piece))
         opcode = self._msg_opcode
         if final:
             self._msg_opcode = None
@@ -398,3 +408,46 @@ class MessageReader:
             # Every piece was valid: only a sequence cut short by the end can fail here (§8.1).
             return TextMessage(decode_utf8(message))
         return BinaryMessage(message)
+
+    def _add_size(self, size: int) -> None:
+        self._msg_size += size
+        if self._max_message is not None and self._msg_size > self._max_message:
+            raise RemoteProtocolError("message over the size limit", CloseCode.MESSAGE_TOO_BIG)
+
+    def _assemble_decoded(self, pieces: Iterable[bytes], final: bool) -> Event | None:
+        """Gather the decoded pieces of one received piece into the message, each as it is decoded (so
+        the message and one piece are all that is held); return the message when this was its end.
+
+        Binary: into the :class:`DecodedBuffer` whose ``bytes`` is the message. Text: each piece is
+        decoded as it comes (§8.1: failing at the first invalid byte) and the message is the join of the
+        decoded ``str`` pieces, so no bytes of it are kept (measured: the whole-message UTF-8 decode of
+        CPython transiently takes up to twice the byte length besides the bytes and the result)."""
+        buffer = self._decoded
+        assert buffer is not None
+        if self._msg_opcode == OP_BINARY:
+            for piece in pieces:
+                self._add_size(len(piece))
+                buffer.append(piece)
+            if not final:
+                return None
+            self._msg_opcode = None
+            self._decoded = None
+            return BinaryMessage(buffer.take())
+        utf8 = self._utf8
+        assert utf8 is not None
+        texts = self._texts
+        for piece in pieces:
+            self._add_size(len(piece))
+            text = utf8.decode(piece)
+            if text:
+                texts.append(text)
+        if not final:
+            return None
+        text = utf8.decode(b"", True)  # §8.1: a sequence cut short by the end of the message
+        self._msg_opcode = None
+        self._decoded = None
+        self._utf8 = None
+        self._texts = []
+        if text:
+            texts.append(text)
+        return TextMessage(texts[0] if len(texts) == 1 else "".join(texts))

@@ -9,6 +9,7 @@ does: which RSV bits it may see, how an inbound payload is decoded, how an outbo
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
 
 from ._errors import ExtensionError
 
@@ -62,6 +63,14 @@ class Extension(abc.ABC):
         :class:`ExtensionError` with code 1009 before producing more than ``max_size + 1`` bytes (so a
         small input that inflates hugely costs O(limit)); raise it with 1007 for undecodable data.
         """
+
+    def decode_pieces(self, data: bytes, fin: bool, max_size: int | None) -> Iterable[bytes]:
+        """:meth:`decode` in pieces, each produced after the previous one was taken: what the reader uses
+        to assemble a whole message, copying every piece into the message as it comes, so an extension
+        that decodes incrementally (permessage-deflate) never holds a second copy of a large message.
+        The same rules as :meth:`decode`; the default yields its result as one piece.
+        """
+        return (self.decode(data, fin, max_size),)
 
     @abc.abstractmethod
     def encode(self, data: bytes, first_frame: bool, fin: bool, compress: bool | None) -> tuple[int, bytes]:
