@@ -33,7 +33,7 @@ METHOD = """<details><summary>How it is measured</summary>
   aiohttp's reader queue is drained directly (what `ws.receive()` returns).
 - **send**: the same payloads turned into wire bytes by a handshaken connection (server: unmasked,
   client: masked with a fresh key per frame), from `str` for text. Outputs are what each library hands
-  the transport (wsproto-lite: `data_to_send_list()`, no join; websockets: `data_to_send()`; aiohttp: the
+  the transport (wsproto-lite: `buffers_to_send()`, no copy; websockets: `data_to_send()`; aiohttp: the
   `transport.write` calls; wsproto: `send()` bytes). First and last frame are parsed and compared.
 - Every sans-IO implementation runs in its own worker process (that is how C accelerations are turned
   off), measurements are interleaved repetition by repetition, each timed window lasts at least 50 ms

@@ -254,12 +254,16 @@ class Connection:
         out.clear()
         return data
 
-    def data_to_send_list(self) -> list[bytes]:
-        """Like :meth:`data_to_send` without joining: a list of buffers for ``sendmsg``."""
-        writer = self._writer
-        out = writer.out
-        writer.out = []
-        return out
+    def buffers_to_send(self) -> list[bytes]:
+        """Like :meth:`data_to_send` without copying payloads: a list of buffers for ``sendmsg``/writev.
+
+        Every payload of at least ``COPY_LIMIT`` (8 KiB) bytes is the very object that was sent (the
+        ``bytes`` given to :meth:`send_binary`, the encoded text, the masked or compressed payload),
+        never copied into its frame; the frame headers and small frames around it are joined.
+        """
+        return self._writer.take()
+
+    data_to_send_list = buffers_to_send  # the earlier name
 
     def _check_open(self) -> None:
         if self._phase not in SENDING:
@@ -276,7 +280,11 @@ class Connection:
     def send_binary(
         self, data: bytes | bytearray | memoryview, *, fin: bool = True, compress: bool | None = None
     ) -> None:
-        """Send a binary message, or with ``fin=False`` a fragment of one."""
+        """Send a binary message, or with ``fin=False`` a fragment of one.
+
+        ``bytes`` are not copied (see :meth:`buffers_to_send`); a ``bytearray`` or ``memoryview`` is, once,
+        since its content may change before it is written.
+        """
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise LocalProtocolError(f"send_binary needs bytes, not {type(data).__name__}")
         if self._phase not in SENDING:

@@ -72,13 +72,13 @@ class Send:
         self.conn = _server() if role == "server" else _client()
 
     def send(self, message: str | bytes) -> list[bytes]:
-        # data_to_send_list(): no join, so large payloads are not copied (like aiohttp's two
+        # buffers_to_send(): no join, so large payloads are not copied (like aiohttp's two
         # transport.write calls and websockets' list of buffers).
         if isinstance(message, str):
             self.conn.send_text(message)
         else:
             self.conn.send_binary(message)
-        return self.conn.data_to_send_list()
+        return self.conn.buffers_to_send()
 
 
 def recv_adapter() -> Recv:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 import struct
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -162,3 +163,44 @@ def test_a_peer_that_pings_but_never_reads_cannot_grow_our_write_buffer() -> Non
         await protocol.closed.wait()
 
     run(main())
+
+
+class _RecordingTransport:
+    """What CoreProtocol.flush hands the transport, call by call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[bytes]]] = []
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(("write", [data]))
+
+    def writelines(self, data: list[bytes]) -> None:
+        self.calls.append(("writelines", list(data)))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def test_flush_hands_a_large_payload_to_the_transport_uncopied() -> None:
+    """The payload sent is the object the transport gets (asyncio's writelines on 3.12+, else one write per
+    buffer: 3.11's writelines would join); the frame before it and its header travel together."""
+
+    async def scenario() -> list[tuple[str, list[bytes]]]:
+        protocol = Collector()
+        transport = _RecordingTransport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocol.data_received(UPGRADE)
+        transport.calls.clear()
+        payload = bytes(range(256)) * 4096
+        protocol.conn.send_text("before")
+        protocol.conn.send_binary(payload)
+        protocol.flush()
+        written = [buffer for _kind, buffers in transport.calls for buffer in buffers]
+        assert any(buffer is payload for buffer in written)
+        assert b"".join(written)[-len(payload) :] == payload and len(written) == 2
+        return transport.calls
+
+    calls = run(scenario())
+    assert [kind for kind, _ in calls] == (
+        ["writelines"] if sys.version_info >= (3, 12) else ["write", "write"]
+    )

@@ -209,3 +209,25 @@ def assert_echo_works(url: str) -> None:
     with connect(url, open_timeout=10, close_timeout=5) as ws:
         ws.send("still alive?")
         assert ws.recv(timeout=10) == "still alive?"
+
+
+class Digest(BaseProtocol):
+    """Keeps only the count and a hash of what arrives: big transfers without holding them in memory."""
+
+    def __init__(self) -> None:
+        import hashlib
+
+        self.transport: SocketTransport | None = None
+        self.size = 0
+        self.hash = hashlib.sha256()
+        self.lost: list[BaseException | None] = []
+
+    def connection_made(self, transport: SocketTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.size += len(data)
+        self.hash.update(data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost.append(exc)

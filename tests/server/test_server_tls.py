@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import ssl
 
-from srvtest_util import Recorder
+import pytest
+from srvtest_util import Digest, Recorder
 
 from wsproto_lite.server.loop import EventLoop
-from wsproto_lite.server.tls import TLSTransport
+from wsproto_lite.server.tls import _TLS_SLICE, TLSTransport
 
 
 def _tls_pair(
@@ -57,5 +59,39 @@ def test_backpressure_counts_ciphertext(
     tc.resume_reading()
     assert loop.run_until(lambda: len(pc.data) == 4_000_000, 20)
     assert ps.events == ["pause", "resume"]
+    ts.abort()
+    tc.abort()
+
+
+def test_a_large_write_is_encrypted_in_bounded_slices(
+    loop: EventLoop,
+    server_ssl_context: ssl.SSLContext,
+    client_ssl_context: ssl.SSLContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Header + 16 MiB payload over TLS: every byte arrives in order, and the ciphertext reaches the
+    socket in slices of about _TLS_SLICE (the memory BIO never holds the whole payload's records, and
+    the plaintext is read in place, not joined to its header)."""
+    a, b = socket.socketpair()
+    sender, receiver = Recorder(), Digest()
+    ts = TLSTransport(loop, a, sender, ssl_context=server_ssl_context, server_side=True)
+    tc = TLSTransport(
+        loop, b, receiver, ssl_context=client_ssl_context, server_side=False, server_hostname="localhost"
+    )
+    assert loop.run_until(lambda: sender.transport is not None and receiver.transport is not None, 10)
+    pieces: list[int] = []
+    raw_write = ts._raw_write
+
+    def spy(chunks: list[bytes | bytearray | memoryview]) -> None:
+        pieces.extend(len(chunk) for chunk in chunks)
+        raw_write(chunks)
+
+    monkeypatch.setattr(ts, "_raw_write", spy)
+    header, payload = b"\x82\x7f" + (16 << 20).to_bytes(8, "big"), bytes(range(256)) * (16 << 12)
+    ts.writelines([header, payload])
+    assert loop.run_until(lambda: receiver.size == len(header) + len(payload), 60)
+    assert receiver.hash.digest() == hashlib.sha256(header + payload).digest()
+    assert _TLS_SLICE <= 1 << 20  # the bound this test checks: far below the payload's 16 MiB
+    assert len(pieces) >= 16 and max(pieces) < (1 << 20) + 4096  # a slice plus its records' overhead
     ts.abort()
     tc.abort()

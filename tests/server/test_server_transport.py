@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import struct
+import tracemalloc
+from typing import Any
 
-from srvtest_util import Recorder
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from srvtest_util import Digest, Recorder
 
+from wsproto_lite._writer import COPY_LIMIT
 from wsproto_lite.server.loop import EventLoop
 from wsproto_lite.server.transport import SocketTransport
 
@@ -100,3 +106,104 @@ def test_reset_reports_connection_lost_with_error(loop: EventLoop) -> None:
     client.close()  # linger 0: RST
     assert loop.run_until(lambda: bool(proto.lost), 5)
     assert isinstance(proto.lost[0], ConnectionResetError) or proto.eof
+
+
+# -- scatter/gather: large pieces go to sendmsg as they are -------------------------------------------
+
+
+class _SpySocket(socket.socket):
+    """Records every buffer handed to send/sendmsg (the kernel still does the work)."""
+
+    calls: list[tuple[str, list[object]]]
+
+    def send(self, data: Any, *args: Any) -> int:
+        self.calls.append(("send", [data]))
+        return super().send(data, *args)
+
+    def sendmsg(self, buffers: Any, *args: Any) -> int:
+        buffers = list(buffers)
+        self.calls.append(("sendmsg", buffers))
+        return super().sendmsg(buffers, *args)
+
+
+def _spy_pair(loop: EventLoop, sndbuf: int | None = None) -> tuple[SocketTransport, _SpySocket, Digest]:
+    a, b = socket.socketpair()
+    if sndbuf is not None:
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, sndbuf)
+    spy = _SpySocket(a.family, a.type, a.proto, fileno=a.detach())
+    spy.calls = []
+    sender, receiver = Recorder(), Digest()
+    ta = SocketTransport(loop, spy, sender)
+    SocketTransport(loop, b, receiver)
+    assert loop.run_until(lambda: sender.transport is not None and receiver.transport is not None, 5)
+    return ta, spy, receiver
+
+
+def _is_view_of(buffer: object, piece: bytes) -> bool:
+    return buffer is piece or (isinstance(buffer, memoryview) and buffer.obj is piece)
+
+
+def _abort_both(sender: SocketTransport, receiver: Digest) -> None:
+    sender.abort()
+    assert receiver.transport is not None
+    receiver.transport.abort()
+
+
+def test_a_large_payload_reaches_sendmsg_as_the_callers_object(loop: EventLoop) -> None:
+    """A frame header and a 16 KiB payload: both go to sendmsg, the payload not joined (not copied)."""
+    header, payload = b"\x82\x7e\x40\x00", bytes(range(256)) * 64
+    ta, spy, receiver = _spy_pair(loop)
+    ta.writelines([header, payload])
+    assert loop.run_until(lambda: receiver.size == len(header) + len(payload), 5)
+    assert receiver.hash.digest() == hashlib.sha256(header + payload).digest()
+    (kind, buffers) = spy.calls[0]
+    assert kind == "sendmsg"
+    assert any(isinstance(b, memoryview) and b.obj is payload for b in buffers)
+    _abort_both(ta, receiver)
+
+
+def test_small_pieces_are_joined_into_one_send(loop: EventLoop) -> None:
+    ta, spy, receiver = _spy_pair(loop)
+    ta.writelines([b"ab", b"cd", b"ef"])
+    assert loop.run_until(lambda: receiver.size == 6, 5)
+    assert spy.calls == [("send", [b"abcdef"])]
+    _abort_both(ta, receiver)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(0, 300_000), min_size=1, max_size=8))
+def test_partial_sendmsg_writes_deliver_every_byte_in_order(sizes: list[int]) -> None:
+    """A tiny send buffer: the kernel takes a little at a time, so writes stop inside pieces and resume
+    there; every byte arrives once, in order; no piece is ever joined to another (nothing copied)."""
+    loop = EventLoop()
+    try:
+        ta, spy, receiver = _spy_pair(loop, sndbuf=4096)
+        pieces = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+        for i in range(0, len(pieces), 3):
+            ta.writelines(pieces[i : i + 3])
+        total = sum(sizes)
+        assert loop.run_until(lambda: receiver.size == total, 20)
+        assert receiver.hash.digest() == hashlib.sha256(b"".join(pieces)).digest()
+        assert len(spy.calls) > 1 or total < 1 << 20  # the kernel took it in several steps
+        for _kind, buffers in spy.calls:
+            for buffer in buffers:
+                assert len(buffer) <= COPY_LIMIT or any(_is_view_of(buffer, piece) for piece in pieces)
+        _abort_both(ta, receiver)
+    finally:
+        loop.close()
+
+
+def test_a_64_mib_payload_is_sent_without_a_copy(loop: EventLoop) -> None:
+    """tracemalloc: writing header + 64 MiB and sending it all allocates far less than the payload."""
+    payload = b"\x5a" * (64 << 20)
+    ta, spy, receiver = _spy_pair(loop)
+    tracemalloc.start()
+    try:
+        ta.writelines([b"\x82\x7f" + (len(payload)).to_bytes(8, "big"), payload])
+        assert loop.run_until(lambda: receiver.size == len(payload) + 10, 60)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak
+    _abort_both(ta, receiver)

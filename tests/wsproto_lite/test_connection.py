@@ -345,6 +345,26 @@ def test_auto_pong_can_be_turned_off() -> None:
     conn = server(Config(auto_pong=False), frame(0x9, b"x"))
     assert list(conn.events()) == [Ping(b"x")]
     assert conn.data_to_send() == b""
+
+
+def test_buffers_to_send_hand_out_the_callers_payload_and_join_the_rest() -> None:
+    """A large unmasked payload reaches the I/O layer as the very object sent; the headers and small
+    frames around it are one buffer each side; a mutable buffer is copied (it may change later)."""
+    conn = server()
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    conn.send_text("a")
+    conn.send_binary(payload)
+    conn.send_text("b")
+    conn.send_ping(b"p")
+    buffers = conn.buffers_to_send()
+    assert len(buffers) == 3 and buffers[1] is payload
+    assert b"".join(buffers) == text("a", mask=None) + frame(0x2, payload, mask=None) + text(
+        "b", mask=None
+    ) + frame(0x9, b"p", mask=None)
+    mutable = bytearray(payload)
+    conn.send_binary(mutable)
+    mutable[0] ^= 0xFF
+    assert b"".join(conn.buffers_to_send()) == frame(0x2, payload, mask=None)
     conn.send_pong(b"x")
     assert frames_of(conn.data_to_send()) == [(0xA, b"x")]
 
@@ -499,8 +519,11 @@ def test_local_misuse_raises() -> None:
 def test_data_to_send_list() -> None:
     conn = server()
     conn.send_binary(b"x" * 200)
-    parts = conn.data_to_send_list()
-    assert len(parts) == 2 and b"".join(parts) == frame(0x2, b"x" * 200, mask=None)
+    conn.send_binary(b"y" * 9000)
+    parts = conn.data_to_send_list()  # the earlier name of buffers_to_send()
+    assert len(parts) == 2 and b"".join(parts) == frame(0x2, b"x" * 200, mask=None) + frame(
+        0x2, b"y" * 9000, mask=None
+    )
     assert conn.data_to_send() == b""
 
 

@@ -19,6 +19,7 @@ limits) are the core's; this class only adds what needs a clock or a socket:
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Generic, TypeVar, cast
 
 from wsproto_lite import Connection, ConnectionState, Event, Pong
@@ -26,6 +27,10 @@ from wsproto_lite import Connection, ConnectionState, Event, Pong
 from ..server.keepalive import CLOSE_TIMEOUT, KEEPALIVE_CLOSE_CODE, KEEPALIVE_CLOSE_REASON, PingTracker
 
 Conn = TypeVar("Conn", bound=Connection)
+
+#: asyncio's socket transports write ``writelines()`` with one ``sendmsg`` from Python 3.12 on; before,
+#: ``writelines()`` joins its pieces (a copy of every payload), so the pieces are written one by one.
+_WRITELINES_GATHERS = sys.version_info >= (3, 12)
 
 
 class CoreProtocol(asyncio.Protocol, Generic[Conn]):
@@ -168,11 +173,17 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        data = conn.data_to_send()
+        buffers = conn.buffers_to_send()  # a large payload is its own buffer, never copied into its frame
         if self.lost:
             return
-        if data:
-            self.transport.write(data)
+        if len(buffers) == 1:
+            self.transport.write(buffers[0])
+        elif buffers:
+            if _WRITELINES_GATHERS:
+                self.transport.writelines(buffers)  # one sendmsg
+            else:
+                for buffer in buffers:  # writelines would join them (asyncio before 3.12)
+                    self.transport.write(buffer)
         if conn.should_close_transport:
             self._cancel_timers()
             self.transport.close()

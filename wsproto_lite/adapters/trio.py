@@ -81,6 +81,7 @@ from wsproto_lite import (
 )
 from wsproto_lite import ConnectionClosed as CoreClosed  # ours is the exception the application sees
 
+from .._writer import coalesce
 from ..server.errors import InvalidURL, WebSocketError
 from ..server.keepalive import (
     CLOSE_TIMEOUT,
@@ -385,7 +386,7 @@ class WebSocketConnection:
 
     def _queue_output(self) -> int:
         """Move what the core queued for the wire into the outbox, wake the writer; return the size."""
-        chunks = self._core.data_to_send_list()
+        chunks = self._core.buffers_to_send()
         if not chunks:
             return 0
         size = sum(map(len, chunks))
@@ -490,10 +491,11 @@ class WebSocketConnection:
                     if not outbox:
                         await self._output_ready.park()
                         continue
-                    data = b"".join(outbox) if len(outbox) > 1 else outbox[0]
+                    pieces = coalesce(outbox)  # small pieces joined; a large payload is sent as it is
                     outbox.clear()
-                    await self._stream.send_all(data)
-                    self._outbox_size -= len(data)
+                    for data in pieces:
+                        await self._stream.send_all(data)
+                        self._outbox_size -= len(data)
                     if not outbox:
                         self._reply_backlog = 0
                     self._drained.unpark_all()

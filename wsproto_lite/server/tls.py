@@ -14,6 +14,9 @@ __all__ = ["TLSTransport", "server_context", "client_context"]
 
 logger = logging.getLogger("wsproto_lite.server.tls")
 
+#: Plaintext encrypted per step before its records are handed to the socket (see ``_encrypt``).
+_TLS_SLICE = 256 * 1024
+
 
 def server_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
     """A TLS server context (TLS 1.2+) loaded with a certificate chain and key."""
@@ -134,12 +137,7 @@ class TLSTransport(SocketTransport):
         if self._handshaking:
             self._early_writes.append(bytes(data))
             return
-        try:
-            self._ssl.write(data)
-        except ssl.SSLError as exc:
-            self._fatal(exc)
-            return
-        self._flush_bio()
+        self._encrypt([data])
 
     def writelines(self, chunks: list[bytes]) -> None:
         if self._closing or self._lost:
@@ -147,10 +145,29 @@ class TLSTransport(SocketTransport):
         if self._handshaking:
             self._early_writes.extend(bytes(c) for c in chunks if c)
             return
+        self._encrypt(chunks)
+
+    def _encrypt(self, chunks: list[bytes] | list[bytes | bytearray | memoryview]) -> None:
+        """Encrypt the pieces in place, ``_TLS_SLICE`` bytes of plaintext at a time, each slice's records
+        written before the next slice is encrypted: a large payload is never joined to its header nor
+        copied whole, and the ciphertext waiting in the memory BIO stays bounded. (``SSLSocket`` would
+        write records straight to the socket, but it has no ``sendmsg`` either and would take the
+        handshake out of the loop; the BIO's one copy of the ciphertext is what this design costs.)"""
+        ssl_object, out_bio = self._ssl, self._out_bio
         try:
             for chunk in chunks:
-                if chunk:
-                    self._ssl.write(chunk)
+                if len(chunk) <= _TLS_SLICE:
+                    if chunk:
+                        ssl_object.write(chunk)
+                    if out_bio.pending >= _TLS_SLICE:
+                        self._flush_bio()
+                    continue
+                view = memoryview(chunk)
+                for start in range(0, len(view), _TLS_SLICE):
+                    ssl_object.write(view[start : start + _TLS_SLICE])
+                    self._flush_bio()
+                    if self._lost:
+                        return
         except ssl.SSLError as exc:
             self._fatal(exc)
             return

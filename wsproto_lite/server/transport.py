@@ -13,6 +13,7 @@ import socket
 from collections import deque
 from typing import Any
 
+from .._writer import COPY_LIMIT
 from .loop import EventLoop, TimerHandle
 
 __all__ = ["BaseProtocol", "SocketTransport", "DEFAULT_HIGH_WATER", "DEFAULT_READ_SIZE"]
@@ -24,7 +25,9 @@ DEFAULT_READ_SIZE = 256 * 1024
 #: Seconds a closed connection keeps draining the peer's input after our FIN (see ``_linger``).
 LINGER_TIMEOUT = 2.0
 _IOV_MAX = 512  # stay well under the kernel's IOV_MAX (1024 on Linux)
-_SEND_NOW_LIMIT = 64 * 1024  # below this, join small pieces into one send() call
+#: Up to this many buffered bytes are joined into one send(); above, the pieces go to sendmsg as they are,
+#: so a large payload is never copied (a copy of a few KiB costs less than gathering: measured).
+_JOIN_LIMIT = COPY_LIMIT
 
 
 class BaseProtocol:
@@ -58,8 +61,10 @@ class SocketTransport:
     """A connected non-blocking socket driven by an :class:`EventLoop`.
 
     ``write()`` never blocks: what the kernel does not take at once is queued as memoryviews and flushed
-    with ``sendmsg`` when the socket is writable.  Over ``high_water`` buffered bytes the protocol's
-    ``pause_writing()`` is called, under ``low_water`` its ``resume_writing()``.
+    with ``sendmsg`` when the socket is writable. ``writelines()`` hands its pieces to ``sendmsg`` as they
+    are (scatter/gather: a large payload is not copied, a partial write resumes inside a piece); only
+    when they add up to a few KiB are they joined into one ``send``.  Over ``high_water`` buffered bytes
+    the protocol's ``pause_writing()`` is called, under ``low_water`` its ``resume_writing()``.
     """
 
     def __init__(
@@ -213,7 +218,7 @@ class SocketTransport:
             try:
                 if len(buffer) == 1:
                     sent = self.sock.send(buffer[0])
-                elif self._buffer_size <= _SEND_NOW_LIMIT:
+                elif self._buffer_size <= _JOIN_LIMIT:
                     sent = self.sock.send(b"".join(buffer))
                 else:
                     sent = self.sock.sendmsg(list(_head(buffer, _IOV_MAX)))

@@ -447,7 +447,7 @@ class WebSocket(BaseProtocol, Endpoint):
         if transport is None:
             return
         core = self.core
-        chunks = core.data_to_send_list()
+        chunks = core.buffers_to_send()  # large payloads as they are: written with sendmsg
         if chunks:
             if self._tracer is not None:
                 for chunk in chunks:
@@ -555,5 +555,5 @@ class WebSocket(BaseProtocol, Endpoint):
         if self.core.state is ConnectionState.OPEN:
             self.core.close(SLOW_CONSUMER_CLOSE_CODE, "slow consumer")
         # the close frame would sit behind megabytes the peer does not read: drop the socket now
-        self.core.data_to_send_list()
+        self.core.buffers_to_send()
         self.abort()
