@@ -3,7 +3,8 @@
 A number counts as a close code when it lies in 1000-1015 or 3000-4999 and it is an argument of a call
 named like a close (``close``, ``disconnect``, ``Disconnected``, ``_lost``, ``fail``), a ``code`` default or
 keyword, or on a line that speaks of a code or a close; or when a module-level UPPER_CASE name is set
-to a number in 1000-1015 (a private copy of a ``CloseCode`` member). The named codes are defined once:
+to a number in 1000-1015 (a private copy of a ``CloseCode`` member) and is not named as a bound
+(``MAX_...``/``MIN_...``: a count, not a code). The named codes are defined once:
 ``CloseCode`` in the core, ``DisconnectCode``/``UnsubscribeCode`` in ``hub/protocol.py``.
 """
 
@@ -16,11 +17,11 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "wsproto_lite"
-#: Other work is renaming the codes in these two (issue 19: the Hub split names them there).
-NOT_YET = {"hub/hub.py", "hub/http_api.py"}
 #: Where the named hub codes are defined.
 DEFINITIONS = {("hub/protocol.py", "DisconnectCode"), ("hub/protocol.py", "UnsubscribeCode")}
 
+#: Module-level names that hold a bound (``MAX_BATCH = 1000``), not a close code.
+BOUND_PREFIXES = ("MAX_", "MIN_")
 CLOSE_CALL = re.compile(r"close|disconnect|_lost|fail", re.IGNORECASE)
 CODE_WORDS = re.compile(r"code|close|disconnect", re.IGNORECASE)
 
@@ -61,7 +62,8 @@ def close_code_literals(source: str) -> list[tuple[int, int]]:
         if isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant):
             value = statement.value.value
             names = [target.id for target in statement.targets if isinstance(target, ast.Name)]
-            if type(value) is int and 1000 <= value <= 1015 and any(name.isupper() for name in names):
+            codes = [name for name in names if name.isupper() and not name.startswith(BOUND_PREFIXES)]
+            if type(value) is int and 1000 <= value <= 1015 and codes:
                 found.add((statement.lineno, value))
     return sorted((line, value) for line, value in found if _is_close_code(value))
 
@@ -70,7 +72,7 @@ def _modules() -> list[str]:
     owned = [PACKAGE / layer for layer in ("server", "adapters", "hub")]
     paths = sorted(path for folder in owned for path in folder.glob("*.py"))
     names = [path.relative_to(PACKAGE).as_posix() for path in paths]
-    return [name for name in names if name not in NOT_YET]
+    return names
 
 
 @pytest.mark.parametrize("module", _modules())
@@ -101,6 +103,7 @@ def test_the_check_finds_literals(source: str) -> None:
         "data = sock.recv(4096)\n",
         "ttl_ms = int(ttl * 1000)\n",
         "class DisconnectCode:\n    SHUTDOWN = 4000\n",
+        "MAX_BATCH = 1000\n",
     ],
 )
 def test_the_check_leaves_other_numbers(source: str) -> None:

@@ -7,8 +7,10 @@
 from .app import HubServer
 from .config import ConfigError, HubConfig, load_config
 from .engine import ClientInfo, Engine, Publication
-from .hub import Hub, HubLimits, HubStats
+from .hub import Hub
+from .limits import HubLimits
 from .memory import MemoryEngine
+from .metrics import HubStats
 from .namespaces import NamespaceOptions, Namespaces
 from .protocol import DisconnectCode, ErrorCode, HubError
 

@@ -60,8 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from .auth import AuthConfig
-from .hub import HubLimits
-from .limits import RateLimits
+from .limits import HubLimits, RateLimits
 from .namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
 
 __all__ = ["HubConfig", "ConfigError", "load_config"]

@@ -64,6 +64,7 @@ from . import metrics
 from .control import FORCE_DISCONNECT, Target
 from .engine import MAX_IDEMPOTENCY_KEY, Reply
 from .protocol import (
+    DisconnectCode,
     ErrorCode,
     HubError,
     dumps,
@@ -341,7 +342,8 @@ class HubHTTP:
         if given is not None:
             if not isinstance(given, dict):
                 raise HubError(ErrorCode.BAD_REQUEST, "'disconnect' must be an object {code, reason}")
-            code = get_int(given, "code", code, minimum=3000, maximum=4999)
+            first, last = DisconnectCode.FIRST, DisconnectCode.LAST
+            code = get_int(given, "code", code, minimum=first, maximum=last)
             reason = get_str(given, "reason", required=False, max_length=120) or reason
         self.hub.control.disconnect(target, code, reason)
         return {}

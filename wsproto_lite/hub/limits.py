@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["RateLimits", "TokenBucket", "IpLimiter", "UserConnections"]
+__all__ = ["HubLimits", "RateLimits", "TokenBucket", "IpLimiter", "UserConnections"]
 
 
 @dataclass(frozen=True)
@@ -134,3 +134,35 @@ class UserConnections:
 
     def of(self, user: str) -> list[Any]:
         return list(self._by_user.get(user, ()))
+
+
+@dataclass(frozen=True)
+class HubLimits:
+    """Bounds on what one connection may make the hub hold or do."""
+
+    max_command_size: int = 64 * 1024
+    """Characters in one command frame; over it: error 106 (the core closes frames over the I/O limit)."""
+    max_channels_per_connection: int = 128
+    queue_limit: int = 1 << 20
+    """Bytes queued for a connection (replies, pushes, fan-out) over which the hub stops reading its
+    commands; it is disconnected as slow after ``slow_timeout`` over it, or at once past twice this.
+    Also the largest reply (in characters)."""
+    slow_timeout: float = 10.0
+    """Seconds a connection may stay over ``queue_limit`` before it is disconnected as slow (4001)."""
+    connect_timeout: float = 10.0
+    """Seconds from the WebSocket opening to the ``connect`` command, else disconnect 3502 (stale)."""
+    max_name_length: int = 64
+    max_history_limit: int = 1000
+    """Most publications one ``history`` reply carries."""
+    ping_interval: float = 25.0
+    """Seconds between the hub's app-level pings (``{}``; the ``ping`` of the ``connect`` result)."""
+    pong_timeout: float = 10.0
+    """Seconds a client has to answer a ping with ``{}`` before it is disconnected (3012 no pong)."""
+    expired_close_delay: float = 25.0
+    """Seconds past its token's expiry before a connection is closed (3005): the SDKs refresh at the
+    ``ttl`` the hub reported, so they need a moment (Centrifugo's ``client.expired_close_delay``)."""
+    expired_sub_close_delay: float = 25.0
+    """The same for a subscription made with a subscription token (``sub_refresh``, then 2501)."""
+    max_commands_in_flight: int = 1000
+    """Commands of one connection waiting for the engine (or for an earlier reply); over it the
+    connection is disconnected as slow (3008)."""

@@ -1,18 +1,19 @@
 """``GET /metrics``: the hub's counters and gauges in the Prometheus text exposition format (0.0.4).
 
-The counters are plain ints in :class:`~wsproto_lite.hub.hub.HubStats`, bumped where things happen; this
+The counters are plain ints in :class:`~wsproto_lite.hub.metrics.HubStats`, bumped where things happen; this
 module
 only reads them (and counts gauges such as subscriptions at scrape time).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .hub import Hub
 
-__all__ = ["render", "CONTENT_TYPE"]
+__all__ = ["render", "CONTENT_TYPE", "HubStats"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -134,3 +135,31 @@ def _engine_health(w: _Writer, report: dict[str, Any]) -> None:
             help_text,
             [(f'{{shard="{_escape(str(s.get("url", "")))}"}}', int(s.get(key, 0))) for s in shards],
         )
+
+
+@dataclass
+class HubStats:
+    """Counters (plain ints, bumped where things happen), rendered by ``metrics.py`` on ``GET /metrics``."""
+
+    connections: int = 0
+    commands: int = 0
+    errors: int = 0
+    publications: int = 0
+    deliveries: int = 0
+    slow_disconnects: int = 0
+    messages_in: int = 0
+    bytes_in: int = 0
+    """Characters of text frames received (JSON: bytes for ASCII)."""
+    messages_out: int = 0
+    bytes_out: int = 0
+    """Characters of replies and bytes of fan-out frames queued."""
+    auth_failures: int = 0
+    recoveries: int = 0
+    recovery_failures: int = 0
+    aborts: int = 0
+    """Connections aborted because a server-side operation (disconnect, unsubscribe, ...) failed on them."""
+    limit_trips: dict[str, int] = field(default_factory=dict)
+    """Limit name -> times it refused something."""
+
+    def trip(self, limit: str) -> None:
+        self.limit_trips[limit] = self.limit_trips.get(limit, 0) + 1

@@ -105,6 +105,8 @@ class DisconnectCode:
 
     FIRST = 3000
     """Codes below are the transport's (RFC 6455 §7.4)."""
+    LAST = 4999
+    """The last code a close frame may carry (RFC 6455 §7.4.2: 4000-4999 are private use)."""
     RECONNECT = (range(3000, 3500), range(4000, 4500))
     """The ranges after which the SDKs reconnect; 3500-3999 and 4500-4999 are terminal."""
     CONNECTION_EXPIRED = TOKEN_EXPIRED

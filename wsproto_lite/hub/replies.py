@@ -1,0 +1,136 @@
+"""A connection's replies in command order.
+
+The engine may answer later (a :class:`~wsproto_lite.hub.engine.Reply`): replies still go out in command
+order (a session's ``outbox`` holds the ones waiting for an earlier answer), counted in the queue bound.
+No reply is larger than the bound.  This object refers to its hub weakly (the hub owns it).
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .auth import AuthFailure
+from .engine import Reply
+from .protocol import Command, ErrorCode, HubError, error_frame, reply_frame
+from .session import Answer, ConnectRefused, Result, Session, Slot, Then
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+__all__ = ["Replies"]
+
+logger = logging.getLogger("wsproto_lite.hub")
+
+
+class Replies:
+    """Sends each command's answer in command order (``hub.replies``)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = weakref.ref(hub)
+
+    @property
+    def hub(self) -> Hub:
+        hub = self._hub()
+        if hub is None:  # pragma: no cover - the hub owns this object
+            raise RuntimeError("the hub is gone")
+        return hub
+
+    def run(self, session: Session, command: Command, answer: Answer) -> None:
+        """Send ``command``'s answer now, or once it and every answer before it are ready."""
+        if not isinstance(answer, Reply):
+            answer = Reply.of(answer)
+        if answer.done and not session.outbox:  # the usual path: answered at once, nothing before it
+            self.send_answer(session, command, answer)
+            return
+        hub = self.hub
+        if len(session.outbox) >= hub.limits.max_commands_in_flight:
+            hub.conns.drop_slow((session.conn,))
+            return
+        slot = Slot()
+        session.outbox.append(slot)
+        answer.observe(lambda done: self.fill(session, command, slot, done))
+
+    def answer_frame(
+        self, session: Session, command: Command, answer: Reply[Result]
+    ) -> tuple[str, Callable[[], None] | None]:
+        """The reply frame and what to do right after it is sent."""
+        error = answer.error
+        hub = self.hub
+        if error is None:
+            value = answer.result()
+            after = None
+            if isinstance(value, Then):
+                result, after = value.result, value.after
+            else:
+                result = value
+            frame = reply_frame(command.id, command.method, result)
+            if len(frame) <= hub.bound.max_reply or after is not None:
+                return frame, after
+            # a reply over the bound is not queued (commands that can build one check before they do)
+            hub.stats.trip("reply_size")
+            error = HubError(ErrorCode.LIMIT_EXCEEDED, "reply too large")
+        return self.error_frame(session, command, error)
+
+    def error_frame(
+        self, session: Session, command: Command, error: BaseException
+    ) -> tuple[str, Callable[[], None] | None]:
+        stats = self.hub.stats
+        if not isinstance(error, HubError):
+            logger.error("command %s failed", command.method, exc_info=error)
+            error = HubError(ErrorCode.INTERNAL, "internal error", temporary=True)
+        stats.errors += 1
+        after = None
+        if isinstance(error, AuthFailure):
+            stats.auth_failures += 1
+        if (
+            command.method == "connect"
+            and isinstance(error, AuthFailure | ConnectRefused)
+            and error.code != ErrorCode.TOKEN_EXPIRED  # the SDKs get a new token and reconnect themselves
+        ):
+            # the error reply says why; then the close, whose code carries the reconnect advice
+            code, reason = error.disconnect_code, error.message
+            after = lambda: self.hub.disconnect(session.conn, code, reason)  # noqa: E731
+        return error_frame(command.id, error), after
+
+    def send_answer(self, session: Session, command: Command, answer: Reply[Result]) -> None:
+        frame, after = self.answer_frame(session, command, answer)
+        if self.hub.conns.send_frame(session, frame) and after is not None:
+            after()
+
+    def fill(self, session: Session, command: Command, slot: Slot, answer: Reply[Result]) -> None:
+        """A waited-for answer arrived: send it and every answer behind it that is ready."""
+        if session.closed:  # nothing goes out any more: do not build it
+            session.outbox.clear()
+            session.outbox_bytes = 0
+            return
+        frame, slot.after = self.answer_frame(session, command, answer)
+        self.hold(session, slot, frame)
+        outbox = session.outbox
+        conns = self.hub.conns
+        while outbox and outbox[0].frame is not None and not session.closed:
+            ready = outbox.popleft()
+            session.outbox_bytes -= len(ready.frame)  # type: ignore[arg-type]
+            if conns.send_frame(session, ready.frame) and ready.after is not None:  # type: ignore[arg-type]
+                ready.after()
+
+    def hold(self, session: Session, slot: Slot, frame: str) -> None:
+        """Keep a built reply in its outbox slot (counted in the queue bound; dropped if over it)."""
+        conns = self.hub.conns
+        if conns.room(session, len(frame)):
+            slot.frame = frame
+            session.outbox_bytes += len(frame)
+            conns.mark_behind(session)
+
+    def send_error(self, session: Session, command_id: int, error: HubError) -> None:
+        """The reply to a frame that is not a command (behind any reply still waiting)."""
+        self.hub.stats.errors += 1
+        frame = error_frame(command_id, error)
+        if session.outbox:
+            slot = Slot()
+            session.outbox.append(slot)
+            self.hold(session, slot, frame)
+        else:
+            self.hub.conns.send_frame(session, frame)
