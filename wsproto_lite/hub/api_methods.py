@@ -27,7 +27,16 @@ if TYPE_CHECKING:
     from .engine import ClientInfo, HistoryResult, Publication
     from .hub import Hub
 
-__all__ = ["ApiMethods", "ENDPOINTS", "MAX_BATCH", "MAX_BROADCAST", "MAX_TAGS", "Result"]
+__all__ = [
+    "ApiMethods",
+    "Body",
+    "ENDPOINTS",
+    "MAX_BATCH",
+    "MAX_BROADCAST",
+    "MAX_TAGS",
+    "Result",
+    "as_hub_error",
+]
 
 logger = logging.getLogger("wsproto_lite.hub.http")
 
@@ -251,7 +260,7 @@ def _history_json(history: HistoryResult) -> Result:
     return f'{{"publications":[{items}],"epoch":{dumps(position.epoch)},"offset":{position.offset}}}'
 
 
-def _as_hub_error(exc: BaseException) -> HubError:
+def as_hub_error(exc: BaseException) -> HubError:
     if isinstance(exc, HubError):
         return exc
     logger.error("HTTP API request failed", exc_info=exc)
@@ -259,7 +268,7 @@ def _as_hub_error(exc: BaseException) -> HubError:
 
 
 def _error_json(error: BaseException) -> dict[str, Any]:
-    hub_error = _as_hub_error(error)
+    hub_error = as_hub_error(error)
     return {"error": {"code": hub_error.code, "message": hub_error.message}}
 
 

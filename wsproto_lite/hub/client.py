@@ -37,19 +37,19 @@ from wsproto_lite import CloseCode
 from ..server.client import ClientWebSocket, connect
 from ..server.errors import ConnectionClosed
 from .client_state import (
-    _READ_ONLY,
+    READ_ONLY,
     Backoff,
+    ClientState,
     HubCommandError,
     HubDisconnected,
     HubReplyLost,
     OnPresence,
     OnPublication,
     RecoveryReport,
-    _ClientState,
-    _messages,
-    _reconnects,
-    _result,
-    _Subscription,
+    Subscription,
+    allows_reconnect,
+    messages_of,
+    result_of,
 )
 from .loop_client import LoopHubClient
 
@@ -86,7 +86,7 @@ class HubClient:
         self.timeout = timeout
         self.max_attempts = max_attempts
         """Consecutive failed connection attempts before giving up (None: never)."""
-        self.state = _ClientState(name, token)
+        self.state = ClientState(name, token)
         self.ws: ClientWebSocket | None = None
         self.reconnects = 0
         self._closed = False
@@ -144,7 +144,7 @@ class HubClient:
         code = getattr(exc, "code", CloseCode.ABNORMAL)
         reason = getattr(exc, "reason", str(exc))
         self.state.closed(code, reason)
-        allowed = _reconnects(code)
+        allowed = allows_reconnect(code)
         if self._closed or not self.reconnect or not allowed:
             raise HubDisconnected(code, reason) from exc
         self.reconnects += 1
@@ -178,13 +178,13 @@ class HubClient:
                 raise
             for reply in self._handle(message):
                 if reply.get("id") == cid:
-                    return _result(method, reply)
+                    return result_of(method, reply)
                 # else: the answer to a call abandoned earlier
 
     def _handle(self, message: str | bytes) -> list[dict[str, Any]]:
         """Pushes to their callbacks, pings answered; the replies of the frame."""
         replies = []
-        for value in _messages(message):
+        for value in messages_of(message):
             if "id" in value:
                 replies.append(value)
             elif "push" in value:
@@ -206,7 +206,7 @@ class HubClient:
             return self._call_once(method, params)
         except (OSError, ConnectionClosed) as exc:
             self._connection_lost(exc)
-            if method not in _READ_ONLY:
+            if method not in READ_ONLY:
                 raise HubReplyLost(method) from exc
             return self._call_once(method, params)
 
@@ -219,7 +219,7 @@ class HubClient:
         on_leave: OnPresence | None = None,
         on_recovery: Callable[[RecoveryReport], None] | None = None,
     ) -> dict[str, Any]:
-        sub = _Subscription(channel, on_publication, on_join, on_leave, on_recovery)
+        sub = Subscription(channel, on_publication, on_join, on_leave, on_recovery)
         result = self.call("subscribe", self.state.subscribe_params(sub, False))
         self.state.subscriptions[channel] = sub
         self.state.subscribed(sub, result, False)

@@ -1,5 +1,5 @@
 """What the hub's two Python clients share: their errors, ``Backoff``, ``RecoveryReport``, and the protocol
-state of one client (``_ClientState``: ids, subscriptions, pushes, recovery) that ``HubClient`` (blocking,
+state of one client (``ClientState``: ids, subscriptions, pushes, recovery) that ``HubClient`` (blocking,
 ``client.py``) and ``LoopHubClient`` (event loop, ``loop_client.py``) drive over their own transports."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class HubReplyLost(ConnectionError):
         self.method = method
 
 
-_READ_ONLY = frozenset({"presence", "presence_stats", "history", "ping"})
+READ_ONLY = frozenset({"presence", "presence_stats", "history", "ping"})
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class Backoff:
         return random.uniform(ceiling / 2, ceiling)
 
 
-class _Subscription:
+class Subscription:
     __slots__ = (
         "channel",
         "on_publication",
@@ -113,7 +113,7 @@ class _Subscription:
         self.recoverable = False
 
 
-def _reconnects(code: int) -> bool:
+def allows_reconnect(code: int) -> bool:
     """Whether a close with ``code`` allows reconnecting: 3000-3499 and 4000-4499 (the hub's and the
     application's reconnect ranges) and transport-level codes, except 1009 (message too big)."""
     if DisconnectCode.reconnect(code):
@@ -121,14 +121,14 @@ def _reconnects(code: int) -> bool:
     return code < DisconnectCode.FIRST and code != CloseCode.MESSAGE_TOO_BIG
 
 
-class _ClientState:
+class ClientState:
     """What both clients share: ids, subscriptions and their positions, push routing."""
 
     def __init__(self, name: str, token: str) -> None:
         self.name = name
         self.token = token
         self.next_id = 1
-        self.subscriptions: dict[str, _Subscription] = {}
+        self.subscriptions: dict[str, Subscription] = {}
         self.client_id = ""
         self.pong = False
         """The connect result asked for pongs: answer each ``{}`` ping with ``{}``."""
@@ -165,14 +165,14 @@ class _ClientState:
         for channel, sub in (result.get("subs") or {}).items():
             self.server_subscribed(channel, sub)
 
-    def subscribe_params(self, sub: _Subscription, resubscribe: bool) -> dict[str, Any]:
+    def subscribe_params(self, sub: Subscription, resubscribe: bool) -> dict[str, Any]:
         params: dict[str, Any] = {"channel": sub.channel, "recoverable": True, "positioned": True}
         if resubscribe and sub.recoverable and sub.epoch:
             params.update(recover=True, epoch=sub.epoch, offset=sub.offset)
         return params
 
     def subscribed(
-        self, sub: _Subscription, result: dict[str, Any], recovering: bool
+        self, sub: Subscription, result: dict[str, Any], recovering: bool
     ) -> RecoveryReport | None:
         """Apply a subscribe result; when recovering, deliver what was missed and return the report."""
         sub.recoverable = bool(result.get("recoverable"))
@@ -189,7 +189,7 @@ class _ClientState:
         sub.offset = max(sub.offset, top)  # from here on, every publication arrives live
         return RecoveryReport(sub.channel, bool(result.get("recovered")), len(publications), epoch_changed)
 
-    def _deliver(self, sub: _Subscription, pub: dict[str, Any]) -> None:
+    def _deliver(self, sub: Subscription, pub: dict[str, Any]) -> None:
         offset = pub.get("offset")
         if isinstance(offset, int) and "channel" not in pub:  # a wildcard's pubs have no one stream
             if offset <= sub.offset:
@@ -219,7 +219,7 @@ class _ClientState:
             self.on_server_publication({"channel": channel, **pub})
 
     def closed(self, code: int, reason: str) -> None:
-        self.disconnect = (code, reason, _reconnects(code))
+        self.disconnect = (code, reason, allows_reconnect(code))
 
     def on_push(self, push: dict[str, Any]) -> None:
         channel = str(push.get("channel", ""))
@@ -243,21 +243,21 @@ class _ClientState:
             self.subscriptions.pop(sub.channel, None)
 
     @staticmethod
-    def report_recovery(sub: _Subscription, report: RecoveryReport) -> None:
+    def report_recovery(sub: Subscription, report: RecoveryReport) -> None:
         if sub.on_recovery is not None:
             sub.on_recovery(report)
         elif not report.recovered:
             logger.warning("%s", report)
 
 
-def _messages(text: str | bytes) -> list[dict[str, Any]]:
+def messages_of(text: str | bytes) -> list[dict[str, Any]]:
     """The replies and pushes of one frame (``\n``-separated); ``{}`` is the hub's ping."""
     if isinstance(text, bytes):
         text = text.decode()
     return [json.loads(line) for line in text.split("\n") if line]
 
 
-def _result(method: str, reply: dict[str, Any]) -> dict[str, Any]:
+def result_of(method: str, reply: dict[str, Any]) -> dict[str, Any]:
     error = reply.get("error")
     if error is not None:
         raise HubCommandError(

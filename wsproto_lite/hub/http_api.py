@@ -68,7 +68,7 @@ from .api_methods import (
     ApiMethods,
     Body,
     Result,
-    _as_hub_error,
+    as_hub_error,
 )
 from .engine import Reply
 from .protocol import ErrorCode, HubError, dumps, refuse_lone_surrogates
@@ -289,7 +289,7 @@ def _ok(result: Result | Body) -> HTTPResponse:
 def _failure(exc: BaseException, transport: bool) -> HTTPResponse:
     if isinstance(exc, _BadRequest):
         return _error(exc.status, exc.code, exc.message)
-    error = _as_hub_error(exc)
+    error = as_hub_error(exc)
     return _error(_transport_status(error) if transport else 200, error.code, error.message)
 
 

@@ -12,12 +12,12 @@ from ..server.handler import Handler
 from ..server.options import Options
 from .client_state import (
     Backoff,
+    ClientState,
     OnPresence,
     OnPublication,
     RecoveryReport,
-    _ClientState,
-    _messages,
-    _Subscription,
+    Subscription,
+    messages_of,
 )
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class LoopHubClient(Handler):
         self.backoff = backoff or Backoff()
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect
-        self.state = _ClientState(name, token)
+        self.state = ClientState(name, token)
         self.conn: WebSocket | None = None
         self.connected = False
         self._pending: dict[int, Callable[[dict[str, Any]], None]] = {}
@@ -113,13 +113,13 @@ class LoopHubClient(Handler):
         on_reply: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         """Subscribe now if connected, else as soon as the connection is up."""
-        sub = _Subscription(channel, on_publication, on_join, on_leave, on_recovery)
+        sub = Subscription(channel, on_publication, on_join, on_leave, on_recovery)
         self.state.subscriptions[channel] = sub
         if self.connected:
             self._subscribe(sub, False, on_reply)
 
     def _subscribe(
-        self, sub: _Subscription, resubscribe: bool, on_reply: Callable[[dict[str, Any]], None] | None = None
+        self, sub: Subscription, resubscribe: bool, on_reply: Callable[[dict[str, Any]], None] | None = None
     ) -> None:
         params = self.state.subscribe_params(sub, resubscribe)
 
@@ -156,7 +156,7 @@ class LoopHubClient(Handler):
         self._send(conn, "connect", self.state.connect_params(), connected)
 
     def on_message(self, conn: WebSocket, message: str | bytes) -> None:
-        for frame in _messages(message):
+        for frame in messages_of(message):
             cid = frame.get("id")
             if cid is not None:
                 callback = self._pending.pop(cid, None)

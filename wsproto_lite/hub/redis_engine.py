@@ -52,12 +52,12 @@ from .namespaces import NamespaceOptions, namespace_of
 from .protocol import Position
 from .redis_shard import (
     HAVE_REDIS,
-    _Job,
-    _redacted,
-    _require_redis,
-    _Shard,
-    _Wait,
+    Job,
+    Shard,
+    Wait,
     parse_engine_urls,
+    redacted,
+    require_redis,
     shard_of,
 )
 
@@ -82,7 +82,7 @@ class RedisEngine(Engine):
         meta_ttl: float = 3600.0,
         prefix: str | None = None,
     ) -> None:
-        _require_redis()
+        require_redis()
         spec = urls if isinstance(urls, str) else ",".join(urls)
         parsed, ours = parse_engine_urls(spec)
         self.urls = parsed
@@ -98,7 +98,7 @@ class RedisEngine(Engine):
         self._control: ControlReceiver | None = None
         self._control_channel = f"{self.prefix}:control"
         """The control channel's Redis channel (on the first shard): every node of this prefix."""
-        self._shards = [_Shard(self, i, url) for i, url in enumerate(parsed)]
+        self._shards = [Shard(self, i, url) for i, url in enumerate(parsed)]
         self._exact: set[str] = set()
         self._patterns: dict[str, str] = {}  # hub pattern -> its prefix
         self._pubsub_down: set[int] = set()  # shards whose pub/sub link broke (until it is back)
@@ -140,7 +140,7 @@ class RedisEngine(Engine):
     def health(self) -> dict[str, Any]:
         shards = [
             {
-                "url": _redacted(s.url),
+                "url": redacted(s.url),
                 "commands_ok": s.commands_ok,
                 "pubsub_ok": s.pubsub_ok,
                 "command_failures": s.command_failures,
@@ -165,7 +165,7 @@ class RedisEngine(Engine):
         self._control = receive
         reply: Reply[None] = Reply()
         shard = self._shards[0]
-        wait: _Wait | None = _Wait(reply, 1)
+        wait: Wait | None = Wait(reply, 1)
         if shard.index in self._pubsub_down:
             reply.fail(unavailable())
             wait = None
@@ -174,11 +174,11 @@ class RedisEngine(Engine):
 
     def publish_control(self, payload: str) -> None:
         target = self._control_channel
-        self._shards[0].submit(_Job(lambda pipe: pipe.publish(target, payload)))
+        self._shards[0].submit(Job(lambda pipe: pipe.publish(target, payload)))
 
     # -- shards ----------------------------------------------------------------------------------
 
-    def _shard(self, channel: str) -> _Shard:
+    def _shard(self, channel: str) -> Shard:
         return self._shards[shard_of(channel, len(self._shards))]
 
     def _redis_channel(self, channel: str) -> str:
@@ -186,7 +186,7 @@ class RedisEngine(Engine):
 
     # -- pub/sub ---------------------------------------------------------------------------------
 
-    def _names(self, channel: str) -> tuple[str, list[_Shard]]:
+    def _names(self, channel: str) -> tuple[str, list[Shard]]:
         """The Redis channel (or ``p:`` + pattern) of a hub channel or pattern, and its shards."""
         if channel.endswith("*"):
             return "p:" + _glob_escape(self._redis_channel(channel[:-1])) + "*", self._shards
@@ -199,7 +199,7 @@ class RedisEngine(Engine):
             self._patterns[channel] = channel[:-1]
         else:
             self._exact.add(channel)
-        wait: _Wait | None = _Wait(reply, len(shards))
+        wait: Wait | None = Wait(reply, len(shards))
         if any(s.index in self._pubsub_down for s in shards):
             # the thread subscribes when the link is back; nobody waits for that
             reply.fail(unavailable())
@@ -221,7 +221,7 @@ class RedisEngine(Engine):
         """Loop thread: pub/sub messages (and subscription confirmations) of one shard, in order."""
         strip = len(self.prefix) + 4  # "P:ch:"
         for message in batch:
-            if isinstance(message, _Wait):
+            if isinstance(message, Wait):
                 message.remaining -= 1
                 if message.remaining == 0:
                     message.reply.resolve(None)
@@ -266,13 +266,13 @@ class RedisEngine(Engine):
             info = ClientInfo.from_dict(value)
             self._join_leave("join" if kind == "j" else "leave", channel, info)
 
-    def on_pubsub_down(self, shard: _Shard, waits: list[_Wait]) -> None:
+    def on_pubsub_down(self, shard: Shard, waits: list[Wait]) -> None:
         """Loop thread: a shard's pub/sub link is down; node subscriptions waiting on it fail."""
         self._pubsub_down.add(shard.index)
         for wait in waits:
             wait.reply.fail(unavailable())
 
-    def on_resubscribed(self, shard: _Shard, names: set[str]) -> None:
+    def on_resubscribed(self, shard: Shard, names: set[str]) -> None:
         """Loop thread: a shard's pub/sub is back after a loss: its channels may have gaps."""
         self._pubsub_down.discard(shard.index)
         strip = len(self.prefix) + 4
@@ -308,7 +308,7 @@ class RedisEngine(Engine):
     def join_leave(self, kind: str, channel: str, info: ClientInfo) -> None:
         payload = ("j\n" if kind == "join" else "l\n") + info.as_json()
         target = self._redis_channel(channel)
-        self._shard(channel).submit(_Job(lambda pipe: pipe.publish(target, payload)))
+        self._shard(channel).submit(Job(lambda pipe: pipe.publish(target, payload)))
 
     # -- history (redis_history.py) --------------------------------------------------------------
 

@@ -18,11 +18,11 @@ from .engine import (
 )
 from .protocol import Position
 from .redis_scripts import PUBLISH, PUBLISH_ONCE, READ
-from .redis_shard import _Job
+from .redis_shard import Job
 
 if TYPE_CHECKING:
     from .namespaces import NamespaceOptions
-    from .redis_shard import _Shard
+    from .redis_shard import Shard
 
 __all__ = ["Read", "history_of", "position_of", "publish", "read", "recovery_of"]
 
@@ -31,7 +31,7 @@ Read = tuple[str, int, list[Publication]]
 
 
 def publish(
-    shard: _Shard,
+    shard: Shard,
     target: str,
     channel: str,
     data_json: str,
@@ -66,12 +66,12 @@ def publish(
         epoch, offset = results[0][:2]
         return Publication(channel, int(offset), data_json, info_json, epoch=epoch)
 
-    shard.submit(_Job(lambda pipe: pipe.eval(PUBLISH, len(keys), *keys, *args), finish, reply))
+    shard.submit(Job(lambda pipe: pipe.eval(PUBLISH, len(keys), *keys, *args), finish, reply))
     return reply
 
 
 def _publish_only(
-    shard: _Shard,
+    shard: Shard,
     target: str,
     payload: str,
     publication: Publication,
@@ -81,18 +81,18 @@ def _publish_only(
     """A publication without history: PUBLISHed as it is (once per idempotency key when given one)."""
     reply: Reply[Publication] = Reply()
     if once:
-        job = _Job(
+        job = Job(
             lambda pipe: pipe.eval(PUBLISH_ONCE, 1, *once, target, payload, window_ms),
             lambda _: publication,
             reply,
         )
     else:
-        job = _Job(lambda pipe: pipe.publish(target, payload), lambda _: publication, reply)
+        job = Job(lambda pipe: pipe.publish(target, payload), lambda _: publication, reply)
     shard.submit(job)
     return reply
 
 
-def read(shard: _Shard, channel: str, *, entries: bool, meta_ttl: float) -> Reply[Read]:
+def read(shard: Shard, channel: str, *, entries: bool, meta_ttl: float) -> Reply[Read]:
     """The channel's position (and with ``entries`` its kept publications)."""
     keys = (shard.key("meta", channel), shard.key("hist", channel), f"{shard.engine.prefix}:epoch")
     args = (secrets.token_hex(4), int(meta_ttl * 500), "1" if entries else "0")
@@ -106,7 +106,7 @@ def read(shard: _Shard, channel: str, *, entries: bool, meta_ttl: float) -> Repl
             held.append(Publication(channel, int(offset), data, info or None, epoch=epoch))
         return epoch, int(top), held
 
-    shard.submit(_Job(lambda pipe: pipe.eval(READ, 3, *keys, *args), finish, reply))
+    shard.submit(Job(lambda pipe: pipe.eval(READ, 3, *keys, *args), finish, reply))
     return reply
 
 

@@ -1,4 +1,4 @@
-"""The Redis engine's connections to one Redis server (``_Shard``): a *command thread* that runs queued
+"""The Redis engine's connections to one Redis server (``Shard``): a *command thread* that runs queued
 jobs in pipelined batches, and a *pub/sub thread* that owns the subscribing connection; both hand their
 results to the hub's loop through the engine (``RedisEngine.post``).  ``redis_engine.py`` describes the
 whole."""
@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - tested where the extra is installed
 else:
     HAVE_REDIS = True
 
-__all__ = ["HAVE_REDIS", "parse_engine_urls", "shard_of"]
+__all__ = ["HAVE_REDIS", "Job", "Shard", "Wait", "parse_engine_urls", "redacted", "require_redis", "shard_of"]
 
 logger = logging.getLogger("wsproto_lite.hub.redis")
 
@@ -64,14 +64,14 @@ def parse_engine_urls(spec: str) -> tuple[list[str], dict[str, str]]:
     return urls, ours
 
 
-def _require_redis() -> None:
+def require_redis() -> None:
     if not HAVE_REDIS:
         raise RuntimeError(
             "the Redis engine needs the redis package: pip install 'wsproto-lite[redis]' (redis-py, hiredis)"
         )
 
 
-class _Job:
+class Job:
     """Commands for the pipeline (``build``) and what to make of their results (``finish``)."""
 
     __slots__ = ("build", "finish", "reply")
@@ -87,7 +87,7 @@ class _Job:
         self.reply = reply
 
 
-class _Shard:
+class Shard:
     """One Redis server: a command thread, a pub/sub thread, and their health."""
 
     def __init__(self, engine: RedisEngine, index: int, url: str) -> None:
@@ -106,8 +106,8 @@ class _Shard:
             retry=no_retry,
             health_check_interval=10,
         )
-        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self.requests: queue.SimpleQueue[tuple[str, str, _Wait | None]] = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.requests: queue.SimpleQueue[tuple[str, str, Wait | None]] = queue.SimpleQueue()
         self.presence: dict[tuple[str, str], tuple[str, str]] = {}  # command thread only
         self.stopping = False
         self.commands_ok = True
@@ -167,7 +167,7 @@ class _Shard:
         for job in self._drain():
             self._post_failure(job, unavailable("the hub is stopping"))
 
-    def _drain(self) -> Iterable[_Job]:
+    def _drain(self) -> Iterable[Job]:
         while True:
             try:
                 job = self.jobs.get_nowait()
@@ -176,7 +176,7 @@ class _Shard:
             if job is not None:
                 yield job
 
-    def _execute(self, batch: list[_Job]) -> None:
+    def _execute(self, batch: list[Job]) -> None:
         pipe = self.client.pipeline(transaction=False)
         sizes = []
         for job in batch:
@@ -215,11 +215,11 @@ class _Shard:
         if settled:
             self.engine.post(_settle_all, settled)
 
-    def _post_failure(self, job: _Job, error: HubError) -> None:
+    def _post_failure(self, job: Job, error: HubError) -> None:
         if job.reply is not None:
             self.engine.post(_settle_all, [(job.reply, None, error)])
 
-    def submit(self, job: _Job) -> None:
+    def submit(self, job: Job) -> None:
         self.jobs.put(job)
 
     def _refresh_presence(self) -> None:
@@ -249,8 +249,8 @@ class _Shard:
         while not self.stopping:
             pubsub: Any = self.sub_client.pubsub()  # type: ignore[no-untyped-call]
             # subscribes sent, in order, awaiting confirmation; requests taken before connecting
-            sent: deque[tuple[str, _Wait | None]] = deque()
-            confirm: dict[str, _Wait | None] = {}
+            sent: deque[tuple[str, Wait | None]] = deque()
+            confirm: dict[str, Wait | None] = {}
             try:
                 confirm = self._take_requests(wanted)
                 pubsub.ping()  # connects (or raises)
@@ -286,9 +286,9 @@ class _Shard:
                 except (redis.RedisError, OSError):
                     pass
 
-    def _take_requests(self, wanted: set[str]) -> dict[str, _Wait | None]:
+    def _take_requests(self, wanted: set[str]) -> dict[str, Wait | None]:
         """Apply queued requests to ``wanted`` without sending (the link is being set up)."""
-        confirm: dict[str, _Wait | None] = {}
+        confirm: dict[str, Wait | None] = {}
         while True:
             try:
                 op, name, wait = self.requests.get_nowait()
@@ -308,7 +308,7 @@ class _Shard:
         else:
             (pubsub.subscribe if op == "+" else pubsub.unsubscribe)(name)
 
-    def _listen(self, pubsub: Any, wanted: set[str], sent: deque[tuple[str, _Wait | None]]) -> None:
+    def _listen(self, pubsub: Any, wanted: set[str], sent: deque[tuple[str, Wait | None]]) -> None:
         while not self.stopping:
             while True:  # requests, in order: a quick unsubscribe + subscribe of one channel ends subscribed
                 try:
@@ -345,7 +345,7 @@ def _settle_all(settled: list[tuple[Reply[Any], Any, BaseException | None]]) -> 
             reply.resolve(value)
 
 
-class _Wait:
+class Wait:
     __slots__ = ("reply", "remaining")
 
     def __init__(self, reply: Reply[None], remaining: int) -> None:
@@ -353,7 +353,7 @@ class _Wait:
         self.remaining = remaining
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     parts = urlsplit(url)
     if parts.password:
         netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
