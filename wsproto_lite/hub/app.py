@@ -127,45 +127,51 @@ class HubServer:
         self.config = config = config or HubConfig()
         self.hub = hub_of(config, engine, authenticate)
         self.engine = self.hub.engine
-        options = io_options(config)
-        internal = config.internal_port is not None
-        self.server = WebSocketServer(
+        self.server = self._public_server(config, loop, reuse_port)
+        self.loop = self.server.loop
+        self.internal: WebSocketServer | None = None
+        """The internal address's server (``internal_port``): the HTTP API and ``/metrics``."""
+        if config.internal_port is not None:
+            try:
+                self.internal = self._internal_server(config, config.internal_port, reuse_port)
+            except BaseException:
+                self.server.close()
+                raise
+        self.hub.start(self.loop)
+
+    def _public_server(self, config: HubConfig, loop: EventLoop | None, reuse_port: bool) -> WebSocketServer:
+        """The WebSocket port: the hub, static files, and (without an internal address) the HTTP API."""
+        return WebSocketServer(
             self.hub,
             host=config.host or None,
             port=config.port,
-            options=options,
+            options=io_options(config),
             http_handler=HubHTTP(
                 self.hub,
                 StaticFiles(self.engine.health),
-                serve_api=not internal,
+                serve_api=config.internal_port is None,
                 metrics_public=config.metrics_public,
             ),
             loop=loop,
             reuse_port=reuse_port,
             ssl_context=server_context(config.certfile, config.keyfile) if config.certfile else None,
         )
-        self.loop = self.server.loop
-        self.internal: WebSocketServer | None = None
-        """The internal address's server (``internal_port``): the HTTP API and ``/metrics``."""
-        if config.internal_port is not None:
-            try:
-                self.internal = WebSocketServer(
-                    _NoWebSocket(),
-                    host=config.internal_host or None,
-                    port=config.internal_port,
-                    options=Options(
-                        compression=False,
-                        max_connections=config.max_connections,
-                        http_error_body=core_error_body,
-                    ),
-                    http_handler=HubHTTP(self.hub, _not_found, metrics_public=config.metrics_public),
-                    loop=self.loop,
-                    reuse_port=reuse_port,
-                )
-            except BaseException:
-                self.server.close()
-                raise
-        self.hub.start(self.loop)
+
+    def _internal_server(self, config: HubConfig, port: int, reuse_port: bool) -> WebSocketServer:
+        """The internal address (on the same loop): the HTTP API and ``/metrics`` only, no WebSocket."""
+        return WebSocketServer(
+            _NoWebSocket(),
+            host=config.internal_host or None,
+            port=port,
+            options=Options(
+                compression=False,
+                max_connections=config.max_connections,
+                http_error_body=core_error_body,
+            ),
+            http_handler=HubHTTP(self.hub, _not_found, metrics_public=config.metrics_public),
+            loop=self.loop,
+            reuse_port=reuse_port,
+        )
 
     @property
     def port(self) -> int:

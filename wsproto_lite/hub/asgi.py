@@ -214,35 +214,7 @@ class HubASGI:
         if (await receive())["type"] != "websocket.connect":
             return
         request = upgrade_request(scope)
-
-        async def send_text(message: str | bytes) -> None:
-            if isinstance(message, str):
-                await send({"type": "websocket.send", "text": message})
-            else:
-                await send({"type": "websocket.send", "bytes": message})
-
-        async def send_close(code: int, reason: str) -> None:
-            # a plain int: the hub's codes are IntEnum members, which daphne (autobahn) refuses
-            try:
-                await send({"type": "websocket.close", "code": int(code), "reason": reason})
-            except Exception:
-                if code == CloseCode.NORMAL:
-                    raise
-                # a server that takes only some codes (daphne: 1000 and 3000-4999): closed all the same
-                logger.debug("the ASGI server refused close code %d: closing with 1000", code)
-                await send({"type": "websocket.close", "code": int(CloseCode.NORMAL), "reason": reason})
-
-        async def next_message() -> str | bytes | PeerClosed:
-            while True:
-                message = await receive()
-                kind = message["type"]
-                if kind == "websocket.receive":
-                    text = message.get("text")
-                    return text if text is not None else bytes(message.get("bytes") or b"")
-                if kind == "websocket.disconnect":
-                    code = int(message.get("code") or CloseCode.NO_STATUS)
-                    return PeerClosed(code, str(message.get("reason") or ""))
-
+        send_text, send_close = _text_sender(send), _closer(send)
         conn = AsyncConnection(
             self.hub,
             self.options,
@@ -259,17 +231,11 @@ class HubASGI:
             if isinstance(decision, Reject):
                 await _deny(scope, send, decision)
                 return
-            await send(
-                {
-                    "type": "websocket.accept",
-                    "subprotocol": decision.subprotocol,
-                    "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in decision.headers],
-                }
-            )
+            await _accept(send, decision)
             opened = True
             self._live += 1
             try:
-                await conn.run(next_message)
+                await conn.run(_reader(receive))
             finally:
                 self._connection_gone()
         finally:
@@ -410,3 +376,59 @@ async def _respond(send: Send, response: HTTPResponse, head: bool = False) -> No
     headers.append((b"content-length", str(len(response.body)).encode()))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else response.body})
+
+
+def _text_sender(send: Send) -> Callable[[str | bytes], Awaitable[None]]:
+    """``send_text`` for the connection: a text or binary ``websocket.send``."""
+
+    async def send_text(message: str | bytes) -> None:
+        if isinstance(message, str):
+            await send({"type": "websocket.send", "text": message})
+        else:
+            await send({"type": "websocket.send", "bytes": message})
+
+    return send_text
+
+
+def _closer(send: Send) -> Callable[[int, str], Awaitable[None]]:
+    """``send_close`` for the connection: ``websocket.close`` with the code, or 1000 where refused."""
+
+    async def send_close(code: int, reason: str) -> None:
+        # a plain int: the hub's codes are IntEnum members, which daphne (autobahn) refuses
+        try:
+            await send({"type": "websocket.close", "code": int(code), "reason": reason})
+        except Exception:
+            if code == CloseCode.NORMAL:
+                raise
+            # a server that takes only some codes (daphne: 1000 and 3000-4999): closed all the same
+            logger.debug("the ASGI server refused close code %d: closing with 1000", code)
+            await send({"type": "websocket.close", "code": int(CloseCode.NORMAL), "reason": reason})
+
+    return send_close
+
+
+def _reader(receive: Receive) -> Callable[[], Awaitable[str | bytes | PeerClosed]]:
+    """The connection's next message, or ``PeerClosed`` once the peer went (other events skipped)."""
+
+    async def next_message() -> str | bytes | PeerClosed:
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                text = message.get("text")
+                return text if text is not None else bytes(message.get("bytes") or b"")
+            if kind == "websocket.disconnect":
+                code = int(message.get("code") or CloseCode.NO_STATUS)
+                return PeerClosed(code, str(message.get("reason") or ""))
+
+    return next_message
+
+
+async def _accept(send: Send, decision: Accept) -> None:
+    await send(
+        {
+            "type": "websocket.accept",
+            "subprotocol": decision.subprotocol,
+            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in decision.headers],
+        }
+    )

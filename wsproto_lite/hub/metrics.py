@@ -42,10 +42,29 @@ class _Writer:
 
 
 def render(hub: Hub) -> str:
-    stats = hub.stats
+    """The hub's metrics in the Prometheus text format."""
     w = _Writer()
+    _connections(w, hub)
+    _traffic(w, hub.stats)
+    _refusals(w, hub.stats)
+    _recoveries(w, hub.stats)
+    history_bytes = getattr(hub.engine, "history_bytes", None)  # engines that keep history in this process
+    if isinstance(history_bytes, int):
+        w.one("history_bytes", "gauge", "Bytes of publications held in history.", history_bytes)
+    _engine_health(w, hub.engine.health())
+    w.metric(
+        "limit_trips_total",
+        "counter",
+        "Requests refused by a limit, by limit.",
+        [(f'{{limit="{_escape(name)}"}}', count) for name, count in sorted(hub.stats.limit_trips.items())],
+    )
+    return "\n".join(w.lines) + "\n"
+
+
+def _connections(w: _Writer, hub: Hub) -> None:
+    """What the hub holds now: connections, their subscriptions, channels."""
     w.one("connections", "gauge", "Open hub connections.", len(hub.sessions))
-    w.one("connections_total", "counter", "Connections opened.", stats.connections)
+    w.one("connections_total", "counter", "Connections opened.", hub.stats.connections)
     w.one(
         "subscriptions",
         "gauge",
@@ -53,6 +72,10 @@ def render(hub: Hub) -> str:
         sum(len(s.subscriptions) for s in hub.sessions.values()),
     )
     w.one("channels", "gauge", "Channels and patterns with subscribers on this hub.", len(hub.channels()))
+
+
+def _traffic(w: _Writer, stats: HubStats) -> None:
+    """Frames and bytes in and out, publications and their deliveries."""
     w.one("commands_total", "counter", "Command frames received.", stats.commands)
     w.one("errors_total", "counter", "Error replies sent.", stats.errors)
     w.one("messages_in_total", "counter", "Text frames received.", stats.messages_in)
@@ -61,6 +84,10 @@ def render(hub: Hub) -> str:
     w.one("bytes_out_total", "counter", "Bytes of replies and pushes queued.", stats.bytes_out)
     w.one("publications_total", "counter", "Publications delivered to this hub.", stats.publications)
     w.one("deliveries_total", "counter", "Publication pushes addressed to subscribers.", stats.deliveries)
+
+
+def _refusals(w: _Writer, stats: HubStats) -> None:
+    """Connections dropped or refused: slow, aborted, bad credentials."""
     w.one("slow_disconnects_total", "counter", "Subscribers dropped as slow (drops).", stats.slow_disconnects)
     w.one(
         "aborts_total",
@@ -71,6 +98,10 @@ def render(hub: Hub) -> str:
     w.one(
         "auth_failures_total", "counter", "Refused credentials (HTTP 401 or disconnect).", stats.auth_failures
     )
+
+
+def _recoveries(w: _Writer, stats: HubStats) -> None:
+    """Recoveries of subscriptions after a reconnect: whole, or with a gap."""
     w.one(
         "recoveries_total",
         "counter",
@@ -83,17 +114,6 @@ def render(hub: Hub) -> str:
         "Recoveries that could not recover all.",
         stats.recovery_failures,
     )
-    history_bytes = getattr(hub.engine, "history_bytes", None)  # engines that keep history in this process
-    if isinstance(history_bytes, int):
-        w.one("history_bytes", "gauge", "Bytes of publications held in history.", history_bytes)
-    _engine_health(w, hub.engine.health())
-    w.metric(
-        "limit_trips_total",
-        "counter",
-        "Requests refused by a limit, by limit.",
-        [(f'{{limit="{_escape(name)}"}}', count) for name, count in sorted(stats.limit_trips.items())],
-    )
-    return "\n".join(w.lines) + "\n"
 
 
 _SHARD_GAUGES = (

@@ -1,4 +1,8 @@
-"""Rooms with one job each (issue 19): no hub module over ~500 lines, no function over 50 (``ast``)."""
+"""Rooms with one job each (issue 19): no module over ~500 lines, no function over 50 (``ast``).
+
+The hub holds to it without exceptions; the I/O layer (``wsproto_lite/server``) and the adapters
+(``wsproto_lite/adapters``) are measured the same way, with what still exceeds there listed below
+(strict: an entry fails once it no longer exceeds, so the lists only shrink)."""
 
 from __future__ import annotations
 
@@ -7,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-HUB = Path(__file__).resolve().parents[3] / "wsproto_lite" / "hub"
+PACKAGE = Path(__file__).resolve().parents[3] / "wsproto_lite"
+MEASURED = ("hub", "server", "adapters")
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 50
-#: Modules still over the module rule, each to be split along its own seams (issue 19).
-NOT_YET = {"redis_engine.py", "client.py", "http_api.py"}
-#: Functions still over the function rule (outside the Hub split).
-LONG_YET = {"app.py": {"__init__"}, "asgi.py": {"_websocket"}, "metrics.py": {"render"}}
+#: Modules still over the module rule (outside the hub), each to be split along its own seams.
+NOT_YET = {"server/websocket.py", "adapters/asyncio.py", "adapters/trio.py"}
+#: Functions still over the function rule (outside the hub).
+LONG_YET = {"server/cli.py": {"_parser"}, "adapters/uvicorn.py": {"send"}}
 
 
 def long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> list[tuple[str, int]]:
@@ -28,21 +33,41 @@ def long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> list[tuple[s
 
 
 def _modules() -> list[str]:
-    return sorted(path.name for path in HUB.glob("*.py"))
+    """Every module of the measured packages, as ``package/module.py``."""
+    return sorted(
+        path.relative_to(PACKAGE).as_posix()
+        for package in MEASURED
+        for path in (PACKAGE / package).rglob("*.py")
+    )
 
 
-@pytest.mark.parametrize("module", _modules())
+def _source(module: str) -> str:
+    return (PACKAGE / module).read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        pytest.param(m, marks=pytest.mark.xfail(strict=True, reason="to be split")) if m in NOT_YET else m
+        for m in _modules()
+    ],
+)
 def test_module_is_small(module: str) -> None:
-    if module in NOT_YET:
-        pytest.xfail("to be split along its own seams")
-    lines = len((HUB / module).read_text(encoding="utf-8").splitlines())
+    lines = len(_source(module).splitlines())
     assert lines <= MAX_MODULE_LINES, f"{module}: {lines} lines"
 
 
 @pytest.mark.parametrize("module", _modules())
 def test_functions_are_short(module: str) -> None:
-    found = long_functions((HUB / module).read_text(encoding="utf-8"))
-    assert [(name, lines) for name, lines in found if name not in LONG_YET.get(module, set())] == []
+    found = long_functions(_source(module))
+    listed = LONG_YET.get(module, set())
+    assert [(name, lines) for name, lines in found if name not in listed] == []
+    assert listed <= {name for name, _ in found}, f"{module}: {listed} are short now: drop them from LONG_YET"
+
+
+def test_the_exceptions_name_real_modules() -> None:
+    assert NOT_YET | set(LONG_YET) <= set(_modules())
+    assert not any(module.startswith("hub/") for module in NOT_YET | set(LONG_YET))
 
 
 def test_the_check_finds_a_long_function() -> None:
