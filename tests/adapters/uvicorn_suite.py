@@ -29,6 +29,7 @@ import importlib.metadata
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -74,17 +75,22 @@ def installed_version() -> str:
 
 
 def fetch_suite(version: str) -> Path:
-    """Download and extract uvicorn's sdist (once per version); return the source tree."""
+    """Download uvicorn's sdist (once per version) and extract its tests afresh; return the source tree.
+
+    The tests are extracted on every run, so the patches below always apply to uvicorn's own text (a tree
+    patched by an earlier version of this script would keep that version's edits).
+    """
     tree = CACHE / f"uvicorn-{version}"
-    if (tree / "tests" / "protocols" / "test_websocket.py").exists():
-        return tree
-    CACHE.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps"]
-        + [f"uvicorn=={version}", "-d", str(CACHE)],
-        check=True,
-    )
-    with tarfile.open(CACHE / f"uvicorn-{version}.tar.gz") as tar:
+    sdist = CACHE / f"uvicorn-{version}.tar.gz"
+    if not sdist.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps"]
+            + [f"uvicorn=={version}", "-d", str(CACHE)],
+            check=True,
+        )
+    shutil.rmtree(tree, ignore_errors=True)
+    with tarfile.open(sdist) as tar:
         members = [m for m in tar.getmembers() if m.name.startswith(f"uvicorn-{version}/tests/")]
         members += [tar.getmember(f"uvicorn-{version}/pyproject.toml")]
         tar.extractall(CACHE, members=members, filter="data")
@@ -235,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + report)
     if a.results:
         a.results.write_text(report + "\n")
+    ran_ours = per_class.get(OURS, Counter())["passed"]
+    if ran_ours == 0 or not results:  # a collection error, say: nothing was checked, which is no pass
+        print(f"uvicorn_suite: no test passed for {OURS} (see pytest's output above)", file=sys.stderr)
+        return 1
     return 1 if held_against_us or not_installed else 0
 
 
