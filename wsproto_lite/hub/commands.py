@@ -77,6 +77,15 @@ class Commands(SubscribeCommands):
                 return
             self._one(session, command, refusal, now)
 
+    def _pong(self, session: Session) -> None:
+        """``{}`` answers the outstanding ping; with none outstanding (before the first ping, or a second
+        ``{}`` for one ping) it is a bad request, as in centrifuge's client.go ``dispatchCommand``
+        ("disconnect client due to unnecessary pong": ``DisconnectBadRequest``)."""
+        if session.pong_due is None:
+            self.hub.disconnect(session.conn, DisconnectCode.BAD_REQUEST, "unnecessary pong")
+        else:
+            session.pong_due = None
+
     def _frame_refusal(self, session: Session, message: str, now: float) -> tuple[HubError | None, str]:
         """The error every command of a frame gets (too large, too many bytes) and the limit's name."""
         if len(message) > self.hub.limits.max_command_size:
@@ -94,7 +103,7 @@ class Commands(SubscribeCommands):
             hub.stats.commands += 1
             hub.replies.send_error(session, command[0], command[1])
         elif command.method == PONG:
-            session.pong_due = None
+            self._pong(session)
         elif command.method == SEND:
             hub.stats.commands += 1  # no handler for asynchronous messages: dropped, as without a proxy
         else:

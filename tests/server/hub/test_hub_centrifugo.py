@@ -54,6 +54,20 @@ def test_the_hub_pings_every_ping_seconds_and_closes_3012_without_a_pong(secure:
     answering.close()
 
 
+def test_a_pong_without_an_outstanding_ping_closes_3501(secure: HubThread) -> None:
+    """centrifuge/client.go ``dispatchCommand``: ``{}`` when no ping is outstanding ("unnecessary pong")
+    is ``DisconnectBadRequest`` -- before the first ping, and a second ``{}`` for one ping."""
+    early, _ = _connected(secure, hs256("a"))
+    early.send("{}")
+    assert early.closed() == (DisconnectCode.BAD_REQUEST, "unnecessary pong")
+    twice, _ = _connected(secure, hs256("b"))
+    secure.loop.advance(26)
+    twice.await_ping()  # answered once by Raw
+    twice.cmd("presence_stats", {"channel": "chat:x"})  # a round trip: the pong is in
+    twice.send("{}")
+    assert twice.closed() == (DisconnectCode.BAD_REQUEST, "unnecessary pong")
+
+
 # -- server-side subscriptions -------------------------------------------------------------------
 
 

@@ -333,7 +333,7 @@ def test_bad_commands_get_errors_and_the_connection_lives(raw: Any) -> None:
         r.send(frame)
         reply = r.recv()
         assert reply["id"] == cid and reply["error"]["code"] == code, (frame[:60], reply)
-    r.send('{"send": {"data": "nobody handles it"}}\n{}')  # no reply to a send nor to a stray pong
+    r.send('{"send": {"data": "nobody handles it"}}')  # no reply to a send
     assert r.ok("ping") == {}
 
 
