@@ -158,11 +158,11 @@ class ApiMethods:
             reverse=get_bool(params, "reverse"),
         ).then(_history_json)
 
-    def history_remove(self, params: dict[str, Any]) -> Result:
+    def history_remove(self, params: dict[str, Any]) -> Reply[Result]:
         channel = self.hub.namespaces.resolve(get_channel(params))
         if not channel.options.history:
             raise HubError(ErrorCode.NOT_AVAILABLE, "history is off in this namespace")
-        raise HubError(ErrorCode.NOT_AVAILABLE, "history_remove is not available")
+        return self.hub.engine.remove_history(channel.name).then(lambda _: {})
 
     def channels(self, params: dict[str, Any]) -> Reply[Result]:
         pattern = get_str(params, "pattern", required=False, max_length=255)

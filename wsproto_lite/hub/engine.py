@@ -392,6 +392,12 @@ class Engine(ABC):
     def recover(self, channel: str, options: NamespaceOptions, since: Position) -> Reply[RecoveryResult]:
         """Publications missed since ``since``; ``recovered`` False when some are no longer held."""
 
+    @abstractmethod
+    def remove_history(self, channel: str) -> Reply[None]:
+        """Drop the channel's kept publications; its position (epoch, top offset) stays, so the next
+        publication continues the numbering (centrifuge's brokers: ``Clear`` of the memory stream, ``DEL``
+        of the Redis stream key alone, the meta key kept)."""
+
     # -- presence ------------------------------------------------------------------------------
 
     @abstractmethod

@@ -22,7 +22,7 @@ Methods (parameters -> result; they are ``api_methods.py``'s, this module routes
 - ``presence_stats``: channel -> num_clients, num_users
 - ``history``: channel, limit? (absent or 0: the position only; -1: all, up to ``max_history_limit``),
   since? {offset, epoch}, reverse? -> publications, epoch, offset
-- ``history_remove``: channel -> error 108 (not available: streams are not removable yet)
+- ``history_remove``: channel -> ``{}``: the kept publications go, the position (epoch, offset) stays
 - ``channels``: pattern? (a glob) -> channels: {name: {num_clients}}
 - ``info`` -> nodes: [{uid, name, version, num_clients, num_users, num_subs, num_channels, uptime}]
 - ``batch``: commands [{method: params}] (at most 1000), parallel? -> ``{"replies": [{method: result} |

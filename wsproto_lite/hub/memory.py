@@ -271,6 +271,12 @@ class MemoryEngine(Engine):
             return Reply.of(RecoveryResult([], _NO_HISTORY, False))
         return Reply.of(select_recovery(stream.epoch, stream.top, list(stream.items), since))
 
+    def remove_history(self, channel: str) -> Reply[None]:
+        stream = self._streams.get(channel)
+        while stream is not None and stream.items:
+            self._pop_oldest(stream)
+        return _DONE
+
     # -- presence --------------------------------------------------------------------------------
 
     def add_presence(self, channel: str, info: ClientInfo) -> None:

@@ -339,6 +339,9 @@ class RedisEngine(Engine):
             return Reply.of(RecoveryResult([], _NO_HISTORY, False))
         return redis_history.recovery_of(self._read(channel, True), since)
 
+    def remove_history(self, channel: str) -> Reply[None]:
+        return redis_history.remove(self._shard(channel), channel)
+
     # -- presence (redis_presence.py) ------------------------------------------------------------
 
     def add_presence(self, channel: str, info: ClientInfo) -> None:

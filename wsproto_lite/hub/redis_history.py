@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .namespaces import NamespaceOptions
     from .redis_shard import Shard
 
-__all__ = ["Read", "history_of", "position_of", "publish", "read", "recovery_of"]
+__all__ = ["Read", "history_of", "position_of", "publish", "read", "recovery_of", "remove"]
 
 Read = tuple[str, int, list[Publication]]
 """A channel's epoch, top offset and kept publications."""
@@ -107,6 +107,14 @@ def read(shard: Shard, channel: str, *, entries: bool, meta_ttl: float) -> Reply
         return epoch, int(top), held
 
     shard.submit(Job(lambda pipe: pipe.eval(READ, 3, *keys, *args), finish, reply))
+    return reply
+
+
+def remove(shard: Shard, channel: str) -> Reply[None]:
+    """``DEL`` of the channel's list; its meta (epoch, top) stays, as centrifuge's ``removeHistory``."""
+    reply: Reply[None] = Reply()
+    key = shard.key("hist", channel)
+    shard.submit(Job(lambda pipe: pipe.delete(key), lambda _: None, reply))
     return reply
 
 

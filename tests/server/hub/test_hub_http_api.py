@@ -116,6 +116,23 @@ def test_publish_broadcast_presence_history_channels_disconnect(secure: HubThrea
     alice.close()
 
 
+def test_history_remove_drops_the_publications_and_keeps_the_position(secure: HubThread) -> None:
+    """centrifuge broker_memory.go ``RemoveHistory``: the stream is cleared, its epoch and top offset stay."""
+    for n in (1, 2):
+        _request(secure, "/api/publish", {"channel": "chat:rm", "data": n})
+    epoch = _request(secure, "/api/history", {"channel": "chat:rm"})[1]["result"]["epoch"]
+    assert _request(secure, "/api/history_remove", {"channel": "chat:rm"}) == (200, {"result": {}})
+    status, result = _request(secure, "/api/history", {"channel": "chat:rm", "limit": -1})
+    assert status == 200 and result["result"] == {"publications": [], "epoch": epoch, "offset": 2}
+    assert _request(secure, "/api/publish", {"channel": "chat:rm", "data": 3})[1]["result"] == {
+        "offset": 3,
+        "epoch": epoch,
+    }
+    since = {"epoch": epoch, "offset": 1}  # publication 2 is gone: a gap, never a silent one
+    assert _request(secure, "/api/history", {"channel": "chat:rm", "since": since})[1]["error"]["code"] == 112
+    assert _request(secure, "/api/history_remove", {"channel": "chat:never"}) == (200, {"result": {}})
+
+
 API_ERRORS = [
     ("/api/publish", {"channel": "chat:a"}, 107, 400),  # no data
     ("/api/publish", {"channel": "nope:a", "data": 1}, 102, 404),
@@ -129,7 +146,7 @@ API_ERRORS = [
     ("/api/presence_stats", {"channel": "bench:a"}, 108, 400),
     ("/api/history", {"channel": "chat:a", "since": {"epoch": "x", "offset": 1}}, 112, 416),
     ("/api/history", {"channel": "chat:a", "limit": -2}, 107, 400),
-    ("/api/history_remove", {"channel": "chat:a"}, 108, 400),
+    ("/api/history_remove", {"channel": "bench:a"}, 108, 400),  # no history in this namespace
     ("/api/disconnect", {"user": ""}, 107, 400),
     ("/api/disconnect", {"user": "u", "disconnect": {"code": 1000}}, 107, 400),
     ("/api/disconnect", {"user": "u", "whitelist": "c"}, 107, 400),

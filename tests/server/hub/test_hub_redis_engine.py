@@ -189,6 +189,24 @@ def test_http_api_answers_once_redis_has(nodes: Nodes, clients: Any) -> None:
     assert _http(a, "/healthz", method="GET") == (200, "ok\n")
 
 
+def test_history_remove_deletes_the_list_and_keeps_the_meta(nodes: Nodes, clients: Any) -> None:
+    """centrifuge broker_redis.go ``removeHistory``: ``DEL`` of the stream key; the meta key (epoch, top)
+    stays, so numbering continues and a recovery across the removed ones is not recovered."""
+    a, b = nodes(), nodes()
+    reader = clients(a)
+    sub = reader.ok("subscribe", {"channel": "chat:rm"})
+    for n in (1, 2):
+        _http(b, "/api/publish", {"channel": "chat:rm", "data": n})
+    assert _http(b, "/api/history_remove", {"channel": "chat:rm"}) == (200, {"result": {}})
+    status, result = _http(a, "/api/history", {"channel": "chat:rm", "limit": -1})
+    assert result["result"] == {"publications": [], "epoch": sub["epoch"], "offset": 2}
+    assert _http(a, "/api/publish", {"channel": "chat:rm", "data": 3})[1]["result"]["offset"] == 3
+    assert _pubs(reader, 3) == [1, 2, 3]
+    back = clients(b)
+    gap = back.ok("subscribe", {"channel": "chat:rm", "recover": True, "epoch": sub["epoch"], "offset": 1})
+    assert "recovered" not in gap and gap["was_recovering"] is True and gap["offset"] == 3
+
+
 def test_recovery_after_reconnecting_to_another_node(nodes: Nodes, clients: Any) -> None:
     a, b = nodes(), nodes()
     reader = clients(a)

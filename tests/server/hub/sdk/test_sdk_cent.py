@@ -40,6 +40,13 @@ def test_publish_and_history(api: Any) -> None:
     assert [p.offset for p in history.publications] == [1, 2]
 
 
+def test_history_remove(api: Any) -> None:
+    api.publish(cent.PublishRequest(channel="chat:gone", data={"n": 1}))
+    assert api.history_remove(cent.HistoryRemoveRequest(channel="chat:gone")) is not None
+    history = api.history(cent.HistoryRequest(channel="chat:gone", limit=-1))
+    assert not history.publications and history.offset == 1
+
+
 def test_broadcast_has_one_response_per_channel(api: Any) -> None:
     result = api.broadcast(cent.BroadcastRequest(channels=["chat:b1", "nope:b2"], data={"x": 1}))
     assert result is not None and len(result.responses) == 2
