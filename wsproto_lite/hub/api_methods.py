@@ -68,7 +68,7 @@ class ApiMethods:
         channel = get_channel(params)
         if "data" not in params:
             raise HubError(ErrorCode.BAD_REQUEST, "'data' is missing")
-        _check_tags(params)
+        tags = _tags(params)
         return self.hub.publish(
             channel,
             params["data"],
@@ -76,6 +76,7 @@ class ApiMethods:
                 params, "idempotency_key", required=False, max_length=MAX_IDEMPOTENCY_KEY
             ),
             skip_history=get_bool(params, "skip_history"),
+            tags=tags,
         ).then(_published)
 
     def broadcast(self, params: dict[str, Any]) -> Reply[Result]:
@@ -234,16 +235,18 @@ def _target(params: dict[str, Any], *, whitelist: bool = False) -> Target:
     )
 
 
-def _check_tags(params: dict[str, Any]) -> None:
+def _tags(params: dict[str, Any]) -> dict[str, str] | None:
+    """The publish's ``tags`` (Centrifugo's ``map<string, string>``), checked."""
     tags = params.get("tags")
     if tags is None:
-        return
+        return None
     if (
         not isinstance(tags, dict)
         or len(tags) > MAX_TAGS
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
     ):
         raise HubError(ErrorCode.BAD_REQUEST, f"'tags' must map at most {MAX_TAGS} strings to strings")
+    return tags
 
 
 def _client_info(info: ClientInfo) -> dict[str, Any]:

@@ -185,11 +185,12 @@ class Publication:
         *,
         epoch: str = "",
         expires: float = 0.0,
+        tags_json: str | None = None,
     ) -> None:
         self.channel = channel
         self.offset = offset
         self.epoch = epoch
-        self.json = publication_json(offset, data_json, info_json)
+        self.json = publication_json(offset, data_json, info_json, tags_json)
         self.expires = expires
         self.size = len(self.json) + 120  # bytes held: the text plus this object, roughly
 
@@ -354,8 +355,10 @@ class Engine(ABC):
         options: NamespaceOptions,
         *,
         idempotency_key: str = "",
+        tags_json: str | None = None,
     ) -> Reply[Publication]:
         """Store (when ``options.history``) and deliver; resolves to the publication (offset assigned).
+        ``tags_json`` (a JSON object of strings) rides in the publication: pushes, history, recovery.
 
         With an ``idempotency_key``, a second publish to the channel with the same key within
         ``IDEMPOTENCY_WINDOW`` seconds (on any node sharing the backend) is not stored nor delivered: it

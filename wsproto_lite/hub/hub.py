@@ -288,7 +288,13 @@ class Hub(Handler):
         return self._clients.get(client)
 
     def publish(
-        self, channel: str, data: Any, *, idempotency_key: str = "", skip_history: bool = False
+        self,
+        channel: str,
+        data: Any,
+        *,
+        idempotency_key: str = "",
+        skip_history: bool = False,
+        tags: dict[str, str] | None = None,
     ) -> Reply[Publication]:
         """Publish from the server: no ``info``; namespace rules on client publishing do not apply.
 
@@ -296,17 +302,21 @@ class Hub(Handler):
         ``HubError`` (102/107) for a bad channel or data that is not JSON; the reply resolves to the
         publication (offset assigned) or fails with ``HubError`` (108, temporary: engine unavailable).
         ``skip_history``: delivered but not stored; ``idempotency_key``: a repeat within the engine's
-        window is not published again (the first one's publication is the answer).
+        window is not published again (the first one's publication is the answer); ``tags``: carried in
+        the publication (``pub.tags`` in pushes, history and recovery), as Centrifugo's ``Publication.tags``.
         """
         resolved = self.namespaces.resolve(channel)
         try:
             data_json = dumps(data)
+            tags_json = dumps(tags) if tags else None  # Centrifugo omits empty tags (omitempty)
         except (TypeError, ValueError, RecursionError):
             raise HubError(ErrorCode.BAD_REQUEST, "data cannot be encoded as JSON") from None
         options = resolved.options
         if skip_history and options.history:
             options = replace(options, history_size=0, history_ttl=0.0)
-        return self.engine.publish(resolved.name, data_json, None, options, idempotency_key=idempotency_key)
+        return self.engine.publish(
+            resolved.name, data_json, None, options, idempotency_key=idempotency_key, tags_json=tags_json
+        )
 
     def unsubscribe(
         self,

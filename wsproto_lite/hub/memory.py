@@ -129,15 +129,16 @@ class MemoryEngine(Engine):
         options: NamespaceOptions,
         *,
         idempotency_key: str = "",
+        tags_json: str | None = None,
     ) -> Reply[Publication]:
         if not idempotency_key:
-            return Reply.of(self.publish_now(channel, data_json, info_json, options))
+            return Reply.of(self.publish_now(channel, data_json, info_json, options, tags_json))
         now = self.clock()
         self._expire_idempotency(now)
         seen = self._idempotent.get((channel, idempotency_key))
         if seen is not None:
             return Reply.of(seen[1])
-        publication = self.publish_now(channel, data_json, info_json, options)
+        publication = self.publish_now(channel, data_json, info_json, options, tags_json)
         self._idempotent[(channel, idempotency_key)] = (now + IDEMPOTENCY_WINDOW, publication)
         while len(self._idempotent) > self.max_idempotency_keys:
             self._idempotent.popitem(last=False)
@@ -152,7 +153,12 @@ class MemoryEngine(Engine):
             keys.popitem(last=False)
 
     def publish_now(
-        self, channel: str, data_json: str, info_json: str | None, options: NamespaceOptions
+        self,
+        channel: str,
+        data_json: str,
+        info_json: str | None,
+        options: NamespaceOptions,
+        tags_json: str | None = None,
     ) -> Publication:
         if options.history:
             now = self.clock()
@@ -167,6 +173,7 @@ class MemoryEngine(Engine):
                 info_json,
                 epoch=stream.epoch,
                 expires=now + options.history_ttl,
+                tags_json=tags_json,
             )
             stream.items.append(publication)
             stream.size += publication.size
@@ -176,7 +183,7 @@ class MemoryEngine(Engine):
             self._prune(stream, now)
             self._enforce_global_bounds()
         else:
-            publication = Publication(channel, None, data_json, info_json)
+            publication = Publication(channel, None, data_json, info_json, tags_json=tags_json)
         if self._deliver is not None:
             self._deliver(publication)
         return publication

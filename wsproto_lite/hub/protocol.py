@@ -386,7 +386,9 @@ def client_info_json(client: str, user: str, conn_info_json: str = "", chan_info
     return "".join(parts)
 
 
-def publication_json(offset: int | None, data_json: str, info_json: str | None) -> str:
+def publication_json(
+    offset: int | None, data_json: str, info_json: str | None, tags_json: str | None = None
+) -> str:
     """A ``Publication`` object as JSON text, from the already-encoded ``data`` and ``info``.
 
     ``data`` is encoded once when published and then spliced into every frame that carries it (pushes,
@@ -398,6 +400,9 @@ def publication_json(offset: int | None, data_json: str, info_json: str | None) 
         parts.append(info_json)
     if offset is not None:
         parts.append(f',"offset":{offset}')
+    if tags_json is not None:
+        parts.append(',"tags":')
+        parts.append(tags_json)
     parts.append("}")
     return "".join(parts)
 

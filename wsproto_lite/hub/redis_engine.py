@@ -255,9 +255,14 @@ class RedisEngine(Engine):
     def _on_payload(self, channel: str, payload: str) -> None:
         kind = payload[:1]
         if kind == "p":
-            _, epoch, offset, _expires, info_json, data = payload.split("\n", 5)
+            _, epoch, offset, _expires, info_json, tags_json, data = payload.split("\n", 6)
             publication = Publication(
-                channel, int(offset) if offset else None, data, info_json or None, epoch=epoch
+                channel,
+                int(offset) if offset else None,
+                data,
+                info_json or None,
+                epoch=epoch,
+                tags_json=tags_json or None,
             )
             if self._deliver is not None:
                 self._deliver(publication)
@@ -291,6 +296,7 @@ class RedisEngine(Engine):
         options: NamespaceOptions,
         *,
         idempotency_key: str = "",
+        tags_json: str | None = None,
     ) -> Reply[Publication]:
         target = self._redis_channel(channel)
         shard = self._shard(channel)
@@ -302,6 +308,7 @@ class RedisEngine(Engine):
             info_json,
             options,
             idempotency_key=idempotency_key,
+            tags_json=tags_json,
             meta_ttl=self.meta_ttl,
         )
 

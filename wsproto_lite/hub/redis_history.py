@@ -39,20 +39,21 @@ def publish(
     options: NamespaceOptions,
     *,
     idempotency_key: str,
+    tags_json: str | None,
     meta_ttl: float,
 ) -> Reply[Publication]:
     """Publish on ``target`` (``channel``'s Redis channel), into its history if the namespace keeps one."""
     window_ms = int(IDEMPOTENCY_WINDOW * 1000)
     once = (shard.key("idem", channel) + ":" + idempotency_key,) if idempotency_key else ()
     if not options.history:
-        payload = f"p\n\n\n\n{info_json or ''}\n{data_json}"
-        publication = Publication(channel, None, data_json, info_json)
+        payload = f"p\n\n\n\n{info_json or ''}\n{tags_json or ''}\n{data_json}"
+        publication = Publication(channel, None, data_json, info_json, tags_json=tags_json)
         return _publish_only(shard, target, payload, publication, once, window_ms)
     reply: Reply[Publication] = Reply()
     keys = (shard.key("meta", channel), shard.key("hist", channel), f"{shard.engine.prefix}:epoch", *once)
     args = (
         target,
-        info_json or "",
+        f"{info_json or ''}\n{tags_json or ''}",  # the entry's info and tags fields (JSON has no newline)
         data_json,
         options.history_size,
         int(options.history_ttl * 1000),
@@ -64,7 +65,7 @@ def publish(
 
     def finish(results: list[Any]) -> Publication:
         epoch, offset = results[0][:2]
-        return Publication(channel, int(offset), data_json, info_json, epoch=epoch)
+        return Publication(channel, int(offset), data_json, info_json, epoch=epoch, tags_json=tags_json)
 
     shard.submit(Job(lambda pipe: pipe.eval(PUBLISH, len(keys), *keys, *args), finish, reply))
     return reply
@@ -102,8 +103,10 @@ def read(shard: Shard, channel: str, *, entries: bool, meta_ttl: float) -> Reply
         epoch, top, items = results[0]
         held = []
         for item in items:
-            offset, _expires, info, data = item.split("\n", 3)
-            held.append(Publication(channel, int(offset), data, info or None, epoch=epoch))
+            offset, _expires, info, tags, data = item.split("\n", 4)
+            held.append(
+                Publication(channel, int(offset), data, info or None, epoch=epoch, tags_json=tags or None)
+            )
         return epoch, int(top), held
 
     shard.submit(Job(lambda pipe: pipe.eval(READ, 3, *keys, *args), finish, reply))

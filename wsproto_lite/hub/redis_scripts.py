@@ -4,15 +4,16 @@ Keys of one channel ``C`` (``P`` is the engine's key prefix, ``hub`` by default)
 
 - ``P:meta:C`` hash ``epoch``, ``top`` (latest offset): the stream's position, kept ``meta_ttl`` after
   the last publication;
-- ``P:hist:C`` list of ``offset\\nexpires_ms\\ninfo\\ndata`` (oldest first), at most ``history_size``
+- ``P:hist:C`` list of ``offset\\nexpires_ms\\ninfo\\ntags\\ndata`` (oldest first), at most ``history_size``
   long, entries past ``expires_ms`` (Redis's clock) dropped from the head on every read and publish;
 - ``P:epoch`` the epoch a new stream takes (random, rotated every ``meta_ttl / 2``, so a stream
   that expired and comes back never continues an old numbering);
 - ``P:pres:C`` hash client -> ``userkey\\ninfo json``, ``P:pexp:C`` sorted set client -> expiry (ms),
   ``P:pusr:C`` hash userkey -> connections: presence with expiry, counts in O(1).
 
-The pub/sub channel of ``C`` is ``P:ch:C``; its messages are ``p\\nepoch\\noffset\\nexpires\\ninfo\\ndata``
-(publication; the first three fields empty without history) or ``j\\ninfo json`` / ``l\\ninfo json``.
+The pub/sub channel of ``C`` is ``P:ch:C``; its messages are
+``p\\nepoch\\noffset\\nexpires\\ninfo\\ntags\\ndata`` (publication; the first three fields empty
+without history; ``info``/``tags`` empty when absent) or ``j\\ninfo json`` / ``l\\ninfo json``.
 """
 
 from __future__ import annotations

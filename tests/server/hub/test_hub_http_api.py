@@ -133,6 +133,30 @@ def test_history_remove_drops_the_publications_and_keeps_the_position(secure: Hu
     assert _request(secure, "/api/history_remove", {"channel": "chat:never"}) == (200, {"result": {}})
 
 
+def test_publish_tags_ride_in_the_publication(secure: HubThread) -> None:
+    """Centrifugo's ``Publication.tags`` (protocol ``client.proto`` field 7): in the push, the history and
+    a recovery; broadcast carries them too; empty tags are left out (``omitempty``)."""
+    alice = Raw(secure.url)
+    alice.ok("connect", {"token": hs256("alice")})
+    sub = alice.ok("subscribe", {"channel": "chat:tg"})
+    tags = {"kind": "news", "lang": "en"}
+    _request(secure, "/api/publish", {"channel": "chat:tg", "data": 1, "tags": tags})
+    assert alice.push() == {"channel": "chat:tg", "pub": {"data": 1, "offset": 1, "tags": tags}}
+    _request(secure, "/api/broadcast", {"channels": ["chat:tg"], "data": 2, "tags": {"b": "1"}})
+    assert alice.push()["pub"]["tags"] == {"b": "1"}
+    _request(secure, "/api/publish", {"channel": "chat:tg", "data": 3, "tags": {}})
+    assert "tags" not in alice.push()["pub"]
+    history = _request(secure, "/api/history", {"channel": "chat:tg", "limit": -1})[1]["result"]
+    assert [p.get("tags") for p in history["publications"]] == [tags, {"b": "1"}, None]
+    back = Raw(secure.url)
+    back.ok("connect", {"token": hs256("alice")})
+    since = {"recover": True, "epoch": sub["epoch"], "offset": 0}
+    recovered = back.ok("subscribe", {"channel": "chat:tg", **since})
+    assert recovered["recovered"] is True and recovered["publications"][0]["tags"] == tags
+    alice.close()
+    back.close()
+
+
 API_ERRORS = [
     ("/api/publish", {"channel": "chat:a"}, 107, 400),  # no data
     ("/api/publish", {"channel": "nope:a", "data": 1}, 102, 404),

@@ -207,6 +207,27 @@ def test_history_remove_deletes_the_list_and_keeps_the_meta(nodes: Nodes, client
     assert "recovered" not in gap and gap["was_recovering"] is True and gap["offset"] == 3
 
 
+def test_tags_cross_nodes_in_pushes_history_and_recovery(nodes: Nodes, clients: Any) -> None:
+    """Publication ``tags`` through Redis: the stored entry and the pub/sub message carry them, with and
+    without history."""
+    a, b = nodes(), nodes()
+    reader = clients(a)
+    sub = reader.ok("subscribe", {"channel": "chat:tg"})
+    reader.ok("subscribe", {"channel": "bench:tg"})  # no history: the publish-only path
+    tags = {"kind": "news"}
+    _http(b, "/api/publish", {"channel": "chat:tg", "data": 1, "tags": tags})
+    assert reader.push() == {"channel": "chat:tg", "pub": {"data": 1, "offset": 1, "tags": tags}}
+    _http(b, "/api/publish", {"channel": "bench:tg", "data": 2, "tags": tags})
+    assert reader.push() == {"channel": "bench:tg", "pub": {"data": 2, "tags": tags}}
+    _http(b, "/api/publish", {"channel": "chat:tg", "data": 3})
+    assert "tags" not in reader.push()["pub"]
+    history = _http(a, "/api/history", {"channel": "chat:tg", "limit": -1})[1]["result"]
+    assert [p.get("tags") for p in history["publications"]] == [tags, None]
+    back = clients(b)
+    got = back.ok("subscribe", {"channel": "chat:tg", "recover": True, "epoch": sub["epoch"], "offset": 0})
+    assert got["recovered"] is True and got["publications"][0] == {"data": 1, "offset": 1, "tags": tags}
+
+
 def test_recovery_after_reconnecting_to_another_node(nodes: Nodes, clients: Any) -> None:
     a, b = nodes(), nodes()
     reader = clients(a)
