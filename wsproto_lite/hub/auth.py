@@ -18,7 +18,11 @@ them at ``connect``).  Our per-connection grants ride in ``caps``, shaped like C
 capabilities: ``[{"channels": ["chat:*", "news"], "allow": ["sub", "pub"]}]`` (``sub`` grants subscribe,
 presence and history; ``pub`` grants publish; a trailing ``*`` matches a prefix).  Subscription tokens:
 ``sub``, ``channel``, ``client`` (when present, the client id it was made for), ``exp``/``expire_at``,
-``info`` (shown as ``chan_info``).
+``info`` (shown as ``chan_info``), ``data`` (the SubscribeResult's ``data``).  ``b64info`` (base64 of
+JSON text) stands for ``info`` in both kinds of token, ``b64data`` for ``data``.  Per-channel options of
+``subs``: ``info``/``b64info`` (the subscription's ``chan_info``), ``data``/``b64data`` (``data`` of its
+SubscribeResult); ``override`` is ignored (a namespace's presence, join/leave and recovery are the
+namespace's).  A ``b64`` value that is not base64 of JSON refuses the token (Centrifugo: invalid token).
 
 API keys are compared with :func:`hmac.compare_digest` against every configured key (no early exit) and
 can be replaced at run time (:meth:`ApiKeys.replace`: SIGHUP re-reads the config file and the environment).
@@ -26,8 +30,11 @@ can be replaced at run time (:meth:`ApiKeys.replace`: SIGHUP re-reads the config
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import json
 import logging
 import os
 import time
@@ -46,6 +53,7 @@ __all__ = [
     "Authenticator",
     "Identity",
     "MissingExtra",
+    "SubOptions",
     "SubscriptionGrant",
     "credentials_of",
     "API_KEYS_ENV",
@@ -98,6 +106,22 @@ class Identity:
     """JSON text of the token's ``info`` claim (``conn_info``), ``""`` for none."""
     server_channels: tuple[str, ...] = ()
     """Channels of the token's ``channels`` and ``subs`` claims: server-side subscriptions."""
+    sub_options: tuple[SubOptions, ...] = ()
+    """The ``subs`` claim's per-channel ``info`` and ``data`` (channels without any are left out)."""
+
+    def options_of(self, channel: str) -> SubOptions | None:
+        return next((o for o in self.sub_options if o.channel == channel), None)
+
+
+@dataclass(frozen=True, slots=True)
+class SubOptions:
+    """One channel's options in a connection token's ``subs`` claim, as JSON text (``""``: none)."""
+
+    channel: str
+    info: str = ""
+    """``chan_info`` of the server-side subscription."""
+    data: str = ""
+    """``data`` of its SubscribeResult (in the connect result's ``subs``)."""
 
 
 ANONYMOUS = Identity()
@@ -111,6 +135,8 @@ class SubscriptionGrant:
     """Wall-clock expiry (the token's ``expire_at`` or ``exp``), None for no expiry."""
     info: str = ""
     """JSON text of the token's ``info`` claim (``chan_info``), ``""`` for none."""
+    data: str = ""
+    """JSON text of the token's ``data``/``b64data`` (the SubscribeResult's ``data``), ``""`` for none."""
 
 
 @dataclass(frozen=True)
@@ -293,18 +319,38 @@ def _server_channels(claims: dict[str, Any]) -> tuple[str, ...]:
     return tuple(channels[:256])
 
 
-def _info(claims: dict[str, Any]) -> str:
-    """The ``info`` claim as JSON text (``""`` when absent); refused when it cannot be re-encoded."""
-    if "info" not in claims or claims["info"] is None:
-        return ""
+def _info(claims: dict[str, Any], name: str = "info") -> str:
+    """The ``info`` claim (or ``b64info``: base64 of JSON, which wins as in Centrifugo) as JSON text (``""``
+    when absent); refused when it cannot be decoded or re-encoded.  ``name="data"``: ``data``/``b64data``."""
     try:
-        text = dumps(claims["info"])
+        encoded = claims.get("b64" + name)
+        if encoded:  # centrifugo token_verifier_jwt.go: base64.StdEncoding, then used as the raw JSON
+            value = json.loads(base64.b64decode(encoded, validate=True))
+        elif claims.get(name) is None:
+            return ""
+        else:
+            value = claims[name]
+        text = dumps(value)
         text.encode("utf-8")
-    except (TypeError, ValueError, RecursionError):
+    except (TypeError, ValueError, RecursionError, binascii.Error):
         raise AuthFailure() from None
     if len(text) > _MAX_TOKEN:
         raise AuthFailure()
     return text
+
+
+def _sub_options(claims: dict[str, Any]) -> tuple[SubOptions, ...]:
+    """``subs``: ``{channel: {info, b64info, data, b64data, override}}``, those with ``info`` or ``data``."""
+    subs = claims.get("subs")
+    if not isinstance(subs, dict):
+        return ()
+    found = []
+    for channel, options in list(subs.items())[:256]:
+        if isinstance(channel, str) and isinstance(options, dict):
+            info, data = _info(options), _info(options, "data")
+            if info or data:
+                found.append(SubOptions(channel, info, data))
+    return tuple(found)
 
 
 def _expiry(claims: dict[str, Any]) -> float | None:
@@ -394,6 +440,7 @@ class Authenticator:
             anonymous=not user,
             info=_info(claims),
             server_channels=_server_channels(claims),
+            sub_options=_sub_options(claims),
         )
 
     def verify_api_key(self, key: str) -> Identity:
@@ -412,7 +459,7 @@ class Authenticator:
         (when present) this client id; None if not."""
         try:
             claims = self.decode(token, require_sub=False)
-            info = _info(claims)
+            info, data = _info(claims), _info(claims, "data")
         except AuthFailure:
             return None
         if claims.get("sub", "") != user or claims.get("channel") != channel:
@@ -422,7 +469,7 @@ class Authenticator:
         expires = _expiry(claims)
         if expires is not None and expires < time.time():
             return None
-        return SubscriptionGrant(expires, info)
+        return SubscriptionGrant(expires, info, data)
 
 
 def seconds_left(identity: Identity, now: float | None = None) -> float | None:

@@ -154,7 +154,10 @@ class Commands(SubscribeCommands):
         channels = [c for c in identity.server_channels if c not in session.subscriptions]
         if not channels:
             return result
-        opened = [self.server_subscription(session, name, recover.get(name)) for name in channels]
+        opened = [
+            self.server_subscription(session, name, recover.get(name), identity.options_of(name))
+            for name in channels
+        ]
         return gather([reply for reply in opened if reply is not None]).then(
             lambda subscribed: with_subs(result, subscribed)
         )

@@ -40,7 +40,7 @@ from .namespaces import Namespaces
 from .protocol import PING_FRAME, DisconnectCode, ErrorCode, HubError, UnsubscribeCode, dumps
 from .replies import Replies
 from .session import Session, Subscription
-from .subscribing import Opened
+from .subscribing import Opened, with_data
 
 if TYPE_CHECKING:
     from wsproto_lite import Request
@@ -352,9 +352,7 @@ def _push_subscribed(conns: Connections, session: Session, done: Reply[Opened], 
     if done.error is not None or session.closed:
         return
     name, result, activate = done.result()
-    if data_json:
-        result = f'{result[:-1]}{"," if len(result) > 2 else ""}"data":{data_json}}}'
-    if conns.send_frame(session, _push_text(name, "subscribe", result)):
+    if conns.send_frame(session, _push_text(name, "subscribe", with_data(result, data_json))):
         activate()
 
 

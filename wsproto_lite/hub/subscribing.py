@@ -33,11 +33,19 @@ from .protocol import (
 from .session import Answer, Result, Session, Subscription, Then
 
 if TYPE_CHECKING:
-    from .auth import SubscriptionGrant
+    from .auth import SubOptions, SubscriptionGrant
     from .hub import Hub
     from .namespaces import Channel
 
-__all__ = ["SubscribeCommands", "Opened", "REPLY_HEAD", "gather", "with_publications", "with_subs"]
+__all__ = [
+    "SubscribeCommands",
+    "Opened",
+    "REPLY_HEAD",
+    "gather",
+    "with_data",
+    "with_publications",
+    "with_subs",
+]
 
 logger = logging.getLogger("wsproto_lite.hub")
 
@@ -127,7 +135,10 @@ class SubscribeCommands:
             chan_info=grant.info if grant is not None else "",
         )
         expires = grant.expires if grant is not None else None
-        return self.open(session, subscription, recover, asked, expires, reject_unrecovered=bool(flag & 2))
+        opened = self.open(session, subscription, recover, asked, expires, reject_unrecovered=bool(flag & 2))
+        if grant is None or not grant.data:
+            return opened
+        return opened.then(_with_token_data(grant.data))
 
     def open(
         self,
@@ -163,10 +174,11 @@ class SubscribeCommands:
         return answer
 
     def server_subscription(
-        self, session: Session, name: str, recover: Position | None
+        self, session: Session, name: str, recover: Position | None, options: SubOptions | None = None
     ) -> Reply[Opened] | None:
         """A server-side subscription of ``session`` to ``name`` (no client authorization: the token or
         the server's API made it); its reply resolves to (channel, SubscribeResult JSON, activate).
+        ``options``: the token's ``subs`` entry (``chan_info``, the result's ``data``).
         None when it cannot be made (a bad channel name, a limit): logged, the connection lives on."""
         try:
             channel = self.hub.namespaces.resolve(name, pattern_ok=True)
@@ -176,9 +188,10 @@ class SubscribeCommands:
             return None
         if channel.is_pattern:
             recover = None
-        subscription = Subscription(channel, session.conn, server_side=True)
+        info, data = (options.info, options.data) if options is not None else ("", "")
+        subscription = Subscription(channel, session.conn, server_side=True, chan_info=info)
         asked = {"recoverable", "positioned"}
-        return self.open(session, subscription, recover, asked, None).then(_opened(name))
+        return self.open(session, subscription, recover, asked, None).then(_opened(name, data))
 
     def abandon(self, session: Session, subscription: Subscription) -> None:
         """A subscribe that failed (the engine could not serve it): forget the subscription."""
@@ -332,14 +345,31 @@ def with_subs(result: dict[str, Any], subscribed: list[Opened]) -> Result:
     return Then(f'{head},"subs":{{{subs}}}}}', activate)
 
 
-def _opened(name: str) -> Callable[[Result], Opened]:
+def _opened(name: str, data_json: str) -> Callable[[Result], Opened]:
     """(channel, SubscribeResult JSON, activate) from what ``SubscribeCommands.open`` resolved to."""
 
     def unpack(value: Result) -> Opened:
         assert isinstance(value, Then) and isinstance(value.result, str)
-        return name, value.result, value.after
+        return name, with_data(value.result, data_json), value.after
 
     return unpack
+
+
+def _with_token_data(data_json: str) -> Callable[[Result], Result]:
+    """The subscription token's ``data`` in the SubscribeResult (centrifugo's ``SubscribeResult.data``)."""
+
+    def add(value: Result) -> Result:
+        assert isinstance(value, Then) and isinstance(value.result, str)
+        return Then(with_data(value.result, data_json), value.after)
+
+    return add
+
+
+def with_data(result: str, data_json: str) -> str:
+    """A SubscribeResult's JSON text with ``"data"`` spliced in (unchanged for ``""``)."""
+    if not data_json:
+        return result
+    return f'{result[:-1]}{"," if len(result) > 2 else ""}"data":{data_json}}}'
 
 
 def with_publications(result: dict[str, Any], publications: Sequence[Publication]) -> str:

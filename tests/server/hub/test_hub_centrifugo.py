@@ -5,7 +5,9 @@ the subscription token's ``client``), and the memory of server-side subscription
 
 from __future__ import annotations
 
+import base64
 import gc
+import json
 import time
 import weakref
 from collections.abc import Iterator
@@ -227,6 +229,43 @@ def test_a_subscription_tokens_client_claim_binds_it_to_one_connection(secure: H
     presence = r.ok("presence", {"channel": "secret:c"})["presence"]
     assert presence[result["client"]]["chan_info"] == {"seat": 3}
     r.close()
+
+
+def _b64json(value: Any) -> str:
+    return base64.b64encode(json.dumps(value).encode()).decode()
+
+
+def test_subs_options_info_and_data_as_centrifugo_reads_them(secure: HubThread) -> None:
+    """centrifugo token_verifier_jwt.go: ``subs[ch].info``/``b64info`` -> ``ChannelInfo`` (``chan_info``),
+    ``data``/``b64data`` -> the subscription's ``data``; ``b64`` wins over the plain claim."""
+    subs = {
+        "chat:plain": {"info": {"seat": 1}, "data": {"hello": "plain"}},
+        "chat:b64": {"b64info": _b64json({"seat": 2}), "info": {"seat": 0}, "b64data": _b64json([1, 2])},
+        "chat:bare": {"override": {"presence": {"value": False}}},  # override: ignored
+    }
+    r, result = _connected(secure, hs256("srv", subs=subs))
+    got = result["subs"]
+    assert got["chat:plain"]["data"] == {"hello": "plain"} and got["chat:b64"]["data"] == [1, 2]
+    assert "data" not in got["chat:bare"]
+    for channel, seat in (("chat:plain", {"seat": 1}), ("chat:b64", {"seat": 2})):
+        presence = r.ok("presence", {"channel": channel})["presence"]
+        assert presence[result["client"]]["chan_info"] == seat
+    assert "chan_info" not in r.ok("presence", {"channel": "chat:bare"})["presence"][result["client"]]
+    r.close()
+
+
+def test_b64info_in_connection_and_subscription_tokens_and_the_sub_tokens_data(secure: HubThread) -> None:
+    r, result = _connected(secure, hs256("alice", b64info=_b64json({"name": "A"})))
+    token = hs256("alice", channel="secret:c", b64info=_b64json(7), data={"welcome": 1})
+    assert r.ok("subscribe", {"channel": "secret:c", "token": token})["data"] == {"welcome": 1}
+    mine = r.ok("presence", {"channel": "secret:c"})["presence"][result["client"]]
+    assert mine["conn_info"] == {"name": "A"} and mine["chan_info"] == 7
+    r.close()
+    for bad in ("not base64!", base64.b64encode(b"not json").decode()):  # refused, never spliced in raw
+        for token in (hs256("alice", b64info=bad), hs256("alice", subs={"chat:x": {"b64data": bad}})):
+            refused = Raw(secure.url)  # Centrifugo: ErrInvalidToken
+            assert refused.error("connect", {"token": token}) == ErrorCode.UNAUTHORIZED
+            refused.close()
 
 
 def test_sub_refresh_extends_a_subscription_made_with_a_token(secure: HubThread) -> None:
