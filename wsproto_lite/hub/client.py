@@ -52,6 +52,7 @@ from .client_state import (
     result_of,
 )
 from .loop_client import LoopHubClient
+from .protocol import ErrorCode
 
 __all__ = [
     "HubClient",
@@ -261,8 +262,13 @@ class HubClient:
         return result
 
     def ping(self) -> None:
-        """A round trip (the ``ping`` command; Centrifugo SDKs use the hub's ``{}`` pings instead)."""
-        self.call("ping")
+        """A round trip: every push sent before it has been delivered.  It sends the ``ping`` command,
+        which the hub answers 108 "not available" as Centrifugo does (SDKs answer its ``{}`` pings)."""
+        try:
+            self.call("ping")
+        except HubCommandError as exc:
+            if exc.code != ErrorCode.NOT_AVAILABLE:
+                raise
 
     def run(self, timeout: float | None = None, until: Callable[[], bool] | None = None) -> None:
         """Deliver pushes for ``timeout`` seconds (None: until closed) or until ``until()`` is true."""

@@ -297,7 +297,9 @@ class Commands(SubscribeCommands):
         return with_publications({"epoch": position.epoch, "offset": position.offset}, history.publications)
 
     def ping(self, session: Session, params: dict[str, Any]) -> Result:
-        return {}
+        # centrifuge client.go handlePing: "Ping not supported by protocol v2" -> ErrorNotAvailable (108);
+        # the SDKs never send it (they answer the hub's ``{}`` pings)
+        raise HubError(ErrorCode.NOT_AVAILABLE, "not available")
 
     def rpc(self, session: Session, params: dict[str, Any]) -> Result:
         raise HubError(ErrorCode.NOT_AVAILABLE, "rpc is not available")  # no RPC handler yet

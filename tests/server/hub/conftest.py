@@ -14,6 +14,7 @@ from wsproto_lite.hub.app import HubServer
 from wsproto_lite.hub.config import HubConfig
 from wsproto_lite.hub.engine import Engine
 from wsproto_lite.hub.hub import Authenticate
+from wsproto_lite.hub.protocol import ErrorCode
 from wsproto_lite.server.client import ClientWebSocket, connect
 from wsproto_lite.server.errors import ConnectionClosed
 from wsproto_lite.server.websocket import WebSocket
@@ -175,6 +176,11 @@ class Raw:
         result = reply[method]
         assert isinstance(result, dict)
         return result
+
+    def roundtrip(self) -> bool:
+        """A round trip: every push sent before it has arrived.  The ``ping`` command, which the hub
+        answers 108 "not available" as Centrifugo does (centrifuge client.go ``handlePing``)."""
+        return self.error("ping") == ErrorCode.NOT_AVAILABLE
 
     def error(self, method: str, params: dict[str, Any] | None = None) -> int:
         reply = self.cmd(method, params)

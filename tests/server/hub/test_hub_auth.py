@@ -237,7 +237,7 @@ def test_expiry_closes_with_3005_unless_refreshed() -> None:
         h.loop.advance(61)  # expired, but within expired_close_delay (25 s): a refresh may be on its way
         for _ in range(2):  # two loop iterations: the timers due after the jump (the tick) have run
             h.call(lambda: None)
-        assert h.call(lambda: len(h.hub.sessions)) == 1 and r.ok("ping") == {}
+        assert h.call(lambda: len(h.hub.sessions)) == 1 and r.roundtrip()
         h.loop.advance(25)
         assert r.closed(timeout=10) == (DisconnectCode.TOKEN_EXPIRED, "connection expired")  # 3005
         r.close()
@@ -251,7 +251,7 @@ def test_expiry_closes_with_3005_unless_refreshed() -> None:
         assert result["expires"] is True and result["ttl"] > 7000 and result["client"]
         expires = h.call(lambda: next(iter(h.hub.sessions.values())).expires - h.loop.time())
         assert expires > 7000
-        assert r.ok("ping") == {}  # failed refreshes leave the connection open
+        assert r.roundtrip()  # failed refreshes leave the connection open
         r.close()
     finally:
         h.stop()
@@ -274,7 +274,7 @@ def test_sighup_reload_revokes_keys_from_file_and_environment(
         path.write_text(json.dumps({"port": 0, "auth": {"api_keys": ["file-key-2"]}}))
         assert h.call(h.hub_server.reload_api_keys) == 1  # the environment still lists env-key-1
         assert file_client.closed()[0] == DisconnectCode.INVALID_TOKEN
-        assert env_client.ok("ping") == {}
+        assert env_client.roundtrip()
         _open(h, Authorization="apikey file-key-2").close()
         path.write_text("{broken")
         assert h.call(h.hub_server.reload_api_keys) == 0  # a broken file changes nothing

@@ -46,13 +46,13 @@ def test_the_hub_pings_every_ping_seconds_and_closes_3012_without_a_pong(secure:
     secure.loop.advance(26)  # the tick after the ping interval sends the ping
     answering.await_ping()
     mute.await_ping()
-    assert answering.ok("ping") == {}  # the pong went before this command: it is in
+    assert answering.roundtrip()  # the pong went before this command: it is in
     secure.loop.advance(11)  # past the pong timeout: the mute one goes, the answering one stays
     assert mute.closed() == (DisconnectCode.NO_PONG, "no pong")
     assert mute.pings == 1
     secure.loop.advance(26)
     answering.await_ping()
-    assert answering.ok("ping") == {} and answering.pings == 2
+    assert answering.roundtrip() and answering.pings == 2
     answering.close()
 
 
@@ -68,6 +68,15 @@ def test_a_pong_without_an_outstanding_ping_closes_3501(secure: HubThread) -> No
     twice.cmd("presence_stats", {"channel": "chat:x"})  # a round trip: the pong is in
     twice.send("{}")
     assert twice.closed() == (DisconnectCode.BAD_REQUEST, "unnecessary pong")
+
+
+def test_the_ping_command_is_not_available_as_in_centrifugo(secure: HubThread) -> None:
+    """centrifuge client.go ``handlePing``: "Ping not supported by protocol v2" -> ``ErrorNotAvailable``."""
+    r, _ = _connected(secure, hs256("a"))
+    reply = r.cmd("ping")
+    assert reply["error"] == {"code": ErrorCode.NOT_AVAILABLE, "message": "not available"}
+    assert r.cmd("ping")["id"] == reply["id"] + 1  # an error reply, the connection lives on
+    r.close()
 
 
 # -- server-side subscriptions -------------------------------------------------------------------
@@ -122,7 +131,7 @@ def test_subscribe_user_pushes_subscribe_then_publications(secure: HubThread) ->
         while "join" in (push := tab.push()):  # each sees the other tab join (chat: join_leave)
             pass
         assert push["pub"]["data"] == "hello"
-    assert other.ok("ping") == {} and other.pushes == []  # another user: nothing
+    assert other.roundtrip() and other.pushes == []  # another user: nothing
     assert secure.call(secure.hub.control.unsubscribe, Target("u"), "chat:pushed") == 2
     assert tab1.push() == {
         "channel": "chat:pushed",

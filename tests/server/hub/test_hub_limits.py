@@ -87,7 +87,7 @@ def test_commands_per_second_trip_and_recover() -> None:
         r = Raw(h.url)
         r.ok("connect")
         for _ in range(4):
-            r.ok("ping")
+            r.roundtrip()
         reply = r.cmd("ping")
         assert reply["error"] == {
             "code": ErrorCode.TOO_MANY_REQUESTS,
@@ -96,7 +96,7 @@ def test_commands_per_second_trip_and_recover() -> None:
         }
         assert _trips(h) == {"commands_per_connection": 1}
         h.loop.advance(1000)  # one command's worth of refill
-        assert "ping" in r.cmd("ping")
+        assert r.roundtrip()  # through the limiter: 108 from the command itself
         assert r.error("ping") == ErrorCode.TOO_MANY_REQUESTS  # and only one
         r.close()
     finally:
@@ -133,7 +133,7 @@ def test_sustained_abuse_is_closed_with_1008() -> None:
                 codes.append(frame.get("error", {}).get("code", 0))
         assert info.value.code == 1008
         assert codes == [
-            0,
+            ErrorCode.NOT_AVAILABLE,  # the one the burst lets through: ``ping`` itself answers 108
             ErrorCode.TOO_MANY_REQUESTS,
             ErrorCode.TOO_MANY_REQUESTS,
             ErrorCode.TOO_MANY_REQUESTS,
@@ -207,7 +207,7 @@ def test_api_key_clients_are_never_closed_for_tripping_limits() -> None:
         server.ok("subscribe", {"channel": "chat:0"})
         for i in range(1, 10):
             assert server.error("subscribe", {"channel": f"chat:{i}"}) == ErrorCode.LIMIT_EXCEEDED
-        assert server.ok("ping") == {}
+        assert server.roundtrip()
         assert _trips(h) == {"subscriptions_per_connection": 9}
         server.close()
     finally:
