@@ -255,7 +255,7 @@ class RedisEngine(Engine):
     def _on_payload(self, channel: str, payload: str) -> None:
         kind = payload[:1]
         if kind == "p":
-            _, epoch, offset, _expires, info_json, tags_json, data = payload.split("\n", 6)
+            _, epoch, offset, _expires, info_json, tags_json, data = redis_history.entry_fields(payload, 7)
             publication = Publication(
                 channel,
                 int(offset) if offset else None,

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .namespaces import NamespaceOptions
     from .redis_shard import Shard
 
-__all__ = ["Read", "history_of", "position_of", "publish", "read", "recovery_of", "remove"]
+__all__ = ["Read", "entry_fields", "history_of", "position_of", "publish", "read", "recovery_of", "remove"]
 
 Read = tuple[str, int, list[Publication]]
 """A channel's epoch, top offset and kept publications."""
@@ -103,7 +103,7 @@ def read(shard: Shard, channel: str, *, entries: bool, meta_ttl: float) -> Reply
         epoch, top, items = results[0]
         held = []
         for item in items:
-            offset, _expires, info, tags, data = item.split("\n", 4)
+            offset, _expires, info, tags, data = entry_fields(item, 5)
             held.append(
                 Publication(channel, int(offset), data, info or None, epoch=epoch, tags_json=tags or None)
             )
@@ -111,6 +111,19 @@ def read(shard: Shard, channel: str, *, entries: bool, meta_ttl: float) -> Reply
 
     shard.submit(Job(lambda pipe: pipe.eval(READ, 3, *keys, *args), finish, reply))
     return reply
+
+
+def entry_fields(text: str, count: int) -> list[str]:
+    """Split a stored entry or a pub/sub message into its ``count`` newline-separated fields, the data last.
+
+    An entry written before publications carried tags has one field fewer (no tags before the data):
+    it reads with empty tags, so history kept in Redis across the upgrade (and messages from nodes still on
+    the old version) stay readable.  The data is compact JSON: it holds no raw newline.
+    """
+    fields = text.split("\n", count - 1)
+    if len(fields) == count - 1:
+        fields.insert(count - 2, "")
+    return fields
 
 
 def remove(shard: Shard, channel: str) -> Reply[None]:

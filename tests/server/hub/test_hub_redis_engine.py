@@ -435,3 +435,14 @@ def test_junk_published_on_our_redis_channels_is_ignored(
     push = r.push()
     assert push["pub"]["data"] == "fine"  # the node lives on and delivers what is ours
     assert a.call(lambda: a.hub_server.engine.health()["bad_messages"]) >= 3
+
+
+def test_entries_written_before_tags_read_with_empty_tags() -> None:
+    """History kept in Redis across the upgrade that added tags (and pub/sub messages from nodes still on
+    the old version) have one field fewer: they read with empty tags, not as an error."""
+    from wsproto_lite.hub.redis_history import entry_fields
+
+    assert entry_fields('7\n0\n{"user":"u"}\n{"x":1}', 5) == ["7", "0", '{"user":"u"}', "", '{"x":1}']
+    assert entry_fields('7\n0\n\n["a"]\n{"x":1}', 5) == ["7", "0", "", '["a"]', '{"x":1}']
+    old_message = 'p\nep\n3\n0\n\n"hi"'
+    assert entry_fields(old_message, 7) == ["p", "ep", "3", "0", "", "", '"hi"']
