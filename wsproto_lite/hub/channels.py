@@ -11,7 +11,6 @@ The registry refers to its hub weakly (the hub owns it): no reference cycle keep
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -20,6 +19,7 @@ from wsproto_lite import PreparedMessage, prepare_message
 from .bound import QueueBound
 from .engine import ClientInfo, Publication, Reply
 from .namespaces import Channel, namespace_of
+from .part import HubPart
 from .protocol import DisconnectCode, Position, presence_push_frame, pub_push_frame
 
 if TYPE_CHECKING:
@@ -52,24 +52,17 @@ class Subscribers:
         self.ready = ready
 
 
-class ChannelRegistry:
+class ChannelRegistry(HubPart):
     """Channels and patterns with local subscribers (``hub.registry``), and the engine's callbacks."""
 
     def __init__(self, hub: Hub, bound: QueueBound, stats: HubStats) -> None:
-        self._hub = weakref.ref(hub)
+        super().__init__(hub)
         self.bound = bound
         self.stats = stats
         self.exact: dict[str, Subscribers] = {}
         """Exact channel -> subscribers."""
         self.patterns: dict[str, dict[str, Subscribers]] = {}
         """Namespace -> pattern -> subscribers."""
-
-    @property
-    def hub(self) -> Hub:
-        hub = self._hub()
-        if hub is None:  # pragma: no cover - the hub owns this object
-            raise RuntimeError("the hub is gone")
-        return hub
 
     # -- the registry ------------------------------------------------------------------------------
 

@@ -13,12 +13,12 @@ This object refers to its hub weakly (the hub owns it): no reference cycle keeps
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from wsproto_lite import CloseCode, fit_close_reason
 
+from .part import HubPart
 from .protocol import DisconnectCode, unsubscribe_push_frame
 
 if TYPE_CHECKING:
@@ -31,18 +31,11 @@ __all__ = ["Connections"]
 logger = logging.getLogger("wsproto_lite.hub")
 
 
-class Connections:
+class Connections(HubPart):
     """Sending to, dropping and closing this node's connections (``hub.conns``)."""
 
     def __init__(self, hub: Hub) -> None:
-        self._hub = weakref.ref(hub)
-
-    @property
-    def hub(self) -> Hub:
-        hub = self._hub()
-        if hub is None:  # pragma: no cover - the hub owns this object
-            raise RuntimeError("the hub is gone")
-        return hub
+        super().__init__(hub)
 
     # -- the queue bound ---------------------------------------------------------------------------
 

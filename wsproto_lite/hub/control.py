@@ -31,13 +31,13 @@ import os
 import secrets
 import socket
 import time
-import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from wsproto_lite import __version__
 
 from .engine import Reply
+from .part import HubPart
 from .protocol import DisconnectCode, ErrorCode, HubError, dumps
 
 if TYPE_CHECKING:
@@ -123,11 +123,11 @@ class _Request:
         self.timer: Cancellable | None = None
 
 
-class ClusterControl:
+class ClusterControl(HubPart):
     """The hub's side of the control channel; ``hub.control``."""
 
     def __init__(self, hub: Hub) -> None:
-        self._hub = weakref.ref(hub)
+        super().__init__(hub)
         self.uid = secrets.token_hex(8)
         self.name = f"{socket.gethostname()}_{os.getpid()}"
         self.started = time.monotonic()
@@ -137,13 +137,6 @@ class ClusterControl:
         self._loop: HubLoop | None = None
         self._requests: dict[str, _Request] = {}
         self._beat: Cancellable | None = None
-
-    @property
-    def hub(self) -> Hub:
-        hub = self._hub()
-        if hub is None:  # pragma: no cover - the hub owns this object
-            raise RuntimeError("the hub is gone")
-        return hub
 
     # -- lifecycle -------------------------------------------------------------------------------
 

@@ -8,12 +8,12 @@ No reply is larger than the bound.  This object refers to its hub weakly (the hu
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .auth import AuthFailure
 from .engine import Reply
+from .part import HubPart
 from .protocol import Command, ErrorCode, HubError, error_frame, reply_frame
 from .session import Answer, ConnectRefused, Result, Session, Slot, Then
 
@@ -25,18 +25,11 @@ __all__ = ["Replies"]
 logger = logging.getLogger("wsproto_lite.hub")
 
 
-class Replies:
+class Replies(HubPart):
     """Sends each command's answer in command order (``hub.replies``)."""
 
     def __init__(self, hub: Hub) -> None:
-        self._hub = weakref.ref(hub)
-
-    @property
-    def hub(self) -> Hub:
-        hub = self._hub()
-        if hub is None:  # pragma: no cover - the hub owns this object
-            raise RuntimeError("the hub is gone")
-        return hub
+        super().__init__(hub)
 
     def run(self, session: Session, command: Command, answer: Answer) -> None:
         """Send ``command``'s answer now, or once it and every answer before it are ready."""

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .bound import publications_size
 from .engine import Publication, Reply
+from .part import HubPart
 from .protocol import (
     ErrorCode,
     HubError,
@@ -56,18 +56,11 @@ REPLY_HEAD = 512
 Opened = tuple[str, str, Callable[[], None]]
 
 
-class SubscribeCommands:
+class SubscribeCommands(HubPart):
     """The subscription half of :class:`~wsproto_lite.hub.commands.Commands`."""
 
     def __init__(self, hub: Hub) -> None:
-        self._hub = weakref.ref(hub)
-
-    @property
-    def hub(self) -> Hub:
-        hub = self._hub()
-        if hub is None:  # pragma: no cover - the hub owns this object
-            raise RuntimeError("the hub is gone")
-        return hub
+        super().__init__(hub)
 
     def recheck_subscriptions(self, session: Session) -> None:
         """After a ``refresh``: end (push 2001) the subscriptions the new identity no longer grants.
