@@ -16,6 +16,7 @@ from wsproto_lite.hub.protocol import (
     MAX_ID,
     METHODS,
     PONG,
+    SEND,
     BadFrame,
     Command,
     DisconnectCode,
@@ -85,7 +86,8 @@ def _replies_expected(frame: str) -> int | None:
         return None
     if any(isinstance(item, Command) and item.method == PONG for item in parsed):
         return None
-    return sum(1 for item in parsed if not isinstance(item, Command) or item.id)
+    # ``send`` is fire-and-forget, with or without an id (centrifuge's client.go writes no reply for it)
+    return sum(1 for item in parsed if not isinstance(item, Command) or (item.id and item.method != SEND))
 
 
 @settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -107,7 +109,7 @@ def test_junk_never_crashes_the_hub_nor_reaches_another_connection(
                 break
             replies = 0  # one reply per command with an id; pushes (from valid junk) may come between
             while replies < expected:
-                got = attacker.recv()
+                got = attacker.recv(timeout=2)  # short: a failing example is re-run many times while shrunk
                 if "id" in got:
                     replies += 1
                     assert got["id"] > 0 and len(got) == 2, got
