@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -293,3 +294,23 @@ def any_raw(any_hub: Any) -> Iterator[Any]:
     yield make
     for r in made:
         r.close()
+
+
+def non_reading_client(port: int, *commands: dict[str, Any]) -> socket.socket:
+    """A raw client with a small receive buffer: the handshake, then ``commands`` (masked text frames,
+    replies never read); it reads nothing more, so what the hub queues for it stays queued."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    for command in commands:
+        payload = json.dumps(command).encode()  # short: a 7-bit length, an all-zero mask
+        sock.sendall(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+    return sock

@@ -27,7 +27,7 @@ from wsproto_lite.hub.memory import MemoryEngine
 from wsproto_lite.hub.namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
 from wsproto_lite.hub.protocol import DisconnectCode, ErrorCode
 
-from .conftest import HubThread, Raw
+from .conftest import HubThread, Raw, non_reading_client
 
 # -- bound.py ------------------------------------------------------------------------------------------
 
@@ -336,22 +336,6 @@ def test_replies_waiting_in_the_outbox_count_in_the_bound() -> None:
 # -- over loopback: clients that never read ------------------------------------------------------------
 
 
-def _non_reading_client(port: int) -> socket.socket:
-    """A raw client with a small receive buffer that, after the handshake, never reads again."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.settimeout(10)
-    sock.connect(("127.0.0.1", port))
-    sock.sendall(
-        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    return sock
-
-
 def _frame(value: dict[str, Any]) -> bytes:
     payload = json.dumps(value).encode()
     assert len(payload) < 126
@@ -391,7 +375,7 @@ def test_clients_that_never_read_large_replies_are_dropped_as_slow_and_memory_st
         tracemalloc.start()
         baseline = tracemalloc.get_traced_memory()[0]
         for _ in range(clients):
-            sock = _non_reading_client(h.hub_server.port)
+            sock = non_reading_client(h.hub_server.port)
             commands = [{"id": 1, "connect": {}}] + [
                 {"id": i, "history": {"channel": "big:h", "limit": 4}} for i in range(2, pipelined + 2)
             ]

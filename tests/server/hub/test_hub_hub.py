@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import json
-import socket
 import weakref
 from typing import Any
 
@@ -17,7 +16,7 @@ from wsproto_lite.hub.namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Na
 from wsproto_lite.hub.protocol import DisconnectCode, ErrorCode, HubError
 from wsproto_lite.server.errors import ConnectionClosed
 
-from .conftest import HubThread, Raw
+from .conftest import HubThread, Raw, non_reading_client
 
 
 def test_connect_comes_first_and_once(raw: Any) -> None:
@@ -418,23 +417,9 @@ def test_slow_subscriber_is_dropped_while_a_fast_one_keeps_receiving() -> None:
     h = HubThread(HubConfig(port=0, limits=HubLimits(queue_limit=limit), rate_limits=rates))
     try:
         # the slow client reads nothing and keeps its receive buffer small, so the hub's queue fills
-        slow_sock = socket.socket()
-        slow_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        slow_sock.settimeout(10)
-        slow_sock.connect(("127.0.0.1", h.hub_server.port))
-        slow_sock.sendall(
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        slow_sock = non_reading_client(
+            h.hub_server.port, {"id": 1, "connect": {}}, {"id": 2, "subscribe": {"channel": "bench:x"}}
         )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += slow_sock.recv(1)
-        for frame in (
-            {"id": 1, "connect": {}},
-            {"id": 2, "subscribe": {"channel": "bench:x"}},
-        ):
-            payload = json.dumps(frame).encode()
-            slow_sock.sendall(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
         fast, publisher = Raw(h.url), Raw(h.url)
         fast.ok("connect")
         publisher.ok("connect")

@@ -4,7 +4,6 @@ server and HubASGI under uvicorn serve the same commands, pushes, errors, limits
 from __future__ import annotations
 
 import gc
-import json
 import socket
 import weakref
 from typing import Any
@@ -19,7 +18,7 @@ from wsproto_lite.hub.protocol import DisconnectCode, ErrorCode, HubError
 from wsproto_lite.server.client import connect
 from wsproto_lite.server.errors import ConnectionClosed, HandshakeError
 
-from .conftest import Raw
+from .conftest import Raw, non_reading_client
 
 
 def _users(token: str, request: object) -> str:
@@ -218,24 +217,7 @@ def test_server_side_publish_unsubscribe_and_disconnect(any_raw: Any, any_hub: A
 
 def _slow_subscriber(port: int) -> socket.socket:
     """A raw client subscribed to bench:x that reads nothing, with a small receive buffer."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.settimeout(10)
-    sock.connect(("127.0.0.1", port))
-    sock.sendall(
-        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    for frame in (
-        {"id": 1, "connect": {}},
-        {"id": 2, "subscribe": {"channel": "bench:x"}},
-    ):
-        payload = json.dumps(frame).encode()
-        sock.sendall(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
-    return sock
+    return non_reading_client(port, {"id": 1, "connect": {}}, {"id": 2, "subscribe": {"channel": "bench:x"}})
 
 
 def test_slow_subscriber_is_dropped_with_3008_while_a_fast_one_keeps_receiving(start_hub: Any) -> None:
