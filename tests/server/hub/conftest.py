@@ -216,13 +216,12 @@ class Raw:
             pass
 
 
-@pytest.fixture
-def raw(hub: HubThread) -> Iterator[Any]:
-    """``raw(name="a")``: a connected Raw client, closed after the test."""
+def _raw_clients(url: str) -> Iterator[Callable[..., Raw]]:
+    """``make(name="a")``: a connected Raw client to ``url``; every one made is closed at the end."""
     made: list[Raw] = []
 
     def make(name: str = "", token: str | None = None, connect: bool = True) -> Raw:
-        r = Raw(hub.url)
+        r = Raw(url)
         made.append(r)
         if connect:
             params: dict[str, Any] = {"data": {"name": name}} if name else {}
@@ -234,6 +233,12 @@ def raw(hub: HubThread) -> Iterator[Any]:
     yield make
     for r in made:
         r.close()
+
+
+@pytest.fixture
+def raw(hub: HubThread) -> Iterator[Any]:
+    """``raw(name="a")``: a connected Raw client, closed after the test."""
+    yield from _raw_clients(hub.url)
 
 
 # -- the same tests on every transport the hub runs on -----------------------------------------------
@@ -279,21 +284,7 @@ def any_hub(start_hub: Callable[..., Any]) -> Any:
 @pytest.fixture
 def any_raw(any_hub: Any) -> Iterator[Any]:
     """``raw`` on each transport: ``any_raw(name="a")`` is a connected Raw client."""
-    made: list[Raw] = []
-
-    def make(name: str = "", token: str | None = None, connect: bool = True) -> Raw:
-        r = Raw(any_hub.url)
-        made.append(r)
-        if connect:
-            params: dict[str, Any] = {"data": {"name": name}} if name else {}
-            if token is not None:
-                params["token"] = token
-            r.ok("connect", params)
-        return r
-
-    yield make
-    for r in made:
-        r.close()
+    yield from _raw_clients(any_hub.url)
 
 
 def non_reading_client(port: int, *commands: dict[str, Any]) -> socket.socket:
