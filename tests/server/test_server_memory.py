@@ -240,12 +240,25 @@ def test_tls_connections_are_freed(server_ssl_context: ssl.SSLContext, ca: Any) 
     assert leftovers == []
 
 
+FLOOD_CHUNK = b"z" * 65536
+FLOOD_CAP = 1024  # chunks: 64 MiB, far more than any kernel buffers for a peer that never reads
+
+
 class Flooding(Tracking):
-    """Sends 4 MiB to every client as soon as it is open."""
+    """Sends to every client from the moment it is open until ``send`` refuses (over the hard limit).
+
+    A fixed amount is not enough: the kernel's socket buffers grow on demand (tcp_wmem up to several
+    MiB), and a flood that all fits in them leaves nothing unsent, so the server rightly sees no slow
+    consumer.  Sending until refused makes the unsent data pass ``write_hard_limit`` on any machine.
+    """
 
     def on_open(self, conn: WebSocket) -> None:
-        for _ in range(64):
-            conn.send(b"z" * 65536)
+        self.on_writable(conn)
+
+    def on_writable(self, conn: WebSocket) -> None:
+        for _ in range(FLOOD_CAP):
+            if not conn.send(FLOOD_CHUNK):
+                return
 
 
 def test_slow_consumer_and_close_timeout_free_the_connection() -> None:
@@ -260,8 +273,10 @@ def test_slow_consumer_and_close_timeout_free_the_connection() -> None:
     silent: list[socket.socket] = []
 
     def client(port: int) -> None:  # handshake, then never read again
-        sock = raw_connect(port)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+        sock.settimeout(10.0)
+        sock.connect(("127.0.0.1", port))
         raw_handshake(sock)
         silent.append(sock)
 
