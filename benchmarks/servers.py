@@ -137,7 +137,7 @@ async def run_picows(host: str, port: int, mode: str) -> None:
 
 
 async def run_asyncio_adapter(host: str, port: int, mode: str) -> None:
-    """Our asyncio adapter (wsproto_lite/adapters/asyncio.py), configured like the websockets server above."""
+    """Our asyncio adapter (wsproto_lite/adapters/asyncio/), configured like the websockets server above."""
     from wsproto_lite.adapters.asyncio import WebSocket, serve
 
     if mode != "echo":
