@@ -12,6 +12,7 @@ import ssl
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 from wsproto_lite import DEFAULT_MAX_MESSAGE_SIZE, CloseCode, Config, HTTPRequest
 
@@ -47,11 +48,24 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+#: The subcommands of the parser (what ``add_subparsers`` returns; generic for type checkers only).
+_Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
 def _parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="wsproto-lite WebSocket server and client.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = p.add_subparsers(dest="command", required=True)
+    _add_echo_parser(sub)
+    from ..hub.cli import add_parser as add_hub_parser
 
+    add_hub_parser(sub)
+    _add_client_parser(sub)
+    return p
+
+
+def _add_echo_parser(sub: _Subcommands) -> None:
+    """``echo``: the echo server's options."""
     e = sub.add_parser(
         "echo", help="run an echo server", description="Echo every message back to its sender."
     )
@@ -82,10 +96,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     e.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT (several processes, one port)")
     e.add_argument("--trace", action="store_true", help="print every frame on stderr, annotated")
 
-    from ..hub.cli import add_parser as add_hub_parser
 
-    add_hub_parser(sub)
-
+def _add_client_parser(sub: _Subcommands) -> None:
+    """``client``: the interactive client's options."""
     c = sub.add_parser(
         "client",
         help="interactive client (like wscat)",
@@ -99,7 +112,6 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     c.add_argument("--compression", action=argparse.BooleanOptionalAction, default=True)
     c.add_argument("--timeout", type=float, default=10.0, help="connect + handshake timeout, seconds")
     c.add_argument("--trace", action="store_true", help="print every frame on stderr, annotated")
-    return p
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "wsproto-lite") -> int:
