@@ -254,55 +254,67 @@ class WSProtoLiteProtocol(CoreProtocol[ServerConnection]):
         if self.lost or (self._disconnect is not None and self.phase is not Phase.DONE):
             raise ClientDisconnected()
         if self.phase is Phase.HANDSHAKE:
-            if kind == "websocket.accept":
-                self._accept(message)
-            elif kind == "websocket.close":  # ASGI: a close before accept is an HTTP 403
-                self._deny(403, [], b"")
-            elif kind == "websocket.http.response.start":
-                status = message["status"]
-                if not 100 <= status < 600:
-                    raise RuntimeError(f"Invalid HTTP status code '{status}' in response.")
-                headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", [])]
-                self._response = (status, headers, [])
-                self.phase = Phase.RESPONDING
-            else:
-                raise RuntimeError(
-                    "Expected ASGI message 'websocket.accept', 'websocket.close' "
-                    f"or 'websocket.http.response.start' but got '{kind}'."
-                )
+            self._send_handshake_answer(kind, message)
         elif self.phase is Phase.OPEN:
-            if kind == "websocket.send":
-                if not self.conn.can_send:  # failed or closing, the app not told yet (events held)
-                    raise ClientDisconnected()
-                data = message.get("bytes")
-                if data is None:
-                    data = message["text"]
-                    self.conn.send_text(data)
-                else:
-                    self.conn.send_binary(data)
-                self.write_soon(len(data))
-            elif kind == "websocket.close":
-                code = message.get("code") or CloseCode.NORMAL
-                reason = message.get("reason") or ""
-                self.phase = Phase.DONE
-                self._set_disconnect({"type": "websocket.disconnect", "code": code, "reason": reason})
-                if self.conn.can_send:
-                    self.conn.close(code, reason)
-                self.release()  # read on (dropping messages) until the peer's close reply
-                self.flush()
-            else:
-                raise RuntimeError(
-                    f"Expected ASGI message 'websocket.send' or 'websocket.close', but got '{kind}'."
-                )
+            self._send_on_open_connection(kind, message)
         elif self.phase is Phase.RESPONDING:
-            if kind != "websocket.http.response.body":
-                raise RuntimeError(f"Expected ASGI message 'websocket.http.response.body' but got '{kind}'.")
-            assert self._response is not None
-            self._response[2].append(message.get("body", b""))
-            if not message.get("more_body", False):
-                self._finish_response()
+            self._send_response_body(kind, message)
         else:
             raise RuntimeError(f"Unexpected ASGI message '{kind}', after sending 'websocket.close'.")
+
+    def _send_handshake_answer(self, kind: str, message: Message) -> None:
+        """Before the handshake is answered: accept, close (HTTP 403) or start an HTTP response."""
+        if kind == "websocket.accept":
+            self._accept(message)
+        elif kind == "websocket.close":  # ASGI: a close before accept is an HTTP 403
+            self._deny(403, [], b"")
+        elif kind == "websocket.http.response.start":
+            status = message["status"]
+            if not 100 <= status < 600:
+                raise RuntimeError(f"Invalid HTTP status code '{status}' in response.")
+            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", [])]
+            self._response = (status, headers, [])
+            self.phase = Phase.RESPONDING
+        else:
+            raise RuntimeError(
+                "Expected ASGI message 'websocket.accept', 'websocket.close' "
+                f"or 'websocket.http.response.start' but got '{kind}'."
+            )
+
+    def _send_on_open_connection(self, kind: str, message: Message) -> None:
+        """After accept: a message to send, or the application's close."""
+        if kind == "websocket.send":
+            if not self.conn.can_send:  # failed or closing, the app not told yet (events held)
+                raise ClientDisconnected()
+            data = message.get("bytes")
+            if data is None:
+                data = message["text"]
+                self.conn.send_text(data)
+            else:
+                self.conn.send_binary(data)
+            self.write_soon(len(data))
+        elif kind == "websocket.close":
+            code = message.get("code") or CloseCode.NORMAL
+            reason = message.get("reason") or ""
+            self.phase = Phase.DONE
+            self._set_disconnect({"type": "websocket.disconnect", "code": code, "reason": reason})
+            if self.conn.can_send:
+                self.conn.close(code, reason)
+            self.release()  # read on (dropping messages) until the peer's close reply
+            self.flush()
+        else:
+            raise RuntimeError(
+                f"Expected ASGI message 'websocket.send' or 'websocket.close', but got '{kind}'."
+            )
+
+    def _send_response_body(self, kind: str, message: Message) -> None:
+        """After ``websocket.http.response.start``: the body, in chunks; the last one sends the response."""
+        if kind != "websocket.http.response.body":
+            raise RuntimeError(f"Expected ASGI message 'websocket.http.response.body' but got '{kind}'.")
+        assert self._response is not None
+        self._response[2].append(message.get("body", b""))
+        if not message.get("more_body", False):
+            self._finish_response()
 
     def _accept(self, message: Message) -> None:
         headers = [*self.default_headers, *message.get("headers", [])]
