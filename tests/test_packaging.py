@@ -81,6 +81,15 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def test_the_wheel_holds_every_module_of_the_tree_and_no_other(wheel: Path) -> None:
+    """Subpackages included (adapters.trio and adapters.asyncio are packages), nothing stale from a build."""
+    tree = {path.relative_to(ROOT).as_posix() for path in (ROOT / "wsproto_lite").rglob("*.py")}
+    with zipfile.ZipFile(wheel) as archive:
+        in_wheel = {name for name in archive.namelist() if name.endswith(".py")}
+    assert in_wheel == tree
+    assert {"wsproto_lite/adapters/trio/__main__.py", "wsproto_lite/adapters/asyncio/__init__.py"} <= in_wheel
+
+
 def test_the_wheel_has_one_top_level_package_and_a_console_script(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
