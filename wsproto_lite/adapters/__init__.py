@@ -1,4 +1,4 @@
-"""Adapters: the sans-IO core (``wsproto_lite``) embedded in other I/O stacks, one module or package per host stack.
+"""Adapters: the sans-IO core (``wsproto_lite``) embedded in other I/O stacks, one module or package each.
 
 Each adapter is short enough to read in one sitting and doubles as the documentation of how to drive the
 core from an event loop: feed it bytes, act on its events, write what it queues, close the transport when
