@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import os
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -100,13 +99,15 @@ class Connection:
         self._factories = tuple(extensions)
         self._phase = Phase.CONNECTING
         self._eof = False  # the transport reported EOF: a fact about the input, not a protocol state
-        self._events: deque[Event] = deque()  # events the connection itself queued (handshake, close)
+        # Events the connection itself queued (handshake, close): a few at most, so a list (an empty
+        # deque costs 760 bytes per connection, issue 22).
+        self._events: list[Event] = []
         self._head: HeadReader | None = HeadReader(self.config.max_handshake_size)  # until the head is in
         self._after_head: list[bytes] = []  # bytes that followed the head, until the frame reader exists
         # The frame reader exists exactly in the RECEIVING phases: created when the handshake is done,
         # dropped (with every byte it buffers) on entering CLOSED.
         self._reader: MessageReader | None = None
-        self._ready: deque[Event] = deque()  # the reader's parsed-ahead data messages, once OPEN
+        self._ready: list[Event] = []  # the reader's parsed-ahead data messages (reversed: pop()), once OPEN
         self._writer = FrameWriter(mask_key)  # mask_key is None for a server: no masking (§5.1)
         #: ``(code, reason)`` of the close frame we sent / received, once that happened.
         self.close_sent: tuple[int, str] | None = None
@@ -162,7 +163,7 @@ class Connection:
         extensions' state (e.g. zlib objects). Queued output stays: it may hold our close frame.
         """
         self._reader = None
-        self._ready = deque()
+        self._ready = []
         self._head = None
         self._after_head = []
         for extension in self.extensions:
@@ -184,16 +185,16 @@ class Connection:
     def next_event(self) -> Event | None:
         """The next event, or None when more bytes are needed."""
         if self._events:
-            return self._events.popleft()
+            return self._events.pop(0)
         if self._ready:  # data messages the reader parsed ahead: no reaction needed
-            return self._ready.popleft()
+            return self._ready.pop()
         reader = self._reader
         if reader is not None:  # a RECEIVING phase
             try:
                 event = reader.next_event()
             except RemoteProtocolError as exc:
                 self._fail(exc.code, exc.reason)
-                return self._events.popleft()
+                return self._events.pop(0)
             if event is not None:
                 if isinstance(event, Ping):
                     self._answer_ping(event)
@@ -203,7 +204,7 @@ class Connection:
             if self._eof:
                 # §7.1.5: the transport closed; without a close frame that is an abnormal closure (1006)
                 self._move(Trigger.TRANSPORT_CLOSED, CloseCode.ABNORMAL, "connection lost")
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     def events(self) -> Iterator[Event]:
         """Iterate over the events available now."""
@@ -211,7 +212,7 @@ class Connection:
         while True:
             ready = self._ready  # data messages parsed ahead: hand them out without further checks
             while ready and not queued:
-                yield ready.popleft()
+                yield ready.pop()
             event = next_event()
             if event is None:
                 return
