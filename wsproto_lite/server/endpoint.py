@@ -53,7 +53,9 @@ def _shared_config(
     max_fragments: int | None,
     http_error_body: Callable[[int, str], tuple[str, bytes]] | None,
 ) -> Config:
-    return Config(max_message_size=max_message_size, max_fragments=max_fragments, http_error_body=http_error_body)
+    return Config(
+        max_message_size=max_message_size, max_fragments=max_fragments, http_error_body=http_error_body
+    )
 
 
 def server_core(options: Options) -> ServerConnection:
