@@ -159,7 +159,12 @@ class MessageReader:
             return ready.pop()
         if self._frame is None and self._msg_opcode is None and self._parse_whole_frames():
             return ready.pop()
-        return self._next_event()
+        event = self._next_event()
+        if event is None and self._pos >= len(self._buf):
+            # Everything read is parsed: let go of the last chunk (up to a whole read, kept for as long as
+            # the connection idles otherwise; issue 22).
+            self._buf, self._pos = b"", 0
+        return event
 
     def _parse_whole_frames(self) -> bool:
         """Fast case: parse the small, final, plain data frames at the head of the buffer into ``ready``
