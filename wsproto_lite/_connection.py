@@ -103,7 +103,8 @@ class Connection:
         # deque costs 760 bytes per connection, issue 22).
         self._events: list[Event] = []
         self._head: HeadReader | None = HeadReader(self.config.max_handshake_size)  # until the head is in
-        self._after_head: list[bytes] = []  # bytes that followed the head, until the frame reader exists
+        # Bytes that followed the head, until the frame reader exists (then an empty tuple: issue 22).
+        self._after_head: list[bytes] | tuple[()] = []
         # The frame reader exists exactly in the RECEIVING phases: created when the handshake is done,
         # dropped (with every byte it buffers) on entering CLOSED.
         self._reader: MessageReader | None = None
@@ -165,7 +166,7 @@ class Connection:
         self._reader = None
         self._ready = []
         self._head = None
-        self._after_head = []
+        self._after_head = ()
         for extension in self.extensions:
             extension.release()
 
@@ -337,7 +338,13 @@ class Connection:
         self._move(Trigger.HANDSHAKE_DONE)
         for chunk in self._after_head:
             self._reader.feed(chunk)
-        self._after_head = []
+        self._after_head = ()
+
+    def _keep_after_head(self, data: bytes) -> None:
+        after = self._after_head
+        if not isinstance(after, list):  # () once the reader exists (or the buffers are released)
+            after = self._after_head = []
+        after.append(data)
 
     def _handshake_failed(self, failure: HandshakeFailure) -> None:
         raise NotImplementedError
@@ -358,10 +365,10 @@ class ServerConnection(Connection):
         super().__init__(config, extensions, None)
         self._request: HTTPRequest | None = None  # the request waiting for accept() or reject()
         self._plain: HTTPRequest | None = None  # a plain HTTP request whose body is still arriving
-        self._body_parts: list[bytes] = []
+        self._body_parts: list[bytes] | tuple[()] = ()  # a plain request's body so far (a list once one is)
         self._body_left = 0
         self._key = ""
-        self._offers: list[tuple[str, list[tuple[str, str | None]]]] = []
+        self._offers: Sequence[tuple[str, list[tuple[str, str | None]]]] = ()
 
     def _receive_handshake_data(self, data: bytes) -> None:
         if self._head is not None:
@@ -371,7 +378,7 @@ class ServerConnection(Connection):
             self._receive_request_body(data)
             return
         # The request is in; the application has not answered it yet.
-        self._after_head.append(data)
+        self._keep_after_head(data)
         if sum(map(len, self._after_head)) > self.config.max_handshake_size:
             # §4.1: a client must wait for the server's answer before sending frames; one that
             # floods us while the handshake is pending is not a WebSocket client.
@@ -426,19 +433,22 @@ class ServerConnection(Connection):
         assert plain is not None
         take = min(len(data), self._body_left)
         if take:
-            self._body_parts.append(data[:take])
+            parts = self._body_parts
+            if not isinstance(parts, list):
+                parts = self._body_parts = []
+            parts.append(data[:take])
             self._body_left -= take
         if self._body_left:
             return
         if len(data) > take:
-            self._after_head.append(data[take:])  # a pipelined request: ignored, bounded like any early data
-        body, self._body_parts, self._plain = b"".join(self._body_parts), [], None
+            self._keep_after_head(data[take:])  # a pipelined request: ignored, bounded like any early data
+        body, self._body_parts, self._plain = b"".join(self._body_parts), (), None
         self._request = HTTPRequest(plain.method, plain.target, plain.headers, body)
         self._events.append(self._request)
 
     def _release(self) -> None:
         super()._release()
-        self._plain, self._body_parts = None, []
+        self._plain, self._body_parts = None, ()
 
     def _handshake_failed(self, failure: HandshakeFailure) -> None:
         """Answer a bad request with an HTTP error ourselves (§4.2.1: "an HTTP error code (such as 400)")."""
@@ -486,7 +496,7 @@ class ServerConnection(Connection):
         self._writer.raw(build_response(101, headers))
         self.subprotocol = subprotocol
         self._request = None
-        self._offers = []
+        self._offers = ()
         self._open(extensions)
 
     def _negotiate_extensions(self) -> tuple[list[str], list[Extension]]:

@@ -89,6 +89,7 @@ _NAMES = (
     " X-Forwarded-Proto X-Forwarded-Host X-Real-IP Forwarded Sec-WebSocket-Key Sec-WebSocket-Version"
     " Sec-WebSocket-Extensions Sec-WebSocket-Protocol Sec-Fetch-Dest Sec-Fetch-Mode Sec-Fetch-Site"
 ).split()
+_METHODS = {name.encode("ascii"): name for name in "GET HEAD POST PUT DELETE OPTIONS PATCH".split()}
 _COMMON_NAMES: dict[bytes, str] = {
     variant.encode("ascii"): variant for name in _NAMES for variant in (name, name.lower())
 }
@@ -131,7 +132,7 @@ def parse_request_head(head: bytes, max_headers: int) -> tuple[str, str, tuple[i
         raise HTTPError("malformed request line")
     method, target, major, minor = match.groups()
     return (
-        method.decode("ascii"),
+        _METHODS.get(method) or method.decode("ascii"),
         target.decode("latin-1"),
         (int(major), int(minor)),
         _parse_headers(lines[1:], max_headers),

@@ -108,7 +108,9 @@ class MessageReader:
         # extension decodes is gathered in ``_decoded`` instead, as the decoded pieces come.
         self._payload: PayloadBuffer | None = None
         self._decoded: DecodedBuffer | None = None
-        self._texts: list[str] = []  # the decoded text of an extension-decoded text message so far
+        # The decoded text of an extension-decoded text message so far (None outside one: no empty list
+        # per idle connection, issue 22).
+        self._texts: list[str] | None = None
         self._msg_size = 0
         self._msg_frames = 0
         self._msg_decoder: Extension | None = None  # the extension that decodes this message, if any
@@ -337,6 +339,7 @@ class MessageReader:
             self._decoded = DecodedBuffer(self._max_message)
             if opcode == OP_TEXT:
                 self._utf8 = Utf8Decoder()
+                self._texts = []
         else:
             # Sized by this first frame when a limit bounds its length, up to _CAPACITY_MAX (beyond, it
             # grows as the payload arrives: a header alone cannot reserve a huge block). Nothing is
@@ -444,6 +447,7 @@ class MessageReader:
         utf8 = self._utf8
         assert utf8 is not None
         texts = self._texts
+        assert texts is not None
         for piece in pieces:
             self._add_size(len(piece))
             text = utf8.decode(piece)
@@ -455,7 +459,7 @@ class MessageReader:
         self._msg_opcode = None
         self._decoded = None
         self._utf8 = None
-        self._texts = []
+        self._texts = None
         if text:
             texts.append(text)
         return TextMessage(texts[0] if len(texts) == 1 else "".join(texts))
