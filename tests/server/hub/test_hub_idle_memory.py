@@ -7,7 +7,7 @@ the growth of the traced heap over ``CLIENTS`` more connections, divided by thei
 one: the WebSocket and its core (reader, writer, handshake request), the transport and its socket, the
 hub's session, subscription and rate-limit buckets, the timers.
 
-The bound pins today's figure (about 5.2 KB per connection with CPython 3.11; 10 KB before issue 22's
+The bound pins today's figure (about 4.8 KB per connection with CPython 3.11; 9.8 KB before issue 22's
 cuts: an empty deque alone is 760 bytes) with a margin: whatever adds a buffer, a dict or a
 deque to every connection fails it.
 """
@@ -29,7 +29,7 @@ from .conftest import HubThread
 
 WARM_UP = 10
 CLIENTS = 200
-BOUND = 6000  # bytes of Python heap per idle subscribed connection (measured ~5.2 KB; see the docstring)
+BOUND = 5600  # bytes of Python heap per idle subscribed connection (measured ~4.8 KB; see the docstring)
 
 CLIENT_SCRIPT = r"""
 import json, os, socket, sys
