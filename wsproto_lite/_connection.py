@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import os
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -100,13 +99,16 @@ class Connection:
         self._factories = tuple(extensions)
         self._phase = Phase.CONNECTING
         self._eof = False  # the transport reported EOF: a fact about the input, not a protocol state
-        self._events: deque[Event] = deque()  # events the connection itself queued (handshake, close)
+        # Events the connection itself queued (handshake, close): a few at most, so a list (an empty
+        # deque costs 760 bytes per connection, issue 22).
+        self._events: list[Event] = []
         self._head: HeadReader | None = HeadReader(self.config.max_handshake_size)  # until the head is in
-        self._after_head: list[bytes] = []  # bytes that followed the head, until the frame reader exists
+        # Bytes that followed the head, until the frame reader exists (then an empty tuple: issue 22).
+        self._after_head: list[bytes] | tuple[()] = []
         # The frame reader exists exactly in the RECEIVING phases: created when the handshake is done,
         # dropped (with every byte it buffers) on entering CLOSED.
         self._reader: MessageReader | None = None
-        self._ready: deque[Event] = deque()  # the reader's parsed-ahead data messages, once OPEN
+        self._ready: list[Event] = []  # the reader's parsed-ahead data messages (reversed: pop()), once OPEN
         self._writer = FrameWriter(mask_key)  # mask_key is None for a server: no masking (§5.1)
         #: ``(code, reason)`` of the close frame we sent / received, once that happened.
         self.close_sent: tuple[int, str] | None = None
@@ -162,9 +164,9 @@ class Connection:
         extensions' state (e.g. zlib objects). Queued output stays: it may hold our close frame.
         """
         self._reader = None
-        self._ready = deque()
+        self._ready = []
         self._head = None
-        self._after_head = []
+        self._after_head = ()
         for extension in self.extensions:
             extension.release()
 
@@ -184,16 +186,16 @@ class Connection:
     def next_event(self) -> Event | None:
         """The next event, or None when more bytes are needed."""
         if self._events:
-            return self._events.popleft()
+            return self._events.pop(0)
         if self._ready:  # data messages the reader parsed ahead: no reaction needed
-            return self._ready.popleft()
+            return self._ready.pop()
         reader = self._reader
         if reader is not None:  # a RECEIVING phase
             try:
                 event = reader.next_event()
             except RemoteProtocolError as exc:
                 self._fail(exc.code, exc.reason)
-                return self._events.popleft()
+                return self._events.pop(0)
             if event is not None:
                 if isinstance(event, Ping):
                     self._answer_ping(event)
@@ -203,7 +205,7 @@ class Connection:
             if self._eof:
                 # §7.1.5: the transport closed; without a close frame that is an abnormal closure (1006)
                 self._move(Trigger.TRANSPORT_CLOSED, CloseCode.ABNORMAL, "connection lost")
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     def events(self) -> Iterator[Event]:
         """Iterate over the events available now."""
@@ -211,7 +213,7 @@ class Connection:
         while True:
             ready = self._ready  # data messages parsed ahead: hand them out without further checks
             while ready and not queued:
-                yield ready.popleft()
+                yield ready.pop()
             event = next_event()
             if event is None:
                 return
@@ -336,7 +338,13 @@ class Connection:
         self._move(Trigger.HANDSHAKE_DONE)
         for chunk in self._after_head:
             self._reader.feed(chunk)
-        self._after_head = []
+        self._after_head = ()
+
+    def _keep_after_head(self, data: bytes) -> None:
+        after = self._after_head
+        if not isinstance(after, list):  # () once the reader exists (or the buffers are released)
+            after = self._after_head = []
+        after.append(data)
 
     def _handshake_failed(self, failure: HandshakeFailure) -> None:
         raise NotImplementedError
@@ -357,10 +365,10 @@ class ServerConnection(Connection):
         super().__init__(config, extensions, None)
         self._request: HTTPRequest | None = None  # the request waiting for accept() or reject()
         self._plain: HTTPRequest | None = None  # a plain HTTP request whose body is still arriving
-        self._body_parts: list[bytes] = []
+        self._body_parts: list[bytes] | tuple[()] = ()  # a plain request's body so far (a list once one is)
         self._body_left = 0
         self._key = ""
-        self._offers: list[tuple[str, list[tuple[str, str | None]]]] = []
+        self._offers: Sequence[tuple[str, list[tuple[str, str | None]]]] = ()
 
     def _receive_handshake_data(self, data: bytes) -> None:
         if self._head is not None:
@@ -370,7 +378,7 @@ class ServerConnection(Connection):
             self._receive_request_body(data)
             return
         # The request is in; the application has not answered it yet.
-        self._after_head.append(data)
+        self._keep_after_head(data)
         if sum(map(len, self._after_head)) > self.config.max_handshake_size:
             # §4.1: a client must wait for the server's answer before sending frames; one that
             # floods us while the handshake is pending is not a WebSocket client.
@@ -425,19 +433,22 @@ class ServerConnection(Connection):
         assert plain is not None
         take = min(len(data), self._body_left)
         if take:
-            self._body_parts.append(data[:take])
+            parts = self._body_parts
+            if not isinstance(parts, list):
+                parts = self._body_parts = []
+            parts.append(data[:take])
             self._body_left -= take
         if self._body_left:
             return
         if len(data) > take:
-            self._after_head.append(data[take:])  # a pipelined request: ignored, bounded like any early data
-        body, self._body_parts, self._plain = b"".join(self._body_parts), [], None
+            self._keep_after_head(data[take:])  # a pipelined request: ignored, bounded like any early data
+        body, self._body_parts, self._plain = b"".join(self._body_parts), (), None
         self._request = HTTPRequest(plain.method, plain.target, plain.headers, body)
         self._events.append(self._request)
 
     def _release(self) -> None:
         super()._release()
-        self._plain, self._body_parts = None, []
+        self._plain, self._body_parts = None, ()
 
     def _handshake_failed(self, failure: HandshakeFailure) -> None:
         """Answer a bad request with an HTTP error ourselves (§4.2.1: "an HTTP error code (such as 400)")."""
@@ -485,7 +496,7 @@ class ServerConnection(Connection):
         self._writer.raw(build_response(101, headers))
         self.subprotocol = subprotocol
         self._request = None
-        self._offers = []
+        self._offers = ()
         self._open(extensions)
 
     def _negotiate_extensions(self) -> tuple[list[str], list[Extension]]:

@@ -66,16 +66,58 @@ class HeadReader:
 def _parse_headers(lines: list[bytes], max_headers: int) -> Headers:
     if len(lines) > max_headers:
         raise HTTPError("too many header lines", 431)
-    headers = []
-    for line in lines:
-        if line[:1] in (b" ", b"\t"):
-            # RFC 9112 §5.2: obsolete line folding; a server may reject it with 400
-            raise HTTPError("obsolete line folding in header")
-        name, sep, value = line.partition(b":")
-        if not sep or not _TOKEN.match(name):
-            raise HTTPError("malformed header line")
-        headers.append((name.decode("ascii"), value.strip(b" \t").decode("latin-1")))
-    return tuple(headers)
+    common = _COMMON_LINES.get
+    return tuple(common(line) or _parse_header_line(line) for line in lines)
+
+
+def _parse_header_line(line: bytes) -> tuple[str, str]:
+    if line[:1] in (b" ", b"\t"):
+        # RFC 9112 §5.2: obsolete line folding; a server may reject it with 400
+        raise HTTPError("obsolete line folding in header")
+    name, sep, value = line.partition(b":")
+    if not sep or not _TOKEN.match(name):
+        raise HTTPError("malformed header line")
+    return (_COMMON_NAMES.get(name) or name.decode("ascii"), value.strip(b" \t").decode("latin-1"))
+
+
+# A server keeps each connection's request (its headers) while the connection lives, so the names and the
+# whole lines every WebSocket client sends are shared, not built per connection (issue 22: ~50 bytes per
+# name, ~130 per line). Fixed tables: nothing a peer sends is added to them.
+_NAMES = (
+    "Host Upgrade Connection Origin User-Agent Cookie Authorization Accept Accept-Encoding Accept-Language"
+    " Cache-Control Pragma Referer Content-Length Content-Type Transfer-Encoding X-Forwarded-For"
+    " X-Forwarded-Proto X-Forwarded-Host X-Real-IP Forwarded Sec-WebSocket-Key Sec-WebSocket-Version"
+    " Sec-WebSocket-Extensions Sec-WebSocket-Protocol Sec-Fetch-Dest Sec-Fetch-Mode Sec-Fetch-Site"
+).split()
+_METHODS = {name.encode("ascii"): name for name in "GET HEAD POST PUT DELETE OPTIONS PATCH".split()}
+_COMMON_NAMES: dict[bytes, str] = {
+    variant.encode("ascii"): variant for name in _NAMES for variant in (name, name.lower())
+}
+_COMMON_LINES: dict[bytes, tuple[str, str]] = {
+    line: _parse_header_line(line)
+    for name, value in (
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Connection", "upgrade"),
+        ("Connection", "keep-alive, Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"),
+        ("Sec-WebSocket-Extensions", "permessage-deflate"),
+        ("Cache-Control", "no-cache"),
+        ("Pragma", "no-cache"),
+        ("Accept", "*/*"),
+        ("Accept-Encoding", "gzip, deflate, br"),
+        ("Accept-Encoding", "gzip, deflate, br, zstd"),
+        ("Accept-Encoding", "gzip, deflate"),
+        ("Sec-Fetch-Dest", "websocket"),
+        ("Sec-Fetch-Mode", "websocket"),
+        ("Sec-Fetch-Site", "same-origin"),
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Sec-Fetch-Site", "same-site"),
+    )
+    for variant in (name, name.lower())
+    for line in (f"{variant}: {value}".encode("latin-1"),)
+}
 
 
 def _split_lines(head: bytes) -> list[bytes]:
@@ -90,7 +132,7 @@ def parse_request_head(head: bytes, max_headers: int) -> tuple[str, str, tuple[i
         raise HTTPError("malformed request line")
     method, target, major, minor = match.groups()
     return (
-        method.decode("ascii"),
+        _METHODS.get(method) or method.decode("ascii"),
         target.decode("latin-1"),
         (int(major), int(minor)),
         _parse_headers(lines[1:], max_headers),

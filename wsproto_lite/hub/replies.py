@@ -104,7 +104,7 @@ class Replies(HubPart):
         outbox = session.outbox
         conns = self.hub.conns
         while outbox and outbox[0].frame is not None and not session.closed:
-            ready = outbox.popleft()
+            ready = outbox.pop(0)
             session.outbox_bytes -= len(ready.frame)  # type: ignore[arg-type]
             if conns.send_frame(session, ready.frame) and ready.after is not None:  # type: ignore[arg-type]
                 ready.after()

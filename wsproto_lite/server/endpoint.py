@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 from wsproto_lite import (
     Accepted,
@@ -37,10 +38,23 @@ Headers = tuple[tuple[str, str], ...]
 
 
 def _config(options: Options) -> Config:
+    """The core's settings for ``options``: one frozen object shared by every connection made with the
+    same limits (one per connection cost ~150 bytes each, issue 22)."""
+    limits = (options.max_message_size, options.max_fragments, options.http_error_body)
+    try:
+        return _shared_config(*limits)
+    except TypeError:  # an unhashable http_error_body hook: a Config of its own
+        return Config(max_message_size=limits[0], max_fragments=limits[1], http_error_body=limits[2])
+
+
+@lru_cache(maxsize=32)  # bounded: a process uses a handful of distinct option sets
+def _shared_config(
+    max_message_size: int | None,
+    max_fragments: int | None,
+    http_error_body: Callable[[int, str], tuple[str, bytes]] | None,
+) -> Config:
     return Config(
-        max_message_size=options.max_message_size,
-        max_fragments=options.max_fragments,
-        http_error_body=options.http_error_body,
+        max_message_size=max_message_size, max_fragments=max_fragments, http_error_body=http_error_body
     )
 
 
