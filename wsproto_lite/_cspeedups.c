@@ -1,13 +1,18 @@
-/* Optional compiled accelerator for wsproto-lite: masking payloads (RFC 6455 §5.3).
+/* Optional compiled accelerator for wsproto-lite: masking payloads (RFC 6455 §5.3), and the reader's
+ * fast case for whole small messages.
  *
  * The pure-Python ``apply_mask`` in ``_frames.py`` is the reference; this module computes exactly the same
  * bytes, faster. ``_speedups.py`` decides which one is used (``WSPROTO_LITE_NO_SPEEDUPS=1`` forces Python).
+ * Likewise ``parse_messages`` does what the Python loop of ``MessageReader._parse_whole_frames`` does.
  *
  *   apply_mask(data, mask, offset=0) -> bytes
  *       ``data`` XORed with the 4-byte ``mask`` repeated, ``data[0]`` being byte ``offset`` of the payload.
  *   PayloadBuffer(capacity=0): append(data, start, end, mask=None, offset=0) -> bool; take() -> bytes
  *       A message assembled piece by piece straight from the received chunks, unmasked on the way in:
  *       one copy per byte from the wire to the final ``bytes`` (no slice, no unmasked piece, no join).
+ *   parse_messages(data, pos, masked, limit, out, text_type, text_slot, binary_type, binary_slot) -> int
+ *       The whole, final, plain text/binary frames at ``data[pos:]`` as message events, up to the first
+ *       frame that is anything else, which it leaves to the reader's general path (see its doc).
  *
  * §5.3: "Octet i of the transformed data is the XOR of octet i of the original data with octet at index
  * i modulo 4 of the masking key." Masking and unmasking are the same operation.
@@ -147,6 +152,198 @@ apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *
     PyBuffer_Release(&mask);
     PyBuffer_Release(&data);
     return result;
+}
+
+/* -- parse_messages: whole small frames, straight to message events --------------------------------- */
+
+/* The first header byte of the frames taken here: FIN, no RSV bits, text or binary (RFC 6455 §5.2). */
+#define FIN_TEXT 0x81
+#define FIN_BINARY 0x82
+#define MASK_BIT 0x80
+#define LENGTH_BITS 0x7F
+#define LENGTH_16 126
+
+/* A message event of ``type`` with its ``data`` slot set to ``value`` (a new reference; steals nothing):
+ * what ``object.__new__(type)`` then the slot's ``__set__`` do, the way _reader.py's Python fast loop
+ * builds the frozen events (a frozen dataclass's __init__ would route through object.__setattr__). */
+static PyObject *
+new_event(PyTypeObject *type, PyObject *slot, PyObject *value)
+{
+    PyObject *event = type->tp_alloc(type, 0);
+    if (event == NULL) {
+        return NULL;
+    }
+    if (Py_TYPE(slot)->tp_descr_set(slot, event, value) < 0) {
+        Py_DECREF(event);
+        return NULL;
+    }
+    return event;
+}
+
+/* The text of a payload: unmasked straight into a new 1-byte ``str`` when every byte is ASCII (valid
+ * UTF-8 by itself); otherwise decoded by CPython's strict UTF-8 codec from there. Returns NULL with no
+ * exception set when the payload is not valid UTF-8 (RFC 6455 §8.1, RFC 3629): the caller stops and the
+ * general path reports it at the right byte. */
+static PyObject *
+payload_text(const unsigned char *src, Py_ssize_t n, const unsigned char *key)
+{
+    PyObject *ascii = PyUnicode_New(n, 127);
+    if (ascii == NULL) {
+        return NULL;
+    }
+    /* Until it is returned nobody else sees this str: when the bytes are not all ASCII it is only a
+     * scratch buffer for the decoder below, and dropped. */
+    unsigned char *dst = (unsigned char *)PyUnicode_DATA(ascii);
+    if (mask_copy(dst, src, n, key)) {
+        return ascii;
+    }
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)dst, n, "strict");
+    Py_DECREF(ascii);
+    if (text == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        PyErr_Clear();
+    }
+    return text;
+}
+
+PyDoc_STRVAR(parse_messages_doc,
+"parse_messages(data, pos, masked, limit, out, text_type, text_slot, binary_type, binary_slot, /)\n--\n\n"
+"Parse the whole, final, plain text and binary frames at ``data[pos:]`` into message events appended\n"
+"to the list ``out``, up to the first frame that is anything else (RFC 6455 5.2-5.4, 8.1); return the\n"
+"position after the last frame taken. ``masked``: the frames must be masked (a server) or not (a\n"
+"client), 5.1. Frames longer than ``limit`` (at most 65535: 7- and 16-bit lengths only) stop it.\n"
+"A frame that is cut short, fragmented, a control frame, has RSV bits, the wrong mask bit or invalid\n"
+"UTF-8 is left for the caller's general path, which applies every rule to it and reports errors.\n"
+"The events are ``text_type`` / ``binary_type`` instances with ``text_slot`` / ``binary_slot`` (their\n"
+"``data`` member descriptors) set to the str / bytes payload.");
+
+static int
+check_event_type(PyObject *type, PyObject *slot)
+{
+    if (!PyType_Check(type) || Py_TYPE(slot)->tp_descr_set == NULL) {
+        PyErr_SetString(PyExc_TypeError, "parse_messages() needs event types and their data descriptors");
+        return -1;
+    }
+    return 0;
+}
+
+/* One frame at ``p`` (``left`` bytes available): its payload's offset from ``p`` and its length, or 0
+ * when the fast case does not take it (then the general path does). */
+static Py_ssize_t
+whole_frame(const unsigned char *p, Py_ssize_t left, int masked, Py_ssize_t limit, Py_ssize_t *length)
+{
+    if (left < 2) {
+        return 0;
+    }
+    /* §5.2: FIN set, RSV1-3 clear (no extension decodes these messages: the caller checked), opcode
+     * text or binary. Anything else (a fragment, a continuation, a control frame, a reserved opcode,
+     * RSV bits) is the general path's. */
+    if (p[0] != FIN_TEXT && p[0] != FIN_BINARY) {
+        return 0;
+    }
+    /* §5.1: a server MUST close on an unmasked frame, a client on a masked one: the general path does. */
+    if (((p[1] & MASK_BIT) != 0) != masked) {
+        return 0;
+    }
+    Py_ssize_t n = p[1] & LENGTH_BITS;
+    Py_ssize_t start = 2;
+    if (n == LENGTH_16) {
+        /* §5.2: 126 means the next 2 bytes, in network byte order, are the length. */
+        if (left < 4) {
+            return 0;
+        }
+        n = (Py_ssize_t)p[2] << 8 | p[3];
+        start = 4;
+    }
+    else if (n > LENGTH_16) {
+        return 0; /* §5.2: a 64-bit length: the general path (and its limits, §10.4) */
+    }
+    if (masked) {
+        start += 4; /* §5.3: the 4-byte masking key precedes the payload */
+    }
+    /* §10.4: over the frame or message limit: the general path fails it with 1009. */
+    if (n > limit || n > left - start) {
+        return 0;
+    }
+    *length = n;
+    return start;
+}
+
+static PyObject *
+parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 9) {
+        PyErr_Format(PyExc_TypeError, "parse_messages() takes 9 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    Py_ssize_t pos = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
+    if (pos == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    int masked = PyObject_IsTrue(args[2]);
+    if (masked < 0) {
+        return NULL;
+    }
+    Py_ssize_t limit = PyNumber_AsSsize_t(args[3], PyExc_OverflowError);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *out = args[4];
+    if (!PyList_Check(out)) {
+        PyErr_SetString(PyExc_TypeError, "parse_messages() needs a list to append the events to");
+        return NULL;
+    }
+    if (check_event_type(args[5], args[6]) < 0 || check_event_type(args[7], args[8]) < 0) {
+        return NULL;
+    }
+    Py_buffer data;
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (pos < 0 || pos > data.len) {
+        PyErr_Format(PyExc_ValueError, "position %zd outside a buffer of %zd bytes", pos, data.len);
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    const unsigned char *buf = (const unsigned char *)data.buf;
+    int failed = 0;
+    for (;;) {
+        Py_ssize_t length = 0;
+        Py_ssize_t start = whole_frame(buf + pos, data.len - pos, masked, limit, &length);
+        if (start == 0) {
+            break;
+        }
+        const unsigned char *payload = buf + pos + start;
+        const unsigned char *key = masked ? payload - 4 : NULL; /* §5.3 */
+        PyObject *value, *event;
+        if (buf[pos] == FIN_TEXT) {
+            value = payload_text(payload, length, key);
+            if (value == NULL) {
+                failed = PyErr_Occurred() != NULL;
+                break; /* not UTF-8: the general path fails it with 1007 (§8.1) */
+            }
+            event = new_event((PyTypeObject *)args[5], args[6], value);
+        }
+        else {
+            value = PyBytes_FromStringAndSize(NULL, length);
+            if (value == NULL) {
+                failed = 1;
+                break;
+            }
+            mask_copy((unsigned char *)PyBytes_AS_STRING(value), payload, length, key);
+            event = new_event((PyTypeObject *)args[7], args[8], value);
+        }
+        Py_DECREF(value);
+        if (event == NULL || PyList_Append(out, event) < 0) {
+            Py_XDECREF(event);
+            failed = 1;
+            break;
+        }
+        Py_DECREF(event);
+        pos += start + length;
+    }
+    PyBuffer_Release(&data);
+    return failed ? NULL : PyLong_FromSsize_t(pos);
 }
 
 /* -- PayloadBuffer ---------------------------------------------------------------------------------- */
@@ -348,6 +545,7 @@ static PyModuleDef_Slot module_slots[] = {
 
 static PyMethodDef methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL | METH_KEYWORDS, apply_mask_doc},
+    {"parse_messages", (PyCFunction)(void (*)(void))parse_messages, METH_FASTCALL, parse_messages_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,7 +1,21 @@
 # Types of the compiled accelerator (_cspeedups.c); the pure-Python references are in _frames.py.
+from typing import Any
+
 from typing_extensions import Buffer
 
 def apply_mask(data: Buffer, mask: Buffer, offset: int = 0) -> bytes: ...
+def parse_messages(
+    data: Buffer,
+    pos: int,
+    masked: bool,
+    limit: int,
+    out: list[Any],
+    text_type: type,
+    text_slot: Any,
+    binary_type: type,
+    binary_slot: Any,
+    /,
+) -> int: ...
 
 class PayloadBuffer:
     def __init__(self, capacity: int = 0) -> None: ...

@@ -61,6 +61,7 @@ from ._frames import (
     apply_mask,
     parse_header,
 )
+from ._speedups import accelerator
 from ._utf8 import Utf8Decoder, decode_utf8
 from .extensions import Extension
 
@@ -74,8 +75,10 @@ _FAST_MAX_LENGTH = 0xFFFF
 _from_bytes = int.from_bytes  # a module global: ``int.from_bytes`` would build a bound method per call
 # The slot setters of the frozen message events, for the fast path (frozen dataclasses route every
 # assignment in __init__ through object.__setattr__, which costs more than the rest of a small frame).
-_SET_TEXT = TextMessage.__dict__["data"].__set__
-_SET_BINARY = BinaryMessage.__dict__["data"].__set__
+_TEXT_SLOT, _BINARY_SLOT = TextMessage.__dict__["data"], BinaryMessage.__dict__["data"]
+_SET_TEXT, _SET_BINARY = _TEXT_SLOT.__set__, _BINARY_SLOT.__set__
+# The compiled fast case (whole messages only: streamed ones take the Python loop), when active.
+_parse_messages = None if accelerator is None else accelerator.parse_messages
 _CONTROL_OPCODES = (OP_CLOSE, OP_PING, OP_PONG)
 # The most a message buffer reserves ahead of its payload: what a header alone may make us set aside
 # (§10.4), before any of the payload arrived; larger messages grow the buffer as their bytes come in.
@@ -164,6 +167,27 @@ class MessageReader:
         (empty when called), up to the first frame that is anything else (see the module docstring)."""
         if self._fast_limit < 0 or (self._pos >= len(self._buf) and not self._more()):
             return False
+        if _parse_messages is None or self._stream:
+            return self._parse_whole_frames_python()
+        # The compiled loop: the same frames, checks and events as the Python one below.
+        out: list[Event] = []
+        self._pos = _parse_messages(
+            self._buf,
+            self._pos,
+            self._expect_masked,
+            self._fast_limit,
+            out,
+            TextMessage,
+            _TEXT_SLOT,
+            BinaryMessage,
+            _BINARY_SLOT,
+        )
+        self.ready.extend(out)
+        return bool(out)
+
+    def _parse_whole_frames_python(self) -> bool:
+        """The fast case in Python: the reference for the compiled ``parse_messages``, and the one used
+        for streamed messages."""
         buf, pos, size, limit = self._buf, self._pos, len(self._buf), self._fast_limit
         mask_bit, key_size = (MASK_BIT, MASK_KEY_SIZE) if self._expect_masked else (0, 0)
         stream, append, new = self._stream, self.ready.append, object.__new__
