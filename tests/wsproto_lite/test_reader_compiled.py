@@ -1,0 +1,270 @@
+"""The compiled fast case of the reader (``_cspeedups.parse_messages``) against the pure-Python reader.
+
+The pure-Python reader is the reference: on any stream of frames (valid, broken or random bytes), cut
+into chunks anywhere, with either role and any limits, the reader with the compiled loop must give the
+same events and the same close code at the same place. Both readers are set up explicitly here (the
+compiled module is imported directly), so these tests run in both CI passes; they are skipped where the
+accelerator was not built.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import ModuleType
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wsproto_lite import _frames, _reader
+from wsproto_lite._config import Config
+from wsproto_lite._errors import CloseCode, RemoteProtocolError
+from wsproto_lite._events import BinaryMessage, Event, Ping, TextMessage
+from wsproto_lite._reader import MessageReader
+
+from .wire import MASK, frame
+
+
+def _compiled() -> ModuleType | None:
+    try:
+        from wsproto_lite import _cspeedups
+    except ImportError:
+        return None
+    return _cspeedups
+
+
+C = _compiled()
+pytestmark = pytest.mark.skipif(C is None, reason="C accelerator not built")
+
+_TEXT_SLOT = TextMessage.__dict__["data"]
+_BINARY_SLOT = BinaryMessage.__dict__["data"]
+
+
+@contextmanager
+def _implementation(compiled: bool) -> Iterator[None]:
+    """The reader with the compiled fast case and masking, or the pure-Python reference throughout."""
+    assert C is not None
+    with pytest.MonkeyPatch.context() as patch:
+        if compiled:
+            patch.setattr(_reader, "_parse_messages", C.parse_messages)
+            patch.setattr(_reader, "apply_mask", C.apply_mask)
+            patch.setattr(_reader, "PayloadBuffer", C.PayloadBuffer)
+            patch.setattr(_reader, "INLINE_MASK_LIMIT", 0)
+        else:
+            patch.setattr(_reader, "_parse_messages", None)
+            patch.setattr(_reader, "apply_mask", _frames.python_apply_mask)
+            patch.setattr(_reader, "PayloadBuffer", _frames.PythonPayloadBuffer)
+            patch.setattr(_reader, "INLINE_MASK_LIMIT", 512)
+        yield
+
+
+def _read(data: bytes, cuts: list[int], config: Config, server: bool) -> list[object]:
+    """The events of a reader fed ``data`` cut at ``cuts``, then ("error", code) if it raised."""
+    reader = MessageReader(config, expect_masked=server)
+    out: list[object] = []
+    bounds = [0, *sorted(cuts), len(data)]
+    for i in range(len(bounds) - 1):
+        reader.feed(data[bounds[i] : bounds[i + 1]])
+        try:
+            while (event := reader.next_event()) is not None:
+                out.append(event)
+        except RemoteProtocolError as exc:
+            return [*out, ("error", exc.code)]
+    return out
+
+
+def _both(data: bytes, cuts: list[int], config: Config, server: bool = True) -> list[object]:
+    """Read with both implementations; assert they agree; return the events."""
+    with _implementation(compiled=True):
+        compiled = _read(data, cuts, config, server)
+    with _implementation(compiled=False):
+        python = _read(data, cuts, config, server)
+    assert compiled == python
+    assert [type(e) for e in compiled] == [type(e) for e in python]
+    return compiled
+
+
+_BAD_UTF8 = [b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82(", b"\xce"]
+
+
+def _raw_frame(first: int, payload: bytes, masked: bool, length_form: int, key: bytes) -> bytes:
+    """A frame with any first byte (FIN, RSV, opcode) and any length encoding, minimal or not (§5.2)."""
+    n = len(payload)
+    bit = 0x80 if masked else 0
+    if length_form == 0 and n < 126:
+        head = struct.pack("!BB", first, bit | n)
+    elif length_form <= 1 and n < 65536:
+        head = struct.pack("!BBH", first, bit | 126, n)
+    else:
+        head = struct.pack("!BBQ", first, bit | 127, n)
+    if not masked:
+        return head + payload
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+@st.composite
+def _payloads(draw: Callable[..., object]) -> bytes:
+    text: str = draw(st.one_of(st.text(max_size=20), st.text(min_size=100, max_size=400)))  # type: ignore[assignment]
+    payload = text.encode()
+    choice: int = draw(st.integers(0, 3))  # type: ignore[assignment]
+    if choice == 0:  # invalid UTF-8 somewhere
+        at: int = draw(st.integers(0, len(payload)))  # type: ignore[assignment]
+        payload = payload[:at] + draw(st.sampled_from(_BAD_UTF8)) + payload[at:]  # type: ignore[operator]
+    elif choice == 1:
+        payload = draw(st.binary(max_size=200))  # type: ignore[assignment]
+    elif choice == 2 and draw(st.booleans()):
+        payload = payload * 200  # 16-bit lengths and frames spanning chunks
+    return payload
+
+
+@st.composite
+def _frames_any(draw: Callable[..., object], server: bool) -> bytes:
+    """Mostly frames the fast case takes, among every kind it must leave alone, and random bytes."""
+    kind: str = draw(st.sampled_from(["fast"] * 6 + ["any first byte", "wrong mask", "junk"]))  # type: ignore[assignment]
+    key: bytes = draw(st.binary(min_size=4, max_size=4))  # type: ignore[assignment]
+    payload: bytes = draw(_payloads())  # type: ignore[assignment]
+    form: int = draw(st.integers(0, 2))  # type: ignore[assignment]
+    if kind == "junk":
+        return draw(st.binary(max_size=20))  # type: ignore[return-value]
+    if kind == "fast":
+        first: int = draw(st.sampled_from([0x81, 0x82]))  # type: ignore[assignment]
+        return _raw_frame(first, payload, server, draw(st.sampled_from([0, 0, 0, form])), key)  # type: ignore[arg-type]
+    if kind == "wrong mask":
+        return _raw_frame(0x82, payload, not server, form, key)
+    first = draw(st.integers(0, 255))  # type: ignore[assignment]
+    if first & 0x08:  # control frames: mostly small, so some are valid
+        payload = payload[: draw(st.sampled_from([125, 126, 0]))]  # type: ignore[misc]
+    return _raw_frame(first, payload, server, form, key)
+
+
+_CONFIGS = st.builds(
+    Config,
+    max_message_size=st.sampled_from([None, 50, 1000, 2**20]),
+    max_frame_size=st.sampled_from([None, 20, 300]),
+)
+
+
+@given(st.booleans(), st.data())
+def test_compiled_and_python_readers_agree_on_any_stream(server: bool, data: st.DataObject) -> None:
+    """Same events, same close code at the same place (§5.1-5.5, §8.1, §10.4), whatever the chunking."""
+    frames = data.draw(st.lists(_frames_any(server), max_size=10))
+    stream = b"".join(frames)
+    config = data.draw(_CONFIGS)
+    cuts = data.draw(st.one_of(st.just([]), st.lists(st.integers(0, len(stream)), max_size=6)))
+    _both(stream, cuts, config, server)
+
+
+@given(st.binary(max_size=300), st.lists(st.integers(0, 300), max_size=4), st.booleans())
+def test_compiled_and_python_readers_agree_on_random_bytes(
+    data: bytes, cuts: list[int], server: bool
+) -> None:
+    _both(data, [min(c, len(data)) for c in cuts], Config(), server)
+
+
+def test_a_long_run_of_small_messages_then_a_ping_then_invalid_utf8() -> None:
+    messages = [frame(0x1, f"m{i}".encode()) for i in range(500)] + [
+        frame(0x2, bytes([i])) for i in range(256)
+    ]
+    stream = b"".join(messages) + frame(0x9, b"p") + frame(0x1, b"ok") + frame(0x1, b"a\xffb")
+    events = _both(stream, [], Config())
+    assert events[:500] == [TextMessage(f"m{i}") for i in range(500)]
+    assert events[500:756] == [BinaryMessage(bytes([i])) for i in range(256)]
+    assert events[756:] == [Ping(b"p"), TextMessage("ok"), ("error", CloseCode.INVALID_DATA)]
+
+
+# -- parse_messages itself ----------------------------------------------------------------------------
+
+
+def _parse(data: bytes, pos: int = 0, masked: bool = True, limit: int = 0xFFFF) -> tuple[int, list[Event]]:
+    assert C is not None
+    out: list[Event] = []
+    end = C.parse_messages(
+        data, pos, masked, limit, out, TextMessage, _TEXT_SLOT, BinaryMessage, _BINARY_SLOT
+    )
+    return end, out
+
+
+def test_parse_messages_takes_every_whole_message_in_one_call() -> None:
+    stream = frame(0x1, "é".encode() * 100) + frame(0x2, b"\x00" * 200) + frame(0x1, b"") + frame(0x2, b"x")
+    end, events = _parse(b"junk" + stream, 4)
+    assert end == 4 + len(stream)
+    assert events == [
+        TextMessage("é" * 100),
+        BinaryMessage(b"\x00" * 200),
+        TextMessage(""),
+        BinaryMessage(b"x"),
+    ]
+    assert [type(e.data) for e in events] == [str, bytes, str, bytes]
+    # unmasked, as a client reads a server's frames
+    end, events = _parse(frame(0x1, b"hi", mask=None), masked=False)
+    assert (end, events) == (4, [TextMessage("hi")])
+
+
+_UNUSUAL = [
+    (frame(0x1, b"a", fin=False), "a fragment (§5.4)"),
+    (frame(0x0, b"a"), "a continuation (§5.4)"),
+    (frame(0x9, b"a"), "a control frame (§5.5)"),
+    (frame(0x3, b"a"), "a reserved opcode (§5.2)"),
+    (frame(0x1, b"a", rsv=0x40), "an RSV bit (§5.2)"),
+    (frame(0x1, b"a", mask=None), "an unmasked frame at a server (§5.1)"),
+    (frame(0x1, b"\xce"), "invalid UTF-8 (§8.1)"),
+    (frame(0x2, b"a" * 70000), "a 64-bit length"),
+    (frame(0x2, b"a" * 301), "over the limit (§10.4)"),
+    (frame(0x2, b"a" * 300)[:-1], "cut short"),
+    (frame(0x2, b"a" * 300)[:3], "a 16-bit length cut short"),
+    (b"\x82", "one byte"),
+]
+
+
+@pytest.mark.parametrize(("head", "why"), _UNUSUAL, ids=[why for _, why in _UNUSUAL])
+def test_parse_messages_stops_at_anything_unusual(head: bytes, why: str) -> None:
+    ok = frame(0x2, b"ok")
+    after = b"" if "short" in why or why == "one byte" else ok  # a frame cut short ends the input
+    end, events = _parse(ok + head + after, limit=300)
+    assert (end, events) == (len(ok), [BinaryMessage(b"ok")])
+
+
+def test_parse_messages_unmasks_with_each_frames_key() -> None:
+    keys = [MASK, b"\x00\x00\x00\x00", b"\xff\x01\x80\x7f"]
+    stream = b"".join(frame(0x1, b"same text, 17 b.", mask=key) for key in keys)
+    assert _parse(stream)[1] == [TextMessage("same text, 17 b.")] * 3
+
+
+def test_parse_messages_refuses_bad_arguments() -> None:
+    assert C is not None
+    data = frame(0x2, b"x")
+    good = (data, 0, True, 100, [], TextMessage, _TEXT_SLOT, BinaryMessage, _BINARY_SLOT)
+    with pytest.raises(ValueError, match="position"):
+        C.parse_messages(data, len(data) + 1, *good[2:])
+    with pytest.raises(ValueError, match="position"):
+        C.parse_messages(data, -1, *good[2:])
+    with pytest.raises(TypeError):
+        C.parse_messages(*good[:4], (), *good[5:])  # not a list
+    with pytest.raises(TypeError):
+        C.parse_messages(*good[:5], "not a type", *good[6:])
+    with pytest.raises(TypeError):
+        C.parse_messages(*good[:8], object())  # not a descriptor
+    with pytest.raises(TypeError):
+        C.parse_messages(*good[:8], _TEXT_SLOT)  # TextMessage's slot on a BinaryMessage
+    with pytest.raises(TypeError):
+        C.parse_messages(*good[:8])
+    assert C.parse_messages(*good) == len(data)
+
+
+def test_the_reader_uses_the_compiled_loop_when_the_accelerator_is_active() -> None:
+    calls: list[int] = []
+    assert C is not None
+
+    def counting(*args: object) -> int:
+        calls.append(1)
+        return C.parse_messages(*args)  # type: ignore[no-any-return, arg-type]
+
+    with _implementation(compiled=True), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_reader, "_parse_messages", counting)
+        reader = MessageReader(Config(), expect_masked=True)
+        reader.feed(frame(0x1, b"a") * 100)
+        assert reader.next_event() == TextMessage("a")
+        assert len(reader.ready) == 99
+    assert calls == [1]
