@@ -13,6 +13,8 @@
  *   parse_messages(data, pos, masked, limit, out, text_type, text_slot, binary_type, binary_slot) -> int
  *       The whole, final, plain text/binary frames at ``data[pos:]`` as message events, up to the first
  *       frame that is anything else, which it leaves to the reader's general path (see its doc).
+ *   parse_header(header_type, error_type, buf, pos) -> header_type | None
+ *       One frame header, as ``_frames.parse_header`` (the reference) parses it, for the general path.
  *
  * §5.3: "Octet i of the transformed data is the XOR of octet i of the original data with octet at index
  * i modulo 4 of the masking key." Masking and unmasking are the same operation.
@@ -346,6 +348,111 @@ parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return failed ? NULL : PyLong_FromSsize_t(pos);
 }
 
+/* -- parse_header: one frame header, for the reader's general path ----------------------------------- */
+
+PyDoc_STRVAR(parse_header_doc,
+"parse_header(header_type, error_type, buf, pos, /)\n--\n\n"
+"The header of the frame at ``buf[pos:]`` as ``header_type(fin, rsv, opcode, mask, length, header_size)``\n"
+"(a tuple subclass: _frames.FrameHeader), or None when it is not complete yet; raises ``error_type`` for\n"
+"a 64-bit length with its most significant bit set (RFC 6455 5.2). Only the layout is checked, exactly\n"
+"as _frames.python_parse_header, the reference, does.");
+
+static PyObject *
+parse_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "parse_header() takes 4 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (!PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "parse_header() needs a tuple subclass for the header");
+        return NULL;
+    }
+    if (!PyExceptionClass_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "parse_header() needs an exception class for a bad header");
+        return NULL;
+    }
+    Py_ssize_t pos = PyNumber_AsSsize_t(args[3], PyExc_OverflowError);
+    if (pos == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_buffer data;
+    if (PyObject_GetBuffer(args[2], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (pos < 0 || pos > data.len) {
+        PyErr_Format(PyExc_ValueError, "position %zd outside a buffer of %zd bytes", pos, data.len);
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    const unsigned char *p = (const unsigned char *)data.buf + pos;
+    Py_ssize_t left = data.len - pos, size = 2;
+    unsigned long long length = 0;
+    PyObject *result = Py_None;
+    if (left >= 2) {
+        length = p[1] & LENGTH_BITS;
+        if (length == LENGTH_16) {
+            size = 4; /* §5.2: a 16-bit length follows, in network byte order */
+            if (left >= size) {
+                length = (unsigned long long)p[2] << 8 | p[3];
+            }
+        }
+        else if (length == LENGTH_16 + 1) {
+            size = 10; /* §5.2: a 64-bit length follows, in network byte order */
+            if (left >= size) {
+                length = 0;
+                for (int i = 2; i < 10; i++) {
+                    length = length << 8 | p[i];
+                }
+            }
+        }
+        if (p[1] & MASK_BIT) {
+            size += 4; /* §5.3: the masking key */
+        }
+        result = left >= size ? NULL : Py_None;
+    }
+    if (result == Py_None) {
+        PyBuffer_Release(&data);
+        Py_RETURN_NONE;
+    }
+    if (length >> 63) {
+        /* §5.2: "the most significant bit MUST be 0" */
+        PyErr_SetString(args[1], "64-bit payload length has its most significant bit set");
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    PyObject *mask = Py_None;
+    Py_INCREF(mask);
+    if (p[1] & MASK_BIT) {
+        Py_DECREF(mask);
+        mask = PyBytes_FromStringAndSize((const char *)p + size - 4, 4);
+    }
+    PyObject *items[6] = {
+        PyBool_FromLong(p[0] & 0x80), PyLong_FromLong(p[0] & 0x70), PyLong_FromLong(p[0] & 0x0F), mask,
+        PyLong_FromUnsignedLongLong(length), PyLong_FromSsize_t(size),
+    };
+    PyBuffer_Release(&data);
+    PyTypeObject *type = (PyTypeObject *)args[0];
+    result = NULL;
+    int complete = 1;
+    for (int i = 0; i < 6; i++) {
+        complete &= items[i] != NULL;
+    }
+    if (complete) {
+        result = type->tp_alloc(type, 6);
+    }
+    for (int i = 0; i < 6; i++) {
+        if (result != NULL) {
+            PyTuple_SET_ITEM(result, i, items[i]); /* steals the reference */
+        }
+        else {
+            Py_XDECREF(items[i]);
+        }
+    }
+    return result;
+}
+
 /* -- PayloadBuffer ---------------------------------------------------------------------------------- */
 
 /* The bytes object being filled is private to the buffer until take() hands it out: nobody else holds a
@@ -546,6 +653,7 @@ static PyModuleDef_Slot module_slots[] = {
 static PyMethodDef methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL | METH_KEYWORDS, apply_mask_doc},
     {"parse_messages", (PyCFunction)(void (*)(void))parse_messages, METH_FASTCALL, parse_messages_doc},
+    {"parse_header", (PyCFunction)(void (*)(void))parse_header, METH_FASTCALL, parse_header_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,7 +1,9 @@
 # Types of the compiled accelerator (_cspeedups.c); the pure-Python references are in _frames.py.
-from typing import Any
+from typing import Any, TypeVar
 
 from typing_extensions import Buffer
+
+_Header = TypeVar("_Header", bound=tuple[Any, ...])
 
 def apply_mask(data: Buffer, mask: Buffer, offset: int = 0) -> bytes: ...
 def parse_messages(
@@ -16,6 +18,9 @@ def parse_messages(
     binary_slot: Any,
     /,
 ) -> int: ...
+def parse_header(
+    header_type: type[_Header], error_type: type[BaseException], buf: Buffer, pos: int, /
+) -> _Header | None: ...
 
 class PayloadBuffer:
     def __init__(self, capacity: int = 0) -> None: ...

@@ -24,7 +24,8 @@ the close code when the peer breaks a rule. Reactions are the connection's job.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 
 from ._close import parse_close_payload
 from ._config import Config
@@ -77,8 +78,13 @@ _from_bytes = int.from_bytes  # a module global: ``int.from_bytes`` would build 
 # assignment in __init__ through object.__setattr__, which costs more than the rest of a small frame).
 _TEXT_SLOT, _BINARY_SLOT = TextMessage.__dict__["data"], BinaryMessage.__dict__["data"]
 _SET_TEXT, _SET_BINARY = _TEXT_SLOT.__set__, _BINARY_SLOT.__set__
-# The compiled fast case (whole messages only: streamed ones take the Python loop), when active.
+_new = object.__new__
+# The compiled fast case (whole messages only: streamed ones take the Python loop), and the compiled
+# header parser (the same results as ``parse_header``, the reference), when the accelerator is active.
 _parse_messages = None if accelerator is None else accelerator.parse_messages
+_parse_header: Callable[[bytes, int], FrameHeader | None] = (
+    parse_header if accelerator is None else partial(accelerator.parse_header, FrameHeader, HeaderError)
+)
 _CONTROL_OPCODES = (OP_CLOSE, OP_PING, OP_PONG)
 # The most a message buffer reserves ahead of its payload: what a header alone may make us set aside
 # (§10.4), before any of the payload arrived; larger messages grow the buffer as their bytes come in.
@@ -242,7 +248,7 @@ class MessageReader:
                     return None  # the payload is not complete and the input is exhausted
                 continue
             try:
-                header = parse_header(self._buf, self._pos)
+                header = _parse_header(self._buf, self._pos)
             except HeaderError as exc:
                 raise RemoteProtocolError(str(exc)) from None
             if header is None:
@@ -430,8 +436,10 @@ class MessageReader:
         message = payload.take()
         if opcode == OP_TEXT:
             # Every piece was valid: only a sequence cut short by the end can fail here (§8.1).
-            return TextMessage(decode_utf8(message))
-        return BinaryMessage(message)
+            _SET_TEXT(text := _new(TextMessage), decode_utf8(message))  # TextMessage(...), without __init__
+            return text
+        _SET_BINARY(binary := _new(BinaryMessage), message)
+        return binary
 
     def _add_size(self, size: int) -> None:
         self._msg_size += size

@@ -1,4 +1,5 @@
-"""The compiled fast case of the reader (``_cspeedups.parse_messages``) against the pure-Python reader.
+"""The compiled fast case of the reader (``_cspeedups.parse_messages``) and its compiled header parser
+(``_cspeedups.parse_header``) against the pure-Python reader and ``_frames.parse_header``.
 
 The pure-Python reader is the reference: on any stream of frames (valid, broken or random bytes), cut
 into chunks anywhere, with either role and any limits, the reader with the compiled loop must give the
@@ -12,6 +13,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from types import ModuleType
 
 import pytest
@@ -22,6 +24,7 @@ from wsproto_lite import _frames, _reader
 from wsproto_lite._config import Config
 from wsproto_lite._errors import CloseCode, RemoteProtocolError
 from wsproto_lite._events import BinaryMessage, Event, Ping, TextMessage
+from wsproto_lite._frames import FrameHeader, HeaderError
 from wsproto_lite._reader import MessageReader
 
 from .wire import MASK, frame
@@ -49,11 +52,13 @@ def _implementation(compiled: bool) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         if compiled:
             patch.setattr(_reader, "_parse_messages", C.parse_messages)
+            patch.setattr(_reader, "_parse_header", partial(C.parse_header, FrameHeader, HeaderError))
             patch.setattr(_reader, "apply_mask", C.apply_mask)
             patch.setattr(_reader, "PayloadBuffer", C.PayloadBuffer)
             patch.setattr(_reader, "INLINE_MASK_LIMIT", 0)
         else:
             patch.setattr(_reader, "_parse_messages", None)
+            patch.setattr(_reader, "_parse_header", _frames.parse_header)
             patch.setattr(_reader, "apply_mask", _frames.python_apply_mask)
             patch.setattr(_reader, "PayloadBuffer", _frames.PythonPayloadBuffer)
             patch.setattr(_reader, "INLINE_MASK_LIMIT", 512)
@@ -268,3 +273,79 @@ def test_the_reader_uses_the_compiled_loop_when_the_accelerator_is_active() -> N
         assert reader.next_event() == TextMessage("a")
         assert len(reader.ready) == 99
     assert calls == [1]
+
+
+# -- parse_header -------------------------------------------------------------------------------------
+
+
+def _any_header(first: int, masked: bool, n: int, form: int, key: bytes) -> bytes:
+    """A header with any first byte and any value in a 7-, 16- or 64-bit length field (§5.2)."""
+    bit = 0x80 if masked else 0
+    if form == 0:
+        head = bytes([first, bit | n % 126])
+    elif form == 1:
+        head = bytes([first, bit | 126]) + struct.pack("!H", n & 0xFFFF)
+    else:  # any 64-bit value, the most significant bit included
+        head = bytes([first, bit | 127]) + struct.pack("!Q", n)
+    return head + (key if masked else b"")
+
+
+_headers = st.one_of(
+    st.binary(max_size=16),
+    st.builds(
+        _any_header,
+        st.integers(0, 255),
+        st.booleans(),
+        st.one_of(
+            st.integers(0, 2**16),
+            st.integers(0, 2**64 - 1),
+            st.sampled_from([125, 126, 127, 2**16 - 1, 2**16, 2**62, 2**63 - 1, 2**63, 2**64 - 1]),
+        ),
+        st.integers(0, 2),
+        st.binary(min_size=4, max_size=4),
+    ),
+)
+
+
+def _header_or_error(parse: Callable[[bytes, int], object], data: bytes, pos: int) -> object:
+    try:
+        return parse(data, pos)
+    except HeaderError as exc:
+        return ("HeaderError", str(exc))
+
+
+@given(st.binary(max_size=8), _headers, st.integers(0, 30))
+def test_compiled_parse_header_equals_python(prefix: bytes, header: bytes, cut: int) -> None:
+    """Every prefix of any header: the same FrameHeader (or None, or HeaderError) as the reference."""
+    assert C is not None
+    compiled = partial(C.parse_header, FrameHeader, HeaderError)
+    data = prefix + header[: min(cut, len(header))]
+    got = _header_or_error(compiled, data, len(prefix))
+    want = _header_or_error(_frames.parse_header, data, len(prefix))
+    assert got == want
+    assert type(got) is type(want)
+    if isinstance(got, FrameHeader):
+        assert [type(x) for x in got] == [type(x) for x in want]  # type: ignore[union-attr]
+
+
+def test_compiled_parse_header_examples() -> None:
+    assert C is not None
+    parse = partial(C.parse_header, FrameHeader, HeaderError)
+    assert parse(frame(0x1, b"a" * 300), 0) == FrameHeader(True, 0, 1, MASK, 300, 8)
+    assert parse(b"x" + frame(0x2, b"a" * 70000, mask=None, fin=False, rsv=0x70), 1) == FrameHeader(
+        False, 0x70, 2, None, 70000, 10
+    )
+    assert parse(b"\x82\xfe\x01", 0) is None
+    assert parse(b"", 0) is None
+    for length in (2**16, 2**62, 2**63 - 1):  # any 64-bit length without the most significant bit
+        assert parse(b"\x82\x7f" + struct.pack("!Q", length), 0) == FrameHeader(True, 0, 2, None, length, 10)
+    with pytest.raises(HeaderError, match="most significant bit"):
+        parse(b"\x82\x7f\x80" + bytes(7), 0)
+    with pytest.raises(ValueError, match="position"):
+        parse(b"ab", 3)
+    with pytest.raises(TypeError):
+        C.parse_header(dict, HeaderError, b"\x82\x00", 0)
+    with pytest.raises(TypeError):
+        C.parse_header(FrameHeader, "not an exception", b"\x82\x00", 0)
+    with pytest.raises(TypeError):
+        C.parse_header(FrameHeader, HeaderError, b"\x82\x00")
