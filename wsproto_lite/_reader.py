@@ -16,6 +16,9 @@ XORed inline the way apply_mask does them, as the pure-Python call would cost ~2
 frame; the limit is 0 when the compiled apply_mask is active, which is cheaper at every size), and
 stops at the first frame that is anything else; the general path then applies every rule to that frame
 and reports errors at the right place. Tests check that both give the same events for any chunking.
+With the C accelerator, whole messages (not streamed) take ``_cspeedups.parse_messages`` instead: the
+same loop, the same checks and the same events, in one call per buffer; and the general path parses
+headers with ``_cspeedups.parse_header``. The Python code stays the reference (tests compare them).
 
 The reader never reacts (no pong, no close): it reports, and raises :class:`RemoteProtocolError` with
 the close code when the peer breaks a rule. Reactions are the connection's job.

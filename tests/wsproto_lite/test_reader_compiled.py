@@ -10,7 +10,10 @@ accelerator was not built.
 
 from __future__ import annotations
 
+import gc
 import struct
+import sys
+import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -349,3 +352,45 @@ def test_compiled_parse_header_examples() -> None:
         C.parse_header(FrameHeader, "not an exception", b"\x82\x00", 0)
     with pytest.raises(TypeError):
         C.parse_header(FrameHeader, HeaderError, b"\x82\x00")
+
+
+def test_parsing_leaks_no_reference_and_no_memory() -> None:
+    """The events hold the only references to their payloads, and the types, slots and input gain none:
+    dropping the events frees everything (reference counting alone, the collector disabled), on every
+    path, the failing ones included."""
+    assert C is not None
+    data = frame(0x1, "é".encode() * 40) + frame(0x2, b"x" * 300) + frame(0x1, b"ascii") + frame(0x1, b"\xff")
+    watched = [TextMessage, BinaryMessage, _TEXT_SLOT, _BINARY_SLOT, data, FrameHeader, HeaderError]
+    before = [sys.getrefcount(x) for x in watched]
+    gc.disable()
+    try:
+        tracemalloc.start()
+        for _round in range(2):  # the first round warms up caches; the second must not grow
+            start, _peak = tracemalloc.get_traced_memory()
+            for _ in range(300):
+                end, events = _parse(data)
+                assert len(events) == 3 and end == len(data) - 7
+                # held by the list (the event) or the event (its data), and getrefcount's argument
+                counts = [(sys.getrefcount(events[i]), sys.getrefcount(events[i].data)) for i in range(3)]
+                assert counts == [(2, 2)] * 3
+                del events
+                C.parse_header(FrameHeader, HeaderError, data, 0)
+                # the failing paths (plain try/except: pytest.raises keeps cycles the collector would free)
+                try:
+                    C.parse_header(FrameHeader, HeaderError, b"\x82\x7f\xff" + bytes(7), 0)
+                except HeaderError:
+                    pass
+                try:
+                    C.parse_messages(
+                        data, 0, True, 999, [], TextMessage, _TEXT_SLOT, BinaryMessage, _TEXT_SLOT
+                    )
+                except TypeError:
+                    pass
+                else:
+                    raise AssertionError("a slot of the wrong type was accepted")
+            grown = tracemalloc.get_traced_memory()[0] - start
+        tracemalloc.stop()
+    finally:
+        gc.enable()
+    assert grown < 10_000, grown
+    assert [sys.getrefcount(x) for x in watched] == before
