@@ -212,7 +212,7 @@ PyDoc_STRVAR(parse_messages_doc,
 "Parse the whole, final, plain text and binary frames at ``data[pos:]`` into message events appended\n"
 "to the list ``out``, up to the first frame that is anything else (RFC 6455 5.2-5.4, 8.1); return the\n"
 "position after the last frame taken. ``masked``: the frames must be masked (a server) or not (a\n"
-"client), 5.1. Frames longer than ``limit`` (at most 65535: 7- and 16-bit lengths only) stop it.\n"
+"client), 5.1. Frames longer than ``limit`` stop it (then the general path applies the limits, 10.4).\n"
 "A frame that is cut short, fragmented, a control frame, has RSV bits, the wrong mask bit or invalid\n"
 "UTF-8 is left for the caller's general path, which applies every rule to it and reports errors.\n"
 "The events are ``text_type`` / ``binary_type`` instances with ``text_slot`` / ``binary_slot`` (their\n"
@@ -246,27 +246,36 @@ whole_frame(const unsigned char *p, Py_ssize_t left, int masked, Py_ssize_t limi
     if (((p[1] & MASK_BIT) != 0) != masked) {
         return 0;
     }
-    Py_ssize_t n = p[1] & LENGTH_BITS;
+    unsigned long long n = p[1] & LENGTH_BITS;
     Py_ssize_t start = 2;
     if (n == LENGTH_16) {
         /* §5.2: 126 means the next 2 bytes, in network byte order, are the length. */
         if (left < 4) {
             return 0;
         }
-        n = (Py_ssize_t)p[2] << 8 | p[3];
+        n = (unsigned long long)p[2] << 8 | p[3];
         start = 4;
     }
     else if (n > LENGTH_16) {
-        return 0; /* §5.2: a 64-bit length: the general path (and its limits, §10.4) */
+        /* §5.2: 127 means the next 8 bytes, in network byte order, are the length (its most significant
+         * bit MUST be 0: such a length is over any limit below, and the general path fails it). */
+        if (left < 10) {
+            return 0;
+        }
+        n = 0;
+        for (int i = 2; i < 10; i++) {
+            n = n << 8 | p[i];
+        }
+        start = 10;
     }
     if (masked) {
         start += 4; /* §5.3: the 4-byte masking key precedes the payload */
     }
-    /* §10.4: over the frame or message limit: the general path fails it with 1009. */
-    if (n > limit || n > left - start) {
+    /* §10.4: over the frame or message limit: the general path fails it with 1009. (limit >= 0 here.) */
+    if (n > (unsigned long long)limit || (Py_ssize_t)n > left - start) {
         return 0;
     }
-    *length = n;
+    *length = (Py_ssize_t)n;
     return start;
 }
 
@@ -288,6 +297,10 @@ parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_ssize_t limit = PyNumber_AsSsize_t(args[3], PyExc_OverflowError);
     if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "parse_messages() needs a limit of 0 or more");
         return NULL;
     }
     PyObject *out = args[4];
@@ -405,6 +418,12 @@ parse_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 for (int i = 2; i < 10; i++) {
                     length = length << 8 | p[i];
                 }
+                if (length >> 63) {
+                    /* §5.2: "the most significant bit MUST be 0" (known before the masking key is in) */
+                    PyErr_SetString(args[1], "64-bit payload length has its most significant bit set");
+                    PyBuffer_Release(&data);
+                    return NULL;
+                }
             }
         }
         if (p[1] & MASK_BIT) {
@@ -415,12 +434,6 @@ parse_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (result == Py_None) {
         PyBuffer_Release(&data);
         Py_RETURN_NONE;
-    }
-    if (length >> 63) {
-        /* §5.2: "the most significant bit MUST be 0" */
-        PyErr_SetString(args[1], "64-bit payload length has its most significant bit set");
-        PyBuffer_Release(&data);
-        return NULL;
     }
     PyObject *mask = Py_None;
     Py_INCREF(mask);

@@ -74,8 +74,10 @@ __all__ = ["MessageReader"]
 _DATA_OPCODES = (OP_TEXT, OP_BINARY)
 # The first header byte of the frames the fast path takes: FIN, no RSV bits, text or binary (§5.2).
 _FIN_TEXT, _FIN_BINARY = FIN | OP_TEXT, FIN | OP_BINARY
-# The fast path parses 7- and 16-bit lengths (§5.2); frames with a 64-bit length take the general path.
-_FAST_MAX_LENGTH = 0xFFFF
+# The Python fast loop parses 7- and 16-bit lengths (§5.2): frames with a 64-bit length take the general
+# path. The compiled one parses any length, and takes whole frames up to this size (one copy of a larger
+# payload, unmasked with the GIL held, is the general path's: it releases the GIL for it).
+_FAST_MAX_LENGTH = 256 * 1024
 _from_bytes = int.from_bytes  # a module global: ``int.from_bytes`` would build a bound method per call
 # The slot setters of the frozen message events, for the fast path (frozen dataclasses route every
 # assignment in __init__ through object.__setattr__, which costs more than the rest of a small frame).

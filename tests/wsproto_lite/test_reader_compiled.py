@@ -218,7 +218,9 @@ _UNUSUAL = [
     (frame(0x1, b"a", rsv=0x40), "an RSV bit (§5.2)"),
     (frame(0x1, b"a", mask=None), "an unmasked frame at a server (§5.1)"),
     (frame(0x1, b"\xce"), "invalid UTF-8 (§8.1)"),
-    (frame(0x2, b"a" * 70000), "a 64-bit length"),
+    (b"\x82\xff\x80" + bytes(7) + MASK + b"a", "a 64-bit length with its most significant bit set (§5.2)"),
+    (b"\x82\xff" + struct.pack("!Q", 2**64 - 1) + MASK, "the largest 64-bit length"),
+    (frame(0x2, b"a" * 70000)[:12], "a 64-bit length cut short"),
     (frame(0x2, b"a" * 301), "over the limit (§10.4)"),
     (frame(0x2, b"a" * 300)[:-1], "cut short"),
     (frame(0x2, b"a" * 300)[:3], "a 16-bit length cut short"),
@@ -232,6 +234,17 @@ def test_parse_messages_stops_at_anything_unusual(head: bytes, why: str) -> None
     after = b"" if "short" in why or why == "one byte" else ok  # a frame cut short ends the input
     end, events = _parse(ok + head + after, limit=300)
     assert (end, events) == (len(ok), [BinaryMessage(b"ok")])
+
+
+def test_parse_messages_takes_any_length_encoding_up_to_the_limit() -> None:
+    """7-, 16- and 64-bit lengths (§5.2), minimal or not; the limit (§10.4) bounds the length."""
+    big = frame(0x2, b"a" * 70000)
+    assert _parse(big + big, limit=70000) == (2 * len(big), [BinaryMessage(b"a" * 70000)] * 2)
+    assert _parse(big, limit=69999) == (0, [])
+    five = b"\x81\xff" + struct.pack("!Q", 5) + b"\0\0\0\0hello"  # 5 in the 64-bit form, zero mask
+    assert _parse(five, limit=5) == (len(five), [TextMessage("hello")])
+    with pytest.raises(ValueError, match="limit"):
+        _parse(five, limit=-1)
 
 
 def test_parse_messages_unmasks_with_each_frames_key() -> None:
@@ -344,6 +357,8 @@ def test_compiled_parse_header_examples() -> None:
         assert parse(b"\x82\x7f" + struct.pack("!Q", length), 0) == FrameHeader(True, 0, 2, None, length, 10)
     with pytest.raises(HeaderError, match="most significant bit"):
         parse(b"\x82\x7f\x80" + bytes(7), 0)
+    with pytest.raises(HeaderError, match="most significant bit"):
+        parse(b"\x82\xff\x80" + bytes(7), 0)  # masked: known bad before the masking key is in
     with pytest.raises(ValueError, match="position"):
         parse(b"ab", 3)
     with pytest.raises(TypeError):
