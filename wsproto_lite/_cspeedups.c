@@ -7,7 +7,8 @@
  *
  *   apply_mask(data, mask, offset=0) -> bytes
  *       ``data`` XORed with the 4-byte ``mask`` repeated, ``data[0]`` being byte ``offset`` of the payload.
- *   PayloadBuffer(capacity=0): append(data, start, end, mask=None, offset=0) -> bool; take() -> bytes
+ *   PayloadBuffer(capacity=0, text=False): append(data, start, end, mask=None, offset=0) -> bool;
+ *   take() -> bytes; take_text() -> str
  *       A message assembled piece by piece straight from the received chunks, unmasked on the way in:
  *       one copy per byte from the wire to the final ``bytes`` (no slice, no unmasked piece, no join).
  *   parse_messages(data, pos, masked, limit, out, text_type, text_slot, binary_type, binary_slot) -> int
@@ -468,22 +469,34 @@ parse_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* -- PayloadBuffer ---------------------------------------------------------------------------------- */
 
-/* The bytes object being filled is private to the buffer until take() hands it out: nobody else holds a
- * reference, so writing into it and resizing it (_PyBytes_Resize, meant for "a brand new bytes object")
- * is allowed. Its size is the capacity; ``size`` bytes of it are written. */
+/* The object being filled is private to the buffer until take() or take_text() hands it out: nobody else
+ * holds a reference, so writing into it and resizing it (_PyBytes_Resize, meant for "a brand new bytes
+ * object"; PyUnicode_Resize, for a str nobody else holds) is allowed. Its size is the capacity; ``size``
+ * bytes of it are written. For a text message (``text=True``) it is a 1-byte ``str`` (PyUnicode_New with
+ * maximum 127): when every byte appended is ASCII, take_text() hands it out as it is, with no second copy
+ * of the payload into a ``str``; otherwise it was only storage, decoded into a new ``str`` and dropped. */
 typedef struct {
     PyObject_HEAD
     PyObject *bytes; /* NULL until the first append, and after take() */
     Py_ssize_t size;
     Py_ssize_t hint; /* capacity to allocate at the first append (the frame length, when known) */
+    int text;        /* the storage is a str (see above) */
+    int nonascii;    /* a byte >= 0x80 was appended since the last take */
 } PayloadBuffer;
+
+static char *
+storage(PayloadBuffer *self)
+{
+    return self->text ? (char *)PyUnicode_DATA(self->bytes) : PyBytes_AS_STRING(self->bytes);
+}
 
 static PyObject *
 PayloadBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"capacity", NULL};
+    static char *kwlist[] = {"capacity", "text", NULL};
     Py_ssize_t hint = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|n:PayloadBuffer", kwlist, &hint)) {
+    int text = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|np:PayloadBuffer", kwlist, &hint, &text)) {
         return NULL;
     }
     if (hint < 0) {
@@ -495,6 +508,8 @@ PayloadBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         self->bytes = NULL;
         self->size = 0;
         self->hint = hint;
+        self->text = text;
+        self->nonascii = 0;
     }
     return (PyObject *)self;
 }
@@ -520,14 +535,18 @@ reserve(PayloadBuffer *self, Py_ssize_t extra)
     Py_ssize_t need = self->size + extra;
     if (self->bytes == NULL) {
         Py_ssize_t capacity = need > self->hint ? need : self->hint;
-        self->bytes = PyBytes_FromStringAndSize(NULL, capacity);
+        self->bytes = self->text ? PyUnicode_New(capacity, 127) : PyBytes_FromStringAndSize(NULL, capacity);
         return self->bytes == NULL ? -1 : 0;
     }
-    Py_ssize_t capacity = PyBytes_GET_SIZE(self->bytes);
+    Py_ssize_t capacity = self->text ? PyUnicode_GET_LENGTH(self->bytes) : PyBytes_GET_SIZE(self->bytes);
     if (need <= capacity) {
         return 0;
     }
     Py_ssize_t grown = capacity <= PY_SSIZE_T_MAX / 2 ? capacity * 2 : PY_SSIZE_T_MAX;
+    if (self->text) {
+        /* On failure PyUnicode_Resize leaves the object as it was. */
+        return PyUnicode_Resize(&self->bytes, need > grown ? need : grown);
+    }
     /* On failure _PyBytes_Resize frees the object and sets it to NULL: the buffer is then empty. */
     if (_PyBytes_Resize(&self->bytes, need > grown ? need : grown) < 0) {
         self->size = 0;
@@ -586,10 +605,11 @@ PayloadBuffer_append(PayloadBuffer *self, PyObject *const *args, Py_ssize_t narg
         ok = 1;
     }
     if (ok && reserve(self, end - start) == 0) {
-        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(self->bytes) + self->size;
+        unsigned char *dst = (unsigned char *)storage(self) + self->size;
         int ascii = mask_copy(dst, (const unsigned char *)data.buf + start, end - start,
                                        masked ? key : NULL);
         self->size += end - start;
+        self->nonascii |= !ascii;
         result = PyBool_FromLong(ascii);
     }
     PyBuffer_Release(&data);
@@ -608,13 +628,52 @@ PayloadBuffer_take(PayloadBuffer *self, PyObject *Py_UNUSED(ignored))
     self->bytes = NULL;
     self->size = 0;
     self->hint = 0;
+    self->nonascii = 0;
     if (out == NULL) {
         return PyBytes_FromStringAndSize(NULL, 0);
+    }
+    if (self->text) { /* the storage is a str: the bytes are copied out of it */
+        PyObject *copy = PyBytes_FromStringAndSize((const char *)PyUnicode_DATA(out), size);
+        Py_DECREF(out);
+        return copy;
     }
     if (size < PyBytes_GET_SIZE(out) && _PyBytes_Resize(&out, size) < 0) {
         return NULL;
     }
     return out;
+}
+
+PyDoc_STRVAR(take_text_doc,
+"take_text()\n--\n\n"
+"The payload appended so far decoded as UTF-8 (strict, RFC 3629: UnicodeDecodeError when it is not);\n"
+"the buffer starts empty again. With ``text=True`` and every byte ASCII, the str is the storage itself.");
+
+static PyObject *
+PayloadBuffer_take_text(PayloadBuffer *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *out = self->bytes;
+    Py_ssize_t size = self->size;
+    int ascii = !self->nonascii;
+    self->bytes = NULL;
+    self->size = 0;
+    self->hint = 0;
+    self->nonascii = 0;
+    if (out == NULL) {
+        return PyUnicode_New(0, 0);
+    }
+    if (self->text && ascii) {
+        /* Only ASCII was written into this 1-byte str: it is a valid str once cut to its size (the
+         * resize writes the terminating NUL; at full capacity PyUnicode_New's own one is there). */
+        if (PyUnicode_Resize(&out, size) < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        return out;
+    }
+    const char *bytes = self->text ? (const char *)PyUnicode_DATA(out) : PyBytes_AS_STRING(out);
+    PyObject *text = PyUnicode_DecodeUTF8(bytes, size, "strict");
+    Py_DECREF(out);
+    return text;
 }
 
 static Py_ssize_t
@@ -626,11 +685,12 @@ PayloadBuffer_len(PayloadBuffer *self)
 static PyMethodDef PayloadBuffer_methods[] = {
     {"append", (PyCFunction)(void (*)(void))PayloadBuffer_append, METH_FASTCALL, append_doc},
     {"take", (PyCFunction)PayloadBuffer_take, METH_NOARGS, take_doc},
+    {"take_text", (PyCFunction)PayloadBuffer_take_text, METH_NOARGS, take_text_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static PyType_Slot PayloadBuffer_slots[] = {
-    {Py_tp_doc, "PayloadBuffer(capacity=0)\n--\n\n"
+    {Py_tp_doc, "PayloadBuffer(capacity=0, text=False)\n--\n\n"
                 "A message payload assembled from received pieces, unmasked on the way in (RFC 6455 5.3)."},
     {Py_tp_new, PayloadBuffer_new},
     {Py_tp_dealloc, PayloadBuffer_dealloc},

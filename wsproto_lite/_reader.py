@@ -66,7 +66,7 @@ from ._frames import (
     parse_header,
 )
 from ._speedups import accelerator
-from ._utf8 import Utf8Decoder, decode_utf8
+from ._utf8 import Utf8Decoder
 from .extensions import Extension
 
 __all__ = ["MessageReader"]
@@ -369,7 +369,7 @@ class MessageReader:
             # grows as the payload arrives: a header alone cannot reserve a huge block). Nothing is
             # allocated before the first byte is appended, so the §10.4 checks that follow come first.
             sized = self._max_frame is not None
-            self._payload = PayloadBuffer(min(length, _CAPACITY_MAX) if sized else 0)
+            self._payload = PayloadBuffer(min(length, _CAPACITY_MAX) if sized else 0, opcode == OP_TEXT)
 
     def _consume_payload(self) -> Event | None:
         """Consume what is available of the current data frame's payload; maybe return an event."""
@@ -438,12 +438,15 @@ class MessageReader:
         opcode = self._msg_opcode
         self._msg_opcode = None
         self._payload = None
-        message = payload.take()
         if opcode == OP_TEXT:
             # Every piece was valid: only a sequence cut short by the end can fail here (§8.1).
-            _SET_TEXT(text := _new(TextMessage), decode_utf8(message))  # TextMessage(...), without __init__
+            try:
+                decoded = payload.take_text()  # compiled: an all-ASCII message is not copied again
+            except UnicodeDecodeError as exc:
+                raise RemoteProtocolError(f"invalid UTF-8: {exc.reason}", CloseCode.INVALID_DATA) from None
+            _SET_TEXT(text := _new(TextMessage), decoded)  # TextMessage(decoded), without __init__
             return text
-        _SET_BINARY(binary := _new(BinaryMessage), message)
+        _SET_BINARY(binary := _new(BinaryMessage), payload.take())
         return binary
 
     def _add_size(self, size: int) -> None:
