@@ -1,13 +1,21 @@
-/* Optional compiled accelerator for wsproto-lite: masking payloads (RFC 6455 §5.3).
+/* Optional compiled accelerator for wsproto-lite: masking payloads (RFC 6455 §5.3), and the reader's
+ * fast case for whole small messages.
  *
  * The pure-Python ``apply_mask`` in ``_frames.py`` is the reference; this module computes exactly the same
  * bytes, faster. ``_speedups.py`` decides which one is used (``WSPROTO_LITE_NO_SPEEDUPS=1`` forces Python).
+ * Likewise ``parse_messages`` does what the Python loop of ``MessageReader._parse_whole_frames`` does.
  *
  *   apply_mask(data, mask, offset=0) -> bytes
  *       ``data`` XORed with the 4-byte ``mask`` repeated, ``data[0]`` being byte ``offset`` of the payload.
- *   PayloadBuffer(capacity=0): append(data, start, end, mask=None, offset=0) -> bool; take() -> bytes
+ *   PayloadBuffer(capacity=0, text=False): append(data, start, end, mask=None, offset=0) -> bool;
+ *   take() -> bytes; take_text() -> str
  *       A message assembled piece by piece straight from the received chunks, unmasked on the way in:
  *       one copy per byte from the wire to the final ``bytes`` (no slice, no unmasked piece, no join).
+ *   parse_messages(data, pos, masked, limit, out, text_type, text_slot, binary_type, binary_slot) -> int
+ *       The whole, final, plain text/binary frames at ``data[pos:]`` as message events, up to the first
+ *       frame that is anything else, which it leaves to the reader's general path (see its doc).
+ *   parse_header(header_type, error_type, buf, pos) -> header_type | None
+ *       One frame header, as ``_frames.parse_header`` (the reference) parses it, for the general path.
  *
  * §5.3: "Octet i of the transformed data is the XOR of octet i of the original data with octet at index
  * i modulo 4 of the masking key." Masking and unmasking are the same operation.
@@ -149,24 +157,346 @@ apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *
     return result;
 }
 
+/* -- parse_messages: whole small frames, straight to message events --------------------------------- */
+
+/* The first header byte of the frames taken here: FIN, no RSV bits, text or binary (RFC 6455 §5.2). */
+#define FIN_TEXT 0x81
+#define FIN_BINARY 0x82
+#define MASK_BIT 0x80
+#define LENGTH_BITS 0x7F
+#define LENGTH_16 126
+
+/* A message event of ``type`` with its ``data`` slot set to ``value`` (a new reference; steals nothing):
+ * what ``object.__new__(type)`` then the slot's ``__set__`` do, the way _reader.py's Python fast loop
+ * builds the frozen events (a frozen dataclass's __init__ would route through object.__setattr__). */
+static PyObject *
+new_event(PyTypeObject *type, PyObject *slot, PyObject *value)
+{
+    PyObject *event = type->tp_alloc(type, 0);
+    if (event == NULL) {
+        return NULL;
+    }
+    if (Py_TYPE(slot)->tp_descr_set(slot, event, value) < 0) {
+        Py_DECREF(event);
+        return NULL;
+    }
+    return event;
+}
+
+/* The text of a payload: unmasked straight into a new 1-byte ``str`` when every byte is ASCII (valid
+ * UTF-8 by itself); otherwise decoded by CPython's strict UTF-8 codec from there. Returns NULL with no
+ * exception set when the payload is not valid UTF-8 (RFC 6455 §8.1, RFC 3629): the caller stops and the
+ * general path reports it at the right byte. */
+static PyObject *
+payload_text(const unsigned char *src, Py_ssize_t n, const unsigned char *key)
+{
+    PyObject *ascii = PyUnicode_New(n, 127);
+    if (ascii == NULL) {
+        return NULL;
+    }
+    /* Until it is returned nobody else sees this str: when the bytes are not all ASCII it is only a
+     * scratch buffer for the decoder below, and dropped. */
+    unsigned char *dst = (unsigned char *)PyUnicode_DATA(ascii);
+    if (mask_copy(dst, src, n, key)) {
+        return ascii;
+    }
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)dst, n, "strict");
+    Py_DECREF(ascii);
+    if (text == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        PyErr_Clear();
+    }
+    return text;
+}
+
+PyDoc_STRVAR(parse_messages_doc,
+"parse_messages(data, pos, masked, limit, out, text_type, text_slot, binary_type, binary_slot, /)\n--\n\n"
+"Parse the whole, final, plain text and binary frames at ``data[pos:]`` into message events appended\n"
+"to the list ``out``, up to the first frame that is anything else (RFC 6455 5.2-5.4, 8.1); return the\n"
+"position after the last frame taken. ``masked``: the frames must be masked (a server) or not (a\n"
+"client), 5.1. Frames longer than ``limit`` stop it (then the general path applies the limits, 10.4).\n"
+"A frame that is cut short, fragmented, a control frame, has RSV bits, the wrong mask bit or invalid\n"
+"UTF-8 is left for the caller's general path, which applies every rule to it and reports errors.\n"
+"The events are ``text_type`` / ``binary_type`` instances with ``text_slot`` / ``binary_slot`` (their\n"
+"``data`` member descriptors) set to the str / bytes payload.");
+
+static int
+check_event_type(PyObject *type, PyObject *slot)
+{
+    if (!PyType_Check(type) || Py_TYPE(slot)->tp_descr_set == NULL) {
+        PyErr_SetString(PyExc_TypeError, "parse_messages() needs event types and their data descriptors");
+        return -1;
+    }
+    return 0;
+}
+
+/* One frame at ``p`` (``left`` bytes available): its payload's offset from ``p`` and its length, or 0
+ * when the fast case does not take it (then the general path does). */
+static Py_ssize_t
+whole_frame(const unsigned char *p, Py_ssize_t left, int masked, Py_ssize_t limit, Py_ssize_t *length)
+{
+    if (left < 2) {
+        return 0;
+    }
+    /* §5.2: FIN set, RSV1-3 clear (no extension decodes these messages: the caller checked), opcode
+     * text or binary. Anything else (a fragment, a continuation, a control frame, a reserved opcode,
+     * RSV bits) is the general path's. */
+    if (p[0] != FIN_TEXT && p[0] != FIN_BINARY) {
+        return 0;
+    }
+    /* §5.1: a server MUST close on an unmasked frame, a client on a masked one: the general path does. */
+    if (((p[1] & MASK_BIT) != 0) != masked) {
+        return 0;
+    }
+    unsigned long long n = p[1] & LENGTH_BITS;
+    Py_ssize_t start = 2;
+    if (n == LENGTH_16) {
+        /* §5.2: 126 means the next 2 bytes, in network byte order, are the length. */
+        if (left < 4) {
+            return 0;
+        }
+        n = (unsigned long long)p[2] << 8 | p[3];
+        start = 4;
+    }
+    else if (n > LENGTH_16) {
+        /* §5.2: 127 means the next 8 bytes, in network byte order, are the length (its most significant
+         * bit MUST be 0: such a length is over any limit below, and the general path fails it). */
+        if (left < 10) {
+            return 0;
+        }
+        n = 0;
+        for (int i = 2; i < 10; i++) {
+            n = n << 8 | p[i];
+        }
+        start = 10;
+    }
+    if (masked) {
+        start += 4; /* §5.3: the 4-byte masking key precedes the payload */
+    }
+    /* §10.4: over the frame or message limit: the general path fails it with 1009. (limit >= 0 here.) */
+    if (n > (unsigned long long)limit || (Py_ssize_t)n > left - start) {
+        return 0;
+    }
+    *length = (Py_ssize_t)n;
+    return start;
+}
+
+static PyObject *
+parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 9) {
+        PyErr_Format(PyExc_TypeError, "parse_messages() takes 9 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    Py_ssize_t pos = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
+    if (pos == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    int masked = PyObject_IsTrue(args[2]);
+    if (masked < 0) {
+        return NULL;
+    }
+    Py_ssize_t limit = PyNumber_AsSsize_t(args[3], PyExc_OverflowError);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "parse_messages() needs a limit of 0 or more");
+        return NULL;
+    }
+    PyObject *out = args[4];
+    if (!PyList_Check(out)) {
+        PyErr_SetString(PyExc_TypeError, "parse_messages() needs a list to append the events to");
+        return NULL;
+    }
+    if (check_event_type(args[5], args[6]) < 0 || check_event_type(args[7], args[8]) < 0) {
+        return NULL;
+    }
+    Py_buffer data;
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (pos < 0 || pos > data.len) {
+        PyErr_Format(PyExc_ValueError, "position %zd outside a buffer of %zd bytes", pos, data.len);
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    const unsigned char *buf = (const unsigned char *)data.buf;
+    int failed = 0;
+    for (;;) {
+        Py_ssize_t length = 0;
+        Py_ssize_t start = whole_frame(buf + pos, data.len - pos, masked, limit, &length);
+        if (start == 0) {
+            break;
+        }
+        const unsigned char *payload = buf + pos + start;
+        const unsigned char *key = masked ? payload - 4 : NULL; /* §5.3 */
+        PyObject *value, *event;
+        if (buf[pos] == FIN_TEXT) {
+            value = payload_text(payload, length, key);
+            if (value == NULL) {
+                failed = PyErr_Occurred() != NULL;
+                break; /* not UTF-8: the general path fails it with 1007 (§8.1) */
+            }
+            event = new_event((PyTypeObject *)args[5], args[6], value);
+        }
+        else {
+            value = PyBytes_FromStringAndSize(NULL, length);
+            if (value == NULL) {
+                failed = 1;
+                break;
+            }
+            mask_copy((unsigned char *)PyBytes_AS_STRING(value), payload, length, key);
+            event = new_event((PyTypeObject *)args[7], args[8], value);
+        }
+        Py_DECREF(value);
+        if (event == NULL || PyList_Append(out, event) < 0) {
+            Py_XDECREF(event);
+            failed = 1;
+            break;
+        }
+        Py_DECREF(event);
+        pos += start + length;
+    }
+    PyBuffer_Release(&data);
+    return failed ? NULL : PyLong_FromSsize_t(pos);
+}
+
+/* -- parse_header: one frame header, for the reader's general path ----------------------------------- */
+
+PyDoc_STRVAR(parse_header_doc,
+"parse_header(header_type, error_type, buf, pos, /)\n--\n\n"
+"The header of the frame at ``buf[pos:]`` as ``header_type(fin, rsv, opcode, mask, length, header_size)``\n"
+"(a tuple subclass: _frames.FrameHeader), or None when it is not complete yet; raises ``error_type`` for\n"
+"a 64-bit length with its most significant bit set (RFC 6455 5.2). Only the layout is checked, exactly\n"
+"as _frames.python_parse_header, the reference, does.");
+
+static PyObject *
+parse_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "parse_header() takes 4 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (!PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "parse_header() needs a tuple subclass for the header");
+        return NULL;
+    }
+    if (!PyExceptionClass_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "parse_header() needs an exception class for a bad header");
+        return NULL;
+    }
+    Py_ssize_t pos = PyNumber_AsSsize_t(args[3], PyExc_OverflowError);
+    if (pos == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_buffer data;
+    if (PyObject_GetBuffer(args[2], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (pos < 0 || pos > data.len) {
+        PyErr_Format(PyExc_ValueError, "position %zd outside a buffer of %zd bytes", pos, data.len);
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    const unsigned char *p = (const unsigned char *)data.buf + pos;
+    Py_ssize_t left = data.len - pos, size = 2;
+    unsigned long long length = 0;
+    PyObject *result = Py_None;
+    if (left >= 2) {
+        length = p[1] & LENGTH_BITS;
+        if (length == LENGTH_16) {
+            size = 4; /* §5.2: a 16-bit length follows, in network byte order */
+            if (left >= size) {
+                length = (unsigned long long)p[2] << 8 | p[3];
+            }
+        }
+        else if (length == LENGTH_16 + 1) {
+            size = 10; /* §5.2: a 64-bit length follows, in network byte order */
+            if (left >= size) {
+                length = 0;
+                for (int i = 2; i < 10; i++) {
+                    length = length << 8 | p[i];
+                }
+                if (length >> 63) {
+                    /* §5.2: "the most significant bit MUST be 0" (known before the masking key is in) */
+                    PyErr_SetString(args[1], "64-bit payload length has its most significant bit set");
+                    PyBuffer_Release(&data);
+                    return NULL;
+                }
+            }
+        }
+        if (p[1] & MASK_BIT) {
+            size += 4; /* §5.3: the masking key */
+        }
+        result = left >= size ? NULL : Py_None;
+    }
+    if (result == Py_None) {
+        PyBuffer_Release(&data);
+        Py_RETURN_NONE;
+    }
+    PyObject *mask = Py_None;
+    Py_INCREF(mask);
+    if (p[1] & MASK_BIT) {
+        Py_DECREF(mask);
+        mask = PyBytes_FromStringAndSize((const char *)p + size - 4, 4);
+    }
+    PyObject *items[6] = {
+        PyBool_FromLong(p[0] & 0x80), PyLong_FromLong(p[0] & 0x70), PyLong_FromLong(p[0] & 0x0F), mask,
+        PyLong_FromUnsignedLongLong(length), PyLong_FromSsize_t(size),
+    };
+    PyBuffer_Release(&data);
+    PyTypeObject *type = (PyTypeObject *)args[0];
+    result = NULL;
+    int complete = 1;
+    for (int i = 0; i < 6; i++) {
+        complete &= items[i] != NULL;
+    }
+    if (complete) {
+        result = type->tp_alloc(type, 6);
+    }
+    for (int i = 0; i < 6; i++) {
+        if (result != NULL) {
+            PyTuple_SET_ITEM(result, i, items[i]); /* steals the reference */
+        }
+        else {
+            Py_XDECREF(items[i]);
+        }
+    }
+    return result;
+}
+
 /* -- PayloadBuffer ---------------------------------------------------------------------------------- */
 
-/* The bytes object being filled is private to the buffer until take() hands it out: nobody else holds a
- * reference, so writing into it and resizing it (_PyBytes_Resize, meant for "a brand new bytes object")
- * is allowed. Its size is the capacity; ``size`` bytes of it are written. */
+/* The object being filled is private to the buffer until take() or take_text() hands it out: nobody else
+ * holds a reference, so writing into it and resizing it (_PyBytes_Resize, meant for "a brand new bytes
+ * object"; PyUnicode_Resize, for a str nobody else holds) is allowed. Its size is the capacity; ``size``
+ * bytes of it are written. For a text message (``text=True``) it is a 1-byte ``str`` (PyUnicode_New with
+ * maximum 127): when every byte appended is ASCII, take_text() hands it out as it is, with no second copy
+ * of the payload into a ``str``; otherwise it was only storage, decoded into a new ``str`` and dropped. */
 typedef struct {
     PyObject_HEAD
     PyObject *bytes; /* NULL until the first append, and after take() */
     Py_ssize_t size;
     Py_ssize_t hint; /* capacity to allocate at the first append (the frame length, when known) */
+    int text;        /* the storage is a str (see above) */
+    int nonascii;    /* a byte >= 0x80 was appended since the last take */
 } PayloadBuffer;
+
+static char *
+storage(PayloadBuffer *self)
+{
+    return self->text ? (char *)PyUnicode_DATA(self->bytes) : PyBytes_AS_STRING(self->bytes);
+}
 
 static PyObject *
 PayloadBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"capacity", NULL};
+    static char *kwlist[] = {"capacity", "text", NULL};
     Py_ssize_t hint = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|n:PayloadBuffer", kwlist, &hint)) {
+    int text = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|np:PayloadBuffer", kwlist, &hint, &text)) {
         return NULL;
     }
     if (hint < 0) {
@@ -178,6 +508,8 @@ PayloadBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         self->bytes = NULL;
         self->size = 0;
         self->hint = hint;
+        self->text = text;
+        self->nonascii = 0;
     }
     return (PyObject *)self;
 }
@@ -203,14 +535,18 @@ reserve(PayloadBuffer *self, Py_ssize_t extra)
     Py_ssize_t need = self->size + extra;
     if (self->bytes == NULL) {
         Py_ssize_t capacity = need > self->hint ? need : self->hint;
-        self->bytes = PyBytes_FromStringAndSize(NULL, capacity);
+        self->bytes = self->text ? PyUnicode_New(capacity, 127) : PyBytes_FromStringAndSize(NULL, capacity);
         return self->bytes == NULL ? -1 : 0;
     }
-    Py_ssize_t capacity = PyBytes_GET_SIZE(self->bytes);
+    Py_ssize_t capacity = self->text ? PyUnicode_GET_LENGTH(self->bytes) : PyBytes_GET_SIZE(self->bytes);
     if (need <= capacity) {
         return 0;
     }
     Py_ssize_t grown = capacity <= PY_SSIZE_T_MAX / 2 ? capacity * 2 : PY_SSIZE_T_MAX;
+    if (self->text) {
+        /* On failure PyUnicode_Resize leaves the object as it was. */
+        return PyUnicode_Resize(&self->bytes, need > grown ? need : grown);
+    }
     /* On failure _PyBytes_Resize frees the object and sets it to NULL: the buffer is then empty. */
     if (_PyBytes_Resize(&self->bytes, need > grown ? need : grown) < 0) {
         self->size = 0;
@@ -269,10 +605,11 @@ PayloadBuffer_append(PayloadBuffer *self, PyObject *const *args, Py_ssize_t narg
         ok = 1;
     }
     if (ok && reserve(self, end - start) == 0) {
-        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(self->bytes) + self->size;
+        unsigned char *dst = (unsigned char *)storage(self) + self->size;
         int ascii = mask_copy(dst, (const unsigned char *)data.buf + start, end - start,
                                        masked ? key : NULL);
         self->size += end - start;
+        self->nonascii |= !ascii;
         result = PyBool_FromLong(ascii);
     }
     PyBuffer_Release(&data);
@@ -291,13 +628,52 @@ PayloadBuffer_take(PayloadBuffer *self, PyObject *Py_UNUSED(ignored))
     self->bytes = NULL;
     self->size = 0;
     self->hint = 0;
+    self->nonascii = 0;
     if (out == NULL) {
         return PyBytes_FromStringAndSize(NULL, 0);
+    }
+    if (self->text) { /* the storage is a str: the bytes are copied out of it */
+        PyObject *copy = PyBytes_FromStringAndSize((const char *)PyUnicode_DATA(out), size);
+        Py_DECREF(out);
+        return copy;
     }
     if (size < PyBytes_GET_SIZE(out) && _PyBytes_Resize(&out, size) < 0) {
         return NULL;
     }
     return out;
+}
+
+PyDoc_STRVAR(take_text_doc,
+"take_text()\n--\n\n"
+"The payload appended so far decoded as UTF-8 (strict, RFC 3629: UnicodeDecodeError when it is not);\n"
+"the buffer starts empty again. With ``text=True`` and every byte ASCII, the str is the storage itself.");
+
+static PyObject *
+PayloadBuffer_take_text(PayloadBuffer *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *out = self->bytes;
+    Py_ssize_t size = self->size;
+    int ascii = !self->nonascii;
+    self->bytes = NULL;
+    self->size = 0;
+    self->hint = 0;
+    self->nonascii = 0;
+    if (out == NULL) {
+        return PyUnicode_New(0, 0);
+    }
+    if (self->text && ascii) {
+        /* Only ASCII was written into this 1-byte str: it is a valid str once cut to its size (the
+         * resize writes the terminating NUL; at full capacity PyUnicode_New's own one is there). */
+        if (PyUnicode_Resize(&out, size) < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        return out;
+    }
+    const char *bytes = self->text ? (const char *)PyUnicode_DATA(out) : PyBytes_AS_STRING(out);
+    PyObject *text = PyUnicode_DecodeUTF8(bytes, size, "strict");
+    Py_DECREF(out);
+    return text;
 }
 
 static Py_ssize_t
@@ -309,11 +685,12 @@ PayloadBuffer_len(PayloadBuffer *self)
 static PyMethodDef PayloadBuffer_methods[] = {
     {"append", (PyCFunction)(void (*)(void))PayloadBuffer_append, METH_FASTCALL, append_doc},
     {"take", (PyCFunction)PayloadBuffer_take, METH_NOARGS, take_doc},
+    {"take_text", (PyCFunction)PayloadBuffer_take_text, METH_NOARGS, take_text_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static PyType_Slot PayloadBuffer_slots[] = {
-    {Py_tp_doc, "PayloadBuffer(capacity=0)\n--\n\n"
+    {Py_tp_doc, "PayloadBuffer(capacity=0, text=False)\n--\n\n"
                 "A message payload assembled from received pieces, unmasked on the way in (RFC 6455 5.3)."},
     {Py_tp_new, PayloadBuffer_new},
     {Py_tp_dealloc, PayloadBuffer_dealloc},
@@ -348,6 +725,8 @@ static PyModuleDef_Slot module_slots[] = {
 
 static PyMethodDef methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL | METH_KEYWORDS, apply_mask_doc},
+    {"parse_messages", (PyCFunction)(void (*)(void))parse_messages, METH_FASTCALL, parse_messages_doc},
+    {"parse_header", (PyCFunction)(void (*)(void))parse_header, METH_FASTCALL, parse_header_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,12 +1,32 @@
 # Types of the compiled accelerator (_cspeedups.c); the pure-Python references are in _frames.py.
+from typing import Any, TypeVar
+
 from typing_extensions import Buffer
 
+_Header = TypeVar("_Header", bound=tuple[Any, ...])
+
 def apply_mask(data: Buffer, mask: Buffer, offset: int = 0) -> bytes: ...
+def parse_messages(
+    data: Buffer,
+    pos: int,
+    masked: bool,
+    limit: int,
+    out: list[Any],
+    text_type: type,
+    text_slot: Any,
+    binary_type: type,
+    binary_slot: Any,
+    /,
+) -> int: ...
+def parse_header(
+    header_type: type[_Header], error_type: type[BaseException], buf: Buffer, pos: int, /
+) -> _Header | None: ...
 
 class PayloadBuffer:
-    def __init__(self, capacity: int = 0) -> None: ...
+    def __init__(self, capacity: int = 0, text: bool = False) -> None: ...
     def __len__(self) -> int: ...
     def append(
         self, data: Buffer, start: int, end: int, mask: Buffer | None = None, offset: int = 0, /
     ) -> bool: ...
     def take(self) -> bytes: ...
+    def take_text(self) -> str: ...

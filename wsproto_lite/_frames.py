@@ -224,9 +224,10 @@ class PythonPayloadBuffer:
 
     __slots__ = ("_pieces", "_size")
 
-    def __init__(self, capacity: int = 0) -> None:
+    def __init__(self, capacity: int = 0, text: bool = False) -> None:
         if capacity < 0:
             raise ValueError("capacity must not be negative")
+        # ``text`` only matters to the compiled version (it then stores the payload in a ``str``)
         self._pieces: list[bytes] = []  # joined by take(); the capacity is only a hint here
         self._size = 0
 
@@ -260,6 +261,11 @@ class PythonPayloadBuffer:
         self._pieces = []
         self._size = 0
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def take_text(self) -> str:
+        """The payload appended so far decoded as UTF-8 (UnicodeDecodeError when it is not, §8.1);
+        the buffer starts empty again."""
+        return self.take().decode("utf-8")
 
 
 # The compiled versions are chosen once, at import, so the hot paths pay no dispatch: the accelerator when

@@ -16,6 +16,9 @@ XORed inline the way apply_mask does them, as the pure-Python call would cost ~2
 frame; the limit is 0 when the compiled apply_mask is active, which is cheaper at every size), and
 stops at the first frame that is anything else; the general path then applies every rule to that frame
 and reports errors at the right place. Tests check that both give the same events for any chunking.
+With the C accelerator, whole messages (not streamed) take ``_cspeedups.parse_messages`` instead: the
+same loop, the same checks and the same events, in one call per buffer; and the general path parses
+headers with ``_cspeedups.parse_header``. The Python code stays the reference (tests compare them).
 
 The reader never reacts (no pong, no close): it reports, and raises :class:`RemoteProtocolError` with
 the close code when the peer breaks a rule. Reactions are the connection's job.
@@ -23,7 +26,8 @@ the close code when the peer breaks a rule. Reactions are the connection's job.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 
 from ._close import parse_close_payload
 from ._config import Config
@@ -60,7 +64,8 @@ from ._frames import (
     apply_mask,
     parse_header,
 )
-from ._utf8 import Utf8Decoder, decode_utf8
+from ._speedups import accelerator
+from ._utf8 import Utf8Decoder
 from .extensions import Extension
 
 __all__ = ["MessageReader"]
@@ -68,13 +73,22 @@ __all__ = ["MessageReader"]
 _DATA_OPCODES = (OP_TEXT, OP_BINARY)
 # The first header byte of the frames the fast path takes: FIN, no RSV bits, text or binary (§5.2).
 _FIN_TEXT, _FIN_BINARY = FIN | OP_TEXT, FIN | OP_BINARY
-# The fast path parses 7- and 16-bit lengths (§5.2); frames with a 64-bit length take the general path.
-_FAST_MAX_LENGTH = 0xFFFF
+# The Python fast loop parses 7- and 16-bit lengths (§5.2): frames with a 64-bit length take the general
+# path. The compiled one parses any length, and takes whole frames up to this size (one copy of a larger
+# payload, unmasked with the GIL held, is the general path's: it releases the GIL for it).
+_FAST_MAX_LENGTH = 256 * 1024
 _from_bytes = int.from_bytes  # a module global: ``int.from_bytes`` would build a bound method per call
 # The slot setters of the frozen message events, for the fast path (frozen dataclasses route every
 # assignment in __init__ through object.__setattr__, which costs more than the rest of a small frame).
-_SET_TEXT = TextMessage.__dict__["data"].__set__
-_SET_BINARY = BinaryMessage.__dict__["data"].__set__
+_TEXT_SLOT, _BINARY_SLOT = TextMessage.__dict__["data"], BinaryMessage.__dict__["data"]
+_SET_TEXT, _SET_BINARY = _TEXT_SLOT.__set__, _BINARY_SLOT.__set__
+_new = object.__new__
+# The compiled fast case (whole messages only: streamed ones take the Python loop), and the compiled
+# header parser (the same results as ``parse_header``, the reference), when the accelerator is active.
+_parse_messages = None if accelerator is None else accelerator.parse_messages
+_parse_header: Callable[[bytes, int], FrameHeader | None] = (
+    parse_header if accelerator is None else partial(accelerator.parse_header, FrameHeader, HeaderError)
+)
 _CONTROL_OPCODES = (OP_CLOSE, OP_PING, OP_PONG)
 # The most a message buffer reserves ahead of its payload: what a header alone may make us set aside
 # (§10.4), before any of the payload arrived; larger messages grow the buffer as their bytes come in.
@@ -173,6 +187,28 @@ class MessageReader:
         (empty when called), up to the first frame that is anything else (see the module docstring)."""
         if self._fast_limit < 0 or (self._pos >= len(self._buf) and not self._more()):
             return False
+        if _parse_messages is None or self._stream:
+            return self._parse_whole_frames_python()
+        # The compiled loop: the same frames, checks and events as the Python one below.
+        out: list[Event] = []
+        self._pos = _parse_messages(
+            self._buf,
+            self._pos,
+            self._expect_masked,
+            self._fast_limit,
+            out,
+            TextMessage,
+            _TEXT_SLOT,
+            BinaryMessage,
+            _BINARY_SLOT,
+        )
+        out.reverse()  # handed out with pop(): the first parsed goes first
+        self.ready.extend(out)
+        return bool(out)
+
+    def _parse_whole_frames_python(self) -> bool:
+        """The fast case in Python: the reference for the compiled ``parse_messages``, and the one used
+        for streamed messages."""
         buf, pos, size, limit = self._buf, self._pos, len(self._buf), self._fast_limit
         mask_bit, key_size = (MASK_BIT, MASK_KEY_SIZE) if self._expect_masked else (0, 0)
         stream, append, new = self._stream, self.ready.append, object.__new__
@@ -228,7 +264,7 @@ class MessageReader:
                     return None  # the payload is not complete and the input is exhausted
                 continue
             try:
-                header = parse_header(self._buf, self._pos)
+                header = _parse_header(self._buf, self._pos)
             except HeaderError as exc:
                 raise RemoteProtocolError(str(exc)) from None
             if header is None:
@@ -345,7 +381,7 @@ class MessageReader:
             # grows as the payload arrives: a header alone cannot reserve a huge block). Nothing is
             # allocated before the first byte is appended, so the §10.4 checks that follow come first.
             sized = self._max_frame is not None
-            self._payload = PayloadBuffer(min(length, _CAPACITY_MAX) if sized else 0)
+            self._payload = PayloadBuffer(min(length, _CAPACITY_MAX) if sized else 0, opcode == OP_TEXT)
 
     def _consume_payload(self) -> Event | None:
         """Consume what is available of the current data frame's payload; maybe return an event."""
@@ -414,11 +450,16 @@ class MessageReader:
         opcode = self._msg_opcode
         self._msg_opcode = None
         self._payload = None
-        message = payload.take()
         if opcode == OP_TEXT:
             # Every piece was valid: only a sequence cut short by the end can fail here (§8.1).
-            return TextMessage(decode_utf8(message))
-        return BinaryMessage(message)
+            try:
+                decoded = payload.take_text()  # compiled: an all-ASCII message is not copied again
+            except UnicodeDecodeError as exc:
+                raise RemoteProtocolError(f"invalid UTF-8: {exc.reason}", CloseCode.INVALID_DATA) from None
+            _SET_TEXT(text := _new(TextMessage), decoded)  # TextMessage(decoded), without __init__
+            return text
+        _SET_BINARY(binary := _new(BinaryMessage), payload.take())
+        return binary
 
     def _add_size(self, size: int) -> None:
         self._msg_size += size

@@ -20,7 +20,11 @@ def info() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             version = "work tree"
     enabled = getattr(wsproto_lite, "speedups_enabled", lambda: False)()
-    accel = "C speedups (wsproto_lite._cspeedups: masking)" if enabled else "none (pure Python)"
+    accel = (
+        "C speedups (wsproto_lite._cspeedups: masking, whole small frames, headers)"
+        if enabled
+        else "none (pure Python)"
+    )
     return {"version": str(version), "accelerations": accel}
 
 

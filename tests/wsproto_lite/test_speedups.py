@@ -183,6 +183,58 @@ def test_c_payload_buffer_equals_python(
     assert _run(C.PayloadBuffer(capacity), steps) == _run(PythonPayloadBuffer(capacity), steps)
 
 
+def _take_text(buffer: object) -> object:
+    try:
+        return buffer.take_text()  # type: ignore[attr-defined]
+    except UnicodeDecodeError as exc:
+        return ("UnicodeDecodeError", exc.reason, exc.start, exc.end)
+
+
+_text_pieces = st.lists(
+    st.one_of(
+        st.text(max_size=50).map(str.encode),
+        st.text(alphabet=st.characters(max_codepoint=127), min_size=100, max_size=3000).map(str.encode),
+        st.binary(max_size=8),  # often not UTF-8, or a sequence cut in two by the next piece
+    ),
+    max_size=6,
+)
+
+
+@needs_c
+@given(_text_pieces, st.integers(0, 5000), st.booleans(), keys, st.booleans())
+def test_c_payload_buffer_take_text_equals_python(
+    pieces: list[bytes], capacity: int, text: bool, key: bytes, take_bytes: bool
+) -> None:
+    """take_text: the same str, or the same UnicodeDecodeError (§8.1), in either storage, whatever the
+    capacity (the str storage grows past it); take() of a text buffer gives the same bytes."""
+    assert C is not None
+    results = []
+    for buffer in (C.PayloadBuffer(capacity, text), PythonPayloadBuffer(capacity, text)):
+        offset = 0
+        for piece in pieces:  # masked on the wire, unmasked on the way in
+            buffer.append(python_apply_mask(piece, key, offset), 0, len(piece), key, offset)
+            offset += len(piece)
+        results.append(buffer.take() if take_bytes else _take_text(buffer))
+        results.append(_take_text(buffer))  # empty again
+    assert results[:2] == results[2:]
+    assert results[1] == ""
+    if isinstance(results[0], str):  # a well-formed str: hashing, comparing, re-encoding agree
+        assert hash(results[0]) == hash(b"".join(pieces).decode()) and results[0].encode() == b"".join(pieces)
+
+
+@needs_c
+def test_c_payload_buffer_text_storage_at_every_size_around_its_capacity() -> None:
+    assert C is not None
+    for capacity in (0, 1, 7, 8, 9, 64):
+        for n in range(0, 20):
+            buffer = C.PayloadBuffer(capacity, True)
+            for i in range(n):
+                buffer.append(b"abcdefghijklmnopqrstuvwxyz", i, i + 1)
+            text = buffer.take_text()
+            assert (text, len(text), text.isascii()) == ("abcdefghijklmnopqrstuvwxyz"[:n], n, True)
+            assert sys.getrefcount(text) == 2 or n <= 1  # ours alone (0 or 1 character: shared singletons)
+
+
 @needs_c
 def test_c_payload_buffer_grows_and_shrinks_to_what_was_written() -> None:
     assert C is not None
