@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from wsproto_lite import PreparedMessage, prepare_message
+from wsproto_lite.server.fanout import send_direct, split_direct
 
 from .bound import QueueBound
 from .engine import ClientInfo, Publication, Reply
@@ -199,8 +200,15 @@ class ChannelRegistry(HubPart):
         threshold = self.bound.limit - size  # one comparison per subscriber on the fast path
         slow: list[HubConnection] | None = None
         targets = list(conns)  # a send may close a connection, which edits `conns`
+        rest: list[HubConnection] = targets
         sent = 0
-        for conn in targets:
+        if (
+            threshold >= 0
+        ):  # nothing queued, under the bound: one C loop over their sockets (server/fanout.py)
+            direct, fds, rest = split_direct(targets, exclude)
+            send_direct(direct, fds, frame)
+            sent = len(direct)
+        for conn in rest:
             if conn.buffered_amount > threshold:  # this frame takes it over the bound, or it is already
                 if not self.bound.admits(conn.buffered_amount, size):  # past the hard bound: dropped
                     if slow is None:

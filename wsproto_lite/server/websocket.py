@@ -195,6 +195,32 @@ class WebSocket(BaseProtocol, Endpoint):
         self._queued(len(prepared.frame))
         return True
 
+    def direct_fd(self) -> int:
+        """The socket a prepared frame may be written to directly (``fanout.send_direct``), or -1.
+
+        Only when the core consents (open, no fragmented message, nothing queued in it) and the transport
+        is plain TCP with nothing buffered: the frame then goes out in order.  Not while tracing frames.
+        """
+        transport = self.transport
+        if (
+            not self._opened
+            or transport is None
+            or self._tracer is not None
+            or not self.core.consents_to_direct()
+        ):
+            return -1
+        return transport.direct_fd()
+
+    def direct_shortfall(self, frame: bytes, sent: int) -> None:
+        """A direct send took ``sent`` bytes of ``frame`` (< 0: it failed): queue the rest on the transport,
+        which sends it when the socket is writable (or reports the error then), as :meth:`_flush` would."""
+        transport = self.transport
+        if transport is None:
+            return
+        transport.queue_unsent(memoryview(frame)[max(sent, 0) :])
+        if transport.buffered > self.options.write_hard_limit and Timer.SLOW_CONSUMER not in self._timers:
+            self._timers.arm(Timer.SLOW_CONSUMER, self.options.slow_consumer_timeout, self._slow_consumer)
+
     def ping(self, payload: bytes = b"") -> bool:
         """Send a ping (at most 125 bytes of payload); the pong arrives in ``on_pong``."""
         if not self.is_open:
