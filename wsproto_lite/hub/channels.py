@@ -202,9 +202,8 @@ class ChannelRegistry(HubPart):
         targets = list(conns)  # a send may close a connection, which edits `conns`
         rest: list[HubConnection] = targets
         sent = 0
-        if (
-            threshold >= 0
-        ):  # nothing queued, under the bound: one C loop over their sockets (server/fanout.py)
+        # Those with nothing queued (so under the bound): one C loop over their sockets (server/fanout.py).
+        if threshold >= 0:
             direct, fds, rest = split_direct(targets, exclude)
             send_direct(direct, fds, frame)
             sent = len(direct)
