@@ -1,11 +1,14 @@
 /* Fan-out below the interpreter: one frame written to many sockets in one call, the GIL released.
  *
  * send_many(fds, data) -> list[tuple[int, int]]
+ * send_each(fds, datas) -> list[tuple[int, int]]
  *
  * For every file descriptor in ``fds`` (a list of ints: non-blocking stream sockets whose transports hold
  * nothing unsent), one send() of ``data`` with MSG_NOSIGNAL (a reset peer must not raise SIGPIPE); EINTR is
  * retried.  The answer lists only the sockets that did not take the whole frame, as (index in fds, result):
  * result >= 0 is how many bytes the kernel took (a partial write, or 0 for EAGAIN), result < 0 is -errno.
+ * ``send_each`` sends ``datas[i]`` (a list of bytes, one per descriptor) to ``fds[i]``: the coalesced
+ * frames each connection queued during one loop iteration.
  * The caller queues the rest on each of those transports (so order and backpressure stay its business) and
  * leaves errors for the transport to discover on its next write.  The pure-Python reference is
  * ``wsproto_lite.server.fanout.send_many_py``; both answer the same for the same sockets.
@@ -38,36 +41,42 @@ fds_from_list(PyObject *list, int *fds, Py_ssize_t count)
     return 0;
 }
 
-/* One send() per socket; results[i] as documented above.  Runs without the GIL. */
+/* One send(); the result as documented above.  Runs without the GIL. */
+static Py_ssize_t
+send_one(int fd, const char *data, size_t size)
+{
+    ssize_t sent;
+    do {
+        sent = send(fd, data, size, MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    if (sent >= 0) {
+        return (Py_ssize_t)sent;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return 0;
+    }
+    return -(Py_ssize_t)errno;
+}
+
 static void
 send_all(const int *fds, Py_ssize_t count, const char *data, size_t size, Py_ssize_t *results)
 {
     for (Py_ssize_t i = 0; i < count; i++) {
-        ssize_t sent;
-        do {
-            sent = send(fds[i], data, size, MSG_NOSIGNAL);
-        } while (sent < 0 && errno == EINTR);
-        if (sent >= 0) {
-            results[i] = (Py_ssize_t)sent;
-        }
-        else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            results[i] = 0;
-        }
-        else {
-            results[i] = -(Py_ssize_t)errno;
-        }
+        results[i] = send_one(fds[i], data, size);
     }
 }
 
+/* The (index, result) pairs of the sockets that did not take all of their data: sizes[i], or all the
+ * same ``size`` when ``sizes`` is NULL. */
 static PyObject *
-shortfalls(const Py_ssize_t *results, Py_ssize_t count, Py_ssize_t size)
+shortfalls(const Py_ssize_t *results, Py_ssize_t count, Py_ssize_t size, const Py_ssize_t *sizes)
 {
     PyObject *out = PyList_New(0);
     if (out == NULL) {
         return NULL;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
-        if (results[i] == size) {
+        if (results[i] == (sizes == NULL ? size : sizes[i])) {
             continue;
         }
         PyObject *item = Py_BuildValue("(nn)", i, results[i]);
@@ -104,7 +113,7 @@ send_many(PyObject *module, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     send_all(fds, count, (const char *)data.buf, (size_t)data.len, results);
     Py_END_ALLOW_THREADS
-    out = shortfalls(results, count, data.len);
+    out = shortfalls(results, count, data.len, NULL);
 done:
     PyMem_Free(fds);
     PyMem_Free(results);
@@ -112,10 +121,64 @@ done:
     return out;
 }
 
+static PyObject *
+send_each(PyObject *module, PyObject *args)
+{
+    PyObject *list, *datas;
+    if (!PyArg_ParseTuple(args, "O!O!:send_each", &PyList_Type, &list, &PyList_Type, &datas)) {
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(list);
+    if (PyList_GET_SIZE(datas) != count) {
+        PyErr_SetString(PyExc_ValueError, "send_each: one data per descriptor");
+        return NULL;
+    }
+    PyObject *out = NULL;
+    PyObject *held = PyList_GetSlice(datas, 0, count); /* our own references: the list may not change them */
+    int *fds = PyMem_New(int, count > 0 ? count : 1);
+    Py_ssize_t *results = PyMem_New(Py_ssize_t, count > 0 ? count : 1);
+    Py_ssize_t *sizes = PyMem_New(Py_ssize_t, count > 0 ? count : 1);
+    const char **bufs = PyMem_New(const char *, count > 0 ? count : 1);
+    if (held == NULL || fds == NULL || results == NULL || sizes == NULL || bufs == NULL) {
+        if (held != NULL) {
+            PyErr_NoMemory();
+        }
+        goto done;
+    }
+    if (fds_from_list(list, fds, count) < 0) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(held, i);
+        if (!PyBytes_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "datas[%zd] must be bytes, not %.100s", i, Py_TYPE(item)->tp_name);
+            goto done;
+        }
+        bufs[i] = PyBytes_AS_STRING(item);
+        sizes[i] = PyBytes_GET_SIZE(item);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) {
+        results[i] = send_one(fds[i], bufs[i], (size_t)sizes[i]);
+    }
+    Py_END_ALLOW_THREADS
+    out = shortfalls(results, count, 0, sizes);
+done:
+    Py_XDECREF(held);
+    PyMem_Free(fds);
+    PyMem_Free(results);
+    PyMem_Free(sizes);
+    PyMem_Free(bufs);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"send_many", send_many, METH_VARARGS,
      "send_many(fds, data) -> [(index, result)]: one non-blocking send() of data per socket, GIL released; "
      "lists the sockets that did not take it all (result: bytes taken, or -errno)."},
+    {"send_each", send_each, METH_VARARGS,
+     "send_each(fds, datas) -> [(index, result)]: one non-blocking send() of datas[i] (bytes) to fds[i], "
+     "GIL released; lists the sockets that did not take all of theirs."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -20,6 +20,8 @@ SendMany = Callable[[list[int], bytes], list[tuple[int, int]]]
 
 compiled = fanout._load()
 IMPLEMENTATIONS: list[SendMany] = [fanout.send_many_py] + ([compiled] if compiled is not None else [])
+compiled_each = fanout._load_each()
+EACH = [fanout.send_each_py] + ([compiled_each] if compiled_each is not None else [])
 
 
 def _pair(stack: ExitStack) -> tuple[socket.socket, socket.socket]:
@@ -117,4 +119,52 @@ def test_bad_arguments_raise_instead_of_writing() -> None:
             compiled((ours.fileno(),), b"frame")  # type: ignore[arg-type]
         with pytest.raises(TypeError):
             compiled([ours.fileno()], "text")  # type: ignore[arg-type]
+        assert _drain(peer) == b""
+
+
+def run_each(
+    send: Callable[[list[int], list[bytes]], list[tuple[int, int]]], kinds: list[str], datas: list[bytes]
+) -> tuple[list[tuple[int, int]], list[bytes]]:
+    """Like :func:`run` with one data per socket (``send_each``)."""
+    with ExitStack() as stack:
+        fds: list[int] = []
+        peers: list[socket.socket | None] = []
+        for kind in kinds:
+            ours, peer = _pair(stack)
+            if kind == "full":
+                _fill(ours)
+            elif kind == "closed":
+                peer.close()
+            fds.append(ours.fileno())
+            peers.append(peer if kind == "reader" else None)
+        answer = send(fds, datas)
+        return answer, [_drain(p) for p in peers if p is not None]
+
+
+@given(
+    pairs=st.lists(
+        st.tuples(st.sampled_from(["reader", "full", "closed"]), st.binary(max_size=4096)), max_size=8
+    )
+)
+@settings(max_examples=40, deadline=None)
+def test_send_each_and_its_reference_agree_with_one_data_per_socket(pairs: list[tuple[str, bytes]]) -> None:
+    kinds = [kind for kind, _ in pairs]
+    datas = [data for _, data in pairs]
+    answers = [run_each(send, kinds, datas) for send in EACH]
+    assert all(answer == answers[0] for answer in answers)
+    shortfalls, received = answers[0]
+    assert received == [data for kind, data in pairs if kind == "reader"]
+    failing = {i for i, (kind, data) in enumerate(pairs) if kind == "closed" or (kind == "full" and data)}
+    assert {i for i, _ in shortfalls} == failing
+
+
+@pytest.mark.skipif(compiled_each is None, reason="the C loop is not built (or WSPROTO_LITE_NO_SPEEDUPS=1)")
+def test_send_each_wants_one_bytes_per_descriptor() -> None:
+    assert compiled_each is not None
+    with ExitStack() as stack:
+        ours, peer = _pair(stack)
+        with pytest.raises(ValueError):
+            compiled_each([ours.fileno()], [b"a", b"b"])
+        with pytest.raises(TypeError):
+            compiled_each([ours.fileno()], [memoryview(b"a")])  # type: ignore[list-item]
         assert _drain(peer) == b""

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from wsproto_lite import PreparedMessage, prepare_message
-from wsproto_lite.server.fanout import send_direct, split_direct
+from wsproto_lite.server.fanout import TickFlush
+from wsproto_lite.server.websocket import WebSocket
 
 from .bound import QueueBound
 from .engine import ClientInfo, Publication, Reply
@@ -60,6 +61,7 @@ class ChannelRegistry(HubPart):
         super().__init__(hub)
         self.bound = bound
         self.stats = stats
+        self._tick: TickFlush | None = None  # our selectors layer's connections: one write per iteration
         self.exact: dict[str, Subscribers] = {}
         """Exact channel -> subscribers."""
         self.patterns: dict[str, dict[str, Subscribers]] = {}
@@ -200,14 +202,8 @@ class ChannelRegistry(HubPart):
         threshold = self.bound.limit - size  # one comparison per subscriber on the fast path
         slow: list[HubConnection] | None = None
         targets = list(conns)  # a send may close a connection, which edits `conns`
-        rest: list[HubConnection] = targets
         sent = 0
-        # Those with nothing queued (so under the bound): one C loop over their sockets (server/fanout.py).
-        if threshold >= 0:
-            direct, fds, rest = split_direct(targets, exclude)
-            send_direct(direct, fds, frame)
-            sent = len(direct)
-        for conn in rest:
+        for conn in targets:
             if conn.buffered_amount > threshold:  # this frame takes it over the bound, or it is already
                 if not self.bound.admits(conn.buffered_amount, size):  # past the hard bound: dropped
                     if slow is None:
@@ -218,13 +214,21 @@ class ChannelRegistry(HubPart):
                     sent += 1
                     self.hub.conns.behind_conn(conn)
             elif conn is not exclude:
-                conn.send_prepared(frame)
+                if isinstance(conn, WebSocket):  # queued now, written at the end of the loop iteration
+                    conn.defer_prepared(frame, self._tick or self._tick_for(conn))
+                else:
+                    conn.send_prepared(frame)
                 sent += 1
         self.stats.deliveries += len(targets)
         self.stats.messages_out += sent
         self.stats.bytes_out += sent * len(frame.frame)
         if slow is not None:
             self.hub.conns.drop_slow(slow)
+
+    def _tick_for(self, conn: WebSocket) -> TickFlush:
+        """The end-of-iteration writer of the loop our connections run on (see ``server/fanout.py``)."""
+        self._tick = TickFlush(conn.loop)
+        return self._tick
 
 
 def covered(publication: Publication, floor: Position) -> bool:

@@ -20,11 +20,23 @@ from typing import Any
 
 from wsproto_lite import PreparedMessage
 
+from .loop import EventLoop
 from .websocket import WebSocket
 
-__all__ = ["fan_out", "send_direct", "send_many", "send_many_py", "split_direct", "direct_enabled"]
+__all__ = [
+    "TickFlush",
+    "direct_enabled",
+    "fan_out",
+    "send_direct",
+    "send_each",
+    "send_each_py",
+    "send_many",
+    "send_many_py",
+    "split_direct",
+]
 
 SendMany = Callable[[list[int], bytes], list[tuple[int, int]]]
+SendEach = Callable[[list[int], list[bytes]], list[tuple[int, int]]]
 
 
 def send_many_py(fds: list[int], data: bytes) -> list[tuple[int, int]]:
@@ -44,6 +56,14 @@ def send_many_py(fds: list[int], data: bytes) -> list[tuple[int, int]]:
     return shortfalls
 
 
+def send_each_py(fds: list[int], datas: list[bytes]) -> list[tuple[int, int]]:
+    """The reference of ``_cfanout.send_each``: ``datas[i]`` to ``fds[i]``, answered as ``send_many_py``."""
+    shortfalls: list[tuple[int, int]] = []
+    for index, fd in enumerate(fds):
+        shortfalls += [(index, sent) for _, sent in send_many_py([fd], datas[index])]
+    return shortfalls
+
+
 def _load() -> SendMany | None:
     if os.environ.get("WSPROTO_LITE_NO_SPEEDUPS", "") not in ("", "0"):
         return None
@@ -55,9 +75,20 @@ def _load() -> SendMany | None:
     return send
 
 
+def _load_each() -> SendEach | None:
+    if _load() is None:
+        return None
+    from wsproto_lite import _cfanout
+
+    send: SendEach = _cfanout.send_each
+    return send
+
+
 _compiled = _load()
-#: The loop in use: the compiled one, or the pure-Python reference.
+_compiled_each = _load_each()
+#: The loops in use: the compiled ones, or the pure-Python references.
 send_many: SendMany = _compiled if _compiled is not None else send_many_py
+send_each: SendEach = _compiled_each if _compiled_each is not None else send_each_py
 
 
 def direct_enabled() -> bool:
@@ -102,3 +133,49 @@ def fan_out(conns: Iterable[WebSocket], prepared: PreparedMessage) -> int:
         if conn.send_prepared(prepared):
             taken += 1
     return taken
+
+
+class TickFlush:
+    """Connections whose fan-out frames wait in their core's queue until the end of this loop iteration.
+
+    A burst of publications (several read at once) then reaches each socket in one ``send()`` instead of
+    one per publication.  The frames are in each core's queue from the start, behind whatever was queued
+    before and ahead of whatever comes after, so any other write on the connection sends them first, in
+    order, and ``buffered_amount`` (so the hub's queue bound) counts them.  At the end of the iteration the
+    connections that may be written directly (plain TCP, nothing buffered, open) get their queued bytes
+    from one :func:`send_each` call; the others flush as usual.
+    """
+
+    __slots__ = ("_loop", "_conns")
+
+    def __init__(self, loop: EventLoop) -> None:
+        self._loop = loop
+        self._conns: list[WebSocket] = []
+
+    def add(self, conn: WebSocket) -> None:
+        """``conn`` queued a frame in its core: flush it at the end of this iteration (once)."""
+        if not self._conns:
+            self._loop.call_soon(self.flush)
+        self._conns.append(conn)
+
+    def flush(self) -> None:
+        """Collect the direct writes (no callback runs meanwhile, so no socket closes), write them in one
+        call, queue what each socket did not take, then flush the other connections as usual."""
+        conns, self._conns = self._conns, []
+        direct: list[WebSocket] = []
+        fds: list[int] = []
+        datas: list[bytes] = []
+        others: list[WebSocket] = []
+        for conn in conns:
+            taken = conn.take_for_direct()
+            if taken is None:
+                others.append(conn)
+            else:
+                direct.append(conn)
+                fds.append(taken[0])
+                datas.append(taken[1])
+        if fds:
+            for index, sent in send_each(fds, datas):
+                direct[index].direct_shortfall(datas[index], sent)
+        for conn in others:
+            conn.flush_deferred()

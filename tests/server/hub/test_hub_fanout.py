@@ -1,4 +1,4 @@
-"""The hub's fan-out through the C loop (``channels.send_all`` -> ``server/fanout.py``): a subscriber that
+"""The hub's fan-out through the C loop (``channels.send_all`` -> ``fanout.TickFlush``): a subscriber that
 stops reading (tiny kernel buffers: direct sends cut short, the rest in its transport) still gets every
 publication in order, the readers get theirs at once, and the hub's counters count every delivery."""
 
@@ -52,14 +52,14 @@ def test_a_stalled_subscriber_gets_every_publication_in_order_and_the_counters_c
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     shortfalls: list[int] = []
-    real = fanout.send_many
+    real = fanout.send_each
 
-    def spy(fds: list[int], data: bytes) -> list[tuple[int, int]]:
-        got = real(fds, data)
+    def spy(fds: list[int], datas: list[bytes]) -> list[tuple[int, int]]:
+        got = real(fds, datas)
         shortfalls.extend(sent for _, sent in got)
         return got
 
-    monkeypatch.setattr(fanout, "send_many", spy)
+    monkeypatch.setattr(fanout, "send_each", spy)
     rates = RateLimits(bytes_per_second=1e12, bytes_burst=1e12)
     h = HubThread(HubConfig(port=0, limits=HubLimits(queue_limit=1 << 20), rate_limits=rates))
     try:
@@ -91,5 +91,39 @@ def test_a_stalled_subscriber_gets_every_publication_in_order_and_the_counters_c
         stalled.close()
         for client in (*readers, publisher):
             client.close()
+    finally:
+        h.stop()
+
+
+def test_a_burst_of_publications_reaches_each_subscriber_in_one_write_and_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    writes: list[bytes] = []
+    real = fanout.send_each
+
+    def spy(fds: list[int], datas: list[bytes]) -> list[tuple[int, int]]:
+        writes.extend(datas)
+        return real(fds, datas)
+
+    monkeypatch.setattr(fanout, "send_each", spy)
+    h = HubThread(HubConfig(port=0))
+    try:
+        readers = [Raw(h.url) for _ in range(3)]
+        for reader in readers:
+            reader.ok("connect")
+            reader.ok("subscribe", {"channel": CHANNEL})
+        publisher = non_reading_client(h.port, {"id": 1, "connect": {}})
+        burst = b""
+        for i in range(5):  # one TCP write: the hub reads and handles the five in one loop iteration
+            payload = json.dumps({"id": 2 + i, "publish": {"channel": CHANNEL, "data": f"p{i}"}}).encode()
+            burst += bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+        publisher.sendall(burst)
+        for reader in readers:
+            assert [reader.push()["pub"]["data"] for _ in range(5)] == [f"p{i}" for i in range(5)]
+        together = [w for w in writes if w.count(b'"pub"') == 5]
+        assert len(together) == len(readers)  # each reader's five pushes left in one send()
+        publisher.close()
+        for reader in readers:
+            reader.close()
     finally:
         h.stop()
