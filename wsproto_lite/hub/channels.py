@@ -3,8 +3,9 @@
 Per channel (or pattern) a :class:`Subscribers`: the active subscriptions by connection, the pending
 ones (their subscribe reply not sent yet) with the publications that arrived meanwhile, and the floors
 of just activated ones (skip what their reply already carried).  A publication's frame is built once
-(``prepare_message``) and queued on every subscriber with ``send_prepared``; a subscriber past twice the
-queue bound is dropped as slow.
+(``prepare_message``) and queued on every subscriber (``send_prepared``; on our selectors layer
+``defer_prepared``: written at the end of the loop iteration, a burst in one ``send()`` per subscriber, see
+``server/fanout.py``); a subscriber past twice the queue bound is dropped as slow.
 
 The registry refers to its hub weakly (the hub owns it): no reference cycle keeps either alive.
 """
