@@ -1,9 +1,9 @@
 """Build of the optional C accelerator; the package metadata is in setup.cfg.
 
-``pip install`` compiles ``wsproto_lite/_cspeedups.c`` when a C compiler and the Python headers exist.
-Without them the build step is skipped with one line on stderr and the package installs as pure Python
-(``wsproto_lite.speedups_enabled()`` then returns False). ``WSPROTO_LITE_NO_SPEEDUPS=1`` at build time
-skips the compilation too.
+``pip install`` compiles ``wsproto_lite/_cspeedups.c`` (and, on POSIX, the fan-out loop ``_cfanout.c``)
+when a C compiler and the Python headers exist. Without them the build step is skipped with one line on
+stderr and the package installs as pure Python (``wsproto_lite.speedups_enabled()`` then returns False).
+``WSPROTO_LITE_NO_SPEEDUPS=1`` at build time skips the compilation too.
 """
 
 from __future__ import annotations
@@ -46,5 +46,14 @@ if os.environ.get("WSPROTO_LITE_NO_SPEEDUPS", "") in ("", "0"):
             optional=True,
         )
     )
+    if os.name == "posix":  # the fan-out loop over sockets (send() with MSG_NOSIGNAL)
+        ext_modules.append(
+            Extension(
+                "wsproto_lite._cfanout",
+                sources=["wsproto_lite/_cfanout.c"],
+                extra_compile_args=["-O2"],
+                optional=True,
+            )
+        )
 
 setup(ext_modules=ext_modules, cmdclass={"build_ext": OptionalBuildExt})

@@ -327,6 +327,15 @@ class Connection:
         self._check_open()
         self._writer.prepared(message.frame)
 
+    def consents_to_direct(self) -> bool:
+        """May a prepared frame bypass this connection's queue and go to the socket now (fan-out)?
+
+        The consent of :meth:`send_prepared` (server role, OPEN: §5.5.1 nothing after our close; no
+        fragmented message under way: §5.4 its fragments may not be interleaved), and nothing queued
+        here ahead of it, so that writing it straight to the socket keeps the order of the frames.
+        """
+        return self._phase in SENDING and self.is_server and self._writer.idle
+
     # -- opening handshake -----------------------------------------------------------------------
 
     def _open(self, extensions: Sequence[Extension]) -> None:

@@ -74,6 +74,11 @@ class FrameWriter:
         self._small_ready_made = self._mask_key is None and not self._extensions and fin
         self.frame(opcode if first else OP_CONT, payload, fin, rsv)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no fragmented message under way: a whole frame may go to the wire next."""
+        return self._continuing is None and not self.out
+
     def prepared(self, frame: bytes) -> None:
         """Queue a whole frame built beforehand (an unmasked, uncompressed broadcast frame)."""
         if self._continuing is not None:

@@ -3,8 +3,9 @@
 Per channel (or pattern) a :class:`Subscribers`: the active subscriptions by connection, the pending
 ones (their subscribe reply not sent yet) with the publications that arrived meanwhile, and the floors
 of just activated ones (skip what their reply already carried).  A publication's frame is built once
-(``prepare_message``) and queued on every subscriber with ``send_prepared``; a subscriber past twice the
-queue bound is dropped as slow.
+(``prepare_message``) and queued on every subscriber (``send_prepared``; on our selectors layer
+``defer_prepared``: written at the end of the loop iteration, a burst in one ``send()`` per subscriber, see
+``server/fanout.py``); a subscriber past twice the queue bound is dropped as slow.
 
 The registry refers to its hub weakly (the hub owns it): no reference cycle keeps either alive.
 """
@@ -15,6 +16,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from wsproto_lite import PreparedMessage, prepare_message
+from wsproto_lite.server.fanout import TickFlush
+from wsproto_lite.server.websocket import WebSocket
 
 from .bound import QueueBound
 from .engine import ClientInfo, Publication, Reply
@@ -59,6 +62,7 @@ class ChannelRegistry(HubPart):
         super().__init__(hub)
         self.bound = bound
         self.stats = stats
+        self._tick: TickFlush | None = None  # our selectors layer's connections: one write per iteration
         self.exact: dict[str, Subscribers] = {}
         """Exact channel -> subscribers."""
         self.patterns: dict[str, dict[str, Subscribers]] = {}
@@ -211,13 +215,21 @@ class ChannelRegistry(HubPart):
                     sent += 1
                     self.hub.conns.behind_conn(conn)
             elif conn is not exclude:
-                conn.send_prepared(frame)
+                if isinstance(conn, WebSocket):  # queued now, written at the end of the loop iteration
+                    conn.defer_prepared(frame, self._tick or self._tick_for(conn))
+                else:
+                    conn.send_prepared(frame)
                 sent += 1
         self.stats.deliveries += len(targets)
         self.stats.messages_out += sent
         self.stats.bytes_out += sent * len(frame.frame)
         if slow is not None:
             self.hub.conns.drop_slow(slow)
+
+    def _tick_for(self, conn: WebSocket) -> TickFlush:
+        """The end-of-iteration writer of the loop our connections run on (see ``server/fanout.py``)."""
+        self._tick = TickFlush(conn.loop)
+        return self._tick
 
 
 def covered(publication: Publication, floor: Position) -> bool:

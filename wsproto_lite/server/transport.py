@@ -97,6 +97,9 @@ class SocketTransport:
         self._closing = False
         self._lost = False
         self._fd = sock.fileno()
+        #: The socket a fan-out may write to directly while nothing is buffered; -1: never (a subclass such
+        #: as TLS turns what is written into something else than the bytes given).
+        self._direct_fd = self._fd if type(self) is SocketTransport else -1
         self.peername: Any = None
         sock.setblocking(False)
         try:
@@ -216,6 +219,23 @@ class SocketTransport:
                 return
             if self._buffer:
                 self.loop.add_writer(self._fd, self._on_writable)
+        self._check_high_water()
+
+    def direct_fd(self) -> int:
+        """The socket's descriptor when bytes may be sent on it directly, bypassing :meth:`write` (a
+        fan-out's C loop): nothing is buffered, so they go out in order; else -1."""
+        return self._direct_fd if not self._buffer and not self._closing else -1
+
+    def queue_unsent(self, data: memoryview) -> None:
+        """Queue what a direct send (see :meth:`direct_fd`) left: the kernel's buffer was full, or the send
+        failed (the next send, when the socket is writable, reports the error and closes)."""
+        if self._lost or not data:
+            return
+        was_empty = not self._buffer
+        self._buffer.append(data)
+        self._buffer_size += len(data)
+        if was_empty:
+            self.loop.add_writer(self._fd, self._on_writable)
         self._check_high_water()
 
     def _flush(self) -> None:

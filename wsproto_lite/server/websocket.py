@@ -40,6 +40,7 @@ from .transport import BaseProtocol, SocketTransport
 if TYPE_CHECKING:
     from wsproto_lite import PreparedMessage
 
+    from .fanout import TickFlush
     from .trace import FrameTracer
 
 __all__ = ["WebSocket"]
@@ -145,6 +146,7 @@ class WebSocket(BaseProtocol, Endpoint):
         self._dispatching = False  # inside _process: callbacks may re-enter
         self._events_waiting = False  # bytes arrived during _process: run the event loop again
         self._unflushed = 0  # bytes queued in the core during this event batch, not yet flushed
+        self._tick_pending = False  # a fanout.TickFlush writes what the core queued at the iteration's end
         if options.handshake_timeout is not None:
             self._timers.arm(Timer.HANDSHAKE, options.handshake_timeout, self._handshake_timed_out)
 
@@ -204,6 +206,80 @@ class WebSocket(BaseProtocol, Endpoint):
             return False
         self._queued(len(prepared.frame))
         return True
+
+    def direct_fd(self) -> int:
+        """The socket a prepared frame may be written to directly (``fanout.send_direct``), or -1.
+
+        Only when the core consents (open, no fragmented message, nothing queued in it) and the transport
+        is plain TCP with nothing buffered: the frame then goes out in order.  Not while tracing frames.
+        """
+        transport = self.transport
+        if (
+            not self._opened
+            or transport is None
+            or self._tracer is not None
+            or not self.core.consents_to_direct()
+        ):
+            return -1
+        return transport.direct_fd()
+
+    def defer_prepared(self, prepared: PreparedMessage, tick: TickFlush) -> bool:
+        """:meth:`send_prepared`, written at the end of this loop iteration by ``tick`` (with whatever else
+        was queued meanwhile: a burst of publications leaves in one ``send()``)."""
+        transport = self.transport
+        if not self._opened or transport is None or transport.buffered > self.options.write_hard_limit:
+            return False
+        try:
+            self.core.send_prepared(prepared)  # the core's consent: OPEN, no fragmented message under way
+        except LocalProtocolError:
+            return False
+        size = len(prepared.frame)
+        if self._dispatching or transport.buffered + self._unflushed + size >= self.options.write_high_water:
+            self._queued(size)  # at the end of its own batch, or now: over the watermark it must pause
+        else:
+            self._unflushed += size
+            if not self._tick_pending:
+                self._tick_pending = True
+                tick.add(self)
+        return True
+
+    def take_for_direct(self) -> tuple[int, bytes] | None:
+        """For ``tick``'s flush: ``(socket, bytes)`` when what the core queued may be written directly (open,
+        plain TCP, nothing buffered), taking it out of the core; else None (then :meth:`flush_deferred`).
+        Runs no callback."""
+        self._tick_pending = False
+        transport = self.transport
+        if (
+            not self._unflushed
+            or self._dispatching
+            or transport is None
+            or self._tracer is not None
+            or not self.core.can_send
+        ):
+            return None
+        fd = transport.direct_fd()
+        if fd < 0:
+            return None
+        chunks = self.core.buffers_to_send()
+        self._unflushed = 0
+        if not chunks:
+            return None
+        return fd, chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def flush_deferred(self) -> None:
+        """Write what the core queued, unless it was already written (or this batch writes it at its end)."""
+        if self._unflushed and not self._dispatching:
+            self._flush()
+
+    def direct_shortfall(self, frame: bytes, sent: int) -> None:
+        """A direct send took ``sent`` bytes of ``frame`` (< 0: it failed): queue the rest on the transport,
+        which sends it when the socket is writable (or reports the error then), as :meth:`_flush` would."""
+        transport = self.transport
+        if transport is None:
+            return
+        transport.queue_unsent(memoryview(frame)[max(sent, 0) :])
+        if transport.buffered > self.options.write_hard_limit and Timer.SLOW_CONSUMER not in self._timers:
+            self._timers.arm(Timer.SLOW_CONSUMER, self.options.slow_consumer_timeout, self._slow_consumer)
 
     def ping(self, payload: bytes = b"") -> bool:
         """Send a ping (at most 125 bytes of payload); the pong arrives in ``on_pong``."""

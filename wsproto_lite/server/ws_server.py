@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from wsproto_lite import CloseCode, ConnectionState, prepare_message
 
 from .endpoint import open_transport, server_core
+from .fanout import send_direct, split_direct
 from .handler import Handler, HTTPHandler
 from .loop import EventLoop, TimerHandle
 from .net import Listener, bind_sockets
@@ -139,11 +140,14 @@ class WebSocketServer:
 
         Connections over their high watermark (``not conn.writable``) are skipped: a slow peer does not
         make the others wait nor the server buffer without bound.  Returns how many got the message.
-        Broadcast frames are never compressed.
+        Broadcast frames are never compressed.  The writes go below the interpreter where they can
+        (see :mod:`.fanout`).
         """
         prepared = prepare_message(message)
-        sent = 0
-        for conn in list(self.connections if connections is None else connections):
+        direct, fds, rest = split_direct(list(self.connections if connections is None else connections))
+        send_direct(direct, fds, prepared)  # plain TCP with nothing queued: one C loop over their sockets
+        sent = len(direct)
+        for conn in rest:
             if conn.writable and conn.send_prepared(prepared):
                 sent += 1
         return sent
