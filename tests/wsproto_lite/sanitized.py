@@ -1,7 +1,7 @@
-"""The C accelerator built with AddressSanitizer and UndefinedBehaviorSanitizer, under the core tests.
+"""The C extensions built with AddressSanitizer and UndefinedBehaviorSanitizer, under the core tests.
 
 ``python3 -m tests.wsproto_lite.sanitized [test files...]`` (CI's sanitizer step; default: every test in
-tests/wsproto_lite) compiles ``_cspeedups.c`` with ``-fsanitize=address,undefined`` into a copy of the
+tests/wsproto_lite) compiles ``_cspeedups.c`` and ``_cfanout.c`` with ``-fsanitize=address,undefined`` into a copy of the
 package in a temporary directory (never in place), then runs the tests there in a subprocess with it
 loaded. The Python binary is not instrumented, so the ASan runtime is preloaded; ``PYTHONMALLOC=malloc``
 puts every Python object in its own malloc block, so a byte written past a ``bytes`` object is caught.
@@ -24,7 +24,10 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE = ROOT / "wsproto_lite" / "_cspeedups.c"
+#: Every C extension of the package (the accelerator, and the fan-out loop on POSIX).
+SOURCES = [ROOT / "wsproto_lite" / "_cspeedups.c"] + (
+    [ROOT / "wsproto_lite" / "_cfanout.c"] if os.name == "posix" else []
+)
 UNAVAILABLE = 2
 
 # Tests that only start more interpreters to read the environment, and this check itself.
@@ -65,15 +68,17 @@ def prepare(workdir: Path, cc: str) -> Path:
     )
     shutil.copy(ROOT / "tests" / "__init__.py", tests / "__init__.py")
     (tests / "conftest.py").write_text(_HYPOTHESIS_PROFILE)
+    for source in SOURCES:
+        target = package / (source.stem + sysconfig.get_config_var("EXT_SUFFIX"))
+        build = [
+            cc, "-shared", "-fPIC", "-g", "-O1", "-fno-omit-frame-pointer",
+            "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+            "-Wall", "-Werror", "-I", sysconfig.get_paths()["include"], str(source), "-o", str(target),
+        ]  # fmt: skip
+        compiled = subprocess.run(build, capture_output=True, text=True, timeout=120, check=False)
+        if compiled.returncode != 0:
+            raise RuntimeError(f"sanitized build of {source.name} failed:\n{compiled.stderr[-3000:]}")
     target = package / ("_cspeedups" + sysconfig.get_config_var("EXT_SUFFIX"))
-    build = [
-        cc, "-shared", "-fPIC", "-g", "-O1", "-fno-omit-frame-pointer",
-        "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-        "-Wall", "-Werror", "-I", sysconfig.get_paths()["include"], str(SOURCE), "-o", str(target),
-    ]  # fmt: skip
-    compiled = subprocess.run(build, capture_output=True, text=True, timeout=120, check=False)
-    if compiled.returncode != 0:
-        raise RuntimeError(f"sanitized build failed:\n{compiled.stderr[-3000:]}")
     return target
 
 

@@ -2,7 +2,7 @@
 
 The build and the run are :mod:`tests.wsproto_lite.sanitized` (CI runs it on every core test in a step
 of its own); here, in the normal test run, it checks the tests that drive the C code hardest: masking,
-the payload buffer, and the reader with its compiled fast case. Skipped without a C compiler, the Python
+the payload buffer, the reader with its compiled fast case, and the fan-out loop (``_cfanout.c``). Skipped without a C compiler, the Python
 headers or libasan.
 """
 
@@ -14,7 +14,7 @@ import pytest
 
 from . import sanitized
 
-TESTS = ["test_speedups.py", "test_reader.py", "test_reader_compiled.py"]
+TESTS = ["test_speedups.py", "test_reader.py", "test_reader_compiled.py", "test_cfanout.py"]
 
 
 @pytest.mark.slow
