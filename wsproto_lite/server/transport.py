@@ -231,8 +231,11 @@ class SocketTransport:
         failed (the next send, when the socket is writable, reports the error and closes)."""
         if self._lost or not data:
             return
-        was_empty = not self._buffer
-        self._buffer.append(data)
+        buffer = self._buffer
+        was_empty = not buffer
+        if not isinstance(buffer, deque):  # created only while bytes wait (an idle connection holds none)
+            buffer = self._buffer = deque()
+        buffer.append(data)
         self._buffer_size += len(data)
         if was_empty:
             self.loop.add_writer(self._fd, self._on_writable)
