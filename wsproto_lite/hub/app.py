@@ -86,6 +86,7 @@ def hub_of(config: HubConfig, engine: Engine | None = None, authenticate: Authen
         authenticate=authenticate,
         auth=Authenticator(config.auth.with_environment()),
         rate_limits=config.rate_limits,
+        webhooks=config.webhooks,
     )
 
 

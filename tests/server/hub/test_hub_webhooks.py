@@ -1,0 +1,305 @@
+"""Signed event webhooks (issue 21): every event, batching, signatures, retries, a receiver that is down,
+order per channel, once across nodes on one Redis, a bounded queue, freeing without the collector.
+
+The receiver is a real HTTP server on 127.0.0.1 (``webhook_receiver.py``) that checks each signature."""
+
+from __future__ import annotations
+
+import gc
+import socket
+import tracemalloc
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wsproto_lite.hub.config import ConfigError, HubConfig, config_from_mapping
+from wsproto_lite.hub.webhook_config import WebhookConfig
+from wsproto_lite.hub.webhook_sender import WebhookSender, sign
+
+from .conftest import HubThread, Raw
+from .webhook_receiver import Receiver, verify
+
+SECRET = "s3cret"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(SECRET)
+    yield r
+    r.stop()
+
+
+def _config(url: str, **options: Any) -> HubConfig:
+    options.setdefault("batch_window", 0.01)
+    options.setdefault("backoff", 0.01)
+    return HubConfig(port=0, webhooks=WebhookConfig(urls=[url], secret=SECRET, **options))
+
+
+@pytest.fixture
+def hooked(receiver: Receiver) -> Iterator[HubThread]:
+    h = HubThread(_config(receiver.url))
+    yield h
+    h.stop()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again: connections to it are refused
+
+
+def _names(events: list[dict[str, Any]], channel: str | None = None) -> list[str]:
+    return [e["name"] for e in events if channel is None or e.get("channel") == channel]
+
+
+def test_every_event_signed_in_order(hooked: HubThread, receiver: Receiver) -> None:
+    r = Raw(hooked.url)
+    client = r.ok("connect", {"data": {"name": "ann"}})["client"]
+    r.ok("subscribe", {"channel": "chat:room"})  # presence: a member too
+    r.ok("subscribe", {"channel": "news"})  # no presence: occupied/vacated only
+    r.close()
+    events = receiver.wait_events(8)
+    in_room = ["channel_occupied", "member_added", "member_removed", "channel_vacated"]
+    assert _names(events, "chat:room") == in_room
+    assert _names(events, "news") == ["channel_occupied", "channel_vacated"]
+    assert events[0] == {"name": "connection_opened", "client": client, "user_id": ""}
+    closed = events[-1]
+    assert closed["name"] == "connection_closed" and closed["client"] == client
+    added = next(e for e in events if e["name"] == "member_added")
+    assert added == {
+        "name": "member_added",
+        "channel": "chat:room",
+        "user_id": "",
+        **{"client": client, "seq": 2},
+    }
+    seqs = [e["seq"] for e in events if "seq" in e]
+    assert seqs == sorted(seqs)
+    assert receiver.rejected == 0 and receiver.keys == {"hub"}
+    assert all(isinstance(b["time_ms"], int) for b in receiver.batches)
+
+
+def test_a_user_joins_once_whatever_its_connections(receiver: Receiver) -> None:
+    from .authkit import hs256, hub_config
+
+    config = hub_config()
+    config.webhooks = _config(receiver.url, events=frozenset({"member_added", "member_removed"})).webhooks
+    h = HubThread(config)
+    try:
+        first, second = Raw(h.url), Raw(h.url)
+        for r in (first, second):
+            r.ok("connect", {"token": hs256("bob")})
+            r.ok("subscribe", {"channel": "chat:room"})
+        first.close()
+        assert h.wait_sessions(1)
+        second.close()
+        events = receiver.wait_events(2)
+        seen = [(e["name"], e["user_id"]) for e in events]
+        assert seen == [("member_added", "bob"), ("member_removed", "bob")]
+    finally:
+        h.stop()
+
+
+def test_a_wrong_secret_is_refused_by_the_receiver_and_not_retried(receiver: Receiver) -> None:
+    config = WebhookConfig(urls=[receiver.url], secret="not-the-secret", batch_window=0.01)
+    sender = WebhookSender(config)
+    sender.start()
+    try:
+        sender.submit({"name": "channel_occupied", "channel": "a"})
+        assert receiver.wait_for(lambda: receiver.rejected == 1)
+        assert _wait(lambda: sender.stats.failed == 1)
+        assert (sender.stats.sent, sender.stats.retried, receiver.batches) == (0, 0, [])
+    finally:
+        sender.stop()
+
+
+def _wait(predicate: Any, timeout: float = 10.0) -> bool:
+    """Poll a counter the sender thread bumps (it has no event to wait on)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_batches_hold_at_most_max_batch(receiver: Receiver) -> None:
+    config = WebhookConfig(urls=[receiver.url], secret=SECRET, batch_window=0.3, max_batch=3)
+    sender = WebhookSender(config)
+    for i in range(5):  # queued before the thread starts: one batch of 3, then one of 2
+        sender.submit({"name": "channel_occupied", "channel": f"c{i}"})
+    sender.start()
+    try:
+        receiver.wait_events(5)
+        assert [len(b["events"]) for b in receiver.batches] == [3, 2]
+        assert [e["channel"] for e in receiver.events] == [f"c{i}" for i in range(5)]
+    finally:
+        sender.stop()
+
+
+def test_a_500_is_retried_then_delivered_once(receiver: Receiver) -> None:
+    receiver.statuses = [500, 503]
+    config = WebhookConfig(urls=[receiver.url], secret=SECRET, batch_window=0.01, backoff=0.01)
+    sender = WebhookSender(config)
+    sender.start()
+    try:
+        sender.submit({"name": "channel_vacated", "channel": "a"})
+        assert receiver.wait_events(1) == [{"name": "channel_vacated", "channel": "a"}]
+        assert _wait(lambda: sender.stats.sent == 1)
+        assert (receiver.requests, sender.stats.retried, sender.stats.failed) == (3, 2, 0)
+    finally:
+        sender.stop()
+
+
+def test_receiver_down_counts_failures_and_drops_and_the_hub_goes_on() -> None:
+    config = _config(f"http://127.0.0.1:{_closed_port()}/x", max_attempts=2, queue_size=2)
+    h = HubThread(config)
+    try:
+        r = Raw(h.url)
+        r.ok("connect")
+        for i in range(20):
+            r.ok("subscribe", {"channel": f"room{i}"})
+        assert r.ok("publish", {"channel": "room1", "data": {"x": 1}}) == {}  # the hub answers as usual
+        stats = h.hub.webhooks.stats
+        assert _wait(lambda: stats.failed >= 1 and stats.queued == stats.lost)
+        assert stats.dropped >= 1 and stats.sent == 0 and stats.retried == stats.failed
+        assert stats.queued + stats.dropped == 1 + 20  # connection_opened, 20 channels occupied
+        metrics = h.call(_metrics, h.hub)
+        assert f"wsproto_hub_webhook_events_dropped_total {stats.dropped}" in metrics
+        assert "wsproto_hub_webhook_requests_failed_total" in metrics
+        assert "wsproto_hub_webhook_retries_total" in metrics
+    finally:
+        h.stop()
+
+
+def _metrics(hub: Any) -> str:
+    from wsproto_lite.hub.metrics import render
+
+    return render(hub)
+
+
+def test_order_per_channel_over_many_subscribes(hooked: HubThread, receiver: Receiver) -> None:
+    a, b = Raw(hooked.url), Raw(hooked.url)
+    a.ok("connect")
+    b.ok("connect")
+    for _ in range(5):
+        a.ok("subscribe", {"channel": "x"})
+        b.ok("subscribe", {"channel": "x"})
+        a.ok("unsubscribe", {"channel": "x"})
+        b.ok("unsubscribe", {"channel": "x"})
+    events = receiver.wait_events(12)
+    assert _names(events, "x") == ["channel_occupied", "channel_vacated"] * 5
+
+
+def test_a_flood_keeps_the_queue_bounded() -> None:
+    config = WebhookConfig(urls=[f"http://127.0.0.1:{_closed_port()}/x"], secret=SECRET, queue_size=100)
+    sender = WebhookSender(config)  # not started: nothing is taken from the queue
+    event = {"name": "channel_occupied", "channel": "a"}
+    for _ in range(1_000):
+        sender.submit(dict(event))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(100_000):
+            sender.submit(dict(event))
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert sender.queued_now == 100
+    assert (sender.stats.queued, sender.stats.dropped) == (100, 100_900)
+    assert grown < 64 * 1024, grown  # flat: 100 000 more events kept nothing
+    sender.stop()
+
+
+def test_webhooks_and_their_thread_are_freed_without_gc(receiver: Receiver) -> None:
+    from wsproto_lite.hub.app import HubServer
+    from wsproto_lite.server.loop import EventLoop
+
+    gc.collect()
+    gc.disable()
+    try:
+        loop = EventLoop()
+        server = HubServer(_config(receiver.url), loop=loop)
+        webhooks = server.hub.webhooks
+        assert webhooks is not None
+        thread = webhooks.sender._thread
+        weak = [weakref.ref(server.hub), weakref.ref(webhooks), weakref.ref(webhooks.sender)]
+        del webhooks
+        server.close()
+        del server
+        assert [w() is None for w in weak] == [True, True, True]
+        assert thread is not None
+        thread.join(5)
+        assert not thread.is_alive()
+        loop.close()
+    finally:
+        gc.enable()
+
+
+def test_a_closed_connection_is_freed_without_gc(hooked: HubThread, receiver: Receiver) -> None:
+    r = Raw(hooked.url)
+    r.ok("connect")
+    r.ok("subscribe", {"channel": "chat:freed"})
+    gc.disable()
+    try:
+
+        def refs() -> list[weakref.ref[Any]]:
+            (session,) = hooked.hub.sessions.values()
+            return [weakref.ref(session), *(weakref.ref(s) for s in session.subscriptions.values())]
+
+        weak = hooked.call(refs)
+        r.close()
+        assert hooked.wait_sessions(0)
+        receiver.wait_events(6)  # every event of the connection was sent
+        assert hooked.call(lambda: [w() is None for w in weak]) == [True, True]
+    finally:
+        gc.enable()
+
+
+# -- config, report ----------------------------------------------------------------------------------
+
+
+def test_config_table_and_its_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WSPROTO_HUB_WEBHOOK_SECRET", raising=False)
+    config = config_from_mapping(
+        {"webhooks": {"url": "http://127.0.0.1:9/h", "secret": "k", "events": ["channel_vacated"]}}
+    )
+    assert config.webhooks.urls == ["http://127.0.0.1:9/h"] and config.webhooks.events == {"channel_vacated"}
+    for bad, word in (
+        ({"url": "ftp://x/"}, "not an http"),
+        ({"url": "http://x/"}, "secret is required"),
+        ({"url": "http://x/", "secret": "k", "events": ["nope"]}, "unknown"),
+        ({"url": "http://x/", "secret": "k", "max_batch": 0}, "max_batch"),
+        ({"url": "http://x/", "secret": "k", "max_batch": 1.5}, "integer"),
+        ({"colour": 1}, "unknown key webhooks.colour"),
+    ):
+        with pytest.raises(ConfigError, match=word):
+            config_from_mapping({"webhooks": bad})
+    monkeypatch.setenv("WSPROTO_HUB_WEBHOOK_SECRET", "from-env")
+    from_env = config_from_mapping({"webhooks": {"url": "http://x/"}}).webhooks.with_environment()
+    assert from_env.secret == "from-env"
+
+
+def test_the_start_report_shows_webhooks_when_on(hooked: HubThread) -> None:
+    from wsproto_lite.hub.report import exposure
+
+    lines = exposure(hooked.hub_server)
+    assert lines[-1].startswith("webhooks: POST to 127.0.0.1:") and "X-Hub-Signature" in lines[-1]
+    off = HubThread()
+    try:
+        assert not any(line.startswith("webhooks") for line in exposure(off.hub_server))
+    finally:
+        off.stop()
+
+
+@given(st.binary(max_size=512), st.text(min_size=1, max_size=40))
+def test_a_signature_verifies_only_its_body(body: bytes, secret: str) -> None:
+    signature = sign(secret, body)
+    assert verify(secret, body, signature)
+    assert not verify(secret, body + b" ", signature)
+    assert not verify(secret + "x", body, signature)
