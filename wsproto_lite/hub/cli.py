@@ -68,6 +68,13 @@ def add_parser(subparsers: Any) -> None:
         "--reuse-port", action="store_true", help="bind with SO_REUSEPORT (what the supervisor's workers do)"
     )
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # the supervisor's
+    _add_webhook_options(p)
+    p.add_argument("--certfile", default=None, help="TLS certificate chain (PEM): serve wss:// and https://")
+    p.add_argument("--keyfile", default=None, help="TLS private key (PEM), if not in --certfile")
+    p.set_defaults(run=run)
+
+
+def _add_webhook_options(p: Any) -> None:
     p.add_argument(
         "--webhook-url",
         action="append",
@@ -76,9 +83,6 @@ def add_parser(subparsers: Any) -> None:
         help="POST signed event webhooks here (repeatable; replaces the config file's webhooks.url); the "
         "secret from the config file or WSPROTO_HUB_WEBHOOK_SECRET",
     )
-    p.add_argument("--certfile", default=None, help="TLS certificate chain (PEM): serve wss:// and https://")
-    p.add_argument("--keyfile", default=None, help="TLS private key (PEM), if not in --certfile")
-    p.set_defaults(run=run)
 
 
 def _watch_parent(hub: HubServer, parent: int) -> None:

@@ -303,3 +303,57 @@ def test_a_signature_verifies_only_its_body(body: bytes, secret: str) -> None:
     assert verify(secret, body, signature)
     assert not verify(secret, body + b" ", signature)
     assert not verify(secret + "x", body, signature)
+
+
+# -- several nodes on one Redis: each transition once ------------------------------------------------
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    from .redis_util import RedisServer
+
+    server = RedisServer()
+    yield server.url
+    server.stop()
+
+
+def _redis_node(url: str, prefix: str, receiver: Receiver, key: str) -> HubThread:
+    from wsproto_lite.hub.redis_engine import RedisEngine
+
+    from .authkit import hub_config
+
+    config = hub_config()
+    events = frozenset({"channel_occupied", "channel_vacated", "member_added", "member_removed"})
+    config.webhooks = _config(receiver.url, events=events, key=key).webhooks
+    return HubThread(config, engine=lambda: RedisEngine(url, prefix=prefix))
+
+
+def test_two_nodes_on_one_redis_send_each_transition_once(redis_url: str, receiver: Receiver) -> None:
+    from .authkit import hs256
+
+    one = _redis_node(redis_url, "wh", receiver, "n1")
+    two = _redis_node(redis_url, "wh", receiver, "n2")
+    try:
+        a, b = Raw(one.url), Raw(two.url)
+        a.ok("connect", {"token": hs256("bob")})
+        b.ok("connect", {"token": hs256("bob")})  # the same user on both nodes
+        for _ in range(3):
+            a.ok("subscribe", {"channel": "chat:x"})  # node 1: occupied, bob added
+            b.ok("subscribe", {"channel": "chat:x"})  # node 2: neither
+            a.ok("unsubscribe", {"channel": "chat:x"})  # node 1: neither
+            b.ok("unsubscribe", {"channel": "chat:x"})  # node 2: bob removed, vacated
+        a.ok("subscribe", {"channel": "m1"})  # markers: every earlier decision of each node is sent
+        b.ok("subscribe", {"channel": "m2"})
+        events = receiver.wait_events(14)
+        assert sorted(e["channel"] for e in events if e["channel"].startswith("m")) == ["m1", "m2"]
+        in_x = [e for e in events if e["channel"] == "chat:x"]
+        in_order = sorted(in_x, key=lambda e: e["seq"])
+        expected = ["channel_occupied", "member_added", "member_removed", "channel_vacated"] * 3
+        assert [e["name"] for e in in_order] == expected
+        assert len({e["seq"] for e in in_x}) == 12
+        assert set(receiver.senders) == {"n1", "n2"}  # each node sent what it decided
+        a.close()
+        b.close()
+    finally:
+        one.stop()
+        two.stop()

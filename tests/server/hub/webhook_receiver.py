@@ -29,6 +29,8 @@ class Receiver:
         self.rejected = 0
         self.requests = 0
         self.keys: set[str] = set()
+        self.senders: list[str] = []
+        """The ``X-Hub-Key`` of each accepted batch."""
         self.statuses: list[int] = []
         self.changed = threading.Condition()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -64,6 +66,7 @@ class Receiver:
                 if self.statuses:
                     return self.statuses.pop(0)
                 self.keys.add(headers.get("X-Hub-Key", ""))
+                self.senders.append(headers.get("X-Hub-Key", ""))
                 self.batches.append(json.loads(body))
                 return 200
             finally:
