@@ -357,3 +357,76 @@ def test_two_nodes_on_one_redis_send_each_transition_once(redis_url: str, receiv
     finally:
         one.stop()
         two.stop()
+
+
+# -- the command line --------------------------------------------------------------------------------
+
+
+def _hub_process(*args: str, secret: str | None) -> Any:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    env = {k: v for k, v in os.environ.items() if k != "WSPROTO_HUB_WEBHOOK_SECRET"}
+    env["PYTHONPATH"] = str(root)
+    if secret is not None:
+        env["WSPROTO_HUB_WEBHOOK_SECRET"] = secret
+    return subprocess.Popen(
+        [sys.executable, "-m", "server", "hub", *args],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def test_the_command_line_needs_a_secret() -> None:
+    proc = _hub_process("--port", "0", "--webhook-url", "http://127.0.0.1:9/h", secret=None)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and "a secret is required" in err
+
+
+def test_the_command_line_reports_sends_and_flushes_at_stop(receiver: Receiver) -> None:
+    import signal
+
+    port = _closed_port()
+    proc = _hub_process("--port", str(port), "--webhook-url", receiver.url, secret=SECRET)
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(7)]
+        assert lines[-1].startswith("webhooks: POST to 127.0.0.1:"), lines
+        r = Raw(f"ws://127.0.0.1:{port}/connection/websocket")
+        r.ok("connect")
+        r.ok("subscribe", {"channel": "chat:cli"})
+        receiver.wait_events(3)  # opened, occupied, member added
+        proc.send_signal(signal.SIGTERM)  # the shutdown disconnects r: its events go out before the exit
+        assert proc.wait(timeout=15) == 0
+        names = _names(receiver.events)
+        assert names[3:] == ["member_removed", "channel_vacated", "connection_closed"], names
+        r.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_readme_receiver_snippet_checks_signatures() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    code = next(b for b in blocks if "def webhook_events" in b)
+    scope: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    body = json.dumps({"time_ms": 1, "events": [{"name": "channel_vacated", "channel": "a"}]}).encode()
+    events = scope["webhook_events"](body, sign(SECRET, body), SECRET.encode())
+    assert events == [{"name": "channel_vacated", "channel": "a"}]
+    with pytest.raises(PermissionError):
+        scope["webhook_events"](body, sign("other", body), SECRET.encode())
+    with pytest.raises(PermissionError):
+        scope["webhook_events"](body + b" ", sign(SECRET, body), SECRET.encode())
