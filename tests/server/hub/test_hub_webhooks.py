@@ -430,3 +430,42 @@ def test_the_readme_receiver_snippet_checks_signatures() -> None:
         scope["webhook_events"](body, sign("other", body), SECRET.encode())
     with pytest.raises(PermissionError):
         scope["webhook_events"](body + b" ", sign(SECRET, body), SECRET.encode())
+
+
+def test_two_workers_send_each_transition_once(redis_url: str, receiver: Receiver) -> None:
+    import signal
+
+    import redis
+
+    from .test_hub_supervisor import Process
+
+    port = _closed_port()
+    hub = Process(
+        *("--workers", "2", "--port", str(port), "--engine", f"{redis_url}?prefix=ww"),
+        *("--webhook-url", receiver.url),
+        env={"WSPROTO_HUB_WEBHOOK_SECRET": SECRET},
+    )
+    clients: list[Raw] = []
+    try:
+        for _ in range(2):
+            hub.expect(r"hub listening")
+        nodes = redis.Redis.from_url(redis_url, decode_responses=True)
+        while len(clients) < 40 and nodes.scard("ww:whn:chat:w") < 2:  # until both workers hold one
+            r = Raw(f"ws://127.0.0.1:{port}/connection/websocket")
+            clients.append(r)
+            r.ok("connect")
+            r.ok("subscribe", {"channel": "chat:w"})
+        assert nodes.scard("ww:whn:chat:w") == 2  # subscribers on both workers
+        nodes.close()
+        for r in clients:
+            r.close()
+        hub.proc.send_signal(signal.SIGTERM)  # every worker sends what it holds before it exits
+        assert hub.proc.wait(timeout=20) == 0
+        names = _names(receiver.events)
+        n = len(clients)
+        assert names.count("channel_occupied") == names.count("channel_vacated") == 1, names
+        assert names.count("connection_opened") == names.count("connection_closed") == n
+        assert names.count("member_added") == names.count("member_removed") == n  # anonymous: one each
+        assert _names(receiver.events, "chat:w")[0] == "channel_occupied"
+    finally:
+        hub.stop()
