@@ -257,6 +257,7 @@ def test_a_closed_connection_is_freed_without_gc(hooked: HubThread, receiver: Re
         assert hooked.wait_sessions(0)
         receiver.wait_events(6)  # every event of the connection was sent
         assert hooked.call(lambda: [w() is None for w in weak]) == [True, True]
+        assert hooked.call(lambda: hooked.hub.webhooks.counts._members) == {}  # nothing kept per user
     finally:
         gc.enable()
 
@@ -469,3 +470,40 @@ def test_two_workers_send_each_transition_once(redis_url: str, receiver: Receive
         assert _names(receiver.events, "chat:w")[0] == "channel_occupied"
     finally:
         hub.stop()
+
+
+# -- hostile or stalled backends ---------------------------------------------------------------------
+
+
+def test_a_stalled_backend_times_out_and_is_retried(receiver: Receiver) -> None:
+    import threading
+
+    receiver.hold = threading.Event()
+    config = WebhookConfig(
+        urls=[receiver.url], secret=SECRET, batch_window=0.01, timeout=0.2, max_attempts=2, backoff=0.01
+    )
+    sender = WebhookSender(config)
+    sender.start()
+    try:
+        sender.submit({"name": "channel_occupied", "channel": "a"})
+        assert _wait(lambda: sender.stats.failed == 1)
+        assert (sender.stats.retried, sender.stats.lost, sender.stats.sent) == (1, 1, 0)
+        assert receiver.wait_for(lambda: receiver.arrived == 2)
+    finally:
+        receiver.hold.set()
+        sender.stop()
+
+
+def test_a_huge_answer_is_not_read_and_sending_goes_on(receiver: Receiver) -> None:
+    receiver.answer = b"x" * (8 << 20)
+    config = WebhookConfig(urls=[receiver.url], secret=SECRET, batch_window=0.01, max_batch=1)
+    sender = WebhookSender(config)
+    sender.start()
+    try:
+        sender.submit({"name": "channel_occupied", "channel": "a"})
+        sender.submit({"name": "channel_vacated", "channel": "a"})
+        assert _names(receiver.wait_events(2)) == ["channel_occupied", "channel_vacated"]
+        assert _wait(lambda: sender.stats.sent == 2)
+        assert sender.stats.failed == 0
+    finally:
+        sender.stop()

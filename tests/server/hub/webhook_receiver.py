@@ -32,6 +32,11 @@ class Receiver:
         self.senders: list[str] = []
         """The ``X-Hub-Key`` of each accepted batch."""
         self.statuses: list[int] = []
+        self.hold: threading.Event | None = None
+        """Set: every request waits for it before being answered (a stalled backend)."""
+        self.answer = b""
+        """The body of every answer (a hostile backend's huge one, say)."""
+        self.arrived = 0
         self.changed = threading.Condition()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, name="receiver", daemon=True)
@@ -78,10 +83,19 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver.changed:
+                    receiver.arrived += 1
+                    receiver.changed.notify_all()
+                if receiver.hold is not None:
+                    receiver.hold.wait(10)
                 status = receiver._answer(body, self.headers)
                 self.send_response(status)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(receiver.answer)))
                 self.end_headers()
+                try:
+                    self.wfile.write(receiver.answer)
+                except OSError:
+                    pass  # the sender read what it wanted and closed
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass
@@ -89,6 +103,8 @@ class Receiver:
         return Handler
 
     def stop(self) -> None:
+        if self.hold is not None:
+            self.hold.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
