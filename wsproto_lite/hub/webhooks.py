@@ -25,12 +25,16 @@ refers to a connection or a session, so a closed connection's objects are freed 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .engine import ClientInfo, Engine, Reply
 from .webhook_config import WebhookConfig
 from .webhook_counts import counts_for
 from .webhook_sender import WebhookSender, WebhookStats
+
+if TYPE_CHECKING:
+    from .transport import HubLoop
 
 __all__ = ["Webhooks", "WebhookConfig"]
 
@@ -63,12 +67,37 @@ class Webhooks:
         self._channels = bool(config.events & _CHANNEL_EVENTS)
         self._members = bool(config.events & _MEMBER_EVENTS)
         self._connections = config.events
+        self._deciding = 0  # transitions asked of the engine, not answered yet
+        self._waiters: list[Callable[[], object]] = []
 
     def start(self) -> None:
         self.sender.start()
 
     def stop(self) -> None:
         self.sender.stop()
+
+    @property
+    def deciding(self) -> int:
+        """Transitions asked of the engine and not answered yet."""
+        return self._deciding
+
+    def after_decisions(self, loop: HubLoop, callback: Callable[[], object], timeout: float = 2.0) -> None:
+        """Loop thread: ``callback()`` once every transition asked of the engine so far is answered (and
+        its event queued), at most ``timeout`` s from now.  The hub's shutdown waits so before it closes
+        the engine: the events of the connections it just closed are decided in Redis."""
+        if not self._deciding:
+            callback()
+            return
+        called = False
+
+        def once() -> None:
+            nonlocal called
+            if not called:
+                called = True
+                callback()
+
+        self._waiters.append(once)
+        loop.call_later(timeout, once)
 
     # -- what the hub reports ----------------------------------------------------------------------
 
@@ -109,15 +138,18 @@ class Webhooks:
     def _decide(self, reply: Reply[int], event: dict[str, Any]) -> None:
         """Send ``event`` when the count says this change was the transition."""
         wanted = event["name"] in self.config.events
-        stats, sender = self.stats, self.sender
+        self._deciding += 1
 
         def settle(done: Reply[int]) -> None:
+            self._deciding -= 1
             if done.error is not None:
-                stats.undecided += 1
-                return
-            seq = done.result()
-            if seq and wanted:
-                event["seq"] = seq
-                sender.submit(event)
+                self.stats.undecided += 1
+            elif done.result() and wanted:
+                event["seq"] = done.result()
+                self.sender.submit(event)
+            if not self._deciding and self._waiters:
+                waiters, self._waiters = self._waiters, []
+                for waiter in waiters:
+                    waiter()
 
         reply.observe(settle)
