@@ -115,7 +115,7 @@ class Hub(Handler):
         self.engine.start(registry.deliver, registry.on_join_leave, registry.on_lost)
         self.control.start(loop)
         if self.webhooks is not None:
-            self.webhooks.start()
+            self.webhooks.start(loop)
         self._tick_timer = loop.call_later(1.0, self._tick)
 
     def stop(self) -> None:

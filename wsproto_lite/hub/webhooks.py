@@ -34,7 +34,7 @@ from .webhook_counts import counts_for
 from .webhook_sender import WebhookSender, WebhookStats
 
 if TYPE_CHECKING:
-    from .transport import HubLoop
+    from .transport import Cancellable, HubLoop
 
 __all__ = ["Webhooks", "WebhookConfig"]
 
@@ -69,12 +69,37 @@ class Webhooks:
         self._connections = config.events
         self._deciding = 0  # transitions asked of the engine, not answered yet
         self._waiters: list[Callable[[], object]] = []
+        self._loop: HubLoop | None = None
+        self._sweep_timer: Cancellable | None = None
 
-    def start(self) -> None:
+    def start(self, loop: HubLoop) -> None:
+        self._loop = loop
         self.sender.start()
+        if self._channels and self.counts.sweep_every is not None:
+            self._sweep_timer = loop.call_later(self.counts.sweep_every, self._sweep)
 
     def stop(self) -> None:
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None  # the timer refers to this object: no cycle left behind
+        self._loop = None
         self.sender.stop()
+
+    def _sweep(self) -> None:
+        """Every ``sweep_every`` s (Redis): this node is alive, and the channels only dead nodes
+        occupied (their liveness expired) are vacated, by the one node whose sweep found them."""
+        every = self.counts.sweep_every
+        if self._loop is None or every is None:
+            return
+        self._sweep_timer = self._loop.call_later(every, self._sweep)
+        for reply in self.counts.sweep():
+            reply.observe(self._vacate)
+
+    def _vacate(self, done: Reply[list[tuple[str, int]]]) -> None:
+        if done.error is not None or "channel_vacated" not in self.config.events:
+            return
+        for channel, seq in done.result():
+            self.sender.submit({"name": "channel_vacated", "channel": channel, "seq": seq})
 
     @property
     def deciding(self) -> int:

@@ -534,3 +534,40 @@ def test_every_transport_sends_them(start_hub: Any, receiver: Receiver) -> None:
         "channel_vacated",
         "connection_closed",
     ]
+
+
+def test_a_killed_node_s_channels_are_vacated_by_another(redis_url: str, receiver: Receiver) -> None:
+    import signal
+
+    from wsproto_lite.hub.redis_engine import RedisEngine
+
+    from .test_hub_supervisor import Process
+
+    port = _closed_port()
+    doomed_node = Process(
+        *("--workers", "1", "--port", str(port), "--engine", f"{redis_url}?prefix=wk&presence_ttl=1"),
+        *("--webhook-url", receiver.url),
+        env={"WSPROTO_HUB_WEBHOOK_SECRET": SECRET},
+    )
+    config = _config(receiver.url, key="survivor")
+    survivor = HubThread(config, engine=lambda: RedisEngine(redis_url, prefix="wk", presence_ttl=1.0))
+    try:
+        doomed_node.expect(r"hub listening")
+        doomed = Raw(f"ws://127.0.0.1:{port}/connection/websocket")
+        doomed.ok("connect")
+        doomed.ok("subscribe", {"channel": "k"})
+        assert _names(receiver.wait_events(2)) == ["connection_opened", "channel_occupied"]
+        doomed_node.proc.send_signal(signal.SIGKILL)  # no close, no leave: its liveness expires in 1 s
+        doomed_node.proc.wait(10)
+        events = receiver.wait_events(3)
+        assert events[2]["name"] == "channel_vacated" and events[2]["channel"] == "k"
+        assert receiver.senders[-1] == "survivor" and events[2]["seq"] > events[1]["seq"]
+        r = Raw(survivor.url)
+        r.ok("connect")
+        r.ok("subscribe", {"channel": "k"})  # empty again: occupied again
+        assert _names(receiver.wait_events(5))[3:] == ["connection_opened", "channel_occupied"]
+        r.close()
+        doomed.close()
+    finally:
+        doomed_node.stop()
+        survivor.stop()
