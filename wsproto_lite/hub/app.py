@@ -86,6 +86,7 @@ def hub_of(config: HubConfig, engine: Engine | None = None, authenticate: Authen
         authenticate=authenticate,
         auth=Authenticator(config.auth.with_environment()),
         rate_limits=config.rate_limits,
+        webhooks=config.webhooks,
     )
 
 
@@ -191,10 +192,16 @@ class HubServer:
         if self.internal is not None:
             self.internal.close()
 
-        def done() -> None:
+        def stop() -> None:
             self.hub.stop()
             if on_done is not None:
                 on_done()
+
+        def done() -> None:  # the closed connections' webhook events decided (Redis), then stop
+            if self.hub.webhooks is not None:
+                self.hub.webhooks.after_decisions(self.loop, stop)
+            else:
+                stop()
 
         self.server.shutdown(timeout, code=DisconnectCode.SHUTDOWN, reason="shutdown", on_done=done)
 
@@ -239,5 +246,11 @@ class HubServer:
         self.loop.add_signal_handler(signal.SIGHUP, self.reload_api_keys)
         try:
             self.server.serve_forever(handle_signals=False)
+            webhooks = self.hub.webhooks
+            if signals["count"] == 1 and webhooks is not None and webhooks.deciding:
+                # the shutdown closed connections whose webhook events Redis is deciding: the loop
+                # runs until they are (and the hub stopped, its events sent), 2 s at most
+                webhooks.after_decisions(self.loop, self.loop.stop)
+                self.loop.run_forever()
         finally:
             self.loop.remove_signal_handlers()

@@ -183,6 +183,10 @@ class HubASGI:
                 await asyncio.wait_for(gone, timeout)
             except TimeoutError:
                 logger.warning("shutdown: %d connections still open after %ss", self._live, timeout)
+        if self.hub.webhooks is not None:  # the closed connections' events decided (Redis), then stop
+            decided: asyncio.Future[None] = self.loop.create_future()
+            self.hub.webhooks.after_decisions(self.loop, lambda: decided.set_result(None))  # called once
+            await decided
         self.hub.stop()
 
     # -- ASGI ------------------------------------------------------------------------------------

@@ -100,6 +100,8 @@ class ChannelRegistry(HubPart):
             else:
                 self.patterns.setdefault(channel.namespace, {})[channel.name] = subscribers
             subscribers.ready = self.hub.engine.node_subscribe(channel.name)
+            if channel.prefix is None and self.hub.webhooks is not None:
+                self.hub.webhooks.channel_added(channel.name)
         subscribers.pending[subscription.conn] = []
         return subscribers.ready
 
@@ -140,6 +142,8 @@ class ChannelRegistry(HubPart):
         if not subscribers.by_conn and not subscribers.pending:
             if channel.prefix is None:
                 del self.exact[channel.name]
+                if self.hub.webhooks is not None:
+                    self.hub.webhooks.channel_removed(channel.name)
             else:
                 patterns = self.patterns[channel.namespace]
                 del patterns[channel.name]

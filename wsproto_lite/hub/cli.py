@@ -68,9 +68,21 @@ def add_parser(subparsers: Any) -> None:
         "--reuse-port", action="store_true", help="bind with SO_REUSEPORT (what the supervisor's workers do)"
     )
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # the supervisor's
+    _add_webhook_options(p)
     p.add_argument("--certfile", default=None, help="TLS certificate chain (PEM): serve wss:// and https://")
     p.add_argument("--keyfile", default=None, help="TLS private key (PEM), if not in --certfile")
     p.set_defaults(run=run)
+
+
+def _add_webhook_options(p: Any) -> None:
+    p.add_argument(
+        "--webhook-url",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="POST signed event webhooks here (repeatable; replaces the config file's webhooks.url); the "
+        "secret from the config file or WSPROTO_HUB_WEBHOOK_SECRET",
+    )
 
 
 def _watch_parent(hub: HubServer, parent: int) -> None:
@@ -111,6 +123,8 @@ def _supervise(args: argparse.Namespace, workers: int, port: int) -> int:
     ):
         if value is not None:
             passed += [option, str(value)]
+    for url in args.webhook_url or ():
+        passed += ["--webhook-url", url]
     print(f"supervisor: {workers} workers on port {port}, engine {args.engine}", flush=True)
     return Supervisor(worker_argv(passed), workers).run()
 
@@ -161,6 +175,12 @@ def _config(args: argparse.Namespace) -> HubConfig:
     if args.certfile is not None:
         config.certfile = args.certfile
         config.keyfile = args.keyfile
+    if args.webhook_url:
+        config.webhooks.urls = list(args.webhook_url)
+        try:
+            config.webhooks.with_environment().check()
+        except ValueError as exc:
+            raise _Refused(str(exc)) from None
     return config
 
 

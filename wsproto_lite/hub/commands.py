@@ -184,6 +184,8 @@ class Commands(SubscribeCommands):
             hub.users.add(identity.user, session.conn)
         session.info_json = session.info.as_json()
         session.ping_due = hub._now() + hub.limits.ping_interval
+        if hub.webhooks is not None:
+            hub.webhooks.connection_opened(session.info)
         return session.info
 
     def identify(self, session: Session, token: str) -> Identity:

@@ -38,6 +38,10 @@ A file may set any of (every key optional; namespaces are added to, or replace, 
     [default_namespace]          # channels without ':'
     allow_publish = true
 
+    [webhooks]                   # WebhookConfig (webhook_config.py): signed event webhooks, off without url
+    url = "https://app.example.com/hub-events"
+    secret = "..."               # or WSPROTO_HUB_WEBHOOK_SECRET
+
     [namespaces.chat]            # NamespaceOptions
     presence = true
     join_leave = true
@@ -54,7 +58,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -62,6 +66,7 @@ from typing import Any
 from .auth import AuthConfig
 from .limits import HubLimits, RateLimits
 from .namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
+from .webhook_config import WebhookConfig
 
 __all__ = ["HubConfig", "ConfigError", "load_config"]
 
@@ -90,6 +95,8 @@ class HubConfig:
     106 and the connection lives on."""
     auth: AuthConfig = field(default_factory=AuthConfig)
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    webhooks: WebhookConfig = field(default_factory=WebhookConfig)
+    """Signed event webhooks (``[webhooks]``); off without a URL."""
     certfile: str | None = None
     keyfile: str | None = None
     internal_port: int | None = None
@@ -132,6 +139,14 @@ _TOP_LEVEL = {
 }
 
 
+#: Tables read by their own class's ``from_mapping`` (which raises ``ValueError`` naming the key).
+_SECTIONS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "auth": AuthConfig.from_mapping,
+    "rate_limits": RateLimits.from_mapping,
+    "webhooks": WebhookConfig.from_mapping,
+}
+
+
 def _typed(value: Any, kind: type, where: str) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -152,14 +167,9 @@ def config_from_mapping(data: Mapping[str, Any], where: str = "config") -> HubCo
             config.allowed_origins = value
         elif key == "limits":
             config.limits = _limits(_table(value, f"{where}: limits"), f"{where}: limits")
-        elif key == "auth":
+        elif key in _SECTIONS:
             try:
-                config.auth = AuthConfig.from_mapping(_table(value, f"{where}: auth"))
-            except ValueError as exc:
-                raise ConfigError(f"{where}: {exc}") from None
-        elif key == "rate_limits":
-            try:
-                config.rate_limits = RateLimits.from_mapping(_table(value, f"{where}: rate_limits"))
+                setattr(config, key, _SECTIONS[key](_table(value, f"{where}: {key}")))
             except ValueError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
         elif key == "history":

@@ -169,8 +169,11 @@ class Connections(HubPart):
     def drop_subscription(self, session: Session, subscription: Subscription) -> None:
         hub = self.hub
         hub._expiring.pop(subscription, None)
-        hub.registry.remove(subscription)
         channel = subscription.channel
+        if subscription.presence and session.info is not None and hub.webhooks is not None:
+            # before the registry: the member leaves before the channel is vacated
+            hub.webhooks.member_left(channel.name, subscription.presence_info(session.info))
+        hub.registry.remove(subscription)
         if subscription.presence and session.info is not None:
             subscription.presence = False
             hub.engine.remove_presence(channel.name, session.info.client)

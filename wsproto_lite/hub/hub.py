@@ -41,6 +41,8 @@ from .protocol import PING_FRAME, DisconnectCode, ErrorCode, HubError, Unsubscri
 from .replies import Replies
 from .session import Session, Subscription
 from .subscribing import Opened, with_data
+from .webhook_config import WebhookConfig
+from .webhooks import Webhooks
 
 if TYPE_CHECKING:
     from wsproto_lite import Request
@@ -66,6 +68,7 @@ class Hub(Handler):
         authenticate: Authenticate | None = None,
         auth: Authenticator | None = None,
         rate_limits: RateLimits | None = None,
+        webhooks: WebhookConfig | None = None,
     ) -> None:
         self.namespaces = namespaces or Namespaces()
         self.engine = engine or MemoryEngine()
@@ -99,6 +102,8 @@ class Hub(Handler):
         self._ticks = 0
         self.control = ClusterControl(self)
         """Server-side operations on every node (``control.py``)."""
+        self.webhooks = Webhooks(webhooks, self.engine) if webhooks is not None and webhooks.enabled else None
+        """Signed event webhooks (``webhooks.py``), None when no URL is configured."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -109,6 +114,8 @@ class Hub(Handler):
         registry = self.registry
         self.engine.start(registry.deliver, registry.on_join_leave, registry.on_lost)
         self.control.start(loop)
+        if self.webhooks is not None:
+            self.webhooks.start(loop)
         self._tick_timer = loop.call_later(1.0, self._tick)
 
     def stop(self) -> None:
@@ -117,6 +124,8 @@ class Hub(Handler):
             self._tick_timer = None
         self.control.stop()
         self.engine.close()
+        if self.webhooks is not None:
+            self.webhooks.stop()
 
     def disconnect_all(self, code: int = DisconnectCode.SHUTDOWN, reason: str = "shutdown") -> None:
         """Tell every client to go (with ``code``'s reconnect advice) and close them."""
@@ -220,6 +229,8 @@ class Hub(Handler):
             if session.info is not None:
                 self._clients.pop(session.info.client, None)
                 self.users.remove(session.info.user, conn)
+                if self.webhooks is not None:
+                    self.webhooks.connection_closed(session.info, code)
 
     def on_writable(self, conn: HubConnection) -> None:
         """Drained under the I/O layer's low watermark: no longer over the bound."""

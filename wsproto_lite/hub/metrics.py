@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .hub import Hub
+    from .webhook_sender import WebhookStats
 
 __all__ = ["render", "CONTENT_TYPE", "HubStats"]
 
@@ -52,6 +53,8 @@ def render(hub: Hub) -> str:
     if isinstance(history_bytes, int):
         w.one("history_bytes", "gauge", "Bytes of publications held in history.", history_bytes)
     _engine_health(w, hub.engine.health())
+    if hub.webhooks is not None:
+        _webhooks(w, hub.webhooks.stats, hub.webhooks.sender.queued_now)
     w.metric(
         "limit_trips_total",
         "counter",
@@ -113,6 +116,23 @@ def _recoveries(w: _Writer, stats: HubStats) -> None:
         "counter",
         "Recoveries that could not recover all.",
         stats.recovery_failures,
+    )
+
+
+def _webhooks(w: _Writer, stats: WebhookStats, queued_now: int) -> None:
+    """The webhooks' queue and requests (``webhook_sender.py``)."""
+    w.one("webhook_queue", "gauge", "Webhook events waiting to be sent.", queued_now)
+    w.one("webhook_events_total", "counter", "Webhook events queued.", stats.queued)
+    w.one("webhook_events_dropped_total", "counter", "Webhook events dropped: queue full.", stats.dropped)
+    w.one("webhook_requests_sent_total", "counter", "Webhook requests answered 2xx.", stats.sent)
+    w.one("webhook_requests_failed_total", "counter", "Webhook requests given up.", stats.failed)
+    w.one("webhook_events_lost_total", "counter", "Webhook events in requests given up.", stats.lost)
+    w.one("webhook_retries_total", "counter", "Webhook requests tried again.", stats.retried)
+    w.one(
+        "webhook_undecided_total",
+        "counter",
+        "Channel or member transitions not decided (the engine failed): no event.",
+        stats.undecided,
     )
 
 

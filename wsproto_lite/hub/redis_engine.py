@@ -181,6 +181,14 @@ class RedisEngine(Engine):
     def _shard(self, channel: str) -> Shard:
         return self._shards[shard_of(channel, len(self._shards))]
 
+    @property
+    def shards(self) -> list[Shard]:
+        return list(self._shards)
+
+    def shard_for(self, channel: str) -> Shard:
+        """The shard that holds ``channel`` (the webhooks' counts live there too)."""
+        return self._shard(channel)
+
     def _redis_channel(self, channel: str) -> str:
         return f"{self.prefix}:ch:{channel}"
 

@@ -6,9 +6,11 @@ authorizer, the I/O layer's options, the HTTP handlers), so the report is what t
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from .app import HubServer
+    from .webhook_config import WebhookConfig
 
 __all__ = ["exposure"]
 
@@ -23,7 +25,16 @@ def _address(host: str, port: int) -> str:
 
 def exposure(hub: HubServer) -> list[str]:
     """The report's lines."""
-    return [_anonymous(hub), _publishing(hub), _origins(hub), _api(hub)]
+    lines = [_anonymous(hub), _publishing(hub), _origins(hub), _api(hub)]
+    if hub.hub.webhooks is not None:
+        lines.append(_webhooks(hub.hub.webhooks.config))
+    return lines
+
+
+def _webhooks(config: WebhookConfig) -> str:
+    hosts = ", ".join(urlsplit(url).netloc for url in config.urls)  # not the paths: they may hold tokens
+    events = ", ".join(sorted(config.events))
+    return f"webhooks: POST to {hosts} (signed: X-Hub-Signature, key {config.key!r}); events: {events}"
 
 
 def _anonymous(hub: HubServer) -> str:

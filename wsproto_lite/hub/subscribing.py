@@ -251,6 +251,8 @@ class _Opening:
             info = subscription.presence_info(session.info)
             hub.engine.add_presence(channel.name, info)
             subscription.presence = True
+            if hub.webhooks is not None:
+                hub.webhooks.member_joined(channel.name, info)
             if options.join_leave:
                 hub.engine.join_leave("join", channel.name, info)
         if not options.history or channel.is_pattern:

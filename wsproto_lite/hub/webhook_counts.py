@@ -1,0 +1,231 @@
+"""Who decides a channel's occupied/vacated and a user's join/leave, so each fires once in a cluster.
+
+A transition counts only where every node sees it: with the in-memory engine (one process) in this
+process; with the Redis engine in Redis, by one Lua script on the channel's shard that changes the
+count and tells the one caller whose change was the transition (0 -> 1 or 1 -> 0).  Only that node
+sends the event, so N workers (``--workers N``) and several machines deliver each one once.
+
+- Channel occupancy counts *nodes* with local subscribers (``P:whn:C``, a set of node ids: idempotent):
+  the registry's own 0 -> 1 and 1 -> 0 per node feed it, one script call per node and channel.
+- Members count a user's subscriptions to a presence channel on every node (``P:whm:C``, a hash
+  userkey -> count): ``member_added`` for the user's first, ``member_removed`` for the last (Pusher's
+  rule; anonymous connections count one each, by client id).
+
+Each transition takes a number from a per-shard sequence (``P:whseq``), sent as the event's ``seq``:
+the events of one channel (one shard) have increasing ``seq`` even when different nodes send them, so a
+receiver can order them.
+
+A node killed without closing its connections: each node keeps ``P:whalive:NODE`` alive (``presence_ttl``,
+refreshed every third of it) and lists its occupied channels in ``P:whchan:NODE``; every node's periodic
+``SWEEP`` takes a node whose liveness expired out of its channels' occupancy (once: the sweep that
+removes it from ``P:whnodes`` does it) and vacates those left empty.  Its members are not swept: a
+user's count stays raised (no ``member_removed``, and no ``member_added`` for that user's next join).
+A live node stalled longer than ``presence_ttl`` is swept too (its channels vacated while it still
+has subscribers; its later leave is then no transition).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .engine import Engine, Reply
+
+if TYPE_CHECKING:
+    from .redis_engine import RedisEngine
+
+__all__ = ["Counts", "LocalCounts", "RedisCounts", "counts_for"]
+
+#: KEYS count key, sequence key, this node's channels, the nodes, this node's liveness; ARGV op (sadd |
+#: srem | incr | decr), member, channel, liveness ttl ms.  Returns the next sequence number when this
+#: change was the transition (first in, last out), else 0.  ``sadd``/``srem`` (a node's occupancy) also
+#: keep the node's own channel list, and its liveness, for the sweep of dead nodes (``SWEEP``).
+TRANSITION = """
+local op, member = ARGV[1], ARGV[2]
+local changed = false
+if op == 'sadd' then
+  redis.call('sadd', KEYS[3], ARGV[3])
+  redis.call('sadd', KEYS[4], member)
+  redis.call('set', KEYS[5], '1', 'px', ARGV[4])
+  changed = redis.call('sadd', KEYS[1], member) == 1 and redis.call('scard', KEYS[1]) == 1
+elseif op == 'srem' then
+  redis.call('srem', KEYS[3], ARGV[3])
+  changed = redis.call('srem', KEYS[1], member) == 1 and redis.call('scard', KEYS[1]) == 0
+elseif op == 'incr' then
+  changed = redis.call('hincrby', KEYS[1], member, 1) == 1
+else
+  local left = redis.call('hincrby', KEYS[1], member, -1)
+  if left <= 0 then redis.call('hdel', KEYS[1], member) end
+  changed = left == 0
+end
+if changed then return redis.call('incr', KEYS[2]) end
+return 0
+"""
+
+
+#: KEYS the nodes, sequence key; ARGV prefix, this node, liveness ttl ms.  This node is alive (for
+#: ttl); every node whose liveness expired is taken out of the occupancy of its channels (by the one
+#: caller that removes it from the nodes: once).  Returns {channel, seq, ...} of the channels that
+#: became empty: vacated.
+SWEEP = """
+local prefix = ARGV[1]
+redis.call('set', prefix .. ':whalive:' .. ARGV[2], '1', 'px', ARGV[3])
+redis.call('sadd', KEYS[1], ARGV[2])
+local vacated = {}
+for _, node in ipairs(redis.call('smembers', KEYS[1])) do
+  if redis.call('exists', prefix .. ':whalive:' .. node) == 0 then
+    redis.call('srem', KEYS[1], node)
+    local channels = prefix .. ':whchan:' .. node
+    for _, channel in ipairs(redis.call('smembers', channels)) do
+      local key = prefix .. ':whn:' .. channel
+      if redis.call('srem', key, node) == 1 and redis.call('scard', key) == 0 then
+        table.insert(vacated, channel)
+        table.insert(vacated, redis.call('incr', KEYS[2]))
+      end
+    end
+    redis.call('del', channels)
+  end
+end
+return vacated
+"""
+
+
+class Counts(Protocol):
+    """Each method resolves to the transition's sequence number, or 0 when it was no transition."""
+
+    def node_enter(self, channel: str) -> Reply[int]: ...
+
+    def node_leave(self, channel: str) -> Reply[int]: ...
+
+    def member_enter(self, channel: str, userkey: str) -> Reply[int]: ...
+
+    def member_leave(self, channel: str, userkey: str) -> Reply[int]: ...
+
+    def sweep(self) -> list[Reply[list[tuple[str, int]]]]:
+        """This node is alive; the channels that dead nodes alone occupied, now vacated, with their seq."""
+        ...
+
+    @property
+    def sweep_every(self) -> float | None:
+        """Seconds between sweeps (None: nothing to sweep)."""
+        ...
+
+
+class LocalCounts:
+    """One process: the registry's own transitions are the cluster's; members counted here."""
+
+    def __init__(self) -> None:
+        self._members: dict[tuple[str, str], int] = {}
+        self._seq = 0
+
+    def _next(self) -> Reply[int]:
+        self._seq += 1
+        return Reply.of(self._seq)
+
+    def node_enter(self, channel: str) -> Reply[int]:
+        return self._next()
+
+    def node_leave(self, channel: str) -> Reply[int]:
+        return self._next()
+
+    def member_enter(self, channel: str, userkey: str) -> Reply[int]:
+        key = (channel, userkey)
+        count = self._members.get(key, 0) + 1
+        self._members[key] = count
+        return self._next() if count == 1 else Reply.of(0)
+
+    def member_leave(self, channel: str, userkey: str) -> Reply[int]:
+        key = (channel, userkey)
+        count = self._members.get(key, 0) - 1
+        if count > 0:
+            self._members[key] = count
+            return Reply.of(0)
+        if self._members.pop(key, None) is None:
+            return Reply.of(0)  # never entered: no transition
+        return self._next()
+
+    def sweep(self) -> list[Reply[list[tuple[str, int]]]]:
+        return []  # one process: no other node can die
+
+    @property
+    def sweep_every(self) -> float | None:
+        return None
+
+
+class RedisCounts:
+    """The cluster's counts in Redis, on the channel's shard (``TRANSITION``)."""
+
+    def __init__(self, engine: RedisEngine) -> None:
+        self.engine = engine
+        self.node = secrets.token_hex(8)
+        """This process's id in the occupancy sets."""
+
+    @property
+    def sweep_every(self) -> float | None:
+        return self.engine.presence_ttl / 3
+
+    def _ttl_ms(self) -> int:
+        return int(self.engine.presence_ttl * 1000)
+
+    def _change(self, kind: str, channel: str, op: str, member: str) -> Reply[int]:
+        from .redis_shard import Job
+
+        shard = self.engine.shard_for(channel)
+        prefix = self.engine.prefix
+        keys = (
+            shard.key(kind, channel),
+            f"{prefix}:whseq",
+            f"{prefix}:whchan:{self.node}",
+            f"{prefix}:whnodes",
+            f"{prefix}:whalive:{self.node}",
+        )
+        reply: Reply[int] = Reply()
+        ttl_ms = self._ttl_ms()
+
+        def build(pipe: Any) -> None:
+            pipe.eval(TRANSITION, len(keys), *keys, op, member, channel, ttl_ms)
+
+        shard.submit(Job(build, lambda results: int(results[0]), reply))
+        return reply
+
+    def node_enter(self, channel: str) -> Reply[int]:
+        return self._change("whn", channel, "sadd", self.node)
+
+    def node_leave(self, channel: str) -> Reply[int]:
+        return self._change("whn", channel, "srem", self.node)
+
+    def member_enter(self, channel: str, userkey: str) -> Reply[int]:
+        return self._change("whm", channel, "incr", userkey)
+
+    def member_leave(self, channel: str, userkey: str) -> Reply[int]:
+        return self._change("whm", channel, "decr", userkey)
+
+    def sweep(self) -> list[Reply[list[tuple[str, int]]]]:
+        """One ``SWEEP`` per shard (each keeps the nodes and channels of its own channels)."""
+        from .redis_shard import Job
+
+        prefix = self.engine.prefix
+        keys = (f"{prefix}:whnodes", f"{prefix}:whseq")
+        replies: list[Reply[list[tuple[str, int]]]] = []
+        for shard in self.engine.shards:
+            reply: Reply[list[tuple[str, int]]] = Reply()
+            shard.submit(
+                Job(
+                    lambda pipe: pipe.eval(SWEEP, 2, *keys, prefix, self.node, self._ttl_ms()),
+                    lambda results: _pairs(results[0]),
+                    reply,
+                )
+            )
+            replies.append(reply)
+        return replies
+
+
+def _pairs(flat: list[Any]) -> list[tuple[str, int]]:
+    return [(str(flat[i]), int(flat[i + 1])) for i in range(0, len(flat) - 1, 2)]
+
+
+def counts_for(engine: Engine) -> Counts:
+    """Redis-side counts for the Redis engine, local ones otherwise (one process)."""
+    if engine.kind == "redis":
+        return RedisCounts(engine)  # type: ignore[arg-type]
+    return LocalCounts()
