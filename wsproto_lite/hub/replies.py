@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from .auth import AuthFailure
 from .engine import Reply
+from .hooks import HookDisconnect
 from .part import HubPart
 from .protocol import Command, ErrorCode, HubError, error_frame, reply_frame
 from .session import Answer, ConnectRefused, Result, Session, Slot, Then
@@ -84,6 +85,9 @@ class Replies(HubPart):
             and error.code != ErrorCode.TOKEN_EXPIRED  # the SDKs get a new token and reconnect themselves
         ):
             # the error reply says why; then the close, whose code carries the reconnect advice
+            code, reason = error.disconnect_code, error.message
+            after = lambda: self.hub.disconnect(session.conn, code, reason)  # noqa: E731
+        elif isinstance(error, HookDisconnect):  # the hook's disconnect, after any command
             code, reason = error.disconnect_code, error.message
             after = lambda: self.hub.disconnect(session.conn, code, reason)  # noqa: E731
         return error_frame(command.id, error), after
