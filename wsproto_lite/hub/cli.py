@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .allocator import fix_malloc_thresholds
 from .config import ConfigError, HubConfig, load_config
+from .hooks import HOOKS
 from .report import exposure
 
 if TYPE_CHECKING:
@@ -66,6 +67,14 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--reuse-port", action="store_true", help="bind with SO_REUSEPORT (what the supervisor's workers do)"
+    )
+    p.add_argument(
+        "--hook",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="ask the backend over HTTP (POST, Centrifugo's proxy shapes): connect, refresh, subscribe, "
+        "sub_refresh, publish, rpc or send; repeatable (more in the config file's [hooks])",
     )
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # the supervisor's
     p.add_argument("--certfile", default=None, help="TLS certificate chain (PEM): serve wss:// and https://")
@@ -161,6 +170,14 @@ def _config(args: argparse.Namespace) -> HubConfig:
     if args.certfile is not None:
         config.certfile = args.certfile
         config.keyfile = args.keyfile
+    for spec in args.hook:
+        name, _, url = spec.partition("=")
+        if name not in HOOKS:
+            raise _Refused(f"--hook: unknown hook {name!r} (hooks: {', '.join(HOOKS)})")
+        try:
+            config.hooks.set_url(name, url)
+        except ValueError as exc:
+            raise _Refused(f"--hook: {exc}") from None
     return config
 
 

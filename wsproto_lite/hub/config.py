@@ -38,6 +38,10 @@ A file may set any of (every key optional; namespaces are added to, or replace, 
     [default_namespace]          # channels without ':'
     allow_publish = true
 
+    [hooks]                      # HookConfig (hook_http.py): the backend asked over HTTP
+    connect = "http://127.0.0.1:5000/hub/connect"
+    headers = ["cookie"]
+
     [namespaces.chat]            # NamespaceOptions
     presence = true
     join_leave = true
@@ -60,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from .auth import AuthConfig
+from .hook_http import HookConfig
 from .limits import HubLimits, RateLimits
 from .namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
 
@@ -97,6 +102,8 @@ class HubConfig:
     internal_host: str = "127.0.0.1"
     metrics_public: bool = False
     """``GET /metrics`` without the API key (else it needs one, as the API does)."""
+    hooks: HookConfig = field(default_factory=HookConfig)
+    """Backend hooks over HTTP (``hook_http.py``); none by default."""
     path: str | None = None
     """The file this came from (SIGHUP re-reads its ``auth.api_keys``)."""
 
@@ -160,6 +167,11 @@ def config_from_mapping(data: Mapping[str, Any], where: str = "config") -> HubCo
         elif key == "rate_limits":
             try:
                 config.rate_limits = RateLimits.from_mapping(_table(value, f"{where}: rate_limits"))
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        elif key == "hooks":
+            try:
+                config.hooks = HookConfig.from_mapping(_table(value, f"{where}: hooks"))
             except ValueError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
         elif key == "history":
