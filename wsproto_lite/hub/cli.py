@@ -68,14 +68,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--reuse-port", action="store_true", help="bind with SO_REUSEPORT (what the supervisor's workers do)"
     )
-    p.add_argument(
-        "--hook",
-        action="append",
-        default=[],
-        metavar="NAME=URL",
-        help="ask the backend over HTTP (POST, Centrifugo's proxy shapes): connect, refresh, subscribe, "
-        "sub_refresh, publish, rpc or send; repeatable (more in the config file's [hooks])",
-    )
+    hooks = "connect, refresh, subscribe, sub_refresh, publish, rpc or send"
+    p.add_argument("--hook", action="append", default=[], metavar="NAME=URL", help=f"POST {hooks} to URL")
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # the supervisor's
     p.add_argument("--certfile", default=None, help="TLS certificate chain (PEM): serve wss:// and https://")
     p.add_argument("--keyfile", default=None, help="TLS private key (PEM), if not in --certfile")

@@ -170,10 +170,7 @@ def config_from_mapping(data: Mapping[str, Any], where: str = "config") -> HubCo
             except ValueError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
         elif key == "hooks":
-            try:
-                config.hooks = HookConfig.from_mapping(_table(value, f"{where}: hooks"))
-            except ValueError as exc:
-                raise ConfigError(f"{where}: {exc}") from None
+            config.hooks = _hooks(value, where)
         elif key == "history":
             table = _table(value, f"{where}: history")
             for name, item in table.items():
@@ -199,6 +196,13 @@ def config_from_mapping(data: Mapping[str, Any], where: str = "config") -> HubCo
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return config
+
+
+def _hooks(value: Any, where: str) -> HookConfig:
+    try:
+        return HookConfig.from_mapping(_table(value, f"{where}: hooks"))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _table(value: Any, where: str) -> Mapping[str, Any]:
