@@ -122,8 +122,9 @@ def test_every_hook_refuses_over_http(
     r.ok("connect")
     assert _error(r.cmd(method, params)) == {"code": 1403, "message": "no", "temporary": True}
     backend.answers[f"/{method}"] = {"disconnect": {"code": 4503, "reason": "bye"}}
-    r.cmd(method, params)
+    r.send({"id": 99, method: params})
     assert r.closed() == (4503, "bye")
+    assert r.pushes == [] and r._lines == []  # no reply before the close
 
 
 def test_connect_refused_over_http(backend: Backend, hooked: HubThread) -> None:
