@@ -8,7 +8,7 @@ The config file's ``[hooks]`` table (``config.py``)::
     timeout = 5                    # seconds, each hook unless it says otherwise
     headers = ["cookie", "authorization"]   # passed through from the WebSocket upgrade
     workers = 16                   # threads, and pooled connections kept per backend
-    max_pending = 1024
+    max_pending = 1024             # calls in flight; 16 per connection (max_pending_per_connection)
     max_response_bytes = 1048576   # a longer answer is a failure (error 100)
     connect = "http://127.0.0.1:5000/hub/connect"
     rpc = { url = "http://127.0.0.1:5000/hub/rpc", timeout = 2 }
@@ -48,6 +48,7 @@ class HookConfig:
     headers: tuple[str, ...] = ()
     workers: int = 16
     max_pending: int = 1024
+    max_pending_per_connection: int = 16
     max_response_bytes: int = 1 << 20
 
     @classmethod
@@ -63,7 +64,7 @@ class HookConfig:
                 config.headers = tuple(v.lower() for v in value)
             elif key in ("timeout",):
                 config.timeout = _positive(value, f"hooks.{key}")
-            elif key in ("workers", "max_pending", "max_response_bytes"):
+            elif key in ("workers", "max_pending", "max_pending_per_connection", "max_response_bytes"):
                 if type(value) is not int or value < 1:
                     raise ValueError(f"hooks.{key} must be a positive integer")
                 setattr(config, key, value)
@@ -94,7 +95,11 @@ def _positive(value: Any, where: str) -> float:
 def http_hooks(config: HookConfig) -> Hooks:
     """The hooks ``config`` describes, each a POST to its URL; needs the ``hooks`` extra (urllib3)."""
     hooks = Hooks(
-        timeout=config.timeout, headers=config.headers, workers=config.workers, max_pending=config.max_pending
+        timeout=config.timeout,
+        headers=config.headers,
+        workers=config.workers,
+        max_pending=config.max_pending,
+        max_pending_per_connection=config.max_pending_per_connection,
     )
     if not config.urls:
         return hooks

@@ -92,7 +92,7 @@ class Hooks:
 
     ``timeout``: seconds a hook may take (per hook with ``set(name, fn, timeout=)``); ``headers``: the
     upgrade request's headers passed to every hook (lower-case names, e.g. ``("cookie",)``: Centrifugo's
-    ``proxy_http_headers``); ``workers``/``max_pending``: the thread pool's bounds.
+    ``proxy_http_headers``); ``workers``/``max_pending``/``max_pending_per_connection``: the bounds.
     """
 
     def __init__(
@@ -102,11 +102,15 @@ class Hooks:
         headers: Iterable[str] = (),
         workers: int = 16,
         max_pending: int = 1024,
+        max_pending_per_connection: int = 16,
     ) -> None:
         self.timeout = timeout
         self.headers = tuple(name.lower() for name in headers)
         self.workers = workers
         self.max_pending = max_pending
+        self.max_pending_per_connection = max_pending_per_connection
+        """One connection's calls in flight at most (over it: 111, temporary): one client cannot take
+        the whole ``max_pending`` from the others."""
         self._fns: dict[str, tuple[HookFn, float]] = {}
 
     def set(self, name: str, fn: HookFn | None, *, timeout: float | None = None) -> None:
@@ -224,6 +228,10 @@ class HookRunner(HubPart):
         if hook is None or loop is None:
             return Reply.failed(HubError(ErrorCode.NOT_AVAILABLE, "not available"))
         self.stats.calls[name] += 1
+        held = self._held.get(session)
+        if held is not None and len(held) >= hub.hooks.max_pending_per_connection:
+            hub.stats.trip("hook_calls_per_connection")
+            return Reply.failed(HubError(ErrorCode.TOO_MANY_REQUESTS, "too many requests", temporary=True))
         if self.in_flight >= hub.hooks.max_pending:
             self.stats.errors[name] += 1
             return Reply.failed(hook_failed("the backend is busy (retry later)"))

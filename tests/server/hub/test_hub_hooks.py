@@ -258,6 +258,8 @@ def test_calls_over_max_pending_fail_at_once(hub: HubThread, hooks: Hooks) -> No
     r.send({"id": 10, "rpc": {}})
     r.send({"id": 11, "rpc": {}})
     r.send({"id": 12, "rpc": {}})
+    runner = hub.hub.hook_runner
+    _until(hub, lambda: runner.in_flight == 2 and runner.stats.calls["rpc"] == 3)
     release.set()
     assert "rpc" in r.reply(10) and "rpc" in r.reply(11)
     assert r.reply(12)["error"]["code"] == ErrorCode.INTERNAL
@@ -484,3 +486,23 @@ def test_async_hooks_run_on_the_hubs_asyncio_loop_and_sync_ones_off_it(start_hub
     asyncio_hub = isinstance(hub.hub._loop, asyncio.AbstractEventLoop)
     assert on_hub_loop == [asyncio_hub, True]
     r.close()
+
+
+def test_one_connection_cannot_take_every_pending_call(hub: HubThread, hooks: Hooks) -> None:
+    release = threading.Event()
+    hooks.max_pending_per_connection = 2
+    hooks.on_rpc(lambda request: release.wait(30) and None)
+    greedy, other = Raw(hub.url), Raw(hub.url)
+    greedy.ok("connect")
+    other.ok("connect")
+    for cid in (20, 21, 22):
+        greedy.send({"id": cid, "rpc": {}})
+    other.send({"id": 30, "rpc": {}})  # its own budget: not refused for the greedy one's calls
+    runner = hub.hub.hook_runner
+    _until(hub, lambda: runner.in_flight == 3 and runner.stats.calls["rpc"] == 4)
+    release.set()
+    assert "rpc" in greedy.reply(20) and "rpc" in greedy.reply(21)
+    assert greedy.reply(22)["error"] == {"code": 111, "message": "too many requests", "temporary": True}
+    assert "rpc" in other.reply(30)
+    greedy.close()
+    other.close()
