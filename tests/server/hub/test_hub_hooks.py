@@ -239,6 +239,7 @@ def test_a_hung_hook_times_out_as_error_100_and_the_loop_runs_on(hub: HubThread,
     other = Raw(hub.url)
     other.ok("connect")  # the loop is not waiting for the hook
     assert other.roundtrip()
+    _until(hub, lambda: hub.hub.hook_runner.stats.calls["rpc"] == 1)
     hub.loop.advance(61.0)
     reply = r.reply(7)
     message = "the backend timed out (retry later)"
