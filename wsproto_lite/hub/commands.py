@@ -139,7 +139,7 @@ class Commands(SubscribeCommands):
 
     def connect(self, session: Session, params: dict[str, Any]) -> Answer:
         hub = self.hub
-        if session.info is not None:
+        if session.info is not None or session.connecting:
             raise HubError(ErrorCode.BAD_REQUEST, "already connected")
         token = get_str(params, "token", required=False, max_length=8192)
         get_str(params, "name", required=False, max_length=hub.limits.max_name_length)  # the SDK's name

@@ -50,8 +50,6 @@ class HookCommands(HubPart):
     ) -> Answer:
         """``connect`` answered by the connect hook (``ConnectRequest`` -> ``ConnectResult``)."""
         hub = self.hub
-        if session.connecting:
-            raise HubError(ErrorCode.BAD_REQUEST, "already connecting")
         client = secrets.token_urlsafe(12)
         fields: dict[str, Any] = {"client": client}
         for name in ("name", "version"):

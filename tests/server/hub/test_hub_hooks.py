@@ -507,3 +507,51 @@ def test_one_connection_cannot_take_every_pending_call(hub: HubThread, hooks: Ho
     assert "rpc" in other.reply(30)
     greedy.close()
     other.close()
+
+
+def test_a_second_connect_while_the_hook_decides_is_refused(hub: HubThread, hooks: Hooks) -> None:
+    release = threading.Event()
+    hooks.on_connect(lambda request: release.wait(30) and {"result": {"user": "first"}})
+    r = Raw(hub.url)
+    r.send({"id": 1, "connect": {}})
+    _until(hub, lambda: hub.hub.hook_runner.stats.calls["connect"] == 1)
+    r.send({"id": 2, "connect": {"token": "whatever"}})
+    release.set()
+    assert "connect" in r.reply(1)
+    assert r.reply(2)["error"]["code"] == ErrorCode.BAD_REQUEST
+    assert hub.user_of(hub.call(lambda: next(iter(hub.hub._clients)))) == "first"
+    r.close()
+
+
+def test_a_pending_async_hook_keeps_no_closed_connection_alive_without_gc(start_hub: Any) -> None:
+    from wsproto_lite.hub.session import Session
+
+    hub = start_hub()
+    started, release = threading.Event(), threading.Event()
+
+    async def rpc(request: Request) -> Any:
+        started.set()
+        while not release.is_set():  # on the hub's loop (asyncio) or in a pool thread (selectors)
+            await asyncio.sleep(0.01)
+        return None
+
+    hub.hub.hooks.on_rpc(rpc)
+    r = Raw(hub.url)
+    r.ok("connect")
+    gc.disable()
+    try:
+        r.send({"id": 9, "rpc": {"method": "hang"}})
+        assert started.wait(10)
+
+        def session_ref() -> weakref.ref[Session]:
+            (session,) = hub.hub.sessions.values()
+            return weakref.ref(session)
+
+        weak = hub.call(session_ref)
+        r.close()
+        assert hub.wait_sessions(0)
+        assert hub.call(lambda: weak() is None)
+        assert hub.call(lambda: hub.hub.hook_runner._held) == {}
+    finally:
+        release.set()
+        gc.enable()
