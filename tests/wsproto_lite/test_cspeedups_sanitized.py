@@ -1,9 +1,9 @@
-"""The C accelerator built with AddressSanitizer and UndefinedBehaviorSanitizer, under the property tests.
+"""The C extensions built with AddressSanitizer and UndefinedBehaviorSanitizer, under the property tests.
 
 The build and the run are :mod:`tests.wsproto_lite.sanitized` (CI runs it on every core test in a step
 of its own); here, in the normal test run, it checks the tests that drive the C code hardest: masking,
-the payload buffer, the reader with its compiled fast case, and the fan-out loop (``_cfanout.c``). Skipped without a C compiler, the Python
-headers or libasan.
+the payload buffer, the reader with its compiled fast case, and the fan-out loop (``_cfanout.c``).
+Skipped without a C compiler, the Python headers or libasan.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from ..server.ws_server import WebSocketServer
 from .auth import Authenticator
 from .config import ConfigError, HubConfig, load_config
 from .engine import Engine
+from .hook_http import http_hooks
 from .http_api import HubHTTP, core_error_body
 from .hub import Authenticate, Hub
 from .memory import MemoryEngine
@@ -87,6 +88,7 @@ def hub_of(config: HubConfig, engine: Engine | None = None, authenticate: Authen
         auth=Authenticator(config.auth.with_environment()),
         rate_limits=config.rate_limits,
         webhooks=config.webhooks,
+        hooks=http_hooks(config.hooks),
     )
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .allocator import fix_malloc_thresholds
 from .config import ConfigError, HubConfig, load_config
+from .hooks import HOOKS
 from .report import exposure
 
 if TYPE_CHECKING:
@@ -67,6 +68,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--reuse-port", action="store_true", help="bind with SO_REUSEPORT (what the supervisor's workers do)"
     )
+    hooks = "connect, refresh, subscribe, sub_refresh, publish, rpc or send"
+    p.add_argument("--hook", action="append", default=[], metavar="NAME=URL", help=f"POST {hooks} to URL")
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # the supervisor's
     _add_webhook_options(p)
     p.add_argument("--certfile", default=None, help="TLS certificate chain (PEM): serve wss:// and https://")
@@ -181,6 +184,14 @@ def _config(args: argparse.Namespace) -> HubConfig:
             config.webhooks.with_environment().check()
         except ValueError as exc:
             raise _Refused(str(exc)) from None
+    for spec in args.hook:
+        name, _, url = spec.partition("=")
+        if name not in HOOKS:
+            raise _Refused(f"--hook: unknown hook {name!r} (hooks: {', '.join(HOOKS)})")
+        try:
+            config.hooks.set_url(name, url)
+        except ValueError as exc:
+            raise _Refused(f"--hook: {exc}") from None
     return config
 
 

@@ -8,6 +8,7 @@ command becomes an ``error`` reply.  This object refers to its hub weakly (the h
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable
@@ -105,7 +106,11 @@ class Commands(SubscribeCommands):
         elif command.method == PONG:
             self._pong(session)
         elif command.method == SEND:
-            hub.stats.commands += 1  # no handler for asynchronous messages: dropped, as without a proxy
+            hub.stats.commands += 1
+            # to the send hook when there is one (else dropped); a connected client's, within its rate
+            if session.info is not None and hub.hook_runner.has("send") and refusal is None:
+                if session.identity.trusted or session.command_bucket.take(now):
+                    hub.hook_commands.send(session, command.params)
         else:
             hub.stats.commands += 1
             if refusal is not None:
@@ -134,22 +139,40 @@ class Commands(SubscribeCommands):
 
     def connect(self, session: Session, params: dict[str, Any]) -> Answer:
         hub = self.hub
-        if session.info is not None:
+        if session.info is not None or session.connecting:
             raise HubError(ErrorCode.BAD_REQUEST, "already connected")
         token = get_str(params, "token", required=False, max_length=8192)
         get_str(params, "name", required=False, max_length=hub.limits.max_name_length)  # the SDK's name
         get_str(params, "version", required=False, max_length=hub.limits.max_name_length)
         display = _display_name(params.get("data"), hub.limits.max_name_length)
         recover = _connect_subs(params.get("subs"))
-        identity = self.identify(session, token)
+        if not token and session.identity is ANONYMOUS and hub.hook_runner.has("connect"):
+            # centrifugo internal/client/handler.go OnClientConnecting: a token first, else the proxy
+            return hub.hook_commands.connect(session, params, display, recover)
+        return self.connect_as(session, self.identify(session, token), display, recover)
+
+    def connect_as(
+        self,
+        session: Session,
+        identity: Identity,
+        display: str,
+        recover: dict[str, Position],
+        data_json: str = "",
+        client: str = "",
+    ) -> Answer:
+        """Connect ``session`` as ``identity``: the ``ConnectResult`` (``data``: the connect hook's), then
+        its server-side subscriptions."""
+        hub = self.hub
         self._admit_user(identity)
-        info = self._connected(session, identity, display)
+        info = self._connected(session, identity, display, client)
         result: dict[str, Any] = {
             "client": info.client,
             "version": VERSION,
             "ping": int(hub.limits.ping_interval),
             "pong": True,
         }
+        if data_json:
+            result["data"] = json.loads(data_json)
         self.set_expiry(session, result)
         channels = [c for c in identity.server_channels if c not in session.subscriptions]
         if not channels:
@@ -173,12 +196,12 @@ class Commands(SubscribeCommands):
                     ErrorCode.LIMIT_EXCEEDED, "connection limit", DisconnectCode.CONNECTION_LIMIT
                 )
 
-    def _connected(self, session: Session, identity: Identity, display: str) -> ClientInfo:
+    def _connected(self, session: Session, identity: Identity, display: str, client: str) -> ClientInfo:
         """The session is connected as ``identity``: a client id, its user's count, the first ping."""
         hub = self.hub
         session.identity = identity
         conn_info = identity.info or (dumps({"name": display}) if display else "")
-        session.info = ClientInfo(secrets.token_urlsafe(12), identity.user, conn_info)
+        session.info = ClientInfo(client or secrets.token_urlsafe(12), identity.user, conn_info)
         hub._clients[session.info.client] = session.conn
         if identity.user:
             hub.users.add(identity.user, session.conn)
@@ -212,6 +235,9 @@ class Commands(SubscribeCommands):
             return result
         hub = self.hub
         ttl = max(0.0, expires - time.time())
+        if session.server_refresh:  # the refresh hook extends it: nothing for the client to do
+            session.expires = hub._now() + ttl
+            return result
         session.expires = hub._now() + ttl + hub.limits.expired_close_delay
         result["expires"] = True
         result["ttl"] = int(ttl)
@@ -232,13 +258,20 @@ class Commands(SubscribeCommands):
     def publish(self, session: Session, params: dict[str, Any]) -> Answer:
         hub = self.hub
         channel = hub.namespaces.resolve(get_channel(params))
-        hub.authz.check_publish(session.identity, channel, subscribed=channel.name in session.subscriptions)
+        if not hub.hook_runner.has("publish"):
+            subscribed = channel.name in session.subscriptions
+            hub.authz.check_publish(session.identity, channel, subscribed=subscribed)
         if "data" not in params:
             raise HubError(ErrorCode.BAD_REQUEST, "'data' is missing")
         try:
             data_json = dumps(params["data"])
         except (ValueError, RecursionError):
             raise HubError(ErrorCode.BAD_REQUEST, "'data' cannot be encoded as JSON") from None
+        if hub.hook_runner.has("publish"):
+            # centrifugo internal/client/handler.go OnPublish: the proxy decides, may replace the data
+            return hub.hook_commands.publish(session, channel, params["data"], data_json).then(
+                _publish_result
+            )
         return hub.engine.publish(channel.name, data_json, session.info_json, channel.options).then(
             _publish_result
         )
@@ -303,8 +336,8 @@ class Commands(SubscribeCommands):
         # the SDKs never send it (they answer the hub's ``{}`` pings)
         raise HubError(ErrorCode.NOT_AVAILABLE, "not available")
 
-    def rpc(self, session: Session, params: dict[str, Any]) -> Result:
-        raise HubError(ErrorCode.NOT_AVAILABLE, "rpc is not available")  # no RPC handler yet
+    def rpc(self, session: Session, params: dict[str, Any]) -> Answer:
+        return self.hub.hook_commands.rpc(session, params)
 
 
 #: Method name -> handler (plain functions: a table of bound methods would be a reference cycle).

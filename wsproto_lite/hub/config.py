@@ -41,6 +41,9 @@ A file may set any of (every key optional; namespaces are added to, or replace, 
     [webhooks]                   # WebhookConfig (webhook_config.py): signed event webhooks, off without url
     url = "https://app.example.com/hub-events"
     secret = "..."               # or WSPROTO_HUB_WEBHOOK_SECRET
+    [hooks]                      # HookConfig (hook_http.py): the backend asked over HTTP
+    connect = "http://127.0.0.1:5000/hub/connect"
+    headers = ["cookie"]
 
     [namespaces.chat]            # NamespaceOptions
     presence = true
@@ -64,6 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from .auth import AuthConfig
+from .hook_http import HookConfig
 from .limits import HubLimits, RateLimits
 from .namespaces import DEFAULT_NAMESPACES, NamespaceOptions, Namespaces
 from .webhook_config import WebhookConfig
@@ -104,6 +108,8 @@ class HubConfig:
     internal_host: str = "127.0.0.1"
     metrics_public: bool = False
     """``GET /metrics`` without the API key (else it needs one, as the API does)."""
+    hooks: HookConfig = field(default_factory=HookConfig)
+    """Backend hooks over HTTP (``hook_http.py``); none by default."""
     path: str | None = None
     """The file this came from (SIGHUP re-reads its ``auth.api_keys``)."""
 
@@ -172,6 +178,8 @@ def config_from_mapping(data: Mapping[str, Any], where: str = "config") -> HubCo
                 setattr(config, key, _SECTIONS[key](_table(value, f"{where}: {key}")))
             except ValueError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
+        elif key == "hooks":
+            config.hooks = _hooks(value, where)
         elif key == "history":
             table = _table(value, f"{where}: history")
             for name, item in table.items():
@@ -197,6 +205,13 @@ def config_from_mapping(data: Mapping[str, Any], where: str = "config") -> HubCo
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return config
+
+
+def _hooks(value: Any, where: str) -> HookConfig:
+    try:
+        return HookConfig.from_mapping(_table(value, f"{where}: hooks"))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _table(value: Any, where: str) -> Mapping[str, Any]:

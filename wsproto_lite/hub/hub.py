@@ -33,6 +33,8 @@ from .commands import Commands
 from .connections import Connections
 from .control import ClusterControl, Target
 from .engine import Engine, Publication, Reply
+from .hook_commands import HookCommands
+from .hooks import HookRunner, Hooks
 from .limits import HubLimits, IpLimiter, RateLimits, UserConnections
 from .memory import MemoryEngine
 from .metrics import HubStats
@@ -69,6 +71,7 @@ class Hub(Handler):
         auth: Authenticator | None = None,
         rate_limits: RateLimits | None = None,
         webhooks: WebhookConfig | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.namespaces = namespaces or Namespaces()
         self.engine = engine or MemoryEngine()
@@ -104,6 +107,11 @@ class Hub(Handler):
         """Server-side operations on every node (``control.py``)."""
         self.webhooks = Webhooks(webhooks, self.engine) if webhooks is not None and webhooks.enabled else None
         """Signed event webhooks (``webhooks.py``), None when no URL is configured."""
+        self.hooks = hooks or Hooks()
+        """The application's backend hooks (``hooks.py``): ``hub.hooks.on_connect(fn)``..."""
+        self.hook_runner = HookRunner(self)
+        self.hook_commands = HookCommands(self)
+        """The commands a hook answers (``hook_commands.py``)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -123,6 +131,7 @@ class Hub(Handler):
             self._tick_timer.cancel()
             self._tick_timer = None
         self.control.stop()
+        self.hook_runner.stop()
         self.engine.close()
         if self.webhooks is not None:
             self.webhooks.stop()
@@ -141,6 +150,9 @@ class Hub(Handler):
             name = subscription.channel.name
             if session is None or session.subscriptions.get(name) is not subscription:
                 self._expiring.pop(subscription, None)  # not reachable: drop_subscription forgets it
+                continue
+            if subscription.by_hook:
+                self.hook_commands.sub_refresh(session, subscription)
                 continue
             del session.subscriptions[name]
             self.conns.end_subscription(
@@ -172,9 +184,12 @@ class Hub(Handler):
         late = [s.conn for s in self.sessions.values() if s.info is None and s.deadline <= now]
         for conn in late:
             self.disconnect(conn, DisconnectCode.CONNECT_TIMEOUT, "connect timeout")
-        expired = [s.conn for s in self.sessions.values() if s.expires is not None and s.expires <= now]
-        for conn in expired:
-            self.disconnect(conn, DisconnectCode.TOKEN_EXPIRED, "connection expired")
+        expired = [s for s in self.sessions.values() if s.expires is not None and s.expires <= now]
+        for session in expired:
+            if session.server_refresh and self.hook_runner.has("refresh"):
+                self.hook_commands.refresh(session)
+            else:
+                self.disconnect(session.conn, DisconnectCode.TOKEN_EXPIRED, "connection expired")
         self.expire_subscriptions(now)
         self.conns.drop_slow(self.conns.stayed_over(now))
         self._send_pings(now)
@@ -225,6 +240,7 @@ class Hub(Handler):
         self._behind.pop(conn, None)
         session = self.sessions.pop(conn, None)
         if session is not None:
+            self.hook_runner.forget(session)
             self.conns.end(session)
             if session.info is not None:
                 self._clients.pop(session.info.client, None)

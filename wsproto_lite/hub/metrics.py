@@ -55,6 +55,7 @@ def render(hub: Hub) -> str:
     _engine_health(w, hub.engine.health())
     if hub.webhooks is not None:
         _webhooks(w, hub.webhooks.stats, hub.webhooks.sender.queued_now)
+    _hooks(w, hub)
     w.metric(
         "limit_trips_total",
         "counter",
@@ -203,3 +204,23 @@ class HubStats:
 
     def trip(self, limit: str) -> None:
         self.limit_trips[limit] = self.limit_trips.get(limit, 0) + 1
+
+
+def _hooks(w: _Writer, hub: Hub) -> None:
+    """Per backend hook (``hooks.py``): calls, failures, timeouts, and the seconds answers took."""
+    stats = hub.hook_runner.stats
+    names = [name for name in stats.calls if name in hub.hooks or stats.calls[name]]
+
+    def per_hook(values: dict[str, int] | dict[str, float]) -> list[tuple[str, float]]:
+        return [(f'{{hook="{name}"}}', values[name]) for name in names]
+
+    w.metric("hook_calls_total", "counter", "Backend hook calls.", per_hook(stats.calls))
+    w.metric(
+        "hook_errors_total",
+        "counter",
+        "Backend hook calls that failed (raised, down, bad status, junk answer); timeouts apart.",
+        per_hook(stats.errors),
+    )
+    w.metric("hook_timeouts_total", "counter", "Backend hook calls that timed out.", per_hook(stats.timeouts))
+    w.metric("hook_seconds_sum", "counter", "Seconds backend hooks took to answer.", per_hook(stats.seconds))
+    w.metric("hook_seconds_count", "counter", "Backend hook answers timed.", per_hook(stats.answered))

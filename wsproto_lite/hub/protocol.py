@@ -92,6 +92,8 @@ class DisconnectCode:
     TOKEN_EXPIRED = 3005
     """The connection's token expired without a ``refresh``: get a new token, reconnect and recover."""
     SUBSCRIPTION_EXPIRED = 3006
+    SERVER_ERROR = 3004
+    """The refresh hook failed (centrifuge ``DisconnectServerError``): reconnect."""
     INVALID_TOKEN = 3500
     """The credentials were refused (bad token, revoked API key): do not retry with the same ones."""
     UNAUTHORIZED = INVALID_TOKEN
@@ -246,7 +248,8 @@ def _parse_one(text: str) -> Command:
     method = next((m for m in METHODS if m in value), None)
     if cid == 0:
         if method == SEND:
-            return Command(0, SEND, {})
+            params = value[SEND]
+            return Command(0, SEND, params if isinstance(params, dict) else {})
         if len(value) == (1 if "id" in value else 0):
             return Command(0, PONG, {})
         raise BadFrame("a command needs an 'id'")

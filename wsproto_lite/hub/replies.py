@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from .auth import AuthFailure
 from .engine import Reply
+from .hooks import HookDisconnect
 from .part import HubPart
 from .protocol import Command, ErrorCode, HubError, error_frame, reply_frame
 from .session import Answer, ConnectRefused, Result, Session, Slot, Then
@@ -49,7 +50,7 @@ class Replies(HubPart):
     def answer_frame(
         self, session: Session, command: Command, answer: Reply[Result]
     ) -> tuple[str, Callable[[], None] | None]:
-        """The reply frame and what to do right after it is sent."""
+        """The reply frame (``""``: none) and what to do right after it is sent."""
         error = answer.error
         hub = self.hub
         if error is None:
@@ -71,6 +72,10 @@ class Replies(HubPart):
         self, session: Session, command: Command, error: BaseException
     ) -> tuple[str, Callable[[], None] | None]:
         stats = self.hub.stats
+        if isinstance(error, HookDisconnect):
+            # no reply, the close in its turn (centrifuge client.go: a handler's Disconnect closes)
+            code, reason = error.disconnect_code, error.message
+            return "", lambda: self.hub.disconnect(session.conn, code, reason)
         if not isinstance(error, HubError):
             logger.error("command %s failed", command.method, exc_info=error)
             error = HubError(ErrorCode.INTERNAL, "internal error", temporary=True)
@@ -90,7 +95,7 @@ class Replies(HubPart):
 
     def send_answer(self, session: Session, command: Command, answer: Reply[Result]) -> None:
         frame, after = self.answer_frame(session, command, answer)
-        if self.hub.conns.send_frame(session, frame) and after is not None:
+        if (not frame or self.hub.conns.send_frame(session, frame)) and after is not None:
             after()
 
     def fill(self, session: Session, command: Command, slot: Slot, answer: Reply[Result]) -> None:
@@ -106,7 +111,8 @@ class Replies(HubPart):
         while outbox and outbox[0].frame is not None and not session.closed:
             ready = outbox.pop(0)
             session.outbox_bytes -= len(ready.frame)  # type: ignore[arg-type]
-            if conns.send_frame(session, ready.frame) and ready.after is not None:  # type: ignore[arg-type]
+            sent = not ready.frame or conns.send_frame(session, ready.frame)
+            if sent and ready.after is not None:
                 ready.after()
 
     def hold(self, session: Session, slot: Slot, frame: str) -> None:

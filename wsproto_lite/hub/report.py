@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from .hooks import HOOKS
+
 if TYPE_CHECKING:
     from .app import HubServer
     from .webhook_config import WebhookConfig
@@ -28,7 +30,8 @@ def exposure(hub: HubServer) -> list[str]:
     lines = [_anonymous(hub), _publishing(hub), _origins(hub), _api(hub)]
     if hub.hub.webhooks is not None:
         lines.append(_webhooks(hub.hub.webhooks.config))
-    return lines
+    hooks = _hooks(hub)
+    return lines + [hooks] if hooks else lines
 
 
 def _webhooks(config: WebhookConfig) -> str:
@@ -79,3 +82,13 @@ def _api(hub: HubServer) -> str:
     keys = "API key required" if hub.hub.auth.api_keys else "no API key configured: the API refuses all"
     metrics = "public" if hub.config.metrics_public else "API key required"
     return f"HTTP API and /metrics: {where}; API: {keys}; /metrics: {metrics}"
+
+
+def _hooks(hub: HubServer) -> str:
+    """Which hooks ask the backend, where (they decide instead of tokens and namespace rules)."""
+    hooks = hub.hub.hooks
+    asked = [f"{name} -> {hooks.get(name)[0]!r}" for name in HOOKS if name in hooks]  # type: ignore[index]
+    if not asked:
+        return ""
+    headers = ", ".join(hooks.headers) or "none"
+    return f"backend hooks: {'; '.join(asked)}; upgrade headers passed to them: {headers}"

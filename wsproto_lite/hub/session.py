@@ -25,7 +25,16 @@ __all__ = ["Answer", "ConnectRefused", "Result", "Session", "Slot", "Subscriptio
 class Subscription:
     """One connection's subscription to one channel or pattern (no reference to the session)."""
 
-    __slots__ = ("channel", "conn", "presence", "by_token", "server_side", "chan_info", "__weakref__")
+    __slots__ = (
+        "channel",
+        "conn",
+        "presence",
+        "by_token",
+        "server_side",
+        "by_hook",
+        "chan_info",
+        "__weakref__",
+    )
 
     def __init__(
         self,
@@ -34,6 +43,7 @@ class Subscription:
         by_token: bool = False,
         *,
         server_side: bool = False,
+        by_hook: bool = False,
         chan_info: str = "",
     ) -> None:
         self.channel = channel
@@ -44,6 +54,8 @@ class Subscription:
         """Allowed by a subscription token (it lasts as long as the token), not by the identity."""
         self.server_side = server_side
         """Made by the server (the token's ``channels``/``subs``, ``Hub.subscribe_user``)."""
+        self.by_hook = by_hook
+        """Allowed by the subscribe hook (``hook_commands.py``): its expiry asks ``sub_refresh``."""
         self.chan_info = chan_info
         """JSON text of the subscription token's ``info`` (``chan_info`` in presence), or ``""``."""
 
@@ -84,6 +96,8 @@ class Session:
         "trip_bucket",
         "ping_due",
         "pong_due",
+        "connecting",
+        "server_refresh",
         "__weakref__",
     )
 
@@ -116,6 +130,10 @@ class Session:
         """Loop time of the next app-level ping (set by ``connect``)."""
         self.pong_due: float | None = None
         """Loop time by which the pong to the last ping must arrive; None when none is awaited."""
+        self.connecting = False
+        """A ``connect`` waits for the connect hook."""
+        self.server_refresh = False
+        """The connect hook made it, with an expiry: the refresh hook extends it (``hook_commands.py``)."""
 
 
 class ConnectRefused(HubError):

@@ -70,7 +70,7 @@ class SubscribeCommands(HubPart):
         """
         hub = self.hub
         for name, subscription in list(session.subscriptions.items()):
-            if subscription.by_token or subscription.server_side:
+            if subscription.by_token or subscription.server_side or subscription.by_hook:
                 continue
             try:
                 hub.authz.check_read(session.identity, subscription.channel)
@@ -81,9 +81,10 @@ class SubscribeCommands(HubPart):
                 )
 
     def admit(
-        self, session: Session, params: dict[str, Any]
+        self, session: Session, params: dict[str, Any], *, authorize: bool = True
     ) -> tuple[Channel, Position | None, SubscriptionGrant | None]:
-        """What a subscribe must pass before the engine hears of it: authorization, limits, arguments.
+        """What a subscribe must pass before the engine hears of it: authorization (unless the subscribe
+        hook decides), limits, arguments.
 
         Returns the channel, the position to recover from, if any, and the subscription token's grant
         when that token is what allowed it.
@@ -92,9 +93,11 @@ class SubscribeCommands(HubPart):
         channel = hub.namespaces.resolve(get_channel(params), pattern_ok=True)
         subscription_token = get_str(params, "token", required=False, max_length=8192)
         assert session.info is not None
-        grant = hub.authz.check_read(
-            session.identity, channel, subscription_token=subscription_token, client=session.info.client
-        )
+        grant = None
+        if authorize:
+            grant = hub.authz.check_read(
+                session.identity, channel, subscription_token=subscription_token, client=session.info.client
+            )
         self.check_room(session, channel)
         recover = None
         if get_bool(params, "recover"):
@@ -118,9 +121,12 @@ class SubscribeCommands(HubPart):
             raise HubError(ErrorCode.LIMIT_EXCEEDED, "too many channels on this hub", temporary=True)
 
     def subscribe(self, session: Session, params: dict[str, Any]) -> Answer:
+        hub = self.hub
+        if hub.hook_runner.has("subscribe") and not params.get("token"):
+            # centrifugo internal/client/handler.go OnSubscribe: the proxy decides without a token
+            return hub.hook_commands.subscribe(session, params)
         channel, recover, grant = self.admit(session, params)
-        flag = get_int(params, "flag", 0, maximum=2**32 - 1)
-        asked = {name for name in ("recoverable", "positioned", "join_leave") if get_bool(params, name)}
+        asked, reject_unrecovered = subscribe_flags(params)
         subscription = Subscription(
             channel,
             session.conn,
@@ -128,7 +134,9 @@ class SubscribeCommands(HubPart):
             chan_info=grant.info if grant is not None else "",
         )
         expires = grant.expires if grant is not None else None
-        opened = self.open(session, subscription, recover, asked, expires, reject_unrecovered=bool(flag & 2))
+        opened = self.open(
+            session, subscription, recover, asked, expires, reject_unrecovered=reject_unrecovered
+        )
         if grant is None or not grant.data:
             return opened
         return opened.then(_with_token_data(grant.data))
@@ -300,6 +308,14 @@ def _flags(channel: Channel, recover: Position | None, asked: set[str]) -> dict[
         if asked & {"recoverable", "positioned"} or recover is not None:
             result["positioned"] = True
     return result
+
+
+def subscribe_flags(params: dict[str, Any]) -> tuple[set[str], bool]:
+    """A subscribe's ``recoverable``/``positioned``/``join_leave`` asked, and flag 2 (112 rather than
+    a gap when the position cannot be recovered)."""
+    flag = get_int(params, "flag", 0, maximum=2**32 - 1)
+    asked = {name for name in ("recoverable", "positioned", "join_leave") if get_bool(params, name)}
+    return asked, bool(flag & 2)
 
 
 T = TypeVar("T")

@@ -5,7 +5,8 @@
 // options: {"url", "token"?, "tokens"? (what getToken returns, in order), "sub_tokens"? ({channel: [tokens]}),
 //           "timeout"? (s), "deadline"? (s), "name"?}
 // stdin:   one JSON op a line: {"id", "op", ...args}; ops: connect, disconnect, subscribe, unsubscribe,
-//          publish, sub_publish, presence, presence_stats, history, exit
+//          publish, sub_publish, rpc, presence, presence_stats, history, exit
+// options also: "data"? (the connect command's data)
 // stdout:  one JSON event a line: {"ev": ...}; an op's outcome is {"ev":"reply","id":n,"result"|"error":...}
 // The process exits by itself on stdin EOF, on "exit", or at the deadline (default 60 s), whatever happens.
 import { createInterface } from 'node:readline';
@@ -57,6 +58,7 @@ const clientOptions = {
   name: options.name ?? 'js',
 };
 if (options.token !== undefined) clientOptions.token = options.token;
+if (options.data !== undefined) clientOptions.data = options.data;
 if (options.tokens !== undefined) {
   clientOptions.getToken = async () => {
     emit({ ev: 'get_token' });
@@ -117,6 +119,7 @@ const ops = {
   subscribe: async (args) => { subscription(args).subscribe(); return {}; },
   unsubscribe: async (args) => { subscription(args).unsubscribe(); return {}; },
   publish: async (args) => { await client.publish(args.channel, args.data); return {}; },
+  rpc: async (args) => ({ data: (await client.rpc(args.method, args.data ?? null)).data }),
   sub_publish: async (args) => { await subscription(args).publish(args.data); return {}; },
   presence: async (args) => presenceOf(await client.presence(args.channel)),
   presence_stats: async (args) => {

@@ -119,6 +119,9 @@ class Driver:
         }
         if "token" in options:
             kwargs["token"] = options["token"]
+        for name in ("data", "headers"):  # connect data; HTTP headers of the WebSocket upgrade
+            if name in options:
+                kwargs[name] = options[name]
         if "tokens" in options:
             kwargs["get_token"] = self.get_token
         self.client = cf.Client(options["url"], **kwargs)
@@ -171,6 +174,8 @@ class Driver:
         if name == "publish":
             await client.publish(args["channel"], args["data"])
             return {}
+        if name == "rpc":
+            return {"data": (await client.rpc(args["method"], args.get("data"))).data}
         if name == "sub_publish":
             await self.subscription(args).publish(args["data"])
             return {}
