@@ -3,8 +3,9 @@
 ``python3 -m tests.wsproto_lite.sanitized [test files...]`` (CI's sanitizer step; default: every test in
 tests/wsproto_lite) compiles ``_cspeedups.c`` and ``_cfanout.c`` with ``-fsanitize=address,undefined``
 into a copy of the package in a temporary directory (never in place), then runs the tests there in a
-subprocess with them loaded. The Python binary is not instrumented, so the ASan runtime is preloaded; ``PYTHONMALLOC=malloc``
-puts every Python object in its own malloc block, so a byte written past a ``bytes`` object is caught.
+subprocess with them loaded. The Python binary is not instrumented, so the ASan runtime is preloaded;
+``PYTHONMALLOC=malloc`` puts every Python object in its own malloc block, so a byte written past a
+``bytes`` object is caught.
 Any report aborts the run (``halt_on_error``, ``-fno-sanitize-recover``); leaks are not checked (CPython
 keeps objects until exit). Hypothesis runs fewer examples per property than the normal run: the point is
 the C code under the sanitizers on varied input, in well under two minutes.

@@ -178,6 +178,12 @@ def _config(args: argparse.Namespace) -> HubConfig:
     if args.certfile is not None:
         config.certfile = args.certfile
         config.keyfile = args.keyfile
+    _backend_options(args, config)
+    return config
+
+
+def _backend_options(args: argparse.Namespace, config: HubConfig) -> None:
+    """``--webhook-url`` and ``--hook NAME=URL``: where the hub tells and asks the application."""
     if args.webhook_url:
         config.webhooks.urls = list(args.webhook_url)
         try:
@@ -192,7 +198,6 @@ def _config(args: argparse.Namespace) -> HubConfig:
             config.hooks.set_url(name, url)
         except ValueError as exc:
             raise _Refused(f"--hook: {exc}") from None
-    return config
 
 
 def _worker_count(args: argparse.Namespace, config: HubConfig) -> int:
