@@ -68,16 +68,17 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--reuse-port", action="store_true", help="bind with SO_REUSEPORT (what the supervisor's workers do)"
     )
-    hooks = "connect, refresh, subscribe, sub_refresh, publish, rpc or send"
-    p.add_argument("--hook", action="append", default=[], metavar="NAME=URL", help=f"POST {hooks} to URL")
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # the supervisor's
-    _add_webhook_options(p)
+    _add_backend_options(p)
     p.add_argument("--certfile", default=None, help="TLS certificate chain (PEM): serve wss:// and https://")
     p.add_argument("--keyfile", default=None, help="TLS private key (PEM), if not in --certfile")
     p.set_defaults(run=run)
 
 
-def _add_webhook_options(p: Any) -> None:
+def _add_backend_options(p: Any) -> None:
+    """Where the hub asks the application (``--hook``) and tells it (``--webhook-url``)."""
+    hooks = "connect, refresh, subscribe, sub_refresh, publish, rpc or send"
+    p.add_argument("--hook", action="append", default=[], metavar="NAME=URL", help=f"POST {hooks} to URL")
     p.add_argument(
         "--webhook-url",
         action="append",

@@ -110,8 +110,7 @@ class Hub(Handler):
         self.hooks = hooks or Hooks()
         """The application's backend hooks (``hooks.py``): ``hub.hooks.on_connect(fn)``..."""
         self.hook_runner = HookRunner(self)
-        self.hook_commands = HookCommands(self)
-        """The commands a hook answers (``hook_commands.py``)."""
+        self.hook_commands = HookCommands(self)  # the commands a hook answers (hook_commands.py)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
