@@ -1,0 +1,448 @@
+"""Centrifugo's million-connection profile, scaled down: the hub on 2 workers over 2 Redis shards, and
+python-socketio with its Redis manager, in one run.
+
+``python -m benchmarks.hub_profile [--scale 0.01] [--seconds 60] [--procs 4] [--only hub,python-socketio]
+[--out benchmarks/RESULTS-hub-profile.md]``
+
+Centrifugo's published test: 1 M WebSocket connections on 20 nodes with 5 Redis shards, each connection on
+a personal channel and a 10-member group channel, ~500 k deliveries/s, 200 k reconnects per minute, p99
+delivery 200 ms. At ``--scale`` (1/100 by default): ``1e6 * scale`` connections, ``5e5 * scale``
+deliveries/s (half through personal channels, half through group channels: ``--group-share``),
+``2e5 * scale`` reconnects per minute, for ``--seconds``. Everything on 127.0.0.1:
+
+- two ``redis-server`` processes (the shards), started here on free ports;
+- the hub: ``python -m server hub --workers 2 --engine redis://A,redis://B`` (the supervisor and its two
+  workers on one port; namespace ``prof`` with history, so reconnects recover);
+- python-socketio: two ``benchmarks.hub_peers socketio-redis`` processes (uvicorn, ``AsyncRedisManager``
+  on shard A: it has no sharding), users alternate between their ports;
+- the load: ``--procs`` processes (``benchmarks/hub/profile.py``), each with its users and a publisher.
+
+Reported per server: delivery latency p50/p99/max, lost and duplicated publications, reconnects and
+recoveries, RSS of the server processes (idle, with every connection subscribed, at the end) and per
+connection, CPU of the servers, of Redis and of the load generator. Every process is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import multiprocessing
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, fields
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from .hub.loadgen import percentile
+from .hub.profile import DRIVERS, GROUP, NAMESPACE, ProfileGen, Tally
+from .loopback import HOST, PAGE, ROOT, ServerProc, cpu_seconds, free_port
+from .servers import raise_nofile
+
+FULL_CONNECTIONS = 1_000_000  # Centrifugo's test, scaled by --scale
+FULL_DELIVERIES = 500_000  # per second
+FULL_RECONNECTS = 200_000  # per minute
+TARGETS = ("hub", "python-socketio")
+
+HUB_CONFIG = f"""
+max_connections = 1000000
+
+[limits]
+max_channels_per_connection = 4
+
+[rate_limits]  # as benchmarks/hub/unlimited.toml: the peer has no per-connection limits
+commands_per_second = 1e9
+commands_burst = 1e9
+bytes_per_second = 1e12
+bytes_burst = 1e12
+connections_per_second_per_ip = 1e9
+connections_burst_per_ip = 1e9
+
+[namespaces.{NAMESPACE}]
+history_size = 100
+history_ttl = 300
+allow_publish = true
+"""
+
+
+@dataclass
+class Profile:
+    connections: int
+    deliveries: float  # per second
+    reconnects: float  # per minute
+    seconds: float
+    procs: int
+    group_share: float
+
+    @classmethod
+    def at(cls, scale: float, seconds: float, procs: int, group_share: float) -> Profile:
+        unit = GROUP * procs  # every load process holds whole groups
+        connections = max(unit, round(FULL_CONNECTIONS * scale / unit) * unit)
+        return cls(connections, FULL_DELIVERIES * scale, FULL_RECONNECTS * scale, seconds, procs, group_share)
+
+    def rates(self) -> tuple[float, float, float]:
+        """Per load process: personal and group publications/s, reconnects/s."""
+        personal = self.deliveries * (1 - self.group_share)
+        group = self.deliveries * self.group_share / GROUP
+        return personal / self.procs, group / self.procs, self.reconnects / 60 / self.procs
+
+
+# -- the load processes ----------------------------------------------------------------------------------
+
+
+def _load(driver: str, ports: list[int], first: int, count: int, profile: Profile, conn: Connection) -> None:
+    raise_nofile()
+    gen = ProfileGen(DRIVERS[driver](), ports, first, count)
+    try:
+        gen.open_all()
+        conn.send(("ready", None))
+        gen.watch(conn.fileno(), lambda: None)
+        while not conn.poll():  # keep answering pings while the other processes connect
+            gen.pump(0.1)
+        conn.recv()
+        gen.run(profile.seconds, *profile.rates())
+        gen.drain()
+        conn.send(("result", gen.account()))
+    except Exception as exc:  # noqa: BLE001 - handed to the orchestrator, which raises it
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        gen.close()
+        conn.close()
+
+
+class Loaders:
+    """The load processes (forked), driven over one pipe each."""
+
+    def __init__(self, driver: str, ports: list[int], profile: Profile) -> None:
+        ctx = multiprocessing.get_context("fork")
+        share = profile.connections // profile.procs
+        self.procs: list[tuple[BaseProcess, Connection]] = []
+        for k in range(profile.procs):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_load, args=(driver, ports, k * share, share, profile, child), daemon=True)
+            proc.start()
+            child.close()
+            self.procs.append((proc, parent))
+
+    def gather(self, kind: str, timeout: float) -> list[Any]:
+        out = []
+        for _, conn in self.procs:
+            if not conn.poll(timeout):
+                raise TimeoutError(f"a load process sent no {kind!r} within {timeout:.0f} s")
+            got, value = conn.recv()
+            if got != kind:
+                raise RuntimeError(f"load process: {value}")
+            out.append(value)
+        return out
+
+    def go(self) -> None:
+        for _, conn in self.procs:
+            conn.send("go")
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(p.pid) for p, _ in self.procs if p.pid and p.is_alive())
+
+    def stop(self) -> None:
+        for proc, conn in self.procs:
+            proc.join(10)
+            if proc.is_alive() and proc.pid:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.join()
+            conn.close()
+
+
+# -- the servers -----------------------------------------------------------------------------------------
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def rss(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * PAGE
+        except OSError:
+            pass
+    return total
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@dataclass
+class Servers:
+    """One target's server processes: ``procs`` (stopped by PID), ``pids`` (measured), ``ports``."""
+
+    procs: list[ServerProc]
+    pids: list[int]
+    ports: list[int]
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(p) for p in self.pids if alive(p))
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.proc.terminate()
+        deadline = time.monotonic() + 20  # the supervisor waits up to 10 s for its workers
+        for proc in self.procs:
+            try:
+                proc.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            proc.stop()
+        for pid in self.pids:  # the hub's workers, should the supervisor not have ended them
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def start_hub(shards: list[int], workdir: str) -> Servers:
+    config = os.path.join(workdir, "hub-profile.toml")
+    with open(config, "w") as f:
+        f.write(HUB_CONFIG)
+    port = free_port()
+    engine = ",".join(f"redis://{HOST}:{p}/0" for p in shards)
+    argv = [sys.executable, "-m", "server", "hub", "--host", HOST, "--port", str(port)]
+    argv += ["--workers", "2", "--engine", engine, "--config", config]
+    proc = ServerProc("hub", argv, port, timeout=30)
+    deadline = time.monotonic() + 30
+    while len(children(proc.pid)) < 2:
+        if time.monotonic() > deadline:
+            proc.stop()
+            raise RuntimeError("the hub's supervisor did not start 2 workers")
+        time.sleep(0.1)
+    time.sleep(2)  # the second worker binds the port too
+    return Servers([proc], [proc.pid, *children(proc.pid)], [port])
+
+
+def start_socketio(shards: list[int]) -> Servers:
+    procs: list[ServerProc] = []
+    try:
+        for _ in range(2):
+            port = free_port()
+            argv = [sys.executable, "-m", "benchmarks.hub_peers", "socketio-redis", "--host", HOST]
+            argv += ["--port", str(port), "--redis", f"redis://{HOST}:{shards[0]}/0"]
+            procs.append(ServerProc("python-socketio", argv, port, timeout=30))
+    except Exception:
+        for p in procs:
+            p.stop()
+        raise
+    return Servers(procs, [p.pid for p in procs], [p.port for p in procs])
+
+
+def start_redis() -> ServerProc:
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
+    return ServerProc("redis", [*argv, "--maxclients", "10000"], port)
+
+
+# -- one target ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    target: str
+    tally: Tally = field(default_factory=Tally)
+    rss_idle: int = 0
+    rss_connected: int = 0
+    rss_end: int = 0
+    server_cpu: float = 0.0
+    redis_cpu: float = 0.0
+    load_cpu: float = 0.0
+    wall: float = 0.0
+    ramp: float = 0.0
+    load_avg: float = 0.0
+
+
+def merge(tallies: list[Tally]) -> Tally:
+    total = Tally()
+    for t in tallies:
+        for f in fields(Tally):
+            if f.name == "latencies":
+                total.latencies.extend(t.latencies)
+            else:
+                setattr(total, f.name, getattr(total, f.name) + getattr(t, f.name))
+    return total
+
+
+def measure(target: str, profile: Profile, redis: list[ServerProc], workdir: str) -> Outcome:
+    shards = [r.port for r in redis]
+    servers = start_hub(shards, workdir) if target == "hub" else start_socketio(shards)
+    out = Outcome(target)
+    loaders: Loaders | None = None
+    try:
+        out.rss_idle = rss(servers.pids)
+        started = time.monotonic()
+        loaders = Loaders(target, servers.ports, profile)
+        loaders.gather("ready", timeout=300)
+        out.ramp = time.monotonic() - started
+        time.sleep(1)
+        out.rss_connected = rss(servers.pids)
+        cpu0, redis0, load0 = servers.cpu(), _cpu(redis), loaders.cpu()
+        t0 = time.monotonic()
+        loaders.go()
+        out.tally = merge(loaders.gather("result", timeout=profile.seconds + 120))
+        out.wall = time.monotonic() - t0
+        out.server_cpu, out.redis_cpu = servers.cpu() - cpu0, _cpu(redis) - redis0
+        out.load_cpu = loaders.cpu() - load0
+        out.rss_end = rss(servers.pids)
+        out.load_avg = os.getloadavg()[0]
+    finally:
+        if loaders is not None:
+            loaders.stop()
+        servers.stop()
+    return out
+
+
+def _cpu(procs: list[ServerProc]) -> float:
+    return sum(p.cpu_seconds() for p in procs)
+
+
+# -- the report ------------------------------------------------------------------------------------------
+
+
+def _ms(values: Any, q: float) -> str:
+    return f"{percentile(list(values), q) / 1e6:.1f}" if len(values) else "-"
+
+
+def row(out: Outcome, profile: Profile) -> list[str]:
+    t = out.tally
+    delivered_per_s = t.delivered / profile.seconds
+    per_conn = (out.rss_connected - out.rss_idle) / profile.connections / 1024
+    return [
+        out.target,
+        f"{delivered_per_s:,.0f}",
+        _ms(t.latencies, 50),
+        _ms(t.latencies, 99),
+        _ms(t.latencies, 100),
+        f"{t.lost:,} of {t.expected:,}",
+        f"{t.duplicated:,}",
+        f"{t.reconnects:,} ({t.recovered:,} / {t.not_recovered:,})",
+        f"{t.server_closed:,}",
+        f"{out.rss_idle / 2**20:.0f} / {out.rss_connected / 2**20:.0f} / {out.rss_end / 2**20:.0f}",
+        f"{per_conn:.1f}",
+        f"{out.server_cpu / out.wall:.0%}" if out.wall else "-",
+        f"{out.server_cpu / t.delivered * 1e6:.0f}" if t.delivered else "-",
+        f"{out.redis_cpu / out.wall:.0%}" if out.wall else "-",
+        f"{out.load_cpu / out.wall:.0%}" if out.wall else "-",
+    ]
+
+
+HEADER = [
+    "server",
+    "deliveries/s",
+    "p50 ms",
+    "p99 ms",
+    "max ms",
+    "lost",
+    "duplicated",
+    "reconnects (recovered / not)",
+    "closed by server",
+    "RSS MiB idle / connected / end",
+    "KiB per connection",
+    "server CPU",
+    "server CPU µs per delivery",
+    "Redis CPU",
+    "load CPU",
+]
+
+
+def report(outcomes: list[Outcome], profile: Profile, scale: float, load_start: float) -> str:
+    p = profile
+    lines = [
+        "# Scale profile: Centrifugo's million-connection test at "
+        + (f"1/{round(1 / scale)}" if scale < 1 else f"{scale:g}"),
+        "",
+        f"Generated by `python -m benchmarks.hub_profile --scale {scale:g} --seconds {p.seconds:g}` on "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC. Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs shared with other work: 1-minute load average {load_start:.1f} at the start, "
+        + ", ".join(f"{o.load_avg:.1f} after {o.target}" for o in outcomes)
+        + ".",
+        "",
+        f"Profile: {p.connections:,} connections, each on a personal channel and a {GROUP}-member group "
+        f"channel; {p.deliveries:,.0f} deliveries/s asked ({1 - p.group_share:.0%} personal, "
+        f"{p.group_share:.0%} group); {p.reconnects:,.0f} reconnects per minute; {p.seconds:g} s; "
+        f"{p.procs} load processes. Both servers in the same run, one after the other.",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
+    lines += ["| " + " | ".join(row(o, p)) + " |" for o in outcomes]
+    lines += ["", *NOTES, ""]
+    return "\n".join(lines)
+
+
+NOTES = [
+    "- hub: `python -m server hub --workers 2 --engine redis://A,redis://B` (supervisor + 2 workers on one "
+    "port, channels sharded over 2 redis-server processes), namespace `prof` with history 100 / 300 s; "
+    "a reconnect subscribes with `recover: true` from the last offset it saw (its recovered publications "
+    "count as deliveries, not in the latency figures).",
+    "- python-socketio: 2 uvicorn processes (`benchmarks/hub_peers.py socketio-redis`), `AsyncRedisManager` "
+    "on redis A (it cannot shard); a reconnect joins its two rooms again: what was published meanwhile is "
+    "lost (it has no recovery).",
+    "- Latency: receive time in the load process minus the `time.monotonic_ns()` stamp put in the payload "
+    "when it was published (same clock), every live delivery. Lost: a publication to a user's channel "
+    "that user never got (a few seconds of quiet after the end); duplicated: got more than once.",
+    "- RSS: sum over the server processes (the hub's supervisor too); per connection = (connected - idle) / "
+    "connections. CPU: share of one core over the run (publishing, reconnects and the drain).",
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.hub_profile", description=__doc__.split("\n")[0])
+    ap.add_argument("--scale", type=float, default=0.01, help="of Centrifugo's 1 M profile (default 0.01)")
+    ap.add_argument("--seconds", type=float, default=60.0, help="of publishing and reconnecting (default 60)")
+    ap.add_argument("--procs", type=int, default=4, help="load processes (default 4)")
+    ap.add_argument("--group-share", type=float, default=0.5, help="of the deliveries through group channels")
+    ap.add_argument("--only", default=",".join(TARGETS), help="comma-separated subset of " + ",".join(TARGETS))
+    ap.add_argument("--out", default=None, help="default: benchmarks/RESULTS-hub-profile.md at --scale 0.01")
+    args = ap.parse_args(argv)
+    only = [t for t in args.only.split(",") if t]
+    if set(only) - set(TARGETS):
+        ap.error(f"unknown target(s): {', '.join(sorted(set(only) - set(TARGETS)))}")
+    profile = Profile.at(args.scale, args.seconds, args.procs, args.group_share)
+    nofile = raise_nofile()
+    need = math.ceil(profile.connections / 2) + 1000  # the busiest server process: half the connections
+    if nofile < need:
+        ap.error(f"RLIMIT_NOFILE {nofile} < {need}: raise `ulimit -n`")
+    print(f"profile: {profile} (fd limit {nofile})", flush=True)
+    out_path = args.out or (os.path.join(ROOT, "benchmarks", "RESULTS-hub-profile.md") if args.scale == 0.01 else None)
+    load_start = os.getloadavg()[0]
+    workdir = tempfile.mkdtemp(prefix="hub-profile-")
+    redis = [start_redis(), start_redis()]
+    outcomes = []
+    try:
+        for target in only:
+            outcome = measure(target, profile, redis, workdir)
+            outcomes.append(outcome)
+            print(" | ".join(f"{h}: {v}" for h, v in zip(HEADER, row(outcome, profile), strict=True)), flush=True)
+    finally:
+        for r in redis:
+            r.stop()
+    text = report(outcomes, profile, args.scale, load_start)
+    print(text)
+    if out_path:
+        with open(out_path, "w") as f:
+            f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
