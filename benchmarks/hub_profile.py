@@ -106,8 +106,10 @@ def _load(driver: str, ports: list[int], first: int, count: int, profile: Profil
         while not conn.poll():  # keep answering pings while the other processes connect
             gen.pump(0.1)
         conn.recv()
+        cpu = time.process_time()
         gen.run(profile.seconds, *profile.rates())
         gen.drain()
+        gen.tally.cpu = time.process_time() - cpu
         conn.send(("result", gen.account()))
     except Exception as exc:  # noqa: BLE001 - handed to the orchestrator, which raises it
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -125,7 +127,9 @@ class Loaders:
         self.procs: list[tuple[BaseProcess, Connection]] = []
         for k in range(profile.procs):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_load, args=(driver, ports, k * share, share, profile, child), daemon=True)
+            proc = ctx.Process(
+                target=_load, args=(driver, ports, k * share, share, profile, child), daemon=True
+            )
             proc.start()
             child.close()
             self.procs.append((proc, parent))
@@ -144,9 +148,6 @@ class Loaders:
     def go(self) -> None:
         for _, conn in self.procs:
             conn.send("go")
-
-    def cpu(self) -> float:
-        return sum(cpu_seconds(p.pid) for p, _ in self.procs if p.pid and p.is_alive())
 
     def stop(self) -> None:
         for proc, conn in self.procs:
@@ -295,13 +296,13 @@ def measure(target: str, profile: Profile, redis: list[ServerProc], workdir: str
         out.ramp = time.monotonic() - started
         time.sleep(1)
         out.rss_connected = rss(servers.pids)
-        cpu0, redis0, load0 = servers.cpu(), _cpu(redis), loaders.cpu()
+        cpu0, redis0 = servers.cpu(), _cpu(redis)
         t0 = time.monotonic()
         loaders.go()
         out.tally = merge(loaders.gather("result", timeout=profile.seconds + 120))
         out.wall = time.monotonic() - t0
         out.server_cpu, out.redis_cpu = servers.cpu() - cpu0, _cpu(redis) - redis0
-        out.load_cpu = loaders.cpu() - load0
+        out.load_cpu = out.tally.cpu
         out.rss_end = rss(servers.pids)
         out.load_avg = os.getloadavg()[0]
     finally:
@@ -411,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="of publishing and reconnecting (default 60)")
     ap.add_argument("--procs", type=int, default=4, help="load processes (default 4)")
     ap.add_argument("--group-share", type=float, default=0.5, help="of the deliveries through group channels")
-    ap.add_argument("--only", default=",".join(TARGETS), help="comma-separated subset of " + ",".join(TARGETS))
+    ap.add_argument(
+        "--only", default=",".join(TARGETS), help="comma-separated subset of " + ",".join(TARGETS)
+    )
     ap.add_argument("--out", default=None, help="default: benchmarks/RESULTS-hub-profile.md at --scale 0.01")
     args = ap.parse_args(argv)
     only = [t for t in args.only.split(",") if t]
@@ -423,7 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     if nofile < need:
         ap.error(f"RLIMIT_NOFILE {nofile} < {need}: raise `ulimit -n`")
     print(f"profile: {profile} (fd limit {nofile})", flush=True)
-    out_path = args.out or (os.path.join(ROOT, "benchmarks", "RESULTS-hub-profile.md") if args.scale == 0.01 else None)
+    out_path = args.out or (
+        os.path.join(ROOT, "benchmarks", "RESULTS-hub-profile.md") if args.scale == 0.01 else None
+    )
     load_start = os.getloadavg()[0]
     workdir = tempfile.mkdtemp(prefix="hub-profile-")
     redis = [start_redis(), start_redis()]
@@ -432,7 +437,10 @@ def main(argv: list[str] | None = None) -> int:
         for target in only:
             outcome = measure(target, profile, redis, workdir)
             outcomes.append(outcome)
-            print(" | ".join(f"{h}: {v}" for h, v in zip(HEADER, row(outcome, profile), strict=True)), flush=True)
+            print(
+                " | ".join(f"{h}: {v}" for h, v in zip(HEADER, row(outcome, profile), strict=True)),
+                flush=True,
+            )
     finally:
         for r in redis:
             r.stop()

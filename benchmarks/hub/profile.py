@@ -30,14 +30,14 @@ import time
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from wsproto_lite import ClientConnection
 
 from ..loopback import HOST
 from ..scale import LINGER0
 from .loadgen import OUT, LoadGen, Peer
-from .targets import TEXT, Step, stamp
+from .targets import TEXT, Step, Target, stamp
 
 GROUP = 10  # members of a group channel (Centrifugo's profile)
 NAMESPACE = "prof"  # the hub config's namespace with history (hub_profile.py)
@@ -70,6 +70,7 @@ class Tally:
     not_recovered: int = 0
     server_closed: int = 0
     errors: int = 0
+    cpu: float = 0.0  # seconds of this load process over the run and the drain
     latencies: array[int] = field(default_factory=lambda: array("q"))
 
 
@@ -185,6 +186,7 @@ DRIVERS: dict[str, Callable[[], Driver]] = {"hub": HubDriver, "python-socketio":
 
 class UserPeer(Peer):
     __slots__ = ("user",)
+    user: User | None
 
 
 class ProfileGen(LoadGen):
@@ -192,9 +194,11 @@ class ProfileGen(LoadGen):
     ``ports[i % len(ports)]``)."""
 
     def __init__(self, driver: Driver, ports: list[int], first: int, count: int, host: str = HOST) -> None:
-        super().__init__(_NoTarget(driver.path), ports[0], host)
+        super().__init__(cast("Target", _NoTarget(driver.path)), ports[0], host)
         self.driver, self.ports = driver, ports
-        self.users = [User(i, (f"{NAMESPACE}:u{i}", f"{NAMESPACE}:g{i // GROUP}")) for i in range(first, first + count)]
+        self.users = [
+            User(i, (f"{NAMESPACE}:u{i}", f"{NAMESPACE}:g{i // GROUP}")) for i in range(first, first + count)
+        ]
         self.first = first
         self.tally = Tally()
         self.members: dict[str, list[User]] = {}
@@ -242,12 +246,17 @@ class ProfileGen(LoadGen):
         else:
             user.ready = True
 
-    def reconnect(self, user: User) -> None:
-        """Drop ``user``'s connection (RST) and open a new one that subscribes again (recovering)."""
+    def disconnect(self, user: User) -> None:
+        """Drop ``user``'s connection (RST)."""
         if user.peer is not None:
             if not user.ready:
                 self.pending -= 1
             self._drop(user.peer)
+            user.peer, user.ready = None, False
+
+    def reconnect(self, user: User) -> None:
+        """Drop ``user``'s connection and open a new one that subscribes again (recovering)."""
+        self.disconnect(user)
         self.tally.reconnects += 1
         self.connect(user, recover=True)
 
@@ -352,7 +361,8 @@ class ProfileGen(LoadGen):
 
 @dataclass
 class _NoTarget:
-    """``LoadGen`` wants a target; the profile's connections are set up by the driver instead."""
+    """``LoadGen`` wants a target (it reads only ``name`` and ``path`` here): the profile's connections
+    are set up by the driver instead."""
 
     path: str
     name: str = "profile"
