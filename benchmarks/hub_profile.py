@@ -272,12 +272,17 @@ class Outcome:
     load_avg: float = 0.0
 
 
+MAXIMA = ("backlog", "drain")  # the worst load process's; every other field adds up
+
+
 def merge(tallies: list[Tally]) -> Tally:
     total = Tally()
     for t in tallies:
         for f in fields(Tally):
             if f.name == "latencies":
                 total.latencies.extend(t.latencies)
+            elif f.name in MAXIMA:
+                setattr(total, f.name, max(getattr(total, f.name), getattr(t, f.name)))
             else:
                 setattr(total, f.name, getattr(total, f.name) + getattr(t, f.name))
     return total
@@ -337,6 +342,8 @@ def row(out: Outcome, profile: Profile) -> list[str]:
         f"{t.duplicated:,}",
         f"{t.reconnects:,} ({t.recovered:,} / {t.not_recovered:,})",
         f"{t.server_closed:,}",
+        f"{t.backlog / 1024:,.0f}",
+        f"{t.drain:.1f}",
         f"{out.rss_idle / 2**20:.0f} / {out.rss_connected / 2**20:.0f} / {out.rss_end / 2**20:.0f}",
         f"{per_conn:.1f}",
         f"{out.server_cpu / out.wall:.0%}" if out.wall else "-",
@@ -356,6 +363,8 @@ HEADER = [
     "duplicated",
     "reconnects (recovered / not)",
     "closed by server",
+    "publisher backlog KiB",
+    "drain s",
     "RSS MiB idle / connected / end",
     "KiB per connection",
     "server CPU",
@@ -399,8 +408,10 @@ NOTES = [
     "on redis A (it cannot shard); a reconnect joins its two rooms again: what was published meanwhile is "
     "lost (it has no recovery).",
     "- Latency: receive time in the load process minus the `time.monotonic_ns()` stamp put in the payload "
-    "when it was published (same clock), every live delivery. Lost: a publication to a user's channel "
-    "that user never got (a few seconds of quiet after the end); duplicated: got more than once.",
+    "when it was due (same clock), every live delivery. Lost: a publication to a user's channel that user "
+    "never got by the end of the drain (after publishing stops: until all arrived, 3 s without a delivery, "
+    "or 60 s); duplicated: got more than once. Publisher backlog: the most bytes of publications a server "
+    "had not taken from a publisher connection (it stopped reading: it fell behind).",
     "- RSS: sum over the server processes (the hub's supervisor too); per connection = (connected - idle) / "
     "connections. CPU: share of one core over the run (publishing, reconnects and the drain).",
 ]

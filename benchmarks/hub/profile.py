@@ -70,6 +70,8 @@ class Tally:
     not_recovered: int = 0
     server_closed: int = 0
     errors: int = 0
+    backlog: int = 0  # the most bytes of publications the server had not taken from the publisher
+    drain: float = 0.0  # seconds from the end of publishing until the last delivery (or the limit)
     cpu: float = 0.0  # seconds of this load process over the run and the drain
     latencies: array[int] = field(default_factory=lambda: array("q"))
 
@@ -185,8 +187,21 @@ DRIVERS: dict[str, Callable[[], Driver]] = {"hub": HubDriver, "python-socketio":
 
 
 class UserPeer(Peer):
-    __slots__ = ("user",)
+    """A connection with its user (None: the publisher) and what the socket did not take yet: a server
+    that falls behind stops reading the publisher, whose publications then wait here (their stamps
+    taken when they were due, so the wait counts in their latency)."""
+
+    __slots__ = ("user", "backlog")
     user: User | None
+    backlog: bytearray
+
+    def flush(self) -> None:
+        self.backlog += self.ws.data_to_send()
+        if self.backlog:
+            try:
+                del self.backlog[: self.sock.send(self.backlog)]
+            except BlockingIOError:
+                pass
 
 
 class ProfileGen(LoadGen):
@@ -220,7 +235,7 @@ class ProfileGen(LoadGen):
         ws = ClientConnection(f"{self.host}:{port}", self.driver.path)
         steps = self.driver.setup(self, user, recover) if user else self.driver.publisher_setup()
         peer = UserPeer(sock, ws, steps, user is not None)
-        peer.user = user
+        peer.user, peer.backlog = user, bytearray()
         self.peers[sock.fileno()] = peer
         self.pending += 1
         self.ep.register(sock.fileno(), OUT)
@@ -328,12 +343,16 @@ class ProfileGen(LoadGen):
                     else:
                         self.publish_to(random.choice(users if k == 0 else groups).channels[k])
             self.pump(0.002)
+            if self.publisher is not None:
+                self.publisher.flush()
+                self.tally.backlog = max(self.tally.backlog, len(cast(UserPeer, self.publisher).backlog))
 
-    def drain(self, quiet: float = 2.0, limit: float = 20.0) -> None:
+    def drain(self, quiet: float = 3.0, limit: float = 60.0) -> None:
         """Until every reconnect finished and every expected delivery arrived, or nothing arrived for
         ``quiet`` seconds (what is missing then is lost), at most ``limit`` seconds."""
-        deadline = time.monotonic() + limit
-        last, last_change = -1, time.monotonic()
+        started = time.monotonic()
+        deadline = started + limit
+        last, last_change = -1, started
         while time.monotonic() < deadline:
             seen = sum(len(u.got) for u in self.users)
             if seen != last:
@@ -343,6 +362,9 @@ class ProfileGen(LoadGen):
             if not self.pending and time.monotonic() - last_change > quiet:
                 break
             self.pump(0.05)
+            if self.publisher is not None:
+                self.publisher.flush()
+        self.tally.drain = min(last_change, time.monotonic()) - started
 
     def account(self) -> Tally:
         tally = self.tally

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -18,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.hub.profile import GROUP, HubDriver, ProfileGen, SocketIODriver, Tally
+from benchmarks.hub.profile import GROUP, HubDriver, ProfileGen, SocketIODriver, Tally, UserPeer
 from benchmarks.hub_profile import Profile, Servers, alive, merge, start_hub, start_redis, start_socketio
 from benchmarks.loopback import ROOT, ServerProc
+from wsproto_lite import ClientConnection
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
 HAVE_SOCKETIO = all(importlib.util.find_spec(m) for m in ("socketio", "uvicorn", "redis"))
@@ -38,12 +40,36 @@ def test_profile_is_centrifugos_scaled() -> None:
 
 
 def test_merge_adds_counts_and_joins_latencies() -> None:
-    a, b = Tally(published=2, lost=1, cpu=0.5), Tally(published=3, duplicated=2, cpu=0.25)
+    a, b = Tally(published=2, lost=1, cpu=0.5, backlog=7), Tally(published=3, duplicated=2, cpu=0.25, drain=2)
     a.latencies.extend([1, 2])
     b.latencies.append(3)
     total = merge([a, b])
     assert (total.published, total.lost, total.duplicated, total.cpu) == (5, 1, 2, 0.75)
+    assert (total.backlog, total.drain) == (7, 2)  # the worst process's
     assert list(total.latencies) == [1, 2, 3]
+
+
+def test_publisher_keeps_what_the_socket_does_not_take_in_order() -> None:
+    """A server that stops reading the publisher: its bytes wait in the backlog, none lost or reordered."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    peer = UserPeer(ours, ClientConnection("127.0.0.1:1", "/"), [], False)
+    peer.user, peer.backlog = None, bytearray()
+    try:
+        peer.flush()  # the upgrade request
+        sent = bytes(range(256)) * 8192  # 2 MiB: more than the socket buffers hold
+        peer.backlog += sent
+        peer.flush()
+        assert peer.backlog  # the socket took only part of it, without raising
+        got = bytearray()
+        theirs.settimeout(5)
+        while peer.backlog or len(got) < len(sent):
+            got += theirs.recv(1 << 20)
+            peer.flush()
+        assert got.partition(b"\r\n\r\n")[2] == sent
+    finally:
+        ours.close()
+        theirs.close()
 
 
 @pytest.fixture(scope="module")
