@@ -279,8 +279,8 @@ def merge(tallies: list[Tally]) -> Tally:
     total = Tally()
     for t in tallies:
         for f in fields(Tally):
-            if f.name == "latencies":
-                total.latencies.extend(t.latencies)
+            if f.name in ("latencies", "arrivals"):
+                getattr(total, f.name).extend(getattr(t, f.name))
             elif f.name in MAXIMA:
                 setattr(total, f.name, max(getattr(total, f.name), getattr(t, f.name)))
             else:
@@ -374,6 +374,17 @@ HEADER = [
 ]
 
 
+WINDOW = 10.0  # seconds
+
+
+def by_window(tally: Tally, windows: int) -> list[str]:
+    """p99 of the live deliveries that arrived in each ``WINDOW`` of the run, then of those after it."""
+    buckets: list[list[float]] = [[] for _ in range(windows + 1)]
+    for latency, at in zip(tally.latencies, tally.arrivals, strict=True):
+        buckets[min(windows, int(at / 1e9 / WINDOW))].append(latency)
+    return [f"{percentile(b, 99) / 1e6:.0f}" if b else "-" for b in buckets]
+
+
 def report(outcomes: list[Outcome], profile: Profile, scale: float, load_start: float) -> str:
     p = profile
     lines = [
@@ -395,6 +406,17 @@ def report(outcomes: list[Outcome], profile: Profile, scale: float, load_start: 
         "|" + "---|" * len(HEADER),
     ]
     lines += ["| " + " | ".join(row(o, p)) + " |" for o in outcomes]
+    windows = max(1, math.ceil(p.seconds / WINDOW))
+    lines += [
+        "",
+        f"Delivery latency p99 (ms) per {WINDOW:g} s of the run, by arrival (the last column: the drain):",
+        "",
+        "| server | "
+        + " | ".join(f"{k * WINDOW:g}-{(k + 1) * WINDOW:g} s" for k in range(windows))
+        + " | after |",
+        "|" + "---|" * (windows + 2),
+    ]
+    lines += [f"| {o.target} | " + " | ".join(by_window(o.tally, windows)) + " |" for o in outcomes]
     lines += ["", *NOTES, ""]
     return "\n".join(lines)
 

@@ -74,6 +74,7 @@ class Tally:
     drain: float = 0.0  # seconds from the end of publishing until the last delivery (or the limit)
     cpu: float = 0.0  # seconds of this load process over the run and the drain
     latencies: array[int] = field(default_factory=lambda: array("q"))
+    arrivals: array[int] = field(default_factory=lambda: array("q"))  # ns after the run's start, per latency
 
 
 class Driver(Protocol):
@@ -222,6 +223,7 @@ class ProfileGen(LoadGen):
                 self.members.setdefault(channel, []).append(user)
         self.recipients: dict[int, str] = {}  # seq -> channel
         self.rid = 1
+        self.started = time.monotonic_ns()  # of the run (``run``)
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -317,6 +319,7 @@ class ProfileGen(LoadGen):
             self.tally.recovered_deliveries += 1
         else:
             self.tally.latencies.append(latency_ns)
+            self.tally.arrivals.append(time.monotonic_ns() - self.started)
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -334,6 +337,7 @@ class ProfileGen(LoadGen):
         users, groups = self.users, self.users[::GROUP]
         done = [0, 0, 0]
         start = time.monotonic()
+        self.started = time.monotonic_ns()
         while (elapsed := time.monotonic() - start) < seconds:
             for k, rate in enumerate((personal, group, reconnects)):
                 for _ in range(int(elapsed * rate) - done[k]):

@@ -20,7 +20,16 @@ from pathlib import Path
 import pytest
 
 from benchmarks.hub.profile import GROUP, HubDriver, ProfileGen, SocketIODriver, Tally, UserPeer
-from benchmarks.hub_profile import Profile, Servers, alive, merge, start_hub, start_redis, start_socketio
+from benchmarks.hub_profile import (
+    Profile,
+    Servers,
+    alive,
+    by_window,
+    merge,
+    start_hub,
+    start_redis,
+    start_socketio,
+)
 from benchmarks.loopback import ROOT, ServerProc
 from wsproto_lite import ClientConnection
 
@@ -47,6 +56,14 @@ def test_merge_adds_counts_and_joins_latencies() -> None:
     assert (total.published, total.lost, total.duplicated, total.cpu) == (5, 1, 2, 0.75)
     assert (total.backlog, total.drain) == (7, 2)  # the worst process's
     assert list(total.latencies) == [1, 2, 3]
+
+
+def test_latency_by_window_of_arrival() -> None:
+    tally = Tally()
+    for ms, at_s in ((5, 1), (7, 2), (900, 12), (30, 25), (40, 99)):
+        tally.latencies.append(ms * 1_000_000)
+        tally.arrivals.append(at_s * 1_000_000_000)
+    assert by_window(tally, 3) == ["7", "900", "30", "40"]  # 0-10, 10-20, 20-30 s, after
 
 
 def test_publisher_keeps_what_the_socket_does_not_take_in_order() -> None:
@@ -148,7 +165,9 @@ def test_one_command_end_to_end(tmp_path: Path) -> None:
     argv += ["--procs", "1", "--only", only, "--out", str(out)]
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, env=_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in out.read_text().splitlines()}
+    rows: dict[str, list[str]] = {}
+    for line in out.read_text().splitlines():  # the first table: one row per server
+        rows.setdefault(line.split(" | ")[0].lstrip("| "), line.split(" | "))
     hub = rows["hub"]
     assert hub[5].startswith("0 of ") and hub[5] != "0 of 0"  # lost: none, of some
     assert hub[6] == "0"  # duplicated
