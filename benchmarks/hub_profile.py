@@ -48,7 +48,8 @@ from .servers import raise_nofile
 FULL_CONNECTIONS = 1_000_000  # Centrifugo's test, scaled by --scale
 FULL_DELIVERIES = 500_000  # per second
 FULL_RECONNECTS = 200_000  # per minute
-TARGETS = ("hub", "python-socketio")
+TARGETS = ("hub", "python-socketio")  # the default run
+EXTRA = ("hub-1-redis",)  # the hub's 2 workers on one redis-server: only when named in --only
 
 HUB_CONFIG = f"""
 max_connections = 1000000
@@ -281,6 +282,9 @@ def merge(tallies: list[Tally]) -> Tally:
         for f in fields(Tally):
             if f.name in ("latencies", "arrivals"):
                 getattr(total, f.name).extend(getattr(t, f.name))
+            elif f.name == "closes":
+                for key, n in t.closes.items():
+                    total.closes[key] = total.closes.get(key, 0) + n
             elif f.name in MAXIMA:
                 setattr(total, f.name, max(getattr(total, f.name), getattr(t, f.name)))
             else:
@@ -290,13 +294,16 @@ def merge(tallies: list[Tally]) -> Tally:
 
 def measure(target: str, profile: Profile, redis: list[ServerProc], workdir: str) -> Outcome:
     shards = [r.port for r in redis]
-    servers = start_hub(shards, workdir) if target == "hub" else start_socketio(shards)
+    if target == "python-socketio":
+        servers = start_socketio(shards)
+    else:
+        servers = start_hub(shards if target == "hub" else shards[:1], workdir)
     out = Outcome(target)
     loaders: Loaders | None = None
     try:
         out.rss_idle = rss(servers.pids)
         started = time.monotonic()
-        loaders = Loaders(target, servers.ports, profile)
+        loaders = Loaders("python-socketio" if target == "python-socketio" else "hub", servers.ports, profile)
         loaders.gather("ready", timeout=300)
         out.ramp = time.monotonic() - started
         time.sleep(1)
@@ -328,12 +335,17 @@ def _ms(values: Any, q: float) -> str:
     return f"{percentile(list(values), q) / 1e6:.1f}" if len(values) else "-"
 
 
+def _codes(closes: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {n}" for k, n in sorted(closes.items()))
+
+
 def row(out: Outcome, profile: Profile) -> list[str]:
     t = out.tally
     delivered_per_s = t.delivered / profile.seconds
     per_conn = (out.rss_connected - out.rss_idle) / profile.connections / 1024
     return [
         out.target,
+        f"{t.published:,}" + (f" ({t.unpublished:,} not sent)" if t.unpublished else ""),
         f"{delivered_per_s:,.0f}",
         _ms(t.latencies, 50),
         _ms(t.latencies, 99),
@@ -341,7 +353,7 @@ def row(out: Outcome, profile: Profile) -> list[str]:
         f"{t.lost:,} of {t.expected:,}",
         f"{t.duplicated:,}",
         f"{t.reconnects:,} ({t.recovered:,} / {t.not_recovered:,})",
-        f"{t.server_closed:,}",
+        f"{t.server_closed:,}" + (f" ({_codes(t.closes)})" if t.closes else ""),
         f"{t.backlog / 1024:,.0f}",
         f"{t.drain:.1f}",
         f"{out.rss_idle / 2**20:.0f} / {out.rss_connected / 2**20:.0f} / {out.rss_end / 2**20:.0f}",
@@ -355,6 +367,7 @@ def row(out: Outcome, profile: Profile) -> list[str]:
 
 HEADER = [
     "server",
+    "publications",
     "deliveries/s",
     "p50 ms",
     "p99 ms",
@@ -426,6 +439,7 @@ NOTES = [
     "port, channels sharded over 2 redis-server processes), namespace `prof` with history 100 / 300 s; "
     "a reconnect subscribes with `recover: true` from the last offset it saw (its recovered publications "
     "count as deliveries, not in the latency figures).",
+    "- hub-1-redis (when run): the same hub with both workers on redis A alone.",
     "- python-socketio: 2 uvicorn processes (`benchmarks/hub_peers.py socketio-redis`), `AsyncRedisManager` "
     "on redis A (it cannot shard); a reconnect joins its two rooms again: what was published meanwhile is "
     "lost (it has no recovery).",
@@ -446,13 +460,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--procs", type=int, default=4, help="load processes (default 4)")
     ap.add_argument("--group-share", type=float, default=0.5, help="of the deliveries through group channels")
     ap.add_argument(
-        "--only", default=",".join(TARGETS), help="comma-separated subset of " + ",".join(TARGETS)
+        "--only", default=",".join(TARGETS), help="comma-separated, of " + ",".join(TARGETS + EXTRA)
     )
     ap.add_argument("--out", default=None, help="default: benchmarks/RESULTS-hub-profile.md at --scale 0.01")
     args = ap.parse_args(argv)
     only = [t for t in args.only.split(",") if t]
-    if set(only) - set(TARGETS):
-        ap.error(f"unknown target(s): {', '.join(sorted(set(only) - set(TARGETS)))}")
+    if set(only) - set(TARGETS + EXTRA):
+        ap.error(f"unknown target(s): {', '.join(sorted(set(only) - set(TARGETS + EXTRA)))}")
     profile = Profile.at(args.scale, args.seconds, args.procs, args.group_share)
     nofile = raise_nofile()
     need = math.ceil(profile.connections / 2) + 1000  # the busiest server process: half the connections

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from wsproto_lite import ClientConnection
+from wsproto_lite import ClientConnection, CloseReceived, ConnectionState
 
 from ..loopback import HOST
 from ..scale import LINGER0
@@ -70,6 +70,8 @@ class Tally:
     not_recovered: int = 0
     server_closed: int = 0
     errors: int = 0
+    unpublished: int = 0  # publications due while the publisher was being reconnected
+    closes: dict[str, int] = field(default_factory=dict)  # close code and reason sent by the server -> count
     backlog: int = 0  # the most bytes of publications the server had not taken from the publisher
     drain: float = 0.0  # seconds from the end of publishing until the last delivery (or the limit)
     cpu: float = 0.0  # seconds of this load process over the run and the drain
@@ -196,6 +198,10 @@ class UserPeer(Peer):
     user: User | None
     backlog: bytearray
 
+    def say(self, text: str) -> None:
+        if self.ws.state is ConnectionState.OPEN:  # not once the server closed it: it is reconnected
+            super().say(text)
+
     def flush(self) -> None:
         self.backlog += self.ws.data_to_send()
         if self.backlog:
@@ -277,10 +283,19 @@ class ProfileGen(LoadGen):
         self.tally.reconnects += 1
         self.connect(user, recover=True)
 
+    def _other(self, peer: Peer, event: object) -> None:
+        if isinstance(event, CloseReceived):
+            key = f"{event.code} {event.reason}".strip()
+            self.tally.closes[key] = self.tally.closes.get(key, 0) + 1
+        super()._other(peer, event)
+
     def _closed(self, peer: Peer) -> None:
         user = getattr(peer, "user", None)
-        if user is None:
-            raise ConnectionError(f"{self.driver.name} closed the publisher connection")
+        if user is None:  # the publisher: a new one (counted in ``closes``)
+            self._drop(peer)
+            self.publisher = None
+            self.connect(None)
+            return
         self.tally.server_closed += 1
         self.reconnect(user)  # what a client does; counted apart from the scheduled ones
         self.tally.reconnects -= 1
@@ -324,7 +339,9 @@ class ProfileGen(LoadGen):
     # -- the run -------------------------------------------------------------------------------
 
     def publish_to(self, channel: str) -> None:
-        assert self.publisher is not None
+        if self.publisher is None or self.publisher.ws.state is not ConnectionState.OPEN:
+            self.tally.unpublished += 1  # the server closed the publisher: a new one is on its way
+            return
         self.seq += 1
         self.rid += 1
         self.recipients[self.seq] = channel
