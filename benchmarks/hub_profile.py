@@ -335,6 +335,12 @@ def _ms(values: Any, q: float) -> str:
     return f"{percentile(list(values), q) / 1e6:.1f}" if len(values) else "-"
 
 
+def _unmade(t: Tally) -> str:
+    notes = [f"{t.unacked:,} unacknowledged"] if t.unacked else []
+    notes += [f"{t.unpublished:,} not sent"] if t.unpublished else []
+    return f" ({', '.join(notes)})" if notes else ""
+
+
 def _codes(closes: dict[str, int]) -> str:
     return ", ".join(f"{k}: {n}" for k, n in sorted(closes.items()))
 
@@ -345,12 +351,13 @@ def row(out: Outcome, profile: Profile) -> list[str]:
     per_conn = (out.rss_connected - out.rss_idle) / profile.connections / 1024
     return [
         out.target,
-        f"{t.published:,}" + (f" ({t.unpublished:,} not sent)" if t.unpublished else ""),
+        f"{t.published:,}" + _unmade(t),
         f"{delivered_per_s:,.0f}",
         _ms(t.latencies, 50),
         _ms(t.latencies, 99),
         _ms(t.latencies, 100),
-        f"{t.lost:,} of {t.expected:,}",
+        f"{t.lost:,} of {t.expected:,}"
+        + (f" (+{t.lost_unacked:,} of the unacknowledged)" if t.unacked else ""),
         f"{t.duplicated:,}",
         f"{t.reconnects:,} ({t.recovered:,} / {t.not_recovered:,})",
         f"{t.server_closed:,}" + (f" ({_codes(t.closes)})" if t.closes else ""),
@@ -447,7 +454,9 @@ NOTES = [
     "when it was due (same clock), every live delivery. Lost: a publication to a user's channel that user "
     "never got by the end of the drain (after publishing stops: until all arrived, 3 s without a delivery, "
     "or 60 s); duplicated: got more than once. Publisher backlog: the most bytes of publications a server "
-    "had not taken from a publisher connection (it stopped reading: it fell behind).",
+    "had not taken from a publisher connection (it stopped reading: it fell behind). Publications: sent; "
+    "unacknowledged: the hub never answered the `publish` (or refused it), their deliveries are not in "
+    "`lost` (shown apart); not sent: due while the server had closed the publisher (replaced at once).",
     "- RSS: sum over the server processes (the hub's supervisor too); per connection = (connected - idle) / "
     "connections. CPU: share of one core over the run (publishing, reconnects and the drain).",
 ]

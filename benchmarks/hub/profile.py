@@ -60,7 +60,7 @@ class Tally:
     """What one load process saw; ``merge``d over the processes by the orchestrator."""
 
     published: int = 0
-    expected: int = 0
+    expected: int = 0  # deliveries of the acknowledged publications, once ``account``ed
     delivered: int = 0
     lost: int = 0
     duplicated: int = 0
@@ -70,6 +70,8 @@ class Tally:
     not_recovered: int = 0
     server_closed: int = 0
     errors: int = 0
+    unacked: int = 0  # publications the server never acknowledged (or refused): not in ``expected``
+    lost_unacked: int = 0  # deliveries missing of those
     unpublished: int = 0  # publications due while the publisher was being reconnected
     closes: dict[str, int] = field(default_factory=dict)  # close code and reason sent by the server -> count
     backlog: int = 0  # the most bytes of publications the server had not taken from the publisher
@@ -81,6 +83,7 @@ class Tally:
 
 class Driver(Protocol):
     name: str
+    acks: bool  # the server acknowledges each publication (the reply to ``publish``)
     path: str
 
     def setup(self, gen: ProfileGen, user: User, recover: bool) -> list[Step]: ...
@@ -99,10 +102,12 @@ def _payload(seq: int, t_ns: int) -> str:
 
 
 _OFFSET = re.compile(r'"offset":(\d+)')
+_RID = re.compile(r'\{"id":(\d+),')
 
 
 class HubDriver:
     name = "hub"
+    acks = True
     path = "/connection/websocket"
 
     def setup(self, gen: ProfileGen, user: User, recover: bool) -> list[Step]:
@@ -161,6 +166,7 @@ def _subscribed(gen: ProfileGen, user: User, channel: str, recover: bool) -> Cal
 
 class SocketIODriver:
     name = "python-socketio"
+    acks = False  # the benchmark's publish event has none: every publication counts as made
     path = "/socket.io/?EIO=4&transport=websocket"
 
     def setup(self, gen: ProfileGen, user: User, recover: bool) -> list[Step]:
@@ -228,6 +234,9 @@ class ProfileGen(LoadGen):
             for channel in user.channels:
                 self.members.setdefault(channel, []).append(user)
         self.recipients: dict[int, str] = {}  # seq -> channel
+        self.unacked: dict[int, int] = {}  # publish request id -> seq, until the server answers
+        self.refused: set[int] = set()  # seqs the server answered with an error
+        self.due = 0  # deliveries of every publication sent
         self.rid = 1
         self.started = time.monotonic_ns()  # of the run (``run``)
 
@@ -322,8 +331,13 @@ class ProfileGen(LoadGen):
             self._next_step(peer)
         elif (answer := self.driver.answer(text)) is not None:
             peer.say(answer)
-        elif '"error"' in text:
-            self.tally.errors += 1
+        else:
+            rid = _RID.match(text)
+            seq = self.unacked.pop(int(rid[1]), None) if rid and user is None else None
+            if '"error"' in text:
+                self.tally.errors += 1
+                if seq is not None:
+                    self.refused.add(seq)
 
     def got(self, user: User, seq: int, latency_ns: int | None) -> None:
         if seq in user.got:
@@ -345,8 +359,10 @@ class ProfileGen(LoadGen):
         self.seq += 1
         self.rid += 1
         self.recipients[self.seq] = channel
+        if self.driver.acks:
+            self.unacked[self.rid] = self.seq
         self.tally.published += 1
-        self.tally.expected += len(self.members[channel])
+        self.due += len(self.members[channel])
         self.publisher.say(self.driver.publish(self.rid, channel, self.seq, time.monotonic_ns()))
 
     def run(self, seconds: float, personal: float, group: float, reconnects: float) -> None:
@@ -378,7 +394,7 @@ class ProfileGen(LoadGen):
             seen = sum(len(u.got) for u in self.users)
             if seen != last:
                 last, last_change = seen, time.monotonic()
-            if not self.pending and seen >= self.tally.expected:
+            if not self.pending and seen >= self.due:
                 break
             if not self.pending and time.monotonic() - last_change > quiet:
                 break
@@ -388,17 +404,25 @@ class ProfileGen(LoadGen):
         self.tally.drain = min(last_change, time.monotonic()) - started
 
     def account(self) -> Tally:
+        """Lost: deliveries missing of the publications the server acknowledged (all, without acks);
+        those of publications never acknowledged (or refused) are counted apart."""
         tally = self.tally
-        expected: dict[str, list[int]] = {}
+        made: dict[str, list[int]] = {}
+        unmade = set(self.unacked.values()) | self.refused
+        tally.unacked = len(unmade)
         for seq, channel in self.recipients.items():
-            expected.setdefault(channel, []).append(seq)
+            if seq not in unmade:
+                made.setdefault(channel, []).append(seq)
+        tally.expected = sum(len(self.members[c]) * len(seqs) for c, seqs in made.items())
         for user in self.users:
             for channel in user.channels:
-                for seq in expected.get(channel, ()):
+                for seq in made.get(channel, ()):
                     if seq not in user.got:
                         tally.lost += 1
             tally.delivered += len(user.got)
             tally.duplicated += user.dups
+        for seq in unmade:
+            tally.lost_unacked += sum(seq not in u.got for u in self.members[self.recipients[seq]])
         return tally
 
 
