@@ -280,7 +280,7 @@ def merge(tallies: list[Tally]) -> Tally:
     total = Tally()
     for t in tallies:
         for f in fields(Tally):
-            if f.name in ("latencies", "arrivals"):
+            if f.name in ("latencies", "arrivals", "acks"):
                 getattr(total, f.name).extend(getattr(t, f.name))
             elif f.name == "closes":
                 for key, n in t.closes.items():
@@ -359,6 +359,7 @@ def row(out: Outcome, profile: Profile) -> list[str]:
         f"{t.lost:,} of {t.expected:,}"
         + (f" (+{t.lost_unacked:,} of the unacknowledged)" if t.unacked else ""),
         f"{t.duplicated:,}",
+        f"{_ms(t.acks, 50)} / {_ms(t.acks, 99)}" if len(t.acks) else "-",
         f"{t.reconnects:,} ({t.recovered:,} / {t.not_recovered:,})",
         f"{t.server_closed:,}" + (f" ({_codes(t.closes)})" if t.closes else ""),
         f"{t.backlog / 1024:,.0f}",
@@ -381,6 +382,7 @@ HEADER = [
     "max ms",
     "lost",
     "duplicated",
+    "publish ack p50 / p99 ms",
     "reconnects (recovered / not)",
     "closed by server",
     "publisher backlog KiB",
@@ -452,7 +454,7 @@ NOTES = [
     "lost (it has no recovery).",
     "- Latency: receive time in the load process minus the `time.monotonic_ns()` stamp put in the payload "
     "when it was due (same clock), every live delivery. Lost: a publication to a user's channel that user "
-    "never got by the end of the drain (after publishing stops: until all arrived, 3 s without a delivery, "
+    "never got by the end of the drain (after publishing stops: until all arrived, 5 s without a delivery, "
     "or 60 s); duplicated: got more than once. Publisher backlog: the most bytes of publications a server "
     "had not taken from a publisher connection (it stopped reading: it fell behind). Publications: sent; "
     "unacknowledged: the hub never answered the `publish` (or refused it), their deliveries are not in "

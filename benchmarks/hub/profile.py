@@ -78,6 +78,7 @@ class Tally:
     drain: float = 0.0  # seconds from the end of publishing until the last delivery (or the limit)
     cpu: float = 0.0  # seconds of this load process over the run and the drain
     latencies: array[int] = field(default_factory=lambda: array("q"))
+    acks: array[int] = field(default_factory=lambda: array("q"))  # ns from publish to its acknowledgement
     arrivals: array[int] = field(default_factory=lambda: array("q"))  # ns after the run's start, per latency
 
 
@@ -236,6 +237,7 @@ class ProfileGen(LoadGen):
         self.recipients: dict[int, str] = {}  # seq -> channel
         self.unacked: dict[int, int] = {}  # publish request id -> seq, until the server answers
         self.refused: set[int] = set()  # seqs the server answered with an error
+        self.sent_at: dict[int, int] = {}  # seq -> when it was published, until acknowledged
         self.due = 0  # deliveries of every publication sent
         self.rid = 1
         self.started = time.monotonic_ns()  # of the run (``run``)
@@ -334,6 +336,8 @@ class ProfileGen(LoadGen):
         else:
             rid = _RID.match(text)
             seq = self.unacked.pop(int(rid[1]), None) if rid and user is None else None
+            if seq is not None:
+                self.tally.acks.append(now - self.sent_at.pop(seq))
             if '"error"' in text:
                 self.tally.errors += 1
                 if seq is not None:
@@ -359,11 +363,13 @@ class ProfileGen(LoadGen):
         self.seq += 1
         self.rid += 1
         self.recipients[self.seq] = channel
+        t_ns = time.monotonic_ns()
         if self.driver.acks:
             self.unacked[self.rid] = self.seq
+            self.sent_at[self.seq] = t_ns
         self.tally.published += 1
         self.due += len(self.members[channel])
-        self.publisher.say(self.driver.publish(self.rid, channel, self.seq, time.monotonic_ns()))
+        self.publisher.say(self.driver.publish(self.rid, channel, self.seq, t_ns))
 
     def run(self, seconds: float, personal: float, group: float, reconnects: float) -> None:
         """``personal`` and ``group`` publications per second, ``reconnects`` per second, for ``seconds``."""
@@ -384,7 +390,7 @@ class ProfileGen(LoadGen):
                 self.publisher.flush()
                 self.tally.backlog = max(self.tally.backlog, len(cast(UserPeer, self.publisher).backlog))
 
-    def drain(self, quiet: float = 3.0, limit: float = 60.0) -> None:
+    def drain(self, quiet: float = 5.0, limit: float = 60.0) -> None:
         """Until every reconnect finished and every expected delivery arrived, or nothing arrived for
         ``quiet`` seconds (what is missing then is lost), at most ``limit`` seconds."""
         started = time.monotonic()

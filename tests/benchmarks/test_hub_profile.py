@@ -136,6 +136,7 @@ def test_hub_reconnect_recovers_what_was_published_meanwhile(
         _stopped(servers)
     assert (tally.published, tally.expected) == (2, 1 + GROUP)
     assert (tally.lost, tally.duplicated, tally.errors, tally.unacked) == (0, 0, 0, 0)  # both acknowledged
+    assert len(tally.acks) == 2 and min(tally.acks) > 0
     assert tally.delivered == 1 + GROUP
     assert (tally.recovered, tally.not_recovered, tally.recovered_deliveries) == (2, 0, 2)
     assert len(tally.latencies) == GROUP - 1  # live deliveries only
