@@ -169,11 +169,11 @@ def test_one_command_end_to_end(tmp_path: Path) -> None:
     rows: dict[str, list[str]] = {}
     for line in out.read_text().splitlines():  # the first table: one row per server
         rows.setdefault(line.split(" | ")[0].lstrip("| "), line.split(" | "))
-    hub = rows["hub"]
+    hub = rows["hub, 50% group"]
     assert hub[6].startswith("0 of ") and hub[6] != "0 of 0"  # lost: none, of some
     assert hub[7] == "0"  # duplicated
     if HAVE_SOCKETIO:
-        assert rows["python-socketio"][6] != "0 of 0"
+        assert rows["python-socketio, 50% group"][6] != "0 of 0"
 
 
 def _env() -> dict[str, str]:
