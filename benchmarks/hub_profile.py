@@ -369,7 +369,7 @@ def row(out: Outcome) -> list[str]:
         f"{t.reconnects:,} ({t.recovered:,} / {t.not_recovered:,})",
         f"{t.server_closed:,}" + (f" ({_codes(t.closes)})" if t.closes else ""),
         f"{t.backlog / 1024:,.0f}",
-        f"{t.drain:.1f}",
+        f"{out.ramp:.0f} / {t.drain:.1f}",
         f"{out.rss_idle / 2**20:.0f} / {out.rss_connected / 2**20:.0f} / {out.rss_end / 2**20:.0f}",
         f"{per_conn:.1f}",
         f"{out.server_cpu / out.wall:.0%}" if out.wall else "-",
@@ -392,7 +392,7 @@ HEADER = [
     "reconnects (recovered / not)",
     "closed by server",
     "publisher backlog KiB",
-    "drain s",
+    "ramp / drain s",
     "RSS MiB idle / connected / end",
     "KiB per connection",
     "server CPU",
@@ -467,6 +467,9 @@ NOTES = [
     "had not taken from a publisher connection (it stopped reading: it fell behind). Publications: sent; "
     "unacknowledged: the hub never answered the `publish` (or refused it), their deliveries are not in "
     "`lost` (shown apart); not sent: due while the server had closed the publisher (replaced at once).",
+    "- Ramp: from starting the load processes until every connection was subscribed (200 handshakes in "
+    "flight per load process); drain: after publishing stopped, until the last delivery (the slowest load "
+    "process).",
     "- RSS: sum over the server processes (the hub's supervisor too); per connection = (connected - idle) / "
     "connections. CPU: share of one core over the run (publishing, reconnects and the drain).",
 ]
