@@ -200,6 +200,19 @@ class Servers:
     def cpu(self) -> float:
         return sum(cpu_seconds(p) for p in self.pids if alive(p))
 
+    def troubles(self) -> list[str]:
+        """Server processes that died (or hub workers the supervisor restarted), tracebacks they logged."""
+        notes = [f"pid {pid} is gone" for pid in self.pids if not alive(pid)]
+        workers = [pid for proc in self.procs for pid in children(proc.pid)]
+        if len(self.pids) > len(self.procs) and sorted(workers) != sorted(self.pids[len(self.procs) :]):
+            notes.append(f"hub workers now {workers}, were {self.pids[len(self.procs) :]} (restarted)")
+        for proc in self.procs:
+            proc.stderr.seek(0)
+            tracebacks = proc.stderr.read().count(b"Traceback")
+            if tracebacks:
+                notes.append(f"{tracebacks} traceback(s) in {proc.name} pid {proc.pid}'s log")
+        return notes
+
     def stop(self) -> None:
         for proc in self.procs:
             proc.proc.terminate()
@@ -272,6 +285,8 @@ class Outcome:
     wall: float = 0.0
     ramp: float = 0.0
     load_avg: float = 0.0
+    failed: str = ""
+    notes: list[str] = field(default_factory=list)
 
 
 MAXIMA = ("backlog", "drain")  # the worst load process's; every other field adds up
@@ -318,6 +333,7 @@ def measure(target: str, profile: Profile, redis: list[ServerProc], workdir: str
         out.load_cpu = out.tally.cpu
         out.rss_end = rss(servers.pids)
         out.load_avg = os.getloadavg()[0]
+        out.notes = servers.troubles()
     finally:
         if loaders is not None:
             loaders.stop()
@@ -351,6 +367,8 @@ def label(out: Outcome) -> str:
 
 
 def row(out: Outcome) -> list[str]:
+    if out.failed:
+        return [label(out), f"failed: {out.failed}"] + [""] * (len(HEADER) - 2)
     profile = out.profile
     t = out.tally
     delivered_per_s = t.delivered / profile.seconds
@@ -436,6 +454,8 @@ def report(outcomes: list[Outcome], scale: float, load_start: float, command: st
         "|" + "---|" * len(HEADER),
     ]
     lines += ["| " + " | ".join(row(o)) + " |" for o in outcomes]
+    notes = [f"- {label(o)}: {note}" for o in outcomes for note in o.notes]
+    lines += ["", *notes] if notes else []
     windows = max(1, math.ceil(p.seconds / WINDOW))
     lines += [
         "",
@@ -513,7 +533,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for each in profiles:
             for target in only:
-                outcome = measure(target, each, redis, workdir)
+                try:
+                    outcome = measure(target, each, redis, workdir)
+                except Exception as exc:  # noqa: BLE001 - one server's failure is a result; the others run
+                    outcome = Outcome(target, each, failed=f"{type(exc).__name__}: {exc}"[:300])
                 outcomes.append(outcome)
                 print(" | ".join(f"{h}: {v}" for h, v in zip(HEADER, row(outcome), strict=True)), flush=True)
     finally:

@@ -261,7 +261,7 @@ class ProfileGen(LoadGen):
         if user is not None:
             user.peer, user.ready = peer, False
 
-    def open_all(self, inflight: int = 200, timeout: float = 120.0) -> None:
+    def open_all(self, inflight: int = 200, timeout: float = 240.0) -> None:
         todo = list(reversed(self.users))
         self.connect(None)
         deadline = time.monotonic() + timeout

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from benchmarks.hub_profile import (
     Servers,
     alive,
     by_window,
+    children,
     merge,
     start_hub,
     start_redis,
@@ -132,6 +134,13 @@ def test_hub_reconnect_recovers_what_was_published_meanwhile(
             tally = _away_while_published(gen)
         finally:
             gen.close()
+        assert servers.troubles() == []
+        os.kill(servers.pids[1], signal.SIGKILL)  # a worker dies: the supervisor restarts it
+        deadline = time.monotonic() + 10
+        while servers.pids[1] in children(servers.pids[0]) or len(children(servers.pids[0])) < 2:
+            assert time.monotonic() < deadline, "the supervisor did not restart its worker"
+            time.sleep(0.05)
+        assert any("restarted" in note for note in servers.troubles())
     finally:
         _stopped(servers)
     assert (tally.published, tally.expected) == (2, 1 + GROUP)
