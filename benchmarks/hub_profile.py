@@ -373,6 +373,7 @@ def row(out: Outcome) -> list[str]:
     t = out.tally
     delivered_per_s = t.delivered / profile.seconds
     per_conn = (out.rss_connected - out.rss_idle) / profile.connections / 1024
+    made = t.published - t.unacked
     return [
         label(out),
         f"{t.published:,}" + _unmade(t),
@@ -392,6 +393,7 @@ def row(out: Outcome) -> list[str]:
         f"{per_conn:.1f}",
         f"{out.server_cpu / out.wall:.0%}" if out.wall else "-",
         f"{out.server_cpu / t.delivered * 1e6:.0f}" if t.delivered else "-",
+        f"{out.server_cpu / made * 1e6:.0f}" if made else "-",
         f"{out.redis_cpu / out.wall:.0%}" if out.wall else "-",
         f"{out.load_cpu / out.wall:.0%}" if out.wall else "-",
     ]
@@ -415,6 +417,7 @@ HEADER = [
     "KiB per connection",
     "server CPU",
     "server CPU µs per delivery",
+    "per publication",
     "Redis CPU",
     "load CPU",
 ]
