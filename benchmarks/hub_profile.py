@@ -42,7 +42,7 @@ from typing import Any
 
 from .hub.loadgen import percentile
 from .hub.profile import DRIVERS, GROUP, NAMESPACE, ProfileGen, Tally
-from .loopback import HOST, PAGE, ROOT, ServerProc, cpu_seconds, free_port
+from .loopback import CLK_TCK, HOST, PAGE, ROOT, ServerProc, cpu_seconds, free_port
 from .servers import raise_nofile
 
 FULL_CONNECTIONS = 1_000_000  # Centrifugo's test, scaled by --scale
@@ -282,6 +282,7 @@ class Outcome:
     server_cpu: float = 0.0
     redis_cpu: float = 0.0
     load_cpu: float = 0.0
+    machine_cpu: float = 0.0  # every process on the machine, ours and others'
     wall: float = 0.0
     ramp: float = 0.0
     load_avg: float = 0.0
@@ -324,12 +325,13 @@ def measure(target: str, profile: Profile, redis: list[ServerProc], workdir: str
         out.ramp = time.monotonic() - started
         time.sleep(1)
         out.rss_connected = rss(servers.pids)
-        cpu0, redis0 = servers.cpu(), _cpu(redis)
+        cpu0, redis0, busy0 = servers.cpu(), _cpu(redis), machine_busy()
         t0 = time.monotonic()
         loaders.go()
         out.tally = merge(loaders.gather("result", timeout=profile.seconds + 120))
         out.wall = time.monotonic() - t0
         out.server_cpu, out.redis_cpu = servers.cpu() - cpu0, _cpu(redis) - redis0
+        out.machine_cpu = machine_busy() - busy0
         out.load_cpu = out.tally.cpu
         out.rss_end = rss(servers.pids)
         out.load_avg = os.getloadavg()[0]
@@ -339,6 +341,14 @@ def measure(target: str, profile: Profile, redis: list[ServerProc], workdir: str
             loaders.stop()
         servers.stop()
     return out
+
+
+def machine_busy() -> float:
+    """CPU seconds every process on the machine has used (all cores), from /proc/stat."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / CLK_TCK
 
 
 def _cpu(procs: list[ServerProc]) -> float:
@@ -396,6 +406,7 @@ def row(out: Outcome) -> list[str]:
         f"{out.server_cpu / made * 1e6:.0f}" if made else "-",
         f"{out.redis_cpu / out.wall:.0%}" if out.wall else "-",
         f"{out.load_cpu / out.wall:.0%}" if out.wall else "-",
+        f"{out.machine_cpu / out.wall:.0%} of {os.cpu_count()}00%" if out.wall else "-",
     ]
 
 
@@ -420,6 +431,7 @@ HEADER = [
     "per publication",
     "Redis CPU",
     "load CPU",
+    "machine CPU (all processes)",
 ]
 
 
