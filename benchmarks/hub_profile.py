@@ -208,9 +208,11 @@ class Servers:
             notes.append(f"hub workers now {workers}, were {self.pids[len(self.procs) :]} (restarted)")
         for proc in self.procs:
             proc.stderr.seek(0)
-            tracebacks = proc.stderr.read().count(b"Traceback")
-            if tracebacks:
-                notes.append(f"{tracebacks} traceback(s) in {proc.name} pid {proc.pid}'s log")
+            log = proc.stderr.read().decode(errors="replace").splitlines()
+            for i, line in enumerate(log):
+                if line.startswith("Traceback"):
+                    last = next((x for x in log[i + 1 :] if x and not x.startswith(" ")), "?")
+                    notes.append(f"a traceback in {proc.name} pid {proc.pid}'s log: `{last[:200]}`")
         return notes
 
     def stop(self) -> None:
