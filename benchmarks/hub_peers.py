@@ -1,10 +1,14 @@
 """What a Python user would pick instead of the hub, and the hub inside an ASGI app, for the hub benchmark.
 
-``python -m benchmarks.hub_peers {socketio,websockets,hub-asgi} [--host H] --port P``
+``python -m benchmarks.hub_peers {socketio,socketio-redis,websockets,hub-asgi} [--host H] --port P
+[--redis URL]``
 
 - ``socketio``: python-socketio ``AsyncServer`` as an ASGI app on uvicorn (one process). Event
   ``subscribe`` (with an ack) enters the room it names; event ``publish`` emits ``pub`` with the same
   data to room ``bench``.
+- ``socketio-redis``: the same server with its Redis manager (``AsyncRedisManager(--redis URL)``), so that
+  several processes share rooms (the scale profile, ``hub_profile.py``); ``publish`` emits ``pub`` to the
+  room named by the data's ``room`` key.
 - ``websockets``: a websockets asyncio server. The text ``subscribe`` adds the connection to a set
   (answered ``subscribed``); any other message is sent to that set with ``websockets.broadcast``.
 - ``hub-asgi``: the hub (``wsproto_lite.hub.asgi.HubASGI``) mounted at ``/hub`` in a Starlette app on
@@ -27,14 +31,17 @@ from .servers import BACKLOG, raise_nofile
 ROOM = "bench"
 
 
-def run_socketio(host: str, port: int) -> None:
+def run_socketio(host: str, port: int, redis_url: str | None = None) -> None:
     try:
         import socketio  # type: ignore[import-untyped]
         import uvicorn
     except ImportError as exc:
         raise SystemExit(f"{exc.name} missing: pip install -r benchmarks/requirements.txt") from None
 
-    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins="*", transports=["websocket"])
+    manager = socketio.AsyncRedisManager(redis_url) if redis_url else None
+    sio = socketio.AsyncServer(
+        async_mode="asgi", cors_allowed_origins="*", transports=["websocket"], client_manager=manager
+    )
 
     @sio.event  # type: ignore[untyped-decorator]
     async def subscribe(sid: str, room: str) -> str:
@@ -43,7 +50,8 @@ def run_socketio(host: str, port: int) -> None:
 
     @sio.event  # type: ignore[untyped-decorator]
     async def publish(sid: str, data: Any) -> None:
-        await sio.emit("pub", data, room=ROOM)
+        room = data.get("room", ROOM) if redis_url and isinstance(data, dict) else ROOM
+        await sio.emit("pub", data, room=room)
 
     app = socketio.ASGIApp(sio)
     uvicorn.run(
@@ -112,14 +120,19 @@ async def serve_websockets(host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.hub_peers")
-    ap.add_argument("impl", choices=("socketio", "websockets", "hub-asgi"))
+    ap.add_argument("impl", choices=("socketio", "socketio-redis", "websockets", "hub-asgi"))
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--redis", default=None, help="socketio-redis: the AsyncRedisManager's URL")
     args = ap.parse_args(argv)
     raise_nofile()
     try:
         if args.impl == "socketio":
             run_socketio(args.host, args.port)
+        elif args.impl == "socketio-redis":
+            if not args.redis:
+                ap.error("socketio-redis needs --redis URL")
+            run_socketio(args.host, args.port, args.redis)
         elif args.impl == "hub-asgi":
             run_hub_asgi(args.host, args.port)
         else:
