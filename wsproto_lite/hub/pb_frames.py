@@ -15,7 +15,8 @@ must be JSON in UTF-8: other bytes get error 107 (PROTOCOL.md, "Protobuf").  Fra
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from .pb_wire import WireError, decode, encode, read_varint, varint
 from .protocol import (
@@ -30,10 +31,24 @@ from .protocol import (
     refuse_lone_surrogates,
 )
 
-__all__ = ["PING", "SUBPROTOCOL", "commands_of", "publication_push", "read_length", "reply_of"]
+if TYPE_CHECKING:
+    from wsproto_lite import Request
+
+__all__ = [
+    "JSON_SUBPROTOCOL",
+    "PING",
+    "SUBPROTOCOL",
+    "commands_of",
+    "negotiate",
+    "publication_push",
+    "read_length",
+    "reply_of",
+]
 
 #: The WebSocket subprotocol of the encoding (``centrifuge/handler_websocket.go``).
 SUBPROTOCOL = "centrifuge-protobuf"
+#: The JSON encoding's subprotocol: optional (JSON is the default without one).
+JSON_SUBPROTOCOL = "centrifuge-json"
 #: The app-level ping: an empty ``Reply`` (the pong is an empty ``Command``).
 PING = b"\x00"
 
@@ -136,3 +151,17 @@ def publication_push(publication_json: str, channel: str, concrete: str | None =
     if concrete is not None:
         rest["channel"] = concrete
     return _delimited(encode("Reply", {"push": {"channel": channel, "pub": rest}}))
+
+
+def negotiate(request: Request) -> tuple[str | None, bool]:
+    """The subprotocol to accept and whether the connection speaks protobuf.
+
+    As ``centrifuge/handler_websocket.go``: of the subprotocols offered, ``centrifuge-json`` is preferred
+    to ``centrifuge-protobuf`` (the server's order); the legacy query switches ``?format=protobuf`` and
+    ``?cf_protocol=protobuf`` select protobuf too; JSON otherwise.
+    """
+    offered = request.subprotocols
+    chosen = next((p for p in (JSON_SUBPROTOCOL, SUBPROTOCOL) if p in offered), None)
+    query = parse_qs(request.query) if request.query else {}
+    switched = "protobuf" in query.get("format", ()) or "protobuf" in query.get("cf_protocol", ())
+    return chosen, switched or chosen == SUBPROTOCOL
