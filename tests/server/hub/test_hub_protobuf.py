@@ -16,11 +16,12 @@ from hypothesis import strategies as st
 from wsproto_lite import Request
 from wsproto_lite.hub import channels as channels_module
 from wsproto_lite.hub.config import HubConfig
+from wsproto_lite.hub.engine import ClientInfo, Publication
 from wsproto_lite.hub.limits import RateLimits
 from wsproto_lite.hub.namespaces import NamespaceOptions, Namespaces
-from wsproto_lite.hub.pb_frames import SUBPROTOCOL, commands_of, negotiate, read_length
+from wsproto_lite.hub.pb_frames import SUBPROTOCOL, commands_of, negotiate, publication_push, read_length
 from wsproto_lite.hub.pb_wire import MAX_DEPTH, WireError, decode, encode, varint
-from wsproto_lite.hub.protocol import MAX_BATCH, BadFrame, Command, DisconnectCode, ErrorCode
+from wsproto_lite.hub.protocol import MAX_BATCH, BadFrame, Command, DisconnectCode, ErrorCode, dumps
 from wsproto_lite.server.client import connect
 from wsproto_lite.server.errors import ConnectionClosed
 
@@ -406,3 +407,48 @@ def test_a_protobuf_connection_is_freed_at_close_without_gc(
         assert pb_hub.call(lambda: len(pb_hub.hub.conns.protobuf)) == 0
     finally:
         gc.enable()
+
+
+json_leaves = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=6)
+json_payloads = st.recursive(
+    json_leaves,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+stored_infos = st.builds(
+    ClientInfo,
+    st.text(min_size=1, max_size=8),
+    st.text(max_size=8),
+    st.just("") | json_payloads.map(dumps),
+    st.just("") | json_payloads.map(dumps),
+)
+
+
+@given(
+    data=json_payloads,
+    info=st.none() | stored_infos,
+    offset=st.none() | st.integers(0, 2**32),
+    tags=st.none()
+    | st.dictionaries(st.text(min_size=1, max_size=4), st.text(max_size=4), min_size=1, max_size=2),
+    concrete=st.none() | st.text(min_size=1, max_size=8),
+)
+def test_the_publication_push_fast_path_is_the_generic_encoding(
+    data: Any, info: ClientInfo | None, offset: int | None, tags: dict[str, str] | None, concrete: str | None
+) -> None:
+    stored = Publication(
+        "chat:p",
+        offset,
+        dumps(data),
+        None if info is None else info.as_json(),
+        tags_json=tags and dumps(tags),
+    )
+    value = json.loads(stored.json)
+    value["data"] = dumps(data).encode()
+    if concrete is not None:
+        value["channel"] = concrete
+    expected = decode("Reply", encode("Reply", {"push": {"channel": "p:*", "pub": value}}))
+    (got,) = replies_of(publication_push(stored.json, "p:*", concrete))
+    assert got == expected
+    assert got["push"]["pub"]["data"] == dumps(data).encode()  # the stored bytes, as they are
