@@ -452,3 +452,24 @@ def test_the_publication_push_fast_path_is_the_generic_encoding(
     (got,) = replies_of(publication_push(stored.json, "p:*", concrete))
     assert got == expected
     assert got["push"]["pub"]["data"] == dumps(data).encode()  # the stored bytes, as they are
+
+
+def test_protobuf_on_every_transport(start_hub: Callable[..., Any]) -> None:
+    """The selectors server and the ASGI app (uvicorn, both WebSocket classes) negotiate the subprotocol
+    and carry binary frames both ways."""
+    hub = start_hub(_unlimited())
+    pb, js = PbRaw(hub.url), Raw(hub.url)
+    try:
+        assert pb.ws.subprotocol == SUBPROTOCOL
+        for client in (pb, js):
+            client.ok("connect")
+            client.ok("subscribe", {"channel": "chat:t"})
+        pb.ok("publish", {"channel": "chat:t", "data": {"via": "pb"}})
+        assert pb.push()["pub"]["data"] == js.push()["pub"]["data"] == {"via": "pb"}
+        pb.send(b"\x80")
+        with pytest.raises(ConnectionClosed) as closed:
+            pb.recv()
+        assert closed.value.code == DisconnectCode.BAD_REQUEST
+    finally:
+        pb.close()
+        js.close()
