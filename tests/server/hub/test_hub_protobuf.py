@@ -473,3 +473,25 @@ def test_protobuf_on_every_transport(start_hub: Callable[..., Any]) -> None:
     finally:
         pb.close()
         js.close()
+
+
+def test_ping_is_an_empty_reply_and_the_pong_an_empty_command() -> None:
+    """centrifuge/client.go: the app-level ping and pong are empty messages in the protobuf encoding too;
+    no pong within ``pong`` seconds: 3012."""
+    hub = HubThread(_unlimited())
+    answering, mute = PbRaw(hub.url), PbRaw(hub.url)
+    try:
+        assert answering.ok("connect")["ping"] == 25
+        mute.ok("connect")
+        mute.answer_pings = False
+        hub.loop.advance(26)
+        answering.await_ping()
+        mute.await_ping()
+        assert answering.roundtrip()  # the pong went before this command: it is in
+        hub.loop.advance(11)
+        assert mute.closed() == (DisconnectCode.NO_PONG, "no pong")
+        assert answering.roundtrip()
+    finally:
+        answering.close()
+        mute.close()
+        hub.stop()
