@@ -77,6 +77,14 @@ class PbRaw(Raw):
             self._lines.append(_json_of(reply))
 
 
+class _AnyInfo:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, dict) and "client" in other
+
+
+ANY_INFO = _AnyInfo()
+
+
 def _unlimited() -> HubConfig:
     rates = RateLimits(
         commands_per_second=1e6,
@@ -85,7 +93,8 @@ def _unlimited() -> HubConfig:
         connections_burst_per_ip=1e6,
     )
     history = NamespaceOptions(history_size=10, history_ttl=60.0, allow_publish=True, presence=True)
-    namespaces = Namespaces(namespaces={"chat": history})
+    wildcards = NamespaceOptions(allow_publish=True, allow_wildcards=True)
+    namespaces = Namespaces(namespaces={"chat": history, "stock": wildcards})
     return HubConfig(port=0, rate_limits=rates, namespaces=namespaces)
 
 
@@ -168,6 +177,16 @@ def test_json_and_protobuf_clients_share_a_channel(clients: Callable[..., Raw]) 
     assert sorted(info["conn_info"]["name"] for info in presence.values()) == ["js", "pb"]
     stats = pb.ok("presence_stats", {"channel": "chat:mix"})
     assert stats["num_clients"] == 2 and stats == js.ok("presence_stats", {"channel": "chat:mix"})
+
+
+def test_a_wildcard_subscription_gets_the_concrete_channel(clients: Callable[..., Raw]) -> None:
+    pb, js = clients(), clients(protobuf=False)
+    pb.ok("subscribe", {"channel": "stock:*"})
+    js.ok("publish", {"channel": "stock:B", "data": {"p": 1}})
+    assert pb.push() == {
+        "channel": "stock:*",
+        "pub": {"channel": "stock:B", "data": {"p": 1}, "info": ANY_INFO},
+    }
 
 
 def test_recovery_since_offset_zero_omitted_by_proto3(clients: Callable[..., Raw]) -> None:
