@@ -38,8 +38,16 @@ function payloadIn(value) {
   try { return JSON.parse(text); } catch (_) { return { binary: text }; }
 }
 
-function payloadOut(value) {
-  return options.protobuf ? new TextEncoder().encode(JSON.stringify(value)) : value;
+// publishing in the protobuf build: the payload as JSON text's UTF-8
+function encodingPayloads(target) {
+  if (!options.protobuf) return target;
+  const publish = target.publish.bind(target);
+  target.publish = (...args) => {
+    const data = args[args.length - 1];  // a subscription's publish goes through the client's: once only
+    if (!(data instanceof Uint8Array)) args[args.length - 1] = new TextEncoder().encode(JSON.stringify(data));
+    return publish(...args);
+  };
+  return target;
 }
 
 // the protobuf build hands uint64 fields (offsets) over as protobufjs Long objects
@@ -84,7 +92,7 @@ if (options.tokens !== undefined) {
     return next;
   };
 }
-const client = new Centrifuge(options.url, clientOptions);
+const client = encodingPayloads(new Centrifuge(options.url, clientOptions));
 
 client.on('connecting', (ctx) => emit({ ev: 'connecting', code: ctx.code, reason: ctx.reason }));
 client.on('connected', (ctx) => emit({ ev: 'connected', client: ctx.client }));
@@ -113,7 +121,7 @@ function subscription(args) {
       return next;
     };
   }
-  const sub = client.newSubscription(args.channel, subOptions);
+  const sub = encodingPayloads(client.newSubscription(args.channel, subOptions));
   sub.on('subscribing', (ctx) => emit({ ev: 'subscribing', channel: ctx.channel, code: ctx.code, reason: ctx.reason }));
   sub.on('subscribed', (ctx) => emit({ ev: 'subscribed', ...subscribedOf(ctx) }));
   sub.on('unsubscribed', (ctx) => emit({ ev: 'unsubscribed', channel: ctx.channel, code: ctx.code, reason: ctx.reason }));
@@ -135,9 +143,8 @@ const ops = {
   disconnect: async () => { client.disconnect(); return {}; },
   subscribe: async (args) => { subscription(args).subscribe(); return {}; },
   unsubscribe: async (args) => { subscription(args).unsubscribe(); return {}; },
-  publish: async (args) => { await client.publish(args.channel, payloadOut(args.data)); return {}; },
-  sub_publish: async (args) => { await subscription(args).publish(payloadOut(args.data)); return {}; },
-  publish_bytes: async (args) => { await client.publish(args.channel, new TextEncoder().encode(args.text)); return {}; },
+  publish: async (args) => { await client.publish(args.channel, args.data); return {}; },
+  sub_publish: async (args) => { await subscription(args).publish(args.data); return {}; },
   presence: async (args) => presenceOf(await client.presence(args.channel)),
   presence_stats: async (args) => {
     const r = await client.presenceStats(args.channel);
