@@ -58,7 +58,6 @@ def field(name: str, number: int, kind: str, repeated: bool = False, map_value: 
 _COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
 _MESSAGE = re.compile(r"message\s+(\w+)\s*\{([^{}]*)\}")
 _FIELD = re.compile(r"^(repeated\s+)?(?:map<\s*(\w+)\s*,\s*(\w+)\s*>|(\w+))\s+(\w+)\s*=\s*(\d+)\s*;$")
-_IGNORED = re.compile(r"^(reserved\s[^;]*;)?$")
 _HEADER = re.compile(r"^(syntax|package|option)\b[^;]*;$", re.M)
 
 
@@ -66,7 +65,7 @@ def _fields(name: str, body: str) -> dict[int, Field]:
     fields: dict[int, Field] = {}
     for statement in body.split(";"):
         line = " ".join(statement.split())
-        if _IGNORED.match(line + ";" if line else line):
+        if not line or line.startswith("reserved "):
             continue
         match = _FIELD.match(line + ";")
         if match is None:

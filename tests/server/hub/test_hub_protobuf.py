@@ -20,6 +20,7 @@ from wsproto_lite.hub.engine import ClientInfo, Publication
 from wsproto_lite.hub.limits import RateLimits
 from wsproto_lite.hub.namespaces import NamespaceOptions, Namespaces
 from wsproto_lite.hub.pb_frames import SUBPROTOCOL, commands_of, negotiate, publication_push, read_length
+from wsproto_lite.hub.pb_schema import MESSAGES, field, parse_proto
 from wsproto_lite.hub.pb_wire import MAX_DEPTH, WireError, decode, encode, varint
 from wsproto_lite.hub.protocol import MAX_BATCH, BadFrame, Command, DisconnectCode, ErrorCode, dumps
 from wsproto_lite.server.client import connect
@@ -514,3 +515,30 @@ def test_ping_is_an_empty_reply_and_the_pong_an_empty_command() -> None:
         answering.close()
         mute.close()
         hub.stop()
+
+
+# -- the schema ----------------------------------------------------------------------------------------
+
+
+def test_the_vendored_proto_is_read_whole() -> None:
+    assert {"Command", "Reply", "Push", "Publication", "ClientInfo", "FilterNode"} <= set(MESSAGES)
+    assert MESSAGES["Reply"][4] == field("push", 4, "Push")
+    assert MESSAGES["ConnectResult"][6].map_value == "SubscribeResult"
+    assert MESSAGES["Publication"][13].kind == "sint64"
+    assert not {1, 2, 3} & set(MESSAGES["Publication"])  # reserved 1, 2, 3 are not fields
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "message A { oneof x { string a = 1; } }",
+        "enum E { ZERO = 0; }",
+        "message A { B b = 1; }",
+        "message A { message B { string c = 1; } B b = 1; }",
+        "message A { optional string a = 1; }",
+        "message A { float a = 1; }",
+    ],
+)
+def test_proto_syntax_beyond_client_protos_subset_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_proto(text)
