@@ -166,9 +166,11 @@ def _client_info(info: dict[str, Any]) -> bytes:
     parts = []
     for tag, name in _INFO_FIELDS:
         value = info.get(name)
-        if value is not None and value != "":
-            raw = value.encode("utf-8") if name in ("user", "client") else dumps(value).encode("utf-8")
-            parts.append(_field(tag, raw))
+        if name in ("user", "client"):
+            if value:  # a string: proto3 leaves out ""
+                parts.append(_field(tag, value.encode("utf-8")))
+        elif value is not None:  # a JSON value, even "": its JSON text
+            parts.append(_field(tag, dumps(value).encode("utf-8")))
     return b"".join(parts)
 
 
