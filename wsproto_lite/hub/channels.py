@@ -3,16 +3,17 @@
 Per channel (or pattern) a :class:`Subscribers`: the active subscriptions by connection, the pending
 ones (their subscribe reply not sent yet) with the publications that arrived meanwhile, and the floors
 of just activated ones (skip what their reply already carried).  A publication's frame is built once
-(``prepare_message``) and queued on every subscriber (``send_prepared``; on our selectors layer
-``defer_prepared``: written at the end of the loop iteration, a burst in one ``send()`` per subscriber, see
-``server/fanout.py``); a subscriber past twice the queue bound is dropped as slow.
+per encoding present among the subscribers (``prepare_message``: JSON text, protobuf binary) and queued
+on every subscriber (``send_prepared``; on our selectors layer ``defer_prepared``: written at the end of the
+loop iteration, a burst in one ``send()`` per subscriber, see ``server/fanout.py``); a subscriber past
+twice the queue bound is dropped as slow.
 
 The registry refers to its hub weakly (the hub owns it): no reference cycle keeps either alive.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from wsproto_lite import PreparedMessage, prepare_message
@@ -23,6 +24,7 @@ from .bound import QueueBound
 from .engine import ClientInfo, Publication, Reply
 from .namespaces import Channel, namespace_of
 from .part import HubPart
+from .pb_frames import publication_push, reply_of
 from .protocol import DisconnectCode, Position, presence_push_frame, pub_push_frame
 
 if TYPE_CHECKING:
@@ -158,8 +160,8 @@ class ChannelRegistry(HubPart):
         subscribers = self.exact.get(channel)
         if subscribers is None or not subscribers.by_conn:
             return
-        frame = prepare_message(presence_push_frame(kind, channel, info.as_json()))
-        self.send_all(subscribers.by_conn, frame, exclude=self.hub.connection_of(info.client))
+        frame = presence_push_frame(kind, channel, info.as_json())
+        self.send_push(subscribers.by_conn, frame, exclude=self.hub.connection_of(info.client))
 
     def on_lost(self, channels: Iterable[str]) -> None:
         """Publications on these channels may have been missed (the engine's link to the backend
@@ -187,7 +189,8 @@ class ChannelRegistry(HubPart):
                 targets = (
                     subscribers.by_conn if not subscribers.floors else _past_floors(subscribers, publication)
                 )
-                self.send_all(targets, prepare_message(pub_push_frame(publication.json, channel)))
+                frame = pub_push_frame(publication.json, channel)
+                self.send_push(targets, frame, protobuf=lambda: publication_push(publication.json, channel))
             for held in subscribers.pending.values():
                 held.append(publication)
         patterns = self.patterns.get(namespace_of(channel))
@@ -195,10 +198,29 @@ class ChannelRegistry(HubPart):
             for pattern, matching in list(patterns.items()):
                 if channel.startswith(matching.prefix):  # type: ignore[arg-type]
                     if matching.by_conn:
-                        frame = prepare_message(pub_push_frame(publication.json, pattern, channel))
-                        self.send_all(matching.by_conn, frame)
+                        frame = pub_push_frame(publication.json, pattern, channel)
+                        binary = lambda p=pattern: publication_push(publication.json, p, channel)  # noqa: E731
+                        self.send_push(matching.by_conn, frame, protobuf=binary)
                     for held in matching.pending.values():
                         held.append(publication)
+
+    def send_push(
+        self,
+        conns: dict[HubConnection, Subscription],
+        text: str,
+        exclude: object = None,
+        protobuf: Callable[[], bytes] | None = None,
+    ) -> None:
+        """Send the push ``text`` to ``conns``, its frame prepared once per encoding present among them
+        (``protobuf`` builds the binary one, else it is converted from ``text``), never per subscriber."""
+        binary_conns = self.hub.conns.protobuf
+        if binary_conns and not binary_conns.isdisjoint(conns):
+            binary = {conn: sub for conn, sub in conns.items() if conn in binary_conns}
+            conns = {conn: sub for conn, sub in conns.items() if conn not in binary_conns}
+            payload = protobuf() if protobuf is not None else reply_of(text)
+            self.send_all(binary, prepare_message(payload), exclude)
+        if conns:
+            self.send_all(conns, prepare_message(text), exclude)
 
     def send_all(
         self, conns: dict[HubConnection, Subscription], frame: PreparedMessage, exclude: object = None

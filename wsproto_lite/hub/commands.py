@@ -19,6 +19,7 @@ from wsproto_lite import CloseCode
 from .auth import ANONYMOUS, AuthFailure, Identity
 from .bound import publications_size
 from .engine import ClientInfo, HistoryResult, Publication, Reply
+from .pb_frames import commands_of
 from .protocol import (
     PONG,
     SEND,
@@ -55,17 +56,22 @@ class Commands(SubscribeCommands):
     def receive(self, session: Session, message: str | bytes) -> None:
         """A frame from the connection (``Hub.on_message``)."""
         hub = self.hub
-        if not isinstance(message, str):
+        protobuf = session.conn in hub.conns.protobuf
+        if isinstance(message, str) == protobuf:
             # RFC 6455 §7.4.1: 1003, "received a type of data it cannot accept"
             hub.conns.end(session)
-            hub.conns.close(session.conn, CloseCode.UNSUPPORTED_DATA, "the hub speaks JSON text frames")
+            expected = "protobuf binary" if protobuf else "JSON text"
+            hub.conns.close(
+                session.conn, CloseCode.UNSUPPORTED_DATA, f"the hub speaks {expected} frames here"
+            )
             return
         hub.stats.messages_in += 1
         hub.stats.bytes_in += len(message)
         try:
-            commands = parse_frame(message)
+            commands = commands_of(message) if isinstance(message, bytes) else parse_frame(message)
         except BadFrame as exc:
-            # nothing to answer (no id to repeat): Centrifugo closes with 3501 bad request
+            # nothing to answer (no id to repeat): Centrifugo closes with 3501 bad request (a protobuf
+            # command that does not decode too: centrifuge/client.go, DisconnectBadRequest)
             hub.stats.errors += 1
             hub.disconnect(session.conn, DisconnectCode.BAD_REQUEST, str(exc))
             return
@@ -87,7 +93,9 @@ class Commands(SubscribeCommands):
         else:
             session.pong_due = None
 
-    def _frame_refusal(self, session: Session, message: str, now: float) -> tuple[HubError | None, str]:
+    def _frame_refusal(
+        self, session: Session, message: str | bytes, now: float
+    ) -> tuple[HubError | None, str]:
         """The error every command of a frame gets (too large, too many bytes) and the limit's name."""
         if len(message) > self.hub.limits.max_command_size:
             return HubError(ErrorCode.LIMIT_EXCEEDED, "command too large"), "command_size"

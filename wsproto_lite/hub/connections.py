@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from wsproto_lite import CloseCode, fit_close_reason
 
 from .part import HubPart
+from .pb_frames import reply_of
 from .protocol import DisconnectCode, unsubscribe_push_frame
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ class Connections(HubPart):
 
     def __init__(self, hub: Hub) -> None:
         super().__init__(hub)
+        self.protobuf: set[HubConnection] = set()
+        """The connections speaking the protobuf encoding (``pb_frames``); the others speak JSON."""
 
     # -- the queue bound ---------------------------------------------------------------------------
 
@@ -51,13 +54,15 @@ class Connections(HubPart):
         return False
 
     def send_frame(self, session: Session, frame: str) -> bool:
-        """Queue a reply or a push; False (and the connection dropped as slow) when it does not fit."""
-        if not self.room(session, len(frame)):
+        """Queue a reply or a push (JSON text; a protobuf connection gets its ``Reply``); False (and the
+        connection dropped as slow) when it does not fit."""
+        message: str | bytes = reply_of(frame) if session.conn in self.protobuf else frame
+        if not self.room(session, len(message)):
             return False
         stats = self.hub.stats
         stats.messages_out += 1
-        stats.bytes_out += len(frame)
-        if not session.conn.send(frame):  # past the I/O layer's own hard limit: dropped
+        stats.bytes_out += len(message)
+        if not session.conn.send(message):  # past the I/O layer's own hard limit: dropped
             self.drop_slow((session.conn,))
             return False
         self.mark_behind(session)

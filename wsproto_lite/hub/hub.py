@@ -39,6 +39,7 @@ from .limits import HubLimits, IpLimiter, RateLimits, UserConnections
 from .memory import MemoryEngine
 from .metrics import HubStats
 from .namespaces import Namespaces
+from .pb_frames import negotiate
 from .protocol import PING_FRAME, DisconnectCode, ErrorCode, HubError, UnsubscribeCode, dumps
 from .replies import Replies
 from .session import Session, Subscription
@@ -219,7 +220,8 @@ class Hub(Handler):
                 self.stats.auth_failures += 1
                 return Reject(401, [("WWW-Authenticate", "Bearer")], b"unauthorized\n")
             self._pending[conn] = identity
-        return None
+        subprotocol = negotiate(request)[0]
+        return None if subprotocol is None else Accept(subprotocol=subprotocol)
 
     def identify(self, conn: HubConnection, identity: Identity) -> None:
         """Between ``handshake`` and ``on_open``: the transport authenticated ``conn`` itself (an
@@ -233,10 +235,14 @@ class Hub(Handler):
             conn, now, now + self.limits.connect_timeout, identity, self.rate_limits
         )
         self.stats.connections += 1
+        request = conn.request
+        if request is not None and negotiate(request)[1]:
+            self.conns.protobuf.add(conn)
 
     def on_close(self, conn: HubConnection, code: int, reason: str) -> None:
         self._pending.pop(conn, None)
         self._behind.pop(conn, None)
+        self.conns.protobuf.discard(conn)
         session = self.sessions.pop(conn, None)
         if session is not None:
             self.hook_runner.forget(session)

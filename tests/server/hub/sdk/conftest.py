@@ -50,7 +50,8 @@ EVENT_TIMEOUT = 6.0
 DRIVER_DEADLINE = 45.0
 """A driver exits by itself after this long, whatever happens."""
 
-SDKS = ("js", "python")
+SDKS = ("js", "js-protobuf", "python")
+"""``js-protobuf``: centrifuge-js's protobuf build (``centrifuge/build/protobuf``), the binary encoding."""
 
 
 def sdk_marks(*areas: str) -> list[pytest.MarkDecorator]:
@@ -118,7 +119,8 @@ class Driver:
     def __init__(self, sdk: str, url: str, **options: Any) -> None:
         self.sdk = sdk
         options = {"url": url, "timeout": SDK_TIMEOUT, "deadline": DRIVER_DEADLINE, **options}
-        if sdk == "js":
+        if sdk in ("js", "js-protobuf"):
+            options["protobuf"] = sdk == "js-protobuf"
             argv = [require_node(), str(HERE / "driver.mjs"), json.dumps(options)]
         else:
             require_centrifuge_python()

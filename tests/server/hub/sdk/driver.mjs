@@ -3,17 +3,18 @@
 //   node driver.mjs '<options JSON>'
 //
 // options: {"url", "token"?, "tokens"? (what getToken returns, in order), "sub_tokens"? ({channel: [tokens]}),
-//           "timeout"? (s), "deadline"? (s), "name"?}
+//           "timeout"? (s), "deadline"? (s), "name"?, "protobuf"? (the SDK's protobuf build: binary frames,
+//           payloads as bytes; the driver sends JSON text's UTF-8 and reports bytes parsed as JSON)}
 // stdin:   one JSON op a line: {"id", "op", ...args}; ops: connect, disconnect, subscribe, unsubscribe,
 //          publish, sub_publish, rpc, presence, presence_stats, history, exit
 // options also: "data"? (the connect command's data)
 // stdout:  one JSON event a line: {"ev": ...}; an op's outcome is {"ev":"reply","id":n,"result"|"error":...}
 // The process exits by itself on stdin EOF, on "exit", or at the deadline (default 60 s), whatever happens.
 import { createInterface } from 'node:readline';
-import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
 
 const options = JSON.parse(process.argv[2]);
+const { Centrifuge } = options.protobuf ? await import('centrifuge/build/protobuf') : await import('centrifuge');
 const deadlineMs = 1000 * (options.deadline ?? 60);
 const timeoutMs = 1000 * (options.timeout ?? 5);
 const tokens = [...(options.tokens ?? [])];
@@ -30,12 +31,38 @@ function errorOf(err) {
   return { code: null, message: String(err) };
 }
 
+// the protobuf build carries payloads as bytes: JSON text in UTF-8 out, parsed back in (else {binary: text})
+function payloadIn(value) {
+  if (!(value instanceof Uint8Array)) return value ?? null;
+  if (value.length === 0) return null;
+  const text = new TextDecoder().decode(value);
+  try { return JSON.parse(text); } catch (_) { return { binary: text }; }
+}
+
+// publishing in the protobuf build: the payload as JSON text's UTF-8
+function encodingPayloads(target) {
+  if (!options.protobuf) return target;
+  const publish = target.publish.bind(target);
+  target.publish = (...args) => {
+    const data = args[args.length - 1];  // a subscription's publish goes through the client's: once only
+    if (!(data instanceof Uint8Array)) args[args.length - 1] = new TextEncoder().encode(JSON.stringify(data));
+    return publish(...args);
+  };
+  return target;
+}
+
+// the protobuf build hands uint64 fields (offsets) over as protobufjs Long objects
+function numberOf(value) {
+  if (value && typeof value === 'object' && 'low' in value) return value.high * 2 ** 32 + (value.low >>> 0);
+  return value ?? null;
+}
+
 function infoOf(info) {
-  return info ? { user: info.user, client: info.client, conn_info: info.connInfo ?? null } : null;
+  return info ? { user: info.user, client: info.client, conn_info: payloadIn(info.connInfo) } : null;
 }
 
 function pubOf(ctx) {
-  return { channel: ctx.channel, data: ctx.data, offset: ctx.offset ?? null, info: infoOf(ctx.info) };
+  return { channel: ctx.channel, data: payloadIn(ctx.data), offset: numberOf(ctx.offset), info: infoOf(ctx.info) };
 }
 
 function subscribedOf(ctx) {
@@ -45,7 +72,7 @@ function subscribedOf(ctx) {
     positioned: ctx.positioned,
     was_recovering: ctx.wasRecovering,
     recovered: ctx.recovered,
-    offset: ctx.streamPosition ? ctx.streamPosition.offset : null,
+    offset: ctx.streamPosition ? numberOf(ctx.streamPosition.offset) : null,
     epoch: ctx.streamPosition ? ctx.streamPosition.epoch : null,
   };
 }
@@ -67,7 +94,7 @@ if (options.tokens !== undefined) {
     return next;
   };
 }
-const client = new Centrifuge(options.url, clientOptions);
+const client = encodingPayloads(new Centrifuge(options.url, clientOptions));
 
 client.on('connecting', (ctx) => emit({ ev: 'connecting', code: ctx.code, reason: ctx.reason }));
 client.on('connected', (ctx) => emit({ ev: 'connected', client: ctx.client }));
@@ -78,7 +105,7 @@ client.on('subscribing', (ctx) => emit({ ev: 'server_subscribing', channel: ctx.
 client.on('subscribed', (ctx) => emit({ ev: 'server_subscribed', ...subscribedOf(ctx) }));
 client.on('unsubscribed', (ctx) => emit({ ev: 'server_unsubscribed', channel: ctx.channel }));
 client.on('publication', (ctx) => emit({ ev: 'server_publication', ...pubOf(ctx) }));
-client.on('message', (ctx) => emit({ ev: 'message', data: ctx.data }));
+client.on('message', (ctx) => emit({ ev: 'message', data: payloadIn(ctx.data) }));
 
 function subscription(args) {
   const existing = client.getSubscription(args.channel);
@@ -96,7 +123,7 @@ function subscription(args) {
       return next;
     };
   }
-  const sub = client.newSubscription(args.channel, subOptions);
+  const sub = encodingPayloads(client.newSubscription(args.channel, subOptions));
   sub.on('subscribing', (ctx) => emit({ ev: 'subscribing', channel: ctx.channel, code: ctx.code, reason: ctx.reason }));
   sub.on('subscribed', (ctx) => emit({ ev: 'subscribed', ...subscribedOf(ctx) }));
   sub.on('unsubscribed', (ctx) => emit({ ev: 'unsubscribed', channel: ctx.channel, code: ctx.code, reason: ctx.reason }));
@@ -130,7 +157,7 @@ const ops = {
     const opts = {};
     if (args.limit !== undefined) opts.limit = args.limit;
     const r = await client.history(args.channel, opts);
-    return { publications: r.publications.map(pubOf), offset: r.offset, epoch: r.epoch };
+    return { publications: r.publications.map(pubOf), offset: numberOf(r.offset), epoch: r.epoch };
   },
 };
 

@@ -254,17 +254,19 @@ def test_disconnect_codes_and_the_sdks_reconnect_decisions(
             c.connected()
 
 
-def test_two_sdks_on_one_channel(sdk_hub: HubThread, drivers: Drivers) -> None:
-    js, py = drivers("js", sdk_hub.url), drivers("python", sdk_hub.url)
-    js.connected()
-    py.connected()
-    js.subscribed("chat:mixed")
-    py.subscribed("chat:mixed")
-    js.ok("sub_publish", channel="chat:mixed", data={"from": "js"})
-    py.ok("sub_publish", channel="chat:mixed", data={"from": "python"})
-    for c in (js, py):
-        got = [c.expect("publication", channel="chat:mixed")["data"]["from"] for _ in range(2)]
-        assert got == ["js", "python"]
+def test_three_sdks_on_one_channel_json_and_protobuf_mixed(sdk_hub: HubThread, drivers: Drivers) -> None:
+    """The JSON and the protobuf encodings on one channel: each gets every publication, in order, with
+    the same payload, whoever published it (PROTOCOL.md, "Protobuf")."""
+    sdks = ("js", "js-protobuf", "python")
+    clients = [drivers(sdk, sdk_hub.url) for sdk in sdks]
+    for c in clients:
+        c.connected()
+        c.subscribed("chat:mixed")
+    for sdk, c in zip(sdks, clients, strict=True):
+        c.ok("sub_publish", channel="chat:mixed", data={"from": sdk, "n": [1, 2.5, "ü"]})
+    for c in clients:
+        got = [c.expect("publication", channel="chat:mixed")["data"] for _ in sdks]
+        assert got == [{"from": sdk, "n": [1, 2.5, "ü"]} for sdk in sdks]
 
 
 def test_subscriptions_made_before_connect_go_in_the_first_frame(

@@ -14,7 +14,7 @@ import pytest
 
 from ..authkit import SECRET
 from ..conftest import HubThread
-from .conftest import API_KEY, Drivers, Nodes, api_url, sdk_marks
+from .conftest import API_KEY, SDKS, Drivers, Nodes, api_url, sdk_marks
 
 pytestmark = sdk_marks()
 
@@ -31,14 +31,13 @@ def api(node: HubThread) -> Any:
 
 def test_a_publication_on_one_node_reaches_both_sdks_on_both(redis_nodes: Nodes, drivers: Drivers) -> None:
     a, b = redis_nodes(), redis_nodes()
-    js, py = drivers("js", a.url), drivers("python", b.url)
-    js.connected()
-    py.connected()
-    js.subscribed("chat:cluster")
-    py.subscribed("chat:cluster")
+    js, py, pb = drivers("js", a.url), drivers("python", b.url), drivers("js-protobuf", b.url)
+    for c in (js, py, pb):
+        c.connected()
+        c.subscribed("chat:cluster")
     js.ok("sub_publish", channel="chat:cluster", data={"from": "js on a"})
     api(b).publish(cent.PublishRequest(channel="chat:cluster", data={"from": "api on b"}))
-    for c in (js, py):
+    for c in (js, py, pb):
         got = [c.expect("publication", channel="chat:cluster") for _ in range(2)]
         assert [p["data"]["from"] for p in got] == ["js on a", "api on b"]
         assert [p["offset"] for p in got] == [1, 2]
@@ -57,7 +56,7 @@ def test_presence_across_nodes(redis_nodes: Nodes, drivers: Drivers) -> None:
         assert users == {"alice", "bob"}
 
 
-@pytest.mark.parametrize("sdk", ["js", "python"])
+@pytest.mark.parametrize("sdk", SDKS)
 def test_recovery_after_a_node_restart_with_redis_keeping_history(
     sdk: str, redis_nodes: Nodes, drivers: Drivers
 ) -> None:
@@ -79,7 +78,7 @@ def test_recovery_after_a_node_restart_with_redis_keeping_history(
     assert missed["data"] == {"n": 2} and missed["offset"] == 2
 
 
-@pytest.mark.parametrize("sdk", ["js", "python"])
+@pytest.mark.parametrize("sdk", SDKS)
 def test_api_disconnect_on_one_node_reaches_the_user_on_the_other(
     sdk: str, redis_nodes: Nodes, drivers: Drivers
 ) -> None:
@@ -93,7 +92,7 @@ def test_api_disconnect_on_one_node_reaches_the_user_on_the_other(
     assert disconnected["code"] == 4500  # terminal: the SDK does not come back
 
 
-@pytest.mark.parametrize("sdk", ["js", "python"])
+@pytest.mark.parametrize("sdk", SDKS)
 def test_api_subscribe_on_one_node_reaches_the_user_on_the_other(
     sdk: str, redis_nodes: Nodes, drivers: Drivers
 ) -> None:
