@@ -39,13 +39,19 @@ function payloadIn(value) {
   try { return JSON.parse(text); } catch (_) { return { binary: text }; }
 }
 
+// a payload sent in the protobuf build (connect data, rpc, publish): JSON text's UTF-8
+function payloadOut(value) {
+  if (!options.protobuf || value instanceof Uint8Array) return value;
+  return new TextEncoder().encode(JSON.stringify(value));
+}
+
 // publishing in the protobuf build: the payload as JSON text's UTF-8
 function encodingPayloads(target) {
   if (!options.protobuf) return target;
   const publish = target.publish.bind(target);
   target.publish = (...args) => {
     const data = args[args.length - 1];  // a subscription's publish goes through the client's: once only
-    if (!(data instanceof Uint8Array)) args[args.length - 1] = new TextEncoder().encode(JSON.stringify(data));
+    args[args.length - 1] = payloadOut(data);
     return publish(...args);
   };
   return target;
@@ -85,7 +91,7 @@ const clientOptions = {
   name: options.name ?? 'js',
 };
 if (options.token !== undefined) clientOptions.token = options.token;
-if (options.data !== undefined) clientOptions.data = options.data;
+if (options.data !== undefined) clientOptions.data = payloadOut(options.data);
 if (options.tokens !== undefined) {
   clientOptions.getToken = async () => {
     emit({ ev: 'get_token' });
@@ -146,7 +152,7 @@ const ops = {
   subscribe: async (args) => { subscription(args).subscribe(); return {}; },
   unsubscribe: async (args) => { subscription(args).unsubscribe(); return {}; },
   publish: async (args) => { await client.publish(args.channel, args.data); return {}; },
-  rpc: async (args) => ({ data: (await client.rpc(args.method, args.data ?? null)).data }),
+  rpc: async (args) => ({ data: payloadIn((await client.rpc(args.method, payloadOut(args.data ?? null))).data) }),
   sub_publish: async (args) => { await subscription(args).publish(args.data); return {}; },
   presence: async (args) => presenceOf(await client.presence(args.channel)),
   presence_stats: async (args) => {
