@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .engine import Reply
 from .part import HubPart
-from .protocol import ErrorCode, HubError
+from .protocol import DisconnectCode, ErrorCode, HubError
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -379,7 +379,8 @@ def _disconnect(value: Any) -> HubError:
         return hook_failed("the backend's disconnect is not an object")
     code, reason = value.get("code"), value.get("reason", "")
     # a close code an application may send: 3000-4999 (RFC 6455 §7.4.2)
-    if type(code) is not int or not 3000 <= code <= 4999 or not isinstance(reason, str):
+    closable = type(code) is int and DisconnectCode.FIRST <= code <= DisconnectCode.LAST
+    if not closable or not isinstance(reason, str):
         return hook_failed("the backend's disconnect is malformed")
     return HookDisconnect(code, reason[:MAX_MESSAGE])
 
