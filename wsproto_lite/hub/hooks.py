@@ -38,7 +38,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 from .engine import Reply
 from .part import HubPart
@@ -374,13 +374,17 @@ def response_result(response: Any) -> dict[str, Any]:
     return result
 
 
+def _closable(code: object) -> TypeGuard[int]:
+    """An int (not a bool) that a close frame from the hub may carry."""
+    return type(code) is int and DisconnectCode.FIRST <= code <= DisconnectCode.LAST
+
+
 def _disconnect(value: Any) -> HubError:
     if not isinstance(value, dict):
         return hook_failed("the backend's disconnect is not an object")
     code, reason = value.get("code"), value.get("reason", "")
     # a close code an application may send: 3000-4999 (RFC 6455 §7.4.2)
-    closable = type(code) is int and DisconnectCode.FIRST <= code <= DisconnectCode.LAST
-    if not closable or not isinstance(reason, str):
+    if not _closable(code) or not isinstance(reason, str):
         return hook_failed("the backend's disconnect is malformed")
     return HookDisconnect(code, reason[:MAX_MESSAGE])
 
