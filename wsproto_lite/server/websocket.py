@@ -197,14 +197,21 @@ class WebSocket(BaseProtocol, Endpoint):
 
         The per-subscriber path of every broadcast: the same checks as :meth:`send`, in as few steps.
         """
+        if not self._core_takes(prepared):
+            return False
+        self._queued(len(prepared.frame))
+        return True
+
+    def _core_takes(self, prepared: PreparedMessage) -> bool:
+        """Queue ``prepared`` in the core when open and under the hard limit (the core's consent: OPEN, no
+        fragmented message under way)."""
         transport = self.transport
         if not self._opened or transport is None or transport.buffered > self.options.write_hard_limit:
             return False
         try:
-            self.core.send_prepared(prepared)  # the core's consent: OPEN, no fragmented message under way
+            self.core.send_prepared(prepared)
         except LocalProtocolError:
             return False
-        self._queued(len(prepared.frame))
         return True
 
     def direct_fd(self) -> int:
@@ -226,13 +233,10 @@ class WebSocket(BaseProtocol, Endpoint):
     def defer_prepared(self, prepared: PreparedMessage, tick: TickFlush) -> bool:
         """:meth:`send_prepared`, written at the end of this loop iteration by ``tick`` (with whatever else
         was queued meanwhile: a burst of publications leaves in one ``send()``)."""
+        if not self._core_takes(prepared):
+            return False
         transport = self.transport
-        if not self._opened or transport is None or transport.buffered > self.options.write_hard_limit:
-            return False
-        try:
-            self.core.send_prepared(prepared)  # the core's consent: OPEN, no fragmented message under way
-        except LocalProtocolError:
-            return False
+        assert transport is not None  # checked by _core_takes
         size = len(prepared.frame)
         if self._dispatching or transport.buffered + self._unflushed + size >= self.options.write_high_water:
             self._queued(size)  # at the end of its own batch, or now: over the watermark it must pause
