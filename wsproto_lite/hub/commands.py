@@ -37,6 +37,7 @@ from .protocol import (
     get_position,
     get_str,
     parse_frame,
+    payload_json,
 )
 from .session import Answer, ConnectRefused, Result, Session
 from .subscribing import REPLY_HEAD, SubscribeCommands, gather, with_publications, with_subs
@@ -272,7 +273,7 @@ class Commands(SubscribeCommands):
         if "data" not in params:
             raise HubError(ErrorCode.BAD_REQUEST, "'data' is missing")
         try:
-            data_json = dumps(params["data"])
+            data_json = payload_json(params)
         except (ValueError, RecursionError):
             raise HubError(ErrorCode.BAD_REQUEST, "'data' cannot be encoded as JSON") from None
         if hub.hook_runner.has("publish"):

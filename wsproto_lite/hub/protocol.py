@@ -187,6 +187,23 @@ class Command:
     params: dict[str, Any]
 
 
+class ExactParams(dict[str, Any]):
+    """A protobuf command's params: ``data`` parsed as JSON, as for a JSON client, and ``data_text``, the
+    exact JSON text the client sent, which the hub stores and delivers instead of re-encoding the value."""
+
+    __slots__ = ("data_text",)
+
+    data_text: str
+
+
+def payload_json(params: dict[str, Any]) -> str:
+    """The JSON text to store for ``params["data"]``: a protobuf client's own text (``ExactParams``) as
+    sent, else the value encoded compact.  ``ValueError`` when the value cannot be encoded."""
+    if isinstance(params, ExactParams):
+        return params.data_text
+    return dumps(params["data"])
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     """A place in a channel's history stream: publications are numbered by ``offset`` inside ``epoch``."""

@@ -217,7 +217,7 @@ def test_the_published_json_reaches_protobuf_subscribers_as_stored(clients: Call
     )
     frames = [pb.ws.recv(timeout=5) for _ in range(2)]
     pubs = [r["push"]["pub"] for f in frames for r in replies_of(f) if "push" in r]  # type: ignore[arg-type]
-    assert [p["data"] for p in pubs] == [b'{"a":1}']  # stored compact, sent as stored
+    assert [p["data"] for p in pubs] == [b'{"a": 1}']  # stored and sent as the client wrote it
 
 
 def test_unknown_fields_are_skipped(clients: Callable[..., Raw]) -> None:
