@@ -6,9 +6,9 @@ JSON text of a reply or push becomes its ``Reply`` here (:func:`reply_of`).  Pub
 path, are built from the stored publication directly (:func:`publication_push`), once per channel.
 
 Payloads (``data``) are bytes in ``client.proto``; the hub keeps every payload as JSON text (what its JSON
-clients are sent verbatim, and what the engine, history and Redis hold), so a protobuf client's ``data``
-must be JSON in UTF-8: other bytes get error 107 (PROTOCOL.md, "Protobuf").  The text it sent is stored
-as sent (less newlines), not parsed and re-encoded.  Frames:
+clients are sent verbatim, and what the engine, history and Redis hold); a protobuf client's ``data``
+may be any bytes: JSON is stored as the text sent (less newlines), not re-encoded, other bytes as their
+base64 in a JSON string, marked (``protocol.binary_json``; PROTOCOL.md, "Protobuf").  Frames:
 ``centrifuge/handler_websocket.go`` (binary messages, ``centrifuge-protobuf``) and ``protocol/decode.go``
 (``ProtobufCommandDecoder``: a varint length before each command).
 """
@@ -25,6 +25,7 @@ from urllib.parse import parse_qs
 from .pb_schema import MESSAGES
 from .pb_wire import WireError, decode, encode, read_varint, varint
 from .protocol import (
+    BINARY_MARK,
     MAX_BATCH,
     METHODS,
     PONG,
@@ -34,7 +35,9 @@ from .protocol import (
     ErrorCode,
     ExactParams,
     HubError,
+    binary_json,
     dumps,
+    payload_bytes,
     refuse_lone_surrogates,
 )
 
@@ -120,25 +123,27 @@ def _command(fields: dict[str, Any]) -> Command | tuple[int, HubError]:
         return command_id, error
 
 
-def _json_payload(raw: bytes) -> tuple[Any, str]:
-    """The value of a protobuf ``data`` and the JSON text to store for it: the bytes as sent, less any
-    newline (only whitespace in JSON, and the JSON encoding's frame separator: centrifugal/protocol
-    ``raw.go``, ``Raw.MarshalJSON``, removes them too when splicing ``data`` into JSON frames)."""
+def _payload(raw: bytes) -> tuple[Any, str]:
+    """The value of a protobuf ``data`` and the text to store for it.  JSON in UTF-8: the bytes as sent,
+    less newlines (only white space in JSON, and the JSON encoding's frame separator: centrifugal/protocol
+    ``raw.go``, ``Raw.MarshalJSON``, drops them too) and less a leading ``BINARY_MARK``.  Anything else
+    (``client.proto``: ``bytes``): ``binary_json``, the value its base64 string."""
     try:
         text = raw.decode("utf-8")
         value = json.loads(text)
         refuse_lone_surrogates(text, value)
     except (ValueError, RecursionError):
-        error = "'data' must be JSON in UTF-8 (the hub's payloads are JSON)"
-        raise HubError(ErrorCode.BAD_REQUEST, error) from None
-    return value, text.replace("\n", "") if "\n" in text else text
+        text = binary_json(raw)
+        return json.loads(text), text
+    text = text.replace("\n", "") if "\n" in text else text
+    return value, text.lstrip(BINARY_MARK) if text.startswith(BINARY_MARK) else text
 
 
 def _params(request: dict[str, Any]) -> dict[str, Any]:
     """A request message's fields as the JSON encoding has them: payloads as JSON values (the text sent
     kept beside, :class:`ExactParams`), proto3's omitted zero values of a ``StreamPosition`` filled in."""
     if "data" in request:
-        request["data"], data_text = _json_payload(request["data"])
+        request["data"], data_text = _payload(request["data"])
         request = ExactParams(request)
         request.data_text = data_text
     since = request.get("since")
@@ -159,7 +164,7 @@ class _Object(dict[str, Any]):
 
     __slots__ = ("data",)
 
-    data: bytes | None
+    data: str | None
 
 
 def _pairs(pairs: list[tuple[str, tuple[Any, str, int, int]]]) -> _Object:
@@ -171,7 +176,7 @@ def _pairs(pairs: list[tuple[str, tuple[Any, str, int, int]]]) -> _Object:
         if key == "data":
             while text[start - 1] in " \t\n\r":
                 start -= 1
-            made.data = text[start : _space(text, end)].encode("utf-8")
+            made.data = text[start : _space(text, end)]
     return made
 
 
@@ -199,7 +204,7 @@ def _with_data_text(message: str, value: Any) -> None:
             continue
         item = value[field.name]
         if field.name == "data" and field.kind == "bytes" and value.data is not None:
-            value["data"] = value.data
+            value["data"] = payload_bytes(value.data)
         elif item is not None and (field.kind in MESSAGES or field.map_value in MESSAGES):
             kind = field.map_value or field.kind
             items = item.values() if field.map_value else item if field.repeated else [item]
@@ -263,7 +268,7 @@ def publication_push(publication_json: str, channel: str, concrete: str | None =
     start = len('{"data":')  # a protobuf client's text may have white space around its value
     end = _space(publication_json, _raw.raw_decode(publication_json, _space(publication_json, start))[1])
     rest = json.loads("{" + publication_json[end + 1 :]) if publication_json[end] == "," else {}
-    parts = [_field(_PUB_DATA, publication_json[start:end].encode("utf-8"))]
+    parts = [_field(_PUB_DATA, payload_bytes(publication_json[start:end]))]
     if "info" in rest:
         parts.append(_field(_PUB_INFO, _client_info(rest.pop("info"))))
     offset = rest.pop("offset", None)

@@ -13,6 +13,7 @@ command with a readable id raises :class:`HubError`, which the hub turns into an
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import unicodedata
@@ -194,6 +195,27 @@ class ExactParams(dict[str, Any]):
     __slots__ = ("data_text",)
 
     data_text: str
+
+
+#: The first character of a binary payload's stored text (``binary_json``).  JSON texts never start with
+#: it: the hub's own are compact, a protobuf client's lose a leading one (``pb_frames``).
+BINARY_MARK = "\r"
+
+
+def binary_json(raw: bytes) -> str:
+    """The stored text of a payload that is not JSON: its base64 as a JSON string, marked.
+
+    JSON clients get that string (valid JSON, never a broken frame), protobuf clients the bytes back
+    (``payload_bytes``).  Centrifugo splices any bytes into JSON frames as they are (centrifugal/protocol
+    ``raw.go``), which breaks its JSON clients on binary data: PROTOCOL.md, "Protobuf"."""
+    return BINARY_MARK + '"' + base64.b64encode(raw).decode("ascii") + '"'
+
+
+def payload_bytes(text: str) -> bytes:
+    """A payload's bytes for the protobuf encoding, from its stored text."""
+    if text.startswith(BINARY_MARK):
+        return base64.b64decode(text.strip(" \t\r\n")[1:-1])
+    return text.encode("utf-8")
 
 
 def payload_json(params: dict[str, Any]) -> str:
