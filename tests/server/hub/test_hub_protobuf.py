@@ -22,7 +22,7 @@ from wsproto_lite.hub.namespaces import NamespaceOptions, Namespaces
 from wsproto_lite.hub.pb_frames import SUBPROTOCOL, commands_of, negotiate, publication_push, read_length
 from wsproto_lite.hub.pb_schema import MESSAGES, field, parse_proto
 from wsproto_lite.hub.pb_wire import MAX_DEPTH, WireError, decode, encode, varint
-from wsproto_lite.hub.protocol import MAX_BATCH, BadFrame, Command, DisconnectCode, ErrorCode, dumps
+from wsproto_lite.hub.protocol import MAX_BATCH, BadFrame, Command, DisconnectCode, dumps
 from wsproto_lite.server.client import connect
 from wsproto_lite.server.errors import ConnectionClosed
 
