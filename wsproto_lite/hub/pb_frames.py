@@ -25,7 +25,6 @@ from urllib.parse import parse_qs
 from .pb_schema import MESSAGES
 from .pb_wire import WireError, decode, encode, read_varint, varint
 from .protocol import (
-    BINARY_MARK,
     MAX_BATCH,
     METHODS,
     PONG,
@@ -35,10 +34,9 @@ from .protocol import (
     ErrorCode,
     ExactParams,
     HubError,
-    binary_json,
     dumps,
     payload_bytes,
-    refuse_lone_surrogates,
+    payload_of_bytes,
 )
 
 if TYPE_CHECKING:
@@ -123,27 +121,11 @@ def _command(fields: dict[str, Any]) -> Command | tuple[int, HubError]:
         return command_id, error
 
 
-def _payload(raw: bytes) -> tuple[Any, str]:
-    """The value of a protobuf ``data`` and the text to store for it.  JSON in UTF-8: the bytes as sent,
-    less newlines (only white space in JSON, and the JSON encoding's frame separator: centrifugal/protocol
-    ``raw.go``, ``Raw.MarshalJSON``, drops them too) and less a leading ``BINARY_MARK``.  Anything else
-    (``client.proto``: ``bytes``): ``binary_json``, the value its base64 string."""
-    try:
-        text = raw.decode("utf-8")
-        value = json.loads(text)
-        refuse_lone_surrogates(text, value)
-    except (ValueError, RecursionError):
-        text = binary_json(raw)
-        return json.loads(text), text
-    text = text.replace("\n", "") if "\n" in text else text
-    return value, text.lstrip(BINARY_MARK) if text.startswith(BINARY_MARK) else text
-
-
 def _params(request: dict[str, Any]) -> dict[str, Any]:
     """A request message's fields as the JSON encoding has them: payloads as JSON values (the text sent
     kept beside, :class:`ExactParams`), proto3's omitted zero values of a ``StreamPosition`` filled in."""
     if "data" in request:
-        request["data"], data_text = _payload(request["data"])
+        request["data"], data_text = payload_of_bytes(request["data"])
         request = ExactParams(request)
         request.data_text = data_text
     since = request.get("since")

@@ -218,6 +218,29 @@ def payload_bytes(text: str) -> bytes:
     return text.encode("utf-8")
 
 
+def payload_of_bytes(raw: bytes) -> tuple[Any, str]:
+    """The value of a payload given as bytes (a protobuf client's ``data``, the HTTP API's ``b64data``) and
+    the text to store for it.  JSON in UTF-8: the bytes as sent, less newlines (only white space in JSON,
+    and the JSON encoding's frame separator: centrifugal/protocol ``raw.go``, ``Raw.MarshalJSON``, drops
+    them too) and less a leading ``BINARY_MARK``.  Anything else: ``binary_json``, its base64 string."""
+    try:
+        text = raw.decode("utf-8")
+        value = json.loads(text)
+        refuse_lone_surrogates(text, value)
+    except (ValueError, RecursionError):
+        text = binary_json(raw)
+        return json.loads(text), text
+    text = text.replace("\n", "") if "\n" in text else text
+    return value, text.lstrip(BINARY_MARK) if text.startswith(BINARY_MARK) else text
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPayload:
+    """A payload given as the text to store (``payload_of_bytes``): published as is, not encoded."""
+
+    text: str
+
+
 def payload_json(params: dict[str, Any]) -> str:
     """The JSON text to store for ``params["data"]``: a protobuf client's own text (``ExactParams``) as
     sent, else the value encoded compact.  ``ValueError`` when the value cannot be encoded."""

@@ -42,11 +42,11 @@ def hub_on(request: pytest.FixtureRequest) -> Iterator[HubThread]:
 class Exact:
     """A protobuf client reading raw ``Reply`` dicts, ``data`` left as the bytes on the wire."""
 
-    def __init__(self, hub: HubThread) -> None:
+    def __init__(self, hub: HubThread, token: str = "") -> None:
         self.client = PbRaw(hub.url)
         self.next_id = 1
         self.pushes: list[dict[str, Any]] = []
-        self.call("connect", {})
+        self.call("connect", {"token": token} if token else {})
 
     def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """Send one command; its result (pushes read on the way are kept)."""
@@ -63,10 +63,13 @@ class Exact:
                     return result
 
     def pub_data(self) -> bytes:
-        while not self.pushes:
+        """The next publication's ``data`` (other pushes, such as joins, skipped)."""
+        while not any("pub" in push for push in self.pushes):
             for reply in replies_of(self.client.ws.recv(timeout=5)):
                 if "push" in reply:
                     self.pushes.append(reply["push"])
+        while "pub" not in self.pushes[0]:
+            self.pushes.pop(0)
         data = self.pushes.pop(0)["pub"]["data"]
         assert isinstance(data, bytes)
         return data
