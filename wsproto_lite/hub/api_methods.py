@@ -12,18 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 from .control import FORCE_DISCONNECT, Target
 from .engine import MAX_IDEMPOTENCY_KEY, Reply
+from .payloads import StoredPayload, payload_of_bytes
 from .protocol import (
     DisconnectCode,
     ErrorCode,
     HubError,
-    StoredPayload,
     dumps,
     get_bool,
     get_channel,
     get_int,
     get_position,
     get_str,
-    payload_of_bytes,
 )
 
 if TYPE_CHECKING:
@@ -64,7 +63,7 @@ class Body:
 def _data(params: dict[str, Any]) -> Any:
     """``data`` (a JSON value) or ``b64data`` (bytes in base64: Centrifugo v6's ``PublishRequest`` and
     ``BroadcastRequest``, for binary payloads), stored as a protobuf client's ``data`` would be
-    (``protocol.payload_of_bytes``: JSON subscribers get binary bytes as their base64 string)."""
+    (``payloads.payload_of_bytes``: JSON subscribers get binary bytes as their base64 string)."""
     if "b64data" in params:
         b64data = params["b64data"]
         try:

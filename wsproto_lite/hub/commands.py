@@ -19,6 +19,7 @@ from wsproto_lite import CloseCode
 from .auth import ANONYMOUS, AuthFailure, Identity
 from .bound import publications_size
 from .engine import ClientInfo, HistoryResult, Publication, Reply
+from .payloads import payload_json
 from .pb_frames import commands_of
 from .protocol import (
     PONG,
@@ -37,7 +38,6 @@ from .protocol import (
     get_position,
     get_str,
     parse_frame,
-    payload_json,
 )
 from .session import Answer, ConnectRefused, Result, Session
 from .subscribing import REPLY_HEAD, SubscribeCommands, gather, with_publications, with_subs

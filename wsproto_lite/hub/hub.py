@@ -39,13 +39,13 @@ from .limits import HubLimits, IpLimiter, RateLimits, UserConnections
 from .memory import MemoryEngine
 from .metrics import HubStats
 from .namespaces import Namespaces
+from .payloads import StoredPayload
 from .pb_frames import negotiate
 from .protocol import (
     PING_FRAME,
     DisconnectCode,
     ErrorCode,
     HubError,
-    StoredPayload,
     UnsubscribeCode,
     dumps,
 )

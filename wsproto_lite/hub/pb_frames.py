@@ -8,7 +8,7 @@ path, are built from the stored publication directly (:func:`publication_push`),
 Payloads (``data``) are bytes in ``client.proto``; the hub keeps every payload as JSON text (what its JSON
 clients are sent verbatim, and what the engine, history and Redis hold); a protobuf client's ``data``
 may be any bytes: JSON is stored as the text sent (less newlines), not re-encoded, other bytes as their
-base64 in a JSON string, marked (``protocol.binary_json``; PROTOCOL.md, "Protobuf").  Frames:
+base64 in a JSON string, marked (``payloads.binary_json``; PROTOCOL.md, "Protobuf").  Frames:
 ``centrifuge/handler_websocket.go`` (binary messages, ``centrifuge-protobuf``) and ``protocol/decode.go``
 (``ProtobufCommandDecoder``: a varint length before each command).
 """
@@ -22,6 +22,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from .payloads import ExactParams, payload_bytes, payload_of_bytes
 from .pb_schema import MESSAGES
 from .pb_wire import WireError, decode, encode, read_varint, varint
 from .protocol import (
@@ -32,11 +33,8 @@ from .protocol import (
     BadFrame,
     Command,
     ErrorCode,
-    ExactParams,
     HubError,
     dumps,
-    payload_bytes,
-    payload_of_bytes,
 )
 
 if TYPE_CHECKING:

@@ -116,7 +116,7 @@ def odd_json(draw: st.DrawFn) -> bytes:
 @settings(max_examples=25, deadline=None)
 @given(payload=odd_json())
 def test_json_bytes_reach_protobuf_subscribers_byte_exact(hub_on: HubThread, payload: bytes) -> None:
-    """Exact but for a leading carriage return, the binary payloads' mark (``protocol.BINARY_MARK``)."""
+    """Exact but for a leading carriage return, the binary payloads' mark (``payloads.BINARY_MARK``)."""
     assert _round_trip(hub_on, "chat:exact", payload) == [payload.lstrip(b"\r")] * 3
 
 

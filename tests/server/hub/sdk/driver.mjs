@@ -42,6 +42,12 @@ function payloadIn(value) {
   }
 }
 
+// a payload sent by the protobuf build: JSON text's UTF-8 (a Uint8Array as it is)
+function payloadOut(data) {
+  if (!options.protobuf || data instanceof Uint8Array) return data;
+  return new TextEncoder().encode(JSON.stringify(data));
+}
+
 // publishing in the protobuf build: the payload as JSON text's UTF-8
 function encodingPayloads(target) {
   if (!options.protobuf) return target;
@@ -88,7 +94,7 @@ const clientOptions = {
   name: options.name ?? 'js',
 };
 if (options.token !== undefined) clientOptions.token = options.token;
-if (options.data !== undefined) clientOptions.data = options.data;
+if (options.data !== undefined) clientOptions.data = payloadOut(options.data);
 if (options.tokens !== undefined) {
   clientOptions.getToken = async () => {
     emit({ ev: 'get_token' });
@@ -154,7 +160,7 @@ const ops = {
   subscribe: async (args) => { subscription(args).subscribe(); return {}; },
   unsubscribe: async (args) => { subscription(args).unsubscribe(); return {}; },
   publish: async (args) => { await client.publish(args.channel, dataOf(args)); return {}; },
-  rpc: async (args) => ({ data: (await client.rpc(args.method, args.data ?? null)).data }),
+  rpc: async (args) => ({ data: payloadIn((await client.rpc(args.method, payloadOut(args.data ?? null))).data) }),
   sub_publish: async (args) => { await subscription(args).publish(args.data); return {}; },
   presence: async (args) => presenceOf(await client.presence(args.channel)),
   presence_stats: async (args) => {
