@@ -4,6 +4,7 @@ or the engine's reply out.  Routing, the API key, the request body and the HTTP 
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .control import FORCE_DISCONNECT, Target
 from .engine import MAX_IDEMPOTENCY_KEY, Reply
+from .payloads import StoredPayload, payload_of_bytes
 from .protocol import (
     DisconnectCode,
     ErrorCode,
@@ -58,6 +60,25 @@ class Body:
         self.text = text
 
 
+def _data(params: dict[str, Any]) -> Any:
+    """``data`` (a JSON value) or ``b64data`` (bytes in base64: Centrifugo v6's ``PublishRequest`` and
+    ``BroadcastRequest``, for binary payloads), stored as a protobuf client's ``data`` would be
+    (``payloads.payload_of_bytes``: JSON subscribers get binary bytes as their base64 string)."""
+    if "b64data" in params:
+        b64data = params["b64data"]
+        try:
+            if not isinstance(b64data, str):
+                raise ValueError
+            raw = base64.b64decode(b64data, validate=True)
+        except ValueError:  # binascii.Error is one
+            raise HubError(ErrorCode.BAD_REQUEST, "'b64data' must be base64") from None
+        if raw:
+            return StoredPayload(payload_of_bytes(raw)[1])
+    if "data" not in params:
+        raise HubError(ErrorCode.BAD_REQUEST, "'data' is missing")
+    return params["data"]
+
+
 class ApiMethods:
     """The server API's methods on one hub; each raises ``HubError`` for bad parameters."""
 
@@ -66,12 +87,11 @@ class ApiMethods:
 
     def publish(self, params: dict[str, Any]) -> Reply[Result]:
         channel = get_channel(params)
-        if "data" not in params:
-            raise HubError(ErrorCode.BAD_REQUEST, "'data' is missing")
+        data = _data(params)
         tags = _tags(params)
         return self.hub.publish(
             channel,
-            params["data"],
+            data,
             idempotency_key=get_str(
                 params, "idempotency_key", required=False, max_length=MAX_IDEMPOTENCY_KEY
             ),
@@ -85,8 +105,7 @@ class ApiMethods:
             raise HubError(ErrorCode.BAD_REQUEST, "'channels' must be a list of channel names")
         if len(channels) > MAX_BROADCAST:
             raise HubError(ErrorCode.BAD_REQUEST, f"at most {MAX_BROADCAST} channels")
-        if "data" not in params:
-            raise HubError(ErrorCode.BAD_REQUEST, "'data' is missing")
+        _data(params)
         replies: list[Reply[Result]] = []
         for channel in channels:
             try:

@@ -19,6 +19,7 @@ from wsproto_lite import CloseCode
 from .auth import ANONYMOUS, AuthFailure, Identity
 from .bound import publications_size
 from .engine import ClientInfo, HistoryResult, Publication, Reply
+from .payloads import payload_json
 from .pb_frames import commands_of
 from .protocol import (
     PONG,
@@ -272,7 +273,7 @@ class Commands(SubscribeCommands):
         if "data" not in params:
             raise HubError(ErrorCode.BAD_REQUEST, "'data' is missing")
         try:
-            data_json = dumps(params["data"])
+            data_json = payload_json(params)
         except (ValueError, RecursionError):
             raise HubError(ErrorCode.BAD_REQUEST, "'data' cannot be encoded as JSON") from None
         if hub.hook_runner.has("publish"):

@@ -39,8 +39,16 @@ from .limits import HubLimits, IpLimiter, RateLimits, UserConnections
 from .memory import MemoryEngine
 from .metrics import HubStats
 from .namespaces import Namespaces
+from .payloads import StoredPayload
 from .pb_frames import negotiate
-from .protocol import PING_FRAME, DisconnectCode, ErrorCode, HubError, UnsubscribeCode, dumps
+from .protocol import (
+    PING_FRAME,
+    DisconnectCode,
+    ErrorCode,
+    HubError,
+    UnsubscribeCode,
+    dumps,
+)
 from .replies import Replies
 from .session import Session, Subscription
 from .subscribing import Opened, with_data
@@ -339,7 +347,7 @@ class Hub(Handler):
         """
         resolved = self.namespaces.resolve(channel)
         try:
-            data_json = dumps(data)
+            data_json = data.text if isinstance(data, StoredPayload) else dumps(data)
             tags_json = dumps(tags) if tags else None  # Centrifugo omits empty tags (omitempty)
         except (TypeError, ValueError, RecursionError):
             raise HubError(ErrorCode.BAD_REQUEST, "data cannot be encoded as JSON") from None

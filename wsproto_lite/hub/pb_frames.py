@@ -6,8 +6,9 @@ JSON text of a reply or push becomes its ``Reply`` here (:func:`reply_of`).  Pub
 path, are built from the stored publication directly (:func:`publication_push`), once per channel.
 
 Payloads (``data``) are bytes in ``client.proto``; the hub keeps every payload as JSON text (what its JSON
-clients are sent verbatim, and what the engine, history and Redis hold), so a protobuf client's ``data``
-must be JSON in UTF-8: other bytes get error 107 (PROTOCOL.md, "Protobuf").  Frames:
+clients are sent verbatim, and what the engine, history and Redis hold); a protobuf client's ``data``
+may be any bytes: JSON is stored as the text sent (less newlines), not re-encoded, other bytes as their
+base64 in a JSON string, marked (``payloads.binary_json``; PROTOCOL.md, "Protobuf").  Frames:
 ``centrifuge/handler_websocket.go`` (binary messages, ``centrifuge-protobuf``) and ``protocol/decode.go``
 (``ProtobufCommandDecoder``: a varint length before each command).
 """
@@ -15,9 +16,13 @@ must be JSON in UTF-8: other bytes get error 107 (PROTOCOL.md, "Protobuf").  Fra
 from __future__ import annotations
 
 import json
+import json.decoder
+import json.scanner
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from .payloads import ExactParams, payload_bytes, payload_of_bytes
 from .pb_schema import MESSAGES
 from .pb_wire import WireError, decode, encode, read_varint, varint
 from .protocol import (
@@ -30,7 +35,6 @@ from .protocol import (
     ErrorCode,
     HubError,
     dumps,
-    refuse_lone_surrogates,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +59,14 @@ JSON_SUBPROTOCOL = "centrifuge-json"
 PING = b"\x00"
 
 _raw = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's white space (RFC 8259 §2)
+
+
+def _space(text: str, pos: int) -> int:
+    """Where the white space at ``pos`` ends."""
+    match = _SPACE.match(text, pos)
+    assert match is not None  # the pattern matches the empty string
+    return match.end()
 
 
 def read_length(frame: bytes, pos: int) -> tuple[int, int]:
@@ -107,22 +119,13 @@ def _command(fields: dict[str, Any]) -> Command | tuple[int, HubError]:
         return command_id, error
 
 
-def _json_payload(raw: bytes) -> Any:
-    try:
-        text = raw.decode("utf-8")
-        value = json.loads(text)
-        refuse_lone_surrogates(text, value)
-    except (ValueError, RecursionError):
-        error = "'data' must be JSON in UTF-8 (the hub's payloads are JSON)"
-        raise HubError(ErrorCode.BAD_REQUEST, error) from None
-    return value
-
-
 def _params(request: dict[str, Any]) -> dict[str, Any]:
-    """A request message's fields as the JSON encoding has them: payloads as JSON values, proto3's
-    omitted zero values of a ``StreamPosition`` filled in."""
+    """A request message's fields as the JSON encoding has them: payloads as JSON values (the text sent
+    kept beside, :class:`ExactParams`), proto3's omitted zero values of a ``StreamPosition`` filled in."""
     if "data" in request:
-        request["data"] = _json_payload(request["data"])
+        request["data"], data_text = payload_of_bytes(request["data"])
+        request = ExactParams(request)
+        request.data_text = data_text
     since = request.get("since")
     if since is not None:
         since.setdefault("epoch", "")
@@ -136,10 +139,73 @@ def _delimited(body: bytes) -> bytes:
     return varint(len(body)) + body
 
 
+class _Object(dict[str, Any]):
+    """A JSON object read by ``_keeping_data``, with the text of its ``data`` member (``None``: none)."""
+
+    __slots__ = ("data",)
+
+    data: str | None
+
+
+def _pairs(pairs: list[tuple[str, tuple[Any, str, int, int]]]) -> _Object:
+    """An object whose values were read by ``scan_keeping_text``: the values, and ``data``'s text with the
+    white space around it (up to the ``:`` and the next ``,`` or ``}``: only a client's own text has any)."""
+    made = _Object((key, item[0]) for key, item in pairs)
+    made.data = None
+    for key, (_, text, start, end) in pairs:
+        if key == "data":
+            while text[start - 1] in " \t\n\r":
+                start -= 1
+            made.data = text[start : _space(text, end)]
+    return made
+
+
+def _parse_object(state: tuple[str, int], strict: bool, scan_once: Any, *rest: Any) -> Any:
+    def scan_keeping_text(text: str, start: int) -> tuple[tuple[Any, str, int, int], int]:
+        value, end = scan_once(text, start)
+        return (value, text, start, end), end
+
+    return _json_object(state, strict, scan_keeping_text, None, _pairs, *rest[2:])
+
+
+_json_object: Any = getattr(json.decoder, "JSONObject")  # noqa: B009 (not in typeshed)
+_keeping_data: Any = json.JSONDecoder()
+_keeping_data.parse_object = _parse_object
+_keeping_data.scan_once = getattr(json.scanner, "py_make_scanner")(_keeping_data)  # noqa: B009
+
+
+def _with_data_text(message: str, value: Any) -> None:
+    """Each ``data`` (a ``bytes`` field) of the ``Reply`` read by ``_keeping_data`` set to its text, by the
+    schema: not inside payloads (a ``conn_info`` may well hold a "data" key of its own)."""
+    if not isinstance(value, _Object):
+        return
+    for field in MESSAGES[message].values():
+        if field.name not in value:
+            continue
+        item = value[field.name]
+        if field.name == "data" and field.kind == "bytes" and value.data is not None:
+            value["data"] = payload_bytes(value.data)
+        elif item is not None and (field.kind in MESSAGES or field.map_value in MESSAGES):
+            kind = field.map_value or field.kind
+            items = item.values() if field.map_value else item if field.repeated else [item]
+            for each in items:
+                _with_data_text(kind, each)
+
+
 def reply_of(text: str) -> bytes:
-    """The ``Reply`` (length-delimited) of a reply or push the hub built as JSON text."""
+    """The ``Reply`` (length-delimited) of a reply or push the hub built as JSON text.
+
+    ``data`` (payloads: ``bytes`` in ``client.proto``) goes out as the JSON text in ``text``, not parsed
+    and re-encoded, so a protobuf client's published text comes back byte for byte in history and
+    recovery too.  Such replies are read by the standard library's Python scanner (slower than its C one,
+    and only for replies that carry ``data``; publication pushes do not come here).
+    """
     if text == "{}":
         return PING
+    if '"data":' in text:
+        reply = _keeping_data.decode(text)
+        _with_data_text("Reply", reply)
+        return _delimited(encode("Reply", reply))
     return _delimited(encode("Reply", json.loads(text)))
 
 
@@ -179,10 +245,10 @@ def publication_push(publication_json: str, channel: str, concrete: str | None =
     (``protocol.publication_json``): its ``data`` goes out as the exact bytes stored, not decoded and
     re-encoded.  Built field by field (the hot path: once per publication and channel); the result is
     what ``encode`` gives (tested)."""
-    start = len('{"data":')
-    end = _raw.raw_decode(publication_json, start)[1]
+    start = len('{"data":')  # a protobuf client's text may have white space around its value
+    end = _space(publication_json, _raw.raw_decode(publication_json, _space(publication_json, start))[1])
     rest = json.loads("{" + publication_json[end + 1 :]) if publication_json[end] == "," else {}
-    parts = [_field(_PUB_DATA, publication_json[start:end].encode("utf-8"))]
+    parts = [_field(_PUB_DATA, payload_bytes(publication_json[start:end]))]
     if "info" in rest:
         parts.append(_field(_PUB_INFO, _client_info(rest.pop("info"))))
     offset = rest.pop("offset", None)

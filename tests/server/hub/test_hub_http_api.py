@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import socket
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from wsproto_lite.hub.protocol import ErrorCode
 from wsproto_lite.hub.publisher import HubAPI, HubAPIError
 from wsproto_lite.server.client import connect
 from wsproto_lite.server.errors import ConnectionClosed, HandshakeError
@@ -155,6 +157,29 @@ def test_publish_tags_ride_in_the_publication(secure: HubThread) -> None:
     assert recovered["recovered"] is True and recovered["publications"][0]["tags"] == tags
     alice.close()
     back.close()
+
+
+def test_b64data_is_published_as_a_protobuf_clients_bytes(secure: HubThread) -> None:
+    """Centrifugo v6's ``b64data`` (publish, broadcast): protobuf subscribers get the bytes, JSON ones the
+    JSON value when the bytes are JSON, else their base64 string (PROTOCOL.md, "Protobuf")."""
+    from .test_hub_protobuf_payloads import Exact
+
+    pb, js = Exact(secure, hs256("bob")), Raw(secure.url)
+    pb.call("subscribe", {"channel": "chat:b64"})
+    js.ok("connect", {"token": hs256("alice")})
+    js.ok("subscribe", {"channel": "chat:b64"})
+    for raw, seen_by_json in ((b'{"a": 1}', {"a": 1}), (b"\x00\xff", "AP8=")):
+        b64data = base64.b64encode(raw).decode("ascii")
+        assert _request(secure, "/api/publish", {"channel": "chat:b64", "b64data": b64data})[0] == 200
+        assert js.push()["pub"]["data"] == seen_by_json and pb.pub_data() == raw
+        broadcast = {"channels": ["chat:b64"], "b64data": b64data}
+        assert _request(secure, "/api/broadcast", broadcast)[0] == 200
+        assert js.push()["pub"]["data"] == seen_by_json and pb.pub_data() == raw
+    for bad in ("not base64!", 5, ""):
+        result = _request(secure, "/api/publish", {"channel": "chat:b64", "b64data": bad})[1]
+        assert result["error"]["code"] == ErrorCode.BAD_REQUEST, bad
+    js.close()
+    pb.client.close()
 
 
 API_ERRORS = [

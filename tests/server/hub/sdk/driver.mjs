@@ -6,7 +6,7 @@
 //           "timeout"? (s), "deadline"? (s), "name"?, "protobuf"? (the SDK's protobuf build: binary frames,
 //           payloads as bytes; the driver sends JSON text's UTF-8 and reports bytes parsed as JSON)}
 // stdin:   one JSON op a line: {"id", "op", ...args}; ops: connect, disconnect, subscribe, unsubscribe,
-//          publish, sub_publish, rpc, presence, presence_stats, history, exit
+//          publish (data, or b64data: bytes), sub_publish, rpc, presence, presence_stats, history, exit
 // options also: "data"? (the connect command's data)
 // stdout:  one JSON event a line: {"ev": ...}; an op's outcome is {"ev":"reply","id":n,"result"|"error":...}
 // The process exits by itself on stdin EOF, on "exit", or at the deadline (default 60 s), whatever happens.
@@ -31,18 +31,21 @@ function errorOf(err) {
   return { code: null, message: String(err) };
 }
 
-// the protobuf build carries payloads as bytes: JSON text in UTF-8 out, parsed back in (else {binary: text})
+// the protobuf build carries payloads as bytes: JSON text in UTF-8 out, parsed back in (else {b64: base64})
 function payloadIn(value) {
   if (!(value instanceof Uint8Array)) return value ?? null;
   if (value.length === 0) return null;
-  const text = new TextDecoder().decode(value);
-  try { return JSON.parse(text); } catch (_) { return { binary: text }; }
+  try {
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(value));
+  } catch (_) {
+    return { b64: Buffer.from(value).toString('base64') };
+  }
 }
 
-// a payload sent in the protobuf build (connect data, rpc, publish): JSON text's UTF-8
-function payloadOut(value) {
-  if (!options.protobuf || value instanceof Uint8Array) return value;
-  return new TextEncoder().encode(JSON.stringify(value));
+// a payload sent by the protobuf build: JSON text's UTF-8 (a Uint8Array as it is)
+function payloadOut(data) {
+  if (!options.protobuf || data instanceof Uint8Array) return data;
+  return new TextEncoder().encode(JSON.stringify(data));
 }
 
 // publishing in the protobuf build: the payload as JSON text's UTF-8
@@ -51,7 +54,7 @@ function encodingPayloads(target) {
   const publish = target.publish.bind(target);
   target.publish = (...args) => {
     const data = args[args.length - 1];  // a subscription's publish goes through the client's: once only
-    args[args.length - 1] = payloadOut(data);
+    if (!(data instanceof Uint8Array)) args[args.length - 1] = new TextEncoder().encode(JSON.stringify(data));
     return publish(...args);
   };
   return target;
@@ -146,12 +149,17 @@ function presenceOf(result) {
   return { clients };
 }
 
+// an op's payload: "data", or "b64data" (base64) published as the Uint8Array of its bytes (protobuf build)
+function dataOf(args) {
+  return args.b64data === undefined ? args.data : new Uint8Array(Buffer.from(args.b64data, 'base64'));
+}
+
 const ops = {
   connect: async () => { client.connect(); return {}; },
   disconnect: async () => { client.disconnect(); return {}; },
   subscribe: async (args) => { subscription(args).subscribe(); return {}; },
   unsubscribe: async (args) => { subscription(args).unsubscribe(); return {}; },
-  publish: async (args) => { await client.publish(args.channel, args.data); return {}; },
+  publish: async (args) => { await client.publish(args.channel, dataOf(args)); return {}; },
   rpc: async (args) => ({ data: payloadIn((await client.rpc(args.method, payloadOut(args.data ?? null))).data) }),
   sub_publish: async (args) => { await subscription(args).publish(args.data); return {}; },
   presence: async (args) => presenceOf(await client.presence(args.channel)),

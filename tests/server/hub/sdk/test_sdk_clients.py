@@ -6,6 +6,7 @@ What is asserted is Centrifugo's documented behaviour as the SDKs see it (client
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
 
@@ -280,3 +281,18 @@ def test_subscriptions_made_before_connect_go_in_the_first_frame(
     c.expect("subscribed", channel="chat:early")
     c.expect("subscribed", channel="chat:early2")
     assert not c.seen("connecting", code=3501) and len(c.seen("connected")) == 1
+
+
+def test_binary_bytes_from_the_protobuf_build_reach_another_byte_exact(
+    sdk_hub: HubThread, drivers: Drivers
+) -> None:
+    """centrifuge-js's protobuf build publishes a ``Uint8Array`` that is not JSON; a second protobuf
+    client gets the same bytes, a JSON client their base64 string (PROTOCOL.md, "Protobuf")."""
+    payload = base64.b64encode(bytes(range(256)) + b"\xff\xfe{").decode("ascii")
+    publisher, reader, js = (drivers(sdk, sdk_hub.url) for sdk in ("js-protobuf", "js-protobuf", "js"))
+    for c in (publisher, reader, js):
+        c.connected()
+        c.subscribed("chat:binary")
+    publisher.ok("publish", channel="chat:binary", b64data=payload)
+    assert reader.expect("publication", channel="chat:binary")["data"] == {"b64": payload}
+    assert js.expect("publication", channel="chat:binary")["data"] == payload
