@@ -1,8 +1,10 @@
 """The application behind the hub (issue 21): a FastAPI backend the hub asks over HTTP.
 
 It authenticates connections from its own session cookie, checks and rewrites publications, answers
-RPCs.  Start it and the hub (``examples/hooks.toml`` points the hub's hooks here)::
+RPCs and receives the hub's signed webhooks.  Start it and the hub (``examples/hooks.toml`` points the
+hub's hooks and webhooks here; both read the webhooks' secret from the environment)::
 
+    export WSPROTO_HUB_WEBHOOK_SECRET=$(python -c 'import secrets; print(secrets.token_hex(32))')
     uvicorn examples.hooks_backend:app --port 5000 &
     python -m server hub --config examples/hooks.toml
 
@@ -14,6 +16,10 @@ response (``wsproto_lite/hub/PROTOCOL.md``, "Backend hooks").
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import os
 import secrets
 from typing import Any
 
@@ -65,5 +71,18 @@ async def rpc(request: Request) -> dict[str, Any]:
     return {"error": {"code": 104, "message": "method not found"}}
 
 
-# -- webhooks (channel occupied/vacated, presence, connections): the hub's signed webhooks are issue 21's
-# -- other half; their receiver goes here.
+#: the webhooks' signing secret, shared with the hub (both read WSPROTO_HUB_WEBHOOK_SECRET)
+WEBHOOK_SECRET = os.environ.get("WSPROTO_HUB_WEBHOOK_SECRET", "").encode()
+#: what the webhooks said, newest last (your real handling here: rooms that emptied, who came and went)
+EVENTS: list[dict[str, Any]] = []
+
+
+@app.post("/hub/events")
+async def events(request: Request) -> Response:
+    """The hub's signed webhooks: the signature is checked over the raw body before anything is read."""
+    body = await request.body()
+    expected = hmac.new(WEBHOOK_SECRET, body, hashlib.sha256).hexdigest()
+    if not WEBHOOK_SECRET or not hmac.compare_digest(expected, request.headers.get("X-Hub-Signature", "")):
+        return Response(status_code=401)  # a 4xx: the hub does not retry it
+    EVENTS.extend(json.loads(body)["events"])
+    return Response(status_code=204)
