@@ -21,6 +21,7 @@ from typing import Any
 from wsproto_lite import PreparedMessage
 
 from .loop import EventLoop
+from .prepared_sends import PreparedSends
 from .websocket import WebSocket
 
 __all__ = [
@@ -150,9 +151,9 @@ class TickFlush:
 
     def __init__(self, loop: EventLoop) -> None:
         self._loop = loop
-        self._conns: list[WebSocket] = []
+        self._conns: list[PreparedSends] = []
 
-    def add(self, conn: WebSocket) -> None:
+    def add(self, conn: PreparedSends) -> None:
         """``conn`` queued a frame in its core: flush it at the end of this iteration (once)."""
         if not self._conns:
             self._loop.call_soon(self.flush)
@@ -162,10 +163,10 @@ class TickFlush:
         """Collect the direct writes (no callback runs meanwhile, so no socket closes), write them in one
         call, queue what each socket did not take, then flush the other connections as usual."""
         conns, self._conns = self._conns, []
-        direct: list[WebSocket] = []
+        direct: list[PreparedSends] = []
         fds: list[int] = []
         datas: list[bytes] = []
-        others: list[WebSocket] = []
+        others: list[PreparedSends] = []
         for conn in conns:
             taken = conn.take_for_direct()
             if taken is None:
