@@ -25,6 +25,7 @@ from .prepared_sends import PreparedSends
 from .websocket import WebSocket
 
 __all__ = [
+    "DirectSockets",
     "TickFlush",
     "direct_enabled",
     "fan_out",
@@ -97,6 +98,65 @@ def direct_enabled() -> bool:
     return _compiled is not None
 
 
+class DirectSockets:
+    """The open connections of one server, split by what a broadcast must do for each: ``ready`` (with its
+    socket) may take a prepared frame straight from the C loop, ``unsure`` must be asked first
+    (:meth:`WebSocket.direct_fd`).  A broadcast to every connection then costs no Python per ready one.
+
+    A connection is ``ready`` only from a check that found it so (open, the core consents, plain TCP with
+    nothing buffered, not traced) until it next does anything that could change that: it moves itself to
+    ``unsure`` (:meth:`unsure_again`) whenever it starts a batch of events, writes, queues a deferred frame
+    or takes a short direct write (``websocket.py``, ``prepared_sends.py``), before control goes back to
+    the loop, so no callback can see it ``ready`` when it is not.  It leaves both at ``connection_lost``,
+    right after its socket is closed: a closed descriptor (whose number a new socket may reuse) is never
+    written to.  Only the connection writes to its transport (its bytes are frames: nothing else may).
+    """
+
+    __slots__ = ("ready", "unsure")
+
+    def __init__(self) -> None:
+        self.ready: dict[WebSocket, int] = {}
+        self.unsure: set[WebSocket] = set()
+
+    def join(self, conn: WebSocket) -> None:
+        """``conn`` is open: the next broadcast asks it."""
+        self.unsure.add(conn)
+
+    def unsure_again(self, conn: WebSocket) -> None:
+        """``conn`` may have changed: the next broadcast asks it again."""
+        if self.ready.pop(conn, -1) >= 0:
+            self.unsure.add(conn)
+
+    def leave(self, conn: WebSocket) -> None:
+        """``conn``'s socket is closed: it is in neither set (and not referred to) any more."""
+        self.ready.pop(conn, None)
+        self.unsure.discard(conn)
+
+    def split(self) -> tuple[list[WebSocket], list[int], list[WebSocket]]:
+        """``(direct, fds, rest)`` over every joined connection: the unsure ones are asked (those that
+        may take a frame directly become ready), the ready ones are not."""
+        ready, unsure = self.ready, self.unsure
+        rest: list[WebSocket] = []
+        for conn in list(unsure):
+            fd = conn.direct_fd()
+            if fd < 0:
+                rest.append(conn)
+            else:
+                unsure.discard(conn)
+                ready[conn] = fd
+        return list(ready), list(ready.values()), rest
+
+    def fd_of(self, conn: WebSocket) -> int:
+        """``conn``'s socket when a frame may go to it directly, else -1 (asks it when unsure)."""
+        fd = self.ready.get(conn, -1)
+        if fd < 0 and conn in self.unsure:
+            fd = conn.direct_fd()
+            if fd >= 0:
+                self.unsure.discard(conn)
+                self.ready[conn] = fd
+        return fd
+
+
 def split_direct(
     conns: Iterable[Any], exclude: object = None
 ) -> tuple[list[WebSocket], list[int], list[Any]]:
@@ -106,7 +166,12 @@ def split_direct(
     fds: list[int] = []
     rest: list[Any] = []
     for conn in conns:
-        fd = conn.direct_fd() if isinstance(conn, WebSocket) else -1
+        if not isinstance(conn, WebSocket):
+            fd = -1
+        elif conn.direct_sockets is not None:
+            fd = conn.direct_sockets.fd_of(conn)
+        else:
+            fd = conn.direct_fd()
         if fd < 0:
             rest.append(conn)
         elif conn is not exclude:

@@ -20,7 +20,7 @@ from .transport import SocketTransport
 if TYPE_CHECKING:
     from wsproto_lite import PreparedMessage
 
-    from .fanout import TickFlush
+    from .fanout import DirectSockets, TickFlush
     from .trace import FrameTracer
 
 __all__ = ["PreparedSends"]
@@ -38,6 +38,7 @@ class PreparedSends:
     _dispatching: bool
     _unflushed: int
     _tick_pending: bool
+    direct_sockets: DirectSockets | None
 
     if TYPE_CHECKING:
 
@@ -46,6 +47,8 @@ class PreparedSends:
         def _flush(self) -> None: ...
 
         def _slow_consumer(self) -> None: ...
+
+        def _unsure_again(self) -> None: ...
 
     def send_prepared(self, prepared: PreparedMessage) -> bool:
         """Queue a frame built once by ``prepare_message`` (server role; see ``server.broadcast``).
@@ -97,6 +100,7 @@ class PreparedSends:
             self._queued(size)  # at the end of its own batch, or now: over the watermark it must pause
         else:
             self._unflushed += size
+            self._unsure_again()
             if not self._tick_pending:
                 self._tick_pending = True
                 tick.add(self)
@@ -137,5 +141,6 @@ class PreparedSends:
         if transport is None:
             return
         transport.queue_unsent(memoryview(frame)[max(sent, 0) :])
+        self._unsure_again()
         if transport.buffered > self.options.write_hard_limit and Timer.SLOW_CONSUMER not in self._timers:
             self._timers.arm(Timer.SLOW_CONSUMER, self.options.slow_consumer_timeout, self._slow_consumer)

@@ -39,6 +39,7 @@ from .transport import BaseProtocol, SocketTransport
 from .upgrade import http_answer, upgrade_decision
 
 if TYPE_CHECKING:
+    from .fanout import DirectSockets
     from .trace import FrameTracer
 
 __all__ = ["WebSocket"]
@@ -68,6 +69,7 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends):
         over_capacity: bool = False,
         on_finished: Callable[[WebSocket], None] | None = None,
         tracer: FrameTracer | None = None,
+        direct_sockets: DirectSockets | None = None,
     ) -> None:
         Endpoint.__init__(self)
         self.loop = loop
@@ -85,6 +87,8 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends):
         self._over_capacity = over_capacity
         self._on_finished = on_finished
         self._tracer = tracer
+        self.direct_sockets = direct_sockets
+        """Server: its server's connections whose sockets a broadcast may write to directly."""
         self._timers = Timers(loop)
         self._opened = False  # on_open was called: the handshake succeeded
         self._pings = PingTracker()
@@ -202,6 +206,8 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends):
         return True
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        if self.direct_sockets is not None:
+            self.direct_sockets.leave(self)  # the socket is closed: its number may be reused
         if self.is_client and not self._opened and self.error is None:
             # without its traceback: its frames would refer back to this connection (a reference cycle)
             self.error = (
@@ -237,6 +243,7 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends):
         events not yet handed out stay in the core (what was read before reading paused: bounded by the
         read size) until ``resume_writing``; the handler is not asked to answer more than the peer reads.
         """
+        self._unsure_again()
         if self._dispatching:  # re-entered from a callback: the running loop picks the events up
             self._events_waiting = True
             return
@@ -332,6 +339,8 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends):
     def _open(self) -> None:
         self._timers.cancel(Timer.HANDSHAKE)
         self._opened = True
+        if self.direct_sockets is not None:
+            self.direct_sockets.join(self)
         self._schedule_ping()
         self._call(self.handler.on_open, self)
 
@@ -345,12 +354,14 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends):
         buffered = 0 if transport is None else transport.buffered
         if self._dispatching and buffered + self._unflushed + size < self.options.write_high_water:
             self._unflushed += size
+            self._unsure_again()
         else:
             self._flush()
 
     def _flush(self) -> None:
         """Write what the core queued; then do what the core says about the transport."""
         self._unflushed = 0
+        self._unsure_again()
         transport = self.transport
         if transport is None:
             return
@@ -373,6 +384,12 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends):
         elif core.close_expected and not self.closed and Timer.CLOSE not in self._timers:
             if self.options.close_timeout is not None:
                 self._timers.arm(Timer.CLOSE, self.options.close_timeout, self._close_timed_out)
+
+    def _unsure_again(self) -> None:
+        """This connection may stop being one a broadcast writes to directly: it is asked again first
+        (see :class:`~.fanout.DirectSockets`; called before control can go back to the loop)."""
+        if self.direct_sockets is not None:
+            self.direct_sockets.unsure_again(self)
 
     def _finish(self) -> None:
         """The core reported the end: stop the timers, close the transport, tell the handler."""
