@@ -14,12 +14,13 @@ from contextlib import ExitStack
 
 import pytest
 from srvtest_util import UPGRADE, Echo, ServerThread, raw_handshake
-from test_server_memory import reset
+from test_server_memory import Freed, Tracking, collector_off, cyclic_garbage_of_ours, reset
 
 from wsproto_lite import prepare_message
 from wsproto_lite.server import fanout
 from wsproto_lite.server.options import Options
 from wsproto_lite.server.websocket import WebSocket
+from wsproto_lite.server.ws_server import WebSocketServer
 
 TINY = 4096  # bytes of kernel buffer on both sides of a slow peer: partial writes after a few KiB
 OPTIONS = Options(ping_interval=None, write_high_water=8 << 20)
@@ -203,3 +204,52 @@ def test_a_broadcast_to_all_writes_the_ready_ones_without_asking_them(
         assert asked == []
         for sock in socks:
             assert read_exactly(sock, len(frame("one") + frame("two"))) == frame("one") + frame("two")
+
+
+def test_nothing_is_kept_until_a_broadcast_to_all_then_later_connections_join(send_loop: str) -> None:
+    with ServerThread(Echo(), options=OPTIONS) as st, ExitStack() as stack:
+        early = list(peers(st, stack, 2))
+        conns = [server_side(st, sock) for sock in early]
+        assert st.call(lambda: st.server.broadcast("listed", conns)) == 2  # a list: asked, nothing kept
+        direct = st.server._direct
+        assert st.call(lambda: (direct.active, dict(direct.ready), set(direct.unsure))) == (False, {}, set())
+        assert st.call(lambda: st.server.broadcast("to all")) == 2
+        late = list(peers(st, stack, 1))
+        assert st.call(lambda: st.server.broadcast("again")) == 3
+        assert st.call(lambda: len(direct.ready)) == 3
+        for sock in early:
+            expected = frame("listed") + frame("to all") + frame("again")
+            assert read_exactly(sock, len(expected)) == expected
+        assert read_exactly(late[0], len(frame("again"))) == frame("again")
+
+
+class BroadcastOnClose(Tracking):
+    """Tells everyone who left: the first broadcast to all runs while a connection's socket is gone."""
+
+    server: WebSocketServer
+
+    def on_close(self, conn: WebSocket, code: int, reason: str) -> None:
+        self.server.broadcast("someone left")
+
+
+def test_a_broadcast_to_all_from_on_close_keeps_no_closed_connection(send_loop: str) -> None:
+    freed = Freed()
+    handler = BroadcastOnClose(freed)
+    with collector_off():
+        with ServerThread(handler, options=OPTIONS) as st, ExitStack() as stack:
+            handler.server = st.server
+            socks = list(peers(st, stack, 3))
+            reset(socks[0])  # its on_close makes the first broadcast to all
+            expected = frame("someone left")
+            assert read_exactly(socks[1], len(expected)) == expected
+            assert st.call(lambda: len(st.server._direct.ready) + len(st.server._direct.unsure)) == 2
+            for sock in socks[1:]:
+                reset(sock)
+            assert st.wait_connections(0)
+            assert st.call(lambda: (dict(st.server._direct.ready), set(st.server._direct.unsure))) == (
+                {},
+                set(),
+            )
+            assert freed.wait_all() == []
+            assert cyclic_garbage_of_ours() == []
+    assert freed.tracked >= 3 * len(socks)

@@ -110,17 +110,30 @@ class DirectSockets:
     the loop, so no callback can see it ``ready`` when it is not.  It leaves both at ``connection_lost``,
     right after its socket is closed: a closed descriptor (whose number a new socket may reuse) is never
     written to.  Only the connection writes to its transport (its bytes are frames: nothing else may).
+
+    Kept only once a broadcast to every connection asked for it (:meth:`activate`): a server that never
+    makes one (the hub fans out per channel) pays neither the memory nor more than a test per write.
     """
 
-    __slots__ = ("ready", "unsure")
+    __slots__ = ("active", "ready", "unsure")
 
     def __init__(self) -> None:
+        self.active = False
         self.ready: dict[WebSocket, int] = {}
         self.unsure: set[WebSocket] = set()
 
+    def activate(self, conns: Iterable[WebSocket]) -> None:
+        """Start keeping the sets, from ``conns``: those open with their socket are joined."""
+        if not self.active:
+            self.active = True
+            for conn in conns:
+                if conn.is_open and conn.transport is not None and not conn.transport.is_closed:
+                    self.unsure.add(conn)
+
     def join(self, conn: WebSocket) -> None:
         """``conn`` is open: the next broadcast asks it."""
-        self.unsure.add(conn)
+        if self.active:
+            self.unsure.add(conn)
 
     def unsure_again(self, conn: WebSocket) -> None:
         """``conn`` may have changed: the next broadcast asks it again."""
@@ -147,11 +160,11 @@ class DirectSockets:
         return list(ready), list(ready.values()), rest
 
     def fd_of(self, conn: WebSocket) -> int:
-        """``conn``'s socket when a frame may go to it directly, else -1 (asks it when unsure)."""
+        """``conn``'s socket when a frame may go to it directly, else -1 (asks it unless it is ready)."""
         fd = self.ready.get(conn, -1)
-        if fd < 0 and conn in self.unsure:
+        if fd < 0:
             fd = conn.direct_fd()
-            if fd >= 0:
+            if fd >= 0 and conn in self.unsure:
                 self.unsure.discard(conn)
                 self.ready[conn] = fd
         return fd

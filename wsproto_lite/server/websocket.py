@@ -388,8 +388,9 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends):
     def _unsure_again(self) -> None:
         """This connection may stop being one a broadcast writes to directly: it is asked again first
         (see :class:`~.fanout.DirectSockets`; called before control can go back to the loop)."""
-        if self.direct_sockets is not None:
-            self.direct_sockets.unsure_again(self)
+        sockets = self.direct_sockets
+        if sockets is not None and sockets.ready:  # one test while none is ready (or none is kept)
+            sockets.unsure_again(self)
 
     def _finish(self) -> None:
         """The core reported the end: stop the timers, close the transport, tell the handler."""

@@ -147,6 +147,7 @@ class WebSocketServer:
         """
         prepared = prepare_message(message)
         if connections is None:  # every open connection: no Python step for those already known direct
+            self._direct.activate(self.connections)
             direct, fds, rest = self._direct.split()
         else:
             direct, fds, rest = split_direct(list(connections))
