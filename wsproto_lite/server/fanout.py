@@ -9,7 +9,9 @@ queued, another transport) takes the ordinary ``send_prepared`` path.  Without t
 ``WSPROTO_LITE_NO_SPEEDUPS=1``) :func:`send_many_py` does the same in Python.
 
 Descriptors are collected without running any callback and written right after, so none of them can be
-closed (and its number reused) in between.
+closed (and its number reused) in between.  A broadcast to every connection of a server does not even ask
+each one: :class:`DirectSockets` keeps those known to be writable directly with their descriptors, so for
+10 000 idle connections the Python work before the C loop is two list copies.
 """
 
 from __future__ import annotations

@@ -143,7 +143,8 @@ class WebSocketServer:
         Connections over their high watermark (``not conn.writable``) are skipped: a slow peer does not
         make the others wait nor the server buffer without bound.  Returns how many got the message.
         Broadcast frames are never compressed.  The writes go below the interpreter where they can
-        (see :mod:`.fanout`).
+        (see :mod:`.fanout`); to every connection, without a Python step for each one already known
+        to take them directly (:class:`.fanout.DirectSockets`).
         """
         prepared = prepare_message(message)
         if connections is None:  # every open connection: no Python step for those already known direct
