@@ -154,8 +154,18 @@ class TLSTransport(SocketTransport):
         return self._buffer_size + self._plain_size
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if data and not self._closing and not self._lost:
-            self._queue_plain([data])
+        if not data or self._closing or self._lost:
+            return
+        if len(data) <= _TLS_SLICE and not self._buffer and not self._plain and not self._handshaking:
+            # Fast path (a small frame, nothing waiting): encrypted and handed to the socket at once.
+            try:
+                self._ssl.write(data)
+            except ssl.SSLError as exc:
+                self._fatal(exc)
+                return
+            self._flush_bio()
+            return
+        self._queue_plain([data])
 
     def writelines(self, chunks: list[bytes]) -> None:
         if not self._closing and not self._lost:
