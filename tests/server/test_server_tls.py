@@ -50,7 +50,7 @@ def test_untrusted_certificate_fails_handshake(loop: EventLoop, server_ssl_conte
     assert ps.transport is None
 
 
-def test_backpressure_counts_ciphertext(
+def test_backpressure_counts_everything_unsent(
     loop: EventLoop, server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
 ) -> None:
     ts, ps, tc, pc = _tls_pair(loop, server_ssl_context, client_ssl_context)

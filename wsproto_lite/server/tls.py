@@ -49,7 +49,8 @@ class TLSTransport(SocketTransport):
     ``_TLS_SLICE`` plaintext bytes at a time, so a peer that reads slowly never makes the transport hold a
     second, encrypted copy of what is queued: at most one slice's records wait besides the plaintext.
     The write buffer (``buffered``, the watermarks) counts the plaintext queued plus the ciphertext not
-    yet taken by the kernel.  ``close()`` sends close_notify after everything queued.
+    yet taken by the kernel.  ``close()`` sends close_notify after everything queued.  A small write
+    while nothing waits is encrypted and sent at once, without being queued.
     """
 
     def __init__(
