@@ -5,16 +5,21 @@ from __future__ import annotations
 import hashlib
 import socket
 import ssl
+import threading
 import tracemalloc
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from srvtest_util import Digest, Recorder
+from srvtest_util import Digest, Recorder, ServerThread, raw_handshake
 
+from wsproto_lite._frames import encode_frame
+from wsproto_lite.server.handler import Handler
 from wsproto_lite.server.loop import EventLoop
+from wsproto_lite.server.options import Options
 from wsproto_lite.server.tls import _TLS_SLICE, TLSTransport
+from wsproto_lite.server.websocket import WebSocket
 
 
 def _tls_pair(
@@ -222,3 +227,49 @@ def test_interleaved_writes_arrive_in_order(
         tc.abort()
     finally:
         loop.close()
+
+
+class SendsOnRequest(Handler):
+    """Sends ``payload`` once when a message arrives; ``sent`` is set once ``send`` returned."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self.sent = threading.Event()
+        self.accepted: list[bool] = []
+
+    def on_message(self, conn: WebSocket, message: str | bytes) -> None:
+        self.accepted.append(conn.send(self.payload))
+        self.sent.set()
+
+
+def test_a_server_sending_16_mib_to_a_tls_peer_that_does_not_read_holds_one_copy(
+    server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
+    """End to end: the server's ``send`` of a 16 MiB message to a TLS client that stops reading allocates
+    far less than the message (the core hands the payload by reference, the transport encrypts what the
+    socket takes); every byte still arrives once the client reads."""
+    payload = bytes(range(256)) * (16 << 12)
+    handler = SendsOnRequest(payload)
+    with ServerThread(handler, ssl_context=server_ssl_context, options=Options(ping_interval=None)) as st:
+        raw = socket.create_connection(("127.0.0.1", st.port), timeout=20)
+        client = client_ssl_context.wrap_socket(raw, server_hostname="localhost")
+        with client:
+            assert raw_handshake(client) == b""
+            tracemalloc.start()
+            try:
+                client.sendall(encode_frame(0x1, b"go", mask=b"abcd"))
+                assert handler.sent.wait(20)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert handler.accepted == [True]
+            assert peak < 4 << 20, f"{peak / 2**20:.1f} MiB allocated to send a 16 MiB message"
+            header = b"\x82\x7f" + len(payload).to_bytes(8, "big")
+            received = hashlib.sha256()
+            size, want = 0, len(header) + len(payload)
+            while size < want:
+                chunk = client.recv(min(1 << 20, want - size))
+                assert chunk
+                received.update(chunk)
+                size += len(chunk)
+            assert received.digest() == hashlib.sha256(header + payload).digest()
