@@ -22,6 +22,9 @@ logger = logging.getLogger("wsproto_lite.server.transport")
 
 DEFAULT_HIGH_WATER = 1 << 20
 DEFAULT_READ_SIZE = 256 * 1024
+#: A read of at least this many bytes makes the next read go into a bytes object of its own (see
+#: ``_on_readable``); a smaller one switches back to the loop's scratch buffer.
+LARGE_READ = 64 * 1024
 #: Seconds a closed connection keeps draining the peer's input after our FIN (see ``_linger``).
 LINGER_TIMEOUT = 2.0
 _IOV_MAX = 512  # stay well under the kernel's IOV_MAX (1024 on Linux)
@@ -92,6 +95,7 @@ class SocketTransport:
         self._writing_paused = False
         self._reading = False
         self._reading_paused = False
+        self._large_reads = False  # the last read was large: read into a bytes object of its own
         self._eof = False
         self._linger_timer: TimerHandle | None = None
         self._closing = False
@@ -151,13 +155,27 @@ class SocketTransport:
         return self._reading
 
     def _on_readable(self) -> None:
+        """Read what the socket holds and hand it on.
+
+        ``recv(read_size)`` allocates ``read_size`` bytes and shrinks them to what arrived: for a 40-byte
+        message that is an mmap/munmap pair, or a heap trim, per read, depending on malloc's state (12-23
+        µs against 3.5, issue 22). So small reads go into the loop's scratch buffer and only what arrived
+        is copied out; while reads are large (a bulk transfer) they go into their own bytes, no copy.
+        """
         try:
-            data = self.sock.recv(self._read_size)
+            if self._large_reads:
+                data = self.sock.recv(self._read_size)
+            else:
+                scratch = self.loop.read_scratch
+                if len(scratch) < self._read_size:
+                    scratch = self.loop.read_scratch = memoryview(bytearray(self._read_size))
+                data = scratch[: self.sock.recv_into(scratch, self._read_size)].tobytes()
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             self._fatal(exc)
             return
+        self._large_reads = len(data) >= LARGE_READ
         if data:
             self._incoming(data)
         else:
