@@ -79,7 +79,10 @@ class TimerHandle(Handle):
         super().cancel()
 
     def __lt__(self, other: TimerHandle) -> bool:
-        return (self.when, self._seq) < (other.when, other._seq)
+        # the heap's order: by deadline, then by scheduling order (no tuples built: called log n times per
+        # push and pop)
+        when, other_when = self.when, other.when
+        return when < other_when or (when == other_when and self._seq < other._seq)
 
 
 class _Registration:
