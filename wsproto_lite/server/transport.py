@@ -81,7 +81,9 @@ class SocketTransport:
         high_water: int = DEFAULT_HIGH_WATER,
         low_water: int | None = None,
         read_size: int = DEFAULT_READ_SIZE,
+        peername: Any = None,
     ) -> None:
+        """``peername``: the peer's address when known (``accept()`` returned it): no ``getpeername()``."""
         self.loop = loop
         self.sock = sock
         self.protocol = protocol
@@ -104,12 +106,13 @@ class SocketTransport:
         #: The socket a fan-out may write to directly while nothing is buffered; -1: never (a subclass such
         #: as TLS turns what is written into something else than the bytes given).
         self._direct_fd = self._fd if type(self) is SocketTransport else -1
-        self.peername: Any = None
+        self.peername: Any = peername
         sock.setblocking(False)
-        try:
-            self.peername = sock.getpeername()
-        except OSError:
-            pass
+        if peername is None:
+            try:
+                self.peername = sock.getpeername()
+            except OSError:
+                pass
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
