@@ -316,12 +316,19 @@ class EventLoop:
             reg = registrations.get(fd)
             if reg is None:
                 continue  # forgotten by a callback of this same batch
-            # any bit but "writable" (data, EOF, an error, a hang-up) is for the reader, as in selectors
-            if events & not_out and reg.reader is not None:
-                self._invoke(reg.reader)
+            # any bit but "writable" (data, EOF, an error, a hang-up) is for the reader, as in selectors;
+            # called inline, not through a helper: one Python call less per event
+            if events & not_out and (reader := reg.reader) is not None:
+                try:
+                    reader()
+                except Exception:
+                    logger.exception("I/O callback %r raised", reader)
             # the reader may have removed the writer: re-read it
-            if events & not_in and reg.writer is not None:
-                self._invoke(reg.writer)
+            if events & not_in and (writer := reg.writer) is not None:
+                try:
+                    writer()
+                except Exception:
+                    logger.exception("I/O callback %r raised", writer)
         if timers:
             self._collect_due_timers()
         ready = self._ready
@@ -339,13 +346,6 @@ class EventLoop:
             else:
                 handle._loop = None
                 self._ready.append(handle)
-
-    @staticmethod
-    def _invoke(callback: Callable[[], object]) -> None:
-        try:
-            callback()
-        except Exception:
-            logger.exception("I/O callback %r raised", callback)
 
     def close(self) -> None:
         """Release the poller and the self-pipe (the loop must not be running).
