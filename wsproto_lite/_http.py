@@ -78,9 +78,14 @@ def _parse_header_line(line: bytes) -> tuple[str, str]:
         # RFC 9112 §5.2: obsolete line folding; a server may reject it with 400
         raise HTTPError("obsolete line folding in header")
     name, sep, value = line.partition(b":")
-    if not sep or not _TOKEN.match(name):
+    if not sep:
         raise HTTPError("malformed header line")
-    return (_COMMON_NAMES.get(name) or name.decode("ascii"), value.strip(b" \t").decode("latin-1"))
+    known = _COMMON_NAMES.get(name)  # a known name is a token (RFC 9110 §5.1): no regex for it
+    if known is None:
+        if not _TOKEN.match(name):
+            raise HTTPError("malformed header line")
+        known = name.decode("ascii")
+    return (known, value.strip(b" \t").decode("latin-1"))
 
 
 # A server keeps each connection's request (its headers) while the connection lives, so the names and the
