@@ -113,11 +113,10 @@ class SocketTransport:
                 self.peername = sock.getpeername()
             except OSError:
                 pass
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        try:  # asked of every socket: ``sock.family`` would cost an enum conversion per connection
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # not TCP (a Unix socket)
         self._start()
 
     def _start(self) -> None:
