@@ -54,8 +54,9 @@ def start(impl: str, mode: str = "echo") -> ServerProc:
     return ours_server(mode, impl) if impl in (OURS, OURS_PY) else peer_server(impl, mode)
 
 
-def sequential(port: int, n: int) -> dict[str, Any]:
-    """``n`` 32-byte text round trips, one at a time."""
+def sequential(port: int, n: int, server: ServerProc | None = None) -> dict[str, Any]:
+    """``n`` 32-byte text round trips, one at a time; with ``server``, its CPU per round trip from /proc
+    (steadier than the rates on a busy machine: it does not count the time the server waits for a core)."""
     payload = frames.make_payload(32, "text")
     assert isinstance(payload, str)
     stream = frames.client_stream(payload, n)
@@ -64,6 +65,7 @@ def sequential(port: int, n: int) -> dict[str, Any]:
     c = Client(port)
     lat: list[float] = []
     perf = time.perf_counter
+    cpu0 = server.cpu_seconds() if server is not None else 0.0
     try:
         t0 = perf()
         for i in range(n):
@@ -74,9 +76,13 @@ def sequential(port: int, n: int) -> dict[str, Any]:
             if got != reply:
                 raise ValueError(f"bad echo {got[:40]!r}")
         total = perf() - t0
+        cpu = server.cpu_seconds() - cpu0 if server is not None else None
     finally:
         c.close()
-    return {"rate": n / total, "latency_us": median(lat) * 1e6}
+    out = {"rate": n / total, "latency_us": median(lat) * 1e6}
+    if cpu is not None:
+        out["cpu_us"] = cpu / n * 1e6
+    return out
 
 
 def pipelined(server: ServerProc, n: int) -> dict[str, Any]:
@@ -138,7 +144,7 @@ def large(port: int, size: int, count: int) -> dict[str, Any]:
 
 
 def run(*, quick: bool, reps: int, infos: dict[str, dict[str, str]], notes: list[str]) -> list[Table]:
-    n_seq, n_pipe = (50, 500) if quick else (3000, 30_000)
+    n_seq, n_pipe = (50, 500) if quick else (10_000, 30_000)
     big, n_big = (1 << 20, 2) if quick else (16 << 20, 10)
     servers: dict[str, ServerProc] = {}
     problems: dict[str, str] = {}
@@ -150,7 +156,7 @@ def run(*, quick: bool, reps: int, infos: dict[str, dict[str, str]], notes: list
     results: dict[str, dict[str, list[float]]] = {i: {} for i in servers}
     try:
         benches: list[tuple[str, Callable[[ServerProc], dict[str, Any]]]] = [
-            ("seq", lambda s: sequential(s.port, n_seq)),
+            ("seq", lambda s: sequential(s.port, n_seq, s)),
             ("pipe", lambda s: pipelined(s, n_pipe)),
             ("large", lambda s: large(s.port, big, n_big)),
         ]
@@ -185,6 +191,12 @@ def run(*, quick: bool, reps: int, infos: dict[str, dict[str, str]], notes: list
             "seq.latency_us",
             False,
             lambda v: "n/a" if v is None else f"{v:.0f}",
+        ),
+        (
+            "server CPU per sequential round trip (µs)",
+            "seq.cpu_us",
+            False,
+            lambda v: "n/a" if v is None else f"{v:.1f}",
         ),
         ("pipelined 32 B echoes (msgs/s)", "pipe.rate", True, fmt_rate),
         (

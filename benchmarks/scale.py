@@ -136,9 +136,10 @@ def measure(server: ServerProc, levels: tuple[int, int], reps: int, settle: floa
         swarm.grow(small)
         swarm.broadcast(payload)  # warm-up
         out[f"bcast{small}"] = median([swarm.broadcast(payload) for _ in range(reps)])
-        t0 = time.perf_counter()
+        cpu0, t0 = server.cpu_seconds(), time.perf_counter()
         swarm.grow(big)
         out["connect_rate"] = (big - small) / (time.perf_counter() - t0)
+        out["connect_cpu"] = (server.cpu_seconds() - cpu0) / (big - small)  # the server's alone
         time.sleep(0.5)
         rss1 = server.rss_bytes()
         out["rss_per_conn"] = (rss1 - rss0) / (big - 10)
@@ -191,6 +192,7 @@ def run(*, quick: bool, reps: int, infos: dict[str, dict[str, str]], notes: list
             lambda v: f"{v * 1e3:.1f}",
         ),
         ("handshakes per second (client + server)", "connect_rate", True, lambda v: f"{v:.0f}"),
+        ("  server CPU per handshake (µs)", "connect_cpu", False, lambda v: f"{v * 1e6:.0f}"),
     ]
     t = Table(
         title="Scale (one server process each; broadcast = time from trigger until the last client has it)",

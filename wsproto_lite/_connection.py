@@ -40,11 +40,12 @@ from ._handshake import (
 from ._http import (
     HeadReader,
     HTTPError,
+    header_index,
     header_values,
     parse_request_head,
     parse_response_head,
     request_body_length,
-    token_list,
+    split_tokens,
 )
 from ._reader import MessageReader
 from ._state import (
@@ -405,7 +406,8 @@ class ServerConnection(Connection):
         except HTTPError as exc:
             self._handshake_failed(HandshakeFailure(exc.reason, exc.status))
             return
-        if not is_upgrade_request(headers):
+        index = header_index(headers)  # one pass over the head for every lookup below
+        if not is_upgrade_request(headers, index):
             # Not a WebSocket handshake: the application answers it like any HTTP request, once its
             # body (if any) is in.
             try:
@@ -419,8 +421,9 @@ class ServerConnection(Connection):
             return
         else:
             try:
-                self._key = validate_upgrade_request(method, version, headers)
-                self._offers = parse_extension_header(header_values(headers, "Sec-WebSocket-Extensions"))
+                self._key = validate_upgrade_request(method, version, headers, index)
+                offers = index.get("sec-websocket-extensions", [])
+                self._offers = parse_extension_header(offers)
             except HandshakeFailure as exc:
                 self._handshake_failed(exc)
                 return
@@ -431,8 +434,8 @@ class ServerConnection(Connection):
                 method,
                 target,
                 headers,
-                subprotocols=tuple(token_list(headers, "Sec-WebSocket-Protocol")),
-                extensions=tuple(header_values(headers, "Sec-WebSocket-Extensions")),
+                subprotocols=tuple(split_tokens(index.get("sec-websocket-protocol", []))),
+                extensions=tuple(offers),
             )
         self._events.append(self._request)
 

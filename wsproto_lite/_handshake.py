@@ -10,7 +10,15 @@ from collections.abc import Sequence
 
 from ._errors import HandshakeFailure
 from ._events import Headers
-from ._http import build_head, header_values, status_phrase, token_list
+from ._http import (
+    HeaderIndex,
+    build_head,
+    header_index,
+    header_values,
+    split_tokens,
+    status_phrase,
+    token_list,
+)
 from .extensions import ExtensionFactory, Params
 
 __all__ = [
@@ -34,31 +42,39 @@ def accept_key(key: str) -> str:
     return base64.b64encode(hashlib.sha1(key.encode("ascii") + _GUID).digest()).decode("ascii")
 
 
-def is_upgrade_request(headers: Headers) -> bool:
-    """Does the request ask for a WebSocket upgrade? If not, it is a plain HTTP request."""
-    return any(token.lower() == "websocket" for token in token_list(headers, "Upgrade"))
+def is_upgrade_request(headers: Headers, index: HeaderIndex | None = None) -> bool:
+    """Does the request ask for a WebSocket upgrade? If not, it is a plain HTTP request.
+
+    ``index``: the request's :func:`header_index`, when the caller has it (else it is built)."""
+    index = header_index(headers) if index is None else index
+    return any(token.lower() == "websocket" for token in split_tokens(index.get("upgrade", ())))
 
 
-def validate_upgrade_request(method: str, version: tuple[int, int], headers: Headers) -> str:
-    """Check a request that asked for ``Upgrade: websocket`` (§4.2.1); return its Sec-WebSocket-Key."""
+def validate_upgrade_request(
+    method: str, version: tuple[int, int], headers: Headers, index: HeaderIndex | None = None
+) -> str:
+    """Check a request that asked for ``Upgrade: websocket`` (§4.2.1); return its Sec-WebSocket-Key.
+
+    ``index``: the request's :func:`header_index`, when the caller has it (else it is built)."""
+    index = header_index(headers) if index is None else index
     # §4.2.1 (1): "An HTTP/1.1 or higher GET request"
     if method != "GET":
         raise HandshakeFailure(f"the opening handshake must be a GET, not {method}", 405, (("Allow", "GET"),))
     if version < (1, 1):
         raise HandshakeFailure("the opening handshake needs HTTP/1.1 or higher")
     # §4.2.1 (2): a |Host| header field
-    if len(header_values(headers, "Host")) != 1:
+    if len(index.get("host", ())) != 1:
         raise HandshakeFailure("missing or repeated Host header")
     # §4.2.1 (4): a |Connection| header field that includes the token "Upgrade", case-insensitively
-    if not any(token.lower() == "upgrade" for token in token_list(headers, "Connection")):
+    if not any(token.lower() == "upgrade" for token in split_tokens(index.get("connection", ()))):
         raise HandshakeFailure("the Connection header does not include 'upgrade'")
     # §4.2.1 (6): Sec-WebSocket-Version must be 13; otherwise answer 426 naming the versions we speak
     # (§4.4)
-    versions = header_values(headers, "Sec-WebSocket-Version")
+    versions = index.get("sec-websocket-version")
     if versions != ["13"]:
         raise HandshakeFailure("unsupported Sec-WebSocket-Version", 426, (("Sec-WebSocket-Version", "13"),))
     # §4.2.1 (5): a |Sec-WebSocket-Key| that, base64-decoded, is 16 bytes long
-    keys = header_values(headers, "Sec-WebSocket-Key")
+    keys = index.get("sec-websocket-key", [])
     if len(keys) != 1:
         raise HandshakeFailure("missing or repeated Sec-WebSocket-Key")
     try:

@@ -19,6 +19,9 @@ __all__ = [
     "request_body_length",
     "build_head",
     "status_phrase",
+    "HeaderIndex",
+    "header_index",
+    "split_tokens",
 ]
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
@@ -75,9 +78,14 @@ def _parse_header_line(line: bytes) -> tuple[str, str]:
         # RFC 9112 §5.2: obsolete line folding; a server may reject it with 400
         raise HTTPError("obsolete line folding in header")
     name, sep, value = line.partition(b":")
-    if not sep or not _TOKEN.match(name):
+    if not sep:
         raise HTTPError("malformed header line")
-    return (_COMMON_NAMES.get(name) or name.decode("ascii"), value.strip(b" \t").decode("latin-1"))
+    known = _COMMON_NAMES.get(name)  # a known name is a token (RFC 9110 §5.1): no regex for it
+    if known is None:
+        if not _TOKEN.match(name):
+            raise HTTPError("malformed header line")
+        known = name.decode("ascii")
+    return (known, value.strip(b" \t").decode("latin-1"))
 
 
 # A server keeps each connection's request (its headers) while the connection lives, so the names and the
@@ -181,11 +189,16 @@ def build_head(first_line: str, headers: list[tuple[str, str]] | Headers) -> byt
     """Serialize a head; refuses CR/LF inside names and values (header injection)."""
     parts = [first_line]
     for name, value in headers:
-        if not _TOKEN.match(name.encode("latin-1", "replace")) or "\r" in value or "\n" in value:
+        valid_name = name in _VALID_NAMES or _TOKEN.match(name.encode("latin-1", "replace"))
+        if not valid_name or "\r" in value or "\n" in value:
             raise ValueError(f"invalid header {name!r}")
         parts.append(f"{name}: {value}")
     parts.append("\r\n")
     return "\r\n".join(parts).encode("latin-1")
+
+
+#: Header names known to be tokens (RFC 9110 §5.1): ``build_head`` checks the others with ``_TOKEN``.
+_VALID_NAMES = frozenset(_COMMON_NAMES.values()) | {"Sec-WebSocket-Accept", "Retry-After", "Allow"}
 
 
 def header_values(headers: Headers, name: str) -> list[str]:
@@ -194,9 +207,32 @@ def header_values(headers: Headers, name: str) -> list[str]:
     return [value for key, value in headers if key.lower() == name]
 
 
-def token_list(headers: Headers, name: str) -> list[str]:
-    """Comma-separated tokens of every ``name`` header, stripped, empty elements dropped (RFC 9110 §5.6.1)."""
+#: Every header's values by lowercased name, in order (see :func:`header_index`).
+HeaderIndex = dict[str, list[str]]
+
+
+def header_index(headers: Headers) -> HeaderIndex:
+    """The values of every header by lowercased name, in order: one pass over the head for the several
+    lookups of a handshake (``header_values`` is one pass per name)."""
+    index: HeaderIndex = {}
+    for key, value in headers:
+        name = key.lower()
+        values = index.get(name)
+        if values is None:
+            index[name] = [value]
+        else:
+            values.append(value)
+    return index
+
+
+def split_tokens(values: list[str] | tuple[()]) -> list[str]:
+    """Comma-separated tokens of header ``values``, stripped, empty elements dropped (RFC 9110 §5.6.1)."""
     tokens: list[str] = []
-    for value in header_values(headers, name):
+    for value in values:
         tokens.extend(item.strip(" \t") for item in value.split(",") if item.strip(" \t"))
     return tokens
+
+
+def token_list(headers: Headers, name: str) -> list[str]:
+    """Comma-separated tokens of every ``name`` header, stripped, empty elements dropped (RFC 9110 §5.6.1)."""
+    return split_tokens(header_values(headers, name))

@@ -173,8 +173,14 @@ class MessageReader:
         ready = self.ready
         if ready:
             return ready.pop()
-        if self._frame is None and self._msg_opcode is None and self._parse_whole_frames():
-            return ready.pop()
+        if self._frame is None:
+            if self._pos >= len(self._buf) and not self._chunks:
+                # Between frames with no input: nothing to parse (the usual end of a batch; one call per
+                # read instead of three). Let go of the last chunk, as below.
+                self._buf, self._pos = b"", 0
+                return None
+            if self._msg_opcode is None and self._parse_whole_frames():
+                return ready.pop()
         event = self._next_event()
         if event is None and self._pos >= len(self._buf):
             # Everything read is parsed: let go of the last chunk (up to a whole read, kept for as long as

@@ -7,6 +7,8 @@ import signal
 import socket
 import threading
 
+import pytest
+
 from wsproto_lite.server.loop import EventLoop
 
 
@@ -149,3 +151,56 @@ def test_a_due_timer_fires_once_when_an_io_callback_compacts_the_timers(loop: Ev
         a.close()
         b.close()
     assert fired == ["due"]
+
+
+@pytest.mark.parametrize("use_epoll", [True, False], ids=["epoll", "selectors"])
+def test_both_pollers_deliver_reads_writes_and_eof(use_epoll: bool) -> None:
+    """The epoll poller and the selectors fallback (other platforms) drive the same callbacks."""
+    loop = EventLoop(use_epoll=use_epoll)
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    seen: list[bytes] = []
+    try:
+
+        def on_write() -> None:
+            a.send(b"hello")
+            loop.remove_writer(a)
+            a.shutdown(socket.SHUT_WR)
+
+        def on_read() -> None:
+            seen.append(b.recv(100))
+
+        loop.add_writer(a, on_write)
+        loop.add_reader(b, on_read)
+        assert loop.run_until(lambda: seen[-1:] == [b""], 5)  # the data, then EOF wakes the reader too
+        assert seen == [b"hello", b""]
+    finally:
+        loop.forget(a)
+        loop.forget(b)
+        a.close()
+        b.close()
+        loop.close()
+
+
+def test_forgotten_descriptor_in_the_same_batch_is_skipped(loop: EventLoop) -> None:
+    """A callback that forgets another ready descriptor: that one's callback does not run."""
+    pairs = [socket.socketpair() for _ in range(2)]
+    ran: list[int] = []
+    try:
+        for i, (a, b) in enumerate(pairs):
+            a.send(b"x")
+
+            def on_read(i: int = i) -> None:
+                ran.append(i)
+                for _, other in pairs:
+                    loop.forget(other)
+
+            loop.add_reader(b, on_read)
+        assert loop.run_until(lambda: bool(ran), 5)
+        loop.run_once(0.05)
+        assert len(ran) == 1
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()

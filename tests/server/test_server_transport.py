@@ -207,3 +207,40 @@ def test_a_64_mib_payload_is_sent_without_a_copy(loop: EventLoop) -> None:
         tracemalloc.stop()
     assert peak < 4 << 20, peak
     _abort_both(ta, receiver)
+
+
+def test_a_small_read_does_not_allocate_the_read_size(loop: EventLoop) -> None:
+    """A 40-byte message is read into the loop's scratch buffer and copied out: no 256 KiB allocation per
+    read (``recv(read_size)`` would allocate read_size bytes, then shrink them)."""
+    ta, pa, tb, pb = _pair(loop)
+    ta.write(b"warm-up")  # the first read grows the loop's scratch buffer once
+    assert loop.run_until(lambda: pb.data == b"warm-up", 5)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        for i in range(20):
+            ta.write(b"m" * 40)
+            assert loop.run_until(lambda i=i: len(pb.data) == 7 + 40 * (i + 1), 5)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 1024
+    ta.close()
+    tb.close()
+    assert loop.run_until(lambda: bool(pa.lost and pb.lost), 5)
+
+
+def test_large_and_small_reads_alternate_intact(loop: EventLoop) -> None:
+    """Bulk reads (their own bytes objects) and small reads (through the scratch buffer) in any order."""
+    ta, pa, tb, pb = _pair(loop)
+    sent = b""
+    for size in (300_000, 10, 200_000, 5, 70_000, 1, 64 * 1024, 3):
+        chunk = hashlib.sha256(str(size).encode()).digest() * (size // 32 + 1)
+        sent += chunk[:size]
+        ta.write(chunk[:size])
+        want = len(sent)
+        assert loop.run_until(lambda want=want: len(pb.data) == want, 5)
+    assert pb.data == sent
+    ta.close()
+    tb.close()
+    assert loop.run_until(lambda: bool(pa.lost and pb.lost), 5)

@@ -464,3 +464,26 @@ def test_serve_forever_in_a_thread_and_shutdown_stops_it() -> None:
         t.join(10)
     assert not t.is_alive()
     loop.close()
+
+
+def test_the_accepted_connection_knows_its_peer_address(echo_server: ServerThread) -> None:
+    """The address ``accept()`` returned is the connection's (no ``getpeername()`` of its own), and the
+    accepted socket is built like ``socket.accept()`` would build it."""
+    with _client(echo_server.url, False) as ws:
+        ws.send("x")
+        assert ws.recv(timeout=10) == "x"
+        mine = ws.socket.getsockname()
+
+        def seen() -> list[tuple[Any, Any, Any, bool]]:
+            return [
+                (
+                    c.remote_address,
+                    c.transport.peername,
+                    c.transport.sock.family,
+                    c.transport.sock.getblocking(),
+                )
+                for c in echo_server.server.connections
+                if c.transport is not None
+            ]
+
+        assert (mine, mine, socket.AF_INET, False) in echo_server.call(seen)

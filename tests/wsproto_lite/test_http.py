@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from wsproto_lite._handshake import is_upgrade_request, validate_upgrade_request
 from wsproto_lite._http import (
     HeadReader,
     HTTPError,
     build_head,
+    header_index,
+    header_values,
     parse_request_head,
     parse_response_head,
     status_phrase,
@@ -86,3 +91,42 @@ def test_build_head_refuses_header_injection() -> None:
 def test_status_phrase() -> None:
     assert status_phrase(426) == "Upgrade Required"
     assert status_phrase(299) == ""
+
+
+_NAMES = st.sampled_from(
+    ["Host", "host", "HOST", "Upgrade", "upgrade", "Connection", "connection", "Sec-WebSocket-Key",
+     "sec-websocket-key", "Sec-WebSocket-Version", "X-Other", "x-other", "\u0130"]
+)  # fmt: skip
+_VALUES = st.sampled_from(
+    ["", "websocket", "Upgrade", "keep-alive, Upgrade", "13", "8", "dGhlIHNhbXBsZSBub25jZQ==", ",,x"]
+)
+_HEADERS = st.lists(st.tuples(_NAMES, _VALUES), max_size=12).map(tuple)
+
+
+@given(_HEADERS, _NAMES)
+def test_header_index_gives_what_header_values_gives(headers: tuple[tuple[str, str], ...], name: str) -> None:
+    """One pass for several lookups (the handshake's) finds the same values, in the same order."""
+    assert header_index(headers).get(name.lower(), []) == header_values(headers, name)
+
+
+@given(_HEADERS)
+def test_upgrade_checks_agree_with_and_without_an_index(headers: tuple[tuple[str, str], ...]) -> None:
+    index = header_index(headers)
+    assert is_upgrade_request(headers, index) == is_upgrade_request(headers)
+    outcomes = []
+    for given_index in (index, None):
+        try:
+            outcomes.append(validate_upgrade_request("GET", (1, 1), headers, given_index))
+        except Exception as exc:  # noqa: BLE001 - compared below
+            outcomes.append(repr(exc))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_build_head_skips_the_name_check_only_for_known_names() -> None:
+    assert build_head("HTTP/1.1 101 Switching Protocols", [("Sec-WebSocket-Accept", "x")]).endswith(
+        b"x\r\n\r\n"
+    )
+    with pytest.raises(ValueError):
+        build_head("HTTP/1.1 200 OK", [("Bad Name", "x")])
+    with pytest.raises(ValueError):
+        build_head("HTTP/1.1 200 OK", [("Upgrade", "x\r\nInjected: 1")])

@@ -86,11 +86,13 @@ def open_transport(
     *,
     server_side: bool,
     server_hostname: str | None = None,
+    peername: object = None,
 ) -> SocketTransport:
-    """Drive ``sock`` from the loop for ``protocol``: TLS when ``ssl_context`` is given."""
+    """Drive ``sock`` from the loop for ``protocol``: TLS when ``ssl_context`` is given. ``peername``: the
+    address ``accept()`` returned, if any."""
     high, low = options.write_high_water, options.write_low_water
     if ssl_context is None:
-        return SocketTransport(loop, sock, protocol, high_water=high, low_water=low)
+        return SocketTransport(loop, sock, protocol, high_water=high, low_water=low, peername=peername)
     return TLSTransport(
         loop,
         sock,
@@ -100,6 +102,7 @@ def open_transport(
         server_hostname=server_hostname,
         high_water=high,
         low_water=low,
+        peername=peername,
     )
 
 

@@ -1,11 +1,10 @@
-"""A small selectors-based event loop: readiness callbacks, timers, thread-safe wake-ups, signals."""
+"""A small epoll (or selectors) event loop: readiness callbacks, timers, thread-safe wake-ups, signals."""
 
 from __future__ import annotations
 
 import heapq
 import itertools
 import logging
-import selectors
 import signal
 import socket
 import threading
@@ -13,6 +12,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from .poller import make_poller
 
 __all__ = ["EventLoop", "Handle", "TimerHandle", "FileLike"]
 
@@ -22,7 +23,7 @@ _MAX_SELECT_TIMEOUT = 24 * 3600.0
 
 
 class FileLike(Protocol):
-    """Anything the selector accepts: an object with ``fileno()``."""
+    """Anything the poller accepts: an object with ``fileno()``."""
 
     def fileno(self) -> int: ...
 
@@ -78,27 +79,39 @@ class TimerHandle(Handle):
         super().cancel()
 
     def __lt__(self, other: TimerHandle) -> bool:
-        return (self.when, self._seq) < (other.when, other._seq)
+        # the heap's order: by deadline, then by scheduling order (no tuples built: called log n times per
+        # push and pop)
+        when, other_when = self.when, other.when
+        return when < other_when or (when == other_when and self._seq < other._seq)
 
 
 class _Registration:
-    """The reader and writer callbacks of one file descriptor."""
+    """The reader and writer callbacks of one file descriptor, and the events it is polled for."""
 
-    __slots__ = ("reader", "writer")
+    __slots__ = ("reader", "writer", "events")
 
     def __init__(self) -> None:
         self.reader: Callable[[], object] | None = None
         self.writer: Callable[[], object] | None = None
+        self.events = 0
+
+
+def _fd(fileobj: FileLike | int) -> int:
+    return fileobj if isinstance(fileobj, int) else fileobj.fileno()
 
 
 class EventLoop:
-    """Single-threaded loop over ``selectors.DefaultSelector``.
+    """Single-threaded loop over ``select.epoll`` (``selectors`` where there is none: see :mod:`.poller`).
 
     Everything but :meth:`call_soon_threadsafe` and :meth:`stop` must be called from the loop's thread.
     """
 
-    def __init__(self) -> None:
-        self._selector = selectors.DefaultSelector()
+    def __init__(self, *, use_epoll: bool = True) -> None:
+        self._poller, self._in, self._out = make_poller(use_epoll)
+        self._registrations: dict[int, _Registration] = {}
+        #: Where the transports of this loop read small inputs before copying them out (one per loop: it is
+        #: free again once a read returns; see ``SocketTransport._on_readable``). Grown on first use.
+        self.read_scratch = memoryview(bytearray())
         self._ready: deque[Handle] = deque()
         self._timers: list[TimerHandle] = []
         self._cancelled_timers = 0
@@ -168,32 +181,29 @@ class EventLoop:
     # -- file descriptors ----------------------------------------------------------------------
 
     def _update(self, fileobj: FileLike | int, reader: bool, callback: Callable[[], object] | None) -> None:
-        try:
-            key = self._selector.get_key(fileobj)
-        except KeyError:
+        fd = _fd(fileobj)
+        reg = self._registrations.get(fd)
+        if reg is None:
             if callback is None:
                 return
             reg = _Registration()
-            if reader:
-                reg.reader = callback
-            else:
-                reg.writer = callback
-            self._selector.register(fileobj, self._mask(reg), reg)
-            return
-        reg = key.data
+            self._registrations[fd] = reg
         if reader:
             reg.reader = callback
         else:
             reg.writer = callback
-        mask = self._mask(reg)
-        if mask == 0:
-            self._selector.unregister(fileobj)
-        elif mask != key.events:
-            self._selector.modify(fileobj, mask, reg)
-
-    @staticmethod
-    def _mask(reg: _Registration) -> int:
-        return (selectors.EVENT_READ if reg.reader else 0) | (selectors.EVENT_WRITE if reg.writer else 0)
+        events = (self._in if reg.reader else 0) | (self._out if reg.writer else 0)
+        if events == reg.events:
+            return
+        poller = self._poller
+        if events == 0:
+            del self._registrations[fd]
+            poller.unregister(fd)
+        elif reg.events == 0:
+            poller.register(fd, events)
+        else:
+            poller.modify(fd, events)
+        reg.events = events
 
     def add_reader(self, fileobj: FileLike | int, callback: Callable[[], object]) -> None:
         """Call ``callback()`` whenever ``fileobj`` is readable (replaces a previous reader)."""
@@ -214,10 +224,17 @@ class EventLoop:
     def forget(self, fileobj: FileLike | int) -> None:
         """Remove every callback of ``fileobj`` (call before closing it)."""
         try:
-            key = self._selector.unregister(fileobj)
-        except (KeyError, ValueError):
+            fd = _fd(fileobj)
+        except (OSError, ValueError):
             return
-        key.data.reader = key.data.writer = None
+        reg = self._registrations.pop(fd, None)
+        if reg is None:
+            return
+        reg.reader = reg.writer = None
+        try:
+            self._poller.unregister(fd)
+        except (OSError, ValueError):
+            pass  # already closed: the kernel dropped it from the poll set
 
     # -- signals -------------------------------------------------------------------------------
 
@@ -286,22 +303,42 @@ class EventLoop:
         while timers and timers[0].cancelled:
             heapq.heappop(timers)
             self._cancelled_timers -= 1
+        timeout: float | None = None
         if self._ready or self._stopping:
-            timeout: float | None = 0.0
+            timeout = 0.0
         elif timers:
-            timeout = min(max(0.0, timers[0].when - self.time()), _MAX_SELECT_TIMEOUT)
-        else:
-            timeout = None
-        if max_wait is not None:
-            timeout = max_wait if timeout is None else min(timeout, max_wait)
-        for key, mask in self._selector.select(timeout):
-            reg: _Registration = key.data
-            if mask & selectors.EVENT_READ and reg.reader is not None:
-                self._invoke(reg.reader)
+            timeout = timers[0].when - self.time()
+            timeout = 0.0 if timeout < 0.0 else min(timeout, _MAX_SELECT_TIMEOUT)
+        if max_wait is not None and (timeout is None or max_wait < timeout):
+            timeout = max_wait
+        registrations, not_in, not_out = self._registrations, ~self._in, ~self._out
+        for fd, events in self._poller.poll(timeout):
+            reg = registrations.get(fd)
+            if reg is None:
+                continue  # forgotten by a callback of this same batch
+            # any bit but "writable" (data, EOF, an error, a hang-up) is for the reader, as in selectors;
+            # called inline, not through a helper: one Python call less per event
+            if events & not_out and (reader := reg.reader) is not None:
+                try:
+                    reader()
+                except Exception:
+                    logger.exception("I/O callback %r raised", reader)
             # the reader may have removed the writer: re-read it
-            if mask & selectors.EVENT_WRITE and reg.writer is not None:
-                self._invoke(reg.writer)
-        now = self.time()
+            if events & not_in and (writer := reg.writer) is not None:
+                try:
+                    writer()
+                except Exception:
+                    logger.exception("I/O callback %r raised", writer)
+        if timers:
+            self._collect_due_timers()
+        ready = self._ready
+        if ready:
+            for _ in range(len(ready)):
+                ready.popleft()._run()
+
+    def _collect_due_timers(self) -> None:
+        """Move the timers that are due to the ready queue (dropping cancelled ones on the way)."""
+        timers, now = self._timers, self.time()
         while timers and (timers[0].when <= now or timers[0].cancelled):
             handle = heapq.heappop(timers)
             if handle.cancelled:
@@ -309,18 +346,9 @@ class EventLoop:
             else:
                 handle._loop = None
                 self._ready.append(handle)
-        for _ in range(len(self._ready)):
-            self._ready.popleft()._run()
-
-    @staticmethod
-    def _invoke(callback: Callable[[], object]) -> None:
-        try:
-            callback()
-        except Exception:
-            logger.exception("I/O callback %r raised", callback)
 
     def close(self) -> None:
-        """Release the selector and the self-pipe (the loop must not be running).
+        """Release the poller and the self-pipe (the loop must not be running).
 
         Callbacks still scheduled are cancelled and callbacks still registered are dropped: they are
         often bound methods of objects that keep their handle (a timer of a connection), so dropping
@@ -336,8 +364,9 @@ class EventLoop:
             handle.cancel()
         self._ready.clear()
         self._timers.clear()
-        for key in list(self._selector.get_map().values()):
-            key.data.reader = key.data.writer = None
-        self._selector.close()
+        for reg in self._registrations.values():
+            reg.reader = reg.writer = None
+        self._registrations.clear()
+        self._poller.close()
         self._wake_r.close()
         self._wake_w.close()

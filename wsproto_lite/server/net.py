@@ -67,12 +67,17 @@ class Listener:
         self._on_accept = on_accept
         self._paused_timer: TimerHandle | None = None
         self._closed = False
+        # What every accepted socket is built with, as plain ints: ``socket.accept()`` reads ``family`` and
+        # ``type`` from the listener each time, two enum conversions per connection (issue 22).
+        self._family, self._type = int(sock.family), int(sock.type)
         loop.add_reader(sock, self._accept_ready)
 
     def _accept_ready(self) -> None:
         for _ in range(_ACCEPTS_PER_WAKEUP):
             try:
-                conn, address = self.sock.accept()
+                # what socket.accept() does (CPython, since 3.3), minus its two enum conversions
+                fd, address = self.sock._accept()  # type: ignore[attr-defined]
+                conn = socket.socket(self._family, self._type, 0, fileno=fd)
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
             except OSError as exc:

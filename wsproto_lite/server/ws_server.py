@@ -120,7 +120,7 @@ class WebSocketServer:
         (self._overflow if over else self.connections).add(conn)
         try:
             transport = open_transport(
-                self.loop, sock, conn, self.options, self.ssl_context, server_side=True
+                self.loop, sock, conn, self.options, self.ssl_context, server_side=True, peername=address
             )
         except OSError as exc:  # the peer is already gone (getpeername/setsockopt failed)
             logger.debug("dropping %s: %s", address, exc)
