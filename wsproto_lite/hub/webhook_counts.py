@@ -13,7 +13,9 @@ sends the event, so N workers (``--workers N``) and several machines deliver eac
 
 Each transition takes a number from a per-shard sequence (``P:whseq``), sent as the event's ``seq``:
 the events of one channel (one shard) have increasing ``seq`` even when different nodes send them, so a
-receiver can order them.
+receiver can order them.  A change goes to Redis after the client's reply, so the transitions follow
+the order in which the nodes' changes reach Redis: a leave on one node and a join on another a moment
+later may reach it the other way round, and the channel is then never seen empty (no vacated/occupied).
 
 A node killed without closing its connections: each node keeps ``P:whalive:NODE`` alive (``presence_ttl``,
 refreshed every third of it) and lists its occupied channels in ``P:whchan:NODE``; every node's periodic

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import socket
+import threading
 import tracemalloc
 import weakref
 from collections.abc import Iterator
@@ -349,11 +350,22 @@ def test_two_nodes_on_one_redis_send_each_transition_once(redis_url: str, receiv
         a, b = Raw(one.url), Raw(two.url)
         a.ok("connect", {"token": hs256("bob")})
         b.ok("connect", {"token": hs256("bob")})  # the same user on both nodes
+
+        # A reply does not wait for Redis to decide the transition (the node's change of the counts goes
+        # out after it): each step waits until its node's changes are decided, so that the two nodes'
+        # changes reach Redis in the order of the steps. Without it a node's leave could reach Redis
+        # after the other node's next join, and the channel would never be seen empty in between.
+        def step(client: Raw, node: HubThread, command: str) -> None:
+            client.ok(command, {"channel": "chat:x"})
+            decided = threading.Event()
+            node.call(lambda: node.hub.webhooks.after_decisions(node.loop, decided.set, timeout=10.0))
+            assert decided.wait(10.0)
+
         for _ in range(3):
-            a.ok("subscribe", {"channel": "chat:x"})  # node 1: occupied, bob added
-            b.ok("subscribe", {"channel": "chat:x"})  # node 2: neither
-            a.ok("unsubscribe", {"channel": "chat:x"})  # node 1: neither
-            b.ok("unsubscribe", {"channel": "chat:x"})  # node 2: bob removed, vacated
+            step(a, one, "subscribe")  # node 1: occupied, bob added
+            step(b, two, "subscribe")  # node 2: neither
+            step(a, one, "unsubscribe")  # node 1: neither
+            step(b, two, "unsubscribe")  # node 2: bob removed, vacated
         a.ok("subscribe", {"channel": "m1"})  # markers: every earlier decision of each node is sent
         b.ok("subscribe", {"channel": "m2"})
         events = receiver.wait_events(14)
