@@ -236,20 +236,8 @@ class TLSTransport(SocketTransport):
         if not plain:
             self._plain = _NOTHING_QUEUED
 
-    def _on_writable(self) -> None:
-        self._flush()
-        if self._lost:
-            return
-        if not self._buffer:
-            self._pump()
-            if self._lost:
-                return
-        if not self._buffer:
-            self.loop.remove_writer(self._fd)
-            if self._closing:
-                self._linger()
-                return
-        self._check_low_water()
+    def _refill(self) -> None:
+        self._pump()  # the socket took all the ciphertext: encrypt the next slice of what waits
 
     # -- closing -------------------------------------------------------------------------------
 

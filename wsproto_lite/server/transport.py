@@ -301,11 +301,18 @@ class SocketTransport:
         if self._lost:
             return
         if not self._buffer:
+            self._refill()
+            if self._lost:
+                return
+        if not self._buffer:
             self.loop.remove_writer(self._fd)
             if self._closing:
                 self._linger()
                 return
         self._check_low_water()
+
+    def _refill(self) -> None:
+        """The socket took everything queued: a subclass may queue more now (TLS encrypts what waits)."""
 
     def _check_high_water(self) -> None:
         if not self._writing_paused and self.get_write_buffer_size() > self._high_water:
