@@ -17,7 +17,7 @@ from .engine import (
     select_recovery,
 )
 from .protocol import Position
-from .redis_scripts import PUBLISH, PUBLISH_ONCE, READ
+from .redis_scripts import PUBLISH, PUBLISH_ONCE, READ, call
 from .redis_shard import Job
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def publish(
         epoch, offset = results[0][:2]
         return Publication(channel, int(offset), data_json, info_json, epoch=epoch, tags_json=tags_json)
 
-    shard.submit(Job(lambda pipe: pipe.eval(PUBLISH, len(keys), *keys, *args), finish, reply))
+    shard.submit(Job(lambda pipe: call(pipe, PUBLISH, keys, *args), finish, reply))
     return reply
 
 
@@ -83,7 +83,7 @@ def _publish_only(
     reply: Reply[Publication] = Reply()
     if once:
         job = Job(
-            lambda pipe: pipe.eval(PUBLISH_ONCE, 1, *once, target, payload, window_ms),
+            lambda pipe: call(pipe, PUBLISH_ONCE, once, target, payload, window_ms),
             lambda _: publication,
             reply,
         )
@@ -109,7 +109,7 @@ def read(shard: Shard, channel: str, *, entries: bool, meta_ttl: float) -> Reply
             )
         return epoch, int(top), held
 
-    shard.submit(Job(lambda pipe: pipe.eval(READ, 3, *keys, *args), finish, reply))
+    shard.submit(Job(lambda pipe: call(pipe, READ, keys, *args), finish, reply))
     return reply
 
 

@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from . import redis_scripts
 from .engine import Reply, unavailable
 from .protocol import HubError
-from .redis_scripts import PRESENCE
+from .redis_scripts import PRESENCE, call
 
 if TYPE_CHECKING:
     from .redis_engine import RedisEngine
@@ -94,7 +95,7 @@ class Shard:
         self.engine = engine
         self.index = index
         self.url = url
-        no_retry = Retry(NoBackoff(), 0)  # we retry ourselves: a resent EVAL could publish twice
+        no_retry = Retry(NoBackoff(), 0)  # we retry ourselves: a resent EVALSHA could publish twice
         self.client = redis.Redis.from_url(
             url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5, retry=no_retry
         )
@@ -111,6 +112,9 @@ class Shard:
         self.presence: dict[tuple[str, str], tuple[str, str]] = {}  # command thread only
         self.stopping = False
         self.commands_ok = True
+        self.scripts_loaded = False  # on the command connection: loaded at start, again after a failure
+        self.script_reloads = 0
+        """Times a NOSCRIPT answer (Redis restarted or flushed its scripts) made us load them again."""
         self.pubsub_ok = False
         self.command_failures = 0
         self.pubsub_failures = 0
@@ -184,7 +188,7 @@ class Shard:
             job.build(pipe)
             sizes.append(len(pipe) - before)
         try:
-            results = pipe.execute(raise_on_error=False)
+            results = self._run(pipe)
         except (redis.RedisError, OSError) as exc:
             if self.commands_ok:
                 logger.warning("redis shard %d (%s): %s", self.index, self.url, exc)
@@ -215,6 +219,40 @@ class Shard:
         if settled:
             self.engine.post(_settle_all, settled)
 
+    def _run(self, pipe: Any) -> list[Any]:
+        """Execute a pipeline of ``EVALSHA`` (and plain) commands: the scripts loaded first when this
+        connection may not have them; commands answered ``NOSCRIPT`` did not run (Redis restarted, or
+        ``SCRIPT FLUSH``), so they are sent again, once, after loading the scripts.  Raises on a
+        connection failure (the next batch loads the scripts again: Redis may have restarted)."""
+        commands = list(pipe.command_stack)
+        try:
+            if not self.scripts_loaded:
+                self._load_scripts()
+            results: list[Any] = pipe.execute(raise_on_error=False)
+            missed = [i for i, r in enumerate(results) if isinstance(r, redis.exceptions.NoScriptError)]
+            if missed:
+                self.script_reloads += 1
+                self._load_scripts()
+                again: Any = self.client.pipeline(transaction=False)
+                for i in missed:
+                    args, options = commands[i]
+                    again.execute_command(*args, **options)
+                for i, result in zip(missed, again.execute(raise_on_error=False), strict=True):
+                    results[i] = result
+        except (redis.RedisError, OSError):
+            self.scripts_loaded = False
+            raise
+        return results
+
+    def _load_scripts(self) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for script in redis_scripts.ALL:
+            pipe.script_load(script.text)
+        for script, sha in zip(redis_scripts.ALL, pipe.execute(), strict=True):
+            if sha != script.sha:  # pragma: no cover - Redis names a script by the SHA1 of its text
+                raise redis.RedisError(f"SCRIPT LOAD answered {sha}, expected {script.sha}")
+        self.scripts_loaded = True
+
     def _post_failure(self, job: Job, error: HubError) -> None:
         if job.reply is not None:
             self.engine.post(_settle_all, [(job.reply, None, error)])
@@ -230,9 +268,9 @@ class Shard:
         for start in range(0, len(entries), _BATCH):
             pipe = self.client.pipeline(transaction=False)
             for (channel, client), (userkey, value) in entries[start : start + _BATCH]:
-                pipe.eval(PRESENCE, 3, *self.presence_keys(channel), "add", client, userkey, value, ttl_ms)
+                call(pipe, PRESENCE, self.presence_keys(channel), "add", client, userkey, value, ttl_ms)
             try:
-                pipe.execute(raise_on_error=False)
+                self._run(pipe)
             except (redis.RedisError, OSError):
                 self.commands_ok = False
                 return
