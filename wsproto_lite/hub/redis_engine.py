@@ -128,6 +128,10 @@ class RedisEngine(Engine):
         for shard in self._shards:
             shard.stop()
 
+    @property
+    def loop(self) -> HubLoop | None:
+        return self._loop
+
     def post(self, callback: Callable[..., object], *args: Any) -> None:
         """From a Redis thread: run ``callback(*args)`` in the loop thread."""
         loop = self._loop

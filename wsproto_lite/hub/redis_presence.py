@@ -56,7 +56,7 @@ def presence(shard: Shard, channel: str) -> Reply[list[ClientInfo]]:
             infos.append(ClientInfo.from_dict(item))
         return infos
 
-    shard.submit(Job(lambda pipe: call(pipe, PRESENCE, keys, "get"), finish, reply))
+    shard.submit(Job(lambda pipe: call(pipe, PRESENCE, keys, "get"), finish, reply), batched=True)
     return reply
 
 
@@ -68,6 +68,7 @@ def presence_stats(shard: Shard, channel: str) -> Reply[tuple[int, int]]:
             lambda pipe: call(pipe, PRESENCE, keys, "stats"),
             lambda results: (int(results[0][0]), int(results[0][1])),
             reply,
-        )
+        ),
+        batched=True,
     )
     return reply

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import secrets
 import threading
 import time
 import zlib
@@ -107,7 +108,12 @@ class Shard:
             retry=no_retry,
             health_check_interval=10,
         )
-        self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[list[Job] | None] = queue.SimpleQueue()
+        self.submitted: list[Job] = []  # loop thread: this loop iteration's jobs, handed over at its end
+        self.epoch_candidate = ""
+        """Command thread: the epoch offered to a stream Redis does not hold yet, drawn per batch (not per
+        command: a read of the OS's random source each); the scripts keep the shared ``P:epoch`` while it
+        lives, so every stream made in one pipeline takes the same one anyway."""
         self.requests: queue.SimpleQueue[tuple[str, str, Wait | None]] = queue.SimpleQueue()
         self.presence: dict[tuple[str, str], tuple[str, str]] = {}  # command thread only
         self.stopping = False
@@ -134,6 +140,7 @@ class Shard:
         self.pubsub_thread.start()
 
     def stop(self) -> None:
+        self.hand_over()
         self.stopping = True
         self.jobs.put(None)
         for thread in (self.command_thread, self.pubsub_thread):
@@ -149,7 +156,7 @@ class Shard:
         next_refresh = time.monotonic() + refresh_every
         while not self.stopping:
             try:
-                job = self.jobs.get(timeout=max(0.01, next_refresh - time.monotonic()))
+                job: list[Job] | None = self.jobs.get(timeout=max(0.01, next_refresh - time.monotonic()))
             except queue.Empty:
                 job = None
             if time.monotonic() >= next_refresh:
@@ -157,7 +164,7 @@ class Shard:
                 next_refresh = time.monotonic() + refresh_every
             if job is None:
                 continue
-            batch = [job]
+            batch = job
             while len(batch) < _BATCH:
                 try:
                     more = self.jobs.get_nowait()
@@ -166,21 +173,22 @@ class Shard:
                 if more is None:
                     self.stopping = True
                     break
-                batch.append(more)
+                batch.extend(more)
             self._execute(batch)
-        for job in self._drain():
-            self._post_failure(job, unavailable("the hub is stopping"))
+        for left in self._drain():
+            self._post_failure(left, unavailable("the hub is stopping"))
 
     def _drain(self) -> Iterable[Job]:
         while True:
             try:
-                job = self.jobs.get_nowait()
+                jobs = self.jobs.get_nowait()
             except queue.Empty:
                 return
-            if job is not None:
-                yield job
+            if jobs is not None:
+                yield from jobs
 
     def _execute(self, batch: list[Job]) -> None:
+        self.epoch_candidate = secrets.token_hex(4)
         pipe = self.client.pipeline(transaction=False)
         sizes = []
         for job in batch:
@@ -257,8 +265,23 @@ class Shard:
         if job.reply is not None:
             self.engine.post(_settle_all, [(job.reply, None, error)])
 
-    def submit(self, job: Job) -> None:
-        self.jobs.put(job)
+    def submit(self, job: Job, *, batched: bool = False) -> None:
+        """Loop thread: queue a job.  ``batched``: one whose result the client's reply waits for
+        (publish, reads): the batched jobs of one loop iteration reach the command thread together at
+        its end (one wake-up, one pipeline round trip).  Any other job is handed over at once, with the
+        batched ones before it (in order): its effect must not wait behind a reply sent meanwhile."""
+        submitted = self.submitted
+        submitted.append(job)
+        loop = self.engine.loop
+        if not batched or loop is None:
+            self.hand_over()
+        elif len(submitted) == 1:
+            loop.call_later(0.0, self.hand_over)
+
+    def hand_over(self) -> None:
+        if self.submitted:
+            jobs, self.submitted = self.submitted, []
+            self.jobs.put(jobs)
 
     def _refresh_presence(self) -> None:
         if not self.presence:
