@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from . import redis_scripts
 from .engine import Reply, unavailable
 from .protocol import HubError
+from .redis_link import Commands, Link
 from .redis_scripts import PRESENCE, call
 
 if TYPE_CHECKING:
@@ -74,7 +74,8 @@ def require_redis() -> None:
 
 
 class Job:
-    """Commands for the pipeline (``build``) and what to make of their results (``finish``)."""
+    """Commands for the batch (``build``: a ``redis_link.Commands``) and what to make of their results
+    (``finish``)."""
 
     __slots__ = ("build", "finish", "reply")
 
@@ -118,9 +119,7 @@ class Shard:
         self.presence: dict[tuple[str, str], tuple[str, str]] = {}  # command thread only
         self.stopping = False
         self.commands_ok = True
-        self.scripts_loaded = False  # on the command connection: loaded at start, again after a failure
-        self.script_reloads = 0
-        """Times a NOSCRIPT answer (Redis restarted or flushed its scripts) made us load them again."""
+        self.link = Link(self.client)  # the command thread's connection
         self.pubsub_ok = False
         self.command_failures = 0
         self.pubsub_failures = 0
@@ -189,14 +188,14 @@ class Shard:
 
     def _execute(self, batch: list[Job]) -> None:
         self.epoch_candidate = secrets.token_hex(4)
-        pipe = self.client.pipeline(transaction=False)
+        commands = Commands()
         sizes = []
         for job in batch:
-            before = len(pipe)
-            job.build(pipe)
-            sizes.append(len(pipe) - before)
+            before = len(commands)
+            job.build(commands)
+            sizes.append(len(commands) - before)
         try:
-            results = self._run(pipe)
+            results = self.link.run(commands)
         except (redis.RedisError, OSError) as exc:
             if self.commands_ok:
                 logger.warning("redis shard %d (%s): %s", self.index, self.url, exc)
@@ -227,40 +226,6 @@ class Shard:
         if settled:
             self.engine.post(_settle_all, settled)
 
-    def _run(self, pipe: Any) -> list[Any]:
-        """Execute a pipeline of ``EVALSHA`` (and plain) commands: the scripts loaded first when this
-        connection may not have them; commands answered ``NOSCRIPT`` did not run (Redis restarted, or
-        ``SCRIPT FLUSH``), so they are sent again, once, after loading the scripts.  Raises on a
-        connection failure (the next batch loads the scripts again: Redis may have restarted)."""
-        commands = list(pipe.command_stack)
-        try:
-            if not self.scripts_loaded:
-                self._load_scripts()
-            results: list[Any] = pipe.execute(raise_on_error=False)
-            missed = [i for i, r in enumerate(results) if isinstance(r, redis.exceptions.NoScriptError)]
-            if missed:
-                self.script_reloads += 1
-                self._load_scripts()
-                again: Any = self.client.pipeline(transaction=False)
-                for i in missed:
-                    args, options = commands[i]
-                    again.execute_command(*args, **options)
-                for i, result in zip(missed, again.execute(raise_on_error=False), strict=True):
-                    results[i] = result
-        except (redis.RedisError, OSError):
-            self.scripts_loaded = False
-            raise
-        return results
-
-    def _load_scripts(self) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        for script in redis_scripts.ALL:
-            pipe.script_load(script.text)
-        for script, sha in zip(redis_scripts.ALL, pipe.execute(), strict=True):
-            if sha != script.sha:  # pragma: no cover - Redis names a script by the SHA1 of its text
-                raise redis.RedisError(f"SCRIPT LOAD answered {sha}, expected {script.sha}")
-        self.scripts_loaded = True
-
     def _post_failure(self, job: Job, error: HubError) -> None:
         if job.reply is not None:
             self.engine.post(_settle_all, [(job.reply, None, error)])
@@ -289,11 +254,11 @@ class Shard:
         ttl_ms = int(self.engine.presence_ttl * 1000)
         entries = list(self.presence.items())
         for start in range(0, len(entries), _BATCH):
-            pipe = self.client.pipeline(transaction=False)
+            commands = Commands()
             for (channel, client), (userkey, value) in entries[start : start + _BATCH]:
-                call(pipe, PRESENCE, self.presence_keys(channel), "add", client, userkey, value, ttl_ms)
+                call(commands, PRESENCE, self.presence_keys(channel), "add", client, userkey, value, ttl_ms)
             try:
-                self._run(pipe)
+                self.link.run(commands)
             except (redis.RedisError, OSError):
                 self.commands_ok = False
                 return
