@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -52,3 +53,34 @@ def test_young_cycles_are_still_collected_and_survivors_never_rescanned(collecto
         del held
         counts.append(gc.get_count()[1])
     assert max(counts) > 10  # generation 1's default threshold passed, and it was never collected
+
+
+class Timers:
+    """A loop's ``call_later``, run by hand."""
+
+    def __init__(self) -> None:
+        self.due: list[tuple[float, Any]] = []
+
+    def call_later(self, delay: float, callback: Any, *args: Any) -> None:
+        self.due.append((delay, callback))
+
+
+def test_a_full_collection_runs_every_hour_as_the_safety_net(collector_restored: None) -> None:
+    from wsproto_lite.hub.collector import FULL_EVERY, full_every
+
+    young_only()
+    timers = Timers()
+    full_every(timers)  # type: ignore[arg-type]
+    assert [delay for delay, _ in timers.due] == [FULL_EVERY]
+    held = Node()
+    held.other = Node()
+    held.other.other = held
+    old = weakref.ref(held)
+    gc.collect(0)  # it survives a young collection...
+    del held  # ...then becomes garbage: no young collection looks at it any more
+    gc.collect(0)
+    assert old() is not None
+    full = gc.get_stats()[2]["collections"]
+    timers.due.pop()[1]()
+    assert old() is None and gc.get_stats()[2]["collections"] == full + 1
+    assert [delay for delay, _ in timers.due] == [FULL_EVERY]  # and again in an hour
