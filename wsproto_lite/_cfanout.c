@@ -4,8 +4,8 @@
  * send_each(fds, datas) -> list[tuple[int, int]]
  *
  * For every file descriptor in ``fds`` (a list of ints: non-blocking stream sockets whose transports hold
- * nothing unsent), one send() of ``data`` with MSG_NOSIGNAL (a reset peer must not raise SIGPIPE); EINTR is
- * retried.  The answer lists only the sockets that did not take the whole frame, as (index in fds, result):
+ * nothing unsent), one send() of ``data`` with MSG_NOSIGNAL (a reset peer must not raise SIGPIPE) and
+ * MSG_DONTWAIT (never blocks, whatever the socket's own mode); EINTR is retried.  The answer lists only the sockets that did not take the whole frame, as (index in fds, result):
  * result >= 0 is how many bytes the kernel took (a partial write, or 0 for EAGAIN), result < 0 is -errno.
  * ``send_each`` sends ``datas[i]`` (a list of bytes, one per descriptor) to ``fds[i]``: the coalesced
  * frames each connection queued during one loop iteration.
@@ -22,6 +22,9 @@
 
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0 /* CPython ignores SIGPIPE at startup: EPIPE comes back as an error anyway */
+#endif
+#ifndef MSG_DONTWAIT
+#define MSG_DONTWAIT 0 /* the sockets are non-blocking anyway */
 #endif
 
 static int
@@ -47,7 +50,7 @@ send_one(int fd, const char *data, size_t size)
 {
     ssize_t sent;
     do {
-        sent = send(fd, data, size, MSG_NOSIGNAL);
+        sent = send(fd, data, size, MSG_NOSIGNAL | MSG_DONTWAIT);
     } while (sent < 0 && errno == EINTR);
     if (sent >= 0) {
         return (Py_ssize_t)sent;

@@ -55,3 +55,19 @@ def test_quick_run(tmp_path: os.PathLike[str]) -> None:
     # Every peer measured in the sans-IO benchmarks.
     for peer in ("wsproto-lite-py", "wsproto", "websockets-py", "aiohttp-py"):
         assert f"| {peer} |" in results
+
+
+def test_tls_send_runs(tmp_path: os.PathLike[str]) -> None:
+    """``python -m benchmarks.tls_send`` end to end, one small repetition, every server."""
+    pytest.importorskip("trustme")
+    out = os.path.join(tmp_path, "RESULTS-tls-send.md")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.tls_send", "--reps", "1", "--total-mib", "1", "--out", out],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = open(out).read()
+    assert "| 1 MiB |" in results and "| 16 MiB, reader stalled 1 s |" in results

@@ -298,6 +298,55 @@ def test_slow_consumer_and_close_timeout_free_the_connection() -> None:
     assert alive + garbage == []
 
 
+class TLSFlooding(Flooding):
+    """:class:`Flooding` over TLS, tracking the plaintext queue the transport holds once ``send`` refuses."""
+
+    queues = 0
+
+    def on_writable(self, conn: WebSocket) -> None:
+        super().on_writable(conn)
+        queue = getattr(conn.transport, "_plain", None)
+        if queue:  # the plaintext not yet encrypted: the payloads, by reference
+            self.freed.track(queue)
+            TLSFlooding.queues += 1
+
+
+def test_tls_slow_consumer_frees_the_connection_and_its_queued_plaintext(
+    server_ssl_context: ssl.SSLContext, ca: Any
+) -> None:
+    """A TLS peer that stops reading: the server's transport queues the plaintext by reference (lazy
+    encryption); the slow-consumer close frees the connection and that queue."""
+    options = Options(
+        ping_interval=None, write_high_water=64 * 1024, write_hard_limit=256 * 1024, slow_consumer_timeout=0.1
+    )
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    silent: list[socket.socket] = []
+
+    def client(port: int) -> None:  # handshake, then never read again
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+        sock.settimeout(10.0)
+        sock.connect(("127.0.0.1", port))
+        tls = client_ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+        raw_handshake(tls)
+        silent.append(tls)
+
+    freed = Freed()
+    TLSFlooding.queues = 0
+    with collector_off():
+        with ServerThread(TLSFlooding(freed), options=options, ssl_context=server_ssl_context) as st:
+            for _ in range(N):
+                client(st.port)
+            assert st.wait_connections(0)
+            for sock in silent:
+                sock.close()
+            alive = freed.wait_all()
+            garbage = cyclic_garbage_of_ours()
+    assert TLSFlooding.queues >= N and freed.tracked >= 4 * N
+    assert alive + garbage == []
+
+
 def test_unfinished_messages_do_not_outlive_their_connections() -> None:
     """The buffered megabytes go with the connection (tracemalloc), not at the next collection."""
     data = partial_message()

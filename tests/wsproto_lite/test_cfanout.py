@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
@@ -168,3 +169,23 @@ def test_send_each_wants_one_bytes_per_descriptor() -> None:
         with pytest.raises(TypeError):
             compiled_each([ours.fileno()], [memoryview(b"a")])  # type: ignore[list-item]
         assert _drain(peer) == b""
+
+
+@pytest.mark.skipif(compiled is None, reason="the C loop is not built (or WSPROTO_LITE_NO_SPEEDUPS=1)")
+def test_a_full_socket_in_blocking_mode_is_an_eagain_shortfall_not_a_wait() -> None:
+    """MSG_DONTWAIT: the loop never waits for a socket, whatever its mode (the transports make theirs
+    non-blocking; one that is not must not stall every other connection of the fan-out)."""
+    assert compiled is not None
+    with ExitStack() as stack:
+        ours, peer = _pair(stack)
+        _fill(ours)
+        ours.setblocking(True)
+        answer: list[list[tuple[int, int]]] = []
+        worker = threading.Thread(target=lambda: answer.append(compiled([ours.fileno()], b"x" * 100)))
+        worker.daemon = True
+        worker.start()
+        worker.join(10)
+        if worker.is_alive():
+            peer.close()  # lets a blocked send() fail, so the thread ends
+            worker.join(10)
+        assert answer == [[(0, 0)]]

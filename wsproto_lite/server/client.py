@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 _READ_SIZE = 256 * 1024
+_IOV_MAX = 512  # buffers per sendmsg, well under the kernel's IOV_MAX
 
 
 def connect(
@@ -269,14 +270,34 @@ class ClientWebSocket(Endpoint):
 
     def _flush(self) -> bool:
         """Write what the core queued; False if the socket failed (the connection is then closed)."""
-        data = self.core.data_to_send()
-        if data and self.sock.fileno() != -1:
+        chunks = self.core.buffers_to_send()  # a large payload as it is: not joined to its header
+        if chunks and self.sock.fileno() != -1:
             try:
                 self.sock.settimeout(None)
-                self.sock.sendall(data)
+                _send_all(self.sock, chunks)
             except OSError:
                 self._lose_socket()
                 return False
         if self.core.should_close_transport:
             self.sock.close()
         return True
+
+
+def _send_all(sock: socket.socket, chunks: list[bytes]) -> None:
+    """Write ``chunks`` in order without joining them: with ``sendmsg`` (resuming a partial write inside a
+    piece), or piece by piece where there is none (TLS sockets; the core already joined small pieces)."""
+    if len(chunks) == 1 or isinstance(sock, ssl.SSLSocket) or not hasattr(sock, "sendmsg"):
+        for chunk in chunks:
+            sock.sendall(chunk)
+        return
+    views = [memoryview(chunk) for chunk in chunks]
+    first = 0
+    while first < len(views):
+        sent = sock.sendmsg(views[first : first + _IOV_MAX])
+        while sent:
+            head = views[first]
+            if sent < len(head):
+                views[first] = head[sent:]
+                break
+            sent -= len(head)
+            first += 1

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections import deque
 from typing import Any
 
+from .._writer import COPY_LIMIT
 from .loop import EventLoop
-from .transport import BaseProtocol, SocketTransport
+from .transport import _NOTHING_QUEUED, BaseProtocol, SocketTransport
 
 __all__ = ["TLSTransport", "server_context", "client_context"]
 
@@ -39,8 +41,16 @@ class TLSTransport(SocketTransport):
     """A :class:`SocketTransport` that encrypts with an ``SSLObject`` over two memory BIOs.
 
     The protocol's ``connection_made()`` is called once the handshake succeeded; a failed handshake only
-    calls ``connection_lost(exc)``.  The write buffer (and so the watermarks) counts ciphertext.
-    All plaintext the SSL object holds is drained on every read, so nothing stays hidden in it.
+    calls ``connection_lost(exc)``.  All plaintext the SSL object holds is drained on every read, so
+    nothing stays hidden in it.
+
+    Writes are encrypted lazily: the plaintext pieces are queued as they are (by reference, like the
+    plain transport's buffer) and encrypted only while the socket takes the ciphertext, one slice of
+    ``_TLS_SLICE`` plaintext bytes at a time, so a peer that reads slowly never makes the transport hold a
+    second, encrypted copy of what is queued: at most one slice's records wait besides the plaintext.
+    The write buffer (``buffered``, the watermarks) counts the plaintext queued plus the ciphertext not
+    yet taken by the kernel.  ``close()`` sends close_notify after everything queued.  A small write
+    while nothing waits is encrypted and sent at once, without being queued.
     """
 
     def __init__(
@@ -60,7 +70,10 @@ class TLSTransport(SocketTransport):
             self._in_bio, self._out_bio, server_side=server_side, server_hostname=server_hostname
         )
         self._handshaking = True
-        self._early_writes: list[bytes] = []
+        # Plaintext not encrypted yet; an empty tuple while nothing waits (as the base class's buffer).
+        self._plain: deque[memoryview] | tuple[()] = _NOTHING_QUEUED
+        self._plain_size = 0
+        self._close_notified = False
         super().__init__(loop, sock, protocol, **kwargs)
 
     def _make_connection(self) -> None:
@@ -83,10 +96,10 @@ class TLSTransport(SocketTransport):
         self._handshaking = False
         self._flush_bio()
         self.protocol.connection_made(self)
-        if self._early_writes and not self._lost:
-            chunks, self._early_writes = self._early_writes, []
-            self.writelines(chunks)
         if not self._lost:
+            self._pump()  # what was written during the handshake
+        if not self._lost:
+            self._check_high_water()
             self._read_plaintext()
 
     def _incoming(self, data: bytes) -> None:
@@ -131,58 +144,148 @@ class TLSTransport(SocketTransport):
         if data:
             self._raw_write([data])
 
+    # -- writing -------------------------------------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        """Plaintext queued plus ciphertext not yet taken by the kernel."""
+        return self._buffer_size + self._plain_size
+
+    def get_write_buffer_size(self) -> int:
+        return self._buffer_size + self._plain_size
+
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data or self._closing or self._lost:
             return
-        if self._handshaking:
-            self._early_writes.append(bytes(data))
+        if len(data) <= _TLS_SLICE and not self._buffer and not self._plain and not self._handshaking:
+            # Fast path (a small frame, nothing waiting): encrypted and handed to the socket at once.
+            try:
+                self._ssl.write(data)
+            except ssl.SSLError as exc:
+                self._fatal(exc)
+                return
+            self._flush_bio()
             return
-        self._encrypt([data])
+        self._queue_plain([data])
 
     def writelines(self, chunks: list[bytes]) -> None:
-        if self._closing or self._lost:
-            return
-        if self._handshaking:
-            self._early_writes.extend(bytes(c) for c in chunks if c)
-            return
-        self._encrypt(chunks)
+        if not self._closing and not self._lost:
+            self._queue_plain(chunks)
 
-    def _encrypt(self, chunks: list[bytes] | list[bytes | bytearray | memoryview]) -> None:
-        """Encrypt the pieces in place, ``_TLS_SLICE`` bytes of plaintext at a time, each slice's records
-        written before the next slice is encrypted: a large payload is never joined to its header nor
-        copied whole, and the ciphertext waiting in the memory BIO stays bounded. (``SSLSocket`` would
-        write records straight to the socket, but it has no ``sendmsg`` either and would take the
-        handshake out of the loop; the BIO's one copy of the ciphertext is what this design costs.)"""
-        ssl_object, out_bio = self._ssl, self._out_bio
+    def _queue_plain(self, chunks: list[bytes] | list[bytes | bytearray | memoryview]) -> None:
+        """Encrypt now what the socket takes now; queue the rest of the plaintext as it is."""
+        plain = self._plain
+        if not isinstance(plain, deque):
+            plain = self._plain = deque()
+        for chunk in chunks:
+            if chunk:
+                view = memoryview(chunk).cast("B")
+                plain.append(view)
+                self._plain_size += len(view)
+        if self._handshaking:
+            return  # encrypted once the handshake is done
+        if not self._buffer:  # else the socket is full: _on_writable continues
+            self._pump()
+        if not self._lost:
+            self._check_high_water()
+
+    def _pump(self) -> None:
+        """Encrypt queued plaintext, a slice at a time, as long as the socket takes all the ciphertext;
+        close_notify once everything is out of the queue after :meth:`close`."""
+        if self._handshaking:
+            return
+        while self._plain and not self._buffer and not self._lost:
+            self._encrypt_slice()
+            self._flush_bio()
+        if self._closing and not self._plain and not self._lost:
+            self._send_close_notify()
+
+    def _encrypt_slice(self) -> None:
+        """Encrypt up to ``_TLS_SLICE`` bytes from the head of the plaintext queue into the memory BIO:
+        large pieces are read in place, runs of small ones joined first (one record, not one each)."""
+        plain = self._plain
+        assert isinstance(plain, deque)  # called while plaintext waits
+        write, budget = self._ssl.write, _TLS_SLICE
+        run: list[memoryview] = []  # small pieces, joined before they are encrypted
+        run_size = 0
         try:
-            for chunk in chunks:
-                if len(chunk) <= _TLS_SLICE:
-                    if chunk:
-                        ssl_object.write(chunk)
-                    if out_bio.pending >= _TLS_SLICE:
-                        self._flush_bio()
+            while plain and budget:
+                piece = plain[0]
+                if len(piece) <= budget:
+                    plain.popleft()
+                else:
+                    piece, plain[0] = piece[:budget], piece[budget:]
+                budget -= len(piece)
+                self._plain_size -= len(piece)
+                if len(piece) < COPY_LIMIT:
+                    run.append(piece)
+                    run_size += len(piece)
+                    if run_size >= COPY_LIMIT:
+                        write(_joined(run))
+                        run, run_size = [], 0
                     continue
-                view = memoryview(chunk)
-                for start in range(0, len(view), _TLS_SLICE):
-                    ssl_object.write(view[start : start + _TLS_SLICE])
-                    self._flush_bio()
-                    if self._lost:
-                        return
+                if run:
+                    write(_joined(run))
+                    run, run_size = [], 0
+                write(piece)
+            if run:
+                write(_joined(run))
         except ssl.SSLError as exc:
             self._fatal(exc)
             return
-        self._flush_bio()
+        if not plain:
+            self._plain = _NOTHING_QUEUED
+
+    def _on_writable(self) -> None:
+        self._flush()
+        if self._lost:
+            return
+        if not self._buffer:
+            self._pump()
+            if self._lost:
+                return
+        if not self._buffer:
+            self.loop.remove_writer(self._fd)
+            if self._closing:
+                self._linger()
+                return
+        self._check_low_water()
+
+    # -- closing -------------------------------------------------------------------------------
 
     def close(self) -> None:
         if self._closing or self._lost:
             return
-        if not self._handshaking:
-            try:
-                self._ssl.unwrap()  # queues close_notify; we do not wait for the peer's
-            except (ssl.SSLError, OSError):
-                pass
-            self._flush_bio()
-        super().close()
+        self._closing = True
+        self._stop_reading()
+        if self._handshaking:
+            self._drop_plain()
+        elif not self._plain:
+            self._send_close_notify()
+        if not self._buffer and not self._lost:
+            self.loop.call_soon(self._linger)
+
+    def _send_close_notify(self) -> None:
+        if self._close_notified:
+            return
+        self._close_notified = True
+        try:
+            self._ssl.unwrap()  # queues close_notify; we do not wait for the peer's
+        except (ssl.SSLError, OSError):
+            pass
+        self._flush_bio()
+
+    def _linger(self) -> None:
+        if not self._plain and not self._buffer:
+            super()._linger()
+
+    def _drop_plain(self) -> None:
+        self._plain = _NOTHING_QUEUED
+        self._plain_size = 0
+
+    def _connection_lost(self, exc: BaseException | None) -> None:
+        self._drop_plain()
+        super()._connection_lost(exc)
 
     @property
     def handshake_complete(self) -> bool:
@@ -195,3 +298,7 @@ class TLSTransport(SocketTransport):
         if name == "cipher":
             return self._ssl.cipher()
         return super().get_extra_info(name, default)
+
+
+def _joined(pieces: list[memoryview]) -> bytes | memoryview:
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)

@@ -8,7 +8,6 @@ the policy of :mod:`.keepalive`, shared with the adapters.
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -30,17 +29,17 @@ from wsproto_lite import (
 )
 
 from .endpoint import Endpoint
-from .handler import UPGRADE_REQUIRED, Accept, DeferredResponse, Handler, HTTPHandler, HTTPResponse, Reject
+from .handler import Accept, DeferredResponse, Handler, HTTPHandler, HTTPResponse, Reject
 from .keepalive import KEEPALIVE_CLOSE_CODE, KEEPALIVE_CLOSE_REASON, PingTracker
-from .loop import EventLoop, TimerHandle
+from .loop import EventLoop
 from .options import SLOW_CONSUMER_CLOSE_CODE, Options
-from .origins import origin_allowed
+from .prepared_sends import PreparedSends
+from .timers import Timer, Timers
 from .transport import BaseProtocol, SocketTransport
+from .upgrade import http_answer, upgrade_decision
 
 if TYPE_CHECKING:
-    from wsproto_lite import PreparedMessage
-
-    from .fanout import TickFlush
+    from .fanout import DirectSockets
     from .trace import FrameTracer
 
 __all__ = ["WebSocket"]
@@ -50,60 +49,7 @@ logger = logging.getLogger("wsproto_lite.server.websocket")
 Core = ServerConnection | ClientConnection
 
 
-class Timer(enum.Enum):
-    """The timers of one connection; at most one of each is armed."""
-
-    HANDSHAKE = "opening handshake"
-    CLOSE = "closing handshake"  # our close is out (or the core waits for the server's TCP close)
-    PING = "keepalive ping"
-    PONG = "keepalive pong"
-    SLOW_CONSUMER = "slow consumer"
-    SERVER_TCP_CLOSE = "server's TCP close"  # client: §7.1.1, the server closes TCP first
-
-
-_TIMER_INDEX = {timer: index for index, timer in enumerate(Timer)}
-
-
-class Timers:
-    """A connection's armed timers by name. An armed timer refers to its callback (and so to the
-    connection) only until it fires or is cancelled: :meth:`cancel_all` leaves nothing scheduled.
-
-    The handles sit in a list with one place per kind of timer: a dict holding the one timer an idle
-    connection has armed (its keepalive ping) costs ~290 bytes, the list ~120 (issue 22)."""
-
-    __slots__ = ("_loop", "_armed")
-
-    def __init__(self, loop: EventLoop) -> None:
-        self._loop = loop
-        self._armed: list[TimerHandle | None] = [None] * len(_TIMER_INDEX)
-
-    def arm(self, timer: Timer, delay: float, callback: Callable[[], object]) -> None:
-        self.cancel(timer)
-        self._armed[_TIMER_INDEX[timer]] = self._loop.call_later(delay, self._fire, timer, callback)
-
-    def _fire(self, timer: Timer, callback: Callable[[], object]) -> None:
-        self._armed[_TIMER_INDEX[timer]] = None
-        callback()
-
-    def cancel(self, timer: Timer) -> None:
-        index = _TIMER_INDEX[timer]
-        handle = self._armed[index]
-        if handle is not None:
-            self._armed[index] = None
-            handle.cancel()
-
-    def cancel_all(self) -> None:
-        armed = self._armed
-        for index, handle in enumerate(armed):
-            if handle is not None:
-                armed[index] = None
-                handle.cancel()
-
-    def __contains__(self, timer: Timer) -> bool:
-        return self._armed[_TIMER_INDEX[timer]] is not None
-
-
-class WebSocket(BaseProtocol, Endpoint):
+class WebSocket(BaseProtocol, Endpoint, PreparedSends):
     """A connection as the application sees it: ``send``, ``ping``, ``close``, ``writable``...
 
     Created by the server for each accepted socket, or by :func:`server.async_client.connect_async`.
@@ -123,6 +69,7 @@ class WebSocket(BaseProtocol, Endpoint):
         over_capacity: bool = False,
         on_finished: Callable[[WebSocket], None] | None = None,
         tracer: FrameTracer | None = None,
+        direct_sockets: DirectSockets | None = None,
     ) -> None:
         Endpoint.__init__(self)
         self.loop = loop
@@ -140,6 +87,8 @@ class WebSocket(BaseProtocol, Endpoint):
         self._over_capacity = over_capacity
         self._on_finished = on_finished
         self._tracer = tracer
+        self.direct_sockets = direct_sockets
+        """Server: its server's connections whose sockets a broadcast may write to directly."""
         self._timers = Timers(loop)
         self._opened = False  # on_open was called: the handshake succeeded
         self._pings = PingTracker()
@@ -211,99 +160,6 @@ class WebSocket(BaseProtocol, Endpoint):
         self._queued(len(message))
         return True
 
-    def send_prepared(self, prepared: PreparedMessage) -> bool:
-        """Queue a frame built once by ``prepare_message`` (server role; see ``server.broadcast``).
-
-        The per-subscriber path of every broadcast: the same checks as :meth:`send`, in as few steps.
-        """
-        if not self._core_takes(prepared):
-            return False
-        self._queued(len(prepared.frame))
-        return True
-
-    def _core_takes(self, prepared: PreparedMessage) -> bool:
-        """Queue ``prepared`` in the core when open and under the hard limit (the core's consent: OPEN, no
-        fragmented message under way)."""
-        transport = self.transport
-        if not self._opened or transport is None or transport.buffered > self.options.write_hard_limit:
-            return False
-        try:
-            self.core.send_prepared(prepared)
-        except LocalProtocolError:
-            return False
-        return True
-
-    def direct_fd(self) -> int:
-        """The socket a prepared frame may be written to directly (``fanout.send_direct``), or -1.
-
-        Only when the core consents (open, no fragmented message, nothing queued in it) and the transport
-        is plain TCP with nothing buffered: the frame then goes out in order.  Not while tracing frames.
-        """
-        transport = self.transport
-        if (
-            not self._opened
-            or transport is None
-            or self._tracer is not None
-            or not self.core.consents_to_direct()
-        ):
-            return -1
-        return transport.direct_fd()
-
-    def defer_prepared(self, prepared: PreparedMessage, tick: TickFlush) -> bool:
-        """:meth:`send_prepared`, written at the end of this loop iteration by ``tick`` (with whatever else
-        was queued meanwhile: a burst of publications leaves in one ``send()``)."""
-        if not self._core_takes(prepared):
-            return False
-        transport = self.transport
-        assert transport is not None  # checked by _core_takes
-        size = len(prepared.frame)
-        if self._dispatching or transport.buffered + self._unflushed + size >= self.options.write_high_water:
-            self._queued(size)  # at the end of its own batch, or now: over the watermark it must pause
-        else:
-            self._unflushed += size
-            if not self._tick_pending:
-                self._tick_pending = True
-                tick.add(self)
-        return True
-
-    def take_for_direct(self) -> tuple[int, bytes] | None:
-        """For ``tick``'s flush: ``(socket, bytes)`` when what the core queued may be written directly (open,
-        plain TCP, nothing buffered), taking it out of the core; else None (then :meth:`flush_deferred`).
-        Runs no callback."""
-        self._tick_pending = False
-        transport = self.transport
-        if (
-            not self._unflushed
-            or self._dispatching
-            or transport is None
-            or self._tracer is not None
-            or not self.core.can_send
-        ):
-            return None
-        fd = transport.direct_fd()
-        if fd < 0:
-            return None
-        chunks = self.core.buffers_to_send()
-        self._unflushed = 0
-        if not chunks:
-            return None
-        return fd, chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    def flush_deferred(self) -> None:
-        """Write what the core queued, unless it was already written (or this batch writes it at its end)."""
-        if self._unflushed and not self._dispatching:
-            self._flush()
-
-    def direct_shortfall(self, frame: bytes, sent: int) -> None:
-        """A direct send took ``sent`` bytes of ``frame`` (< 0: it failed): queue the rest on the transport,
-        which sends it when the socket is writable (or reports the error then), as :meth:`_flush` would."""
-        transport = self.transport
-        if transport is None:
-            return
-        transport.queue_unsent(memoryview(frame)[max(sent, 0) :])
-        if transport.buffered > self.options.write_hard_limit and Timer.SLOW_CONSUMER not in self._timers:
-            self._timers.arm(Timer.SLOW_CONSUMER, self.options.slow_consumer_timeout, self._slow_consumer)
-
     def ping(self, payload: bytes = b"") -> bool:
         """Send a ping (at most 125 bytes of payload); the pong arrives in ``on_pong``."""
         if not self.is_open:
@@ -369,6 +225,8 @@ class WebSocket(BaseProtocol, Endpoint):
         return True
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        if self.direct_sockets is not None:
+            self.direct_sockets.leave(self)  # the socket is closed: its number may be reused
         if self.is_client and not self._opened and self.error is None:
             # without its traceback: its frames would refer back to this connection (a reference cycle)
             self.error = (
@@ -404,6 +262,7 @@ class WebSocket(BaseProtocol, Endpoint):
         events not yet handed out stay in the core (what was read before reading paused: bounded by the
         read size) until ``resume_writing``; the handler is not asked to answer more than the peer reads.
         """
+        self._unsure_again()
         if self._dispatching:  # re-entered from a callback: the running loop picks the events up
             self._events_waiting = True
             return
@@ -460,7 +319,7 @@ class WebSocket(BaseProtocol, Endpoint):
         self.request = request
         core = self.core
         assert isinstance(core, ServerConnection)
-        decision = self._decide(request)
+        decision = upgrade_decision(self, request, over_capacity=self._over_capacity)
         if isinstance(decision, Accept):
             try:
                 core.accept(subprotocol=decision.subprotocol, extra_headers=list(decision.headers))
@@ -476,42 +335,8 @@ class WebSocket(BaseProtocol, Endpoint):
         self._flush()
         self._open()
 
-    def _decide(self, request: Request) -> Accept | Reject:
-        if self._over_capacity:
-            return Reject(503, [("Retry-After", "5")], b"too many connections\n")
-        if not self._origin_allowed(request):
-            return Reject(403, body=b"origin not allowed\n")
-        try:
-            decision = self.handler.handshake(self, request)
-        except Exception:
-            logger.exception("handshake hook raised")
-            return Reject(500)
-        return Accept() if decision is None else decision
-
-    def _origin_allowed(self, request: Request) -> bool:
-        options = self.options
-        secure = self.transport is not None and self.transport.get_extra_info("ssl_object") is not None
-        return origin_allowed(
-            request.origin,
-            allowed=options.allowed_origins,
-            same_origin=options.same_origin,
-            host=request.host,
-            secure=secure,
-        )
-
     def _on_http_request(self, request: HTTPRequest) -> None:
-        if self._over_capacity:
-            response: HTTPResponse | DeferredResponse = HTTPResponse(
-                503, [("Retry-After", "5")], b"too many connections\n"
-            )
-        elif self._http_handler is None:
-            response = UPGRADE_REQUIRED
-        else:
-            try:
-                response = self._http_handler(request)
-            except Exception:
-                logger.exception("http handler raised")
-                response = HTTPResponse(500, body=b"internal error\n")
+        response = http_answer(request, over_capacity=self._over_capacity, http_handler=self._http_handler)
         if isinstance(response, DeferredResponse):
             if response.response is None:
                 # answered later: the handshake timer stays armed and aborts a request never answered
@@ -535,6 +360,8 @@ class WebSocket(BaseProtocol, Endpoint):
     def _open(self) -> None:
         self._timers.cancel(Timer.HANDSHAKE)
         self._opened = True
+        if self.direct_sockets is not None:
+            self.direct_sockets.join(self)
         self._schedule_ping()
         self._call(self.handler.on_open, self)
 
@@ -548,12 +375,14 @@ class WebSocket(BaseProtocol, Endpoint):
         buffered = 0 if transport is None else transport.buffered
         if self._dispatching and buffered + self._unflushed + size < self.options.write_high_water:
             self._unflushed += size
+            self._unsure_again()
         else:
             self._flush()
 
     def _flush(self) -> None:
         """Write what the core queued; then do what the core says about the transport."""
         self._unflushed = 0
+        self._unsure_again()
         transport = self.transport
         if transport is None:
             return
@@ -576,6 +405,13 @@ class WebSocket(BaseProtocol, Endpoint):
         elif core.close_expected and not self.closed and Timer.CLOSE not in self._timers:
             if self.options.close_timeout is not None:
                 self._timers.arm(Timer.CLOSE, self.options.close_timeout, self._close_timed_out)
+
+    def _unsure_again(self) -> None:
+        """This connection may stop being one a broadcast writes to directly: it is asked again first
+        (see :class:`~.fanout.DirectSockets`; called before control can go back to the loop)."""
+        sockets = self.direct_sockets
+        if sockets is not None and sockets.ready:  # one test while none is ready (or none is kept)
+            sockets.unsure_again(self)
 
     def _finish(self) -> None:
         """The core reported the end: stop the timers, close the transport, tell the handler."""

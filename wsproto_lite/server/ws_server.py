@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from wsproto_lite import CloseCode, ConnectionState, prepare_message
 
 from .endpoint import open_transport, server_core
-from .fanout import send_direct, split_direct
+from .fanout import DirectSockets, send_direct, split_direct
 from .handler import Handler, HTTPHandler
 from .loop import EventLoop, TimerHandle
 from .net import Listener, bind_sockets
@@ -69,6 +69,7 @@ class WebSocketServer:
         self.connections: set[WebSocket] = set()
         """Every connection whose socket is still open (handshaking, open, closing or lingering)."""
         self._overflow: set[WebSocket] = set()  # answered 503 while over max_connections
+        self._direct = DirectSockets()  # the open ones, sorted for broadcast (see fanout.DirectSockets)
         self._shutdown_timer: TimerHandle | None = None
         self._shutting_down = False
         self._shutdown_done = False
@@ -113,6 +114,7 @@ class WebSocketServer:
             over_capacity=over,
             on_finished=self._finished,
             tracer=tracer,
+            direct_sockets=self._direct,
         )
         conn.remote_address = address
         (self._overflow if over else self.connections).add(conn)
@@ -141,10 +143,15 @@ class WebSocketServer:
         Connections over their high watermark (``not conn.writable``) are skipped: a slow peer does not
         make the others wait nor the server buffer without bound.  Returns how many got the message.
         Broadcast frames are never compressed.  The writes go below the interpreter where they can
-        (see :mod:`.fanout`).
+        (see :mod:`.fanout`); to every connection, without a Python step for each one already known
+        to take them directly (:class:`.fanout.DirectSockets`).
         """
         prepared = prepare_message(message)
-        direct, fds, rest = split_direct(list(self.connections if connections is None else connections))
+        if connections is None:  # every open connection: no Python step for those already known direct
+            self._direct.activate(self.connections)
+            direct, fds, rest = self._direct.split()
+        else:
+            direct, fds, rest = split_direct(list(connections))
         send_direct(direct, fds, prepared)  # plain TCP with nothing queued: one C loop over their sockets
         sent = len(direct)
         for conn in rest:

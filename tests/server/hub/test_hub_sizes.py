@@ -16,7 +16,7 @@ MEASURED = ("hub", "server", "adapters")
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 50
 #: Modules still over the module rule (outside the hub), each to be split along its own seams.
-NOT_YET = {"server/websocket.py"}
+NOT_YET: set[str] = set()
 #: Functions still over the function rule (outside the hub).
 LONG_YET: dict[str, set[str]] = {}
 
