@@ -124,22 +124,17 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends):
         return self._unflushed + (0 if self.transport is None else self.transport.buffered)
 
     def pause_messages(self) -> None:
-        """Hand no more messages to the handler, and stop reading the peer, until :meth:`resume_messages`
-        (the handler's own backpressure: its answers wait on other work).  What was already read stays in
-        the core (bounded by the read size)."""
+        """No messages to the handler (what was read stays in the core), no reading, until resumed."""
         self._messages_paused = True
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_messages(self) -> None:
-        """Hand out the messages held since :meth:`pause_messages` and read the peer again."""
-        if not self._messages_paused:
-            return
-        self._messages_paused = False
-        transport = self.transport
-        if transport is not None and not self.closed and not transport.writing_paused:
-            transport.resume_reading()
-        self._process()
+        if self._messages_paused:
+            self._messages_paused = False
+            if self.transport is not None and not self.closed and not self.transport.writing_paused:
+                self.transport.resume_reading()
+            self._process()
 
     def send(self, message: str | bytes, *, fin: bool = True, compress: bool | None = None) -> bool:
         """Queue a text (``str``) or binary (``bytes``) message; never blocks.
@@ -284,8 +279,7 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends):
             self._dispatching = False
 
     def _holding(self) -> bool:
-        """True while events are left in the core: writing (or, by the handler, messages) is paused and
-        the connection is open."""
+        """True while events are left in the core: writing (or messages) paused, the connection open."""
         transport = self.transport
         return (
             transport is not None
