@@ -125,7 +125,11 @@ class Replies(HubPart):
             if sent and ready.after is not None:
                 ready.after()
         if len(outbox) <= self.hub.limits.max_commands_in_flight // 2 < waiting and not session.closed:
-            session.conn.resume_messages()  # paused by ``run`` at the limit (a no-op when not)
+            # paused by ``run`` at the limit (a no-op when not); not from here: the held commands would run
+            # inside whatever resolved this answer (an iteration over the engine's results, say)
+            loop = self.hub._loop
+            if loop is not None:
+                loop.call_later(0.0, session.conn.resume_messages)
 
     def hold(self, session: Session, slot: Slot, frame: str) -> None:
         """Keep a built reply in its outbox slot (counted in the queue bound; dropped if over it)."""
