@@ -49,7 +49,8 @@ FULL_CONNECTIONS = 1_000_000  # Centrifugo's test, scaled by --scale
 FULL_DELIVERIES = 500_000  # per second
 FULL_RECONNECTS = 200_000  # per minute
 TARGETS = ("hub", "python-socketio")  # the default run
-EXTRA = ("hub-1-redis",)  # the hub's 2 workers on one redis-server: only when named in --only
+EXTRA = ("hub-1-redis", "hub-1w-redis", "hub-1w-memory")  # only when named in --only:
+# the hub's 2 workers on one redis-server; one hub process (no supervisor) on redis A, on the memory engine
 
 HUB_CONFIG = f"""
 max_connections = 1000000
@@ -230,15 +231,25 @@ class Servers:
                 os.kill(pid, signal.SIGKILL)
 
 
-def start_hub(shards: list[int], workdir: str) -> Servers:
+def start_hub(shards: list[int], workdir: str, workers: int = 2) -> Servers:
+    """The hub on ``workers`` processes over the Redis ``shards`` (one process: no supervisor; no shards:
+    the memory engine)."""
     config = os.path.join(workdir, "hub-profile.toml")
     with open(config, "w") as f:
         f.write(HUB_CONFIG)
     port = free_port()
-    engine = ",".join(f"redis://{HOST}:{p}/0" for p in shards)
-    argv = [sys.executable, "-m", "server", "hub", "--host", HOST, "--port", str(port)]
-    argv += ["--workers", "2", "--engine", engine, "--config", config]
+    engine = ",".join(f"redis://{HOST}:{p}/0" for p in shards) or "memory"
+    profile_to = os.environ.get("HUB_PROFILE_CPROFILE")  # one process: its cProfile stats there
+    python = (
+        [sys.executable, "-m", "cProfile", "-o", profile_to]
+        if profile_to and workers == 1
+        else [sys.executable]
+    )
+    argv = [*python, "-m", "server", "hub", "--host", HOST, "--port", str(port)]
+    argv += ["--workers", str(workers), "--engine", engine, "--config", config]
     proc = ServerProc("hub", argv, port, timeout=30)
+    if workers == 1:
+        return Servers([proc], [proc.pid], [port])
     deadline = time.monotonic() + 30
     while len(children(proc.pid)) < 2:
         if time.monotonic() > deadline:
@@ -315,6 +326,8 @@ def measure(target: str, profile: Profile, redis: list[ServerProc], workdir: str
     shards = [r.port for r in redis]
     if target == "python-socketio":
         servers = start_socketio(shards)
+    elif target.startswith("hub-1w-"):
+        servers = start_hub(shards[:1] if target == "hub-1w-redis" else [], workdir, workers=1)
     else:
         servers = start_hub(shards if target == "hub" else shards[:1], workdir)
     out = Outcome(target, profile)
@@ -493,7 +506,8 @@ NOTES = [
     "port, channels sharded over 2 redis-server processes), namespace `prof` with history 100 / 300 s; "
     "a reconnect subscribes with `recover: true` from the last offset it saw (its recovered publications "
     "count as deliveries, not in the latency figures).",
-    "- hub-1-redis (when run): the same hub with both workers on redis A alone.",
+    "- hub-1-redis (when run): the same hub with both workers on redis A alone; hub-1w-redis, hub-1w-memory "
+    "(when run): one hub process (no supervisor) on redis A, on the in-memory engine.",
     "- python-socketio: 2 uvicorn processes (`benchmarks/hub_peers.py socketio-redis`), `AsyncRedisManager` "
     "on redis A (it cannot shard); a reconnect joins its two rooms again: what was published meanwhile is "
     "lost (it has no recovery).",

@@ -95,6 +95,7 @@ class AsyncConnection:
         "_queue",
         "_buffered",
         "_paused",
+        "_held",
         "_opened",
         "_close_asked",
         "_send_failed",
@@ -133,6 +134,7 @@ class AsyncConnection:
         self._queue: deque[tuple[str | bytes, int]] = deque()
         self._buffered = 0
         self._paused = False  # over the high watermark, not yet under the low one
+        self._held = False  # pause_messages(): the handler takes no messages for now
         self._opened = False
         self._close_asked: tuple[int, str] | None = None
         self._send_failed = False  # the stack refused a send: the peer is gone, its disconnect follows
@@ -179,6 +181,16 @@ class AsyncConnection:
             return False
         self._enqueue(self._texts.message_of(prepared), len(prepared.frame))
         return True
+
+    def pause_messages(self) -> None:
+        """Take no more messages from the stack until :meth:`resume_messages` (the handler's answers
+        wait on other work)."""
+        self._held = True
+
+    def resume_messages(self) -> None:
+        if self._held:
+            self._held = False
+            self._wake_reader()
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         if self.close_code is not None or self._close_asked is not None or self._aborted:
@@ -234,7 +246,7 @@ class AsyncConnection:
 
     async def _read(self, next_message: NextMessage) -> PeerClosed:
         while not self._aborted:
-            if self._paused:  # backpressure: no new commands while their answers wait
+            if self._paused or self._held:  # backpressure: no new commands while their answers wait
                 self._drained = self.loop.create_future()
                 try:
                     await self._drained

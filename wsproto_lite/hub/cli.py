@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from .allocator import fix_malloc_thresholds
+from .collector import full_every, young_only
 from .config import ConfigError, HubConfig, load_config
 from .hooks import HOOKS
 from .report import exposure
@@ -152,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.status
     fix_malloc_thresholds()  # a long-running process: RSS that comes back down (allocator.py)
+    young_only()  # and no full-collection pauses: its objects are freed by reference counting (collector.py)
+    full_every(hub.loop)  # but one an hour, the safety net for old cycles
     _announce(hub, config)
     if args.parent_pid is not None:
         _watch_parent(hub, args.parent_pid)

@@ -164,5 +164,6 @@ class HubLimits:
     expired_sub_close_delay: float = 25.0
     """The same for a subscription made with a subscription token (``sub_refresh``, then 2501)."""
     max_commands_in_flight: int = 1000
-    """Commands of one connection waiting for the engine (or for an earlier reply); over it the
-    connection is disconnected as slow (3008)."""
+    """Commands of one connection waiting for the engine (or for an earlier reply); at it the hub stops
+    reading the connection until half of them are answered (backpressure, not a disconnect); past twice
+    it (commands batched in frames already read) the connection is disconnected as slow (3008)."""

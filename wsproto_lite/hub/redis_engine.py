@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +104,8 @@ class RedisEngine(Engine):
         self._patterns: dict[str, str] = {}  # hub pattern -> its prefix
         self._pubsub_down: set[int] = set()  # shards whose pub/sub link broke (until it is back)
         self._started = False
+        self._posted: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()  # see post()
+        self._wake_pending = False
         self.bad_messages = 0
         """Pub/sub messages on our channels that were not in our format (ignored)."""
         self.lost_events = 0
@@ -128,14 +131,37 @@ class RedisEngine(Engine):
         for shard in self._shards:
             shard.stop()
 
+    @property
+    def loop(self) -> HubLoop | None:
+        return self._loop
+
     def post(self, callback: Callable[..., object], *args: Any) -> None:
-        """From a Redis thread: run ``callback(*args)`` in the loop thread."""
+        """From a Redis thread: run ``callback(*args)`` in the loop thread, in the order posted.
+
+        Posts wait in ``_posted``; the loop is woken (its self-pipe written) only when no wake-up is
+        pending already, so the results and messages of both threads of every shard that arrive while
+        the loop is busy take one wake-up.  The append comes before the flag is read, and the loop
+        clears the flag before it drains, so no post is left behind."""
         loop = self._loop
-        if loop is not None and self._deliver is not None:
+        if loop is None or self._deliver is None:
+            return
+        self._posted.append((callback, args))
+        if not self._wake_pending:
+            self._wake_pending = True
             try:
-                loop.call_soon_threadsafe(callback, *args)
+                loop.call_soon_threadsafe(self._run_posted)
             except RuntimeError:  # an asyncio loop closed before the hub stopped us: nobody to tell
                 pass
+
+    def _run_posted(self) -> None:
+        self._wake_pending = False
+        posted = self._posted
+        while posted:
+            callback, args = posted.popleft()
+            try:
+                callback(*args)
+            except Exception:  # one failing callback must not hold back the others
+                logger.exception("redis engine: %r failed", callback)
 
     def health(self) -> dict[str, Any]:
         shards = [

@@ -4,7 +4,6 @@ position and kept publications, from which history and recovery are selected."""
 
 from __future__ import annotations
 
-import secrets
 from typing import TYPE_CHECKING, Any
 
 from .engine import (
@@ -17,7 +16,7 @@ from .engine import (
     select_recovery,
 )
 from .protocol import Position
-from .redis_scripts import PUBLISH, PUBLISH_ONCE, READ
+from .redis_scripts import PUBLISH, PUBLISH_ONCE, READ, call
 from .redis_shard import Job
 
 if TYPE_CHECKING:
@@ -51,23 +50,24 @@ def publish(
         return _publish_only(shard, target, payload, publication, once, window_ms)
     reply: Reply[Publication] = Reply()
     keys = (shard.key("meta", channel), shard.key("hist", channel), f"{shard.engine.prefix}:epoch", *once)
-    args = (
+    head = (
         target,
         f"{info_json or ''}\n{tags_json or ''}",  # the entry's info and tags fields (JSON has no newline)
         data_json,
         options.history_size,
         int(options.history_ttl * 1000),
         int(max(meta_ttl, options.history_ttl) * 1000),
-        secrets.token_hex(4),
-        int(meta_ttl * 500),
-        *((window_ms,) if once else ()),
     )
+    tail = (int(meta_ttl * 500), *((window_ms,) if once else ()))
 
     def finish(results: list[Any]) -> Publication:
         epoch, offset = results[0][:2]
         return Publication(channel, int(offset), data_json, info_json, epoch=epoch, tags_json=tags_json)
 
-    shard.submit(Job(lambda pipe: pipe.eval(PUBLISH, len(keys), *keys, *args), finish, reply))
+    def build(pipe: Any) -> None:  # in the command thread: the batch's epoch candidate
+        call(pipe, PUBLISH, keys, *head, shard.epoch_candidate, *tail)
+
+    shard.submit(Job(build, finish, reply), batched=True)
     return reply
 
 
@@ -83,20 +83,20 @@ def _publish_only(
     reply: Reply[Publication] = Reply()
     if once:
         job = Job(
-            lambda pipe: pipe.eval(PUBLISH_ONCE, 1, *once, target, payload, window_ms),
+            lambda pipe: call(pipe, PUBLISH_ONCE, once, target, payload, window_ms),
             lambda _: publication,
             reply,
         )
     else:
         job = Job(lambda pipe: pipe.publish(target, payload), lambda _: publication, reply)
-    shard.submit(job)
+    shard.submit(job, batched=True)
     return reply
 
 
 def read(shard: Shard, channel: str, *, entries: bool, meta_ttl: float) -> Reply[Read]:
     """The channel's position (and with ``entries`` its kept publications)."""
     keys = (shard.key("meta", channel), shard.key("hist", channel), f"{shard.engine.prefix}:epoch")
-    args = (secrets.token_hex(4), int(meta_ttl * 500), "1" if entries else "0")
+    tail = (int(meta_ttl * 500), "1" if entries else "0")
     reply: Reply[Read] = Reply()
 
     def finish(results: list[Any]) -> Read:
@@ -109,7 +109,8 @@ def read(shard: Shard, channel: str, *, entries: bool, meta_ttl: float) -> Reply
             )
         return epoch, int(top), held
 
-    shard.submit(Job(lambda pipe: pipe.eval(READ, 3, *keys, *args), finish, reply))
+    job = Job(lambda pipe: call(pipe, READ, keys, shard.epoch_candidate, *tail), finish, reply)
+    shard.submit(job, batched=True)
     return reply
 
 

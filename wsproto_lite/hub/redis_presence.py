@@ -9,7 +9,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from .engine import ClientInfo, Reply
-from .redis_scripts import PRESENCE
+from .redis_scripts import PRESENCE, call
 from .redis_shard import Job
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def add_presence(shard: Shard, channel: str, info: ClientInfo, ttl: float) -> No
 
     def build(pipe: Any) -> None:
         shard.presence[(channel, info.client)] = (userkey, value)  # command thread: refreshed from now on
-        pipe.eval(PRESENCE, 3, *keys, "add", info.client, userkey, value, ttl_ms)
+        call(pipe, PRESENCE, keys, "add", info.client, userkey, value, ttl_ms)
 
     shard.submit(Job(build))
 
@@ -40,7 +40,7 @@ def remove_presence(shard: Shard, channel: str, client: str) -> None:
 
     def build(pipe: Any) -> None:
         shard.presence.pop((channel, client), None)
-        pipe.eval(PRESENCE, 3, *keys, "remove", client)
+        call(pipe, PRESENCE, keys, "remove", client)
 
     shard.submit(Job(build))
 
@@ -56,7 +56,7 @@ def presence(shard: Shard, channel: str) -> Reply[list[ClientInfo]]:
             infos.append(ClientInfo.from_dict(item))
         return infos
 
-    shard.submit(Job(lambda pipe: pipe.eval(PRESENCE, 3, *keys, "get"), finish, reply))
+    shard.submit(Job(lambda pipe: call(pipe, PRESENCE, keys, "get"), finish, reply), batched=True)
     return reply
 
 
@@ -65,9 +65,10 @@ def presence_stats(shard: Shard, channel: str) -> Reply[tuple[int, int]]:
     reply: Reply[tuple[int, int]] = Reply()
     shard.submit(
         Job(
-            lambda pipe: pipe.eval(PRESENCE, 3, *keys, "stats"),
+            lambda pipe: call(pipe, PRESENCE, keys, "stats"),
             lambda results: (int(results[0][0]), int(results[0][1])),
             reply,
-        )
+        ),
+        batched=True,
     )
     return reply

@@ -1,4 +1,8 @@
-"""The Lua scripts of the Redis engine: each runs atomically inside Redis (EVAL).
+"""The Lua scripts of the Redis engine: each runs atomically inside Redis.
+
+Sent by their SHA1 (``EVALSHA``, :func:`call`), never whole: a shard loads them (``SCRIPT LOAD``) when its
+command connection starts and again after it failed; a ``NOSCRIPT`` answer (Redis restarted or ran
+``SCRIPT FLUSH``) means the script did not run, so the shard loads them and sends those commands again.
 
 Keys of one channel ``C`` (``P`` is the engine's key prefix, ``hub`` by default):
 
@@ -18,7 +22,27 @@ without history; ``info``/``tags`` empty when absent) or ``j\\ninfo json`` / ``l
 
 from __future__ import annotations
 
-__all__ = ["PUBLISH", "PUBLISH_ONCE", "READ", "PRESENCE"]
+import hashlib
+from typing import Any
+
+__all__ = ["ALL", "PRESENCE", "PUBLISH", "PUBLISH_ONCE", "READ", "LuaScript", "call"]
+
+
+class LuaScript:
+    """A script's text and its SHA1 (the name ``EVALSHA`` runs it by: Redis's ``SCRIPT LOAD`` returns it)."""
+
+    __slots__ = ("sha", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def call(pipe: Any, script: LuaScript, keys: tuple[str, ...], *args: object) -> None:
+    """Queue ``EVALSHA`` of ``script`` on a pipeline (redis-py's ``Script`` objects are not used: in a
+    pipeline they send ``SCRIPT EXISTS`` on every ``execute``, an extra round trip)."""
+    pipe.evalsha(script.sha, len(keys), *keys, *args)
+
 
 _NOW = """
 local t = redis.call('time')
@@ -38,7 +62,7 @@ end
 #: KEYS meta, hist, epoch[, idempotency key]; ARGV pubsub channel, info, data, size, ttl_ms, meta_ttl_ms,
 #: epoch candidate, epoch_ttl_ms[, idempotency window ms].  Returns {epoch, offset}; with an idempotency
 #: key already seen, nothing is stored nor published: {epoch, offset, 1} of the first publish.
-PUBLISH = (
+PUBLISH = LuaScript(
     """
 if KEYS[4] then
   local seen = redis.call('get', KEYS[4])
@@ -77,17 +101,19 @@ return {epoch, top}
 
 #: KEYS idempotency key; ARGV pubsub channel, message, window ms.  A publication without history: sent
 #: unless the key was seen within the window.  Returns 1 when published, 0 for a repeat.
-PUBLISH_ONCE = """
+PUBLISH_ONCE = LuaScript(
+    """
 if redis.call('set', KEYS[1], '1', 'nx', 'px', ARGV[3]) then
   redis.call('publish', ARGV[1], ARGV[2])
   return 1
 end
 return 0
 """
+)
 
 #: KEYS meta, hist, epoch; ARGV epoch candidate, epoch_ttl_ms, "1" to return the held entries.
 #: Returns {epoch, top[, entries]}; a channel without a stream stores nothing (only the shared epoch).
-READ = (
+READ = LuaScript(
     """
 local epoch = redis.call('hget', KEYS[1], 'epoch')
 if not epoch then
@@ -110,7 +136,7 @@ return {epoch, top, redis.call('lrange', KEYS[2], 0, -1)}
 
 #: KEYS pres, pexp, pusr; ARGV op ("add" client userkey value ttl_ms | "remove" client | "stats" |
 #: "get").  Expired members are removed (at most 1000 per call) before "stats" and "get".
-PRESENCE = (
+PRESENCE = LuaScript(
     """
 local function remove(client)
   local value = redis.call('hget', KEYS[1], client)
@@ -146,3 +172,6 @@ end
 return redis.call('hvals', KEYS[1])
 """
 )
+
+ALL = (PUBLISH, PUBLISH_ONCE, READ, PRESENCE)
+"""Every script a shard loads."""

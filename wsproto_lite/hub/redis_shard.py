@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import secrets
 import threading
 import time
 import zlib
@@ -17,7 +18,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .engine import Reply, unavailable
 from .protocol import HubError
-from .redis_scripts import PRESENCE
+from .redis_link import Commands, Link
+from .redis_scripts import PRESENCE, call
 
 if TYPE_CHECKING:
     from .redis_engine import RedisEngine
@@ -72,7 +74,8 @@ def require_redis() -> None:
 
 
 class Job:
-    """Commands for the pipeline (``build``) and what to make of their results (``finish``)."""
+    """Commands for the batch (``build``: a ``redis_link.Commands``) and what to make of their results
+    (``finish``)."""
 
     __slots__ = ("build", "finish", "reply")
 
@@ -94,7 +97,7 @@ class Shard:
         self.engine = engine
         self.index = index
         self.url = url
-        no_retry = Retry(NoBackoff(), 0)  # we retry ourselves: a resent EVAL could publish twice
+        no_retry = Retry(NoBackoff(), 0)  # we retry ourselves: a resent EVALSHA could publish twice
         self.client = redis.Redis.from_url(
             url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5, retry=no_retry
         )
@@ -106,11 +109,17 @@ class Shard:
             retry=no_retry,
             health_check_interval=10,
         )
-        self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[list[Job] | None] = queue.SimpleQueue()
+        self.submitted: list[Job] = []  # loop thread: this loop iteration's jobs, handed over at its end
+        self.epoch_candidate = ""
+        """Command thread: the epoch offered to a stream Redis does not hold yet, drawn per batch (not per
+        command: a read of the OS's random source each); the scripts keep the shared ``P:epoch`` while it
+        lives, so every stream made in one pipeline takes the same one anyway."""
         self.requests: queue.SimpleQueue[tuple[str, str, Wait | None]] = queue.SimpleQueue()
         self.presence: dict[tuple[str, str], tuple[str, str]] = {}  # command thread only
         self.stopping = False
         self.commands_ok = True
+        self.link = Link(self.client)  # the command thread's connection
         self.pubsub_ok = False
         self.command_failures = 0
         self.pubsub_failures = 0
@@ -130,6 +139,7 @@ class Shard:
         self.pubsub_thread.start()
 
     def stop(self) -> None:
+        self.hand_over()
         self.stopping = True
         self.jobs.put(None)
         for thread in (self.command_thread, self.pubsub_thread):
@@ -145,7 +155,7 @@ class Shard:
         next_refresh = time.monotonic() + refresh_every
         while not self.stopping:
             try:
-                job = self.jobs.get(timeout=max(0.01, next_refresh - time.monotonic()))
+                job: list[Job] | None = self.jobs.get(timeout=max(0.01, next_refresh - time.monotonic()))
             except queue.Empty:
                 job = None
             if time.monotonic() >= next_refresh:
@@ -153,7 +163,7 @@ class Shard:
                 next_refresh = time.monotonic() + refresh_every
             if job is None:
                 continue
-            batch = [job]
+            batch = job
             while len(batch) < _BATCH:
                 try:
                     more = self.jobs.get_nowait()
@@ -162,29 +172,30 @@ class Shard:
                 if more is None:
                     self.stopping = True
                     break
-                batch.append(more)
+                batch.extend(more)
             self._execute(batch)
-        for job in self._drain():
-            self._post_failure(job, unavailable("the hub is stopping"))
+        for left in self._drain():
+            self._post_failure(left, unavailable("the hub is stopping"))
 
     def _drain(self) -> Iterable[Job]:
         while True:
             try:
-                job = self.jobs.get_nowait()
+                jobs = self.jobs.get_nowait()
             except queue.Empty:
                 return
-            if job is not None:
-                yield job
+            if jobs is not None:
+                yield from jobs
 
     def _execute(self, batch: list[Job]) -> None:
-        pipe = self.client.pipeline(transaction=False)
+        self.epoch_candidate = secrets.token_hex(4)
+        commands = Commands()
         sizes = []
         for job in batch:
-            before = len(pipe)
-            job.build(pipe)
-            sizes.append(len(pipe) - before)
+            before = len(commands)
+            job.build(commands)
+            sizes.append(len(commands) - before)
         try:
-            results = pipe.execute(raise_on_error=False)
+            results = self.link.run(commands)
         except (redis.RedisError, OSError) as exc:
             if self.commands_ok:
                 logger.warning("redis shard %d (%s): %s", self.index, self.url, exc)
@@ -219,8 +230,23 @@ class Shard:
         if job.reply is not None:
             self.engine.post(_settle_all, [(job.reply, None, error)])
 
-    def submit(self, job: Job) -> None:
-        self.jobs.put(job)
+    def submit(self, job: Job, *, batched: bool = False) -> None:
+        """Loop thread: queue a job.  ``batched``: one whose result the client's reply waits for
+        (publish, reads): the batched jobs of one loop iteration reach the command thread together at
+        its end (one wake-up, one pipeline round trip).  Any other job is handed over at once, with the
+        batched ones before it (in order): its effect must not wait behind a reply sent meanwhile."""
+        submitted = self.submitted
+        submitted.append(job)
+        loop = self.engine.loop
+        if not batched or loop is None:
+            self.hand_over()
+        elif len(submitted) == 1:
+            loop.call_later(0.0, self.hand_over)
+
+    def hand_over(self) -> None:
+        if self.submitted:
+            jobs, self.submitted = self.submitted, []
+            self.jobs.put(jobs)
 
     def _refresh_presence(self) -> None:
         if not self.presence:
@@ -228,11 +254,11 @@ class Shard:
         ttl_ms = int(self.engine.presence_ttl * 1000)
         entries = list(self.presence.items())
         for start in range(0, len(entries), _BATCH):
-            pipe = self.client.pipeline(transaction=False)
+            commands = Commands()
             for (channel, client), (userkey, value) in entries[start : start + _BATCH]:
-                pipe.eval(PRESENCE, 3, *self.presence_keys(channel), "add", client, userkey, value, ttl_ms)
+                call(commands, PRESENCE, self.presence_keys(channel), "add", client, userkey, value, ttl_ms)
             try:
-                pipe.execute(raise_on_error=False)
+                self.link.run(commands)
             except (redis.RedisError, OSError):
                 self.commands_ok = False
                 return

@@ -2,7 +2,10 @@
 
 The engine may answer later (a :class:`~wsproto_lite.hub.engine.Reply`): replies still go out in command
 order (a session's ``outbox`` holds the ones waiting for an earlier answer), counted in the queue bound.
-No reply is larger than the bound.  This object refers to its hub weakly (the hub owns it).
+No reply is larger than the bound.  Commands waiting are bounded apart from that (they are the hub's work,
+not bytes the peer left unread): at ``max_commands_in_flight`` the connection's messages are paused (its
+socket is not read) until half are answered, so a publisher whose acks wait on a slow engine slows down
+instead of being dropped.  This object refers to its hub weakly (the hub owns it).
 """
 
 from __future__ import annotations
@@ -40,12 +43,18 @@ class Replies(HubPart):
             self.send_answer(session, command, answer)
             return
         hub = self.hub
-        if len(session.outbox) >= hub.limits.max_commands_in_flight:
+        outbox = session.outbox
+        limit = hub.limits.max_commands_in_flight
+        if len(outbox) >= 2 * limit:  # past the pause below: commands batched in frames already read
             hub.conns.drop_slow((session.conn,))
             return
         slot = Slot()
-        session.outbox.append(slot)
+        outbox.append(slot)
         answer.observe(lambda done: self.fill(session, command, slot, done))
+        if len(outbox) == limit:
+            # what waits on the engine is the hub's work, not the peer's unread bytes: no more commands
+            # from this peer (its socket is not read) until half of these are answered (``fill``)
+            session.conn.pause_messages()
 
     def answer_frame(
         self, session: Session, command: Command, answer: Reply[Result]
@@ -108,12 +117,19 @@ class Replies(HubPart):
         self.hold(session, slot, frame)
         outbox = session.outbox
         conns = self.hub.conns
+        waiting = len(outbox)
         while outbox and outbox[0].frame is not None and not session.closed:
             ready = outbox.pop(0)
             session.outbox_bytes -= len(ready.frame)  # type: ignore[arg-type]
             sent = not ready.frame or conns.send_frame(session, ready.frame)
             if sent and ready.after is not None:
                 ready.after()
+        if len(outbox) <= self.hub.limits.max_commands_in_flight // 2 < waiting and not session.closed:
+            # paused by ``run`` at the limit (a no-op when not); not from here: the held commands would run
+            # inside whatever resolved this answer (an iteration over the engine's results, say)
+            loop = self.hub._loop
+            if loop is not None:
+                loop.call_later(0.0, session.conn.resume_messages)
 
     def hold(self, session: Session, slot: Slot, frame: str) -> None:
         """Keep a built reply in its outbox slot (counted in the queue bound; dropped if over it)."""

@@ -92,6 +92,13 @@ class HubConnection(Protocol):
     def send_prepared(self, prepared: PreparedMessage) -> bool:
         """Queue a message built once by ``wsproto_lite.prepare_message`` for many connections (fan-out)."""
 
+    def pause_messages(self) -> None:
+        """Hand no more messages to the handler (and stop reading the peer) until ``resume_messages``:
+        the hub's backpressure while a connection's commands wait on the engine."""
+
+    def resume_messages(self) -> None:
+        """Hand out messages again (a no-op when not paused)."""
+
     def close(self, code: int = ..., reason: str = "") -> None:
         """Close with ``code`` and ``reason`` after what is already queued (idempotent)."""
 

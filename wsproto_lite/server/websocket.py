@@ -94,6 +94,7 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends):
         self._pings = PingTracker()
         self._dispatching = False  # inside _process: callbacks may re-enter
         self._events_waiting = False  # bytes arrived during _process: run the event loop again
+        self._messages_paused = False  # pause_messages(): no messages handed out, the peer not read
         self._unflushed = 0  # bytes queued in the core during this event batch, not yet flushed
         self._tick_pending = False  # a fanout.TickFlush writes what the core queued at the iteration's end
         if options.handshake_timeout is not None:
@@ -121,6 +122,19 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends):
         """Bytes queued for this peer and not yet taken by the kernel (the transport's buffer, plus what
         the current event batch queued in the core and will write at its end)."""
         return self._unflushed + (0 if self.transport is None else self.transport.buffered)
+
+    def pause_messages(self) -> None:
+        """No messages to the handler (what was read stays in the core), no reading, until resumed."""
+        self._messages_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_messages(self) -> None:
+        if self._messages_paused:
+            self._messages_paused = False
+            if self.transport is not None and not self.closed and not self.transport.writing_paused:
+                self.transport.resume_reading()
+            self._process()
 
     def send(self, message: str | bytes, *, fin: bool = True, compress: bool | None = None) -> bool:
         """Queue a text (``str``) or binary (``bytes``) message; never blocks.
@@ -226,7 +240,7 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends):
             self.transport.pause_reading()  # backpressure: stop reading what we could not answer
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed and not self._messages_paused:
             self.transport.resume_reading()
         if Timer.SLOW_CONSUMER in self._timers and not self._over_hard_limit():
             self._timers.cancel(Timer.SLOW_CONSUMER)
@@ -255,7 +269,8 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends):
                 if not self._holding():
                     for event in self.core.events():
                         self._dispatch(event)
-                        if transport is not None and transport.writing_paused and self._holding():
+                        paused = self._messages_paused or (transport is not None and transport.writing_paused)
+                        if paused and self._holding():
                             break
                 self._flush()
                 if not self._events_waiting:
@@ -264,11 +279,11 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends):
             self._dispatching = False
 
     def _holding(self) -> bool:
-        """True while events are left in the core: writing is paused and the connection is open."""
+        """True while events are left in the core: writing (or messages) paused, the connection open."""
         transport = self.transport
         return (
             transport is not None
-            and transport.writing_paused
+            and (transport.writing_paused or self._messages_paused)
             and self.core.can_send
             and not transport.is_closing()
         )

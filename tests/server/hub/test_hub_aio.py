@@ -140,6 +140,36 @@ def test_reading_stops_over_the_high_watermark_and_resumes_under_the_low_one() -
     run(main)
 
 
+class Pausing(Recorder):
+    """Pauses the connection's messages at the second one (the hub, with commands waiting on its engine)."""
+
+    def on_message(self, conn: Any, message: str | bytes) -> None:
+        super().on_message(conn, message)
+        if message == "m1":
+            conn.pause_messages()
+
+
+def test_pause_messages_takes_no_more_until_resumed() -> None:
+    async def main() -> None:
+        stack, handler = Stack(), Pausing()
+        conn = connection(handler, stack)
+        for i in range(4):
+            stack.inbox.put_nowait(f"m{i}")
+        task = asyncio.create_task(conn.run(stack.next_message))
+        await settle()
+        assert handler.events == ["open", "m0", "m1"] and stack.inbox.qsize() == 2  # not taken
+        assert conn.send("still sends") and conn.writable  # only reading waits
+        conn.resume_messages()
+        await settle()
+        assert handler.events == ["open", "m0", "m1", "m2", "m3"] and stack.inbox.empty()
+        conn.resume_messages()  # not paused: nothing to do
+        stack.inbox.put_nowait(PeerClosed(1000))
+        await task
+        assert stack.sent == ["still sends"]
+
+    run(main)
+
+
 def test_send_drops_over_the_hard_limit() -> None:
     async def main() -> None:
         stack = Stack()

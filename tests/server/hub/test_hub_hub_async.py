@@ -3,6 +3,7 @@ a subscription's reply comes before its pushes, nothing is missed or doubled aro
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -105,16 +106,65 @@ def test_publications_the_reply_already_counts_are_not_pushed_again() -> None:
         h.stop()
 
 
-def test_commands_in_flight_are_bounded() -> None:
+class Stalled(Later):
+    """Reads wait until the test releases them: an engine (Redis) that answers slowly."""
+
+    def attach(self, loop: Any) -> None:
+        super().attach(loop)
+        self.pending: list[tuple[Reply[Any], Position]] = []
+        self.most = 0  # reads pending at once, at most
+        self.arrived = threading.Semaphore(0)
+
+    def position(self, channel: str, options: NamespaceOptions) -> Reply[Position]:
+        reply: Reply[Position] = Reply()
+        self.pending.append((reply, self.position_now(channel, options)))
+        self.most = max(self.most, len(self.pending))
+        self.arrived.release()
+        return reply
+
+    def release(self) -> None:
+        pending, self.pending = self.pending, []
+        for reply, value in pending:
+            reply.resolve(value)
+
+
+def _stalled_hub(limit: int) -> HubThread:
     from wsproto_lite.hub.config import HubConfig
     from wsproto_lite.hub.hub import HubLimits
 
-    h = HubThread(HubConfig(port=0, limits=HubLimits(max_commands_in_flight=3)), engine=Later)
+    return HubThread(HubConfig(port=0, limits=HubLimits(max_commands_in_flight=limit)), engine=Stalled)
+
+
+def test_commands_waiting_on_a_slow_engine_pause_the_client_instead_of_dropping_it() -> None:
+    h = _stalled_hub(4)
+    try:
+        engine = h.hub_server.engine
+        r = Raw(h.url)
+        r.ok("connect")
+        count = 40
+        for i in range(count):  # one frame each: far more than may wait at once
+            r.send({"id": 100 + i, "subscribe": {"channel": f"chat:{i}"}})
+        for _ in range(4):
+            assert engine.arrived.acquire(timeout=5)
+        for _ in range(count - 4):  # each time one more arrives, answer what waits
+            h.call(engine.release)
+            assert engine.arrived.acquire(timeout=5)
+        h.call(engine.release)
+        assert [r.recv(timeout=10)["id"] for _ in range(count)] == [100 + i for i in range(count)]
+        assert h.call(lambda: engine.most) == 4  # never more than the limit read ahead of the answers
+        assert r.ok("presence_stats", {"channel": "chat:0"}) == {"num_clients": 1, "num_users": 1}
+        r.close()
+    finally:
+        h.stop()
+
+
+def test_commands_batched_past_twice_the_limit_disconnect_as_slow() -> None:
+    h = _stalled_hub(4)
     try:
         r = Raw(h.url)
         r.ok("connect")
-        for i in range(2, 7):
-            r.send({"id": i, "subscribe": {"channel": f"chat:{i}"}})
+        frame = "\n".join(json.dumps({"id": i, "subscribe": {"channel": f"chat:{i}"}}) for i in range(2, 12))
+        r.send(frame)  # 10 commands in one frame: read before any pause could apply
         assert r.closed()[0] == DisconnectCode.SLOW  # 3008: reconnect
         assert r.pushes == []
         r.close()
