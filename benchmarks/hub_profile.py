@@ -38,6 +38,7 @@ import time
 from dataclasses import dataclass, field, fields
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 from .hub.loadgen import percentile
@@ -210,10 +211,14 @@ class Servers:
         for proc in self.procs:
             proc.stderr.seek(0)
             log = proc.stderr.read().decode(errors="replace").splitlines()
+            kept = ""
             for i, line in enumerate(log):
                 if line.startswith("Traceback"):
+                    if not kept:  # the whole log, for reading the tracebacks afterwards
+                        kept = os.path.join(tempfile.gettempdir(), f"hub-profile-{proc.name}-{proc.pid}.log")
+                        Path(kept).write_text("\n".join(log))
                     last = next((x for x in log[i + 1 :] if x and not x.startswith(" ")), "?")
-                    notes.append(f"a traceback in {proc.name} pid {proc.pid}'s log: `{last[:200]}`")
+                    notes.append(f"a traceback in {proc.name} pid {proc.pid}'s log ({kept}): `{last[:200]}`")
         return notes
 
     def stop(self) -> None:

@@ -172,7 +172,8 @@ class Hub(Handler):
         """App-level pings (``{}``) to connected clients, every ``ping_interval``; a client that did not
         answer the previous one within ``pong_timeout`` is disconnected (3012 no pong), as Centrifugo does."""
         mute: list[HubConnection] = []
-        for session in self.sessions.values():
+        # a copy: a ping written to a socket the peer reset closes that connection at once (on_close)
+        for session in list(self.sessions.values()):
             if session.info is None or session.closed:
                 continue
             if session.pong_due is not None and session.pong_due <= now:

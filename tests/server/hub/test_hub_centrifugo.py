@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import gc
 import json
+import socket
+import struct
 import time
 import weakref
 from collections.abc import Iterator
@@ -54,6 +56,28 @@ def test_the_hub_pings_every_ping_seconds_and_closes_3012_without_a_pong(secure:
     answering.await_ping()
     assert answering.roundtrip() and answering.pings == 2
     answering.close()
+
+
+def test_a_ping_that_finds_a_reset_socket_does_not_break_the_round(secure: HubThread) -> None:
+    """A ping written to a socket the peer reset fails at once, and the connection closes inside the
+    round of pings: the others are still pinged (the round must not iterate over the live sessions)."""
+    first, _ = _connected(secure, hs256("a"))
+    victim, _ = _connected(secure, hs256("b"))
+    last, _ = _connected(secure, hs256("c"))
+
+    def reset_then_ping() -> int:
+        sock = victim.ws.sock
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # an RST: the hub's next write to it fails, before its loop has read the reset
+        hub = secure.hub
+        hub._send_pings(secure.loop.time() + hub.limits.ping_interval + 1)
+        return len(hub.sessions)
+
+    assert secure.call(reset_then_ping) == 2
+    first.await_ping()
+    last.await_ping()
+    first.close()
+    last.close()
 
 
 def test_a_pong_without_an_outstanding_ping_closes_3501(secure: HubThread) -> None:
