@@ -216,3 +216,44 @@ def test_send_outside_open_returns_false() -> None:
             pass
         assert handler.closed.wait(10)
     assert seen == [False, False]
+
+
+class Pausing(Handler):
+    """Pauses its connection's messages at the first one (as the hub does while commands wait)."""
+
+    def __init__(self) -> None:
+        self.conn: WebSocket | None = None
+        self.messages: list[str | bytes] = []
+        self.changed = threading.Condition()
+
+    def on_message(self, conn: WebSocket, message: str | bytes) -> None:
+        self.conn = conn
+        if not self.messages:
+            conn.pause_messages()
+        with self.changed:
+            self.messages.append(message)
+            self.changed.notify_all()
+
+
+def test_paused_messages_wait_in_order_until_resumed() -> None:
+    """``pause_messages``: what was read stays in the core and the socket is not read until
+    ``resume_messages``, which hands the held messages out in order."""
+    handler = Pausing()
+    with ServerThread(handler, options=Options(compression=False)) as st:
+        sock = raw_connect(st.port)
+        try:
+            raw_handshake(sock)
+            sock.sendall(b"".join(_frame(m) for m in (b"a", b"b", b"c")))  # one write: one read
+            with handler.changed:
+                assert handler.changed.wait_for(lambda: handler.messages, 10)
+            conn = handler.conn
+            assert conn is not None and conn.transport is not None
+            assert st.call(lambda: (list(handler.messages), conn.transport.is_reading)) == (["a"], False)
+            sock.sendall(_frame(b"d"))  # arrives while paused: not read
+            st.call(conn.resume_messages)
+            with handler.changed:
+                assert handler.changed.wait_for(lambda: len(handler.messages) == 4, 10)
+            assert handler.messages == ["a", "b", "c", "d"]
+            assert st.call(lambda: conn.transport.is_reading)
+        finally:
+            sock.close()
