@@ -23,7 +23,7 @@ from wsproto_lite._events import (
 )
 from wsproto_lite._reader import MessageReader
 
-from .wire import close, frame, text
+from .wire import close, frame, read_in_chunks, text
 
 
 def read(data: bytes, config: Config | None = None, server: bool = True) -> list[Event]:
@@ -287,21 +287,6 @@ def _messages(draw: Callable[..., object]) -> bytes:
     return b"".join(frames)
 
 
-def _read_in_chunks(data: bytes, cuts: list[int]) -> list[object]:
-    """The events (and the error's close code) of a server-side reader fed ``data`` cut at ``cuts``."""
-    reader = MessageReader(Config(max_message_size=2000), expect_masked=True)
-    out: list[object] = []
-    bounds = [0, *sorted(cuts), len(data)]
-    for i in range(len(bounds) - 1):
-        reader.feed(data[bounds[i] : bounds[i + 1]])
-        try:
-            while (event := reader.next_event()) is not None:
-                out.append(event)
-        except RemoteProtocolError as exc:
-            return [*out, ("error", exc.code)]
-    return out
-
-
 @pytest.mark.skipif(_cspeedups is None, reason="C accelerator not built")
 @given(st.lists(_messages(), min_size=1, max_size=5), st.data())
 def test_compiled_and_python_payload_buffers_give_the_same_events(
@@ -320,5 +305,5 @@ def test_compiled_and_python_payload_buffers_give_the_same_events(
             patch.setattr(_reader, "PayloadBuffer", buffer)
             patch.setattr(_reader, "apply_mask", mask)
             patch.setattr(_reader, "INLINE_MASK_LIMIT", inline_limit)
-            results.append(_read_in_chunks(stream, cuts))
+            results.append(read_in_chunks(stream, cuts, Config(max_message_size=2000), server=True))
     assert results[0] == results[1]

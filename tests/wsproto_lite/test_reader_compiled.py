@@ -25,12 +25,12 @@ from hypothesis import strategies as st
 
 from wsproto_lite import _frames, _reader
 from wsproto_lite._config import Config
-from wsproto_lite._errors import CloseCode, RemoteProtocolError
+from wsproto_lite._errors import CloseCode
 from wsproto_lite._events import BinaryMessage, Event, Ping, TextMessage
 from wsproto_lite._frames import FrameHeader, HeaderError
 from wsproto_lite._reader import MessageReader
 
-from .wire import MASK, frame
+from .wire import MASK, frame, read_in_chunks
 
 
 def _compiled() -> ModuleType | None:
@@ -68,27 +68,12 @@ def _implementation(compiled: bool) -> Iterator[None]:
         yield
 
 
-def _read(data: bytes, cuts: list[int], config: Config, server: bool) -> list[object]:
-    """The events of a reader fed ``data`` cut at ``cuts``, then ("error", code) if it raised."""
-    reader = MessageReader(config, expect_masked=server)
-    out: list[object] = []
-    bounds = [0, *sorted(cuts), len(data)]
-    for i in range(len(bounds) - 1):
-        reader.feed(data[bounds[i] : bounds[i + 1]])
-        try:
-            while (event := reader.next_event()) is not None:
-                out.append(event)
-        except RemoteProtocolError as exc:
-            return [*out, ("error", exc.code)]
-    return out
-
-
 def _both(data: bytes, cuts: list[int], config: Config, server: bool = True) -> list[object]:
     """Read with both implementations; assert they agree; return the events."""
     with _implementation(compiled=True):
-        compiled = _read(data, cuts, config, server)
+        compiled = read_in_chunks(data, cuts, config, server=server)
     with _implementation(compiled=False):
-        python = _read(data, cuts, config, server)
+        python = read_in_chunks(data, cuts, config, server=server)
     assert compiled == python
     assert [type(e) for e in compiled] == [type(e) for e in python]
     return compiled

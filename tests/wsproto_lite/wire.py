@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import struct
 
+from wsproto_lite._config import Config
+from wsproto_lite._errors import RemoteProtocolError
+from wsproto_lite._reader import MessageReader
+
 MASK = b"\x37\xfa\x21\x3d"
 
 
@@ -32,3 +36,18 @@ def text(data: str, **kw: object) -> bytes:
 def close(code: int | None = 1000, reason: bytes = b"", **kw: object) -> bytes:
     payload = b"" if code is None else struct.pack("!H", code) + reason
     return frame(0x8, payload, **kw)  # type: ignore[arg-type]
+
+
+def read_in_chunks(data: bytes, cuts: list[int], config: Config, *, server: bool) -> list[object]:
+    """The events of a reader fed ``data`` cut at ``cuts``, then ("error", code) if it raised."""
+    reader = MessageReader(config, expect_masked=server)
+    out: list[object] = []
+    bounds = [0, *sorted(cuts), len(data)]
+    for i in range(len(bounds) - 1):
+        reader.feed(data[bounds[i] : bounds[i + 1]])
+        try:
+            while (event := reader.next_event()) is not None:
+                out.append(event)
+        except RemoteProtocolError as exc:
+            return [*out, ("error", exc.code)]
+    return out
