@@ -8,7 +8,6 @@ write: neither may be imported or run by anything of ours.
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 import venv
@@ -17,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.ports import unused_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,12 +74,6 @@ def tutorial_folder(tmp_path: Path) -> Path:
     for name, text in TUTORIAL_FILES.items():
         (tmp_path / name).write_text(text)
     return tmp_path
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_the_wheel_holds_every_module_of_the_tree_and_no_other(wheel: Path) -> None:
@@ -197,7 +192,7 @@ def _run_python(installed: Path, folder: Path, code: str) -> subprocess.Complete
 def test_echo_and_hub_run_from_the_console_script(
     start: Start, installed: Path, tutorial_folder: Path
 ) -> None:
-    echo_port, hub_port = _free_port(), _free_port()
+    echo_port, hub_port = unused_port(), unused_port()
     _wait_for_line(start("echo", "--port", str(echo_port)), str(echo_port))
     client = (
         "from wsproto_lite.server.client import connect\n"

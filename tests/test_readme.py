@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-import socket
 import threading
 from pathlib import Path
 
 import pytest
+
+from tests.ports import unused_port
 
 websockets_sync = pytest.importorskip("websockets.sync.client")
 
@@ -17,9 +18,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_readme_example_echoes() -> None:
     code = re.search(r"```python\n(import socket.*?)```", README.read_text(), re.S)
     assert code is not None
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = unused_port()
     source = code.group(1).replace("while True:", "for _ in range(1):").replace("9001", str(port))
     source = source.replace('print("closed", event.code, event.reason)', "closed.append(event.code)")
     namespace: dict[str, object] = {"closed": []}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.ports import unused_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -16,16 +17,10 @@ def blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_asyncio_snippet_echoes() -> None:
     code = next(b for b in blocks() if "from wsproto_lite.adapters.asyncio import serve, connect" in b)
     printed: list[Any] = []
-    code = code.replace("8765", str(free_port())).replace("print(", "printed.append(")
+    code = code.replace("8765", str(unused_port())).replace("print(", "printed.append(")
     exec(compile(code, "README.md", "exec"), {"printed": printed})
     assert printed == ["hello"]
 

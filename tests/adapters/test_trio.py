@@ -27,6 +27,7 @@ import trio.testing  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from tests.ports import unused_port
 from wsproto_lite import Accepted, ClientConnection, CloseReceived, LocalProtocolError  # noqa: E402
 from wsproto_lite.adapters.trio import (  # noqa: E402
     CloseReason,
@@ -1011,9 +1012,7 @@ def test_python_m_adapters_trio_serves_an_echo() -> None:
     """The README's one-command start, ``python -m wsproto_lite.adapters.trio --port P``, stopped by PID."""
     from websockets.sync.client import connect
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = unused_port()
     root = Path(__file__).resolve().parents[2]
     command = [sys.executable, "-m", "wsproto_lite.adapters.trio", "--port", str(port)]
     server = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)

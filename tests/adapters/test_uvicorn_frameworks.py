@@ -19,6 +19,7 @@ websockets_exceptions = pytest.importorskip("websockets.exceptions")
 
 from tests.adapters import apps  # noqa: E402
 from tests.adapters.uvicorn_helpers import run, uvicorn_server  # noqa: E402
+from tests.ports import unused_port  # noqa: E402
 from wsproto_lite.adapters.asyncio import ConnectionClosedError, InvalidStatus, connect  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -96,11 +97,7 @@ def test_django_channels_group_messages_over_the_in_memory_layer() -> None:
 
 def test_the_uvicorn_command_line_with_our_class() -> None:
     """``uvicorn module:app --ws wsproto_lite.adapters.uvicorn:WSProtoLiteProtocol``, as a user types it."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = unused_port()
     argv = [sys.executable, "-m", "uvicorn", "tests.adapters.apps:fastapi_app"]
     argv += [
         "--ws",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import ssl
 
 from srvtest_util import Echo, ServerThread, assert_echo_works
 
+from tests.ports import unused_port
 from wsproto_lite.server.async_client import connect_async
 from wsproto_lite.server.errors import HandshakeError
 from wsproto_lite.server.handler import Handler, Reject
@@ -61,10 +61,7 @@ def test_one_thousand_concurrent_connections(loop: EventLoop) -> None:
 
 
 def test_connect_errors_are_reported(loop: EventLoop) -> None:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = unused_port()  # nothing listens there
     handler = Counter()
     connect_async(loop, f"ws://127.0.0.1:{port}/", handler)
     assert loop.run_until(lambda: bool(handler.errors), 10)

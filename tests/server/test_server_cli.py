@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import unused_port
 from wsproto_lite.server.client import ConnectionClosedError, connect
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,10 +144,7 @@ def test_bad_certificate_is_one_line(tmp_path: Path) -> None:
 
 
 def test_connection_refused_is_one_line() -> None:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = unused_port()  # nothing listens there
     _one_line_error(_run("client", f"ws://127.0.0.1:{port}/"), "cannot connect")
     _one_line_error(_run("client", "http://nope/"), "ws://")
 

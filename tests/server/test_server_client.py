@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed as WSClosed
 from websockets.http11 import Response
 from websockets.sync.server import Server, ServerConnection, serve
 
+from tests.ports import unused_port
 from wsproto_lite._frames import apply_mask
 from wsproto_lite._handshake import accept_key
 from wsproto_lite.server.client import ConnectionClosedError, HandshakeError, InvalidURL, _send_all, connect
@@ -170,10 +171,7 @@ def test_handshake_error_carries_status(ws_server: WSServer) -> None:
 
 
 def test_connection_refused_and_bad_url() -> None:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = unused_port()  # nothing listens there
     with pytest.raises(ConnectionRefusedError):
         connect(f"ws://127.0.0.1:{port}/", timeout=5)
     with pytest.raises(InvalidURL):

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from srvtest_util import ServerThread, raw_connect, raw_handshake, read_until_closed
 
+from tests.ports import unused_port
 from wsproto_lite import Request
 from wsproto_lite._frames import encode_frame
 from wsproto_lite.server.async_client import connect_async
@@ -418,10 +419,7 @@ def test_loop_client_clean_close_frees_the_connection() -> None:
 def test_loop_client_rejected_and_refused_free_the_connection() -> None:
     with collector_off(), ServerThread(Tracking(Freed(), Reject(401))) as st:
         assert run_loop_clients(st.url, Freed()) == []
-    unused = socket.socket()
-    unused.bind(("127.0.0.1", 0))
-    port = unused.getsockname()[1]
-    unused.close()  # nothing listens there: connection refused
+    port = unused_port()  # nothing listens there: connection refused
     with collector_off():
         assert run_loop_clients(f"ws://127.0.0.1:{port}/", Freed()) == []
 

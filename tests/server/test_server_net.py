@@ -6,6 +6,7 @@ import socket
 
 import pytest
 
+from tests.ports import unused_port
 from wsproto_lite.server.loop import EventLoop
 from wsproto_lite.server.net import Listener, bind_sockets, connect_socket
 
@@ -46,10 +47,7 @@ def test_listener_accepts_and_connect_socket_connects(loop: EventLoop, host: str
 
 
 def test_connect_refused_reports_error(loop: EventLoop) -> None:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens there now
+    port = unused_port()  # nothing listens there
     result: list[object] = []
     connect_socket(loop, "127.0.0.1", port, lambda sock, e: result.append(sock or e), timeout=5)
     assert loop.run_until(lambda: bool(result), 5)

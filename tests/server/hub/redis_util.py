@@ -10,11 +10,7 @@ import time
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import unused_port
 
 
 def require_redis() -> str:
@@ -36,7 +32,7 @@ class RedisServer:
 
     def __init__(self) -> None:
         self.binary = require_redis()
-        self.port = _free_port()
+        self.port = unused_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 

@@ -10,7 +10,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pytest
 
 pytest.importorskip("uvicorn")
 
+from tests.ports import unused_port
 from wsproto_lite.hub.asgi import HubASGI, route_path  # noqa: E402
 from wsproto_lite.hub.auth import AuthConfig, Identity  # noqa: E402
 from wsproto_lite.hub.config import HubConfig  # noqa: E402
@@ -374,16 +374,10 @@ SERVERS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.mark.parametrize("server", SERVERS)
 def test_the_hub_under_each_asgi_servers_command_line(server: str) -> None:
     pytest.importorskip(server)
-    port = _free_port()
+    port = unused_port()
     argv = [sys.executable, *(a.format(port=port) for a in SERVERS[server])]
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": path}, stderr=subprocess.PIPE)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+
+from tests.ports import unused_port
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -34,14 +35,8 @@ def test_a_bad_config_file_exits_2(tmp_path: Path) -> None:
     assert out.returncode == 2 and "unknown key 'prot'" in out.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_start_serve_the_page_and_stop(tmp_path: Path) -> None:
-    port = _free_port()
+    port = unused_port()
     config = tmp_path / "hub.json"
     config.write_text('{"namespaces": {"room": {"presence": true}}}')
     proc = subprocess.Popen(
@@ -82,7 +77,7 @@ def test_start_serve_the_page_and_stop(tmp_path: Path) -> None:
 
 
 def test_authentication_and_an_internal_address_in_the_start_up_report(tmp_path: Path) -> None:
-    port, internal = _free_port(), _free_port()
+    port, internal = unused_port(), unused_port()
     config = tmp_path / "hub.toml"
     config.write_text("[namespaces.room]\nallow_publish = true\n")
     env = {

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.ports import unused_port
 from wsproto_lite.hub.client import (
     Backoff,
     HubClient,
@@ -91,11 +92,7 @@ def test_no_reconnect_when_the_hub_says_so(hub: HubThread) -> None:
 
 
 def test_gives_up_after_max_attempts() -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens there
+    port = unused_port()  # nothing listens there
     client = HubClient(f"ws://127.0.0.1:{port}/ws", backoff=FAST, max_attempts=2, timeout=2)
     with pytest.raises(OSError):
         client.connect()

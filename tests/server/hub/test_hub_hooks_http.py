@@ -4,13 +4,13 @@ headers and cookies passed through; connections reused; the counters in ``/metri
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.ports import unused_port
 from wsproto_lite.hub.config import ConfigError, HubConfig, config_from_mapping
 from wsproto_lite.hub.hook_http import HookConfig
 from wsproto_lite.hub.metrics import render
@@ -161,9 +161,7 @@ def test_a_bad_backend_answer_is_error_100_and_counted(
 
 
 def test_the_backend_down_is_error_100_and_counted(backend: Backend) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nothing listens there
+    port = unused_port()  # nothing listens there
     h = HubThread(HubConfig(port=0, hooks=HookConfig.from_mapping({"rpc": f"http://127.0.0.1:{port}/rpc"})))
     try:
         r = Raw(h.url)

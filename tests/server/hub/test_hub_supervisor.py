@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import unused_port
 from wsproto_lite.hub.protocol import DisconnectCode
 from wsproto_lite.server.client import connect
 
@@ -26,12 +27,6 @@ from .conftest import HubThread, Raw
 from .redis_util import RedisServer
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Process:
@@ -47,6 +42,7 @@ class Process:
             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         )
         self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []  # the lines expect() has read, for a failure's message
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -55,10 +51,18 @@ class Process:
         for line in self.proc.stdout:
             self.lines.put(line)
 
-    def expect(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
+    def expect(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
+        """The next line matching ``pattern``; fails with what the process printed if none comes in time."""
         deadline = time.monotonic() + timeout
         while True:
-            line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                status = self.proc.poll()
+                printed = "".join(self.seen[-40:]) or "(nothing)\n"
+                waited = f"no line matching {pattern!r} in {timeout} s (exit status {status})"
+                raise AssertionError(f"{waited}; it printed:\n{printed}") from None
+            self.seen.append(line)
             found = re.search(pattern, line)
             if found:
                 return found
@@ -78,7 +82,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 def test_several_workers_need_a_shared_engine() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "server", "hub", "--workers", "2", "--port", str(_free_port())],
+        [sys.executable, "-m", "server", "hub", "--workers", "2", "--port", str(unused_port())],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -88,7 +92,7 @@ def test_several_workers_need_a_shared_engine() -> None:
 
 
 def test_two_workers_a_killed_one_is_restarted_and_sigterm_stops_all(redis_server: RedisServer) -> None:
-    port = _free_port()
+    port = unused_port()
     engine = f"{redis_server.url}?prefix=w{secrets.token_hex(3)}"
     hub = Process("--workers", "2", "--port", str(port), "--engine", engine)
     try:
@@ -135,7 +139,7 @@ def test_two_workers_a_killed_one_is_restarted_and_sigterm_stops_all(redis_serve
 
 
 def test_workers_stop_when_their_supervisor_is_killed(redis_server: RedisServer) -> None:
-    port = _free_port()
+    port = unused_port()
     hub = Process("--workers", "2", "--port", str(port), "--engine", redis_server.url)
     pids = [int(hub.expect(r"worker \d pid (\d+)").group(1)) for _ in range(2)]
     try:
@@ -171,7 +175,7 @@ def test_a_sigkilled_node_leaves_presence_within_its_ttl(redis_server: RedisServ
     from wsproto_lite.hub.redis_engine import RedisEngine
 
     prefix = "k" + secrets.token_hex(3)
-    port = _free_port()
+    port = unused_port()
     node = Process(
         "--workers",
         "1",
@@ -208,7 +212,7 @@ def test_http_api_publish_on_one_node_reaches_a_subscriber_on_another(redis_serv
     prefix = "h" + secrets.token_hex(3)
     key = "k-" + secrets.token_hex(12)
     engine = f"{redis_server.url}?prefix={prefix}"
-    ports = [_free_port(), _free_port()]
+    ports = [unused_port(), unused_port()]
     # the API key on A only: B, with no authentication configured, takes the anonymous subscriber
     a, b = (
         Process("--workers", "1", "--port", str(port), "--engine", engine, env=env)
@@ -253,7 +257,7 @@ def test_sighup_to_the_supervisor_reloads_every_workers_api_keys(
     old, new = "k-old-" + secrets.token_hex(8), "k-new-" + secrets.token_hex(8)
     config = tmp_path / "hub.toml"
     config.write_text(f'[auth]\napi_keys = ["{old}"]\n')
-    port = _free_port()
+    port = unused_port()
     engine = f"{redis_server.url}?prefix=s{secrets.token_hex(3)}"
     hub = Process("--workers", "2", "--port", str(port), "--engine", engine, "--config", str(config))
     pids: list[int] = []

@@ -6,7 +6,6 @@ The receiver is a real HTTP server on 127.0.0.1 (``webhook_receiver.py``) that c
 from __future__ import annotations
 
 import gc
-import socket
 import threading
 import tracemalloc
 import weakref
@@ -17,6 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.ports import unused_port
 from wsproto_lite.hub.config import ConfigError, HubConfig, config_from_mapping
 from wsproto_lite.hub.webhook_config import WebhookConfig
 from wsproto_lite.hub.webhook_sender import WebhookSender, sign
@@ -56,12 +56,6 @@ def hooked(receiver: Receiver) -> Iterator[HubThread]:
     h = HubThread(_config(receiver.url))
     yield h
     h.stop()
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed again: connections to it are refused
 
 
 def _names(events: list[dict[str, Any]], channel: str | None = None) -> list[str]:
@@ -169,7 +163,7 @@ def test_a_500_is_retried_then_delivered_once(receiver: Receiver) -> None:
 
 
 def test_receiver_down_counts_failures_and_drops_and_the_hub_goes_on() -> None:
-    config = _config(f"http://127.0.0.1:{_closed_port()}/x", max_attempts=2, queue_size=2)
+    config = _config(f"http://127.0.0.1:{unused_port()}/x", max_attempts=2, queue_size=2)
     h = HubThread(config)
     try:
         r = Raw(h.url)
@@ -209,7 +203,7 @@ def test_order_per_channel_over_many_subscribes(hooked: HubThread, receiver: Rec
 
 
 def test_a_flood_keeps_the_queue_bounded() -> None:
-    config = WebhookConfig(urls=[f"http://127.0.0.1:{_closed_port()}/x"], secret=SECRET, queue_size=100)
+    config = WebhookConfig(urls=[f"http://127.0.0.1:{unused_port()}/x"], secret=SECRET, queue_size=100)
     sender = WebhookSender(config)  # not started: nothing is taken from the queue
     event = {"name": "channel_occupied", "channel": "a"}
     for _ in range(1_000):
@@ -416,7 +410,7 @@ def test_the_command_line_needs_a_secret() -> None:
 def test_the_command_line_reports_sends_and_flushes_at_stop(receiver: Receiver) -> None:
     import signal
 
-    port = _closed_port()
+    port = unused_port()
     proc = _hub_process("--port", str(port), "--webhook-url", receiver.url, secret=SECRET)
     try:
         assert proc.stdout is not None
@@ -463,7 +457,7 @@ def test_two_workers_send_each_transition_once(redis_url: str, receiver: Receive
 
     from .test_hub_supervisor import Process
 
-    port = _closed_port()
+    port = unused_port()
     hub = Process(
         *("--workers", "2", "--port", str(port), "--engine", f"{redis_url}?prefix=ww"),
         *("--webhook-url", receiver.url),
@@ -555,7 +549,7 @@ def test_a_killed_node_s_channels_are_vacated_by_another(redis_url: str, receive
 
     from .test_hub_supervisor import Process
 
-    port = _closed_port()
+    port = unused_port()
     doomed_node = Process(
         *("--workers", "1", "--port", str(port), "--engine", f"{redis_url}?prefix=wk&presence_ttl=1"),
         *("--webhook-url", receiver.url),
