@@ -16,6 +16,10 @@
  *       frame that is anything else, which it leaves to the reader's general path (see its doc).
  *   parse_header(header_type, error_type, buf, pos) -> header_type | None
  *       One frame header, as ``_frames.parse_header`` (the reference) parses it, for the general path.
+ *   encode_frame(opcode, payload, fin=True, rsv=0, mask=None) -> bytes
+ *       One whole frame in one allocation, as ``_frames.python_encode_frame`` (the reference) builds it.
+ *   coalesce(pieces, limit) -> list
+ *       The send queue's small neighbours joined, as ``_writer.python_coalesce`` (the reference) does.
  *
  * §5.3: "Octet i of the transformed data is the XOR of octet i of the original data with octet at index
  * i modulo 4 of the masking key." Masking and unmasking are the same operation.
@@ -88,35 +92,49 @@ PyDoc_STRVAR(apply_mask_doc,
 "XOR ``data`` (any contiguous buffer) with the 4-byte ``mask`` repeated (RFC 6455 5.3); return bytes.\n"
 "``offset`` is the position of ``data[0]`` in the frame payload, for payloads processed in pieces.");
 
-/* The same signature as the Python reference: (data, mask, offset=0), each by position or keyword. */
-static PyObject *
-apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+/* ``argv[i]`` = argument ``names[i]`` of a METH_FASTCALL | METH_KEYWORDS call, given by position or by
+ * keyword (NULL: not given); the first ``required`` must be given. A Python def's argument binding. */
+static int
+gather_args(const char *function, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+            const char *const *names, int count, int required, PyObject **argv)
 {
-    static const char *const names[3] = {"data", "mask", "offset"};
-    PyObject *argv[3] = {NULL, NULL, NULL};
-    (void)module;
-    if (nargs > 3) {
-        PyErr_Format(PyExc_TypeError, "apply_mask() takes at most 3 arguments (%zd given)", nargs);
-        return NULL;
+    if (nargs > count) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %d arguments (%zd given)", function, count, nargs);
+        return -1;
     }
-    for (Py_ssize_t i = 0; i < nargs; i++) {
-        argv[i] = args[i];
+    for (int i = 0; i < count; i++) {
+        argv[i] = i < nargs ? args[i] : NULL;
     }
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
     for (Py_ssize_t k = 0; k < nkw; k++) {
         PyObject *name = PyTuple_GET_ITEM(kwnames, k);
         int j = 0;
-        while (j < 3 && PyUnicode_CompareWithASCIIString(name, names[j]) != 0) {
+        while (j < count && PyUnicode_CompareWithASCIIString(name, names[j]) != 0) {
             j++;
         }
-        if (j == 3 || argv[j] != NULL) {
-            PyErr_Format(PyExc_TypeError, "apply_mask() got an unexpected or repeated argument %R", name);
-            return NULL;
+        if (j == count || argv[j] != NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected or repeated argument %R", function, name);
+            return -1;
         }
         argv[j] = args[nargs + k];
     }
-    if (argv[0] == NULL || argv[1] == NULL) {
-        PyErr_SetString(PyExc_TypeError, "apply_mask() needs data and mask");
+    for (int i = 0; i < required; i++) {
+        if (argv[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", function, names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The same signature as the Python reference: (data, mask, offset=0), each by position or keyword. */
+static PyObject *
+apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[3] = {"data", "mask", "offset"};
+    PyObject *argv[3];
+    (void)module;
+    if (gather_args("apply_mask", args, nargs, kwnames, names, 3, 2, argv) < 0) {
         return NULL;
     }
     Py_ssize_t offset = 0;
@@ -165,6 +183,221 @@ apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *
 #define MASK_BIT 0x80
 #define LENGTH_BITS 0x7F
 #define LENGTH_16 126
+
+/* -- encode_frame and coalesce: the send path ------------------------------------------------------ */
+
+PyDoc_STRVAR(encode_frame_doc,
+"encode_frame(opcode, payload, fin=True, rsv=0, mask=None)\n--\n\n"
+"One whole frame as a single bytes object: the header (RFC 6455 5.2, minimal length encoding), the\n"
+"4-byte ``mask`` when given, and the payload, masked with it (5.3) when given.");
+
+/* The frame is written straight into one new bytes object: the header, then the payload copied (or masked)
+ * once. What ``_frames.encode_frame`` (the reference) returns, in one allocation instead of three. */
+static PyObject *
+encode_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[5] = {"opcode", "payload", "fin", "rsv", "mask"};
+    PyObject *argv[5];
+    (void)module;
+    if (gather_args("encode_frame", args, nargs, kwnames, names, 5, 2, argv) < 0) {
+        return NULL;
+    }
+    long opcode = PyLong_AsLong(argv[0]);
+    if (opcode == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    int fin = 1;
+    if (argv[2] != NULL && (fin = PyObject_IsTrue(argv[2])) < 0) {
+        return NULL;
+    }
+    long rsv = 0;
+    if (argv[3] != NULL && (rsv = PyLong_AsLong(argv[3])) == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    long b0 = (fin ? 0x80 : 0) | rsv | opcode;
+    if (opcode < 0 || rsv < 0 || b0 > 0xFF) {
+        PyErr_SetString(PyExc_ValueError, "bytes must be in range(0, 256)");
+        return NULL;
+    }
+    PyObject *mask_obj = argv[4] != NULL ? argv[4] : Py_None;
+    Py_buffer payload, mask;
+    if (PyObject_GetBuffer(argv[1], &payload, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const unsigned char *key = NULL;
+    if (mask_obj != Py_None) {
+        if (PyObject_GetBuffer(mask_obj, &mask, PyBUF_SIMPLE) < 0) {
+            PyBuffer_Release(&payload);
+            return NULL;
+        }
+        if (mask.len != 4) {
+            PyErr_Format(PyExc_ValueError, "mask must be 4 bytes, not %zd", mask.len);
+            PyBuffer_Release(&mask);
+            PyBuffer_Release(&payload);
+            return NULL;
+        }
+        key = (const unsigned char *)mask.buf;
+    }
+    Py_ssize_t n = payload.len;
+    /* §5.2: the minimal number of bytes MUST be used to encode the length */
+    Py_ssize_t header_size = n < LENGTH_16 ? 2 : n < 0x10000 ? 4 : 10;
+    Py_ssize_t key_size = key != NULL ? 4 : 0;
+    PyObject *result = NULL;
+    if (n > PY_SSIZE_T_MAX - header_size - key_size) {
+        PyErr_NoMemory();
+    }
+    else {
+        result = PyBytes_FromStringAndSize(NULL, header_size + key_size + n);
+    }
+    if (result != NULL) {
+        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+        unsigned char mask_bit = key != NULL ? MASK_BIT : 0;
+        out[0] = (unsigned char)b0;
+        if (header_size == 2) {
+            out[1] = mask_bit | (unsigned char)n;
+        }
+        else if (header_size == 4) {
+            out[1] = mask_bit | LENGTH_16;
+            out[2] = (unsigned char)(n >> 8);
+            out[3] = (unsigned char)n;
+        }
+        else {
+            uint64_t length = (uint64_t)n; /* network byte order, most significant bit 0 (§5.2) */
+            out[1] = mask_bit | LENGTH_BITS;
+            for (int i = 0; i < 8; i++) {
+                out[2 + i] = (unsigned char)(length >> (56 - 8 * i));
+            }
+        }
+        unsigned char *body = out + header_size;
+        if (key != NULL) {
+            memcpy(body, key, 4);
+            body += 4;
+        }
+        const unsigned char *src = (const unsigned char *)payload.buf;
+        if (n > RELEASE_GIL_ABOVE) {
+            Py_BEGIN_ALLOW_THREADS
+            mask_copy(body, src, n, key);
+            Py_END_ALLOW_THREADS
+        }
+        else if (n > 0) {
+            mask_copy(body, src, n, key);
+        }
+    }
+    if (key != NULL) {
+        PyBuffer_Release(&mask);
+    }
+    PyBuffer_Release(&payload);
+    return result;
+}
+
+PyDoc_STRVAR(coalesce_doc,
+"coalesce(pieces, limit, /)\n--\n\n"
+"``pieces`` (a list of bytes-like objects) with every run of pieces shorter than ``limit`` joined into\n"
+"one bytes; longer pieces, and a run of one, are the very same objects (no copy).");
+
+/* One bytes object holding ``pieces[start:end]`` back to back (measured by their buffers, as
+ * ``b"".join`` does). */
+static PyObject *
+join_run(PyObject *pieces, Py_ssize_t start, Py_ssize_t end)
+{
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = start; i < end; i++) {
+        Py_buffer piece;
+        if (PyObject_GetBuffer(PyList_GET_ITEM(pieces, i), &piece, PyBUF_SIMPLE) < 0) {
+            return NULL;
+        }
+        total += piece.len;
+        PyBuffer_Release(&piece);
+    }
+    PyObject *joined = PyBytes_FromStringAndSize(NULL, total);
+    if (joined == NULL) {
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(joined);
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = start; i < end; i++) {
+        Py_buffer piece;
+        if (PyObject_GetBuffer(PyList_GET_ITEM(pieces, i), &piece, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(joined);
+            return NULL;
+        }
+        if (piece.len > total - at) { /* grew since it was measured (no Python code ran: cannot happen) */
+            PyBuffer_Release(&piece);
+            Py_DECREF(joined);
+            PyErr_SetString(PyExc_RuntimeError, "a piece changed size while being joined");
+            return NULL;
+        }
+        memcpy(out + at, piece.buf, (size_t)piece.len);
+        at += piece.len;
+        PyBuffer_Release(&piece);
+    }
+    if (at != total && _PyBytes_Resize(&joined, at) < 0) {
+        return NULL;
+    }
+    return joined;
+}
+
+/* Append the run ``pieces[start:end]`` to ``result``: the piece itself when it is alone. */
+static int
+add_run(PyObject *result, PyObject *pieces, Py_ssize_t start, Py_ssize_t end)
+{
+    if (end - start == 1) {
+        return PyList_Append(result, PyList_GET_ITEM(pieces, start));
+    }
+    PyObject *joined = join_run(pieces, start, end);
+    if (joined == NULL) {
+        return -1;
+    }
+    int rc = PyList_Append(result, joined);
+    Py_DECREF(joined);
+    return rc;
+}
+
+static PyObject *
+coalesce(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "coalesce() takes a list of pieces and a limit");
+        return NULL;
+    }
+    PyObject *pieces = args[0];
+    Py_ssize_t limit = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *result = PyList_New(0);
+    if (result == NULL) {
+        return NULL;
+    }
+    Py_ssize_t run_start = 0;
+    /* The list is only read; its size is re-read each time round all the same. */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pieces); i++) {
+        Py_ssize_t size = PyObject_Length(PyList_GET_ITEM(pieces, i));
+        if (size < 0) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        if (size < limit) {
+            continue;
+        }
+        if (i > run_start && add_run(result, pieces, run_start, i) < 0) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        if (PyList_Append(result, PyList_GET_ITEM(pieces, i)) < 0) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        run_start = i + 1;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(pieces);
+    if (n > run_start && add_run(result, pieces, run_start, n) < 0) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    return result;
+}
 
 /* A message event of ``type`` with its ``data`` slot set to ``value`` (a new reference; steals nothing):
  * what ``object.__new__(type)`` then the slot's ``__set__`` do, the way _reader.py's Python fast loop
@@ -727,6 +960,9 @@ static PyMethodDef methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL | METH_KEYWORDS, apply_mask_doc},
     {"parse_messages", (PyCFunction)(void (*)(void))parse_messages, METH_FASTCALL, parse_messages_doc},
     {"parse_header", (PyCFunction)(void (*)(void))parse_header, METH_FASTCALL, parse_header_doc},
+    {"encode_frame", (PyCFunction)(void (*)(void))encode_frame, METH_FASTCALL | METH_KEYWORDS,
+     encode_frame_doc},
+    {"coalesce", (PyCFunction)(void (*)(void))coalesce, METH_FASTCALL, coalesce_doc},
     {NULL, NULL, 0, NULL},
 };
 

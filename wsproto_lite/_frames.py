@@ -32,6 +32,7 @@ __all__ = [
     "FrameHeader",
     "parse_header",
     "encode_frame",
+    "python_encode_frame",
     "frame_header",
     "apply_mask",
     "python_apply_mask",
@@ -154,10 +155,14 @@ def frame_header(
     return header if mask is None else header + mask
 
 
-def encode_frame(
+def python_encode_frame(
     opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, mask: bytes | None = None
 ) -> bytes:
-    """Serialize one whole frame; with ``mask`` (4 bytes) the payload is masked (§5.3)."""
+    """Serialize one whole frame; with ``mask`` (4 bytes) the payload is masked (§5.3).
+
+    This is the reference: ``encode_frame`` is the compiled version of it when the accelerator is active
+    (one allocation, the payload copied or masked into it once), else this one.
+    """
     header = frame_header(opcode, len(payload), fin, rsv, mask)
     return header + (payload if mask is None else apply_mask(payload, mask))
 
@@ -273,8 +278,10 @@ class PythonPayloadBuffer:
 # references (the compiled ones have the same signatures, see _cspeedups.pyi).
 if TYPE_CHECKING or accelerator is None:
     apply_mask = python_apply_mask
+    encode_frame = python_encode_frame
     PayloadBuffer = PythonPayloadBuffer
 else:
     apply_mask = accelerator.apply_mask
+    encode_frame = accelerator.encode_frame
     PayloadBuffer = accelerator.PayloadBuffer
     INLINE_MASK_LIMIT = 0  # the compiled call costs less than the inline XOR at every size (measured)

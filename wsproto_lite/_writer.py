@@ -2,8 +2,9 @@
 
 The connection hands every payload to :class:`FrameWriter` and drains its ``out`` queue. The writer masks
 (client role, §5.3), runs the extensions, keeps fragmented messages in order (§5.4), and has one fast case
-inside its general path: a small, final frame of a server without extensions is two ready-made header
-bytes plus the payload.
+in front of its general path: a final frame without extensions, outside a fragmented message, is queued
+as one piece (a server's tiny frame as two ready-made header bytes plus the payload; otherwise built in
+one call, with the accelerator in one allocation, masking included).
 
 Payloads are never copied into their frame: a header and its payload are separate pieces of ``out``, and
 :meth:`FrameWriter.take` hands the payload object itself to the I/O layer (which writes it with
@@ -16,12 +17,14 @@ one is zlib's output.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ._errors import LocalProtocolError
-from ._frames import FIN, LENGTH_16, MASK_KEY_SIZE, OP_BINARY, OP_CONT, apply_mask, frame_header
+from ._frames import FIN, LENGTH_16, MASK_KEY_SIZE, OP_BINARY, OP_CONT, apply_mask, encode_frame, frame_header
+from ._speedups import accelerator
 from .extensions import Extension
 
-__all__ = ["FrameWriter", "COPY_LIMIT", "coalesce"]
+__all__ = ["FrameWriter", "COPY_LIMIT", "coalesce", "python_coalesce"]
 
 #: Pieces at least this long are handed out as they are (never copied); shorter neighbours are joined.
 COPY_LIMIT = 8192
@@ -29,6 +32,11 @@ COPY_LIMIT = 8192
 # The two header bytes of every small final text/binary frame without mask or RSV bits (§5.2: FIN,
 # opcode, 7-bit length), ready-made: _SMALL_HEADERS[opcode << 7 | length].
 _SMALL_HEADERS = [bytes((FIN | (i >> 7), i & 0x7F)) for i in range((OP_BINARY + 1) << 7)]
+
+# With the accelerator a masked frame of any size is built in one allocation (the masked copy of the
+# payload is inherent, §5.3, and the header costs nothing more); the pure-Python encode_frame would copy a
+# large masked payload a second time to put the header in front, so there large ones stay two pieces.
+_WHOLE_MASKED_LIMIT = 1 << 62 if accelerator is not None else COPY_LIMIT
 
 
 class FrameWriter:
@@ -38,20 +46,20 @@ class FrameWriter:
         self._mask_key = mask_key  # None: server, frames are not masked (§5.1)
         self._extensions: tuple[Extension, ...] = ()
         self._continuing: int | None = None  # opcode of the fragmented message being sent
-        # The fast case applies: server role, no extension, no fragmented message in progress.
-        self._small_ready_made = mask_key is None
+        # The fast case applies: no extension, no fragmented message in progress.
+        self._plain = True
         self.out: list[bytes] = []
 
     def use_extensions(self, extensions: Sequence[Extension]) -> None:
         """The handshake negotiated these extensions: every data frame from now on goes through them."""
         self._extensions = tuple(extensions)
-        self._small_ready_made = self._mask_key is None and not self._extensions
+        self._plain = not self._extensions
 
     def take(self) -> list[bytes]:
         """Empty ``out``: its pieces in order, small neighbours joined (see :func:`coalesce`)."""
         out = self.out
         self.out = []
-        return coalesce(out) if len(out) > 1 else out
+        return coalesce(out, COPY_LIMIT) if len(out) > 1 else out
 
     def raw(self, data: bytes) -> None:
         """Queue bytes that are not a frame (the HTTP head of the opening handshake)."""
@@ -59,9 +67,13 @@ class FrameWriter:
 
     def data(self, opcode: int, payload: bytes, fin: bool = True, compress: bool | None = None) -> None:
         """Queue a text/binary frame; ``fin=False`` leaves the message open for more calls."""
-        if fin and self._small_ready_made and (length := len(payload)) < LENGTH_16:
-            # The fast case: what the general path below would queue, without a call per step.
-            self.out.append(_SMALL_HEADERS[opcode << 7 | length] + payload)
+        if fin and self._plain:
+            # The fast case: a whole message, nothing to encode or to keep in order; what the general path
+            # below would queue. A server's tiny frame is a ready-made header and the payload.
+            if self._mask_key is None and (length := len(payload)) < LENGTH_16:
+                self.out.append(_SMALL_HEADERS[opcode << 7 | length] + payload)
+            else:
+                self.frame(opcode, payload)
             return
         first = self._continuing is None
         if not first and opcode != self._continuing:
@@ -71,7 +83,7 @@ class FrameWriter:
             bits, payload = extension.encode(payload, first, fin, compress)
             rsv |= bits
         self._continuing = None if fin else opcode
-        self._small_ready_made = self._mask_key is None and not self._extensions and fin
+        self._plain = not self._extensions and fin
         self.frame(opcode if first else OP_CONT, payload, fin, rsv)
 
     @property
@@ -88,21 +100,28 @@ class FrameWriter:
     def frame(self, opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) -> None:
         """Queue one frame as it is (control frames, and data frames once encoded)."""
         out = self.out
+        length = len(payload)
         if self._mask_key is None:
-            out.append(frame_header(opcode, len(payload), fin, rsv))
-            if payload:
+            if length < COPY_LIMIT:  # one piece now rather than a join in take()
+                out.append(encode_frame(opcode, payload, fin, rsv))
+            else:  # the payload itself, never copied
+                out.append(frame_header(opcode, length, fin, rsv))
                 out.append(payload)
+            return
+        # §5.3: a fresh, unpredictable masking key for every frame
+        mask = self._mask_key(MASK_KEY_SIZE)
+        if length < _WHOLE_MASKED_LIMIT:
+            out.append(encode_frame(opcode, payload, fin, rsv, mask))
         else:
-            # §5.3: a fresh, unpredictable masking key for every frame
-            mask = self._mask_key(MASK_KEY_SIZE)
-            out.append(frame_header(opcode, len(payload), fin, rsv, mask))
-            if payload:
-                out.append(apply_mask(payload, mask))
+            out.append(frame_header(opcode, length, fin, rsv, mask))
+            out.append(apply_mask(payload, mask))
 
 
-def coalesce(pieces: list[bytes], limit: int = COPY_LIMIT) -> list[bytes]:
+def python_coalesce(pieces: list[bytes], limit: int = COPY_LIMIT) -> list[bytes]:
     """``pieces`` with every run of pieces shorter than ``limit`` joined into one; longer pieces are kept
-    as the very same objects (no copy). The concatenation is unchanged."""
+    as the very same objects (no copy). The concatenation is unchanged.
+
+    This is the reference: ``coalesce`` is the compiled version of it when the accelerator is active."""
     result: list[bytes] = []
     run: list[bytes] = []
     for piece in pieces:
@@ -116,3 +135,10 @@ def coalesce(pieces: list[bytes], limit: int = COPY_LIMIT) -> list[bytes]:
     if run:
         result.append(run[0] if len(run) == 1 else b"".join(run))
     return result
+
+
+# The compiled version, chosen once at import like _frames.apply_mask (it takes the limit explicitly).
+if TYPE_CHECKING or accelerator is None:
+    coalesce = python_coalesce
+else:
+    coalesce = accelerator.coalesce

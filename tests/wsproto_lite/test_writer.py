@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsproto_lite._errors import LocalProtocolError
 from wsproto_lite._frames import frame_header
-from wsproto_lite._writer import COPY_LIMIT, FrameWriter, coalesce
+from wsproto_lite._writer import COPY_LIMIT, FrameWriter, coalesce, python_coalesce
 
 from .wire import frame
 
@@ -116,10 +118,11 @@ def test_the_buffers_are_the_frames_and_large_payloads_are_the_callers_objects(
         assert any(buffer is payload for buffer in buffers)
 
 
-def test_coalesce_joins_runs_of_small_pieces_only() -> None:
+@pytest.mark.parametrize("join", [coalesce, python_coalesce])  # the active one and the reference
+def test_coalesce_joins_runs_of_small_pieces_only(join: Callable[[list[bytes], int], list[bytes]]) -> None:
     big = b"x" * COPY_LIMIT
     pieces = [b"a", b"b", big, b"c", big, big, b"d", b"e"]
-    out = coalesce(pieces)
+    out = join(pieces, COPY_LIMIT)
     assert out == [b"ab", big, b"c", big, big, b"de"]
     assert out[1] is big and out[3] is big and out[4] is big
-    assert coalesce([]) == [] and coalesce([b"a"]) == [b"a"]
+    assert join([], COPY_LIMIT) == [] and join([b"a"], COPY_LIMIT) == [b"a"]

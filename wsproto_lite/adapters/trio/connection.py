@@ -38,7 +38,7 @@ import trio
 from wsproto_lite import BinaryMessage, CloseCode, Connection, ConnectionState, Pong, TextMessage
 from wsproto_lite import ConnectionClosed as CoreClosed  # ours is the exception the application sees
 
-from ..._writer import coalesce
+from ..._writer import COPY_LIMIT, coalesce
 from ...server.keepalive import KEEPALIVE_CLOSE_CODE, KEEPALIVE_CLOSE_REASON
 from .errors import CloseReason, ConnectionClosed
 from .settings import Headers, Message, Settings
@@ -301,7 +301,7 @@ class WebSocketConnection:
                     if not outbox:
                         await self._output_ready.park()
                         continue
-                    pieces = coalesce(outbox)  # small pieces joined; a large payload is sent as it is
+                    pieces = coalesce(outbox, COPY_LIMIT)  # small pieces joined; large payloads as they are
                     outbox.clear()
                     for data in pieces:
                         await self._stream.send_all(data)
