@@ -37,9 +37,6 @@ class Commands:
     def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> None:
         self.stack.append(("EVALSHA", sha, numkeys, *keys_and_args))
 
-    def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> None:
-        self.stack.append(("EVAL", script, numkeys, *keys_and_args))
-
     def publish(self, channel: str, message: str) -> None:
         self.stack.append(("PUBLISH", channel, message))
 

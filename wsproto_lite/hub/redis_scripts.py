@@ -25,7 +25,17 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-__all__ = ["ALL", "PRESENCE", "PUBLISH", "PUBLISH_ONCE", "READ", "LuaScript", "call"]
+__all__ = [
+    "ALL",
+    "PRESENCE",
+    "PUBLISH",
+    "PUBLISH_ONCE",
+    "READ",
+    "WEBHOOK_SWEEP",
+    "WEBHOOK_TRANSITION",
+    "LuaScript",
+    "call",
+]
 
 
 class LuaScript:
@@ -173,5 +183,62 @@ return redis.call('hvals', KEYS[1])
 """
 )
 
-ALL = (PUBLISH, PUBLISH_ONCE, READ, PRESENCE)
+#: KEYS count key, sequence key, this node's channels, the nodes, this node's liveness; ARGV op (sadd |
+#: srem | incr | decr), member, channel, liveness ttl ms.  Returns the next sequence number when this
+#: change was the transition (first in, last out), else 0.  ``sadd``/``srem`` (a node's occupancy) also
+#: keep the node's own channel list, and its liveness, for the sweep of dead nodes (``WEBHOOK_SWEEP``).
+WEBHOOK_TRANSITION = LuaScript(
+    """
+local op, member = ARGV[1], ARGV[2]
+local changed = false
+if op == 'sadd' then
+  redis.call('sadd', KEYS[3], ARGV[3])
+  redis.call('sadd', KEYS[4], member)
+  redis.call('set', KEYS[5], '1', 'px', ARGV[4])
+  changed = redis.call('sadd', KEYS[1], member) == 1 and redis.call('scard', KEYS[1]) == 1
+elseif op == 'srem' then
+  redis.call('srem', KEYS[3], ARGV[3])
+  changed = redis.call('srem', KEYS[1], member) == 1 and redis.call('scard', KEYS[1]) == 0
+elseif op == 'incr' then
+  changed = redis.call('hincrby', KEYS[1], member, 1) == 1
+else
+  local left = redis.call('hincrby', KEYS[1], member, -1)
+  if left <= 0 then redis.call('hdel', KEYS[1], member) end
+  changed = left == 0
+end
+if changed then return redis.call('incr', KEYS[2]) end
+return 0
+"""
+)
+
+
+#: KEYS the nodes, sequence key; ARGV prefix, this node, liveness ttl ms.  This node is alive (for
+#: ttl); every node whose liveness expired is taken out of the occupancy of its channels (by the one
+#: caller that removes it from the nodes: once).  Returns {channel, seq, ...} of the channels that
+#: became empty: vacated.
+WEBHOOK_SWEEP = LuaScript(
+    """
+local prefix = ARGV[1]
+redis.call('set', prefix .. ':whalive:' .. ARGV[2], '1', 'px', ARGV[3])
+redis.call('sadd', KEYS[1], ARGV[2])
+local vacated = {}
+for _, node in ipairs(redis.call('smembers', KEYS[1])) do
+  if redis.call('exists', prefix .. ':whalive:' .. node) == 0 then
+    redis.call('srem', KEYS[1], node)
+    local channels = prefix .. ':whchan:' .. node
+    for _, channel in ipairs(redis.call('smembers', channels)) do
+      local key = prefix .. ':whn:' .. channel
+      if redis.call('srem', key, node) == 1 and redis.call('scard', key) == 0 then
+        table.insert(vacated, channel)
+        table.insert(vacated, redis.call('incr', KEYS[2]))
+      end
+    end
+    redis.call('del', channels)
+  end
+end
+return vacated
+"""
+)
+
+ALL = (PUBLISH, PUBLISH_ONCE, READ, PRESENCE, WEBHOOK_TRANSITION, WEBHOOK_SWEEP)
 """Every script a shard loads."""

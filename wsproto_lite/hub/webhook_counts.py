@@ -19,7 +19,7 @@ later may reach it the other way round, and the channel is then never seen empty
 
 A node killed without closing its connections: each node keeps ``P:whalive:NODE`` alive (``presence_ttl``,
 refreshed every third of it) and lists its occupied channels in ``P:whchan:NODE``; every node's periodic
-``SWEEP`` takes a node whose liveness expired out of its channels' occupancy (once: the sweep that
+``WEBHOOK_SWEEP`` takes a node whose liveness expired out of its channels' occupancy (once: the sweep that
 removes it from ``P:whnodes`` does it) and vacates those left empty.  Its members are not swept: a
 user's count stays raised (no ``member_removed``, and no ``member_added`` for that user's next join).
 A live node stalled longer than ``presence_ttl`` is swept too (its channels vacated while it still
@@ -32,64 +32,12 @@ import secrets
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .engine import Engine, Reply
+from .redis_scripts import WEBHOOK_SWEEP, WEBHOOK_TRANSITION, call
 
 if TYPE_CHECKING:
     from .redis_engine import RedisEngine
 
 __all__ = ["Counts", "LocalCounts", "RedisCounts", "counts_for"]
-
-#: KEYS count key, sequence key, this node's channels, the nodes, this node's liveness; ARGV op (sadd |
-#: srem | incr | decr), member, channel, liveness ttl ms.  Returns the next sequence number when this
-#: change was the transition (first in, last out), else 0.  ``sadd``/``srem`` (a node's occupancy) also
-#: keep the node's own channel list, and its liveness, for the sweep of dead nodes (``SWEEP``).
-TRANSITION = """
-local op, member = ARGV[1], ARGV[2]
-local changed = false
-if op == 'sadd' then
-  redis.call('sadd', KEYS[3], ARGV[3])
-  redis.call('sadd', KEYS[4], member)
-  redis.call('set', KEYS[5], '1', 'px', ARGV[4])
-  changed = redis.call('sadd', KEYS[1], member) == 1 and redis.call('scard', KEYS[1]) == 1
-elseif op == 'srem' then
-  redis.call('srem', KEYS[3], ARGV[3])
-  changed = redis.call('srem', KEYS[1], member) == 1 and redis.call('scard', KEYS[1]) == 0
-elseif op == 'incr' then
-  changed = redis.call('hincrby', KEYS[1], member, 1) == 1
-else
-  local left = redis.call('hincrby', KEYS[1], member, -1)
-  if left <= 0 then redis.call('hdel', KEYS[1], member) end
-  changed = left == 0
-end
-if changed then return redis.call('incr', KEYS[2]) end
-return 0
-"""
-
-
-#: KEYS the nodes, sequence key; ARGV prefix, this node, liveness ttl ms.  This node is alive (for
-#: ttl); every node whose liveness expired is taken out of the occupancy of its channels (by the one
-#: caller that removes it from the nodes: once).  Returns {channel, seq, ...} of the channels that
-#: became empty: vacated.
-SWEEP = """
-local prefix = ARGV[1]
-redis.call('set', prefix .. ':whalive:' .. ARGV[2], '1', 'px', ARGV[3])
-redis.call('sadd', KEYS[1], ARGV[2])
-local vacated = {}
-for _, node in ipairs(redis.call('smembers', KEYS[1])) do
-  if redis.call('exists', prefix .. ':whalive:' .. node) == 0 then
-    redis.call('srem', KEYS[1], node)
-    local channels = prefix .. ':whchan:' .. node
-    for _, channel in ipairs(redis.call('smembers', channels)) do
-      local key = prefix .. ':whn:' .. channel
-      if redis.call('srem', key, node) == 1 and redis.call('scard', key) == 0 then
-        table.insert(vacated, channel)
-        table.insert(vacated, redis.call('incr', KEYS[2]))
-      end
-    end
-    redis.call('del', channels)
-  end
-end
-return vacated
-"""
 
 
 class Counts(Protocol):
@@ -155,7 +103,7 @@ class LocalCounts:
 
 
 class RedisCounts:
-    """The cluster's counts in Redis, on the channel's shard (``TRANSITION``)."""
+    """The cluster's counts in Redis, on the channel's shard (``WEBHOOK_TRANSITION``)."""
 
     def __init__(self, engine: RedisEngine) -> None:
         self.engine = engine
@@ -185,7 +133,7 @@ class RedisCounts:
         ttl_ms = self._ttl_ms()
 
         def build(pipe: Any) -> None:
-            pipe.eval(TRANSITION, len(keys), *keys, op, member, channel, ttl_ms)
+            call(pipe, WEBHOOK_TRANSITION, keys, op, member, channel, ttl_ms)
 
         shard.submit(Job(build, lambda results: int(results[0]), reply))
         return reply
@@ -203,7 +151,7 @@ class RedisCounts:
         return self._change("whm", channel, "decr", userkey)
 
     def sweep(self) -> list[Reply[list[tuple[str, int]]]]:
-        """One ``SWEEP`` per shard (each keeps the nodes and channels of its own channels)."""
+        """One ``WEBHOOK_SWEEP`` per shard (each keeps the nodes and channels of its own channels)."""
         from .redis_shard import Job
 
         prefix = self.engine.prefix
@@ -213,7 +161,7 @@ class RedisCounts:
             reply: Reply[list[tuple[str, int]]] = Reply()
             shard.submit(
                 Job(
-                    lambda pipe: pipe.eval(SWEEP, 2, *keys, prefix, self.node, self._ttl_ms()),
+                    lambda pipe: call(pipe, WEBHOOK_SWEEP, keys, prefix, self.node, self._ttl_ms()),
                     lambda results: _pairs(results[0]),
                     reply,
                 )

@@ -151,9 +151,6 @@ class TLSTransport(SocketTransport):
         """Plaintext queued plus ciphertext not yet taken by the kernel."""
         return self._buffer_size + self._plain_size
 
-    def get_write_buffer_size(self) -> int:
-        return self._buffer_size + self._plain_size
-
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data or self._closing or self._lost:
             return

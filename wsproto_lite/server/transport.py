@@ -315,7 +315,7 @@ class SocketTransport:
         """The socket took everything queued: a subclass may queue more now (TLS encrypts what waits)."""
 
     def _check_high_water(self) -> None:
-        if not self._writing_paused and self.get_write_buffer_size() > self._high_water:
+        if not self._writing_paused and self.buffered > self._high_water:
             self._writing_paused = True
             try:
                 self.protocol.pause_writing()
@@ -323,7 +323,7 @@ class SocketTransport:
                 logger.exception("pause_writing raised")
 
     def _check_low_water(self) -> None:
-        if self._writing_paused and self.get_write_buffer_size() <= self._low_water:
+        if self._writing_paused and self.buffered <= self._low_water:
             self._writing_paused = False
             try:
                 self.protocol.resume_writing()
@@ -331,8 +331,8 @@ class SocketTransport:
                 logger.exception("resume_writing raised")
 
     def get_write_buffer_size(self) -> int:
-        """Bytes queued but not yet taken by the kernel."""
-        return self._buffer_size
+        """Bytes queued but not yet taken by the kernel (asyncio's name for :attr:`buffered`)."""
+        return self.buffered
 
     def set_write_buffer_limits(self, high: int, low: int | None = None) -> None:
         """Change the watermarks (``low`` defaults to ``high // 4``)."""
