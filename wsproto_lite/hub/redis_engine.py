@@ -271,6 +271,8 @@ class RedisEngine(Engine):
                 except (ValueError, KeyError, TypeError):  # not ours (someone else PUBLISHed there)
                     self.bad_messages += 1
                     logger.warning("redis: ignoring a malformed message on %r", message["channel"])
+                except Exception:  # a failure delivering one message must not lose the rest of the batch
+                    logger.exception("redis: delivering a message on %r failed", message["channel"])
 
     def _first_pattern_of(self, channel: str) -> str | None:
         """The one pattern subscription through which this node takes a publication (none when the
@@ -300,10 +302,15 @@ class RedisEngine(Engine):
             )
             if self._deliver is not None:
                 self._deliver(publication)
-        elif kind in ("j", "l") and self._join_leave is not None:
+        elif kind in ("j", "l"):
             value = json.loads(payload[2:])
+            if not isinstance(value, dict):  # what we publish is an object (ClientInfo.as_dict)
+                raise TypeError(f"a join/leave is a JSON object, not {type(value).__name__}")
             info = ClientInfo.from_dict(value)
-            self._join_leave("join" if kind == "j" else "leave", channel, info)
+            if self._join_leave is not None:
+                self._join_leave("join" if kind == "j" else "leave", channel, info)
+        else:
+            raise ValueError(f"no message of ours starts with {kind!r}")
 
     def on_pubsub_down(self, shard: Shard, waits: list[Wait]) -> None:
         """Loop thread: a shard's pub/sub link is down; node subscriptions waiting on it fail."""
