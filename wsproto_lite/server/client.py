@@ -270,7 +270,7 @@ class ClientWebSocket(Endpoint):
 
     def _flush(self) -> bool:
         """Write what the core queued; False if the socket failed (the connection is then closed)."""
-        chunks = self.core.buffers_to_send()  # a large payload as it is: not joined to its header
+        chunks = self.core.buffers_to_send()  # no payload copied to join it to its header
         if chunks and self.sock.fileno() != -1:
             try:
                 self.sock.settimeout(None)
