@@ -1,10 +1,13 @@
 """A server process for the slow-consumer test: "flood N" makes it send N MiB, ignoring backpressure.
 
-Prints "listening PORT", then "closed CODE" for each connection that ends; SIGTERM: graceful exit.
+Prints "listening PORT", then "closed CODE" for each connection that ends; SIGTERM: graceful exit;
+SIGUSR1: every thread's stack to stderr (what the test shows when the exit does not come).
 """
 
 from __future__ import annotations
 
+import faulthandler
+import signal
 import sys
 
 from wsproto_lite.server import Handler, Options, WebSocket, WebSocketServer
@@ -27,6 +30,7 @@ class Flood(Handler):
 
 
 def main() -> None:
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     options = Options(write_hard_limit=16 << 20, slow_consumer_timeout=float(sys.argv[1]), compression=False)
     server = WebSocketServer(Flood(), host="127.0.0.1", port=0, options=options)
     print(f"listening {server.port}", flush=True)
