@@ -37,6 +37,7 @@ from .endpoint import Endpoint, client_core
 from .errors import ConnectionClosed, ConnectionClosedError, HandshakeError, InvalidURL
 from .options import Options
 from .tls import client_context
+from .transport import send_pieces
 from .urls import parse_url
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
 ]
 
 _READ_SIZE = 256 * 1024
-_IOV_MAX = 512  # buffers per sendmsg, well under the kernel's IOV_MAX
 
 
 def connect(
@@ -290,14 +290,4 @@ def _send_all(sock: socket.socket, chunks: list[bytes]) -> None:
         for chunk in chunks:
             sock.sendall(chunk)
         return
-    views = [memoryview(chunk) for chunk in chunks]
-    first = 0
-    while first < len(views):
-        sent = sock.sendmsg(views[first : first + _IOV_MAX])
-        while sent:
-            head = views[first]
-            if sent < len(head):
-                views[first] = head[sent:]
-                break
-            sent -= len(head)
-            first += 1
+    send_pieces(sock, deque(memoryview(chunk) for chunk in chunks))

@@ -285,14 +285,7 @@ class SocketTransport:
         buffer = self._buffer
         assert isinstance(buffer, deque)  # sent > 0: something was queued
         self._buffer_size -= sent
-        while sent:
-            head = buffer[0]
-            if len(head) <= sent:
-                sent -= len(head)
-                buffer.popleft()
-            else:
-                buffer[0] = head[sent:]
-                sent = 0
+        drop_sent(buffer, sent)
         if not buffer:
             self._buffer = _NOTHING_QUEUED
 
@@ -449,6 +442,24 @@ def _head(buffer: deque[memoryview] | tuple[()], count: int) -> list[memoryview]
         if len(out) >= count:
             break
     return out
+
+
+def send_pieces(sock: socket.socket, pieces: deque[memoryview]) -> None:
+    """Write ``pieces`` in order with ``sendmsg`` (a blocking socket), never joining them."""
+    while pieces:
+        drop_sent(pieces, sock.sendmsg(_head(pieces, _IOV_MAX)))
+
+
+def drop_sent(pieces: deque[memoryview], sent: int) -> None:
+    """Take the ``sent`` bytes the kernel took off the front of ``pieces`` (a partial piece is cut)."""
+    while sent:
+        head = pieces[0]
+        if len(head) <= sent:
+            sent -= len(head)
+            pieces.popleft()
+        else:
+            pieces[0] = head[sent:]
+            sent = 0
 
 
 def _is_reset(exc: BaseException) -> bool:
