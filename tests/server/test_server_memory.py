@@ -262,6 +262,18 @@ class Flooding(Tracking):
                 return
 
 
+def _silent_client(port: int, context: ssl.SSLContext | None = None) -> socket.socket:
+    """A client that handshakes (over TLS with ``context``) and never reads again, with a small window."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    sock.settimeout(10.0)
+    sock.connect(("127.0.0.1", port))
+    if context is not None:
+        sock = context.wrap_socket(sock, server_hostname="127.0.0.1")
+    raw_handshake(sock)
+    return sock
+
+
 def test_slow_consumer_and_close_timeout_free_the_connection() -> None:
     """Peers that stop reading: cut off as slow consumers (1008), or never answering our close."""
     options = Options(
@@ -273,13 +285,8 @@ def test_slow_consumer_and_close_timeout_free_the_connection() -> None:
     )
     silent: list[socket.socket] = []
 
-    def client(port: int) -> None:  # handshake, then never read again
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
-        sock.settimeout(10.0)
-        sock.connect(("127.0.0.1", port))
-        raw_handshake(sock)
-        silent.append(sock)
+    def client(port: int) -> None:
+        silent.append(_silent_client(port))
 
     freed = Freed()
     with collector_off():
@@ -324,14 +331,8 @@ def test_tls_slow_consumer_frees_the_connection_and_its_queued_plaintext(
     ca.configure_trust(client_ctx)
     silent: list[socket.socket] = []
 
-    def client(port: int) -> None:  # handshake, then never read again
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
-        sock.settimeout(10.0)
-        sock.connect(("127.0.0.1", port))
-        tls = client_ctx.wrap_socket(sock, server_hostname="127.0.0.1")
-        raw_handshake(tls)
-        silent.append(tls)
+    def client(port: int) -> None:
+        silent.append(_silent_client(port, client_ctx))
 
     freed = Freed()
     TLSFlooding.queues = 0
