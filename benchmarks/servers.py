@@ -88,13 +88,20 @@ async def run_aiohttp(host: str, port: int, mode: str) -> None:
             clients.discard(ws)
         return ws
 
+    await start_aiohttp(handler, host, port, backlog=BACKLOG)
+    print("READY", flush=True)
+    await asyncio.Future()
+
+
+async def start_aiohttp(handler: Any, host: str, port: int, **site_options: Any) -> None:
+    """An aiohttp application serving ``handler`` at ``/``, listening (no access log)."""
+    from aiohttp import web
+
     app = web.Application()
     app.router.add_get("/", handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port, backlog=BACKLOG).start()
-    print("READY", flush=True)
-    await asyncio.Future()
+    await web.TCPSite(runner, host, port, **site_options).start()
 
 
 async def run_picows(host: str, port: int, mode: str) -> None:

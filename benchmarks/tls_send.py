@@ -32,7 +32,7 @@ from pathlib import Path
 from . import frames
 from .loopback import HOST, ServerProc, free_port, read_head
 from .report import median
-from .servers import MAX
+from .servers import MAX, start_aiohttp
 
 IMPLS = ["wsproto-lite", "websockets", "aiohttp"]
 RESULTS = Path(__file__).resolve().parent / "RESULTS-tls-send.md"
@@ -98,11 +98,7 @@ async def serve_aiohttp(port: int, ctx: ssl.SSLContext) -> None:
                     await ws.send_bytes(payload)
         return ws
 
-    app = web.Application()
-    app.router.add_get("/", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, HOST, port, ssl_context=ctx).start()
+    await start_aiohttp(handler, HOST, port, ssl_context=ctx)
     await asyncio.Future()
 
 
