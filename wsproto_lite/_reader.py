@@ -141,6 +141,28 @@ class MessageReader:
         if data:
             self._chunks.append(data)
 
+    def feed_one_message(self, data: bytes) -> TextMessage | BinaryMessage | None:
+        """Feed ``data``; when it is one whole message the fast case takes (a small, final, plain data
+        frame, see the module docstring), nothing was waiting and messages are not streamed, return its
+        event at once instead of queuing it for :meth:`next_event` (one call for the most common read:
+        one message).  Otherwise None, and ``data`` is queued as :meth:`feed` does."""
+        if (
+            self._stream
+            or self._frame is not None
+            or self._msg_opcode is not None
+            or self.ready
+            or self._chunks
+            or self._pos < len(self._buf)  # unparsed bytes (a frame's head): they come first
+        ):
+            self.feed(data)
+            return None
+        self._buf, self._pos = data, 0
+        ready = self.ready
+        if self._parse_whole_frames() and self._pos == len(data) and len(ready) == 1:
+            self._buf, self._pos = b"", 0
+            return ready.pop()  # type: ignore[return-value]  # not streamed: whole messages only
+        return None  # what was parsed waits in ``ready``, the rest from ``_pos``: next_event goes on
+
     @property
     def buffered(self) -> int:
         """Bytes received but not parsed yet."""

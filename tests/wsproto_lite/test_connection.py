@@ -726,3 +726,76 @@ def test_connections_are_freed_by_reference_counting(deflate: bool, closed: bool
     refs = [weakref.ref(obj) for obj in (client, srv, *parts) if obj is not None]
     del client, srv, sender, receiver, parts
     assert [ref() for ref in refs] == [None] * len(refs)
+
+
+# -- receive_message: one whole message handed over at once ------------------------------------------
+
+
+def test_receive_message_hands_one_whole_message_over_at_once() -> None:
+    conn = server()
+    assert conn.receive_message(text("hi")) == TextMessage("hi")
+    assert list(conn.events()) == []
+    assert conn.receive_message(frame(0x2, b"\x00\xff")) == BinaryMessage(b"\x00\xff")
+    # anything else goes through events(), in order: two messages in one read, a ping, a frame in halves
+    assert conn.receive_message(text("a") + text("b")) is None
+    assert list(conn.events()) == [TextMessage("a"), TextMessage("b")]
+    assert conn.receive_message(frame(0x9, b"p")) is None
+    assert list(conn.events()) == [Ping(b"p")]
+    later = text("later")
+    assert conn.receive_message(later[:3]) is None
+    assert list(conn.events()) == []
+    assert conn.receive_message(later[3:]) is None  # its head came first: the general path ends it
+    assert list(conn.events()) == [TextMessage("later")]
+    assert conn.receive_message(text("next")) == TextMessage("next")
+    assert conn.data_to_send() == frame(0xA, b"p", mask=None)  # the ping was answered all the same
+
+
+def test_receive_message_refuses_what_receive_data_refuses() -> None:
+    conn = server()
+    assert conn.receive_message(frame(0x1, b"\xff")) is None  # not UTF-8 (§8.1)
+    assert [type(e) for e in conn.events()] == [ConnectionClosed]
+    assert parse_header(conn.data_to_send(), 0) is not None  # the close frame went out
+    assert conn.receive_message(text("after")) is None  # CLOSED: nothing more
+    assert list(conn.events()) == []
+
+
+_WIRE = st.one_of(
+    st.text(max_size=30).map(lambda t: frame(0x1, t.encode())),
+    st.binary(max_size=130).map(lambda b: frame(0x2, b)),
+    st.binary(min_size=200, max_size=300).map(lambda b: frame(0x2, b)),
+    st.binary(max_size=10).map(lambda b: frame(0x1, b)),  # often not UTF-8
+    st.binary(max_size=10).map(lambda b: frame(0x9, b)),
+    st.binary(max_size=10).map(lambda b: frame(0x2, b, fin=False)),
+    st.binary(max_size=10).map(lambda b: frame(0x0, b)),
+    st.binary(max_size=10).map(lambda b: frame(0x1, b, rsv=0x40)),
+    st.binary(max_size=10).map(lambda b: frame(0x2, b, mask=None)),
+    st.just(close(1000)),
+)
+
+
+@given(
+    frames=st.lists(_WIRE, max_size=10),
+    cuts=st.lists(st.integers(0, 3000), max_size=10),
+    limit=st.sampled_from([100, 1000, None]),
+    eof=st.booleans(),
+)
+def test_receive_message_gives_the_events_and_answers_of_receive_data(
+    frames: list[bytes], cuts: list[int], limit: int | None, eof: bool
+) -> None:
+    data = b"".join(frames)
+    bounds = [0, *sorted(c for c in cuts if c < len(data)), len(data)]
+    chunks = [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a] + ([b""] if eof else [])
+    config = Config(max_message_size=limit)
+    plain, direct = server(config), server(config)
+    expected: list[Event] = []
+    got: list[Event] = []
+    for chunk in chunks:
+        plain.receive_data(chunk)
+        expected.extend(plain.events())
+        message = direct.receive_message(chunk)
+        if message is not None:
+            got.append(message)
+        got.extend(direct.events())
+        assert got == expected
+        assert direct.data_to_send() == plain.data_to_send()  # pongs and close replies alike
+        assert direct.state is plain.state

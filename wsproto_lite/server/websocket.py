@@ -2,8 +2,8 @@
 
 Every protocol decision is the core's: this class moves bytes between the transport and the core, turns
 the core's events into the handler's callbacks, and keeps the time (handshake, close, keepalive and
-slow-consumer timers), asking the core what to do when one fires. Keepalive and the close timer follow
-the policy of :mod:`.keepalive`, shared with the adapters.
+slow-consumer timers, :mod:`.connection_timers`), asking the core what to do when one fires. Keepalive and
+the close timer follow the policy of :mod:`.keepalive`, shared with the adapters.
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ from wsproto_lite import (
     TextMessage,
 )
 
+from .connection_timers import TimerCallbacks
 from .endpoint import Endpoint
 from .handler import Accept, DeferredResponse, Handler, HTTPHandler, HTTPResponse, Reject
-from .keepalive import KEEPALIVE_CLOSE_CODE, KEEPALIVE_CLOSE_REASON, PingTracker
+from .keepalive import PingTracker
 from .loop import EventLoop
-from .options import SLOW_CONSUMER_CLOSE_CODE, Options
+from .options import Options
 from .prepared_sends import PreparedSends
 from .timers import Timer, Timers
 from .transport import BaseProtocol, SocketTransport
@@ -49,7 +50,7 @@ logger = logging.getLogger("wsproto_lite.server.websocket")
 Core = ServerConnection | ClientConnection
 
 
-class WebSocket(BaseProtocol, Endpoint, PreparedSends):
+class WebSocket(BaseProtocol, Endpoint, PreparedSends, TimerCallbacks):
     """A connection as the application sees it: ``send``, ``ping``, ``close``, ``writable``...
 
     Created by the server for each accepted socket, or by :func:`server.async_client.connect_async`.
@@ -209,6 +210,13 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends):
     def data_received(self, data: bytes) -> None:
         if self._tracer is not None:
             self._tracer.feed(False, data)
+        elif self._delivering_directly():
+            message = self.core.receive_message(data)  # a read of one small message: the common case
+            if message is not None:
+                self._deliver(message)
+                return
+            self._process()  # anything else: the core has it, as after receive_data
+            return
         self.core.receive_data(data)
         self._process()
 
@@ -277,6 +285,32 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends):
                     break
         finally:
             self._dispatching = False
+
+    def _delivering_directly(self) -> bool:
+        """Open, nothing held back or being handed out: a message read now goes straight to the handler."""
+        transport = self.transport
+        return (
+            self._opened
+            and self.close_code is None
+            and not self._dispatching
+            and not self._messages_paused
+            and transport is not None
+            and not transport.writing_paused
+        )
+
+    def _deliver(self, message: TextMessage | BinaryMessage) -> None:
+        """:meth:`_process` for one message the core handed over at once (``receive_message``)."""
+        self._unsure_again()
+        self._dispatching = True
+        self._events_waiting = False
+        try:
+            self._call(self.handler.on_message, self, message.data)
+        finally:
+            self._dispatching = False
+        if self._events_waiting:  # a callback made more events ready (resume_messages, a close)
+            self._process()
+        else:
+            self._flush()
 
     def _holding(self) -> bool:
         """True while events are left in the core: writing (or messages) paused, the connection open."""
@@ -438,63 +472,3 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends):
             fn(*args)
         except Exception:
             logger.exception("handler %s raised", getattr(fn, "__name__", fn))
-
-    # -- timers --------------------------------------------------------------------------------
-
-    def _handshake_timed_out(self) -> None:
-        if not self._opened:
-            logger.info("%s: opening handshake timed out", self.remote_address)
-            if self.error is None:
-                self.error = TimeoutError("opening handshake timed out")
-            self.abort()
-
-    def _close_timed_out(self) -> None:
-        logger.info("%s: closing handshake timed out, aborting", self.remote_address)
-        self.abort()
-
-    def _schedule_ping(self) -> None:
-        if self.options.ping_interval is not None and not self.closed:
-            self._timers.arm(Timer.PING, self.options.ping_interval, self._keepalive)
-
-    def _keepalive(self) -> None:
-        if not self.is_open:
-            return
-        if Timer.PONG not in self._timers:
-            self.ping(self._pings.ping(self.loop.time()))
-            if self.options.ping_timeout is not None:
-                self._timers.arm(Timer.PONG, self.options.ping_timeout, self._pong_timed_out)
-        self._schedule_ping()
-
-    def _pong_timed_out(self) -> None:
-        if self.transport is not None and not self.transport.is_reading and not self.closed:
-            # we stopped reading ourselves (backpressure): the pong may be waiting in the socket
-            self._timers.arm(Timer.PONG, self.options.ping_timeout or 1.0, self._pong_timed_out)
-            return
-        logger.info("%s: no pong within %ss, closing", self.remote_address, self.options.ping_timeout)
-        self._pings.forget()
-        self.close(KEEPALIVE_CLOSE_CODE, KEEPALIVE_CLOSE_REASON)
-        # An unresponsive peer will not answer the close either: close the socket once the frame is out,
-        # or now if it cannot go out (the peer does not read).
-        if self.transport is not None and self.transport.buffered:
-            self.abort()
-        elif self.transport is not None and not self.transport.is_closed:
-            self.transport.close()
-
-    def _over_hard_limit(self) -> bool:
-        return self.transport is not None and self.transport.buffered > self.options.write_hard_limit
-
-    def _slow_consumer(self) -> None:
-        if self.closed or not self._over_hard_limit():
-            return
-        logger.warning(
-            "%s: slow consumer (%d bytes unsent for %ss), closing with %d",
-            self.remote_address,
-            self.buffered_amount,
-            self.options.slow_consumer_timeout,
-            SLOW_CONSUMER_CLOSE_CODE,
-        )
-        if self.core.state is ConnectionState.OPEN:
-            self.core.close(SLOW_CONSUMER_CLOSE_CODE, "slow consumer")
-        # the close frame would sit behind megabytes the peer does not read: drop the socket now
-        self.core.buffers_to_send()
-        self.abort()
