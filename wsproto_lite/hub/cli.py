@@ -17,6 +17,7 @@ from .collector import full_every, young_only
 from .config import ConfigError, HubConfig, load_config
 from .hooks import HOOKS
 from .report import exposure
+from .supervisor import Supervisor, say, worker_argv
 
 if TYPE_CHECKING:
     from .app import HubServer
@@ -95,7 +96,7 @@ def _watch_parent(hub: HubServer, parent: int) -> None:
 
     def check() -> None:
         if os.getppid() != parent:
-            print("hub: the supervisor is gone, stopping", file=sys.stderr, flush=True)
+            say("hub: the supervisor is gone, stopping", sys.stderr)
             hub.shutdown()
         else:
             hub.loop.call_later(1.0, check)
@@ -113,8 +114,6 @@ def make_engine(spec: str | None, config: HubConfig) -> Engine | None:
 
 
 def _supervise(args: argparse.Namespace, workers: int, port: int) -> int:
-    from .supervisor import Supervisor, worker_argv
-
     passed = ["--workers", "1", "--reuse-port", "--port", str(port), "--parent-pid", str(os.getpid())]
     for option, value in (
         ("--host", args.host),
@@ -130,7 +129,7 @@ def _supervise(args: argparse.Namespace, workers: int, port: int) -> int:
             passed += [option, str(value)]
     for url in args.webhook_url or ():
         passed += ["--webhook-url", url]
-    print(f"supervisor: {workers} workers on port {port}, engine {args.engine}", flush=True)
+    say(f"supervisor: {workers} workers on port {port}, engine {args.engine}")
     return Supervisor(worker_argv(passed), workers).run()
 
 
@@ -150,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
             return _supervise(args, workers, config.port)
         hub = _start(args, config)
     except _Refused as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}", sys.stderr)
         return exc.status
     fix_malloc_thresholds()  # a long-running process: RSS that comes back down (allocator.py)
     young_only()  # and no full-collection pauses: its objects are freed by reference counting (collector.py)
@@ -243,12 +242,11 @@ def _announce(hub: HubServer, config: HubConfig) -> None:
     secure = "s" if config.certfile else ""
     for host, port in hub.server.addresses:
         shown = f"[{host}]" if ":" in host else host
-        print(
+        say(
             f"hub listening: chat page http{secure}://{shown}:{port}/  "
-            f"WebSocket ws{secure}://{shown}:{port}/connection/websocket",
-            flush=True,
+            f"WebSocket ws{secure}://{shown}:{port}/connection/websocket"
         )
     namespaces = ", ".join(repr(n) if n else "(default)" for n in config.namespaces.namespaces)
-    print(f"namespaces: {namespaces}; engine: {hub.engine.kind}", flush=True)
+    say(f"namespaces: {namespaces}; engine: {hub.engine.kind}")
     for line in exposure(hub):  # what is open: who gets in, who publishes where, origins, the API
-        print(line, flush=True)
+        say(line)

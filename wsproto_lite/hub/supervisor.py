@@ -21,12 +21,23 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TextIO
 
-__all__ = ["Supervisor"]
+__all__ = ["Supervisor", "say", "worker_argv"]
 
 RESTART_DELAY = 0.5
 MAX_RESTART_DELAY = 10.0
 STABLE_AFTER = 30.0
+
+
+def say(line: str, stream: TextIO | None = None) -> None:
+    """Print ``line`` in one write: the supervisor and its workers share one output, and ``print`` writes
+    the text and its newline separately when Python runs unbuffered (``PYTHONUNBUFFERED``, ``-u``), so two
+    workers' start-up lines came out merged ("...websockethub listening...").  One write of a line (at most
+    ``PIPE_BUF`` bytes) is never split by another process's."""
+    out = sys.stdout if stream is None else stream
+    out.write(line + "\n")
+    out.flush()
 
 
 @dataclass
@@ -50,7 +61,7 @@ class Supervisor:
         self._signals: list[int] = []
 
     def _say(self, text: str) -> None:
-        print(f"supervisor: {text}", flush=True)
+        say(f"supervisor: {text}")
 
     def _spawn(self, worker: _Worker) -> None:
         worker.proc = subprocess.Popen(self.worker_argv, process_group=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import queue
@@ -21,6 +22,7 @@ import pytest
 
 from tests.ports import unused_port
 from wsproto_lite.hub.protocol import DisconnectCode
+from wsproto_lite.hub.supervisor import say
 from wsproto_lite.server.client import connect
 
 from .conftest import HubThread, Raw
@@ -39,7 +41,8 @@ class Process:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            # unbuffered, as services often run (a worker's line used to come out in two writes then)
+            env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []  # the lines expect() has read, for a failure's message
@@ -288,3 +291,24 @@ def test_sighup_to_the_supervisor_reloads_every_workers_api_keys(
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+class _Writes(io.StringIO):
+    """A text stream that keeps each write apart (what the pipe would get, one system call each)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+
+def test_a_line_is_one_write() -> None:
+    """The supervisor and its workers share one output; print() wrote the text and its newline apart
+    (unbuffered Python), and two workers' start-up lines came out as one ("...websockethub listening")."""
+    out = _Writes()
+    say("hub listening: here", out)
+    say("supervisor: worker 1 pid 7", out)
+    assert out.writes == ["hub listening: here\n", "supervisor: worker 1 pid 7\n"]
