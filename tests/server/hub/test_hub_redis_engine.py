@@ -451,7 +451,7 @@ def test_junk_in_a_batch_does_not_cost_the_messages_after_it(
     redis_channel = f"{engine.prefix}:ch:bench:jb"
     ours = 'p\n\n\n\n\n\n"fine"'  # a publication without history position, as the engine sends it
     batch = [
-        {"type": "message", "pattern": None, "channel": redis_channel, "data": d}
+        ["message", redis_channel, d]
         for d in ("j\n[]", "?", ours)
     ]
     a.call(lambda: engine.on_messages(batch))
