@@ -92,7 +92,13 @@ class Shard:
         self.url = url
         no_retry = Retry(NoBackoff(), 0)  # we retry ourselves: a resent EVALSHA could publish twice
         # redis-py's clients only make the connections (redis_resp.Connecting): URL, TLS, AUTH, SELECT
-        client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2, retry=no_retry)
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=2,
+            socket_timeout=command_timeout,  # the set-up's answers (AUTH, SELECT); then non-blocking
+            retry=no_retry,
+        )
         self.submitted: list[Job] = []  # this loop iteration's batched jobs, handed over at its end
         self.epoch_candidate = ""
         """The epoch the batch being packed offers a stream Redis does not hold yet (``Link._send``)."""

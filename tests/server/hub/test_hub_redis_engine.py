@@ -450,10 +450,7 @@ def test_junk_in_a_batch_does_not_cost_the_messages_after_it(
     engine = a.call(lambda: a.hub_server.engine)
     redis_channel = f"{engine.prefix}:ch:bench:jb"
     ours = 'p\n\n\n\n\n\n"fine"'  # a publication without history position, as the engine sends it
-    batch = [
-        ["message", redis_channel, d]
-        for d in ("j\n[]", "?", ours)
-    ]
+    batch = [["message", redis_channel, d] for d in ("j\n[]", "?", ours)]
     a.call(lambda: engine.on_messages(batch))
     assert r.push()["pub"]["data"] == "fine"
     assert a.call(lambda: engine.health()["bad_messages"]) == 2
