@@ -281,3 +281,30 @@ def test_no_redis_thread_runs_and_every_socket_is_closed_after_stop(
     publisher.close()
     node.stop()
     assert _open_fds() <= fds
+
+
+def test_a_silent_pubsub_link_is_pinged_then_found_dead_and_resubscribed(
+    redis_server: RedisServer, make_node: NodeMaker
+) -> None:
+    from wsproto_lite.hub.protocol import DisconnectCode
+    from wsproto_lite.hub.redis_pubsub import HEALTH_INTERVAL
+
+    node = make_node(redis_server.url)
+    reader = _client(node)
+    reader.ok("subscribe", {"channel": "chat:h"})
+    shard = node.call(lambda: node.hub_server.engine.shards[0])
+    assert redis_server.proc is not None
+    redis_server.proc.send_signal(signal.SIGSTOP)  # the link stays up and silent
+    try:
+        node.loop.advance(HEALTH_INTERVAL)  # idle that long: a PING goes out
+        node.call(lambda: None)  # an iteration: the timers now due have run before the next call
+        assert node.call(lambda: shard.pubsub.ping_sent_at) is not None
+        assert node.call(lambda: shard.pubsub_ok) is True
+        node.loop.advance(HEALTH_INTERVAL)  # no answer by the next check: the link is dead
+        node.call(lambda: None)
+        assert node.call(lambda: shard.pubsub_ok) is False
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+    # back: resubscribed, and the channel's subscribers told to recover what they may have missed
+    assert reader.closed(timeout=15) == (DisconnectCode.INSUFFICIENT_STATE, "insufficient state")
+    assert node.call(lambda: shard.pubsub.reconnects) == 1
