@@ -38,13 +38,16 @@ _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSL
 
 class Connecting:
     """One connection attempt: redis-py's ``connect()`` in a thread of its own (named ``name``), the
-    result handed to ``done`` in the loop thread (``error`` is None on success)."""
+    result handed to ``done`` in the loop thread (``error`` is None on success).  ``cancel`` never
+    waits: a connection made after it is closed by the thread itself."""
 
     def __init__(self, loop: HubLoop, client: Any, name: str, done: Callable[[Connecting], None]) -> None:
         self.loop = loop
         self.connection: Any = client.connection_pool.make_connection()
         self.error: BaseException | None = None
+        self.lock = threading.Lock()
         self.cancelled = False
+        self.finished = False
         self.done = done
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
@@ -54,10 +57,14 @@ class Connecting:
             self.connection.connect()
         except Exception as exc:  # redis-py's errors, OSError, TLS: the attempt failed
             self.error = exc
+        with self.lock:
+            if self.cancelled:
+                self.connection.disconnect()
+                return
+            self.finished = True
         try:
             self.loop.call_soon_threadsafe(self._finish)
         except (RuntimeError, OSError):  # the loop is gone (closed before the hub stopped us)
-            self.cancelled = True
             self.connection.disconnect()
 
     def _finish(self) -> None:
@@ -66,9 +73,11 @@ class Connecting:
             self.done(self)
 
     def cancel(self) -> None:
-        """Loop thread: nobody wants this connection any more; it is closed (once made)."""
-        self.cancelled = True
-        self.thread.join(5.0)  # bounded by the connect timeout
+        """Loop thread: nobody wants this connection any more; it is closed (now, or once made)."""
+        with self.lock:
+            self.cancelled = True
+            if not self.finished:
+                return
         self.connection.disconnect()
 
 

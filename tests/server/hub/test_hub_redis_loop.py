@@ -259,7 +259,11 @@ def test_a_listening_socket_that_never_answers_leaves_the_hub_responsive(make_no
         assert reply["error"]["code"] == ErrorCode.NOT_AVAILABLE and reply["error"]["temporary"] is True
         assert publisher.roundtrip()
         publisher.close()
-        node.stop()
+        node.stop()  # at once, an attempt to connect still waiting for its answer
+        for thread in threading.enumerate():
+            if thread.name.startswith("hub-redis"):
+                thread.join(10)  # it closes the connection it made (bounded by the timeouts)
+        assert _redis_threads() == []
     finally:
         silent.close()
     assert _open_fds() <= fds | {str(silent.fileno())}  # nothing of the node's left open
