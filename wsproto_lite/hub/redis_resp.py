@@ -4,8 +4,9 @@
 Setting a connection up (TCP or unix connect, TLS for ``rediss://``, AUTH and SELECT from the URL) is
 redis-py's ``Connection.connect()``, run in a short-lived thread per attempt (rare: at start and after a
 failure) so the loop never blocks on it; the loop then takes the connected socket, non-blocking.  From
-there commands are packed by that redis-py connection (``pack_commands``) and replies parsed by
-``hiredis.Reader`` (the ``redis`` extra requires hiredis): no RESP parsing of our own.
+there commands are packed by ``hiredis.pack_command`` (redis-py's packer encodes every argument in Python
+first: 4x the CPU) and replies parsed by ``hiredis.Reader`` (the ``redis`` extra requires hiredis): no
+RESP of our own.
 
 Bounded: one readable callback reads at most ``_READ_BUDGET`` bytes (the rest waits for the next
 iteration, other connections go first); a reply not complete yet stays in hiredis's buffer.
@@ -112,7 +113,8 @@ class RespSocket:
         """Write ``commands`` (argument tuples) after what is still unsent."""
         if self.closed:
             return
-        data = b"".join(self.connection.pack_commands(commands))
+        pack_command = hiredis.pack_command  # str as UTF-8, int and float as text: as redis-py packs
+        data = b"".join([pack_command(command) for command in commands])
         if self.unsent:
             self.unsent += data
             return

@@ -1,6 +1,6 @@
 """redis_engine.py with a real redis-server: hub nodes that share channels, presence and history.
 
-Each node is a HubServer in its own loop thread with its own RedisEngine (own connections and threads),
+Each node is a HubServer in its own loop thread with its own RedisEngine (own connections),
 so two nodes in one test process talk only through Redis, like two machines.  Process-level tests
 (SIGKILL, --workers) are in test_hub_supervisor.py.
 """
