@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from wsproto_lite.hub.config import HubConfig
 from wsproto_lite.hub.engine import Reply
+from wsproto_lite.hub.limits import RateLimits
 from wsproto_lite.hub.namespaces import DEFAULT_NAMESPACES, Namespaces
 from wsproto_lite.hub.protocol import ErrorCode
 from wsproto_lite.server.loop import EventLoop
@@ -47,7 +48,7 @@ def make_node() -> Iterator[NodeMaker]:
         namespaces = Namespaces(opened(DEFAULT_NAMESPACES, anonymous=True))
         prefix = "t" + secrets.token_hex(4)
         node = HubThread(
-            HubConfig(port=0, namespaces=namespaces),
+            HubConfig(port=0, namespaces=namespaces, rate_limits=RateLimits(commands_burst=1000)),
             engine=lambda: RedisEngine(url, prefix=prefix, **options),
         )
         made.append(node)
