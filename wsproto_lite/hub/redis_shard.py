@@ -140,8 +140,10 @@ class Shard:
         if self.refresh_timer is not None:
             self.refresh_timer.cancel()
             self.refresh_timer = None
-        self.hand_over()
+        if self.link.sock is not None:
+            self.hand_over()  # written before the connection closes (a leave, a presence removal)
         self.link.stop()
+        self.hand_over()  # no connection is made any more: they fail
         self.pubsub.stop()
 
     def submit(self, job: Job, *, batched: bool = False) -> None:
