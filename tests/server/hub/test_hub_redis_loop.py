@@ -4,11 +4,13 @@ no file descriptor is left open.  Real redis-servers (started by the tests, on f
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import signal
 import socket
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -195,6 +197,25 @@ def test_redis_killed_with_batches_in_flight_fails_them_and_resends_none(
     publisher = _client(node)
     publisher.ok("publish", {"channel": "chat:k", "data": 0})  # connected, scripts loaded
     shard = node.call(lambda: node.hub_server.engine.shards[0])
+    gc.collect()
+    gc.disable()  # the broken link's objects (and the batches in flight) are freed by reference counting
+    try:
+        old_link = weakref.ref(node.call(lambda: shard.link.sock))
+        _publish_while_redis_dies(publisher, redis_server)
+        assert node.call(old_link) is None
+    finally:
+        gc.enable()
+    redis_server.start()  # same port, empty: every command it counts came after the restart
+    assert node.call(lambda: shard.link.ok) is False
+    publisher.roundtrip()
+    node.loop.advance(1.0)  # past the pause after a failed connection
+    assert publisher.ok("publish", {"channel": "chat:k", "data": "after"})["offset"] == 1
+    calls = _calls(redis_server)
+    assert calls.get("evalsha", 0) == 1  # the one publication sent after: none of the failed resent
+    assert calls.get("publish", 0) <= 1, calls  # the node announcing itself (control channel), if due
+
+
+def _publish_while_redis_dies(publisher: Raw, redis_server: RedisServer) -> None:
     count = 200
     for i in range(1, count + 1):  # pipelined: many batches in flight when Redis dies
         publisher.send({"id": 1000 + i, "publish": {"channel": "chat:k", "data": i}})
@@ -209,14 +230,6 @@ def test_redis_killed_with_batches_in_flight_fails_them_and_resends_none(
         assert r["error"]["code"] == ErrorCode.NOT_AVAILABLE and r["error"]["temporary"] is True
     offsets = [r["publish"]["offset"] for r in replies if "publish" in r]
     assert offsets == list(range(2, 2 + len(offsets)))  # the answered ones, in order
-    redis_server.start()  # same port, empty: every command it counts came after the restart
-    assert node.call(lambda: shard.link.ok) is False
-    publisher.roundtrip()
-    node.loop.advance(1.0)  # past the pause after a failed connection
-    assert publisher.ok("publish", {"channel": "chat:k", "data": "after"})["offset"] == 1
-    calls = _calls(redis_server)
-    assert calls.get("evalsha", 0) == 1  # the one publication sent after: none of the failed resent
-    assert calls.get("publish", 0) <= 1, calls  # the node announcing itself (control channel), if due
 
 
 def test_a_redis_that_stops_answering_fails_the_jobs_in_flight_after_the_timeout(
@@ -298,6 +311,9 @@ def test_a_silent_pubsub_link_is_pinged_then_found_dead_and_resubscribed(
     reader = _client(node)
     reader.ok("subscribe", {"channel": "chat:h"})
     shard = node.call(lambda: node.hub_server.engine.shards[0])
+    gc.collect()
+    gc.disable()  # the dead link's objects are freed by reference counting
+    old_link = weakref.ref(node.call(lambda: shard.pubsub.link))
     assert redis_server.proc is not None
     redis_server.proc.send_signal(signal.SIGSTOP)  # the link stays up and silent
     try:
@@ -308,8 +324,10 @@ def test_a_silent_pubsub_link_is_pinged_then_found_dead_and_resubscribed(
         node.loop.advance(HEALTH_INTERVAL)  # no answer by the next check: the link is dead
         node.call(lambda: None)
         assert node.call(lambda: shard.pubsub_ok) is False
+        assert node.call(old_link) is None
     finally:
         redis_server.proc.send_signal(signal.SIGCONT)
+        gc.enable()
     # back: resubscribed, and the channel's subscribers told to recover what they may have missed
     assert reader.closed(timeout=15) == (DisconnectCode.INSUFFICIENT_STATE, "insufficient state")
     assert node.call(lambda: shard.pubsub.reconnects) == 1
