@@ -331,3 +331,25 @@ def test_a_silent_pubsub_link_is_pinged_then_found_dead_and_resubscribed(
     # back: resubscribed, and the channel's subscribers told to recover what they may have missed
     assert reader.closed(timeout=15) == (DisconnectCode.INSUFFICIENT_STATE, "insufficient state")
     assert node.call(lambda: shard.pubsub.reconnects) == 1
+
+
+def test_rediss_large_publications_through_tls_on_the_loop(
+    cert_files: tuple[str, str, str], make_node: NodeMaker
+) -> None:
+    """TLS sockets, non-blocking: records split across reads, data the TLS layer holds after a read
+    (``pending``), writes the socket takes in parts."""
+    server = RedisServer(tls=cert_files)
+    try:
+        node = make_node(server.url)
+        reader, publisher = _client(node), _client(node)
+        reader.ok("subscribe", {"channel": "chat:tls"})
+        big = [f"{i}:" + "x" * 40_000 for i in range(1, 9)]
+        for i, data in enumerate(big, 1):
+            publisher.send({"id": 100 + i, "publish": {"channel": "chat:tls", "data": data}})
+        acks = [publisher.reply(100 + i, timeout=10) for i in range(1, len(big) + 1)]
+        assert [a["publish"]["offset"] for a in acks] == list(range(1, len(big) + 1))
+        assert [reader.push(timeout=10)["pub"]["data"] for _ in big] == big
+        history = publisher.ok("history", {"channel": "chat:tls", "limit": -1})["publications"]
+        assert [p["data"] for p in history] == big
+    finally:
+        server.stop()
