@@ -5,23 +5,24 @@ shard channels over several Redis servers by ``crc32(channel) % len(urls)``: a c
 presence and pub/sub live on one server; wildcard subscriptions listen on all of them.  TLS
 (``rediss://``) and passwords come with the URL; ``?presence_ttl=60&prefix=hub`` are this engine's own.
 
-Never blocking the hub's loop: each shard has two threads of its own.  The *command thread* runs
-queued jobs (publish, history, presence...) in batches, one pipeline round trip per batch, and hands
-the results to the loop with its ``call_soon_threadsafe`` (our ``EventLoop`` or an asyncio loop); it also
-refreshes this node's presence entries (they expire ``presence_ttl`` after the node stops refreshing, so
-a killed node disappears).
-The *pub/sub thread* owns the subscribing connection: it applies the loop's subscribe/unsubscribe
-requests and hands every message batch to the loop.  Publications of one channel come from one Lua
-script on one server (offset assigned and PUBLISHed atomically), read by one connection, queued in
-order: every node delivers them once, in offset order.
+Never blocking the hub's loop, and no threads: each shard's two connections are non-blocking sockets
+read and written on the hub's own loop (our ``EventLoop`` or an asyncio loop: ``add_reader``), replies
+parsed by hiredis (``redis_resp.py``); only making a connection (connect, TLS, AUTH) runs in a
+short-lived thread per attempt.  The *command connection* (``redis_link.py``) writes the jobs of a loop
+iteration (publish, history, presence...) in one go and matches the answers to them in order; a timer
+refreshes this node's presence entries (they expire ``presence_ttl`` after the node stops refreshing,
+so a killed node disappears).  The *subscribing connection* (``redis_pubsub.py``) applies the hub's
+subscribe/unsubscribe requests and hands every chunk of messages read to ``on_messages`` as one batch.
+Publications of one channel come from one Lua script on one server (offset assigned and PUBLISHed
+atomically), read by one connection, in order: every node delivers them once, in offset order.
 
 Faults: a failed command answers ``HubError(108, temporary)``.  When the pub/sub link breaks the shard
-is *degraded* (``health()``), local subscribers keep their connections; the thread reconnects with
+is *degraded* (``health()``), local subscribers keep their connections; the shard reconnects with
 backoff, resubscribes, and then reports every channel it listened to as *lost*: the hub tells their
 subscribers to reconnect and recover (disconnect 4002), which gives them the missed publications from
 history or ``recovered: false`` (a restarted Redis has a new epoch).  Never a silent gap.
 
-Where it lives: ``redis_shard.py`` (one Redis server's connections and its two threads),
+Where it lives: ``redis_shard.py`` (one Redis server: its two connections and the presence refresh),
 ``redis_history.py`` (publishing, history, recovery), ``redis_presence.py`` (presence), ``redis_scripts.py``
 (the Lua scripts); this module holds the engine itself: lifecycle, health, the control channel, and the
 routing of pub/sub messages to the hub.
@@ -31,8 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import redis_history, redis_presence
@@ -82,6 +82,7 @@ class RedisEngine(Engine):
         presence_ttl: float | None = None,
         meta_ttl: float = 3600.0,
         prefix: str | None = None,
+        command_timeout: float = 5.0,
     ) -> None:
         require_redis()
         spec = urls if isinstance(urls, str) else ",".join(urls)
@@ -99,13 +100,11 @@ class RedisEngine(Engine):
         self._control: ControlReceiver | None = None
         self._control_channel = f"{self.prefix}:control"
         """The control channel's Redis channel (on the first shard): every node of this prefix."""
-        self._shards = [Shard(self, i, url) for i, url in enumerate(parsed)]
+        self._shards = [Shard(self, i, url, command_timeout) for i, url in enumerate(parsed)]
         self._exact: set[str] = set()
         self._patterns: dict[str, str] = {}  # hub pattern -> its prefix
         self._pubsub_down: set[int] = set()  # shards whose pub/sub link broke (until it is back)
         self._started = False
-        self._posted: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()  # see post()
-        self._wake_pending = False
         self.bad_messages = 0
         """Pub/sub messages on our channels that were not in our format (ignored)."""
         self.lost_events = 0
@@ -128,40 +127,20 @@ class RedisEngine(Engine):
     def close(self) -> None:
         self._deliver = self._join_leave = self._lost = None
         self._control = None
-        for shard in self._shards:
-            shard.stop()
+        if self._started:
+            self._started = False
+            for shard in self._shards:
+                shard.stop()
 
     @property
     def loop(self) -> HubLoop | None:
         return self._loop
 
-    def post(self, callback: Callable[..., object], *args: Any) -> None:
-        """From a Redis thread: run ``callback(*args)`` in the loop thread, in the order posted.
-
-        Posts wait in ``_posted``; the loop is woken (its self-pipe written) only when no wake-up is
-        pending already, so the results and messages of both threads of every shard that arrive while
-        the loop is busy take one wake-up.  The append comes before the flag is read, and the loop
-        clears the flag before it drains, so no post is left behind."""
-        loop = self._loop
-        if loop is None or self._deliver is None:
-            return
-        self._posted.append((callback, args))
-        if not self._wake_pending:
-            self._wake_pending = True
-            try:
-                loop.call_soon_threadsafe(self._run_posted)
-            except RuntimeError:  # an asyncio loop closed before the hub stopped us: nobody to tell
-                pass
-
-    def _run_posted(self) -> None:
-        self._wake_pending = False
-        posted = self._posted
-        while posted:
-            callback, args = posted.popleft()
-            try:
-                callback(*args)
-            except Exception:  # one failing callback must not hold back the others
-                logger.exception("redis engine: %r failed", callback)
+    def require_loop(self) -> HubLoop:
+        """The loop the shards' connections and timers run on (``attach``)."""
+        if self._loop is None:
+            raise RuntimeError("RedisEngine.attach(loop) first (Hub.start does it)")
+        return self._loop
 
     def health(self) -> dict[str, Any]:
         shards = [
@@ -195,7 +174,7 @@ class RedisEngine(Engine):
         if shard.index in self._pubsub_down:
             reply.fail(unavailable())
             wait = None
-        shard.requests.put(("+", self._control_channel, wait))
+        shard.pubsub.request("+", self._control_channel, wait)
         return reply
 
     def publish_control(self, payload: str) -> None:
@@ -235,11 +214,11 @@ class RedisEngine(Engine):
             self._exact.add(channel)
         wait: Wait | None = Wait(reply, len(shards))
         if any(s.index in self._pubsub_down for s in shards):
-            # the thread subscribes when the link is back; nobody waits for that
+            # the shard subscribes when the link is back; nobody waits for that
             reply.fail(unavailable())
             wait = None
         for shard in shards:
-            shard.requests.put(("+", name, wait))
+            shard.pubsub.request("+", name, wait)
         return reply
 
     def node_unsubscribe(self, channel: str) -> None:
@@ -249,10 +228,12 @@ class RedisEngine(Engine):
         else:
             self._exact.discard(channel)
         for shard in shards:
-            shard.requests.put(("-", name, None))
+            shard.pubsub.request("-", name, None)
 
     def on_messages(self, batch: list[Any]) -> None:
-        """Loop thread: pub/sub messages (and subscription confirmations) of one shard, in order."""
+        """Pub/sub messages of one shard as Redis sent them (``["message", channel, data]``,
+        ``["pmessage", pattern, channel, data]``) and the ``Wait`` of each confirmed subscription among
+        them, in order (``redis_pubsub.py``)."""
         strip = len(self.prefix) + 4  # "P:ch:"
         for message in batch:
             if isinstance(message, Wait):
@@ -260,19 +241,21 @@ class RedisEngine(Engine):
                 if message.remaining == 0:
                     message.reply.resolve(None)
                 continue
-            if message["channel"] == self._control_channel:
+            pattern = message[1] if len(message) == 4 else None
+            redis_channel, data = message[-2], message[-1]
+            if redis_channel == self._control_channel:
                 if self._control is not None:
-                    self._control(message["data"])
+                    self._control(data)
                 continue
-            channel = message["channel"][strip:]
-            if message["type"] == "message" or self._first_pattern_of(channel) == message["pattern"]:
+            channel = redis_channel[strip:]
+            if pattern is None or self._first_pattern_of(channel) == pattern:
                 try:
-                    self._on_payload(channel, message["data"])
+                    self._on_payload(channel, data)
                 except (ValueError, KeyError, TypeError):  # not ours (someone else PUBLISHed there)
                     self.bad_messages += 1
-                    logger.warning("redis: ignoring a malformed message on %r", message["channel"])
+                    logger.warning("redis: ignoring a malformed message on %r", redis_channel)
                 except Exception:  # a failure delivering one message must not lose the rest of the batch
-                    logger.exception("redis: delivering a message on %r failed", message["channel"])
+                    logger.exception("redis: delivering a message on %r failed", redis_channel)
 
     def _first_pattern_of(self, channel: str) -> str | None:
         """The one pattern subscription through which this node takes a publication (none when the
@@ -313,13 +296,13 @@ class RedisEngine(Engine):
             raise ValueError(f"no message of ours starts with {kind!r}")
 
     def on_pubsub_down(self, shard: Shard, waits: list[Wait]) -> None:
-        """Loop thread: a shard's pub/sub link is down; node subscriptions waiting on it fail."""
+        """A shard's pub/sub link is down; node subscriptions waiting on it fail."""
         self._pubsub_down.add(shard.index)
         for wait in waits:
             wait.reply.fail(unavailable())
 
     def on_resubscribed(self, shard: Shard, names: set[str]) -> None:
-        """Loop thread: a shard's pub/sub is back after a loss: its channels may have gaps."""
+        """A shard's pub/sub is back after a loss: its channels may have gaps."""
         self._pubsub_down.discard(shard.index)
         strip = len(self.prefix) + 4
         channels = [n[strip:] for n in names if not n.startswith("p:") and n != self._control_channel]

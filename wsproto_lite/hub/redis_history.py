@@ -64,7 +64,7 @@ def publish(
         epoch, offset = results[0][:2]
         return Publication(channel, int(offset), data_json, info_json, epoch=epoch, tags_json=tags_json)
 
-    def build(pipe: Any) -> None:  # in the command thread: the batch's epoch candidate
+    def build(pipe: Any) -> None:  # when the batch is packed: its epoch candidate
         call(pipe, PUBLISH, keys, *head, shard.epoch_candidate, *tail)
 
     shard.submit(Job(build, finish, reply), batched=True)

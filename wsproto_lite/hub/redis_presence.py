@@ -1,7 +1,7 @@
 """The Redis engine's presence: who is in a channel, kept in Redis by the ``PRESENCE`` script.
 
-Each entry expires ``presence_ttl`` after this node stops refreshing it (the shard's command thread
-refreshes what it holds in ``Shard.presence``), so a killed node's clients disappear."""
+Each entry expires ``presence_ttl`` after this node stops refreshing it (the shard's refresh timer
+rewrites what it holds in ``Shard.presence``), so a killed node's clients disappear."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def add_presence(shard: Shard, channel: str, info: ClientInfo, ttl: float) -> No
     ttl_ms = int(ttl * 1000)
 
     def build(pipe: Any) -> None:
-        shard.presence[(channel, info.client)] = (userkey, value)  # command thread: refreshed from now on
+        shard.presence[(channel, info.client)] = (userkey, value)  # refreshed from now on
         call(pipe, PRESENCE, keys, "add", info.client, userkey, value, ttl_ms)
 
     shard.submit(Job(build))

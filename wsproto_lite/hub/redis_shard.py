@@ -1,30 +1,26 @@
-"""The Redis engine's connections to one Redis server (``Shard``): a *command thread* that runs queued
-jobs in pipelined batches, and a *pub/sub thread* that owns the subscribing connection; both hand their
-results to the hub's loop through the engine (``RedisEngine.post``).  ``redis_engine.py`` describes the
+"""The Redis engine's connections to one Redis server (``Shard``): the command connection
+(``redis_link.Link``: jobs in pipelined batches) and the subscribing one (``redis_pubsub.PubSub``), both
+read and written on the hub's loop, and the presence refresh timer.  ``redis_engine.py`` describes the
 whole."""
 
 from __future__ import annotations
 
-import logging
-import queue
-import secrets
-import threading
-import time
 import zlib
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .engine import Reply, unavailable
-from .protocol import HubError
-from .redis_link import Commands, Link
+from .engine import Reply
+from .redis_link import _BATCH, Commands, Link
+from .redis_pubsub import PubSub
 from .redis_scripts import PRESENCE, call
 
 if TYPE_CHECKING:
     from .redis_engine import RedisEngine
+    from .transport import Cancellable
 
 try:
+    import hiredis  # noqa: F401  # redis_resp.RespSocket's parser
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
@@ -35,10 +31,7 @@ else:
 
 __all__ = ["HAVE_REDIS", "Job", "Shard", "Wait", "parse_engine_urls", "redacted", "require_redis", "shard_of"]
 
-logger = logging.getLogger("wsproto_lite.hub.redis")
-
 _OUR_PARAMS = {"presence_ttl", "prefix"}
-_BATCH = 512  # jobs per pipeline round trip
 
 
 def shard_of(channel: str, shards: int) -> int:
@@ -91,150 +84,73 @@ class Job:
 
 
 class Shard:
-    """One Redis server: a command thread, a pub/sub thread, and their health."""
+    """One Redis server: a command connection, a subscribing connection, and their health."""
 
-    def __init__(self, engine: RedisEngine, index: int, url: str) -> None:
+    def __init__(self, engine: RedisEngine, index: int, url: str, command_timeout: float = 5.0) -> None:
         self.engine = engine
         self.index = index
         self.url = url
         no_retry = Retry(NoBackoff(), 0)  # we retry ourselves: a resent EVALSHA could publish twice
-        self.client = redis.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5, retry=no_retry
-        )
-        self.sub_client = redis.Redis.from_url(
+        # redis-py's clients only make the connections (redis_resp.Connecting): URL, TLS, AUTH, SELECT
+        client = redis.Redis.from_url(
             url,
             decode_responses=True,
             socket_connect_timeout=2,
-            socket_timeout=None,
+            socket_timeout=command_timeout,  # the set-up's answers (AUTH, SELECT); then non-blocking
             retry=no_retry,
-            health_check_interval=10,
         )
-        self.jobs: queue.SimpleQueue[list[Job] | None] = queue.SimpleQueue()
-        self.submitted: list[Job] = []  # loop thread: this loop iteration's jobs, handed over at its end
+        self.submitted: list[Job] = []  # this loop iteration's batched jobs, handed over at its end
         self.epoch_candidate = ""
-        """Command thread: the epoch offered to a stream Redis does not hold yet, drawn per batch (not per
-        command: a read of the OS's random source each); the scripts keep the shared ``P:epoch`` while it
-        lives, so every stream made in one pipeline takes the same one anyway."""
-        self.requests: queue.SimpleQueue[tuple[str, str, Wait | None]] = queue.SimpleQueue()
-        self.presence: dict[tuple[str, str], tuple[str, str]] = {}  # command thread only
-        self.stopping = False
-        self.commands_ok = True
-        self.link = Link(self.client)  # the command thread's connection
-        self.pubsub_ok = False
-        self.command_failures = 0
-        self.pubsub_failures = 0
-        self.reconnects = 0
-        self.command_thread = threading.Thread(
-            target=self._run_commands, name=f"hub-redis-{index}", daemon=True
-        )
-        self.pubsub_thread = threading.Thread(
-            target=self._run_pubsub, name=f"hub-redis-sub-{index}", daemon=True
-        )
+        """The epoch the batch being packed offers a stream Redis does not hold yet (``Link._send``)."""
+        self.presence: dict[tuple[str, str], tuple[str, str]] = {}  # refreshed every presence_ttl / 3
+        self.link = Link(self, client, command_timeout)
+        self.pubsub = PubSub(self, client)
+        self.refresh_timer: Cancellable | None = None
+
+    @property
+    def commands_ok(self) -> bool:
+        return self.link.ok
+
+    @property
+    def command_failures(self) -> int:
+        return self.link.failures
+
+    @property
+    def pubsub_ok(self) -> bool:
+        return self.pubsub.ok
+
+    @property
+    def pubsub_failures(self) -> int:
+        return self.pubsub.failures
+
+    @property
+    def reconnects(self) -> int:
+        return self.pubsub.reconnects
 
     def key(self, kind: str, channel: str) -> str:
         return f"{self.engine.prefix}:{kind}:{channel}"
 
     def start(self) -> None:
-        self.command_thread.start()
-        self.pubsub_thread.start()
+        self.pubsub.start()
+        loop = self.engine.require_loop()
+        self.refresh_timer = loop.call_later(self.engine.presence_ttl / 3, self._refresh_presence)
 
     def stop(self) -> None:
-        self.hand_over()
-        self.stopping = True
-        self.jobs.put(None)
-        for thread in (self.command_thread, self.pubsub_thread):
-            if thread.is_alive() and thread is not threading.current_thread():
-                thread.join(2.0)
-        self.client.close()
-        self.sub_client.close()
-
-    # -- command thread --------------------------------------------------------------------------
-
-    def _run_commands(self) -> None:
-        refresh_every = self.engine.presence_ttl / 3
-        next_refresh = time.monotonic() + refresh_every
-        while not self.stopping:
-            try:
-                job: list[Job] | None = self.jobs.get(timeout=max(0.01, next_refresh - time.monotonic()))
-            except queue.Empty:
-                job = None
-            if time.monotonic() >= next_refresh:
-                self._refresh_presence()
-                next_refresh = time.monotonic() + refresh_every
-            if job is None:
-                continue
-            batch = job
-            while len(batch) < _BATCH:
-                try:
-                    more = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self.stopping = True
-                    break
-                batch.extend(more)
-            self._execute(batch)
-        for left in self._drain():
-            self._post_failure(left, unavailable("the hub is stopping"))
-
-    def _drain(self) -> Iterable[Job]:
-        while True:
-            try:
-                jobs = self.jobs.get_nowait()
-            except queue.Empty:
-                return
-            if jobs is not None:
-                yield from jobs
-
-    def _execute(self, batch: list[Job]) -> None:
-        self.epoch_candidate = secrets.token_hex(4)
-        commands = Commands()
-        sizes = []
-        for job in batch:
-            before = len(commands)
-            job.build(commands)
-            sizes.append(len(commands) - before)
-        try:
-            results = self.link.run(commands)
-        except (redis.RedisError, OSError) as exc:
-            if self.commands_ok:
-                logger.warning("redis shard %d (%s): %s", self.index, self.url, exc)
-            self.commands_ok = False
-            self.command_failures += 1
-            for job in batch:
-                self._post_failure(job, unavailable())
-            return
-        self.commands_ok = True
-        settled: list[tuple[Reply[Any], Any, BaseException | None]] = []
-        at = 0
-        for job, size in zip(batch, sizes, strict=True):
-            part = results[at : at + size]
-            at += size
-            if job.reply is None:
-                continue
-            error = next((r for r in part if isinstance(r, Exception)), None)
-            if error is not None:
-                logger.error("redis shard %d: %s", self.index, error)
-                settled.append((job.reply, None, unavailable("the engine failed (retry later)")))
-                continue
-            try:
-                value = job.finish(part) if job.finish is not None else None
-            except HubError as exc:
-                settled.append((job.reply, None, exc))
-            else:
-                settled.append((job.reply, value, None))
-        if settled:
-            self.engine.post(_settle_all, settled)
-
-    def _post_failure(self, job: Job, error: HubError) -> None:
-        if job.reply is not None:
-            self.engine.post(_settle_all, [(job.reply, None, error)])
+        """Close both connections, cancel the timers; what is not answered yet fails."""
+        if self.refresh_timer is not None:
+            self.refresh_timer.cancel()
+            self.refresh_timer = None
+        if self.link.sock is not None:
+            self.hand_over()  # written before the connection closes (a leave, a presence removal)
+        self.link.stop()
+        self.hand_over()  # no connection is made any more: they fail
+        self.pubsub.stop()
 
     def submit(self, job: Job, *, batched: bool = False) -> None:
-        """Loop thread: queue a job.  ``batched``: one whose result the client's reply waits for
-        (publish, reads): the batched jobs of one loop iteration reach the command thread together at
-        its end (one wake-up, one pipeline round trip).  Any other job is handed over at once, with the
-        batched ones before it (in order): its effect must not wait behind a reply sent meanwhile."""
+        """Queue a job.  ``batched``: one whose result the client's reply waits for (publish, reads): the
+        batched jobs of one loop iteration are written together at its end (one write, one round trip).
+        Any other job is written at once, with the batched ones before it (in order): its effect must not
+        wait behind a reply sent meanwhile."""
         submitted = self.submitted
         submitted.append(job)
         loop = self.engine.loop
@@ -246,129 +162,27 @@ class Shard:
     def hand_over(self) -> None:
         if self.submitted:
             jobs, self.submitted = self.submitted, []
-            self.jobs.put(jobs)
+            self.link.run(jobs)
 
     def _refresh_presence(self) -> None:
+        """Push this node's presence entries' expiry forward (a killed node's entries expire)."""
+        loop = self.engine.require_loop()
+        self.refresh_timer = loop.call_later(self.engine.presence_ttl / 3, self._refresh_presence)
         if not self.presence:
             return
         ttl_ms = int(self.engine.presence_ttl * 1000)
         entries = list(self.presence.items())
         for start in range(0, len(entries), _BATCH):
-            commands = Commands()
-            for (channel, client), (userkey, value) in entries[start : start + _BATCH]:
-                call(commands, PRESENCE, self.presence_keys(channel), "add", client, userkey, value, ttl_ms)
-            try:
-                self.link.run(commands)
-            except (redis.RedisError, OSError):
-                self.commands_ok = False
-                return
+
+            def build(commands: Commands, part: list[Any] = entries[start : start + _BATCH]) -> None:
+                for (channel, client), (userkey, value) in part:
+                    keys = self.presence_keys(channel)
+                    call(commands, PRESENCE, keys, "add", client, userkey, value, ttl_ms)
+
+            self.submit(Job(build))
 
     def presence_keys(self, channel: str) -> tuple[str, str, str]:
         return self.key("pres", channel), self.key("pexp", channel), self.key("pusr", channel)
-
-    # -- pub/sub thread --------------------------------------------------------------------------
-
-    def _run_pubsub(self) -> None:
-        wanted: set[str] = set()  # Redis channels and patterns ("p:" + pattern) this node listens to
-        backoff = 0.1
-        first = True
-        while not self.stopping:
-            pubsub: Any = self.sub_client.pubsub()  # type: ignore[no-untyped-call]
-            # subscribes sent, in order, awaiting confirmation; requests taken before connecting
-            sent: deque[tuple[str, Wait | None]] = deque()
-            confirm: dict[str, Wait | None] = {}
-            try:
-                confirm = self._take_requests(wanted)
-                pubsub.ping()  # connects (or raises)
-                for name in wanted:
-                    self._send(pubsub, "+", name)
-                    sent.append((name, confirm.pop(name, None)))
-                self.pubsub_ok = True
-                if not first:
-                    self.reconnects += 1
-                    logger.warning("redis shard %d (%s): pub/sub back", self.index, self.url)
-                    self.engine.post(self.engine.on_resubscribed, self, set(wanted))
-                first = False
-                backoff = 0.1
-                self._listen(pubsub, wanted, sent)
-            except (redis.RedisError, OSError) as exc:
-                if self.stopping:
-                    break
-                if self.pubsub_ok or first:
-                    logger.warning("redis shard %d (%s): pub/sub lost: %s", self.index, self.url, exc)
-                    self.pubsub_failures += 1
-                self.pubsub_ok = False
-                first = False
-                # nobody may wait for a confirmation that will not come
-                waits = [w for _, w in sent if w is not None] + [w for w in confirm.values() if w is not None]
-                self.engine.post(self.engine.on_pubsub_down, self, waits)
-                deadline = time.monotonic() + backoff
-                while not self.stopping and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                backoff = min(backoff * 2, 5.0)
-            finally:
-                try:
-                    pubsub.close()
-                except (redis.RedisError, OSError):
-                    pass
-
-    def _take_requests(self, wanted: set[str]) -> dict[str, Wait | None]:
-        """Apply queued requests to ``wanted`` without sending (the link is being set up)."""
-        confirm: dict[str, Wait | None] = {}
-        while True:
-            try:
-                op, name, wait = self.requests.get_nowait()
-            except queue.Empty:
-                return confirm
-            if op == "+":
-                wanted.add(name)
-                confirm[name] = wait
-            else:
-                wanted.discard(name)
-                confirm.pop(name, None)
-
-    @staticmethod
-    def _send(pubsub: Any, op: str, name: str) -> None:
-        if name.startswith("p:"):
-            (pubsub.psubscribe if op == "+" else pubsub.punsubscribe)(name[2:])
-        else:
-            (pubsub.subscribe if op == "+" else pubsub.unsubscribe)(name)
-
-    def _listen(self, pubsub: Any, wanted: set[str], sent: deque[tuple[str, Wait | None]]) -> None:
-        while not self.stopping:
-            while True:  # requests, in order: a quick unsubscribe + subscribe of one channel ends subscribed
-                try:
-                    op, name, wait = self.requests.get_nowait()
-                except queue.Empty:
-                    break
-                (wanted.add if op == "+" else wanted.discard)(name)
-                self._send(pubsub, op, name)
-                if op == "+":
-                    sent.append((name, wait))
-            message = pubsub.get_message(timeout=0.05)
-            if message is None:
-                continue
-            batch: list[Any] = []
-            while message is not None and len(batch) < 1000:
-                kind = message["type"]
-                if kind in ("message", "pmessage"):
-                    batch.append(message)
-                elif kind in ("subscribe", "psubscribe") and sent:
-                    # Redis confirms subscriptions in the order they were sent
-                    _, wait = sent.popleft()
-                    if wait is not None:
-                        batch.append(wait)  # resolved in order with the messages around it
-                message = pubsub.get_message(timeout=0)
-            if batch:
-                self.engine.post(self.engine.on_messages, batch)
-
-
-def _settle_all(settled: list[tuple[Reply[Any], Any, BaseException | None]]) -> None:
-    for reply, value, error in settled:
-        if error is not None:
-            reply.fail(error)
-        else:
-            reply.resolve(value)
 
 
 class Wait:

@@ -40,7 +40,8 @@ class Cancellable(Protocol):
 
 
 class HubLoop(Protocol):
-    """The loop the hub and its engine run on: a clock, timers, and the hand-off from other threads."""
+    """The loop the hub and its engine run on: a clock, timers, sockets, and the hand-off from other
+    threads."""
 
     def time(self) -> float:
         """A monotonic clock, in seconds."""
@@ -49,7 +50,19 @@ class HubLoop(Protocol):
         """Run ``callback(*args)`` in the loop thread after ``delay`` seconds."""
 
     def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> object:
-        """From any thread: run ``callback(*args)`` in the loop thread soon (a networked engine's results)."""
+        """From any thread: run ``callback(*args)`` in the loop thread soon (a Redis connection made)."""
+
+    def add_reader(self, fd: int, callback: Callable[[], object], /) -> None:
+        """Call ``callback()`` whenever ``fd`` is readable (a networked engine's sockets)."""
+
+    def remove_reader(self, fd: int, /) -> object:
+        """Stop watching ``fd`` for readability."""
+
+    def add_writer(self, fd: int, callback: Callable[[], object], /) -> None:
+        """Call ``callback()`` whenever ``fd`` is writable."""
+
+    def remove_writer(self, fd: int, /) -> object:
+        """Stop watching ``fd`` for writability."""
 
 
 class HubConnection(Protocol):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
+from urllib.parse import quote
 
 import pytest
 
@@ -28,24 +30,47 @@ def require_redis() -> str:
 
 
 class RedisServer:
-    """``RedisServer()`` starts one; ``stop()`` / ``start()`` again on the same port (a restart)."""
+    """``RedisServer()`` starts one; ``stop()`` / ``start()`` again on the same port (a restart).
+    ``tls=(cert, key, ca)`` files: TLS only (``rediss://``, the URL names the CA)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[str, str, str] | None = None) -> None:
         self.binary = require_redis()
         self.port = unused_port()
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={quote(self.tls[2])}"
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def _listen_args(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        cert, key, ca = self.tls
+        return [
+            *("--port", "0", "--tls-port", str(self.port)),
+            *("--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", ca),
+            *("--tls-auth-clients", "no"),
+        ]
+
+    def _answers_ping(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as plain:
+            s: socket.socket = plain
+            if self.tls is not None:
+                s = ssl.create_default_context(cafile=self.tls[2]).wrap_socket(
+                    plain, server_hostname="localhost"
+                )
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [
                 self.binary,
-                "--port",
-                str(self.port),
+                *self._listen_args(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -63,10 +88,8 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(64).startswith(b"+PONG"):
-                        return
+                if self._answers_ping():
+                    return
             except OSError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -1,6 +1,6 @@
 """redis_engine.py with a real redis-server: hub nodes that share channels, presence and history.
 
-Each node is a HubServer in its own loop thread with its own RedisEngine (own connections and threads),
+Each node is a HubServer in its own loop thread with its own RedisEngine (own connections),
 so two nodes in one test process talk only through Redis, like two machines.  Process-level tests
 (SIGKILL, --workers) are in test_hub_supervisor.py.
 """
@@ -450,10 +450,7 @@ def test_junk_in_a_batch_does_not_cost_the_messages_after_it(
     engine = a.call(lambda: a.hub_server.engine)
     redis_channel = f"{engine.prefix}:ch:bench:jb"
     ours = 'p\n\n\n\n\n\n"fine"'  # a publication without history position, as the engine sends it
-    batch = [
-        {"type": "message", "pattern": None, "channel": redis_channel, "data": d}
-        for d in ("j\n[]", "?", ours)
-    ]
+    batch = [["message", redis_channel, d] for d in ("j\n[]", "?", ours)]
     a.call(lambda: engine.on_messages(batch))
     assert r.push()["pub"]["data"] == "fine"
     assert a.call(lambda: engine.health()["bad_messages"]) == 2

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from wsproto_lite.hub.config import HubConfig
+from wsproto_lite.hub.limits import RateLimits
 from wsproto_lite.hub.namespaces import DEFAULT_NAMESPACES, Namespaces
 
 from .authkit import opened
@@ -31,7 +32,8 @@ def node(redis_server: RedisServer) -> Iterator[HubThread]:
 
     namespaces = Namespaces(opened(DEFAULT_NAMESPACES, anonymous=True))
     hub = HubThread(
-        HubConfig(port=0, namespaces=namespaces),
+        # 200 commands pipelined at once: within the burst however fast the engine answers them
+        HubConfig(port=0, namespaces=namespaces, rate_limits=RateLimits(commands_burst=1000)),
         engine=lambda: RedisEngine(redis_server.url, prefix="t" + secrets.token_hex(4)),
     )
     yield hub
