@@ -167,6 +167,10 @@ class RespSocket:
             budget -= len(data)
             if len(data) < _RECV_SIZE and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
                 return ""
+        if not self.closed and isinstance(sock, ssl.SSLSocket) and sock.pending():
+            # over the budget with bytes TLS already decrypted: the socket may never be readable again
+            # for them (the kernel has nothing more), so come back for them next iteration
+            self.loop.call_later(0.0, self._on_readable)
         return ""
 
     def _replies(self) -> list[Any]:

@@ -53,7 +53,9 @@ def parse_engine_urls(spec: str) -> tuple[list[str], dict[str, str]]:
         query = parse_qsl(parts.query)
         ours.update((k, v) for k, v in query if k in _OUR_PARAMS)
         rest = urlencode([(k, v) for k, v in query if k not in _OUR_PARAMS])
-        urls.append(urlunsplit(parts._replace(query=rest)))
+        # the URL as written, its query cut off: urlunsplit writes "unix:///path" as "unix:/path"
+        base = raw.split("?", 1)[0].split("#", 1)[0]
+        urls.append(f"{base}?{rest}" if rest else base)
     if not urls:
         raise ValueError("no Redis URL given")
     return urls, ours

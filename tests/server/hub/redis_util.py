@@ -33,10 +33,12 @@ class RedisServer:
     """``RedisServer()`` starts one; ``stop()`` / ``start()`` again on the same port (a restart).
     ``tls=(cert, key, ca)`` files: TLS only (``rediss://``, the URL names the CA)."""
 
-    def __init__(self, tls: tuple[str, str, str] | None = None) -> None:
+    def __init__(self, tls: tuple[str, str, str] | None = None, unix_socket: str | None = None) -> None:
         self.binary = require_redis()
         self.port = unused_port()
         self.tls = tls
+        self.unix_socket = unix_socket
+        """Also listen on this Unix socket (``unix_url``)."""
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -46,7 +48,13 @@ class RedisServer:
             return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={quote(self.tls[2])}"
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def unix_url(self) -> str:
+        return f"unix://{self.unix_socket}?db=0"
+
     def _listen_args(self) -> list[str]:
+        if self.unix_socket is not None:
+            return ["--port", str(self.port), "--unixsocket", self.unix_socket, "--unixsocketperm", "700"]
         if self.tls is None:
             return ["--port", str(self.port)]
         cert, key, ca = self.tls

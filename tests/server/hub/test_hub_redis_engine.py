@@ -465,3 +465,29 @@ def test_entries_written_before_tags_read_with_empty_tags() -> None:
     assert entry_fields('7\n0\n\n["a"]\n{"x":1}', 5) == ["7", "0", "", '["a"]', '{"x":1}']
     old_message = 'p\nep\n3\n0\n\n"hi"'
     assert entry_fields(old_message, 7) == ["p", "ep", "3", "0", "", "", '"hi"']
+
+
+def test_parse_engine_urls_keeps_each_url_whole_without_our_parameters() -> None:
+    from wsproto_lite.hub.redis_shard import parse_engine_urls
+
+    urls, ours = parse_engine_urls(
+        "unix:///run/redis.sock?db=2&presence_ttl=5, redis://h:1/0?prefix=p&socket_timeout=3,rediss://h:2/1"
+    )
+    # unix:///path kept with its three slashes (urlunsplit wrote "unix:/run/redis.sock": refused by redis-py)
+    assert urls == ["unix:///run/redis.sock?db=2", "redis://h:1/0?socket_timeout=3", "rediss://h:2/1"]
+    assert ours == {"presence_ttl": "5", "prefix": "p"}
+
+
+def test_a_node_on_a_unix_socket(tmp_path: Any, clients: Any) -> None:
+    from wsproto_lite.hub.redis_engine import RedisEngine
+
+    server = RedisServer(unix_socket=str(tmp_path / "redis.sock"))
+    node = HubThread(engine=lambda: RedisEngine(server.unix_url + "&prefix=u" + secrets.token_hex(3)))
+    try:
+        reader, publisher = clients(node), clients(node)
+        reader.ok("subscribe", {"channel": "chat:unix"})
+        assert publisher.ok("publish", {"channel": "chat:unix", "data": "over a unix socket"})["offset"] == 1
+        assert reader.push()["pub"]["data"] == "over a unix socket"
+    finally:
+        node.stop()
+        server.stop()
