@@ -759,18 +759,7 @@ def test_receive_message_refuses_what_receive_data_refuses() -> None:
     assert list(conn.events()) == []
 
 
-_WIRE = st.one_of(
-    st.text(max_size=30).map(lambda t: frame(0x1, t.encode())),
-    st.binary(max_size=130).map(lambda b: frame(0x2, b)),
-    st.binary(min_size=200, max_size=300).map(lambda b: frame(0x2, b)),
-    st.binary(max_size=10).map(lambda b: frame(0x1, b)),  # often not UTF-8
-    st.binary(max_size=10).map(lambda b: frame(0x9, b)),
-    st.binary(max_size=10).map(lambda b: frame(0x2, b, fin=False)),
-    st.binary(max_size=10).map(lambda b: frame(0x0, b)),
-    st.binary(max_size=10).map(lambda b: frame(0x1, b, rsv=0x40)),
-    st.binary(max_size=10).map(lambda b: frame(0x2, b, mask=None)),
-    st.just(close(1000)),
-)
+_WIRE = st.one_of(wire.FRAMES, st.just(close(1000)))
 
 
 @given(

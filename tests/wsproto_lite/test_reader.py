@@ -23,7 +23,7 @@ from wsproto_lite._events import (
 )
 from wsproto_lite._reader import MessageReader
 
-from .wire import close, frame, read_in_chunks, text
+from .wire import FRAMES, close, frame, read_in_chunks, text
 
 
 def read(data: bytes, config: Config | None = None, server: bool = True) -> list[Event]:
@@ -200,21 +200,7 @@ def test_buffered_counts_unparsed_bytes() -> None:
     assert reader.buffered == 7
 
 
-_FRAMES = st.one_of(
-    st.text(max_size=30).map(lambda t: frame(0x1, t.encode())),
-    st.binary(max_size=130).map(lambda b: frame(0x2, b)),
-    st.binary(min_size=500, max_size=700).map(lambda b: frame(0x2, b)),
-    st.text(min_size=200, max_size=300).map(lambda t: frame(0x1, t.encode())),
-    st.binary(max_size=10).map(lambda b: frame(0x1, b)),  # often invalid UTF-8
-    st.binary(max_size=10).map(lambda b: frame(0x9, b)),
-    st.binary(max_size=10).map(lambda b: frame(0x2, b, fin=False)),
-    st.binary(max_size=10).map(lambda b: frame(0x0, b)),
-    st.binary(max_size=10).map(lambda b: frame(0x1, b, rsv=0x40)),
-    st.binary(max_size=10).map(lambda b: frame(0x2, b, mask=None)),
-)
-
-
-@given(st.lists(_FRAMES, max_size=12), st.booleans(), st.sampled_from([100, 1000, None]))
+@given(st.lists(FRAMES, max_size=12), st.booleans(), st.sampled_from([100, 1000, None]))
 def test_fast_path_and_general_path_agree(frames: list[bytes], stream: bool, limit: int | None) -> None:
     """Whole frames in one chunk take the fast path; one byte at a time forces the general path."""
     data = b"".join(frames)

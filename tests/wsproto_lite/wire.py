@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import struct
 
+from hypothesis import strategies as st
+
 from wsproto_lite._config import Config
 from wsproto_lite._errors import RemoteProtocolError
 from wsproto_lite._reader import MessageReader
@@ -51,3 +53,18 @@ def read_in_chunks(data: bytes, cuts: list[int], config: Config, *, server: bool
         except RemoteProtocolError as exc:
             return [*out, ("error", exc.code)]
     return out
+
+
+#: Client frames, valid and not (bad UTF-8, fragments, RSV bits, unmasked...): fast path vs general path.
+FRAMES = st.one_of(
+    st.text(max_size=30).map(lambda t: frame(0x1, t.encode())),
+    st.binary(max_size=130).map(lambda b: frame(0x2, b)),
+    st.binary(min_size=500, max_size=700).map(lambda b: frame(0x2, b)),
+    st.text(min_size=200, max_size=300).map(lambda t: frame(0x1, t.encode())),
+    st.binary(max_size=10).map(lambda b: frame(0x1, b)),  # often invalid UTF-8
+    st.binary(max_size=10).map(lambda b: frame(0x9, b)),
+    st.binary(max_size=10).map(lambda b: frame(0x2, b, fin=False)),
+    st.binary(max_size=10).map(lambda b: frame(0x0, b)),
+    st.binary(max_size=10).map(lambda b: frame(0x1, b, rsv=0x40)),
+    st.binary(max_size=10).map(lambda b: frame(0x2, b, mask=None)),
+)
