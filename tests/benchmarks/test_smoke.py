@@ -71,3 +71,20 @@ def test_tls_send_runs(tmp_path: os.PathLike[str]) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = open(out).read()
     assert "| 1 MiB |" in results and "| 16 MiB, reader stalled 1 s |" in results
+
+
+def test_latency_runs(tmp_path: os.PathLike[str]) -> None:
+    """The paired sequential rounds: every server answered (the floor server too), ratios reported."""
+    out = os.path.join(tmp_path, "RESULTS-latency.md")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.latency", "--rounds", "1", "--round-trips", "20", "--out", out],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = open(out).read()
+    for server in ("wsproto-lite", "picows", "bare-python"):
+        assert f"| {server} |" in text
+    assert "picows / wsproto-lite: median" in text and "bare-python / wsproto-lite: median" in text
