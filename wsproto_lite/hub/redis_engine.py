@@ -116,8 +116,7 @@ class RedisEngine(Engine):
         self._loop = loop
 
     def start(self, deliver: Deliver, join_leave: JoinLeave | None = None, lost: Lost | None = None) -> None:
-        if self._loop is None:
-            raise RuntimeError("RedisEngine.attach(loop) first (Hub.start does it)")
+        self.require_loop()
         self._deliver, self._join_leave, self._lost = deliver, join_leave, lost
         if not self._started:
             self._started = True
@@ -146,11 +145,11 @@ class RedisEngine(Engine):
         shards = [
             {
                 "url": redacted(s.url),
-                "commands_ok": s.commands_ok,
-                "pubsub_ok": s.pubsub_ok,
-                "command_failures": s.command_failures,
-                "pubsub_failures": s.pubsub_failures,
-                "reconnects": s.reconnects,
+                "commands_ok": s.link.ok,
+                "pubsub_ok": s.pubsub.ok,
+                "command_failures": s.link.failures,
+                "pubsub_failures": s.pubsub.failures,
+                "reconnects": s.pubsub.reconnects,
             }
             for s in self._shards
         ]

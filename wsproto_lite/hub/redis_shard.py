@@ -109,26 +109,6 @@ class Shard:
         self.pubsub = PubSub(self, client)
         self.refresh_timer: Cancellable | None = None
 
-    @property
-    def commands_ok(self) -> bool:
-        return self.link.ok
-
-    @property
-    def command_failures(self) -> int:
-        return self.link.failures
-
-    @property
-    def pubsub_ok(self) -> bool:
-        return self.pubsub.ok
-
-    @property
-    def pubsub_failures(self) -> int:
-        return self.pubsub.failures
-
-    @property
-    def reconnects(self) -> int:
-        return self.pubsub.reconnects
-
     def key(self, kind: str, channel: str) -> str:
         return f"{self.engine.prefix}:{kind}:{channel}"
 

@@ -320,10 +320,10 @@ def test_a_silent_pubsub_link_is_pinged_then_found_dead_and_resubscribed(
         node.loop.advance(HEALTH_INTERVAL)  # idle that long: a PING goes out
         node.call(lambda: None)  # an iteration: the timers now due have run before the next call
         assert node.call(lambda: shard.pubsub.ping_sent_at) is not None
-        assert node.call(lambda: shard.pubsub_ok) is True
+        assert node.call(lambda: shard.pubsub.ok) is True
         node.loop.advance(HEALTH_INTERVAL)  # no answer by the next check: the link is dead
         node.call(lambda: None)
-        assert node.call(lambda: shard.pubsub_ok) is False
+        assert node.call(lambda: shard.pubsub.ok) is False
         assert node.call(old_link) is None
     finally:
         redis_server.proc.send_signal(signal.SIGCONT)
