@@ -60,31 +60,29 @@ def test_quick_run(tmp_path: os.PathLike[str]) -> None:
 def test_tls_send_runs(tmp_path: os.PathLike[str]) -> None:
     """``python -m benchmarks.tls_send`` end to end, one small repetition, every server."""
     pytest.importorskip("trustme")
-    out = os.path.join(tmp_path, "RESULTS-tls-send.md")
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.tls_send", "--reps", "1", "--total-mib", "1", "--out", out],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = open(out).read()
+    args = ("--reps", "1", "--total-mib", "1")
+    results = _run_module(tmp_path, "RESULTS-tls-send.md", "benchmarks.tls_send", *args)
     assert "| 1 MiB |" in results and "| 16 MiB, reader stalled 1 s |" in results
 
 
 def test_latency_runs(tmp_path: os.PathLike[str]) -> None:
     """The paired sequential rounds: every server answered (the floor server too), ratios reported."""
-    out = os.path.join(tmp_path, "RESULTS-latency.md")
+    args = ("--rounds", "1", "--round-trips", "20")
+    text = _run_module(tmp_path, "RESULTS-latency.md", "benchmarks.latency", *args)
+    for server in ("wsproto-lite", "picows", "bare-python"):
+        assert f"| {server} |" in text
+    assert "picows / wsproto-lite: median" in text and "bare-python / wsproto-lite: median" in text
+
+
+def _run_module(tmp_path: os.PathLike[str], results: str, module: str, *args: str) -> str:
+    """``python -m module *args --out tmp_path/results``: it must exit 0; the results file it wrote."""
+    out = os.path.join(tmp_path, results)
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.latency", "--rounds", "1", "--round-trips", "20", "--out", out],
+        [sys.executable, "-m", module, *args, "--out", out],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    text = open(out).read()
-    for server in ("wsproto-lite", "picows", "bare-python"):
-        assert f"| {server} |" in text
-    assert "picows / wsproto-lite: median" in text and "bare-python / wsproto-lite: median" in text
+    return open(out).read()
