@@ -40,6 +40,8 @@ import threading  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
+from wsproto_lite import CloseReceived, Config, Ping, Pong  # noqa: E402
+from wsproto_lite._reader import MessageReader  # noqa: E402
 from wsproto_lite.server.handler import Handler  # noqa: E402
 from wsproto_lite.server.loop import EventLoop  # noqa: E402
 from wsproto_lite.server.websocket import WebSocket  # noqa: E402
@@ -202,31 +204,17 @@ def read_until_closed(sock: socket.socket, limit: int = 1 << 20) -> bytes:
     return out
 
 
-def server_frames(data: bytes) -> list[tuple[int, bytes]]:
-    """Split what a server sent (unmasked frames, RFC 6455 §5.2) into (opcode, payload) pairs, in order."""
-    frames: list[tuple[int, bytes]] = []
-    at = 0
-    while at < len(data):
-        assert len(data) - at >= 2, data[at:]
-        first, second = data[at], data[at + 1]
-        assert not second & 0x80, "a server's frame is never masked (§5.1)"
-        length, at = second & 0x7F, at + 2
-        if length >= 126:
-            size = 2 if length == 126 else 8
-            length, at = int.from_bytes(data[at : at + size], "big"), at + size
-        assert at + length <= len(data), "truncated frame"
-        frames.append((first & 0x0F, data[at : at + length]))
-        at += length
-    return frames
-
-
-def close_frame_of(data: bytes) -> tuple[int, bytes]:
-    """The code and reason of the one close frame among what a server sent (frames after it fail)."""
-    frames = server_frames(data)
-    closes = [i for i, (opcode, _) in enumerate(frames) if opcode == 0x8]
-    assert closes == [len(frames) - 1], frames
-    payload = frames[-1][1]
-    return int.from_bytes(payload[:2], "big"), payload[2:]
+def close_frame_of(data: bytes) -> tuple[int, str]:
+    """The code and reason of the close frame that ends what a server sent, read by the core's own reader
+    (client side: unmasked frames); every frame before it must be a control frame that is not a close."""
+    reader = MessageReader(Config(), expect_masked=False)
+    reader.feed(data)
+    events = []
+    while (event := reader.next_event()) is not None:
+        events.append(event)
+    assert events and isinstance(events[-1], CloseReceived), events
+    assert all(isinstance(e, (Ping, Pong)) for e in events[:-1]), events
+    return events[-1].code, events[-1].reason
 
 
 def assert_echo_works(url: str) -> None:

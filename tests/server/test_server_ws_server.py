@@ -368,7 +368,7 @@ def test_keepalive_pong_timeout_drops_the_socket_without_waiting_for_a_close_rep
             data = raw_handshake(sock) + read_until_closed(sock)
         finally:
             sock.close()
-        assert close_frame_of(data) == (1011, b"keepalive ping timeout"), data
+        assert close_frame_of(data) == (1011, "keepalive ping timeout"), data
 
 
 def test_handshake_timeout_drops_silent_peer() -> None:
