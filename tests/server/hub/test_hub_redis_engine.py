@@ -478,16 +478,13 @@ def test_parse_engine_urls_keeps_each_url_whole_without_our_parameters() -> None
     assert ours == {"presence_ttl": "5", "prefix": "p"}
 
 
-def test_a_node_on_a_unix_socket(tmp_path: Any, clients: Any) -> None:
-    from wsproto_lite.hub.redis_engine import RedisEngine
-
+def test_a_node_on_a_unix_socket(tmp_path: Any, nodes: Nodes, clients: Any) -> None:
     server = RedisServer(unix_socket=str(tmp_path / "redis.sock"))
-    node = HubThread(engine=lambda: RedisEngine(server.unix_url + "&prefix=u" + secrets.token_hex(3)))
-    try:
+    try:  # the node (stopped by its fixture) may fail to start: the server is stopped all the same
+        node = nodes(server.unix_url)
         reader, publisher = clients(node), clients(node)
         reader.ok("subscribe", {"channel": "chat:unix"})
         assert publisher.ok("publish", {"channel": "chat:unix", "data": "over a unix socket"})["offset"] == 1
         assert reader.push()["pub"]["data"] == "over a unix socket"
     finally:
-        node.stop()
         server.stop()
