@@ -60,7 +60,7 @@ from ._state import (
     next_state,
     should_close_transport,
 )
-from ._writer import FrameWriter
+from ._writer import COPY_LIMIT, FrameWriter
 from .extensions import Extension, ExtensionFactory
 
 __all__ = ["Connection", "ServerConnection", "ClientConnection", "PreparedMessage", "prepare_message"]
@@ -101,6 +101,8 @@ class Connection:
         self.config = config or Config()
         self._factories = tuple(extensions)
         self._phase = Phase.CONNECTING
+        self.can_send = False
+        """May data frames be sent now? Only while OPEN (§5.5.1: nothing after our close)."""
         self._eof = False  # the transport reported EOF: a fact about the input, not a protocol state
         # Events the connection itself queued (handshake, close): a few at most, so a list (an empty
         # deque costs 760 bytes per connection, issue 22).
@@ -128,11 +130,6 @@ class Connection:
         return PUBLIC_STATE[self._phase]
 
     @property
-    def can_send(self) -> bool:
-        """May data frames be sent now? Only while OPEN (§5.5.1: nothing after our close)."""
-        return self._phase in SENDING
-
-    @property
     def _clean(self) -> bool:
         """Both close frames crossed: the peer's arrived, and ours was sent before it or in reply."""
         return self.close_received is not None
@@ -155,6 +152,7 @@ class Connection:
         """
         before = self._phase
         self._phase = next_state(before, trigger)
+        self.can_send = self._phase in SENDING
         if self._phase is Phase.CLOSED and before is not Phase.CLOSED:
             self._events.append(ConnectionClosed(code, reason, self._clean))
             self._release()
@@ -292,6 +290,20 @@ class Connection:
         if self._phase not in SENDING:
             self._check_open()
         self._writer.data(OP_TEXT, data.encode(), fin, compress)  # UTF-8
+
+    def message_frame(self, data: str | bytes) -> bytes | None:
+        """The frame of a whole small message (``str``: text, ``bytes``: binary) for the caller to write at
+        once, instead of queuing it with :meth:`send_text` / :meth:`send_binary` and taking it back with
+        :meth:`buffers_to_send`: the same bytes, one call.  Only while OPEN (§5.5.1), with nothing queued
+        or being sent in fragments ahead of it (§5.4: frames leave in order), no extension to apply and
+        under 8 KiB; otherwise None, and nothing was sent (queue it as usual)."""
+        if not self.can_send or len(data) >= COPY_LIMIT:
+            return None
+        if type(data) is str:
+            return self._writer.whole_frame(OP_TEXT, data.encode())  # UTF-8
+        if type(data) is bytes:
+            return self._writer.whole_frame(OP_BINARY, data)
+        return None
 
     def send_binary(
         self, data: bytes | bytearray | memoryview, *, fin: bool = True, compress: bool | None = None

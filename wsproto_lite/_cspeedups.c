@@ -14,6 +14,8 @@
  *   parse_messages(data, pos, masked, limit, out, text_type, text_slot, binary_type, binary_slot) -> int
  *       The whole, final, plain text/binary frames at ``data[pos:]`` as message events, up to the first
  *       frame that is anything else, which it leaves to the reader's general path (see its doc).
+ *   parse_message(data, masked, limit, text_type, text_slot, binary_type, binary_slot) -> event | None
+ *       The event of ``data`` when it is exactly one such frame (the most common read), else None.
  *   parse_header(header_type, error_type, buf, pos) -> header_type | None
  *       One frame header, as ``_frames.parse_header`` (the reference) parses it, for the general path.
  *   encode_frame(opcode, payload, fin=True, rsv=0, mask=None) -> bytes
@@ -513,6 +515,34 @@ whole_frame(const unsigned char *p, Py_ssize_t left, int masked, Py_ssize_t limi
     return start;
 }
 
+/* The event of one frame taken by whole_frame: first header byte ``first``, payload at ``payload``
+ * (``length`` bytes, masked with ``key`` unless NULL, §5.3); ``types``: text type, text slot, binary
+ * type, binary slot.  A new reference; NULL with an exception on failure, NULL without one when a text
+ * payload is not UTF-8 (the general path reports that, §8.1). */
+static PyObject *
+frame_event(unsigned char first, const unsigned char *payload, Py_ssize_t length, const unsigned char *key,
+            PyObject *const *types)
+{
+    PyObject *value, *event;
+    if (first == FIN_TEXT) {
+        value = payload_text(payload, length, key);
+        if (value == NULL) {
+            return NULL;
+        }
+        event = new_event((PyTypeObject *)types[0], types[1], value);
+    }
+    else {
+        value = PyBytes_FromStringAndSize(NULL, length);
+        if (value == NULL) {
+            return NULL;
+        }
+        mask_copy((unsigned char *)PyBytes_AS_STRING(value), payload, length, key);
+        event = new_event((PyTypeObject *)types[2], types[3], value);
+    }
+    Py_DECREF(value);
+    return event;
+}
+
 static PyObject *
 parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -563,28 +593,13 @@ parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             break;
         }
         const unsigned char *payload = buf + pos + start;
-        const unsigned char *key = masked ? payload - 4 : NULL; /* §5.3 */
-        PyObject *value, *event;
-        if (buf[pos] == FIN_TEXT) {
-            value = payload_text(payload, length, key);
-            if (value == NULL) {
-                failed = PyErr_Occurred() != NULL;
-                break; /* not UTF-8: the general path fails it with 1007 (§8.1) */
-            }
-            event = new_event((PyTypeObject *)args[5], args[6], value);
+        PyObject *event = frame_event(buf[pos], payload, length, masked ? payload - 4 : NULL, args + 5);
+        if (event == NULL) {
+            failed = PyErr_Occurred() != NULL; /* else not UTF-8: the general path fails it (§8.1) */
+            break;
         }
-        else {
-            value = PyBytes_FromStringAndSize(NULL, length);
-            if (value == NULL) {
-                failed = 1;
-                break;
-            }
-            mask_copy((unsigned char *)PyBytes_AS_STRING(value), payload, length, key);
-            event = new_event((PyTypeObject *)args[7], args[8], value);
-        }
-        Py_DECREF(value);
-        if (event == NULL || PyList_Append(out, event) < 0) {
-            Py_XDECREF(event);
+        if (PyList_Append(out, event) < 0) {
+            Py_DECREF(event);
             failed = 1;
             break;
         }
@@ -593,6 +608,53 @@ parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyBuffer_Release(&data);
     return failed ? NULL : PyLong_FromSsize_t(pos);
+}
+
+PyDoc_STRVAR(parse_message_doc,
+"parse_message(data, masked, limit, text_type, text_slot, binary_type, binary_slot, /)\n--\n\n"
+"The event of ``data`` when it is exactly one frame that ``parse_messages`` takes (whole, final, plain\n"
+"text or binary, the right mask bit, at most ``limit`` bytes, valid UTF-8 for text); otherwise None\n"
+"and nothing is built (the caller parses ``data`` as usual). The most common read: one message.");
+
+static PyObject *
+parse_message(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "parse_message() takes 7 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    int masked = PyObject_IsTrue(args[1]);
+    if (masked < 0) {
+        return NULL;
+    }
+    Py_ssize_t limit = PyNumber_AsSsize_t(args[2], PyExc_OverflowError);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "parse_message() needs a limit of 0 or more");
+        return NULL;
+    }
+    if (check_event_type(args[3], args[4]) < 0 || check_event_type(args[5], args[6]) < 0) {
+        return NULL;
+    }
+    Py_buffer data;
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const unsigned char *buf = (const unsigned char *)data.buf;
+    Py_ssize_t length = 0;
+    Py_ssize_t start = whole_frame(buf, data.len, masked, limit, &length);
+    PyObject *event = NULL;
+    if (start != 0 && start + length == data.len) { /* one frame, nothing after it */
+        event = frame_event(buf[0], buf + start, length, masked ? buf + start - 4 : NULL, args + 3);
+    }
+    PyBuffer_Release(&data);
+    if (event == NULL && !PyErr_Occurred()) {
+        Py_RETURN_NONE;
+    }
+    return event;
 }
 
 /* -- parse_header: one frame header, for the reader's general path ----------------------------------- */
@@ -959,6 +1021,7 @@ static PyModuleDef_Slot module_slots[] = {
 static PyMethodDef methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL | METH_KEYWORDS, apply_mask_doc},
     {"parse_messages", (PyCFunction)(void (*)(void))parse_messages, METH_FASTCALL, parse_messages_doc},
+    {"parse_message", (PyCFunction)(void (*)(void))parse_message, METH_FASTCALL, parse_message_doc},
     {"parse_header", (PyCFunction)(void (*)(void))parse_header, METH_FASTCALL, parse_header_doc},
     {"encode_frame", (PyCFunction)(void (*)(void))encode_frame, METH_FASTCALL | METH_KEYWORDS,
      encode_frame_doc},

@@ -18,6 +18,16 @@ def parse_messages(
     binary_slot: Any,
     /,
 ) -> int: ...
+def parse_message(
+    data: Buffer,
+    masked: bool,
+    limit: int,
+    text_type: type,
+    text_slot: Any,
+    binary_type: type,
+    binary_slot: Any,
+    /,
+) -> Any | None: ...
 def parse_header(
     header_type: type[_Header], error_type: type[BaseException], buf: Buffer, pos: int, /
 ) -> _Header | None: ...

@@ -86,6 +86,7 @@ _new = object.__new__
 # The compiled fast case (whole messages only: streamed ones take the Python loop), and the compiled
 # header parser (the same results as ``parse_header``, the reference), when the accelerator is active.
 _parse_messages = None if accelerator is None else accelerator.parse_messages
+_parse_message = None if accelerator is None else accelerator.parse_message
 _parse_header: Callable[[bytes, int], FrameHeader | None] = (
     parse_header if accelerator is None else partial(accelerator.parse_header, FrameHeader, HeaderError)
 )
@@ -156,6 +157,18 @@ class MessageReader:
         ):
             self.feed(data)
             return None
+        if _parse_message is not None and self._fast_limit >= 0:  # compiled: exactly one message, or None
+            message = _parse_message(
+                data,
+                self._expect_masked,
+                self._fast_limit,
+                TextMessage,
+                _TEXT_SLOT,
+                BinaryMessage,
+                _BINARY_SLOT,
+            )
+            if message is not None:
+                return message  # type: ignore[no-any-return]
         self._buf, self._pos = data, 0
         ready = self.ready
         if self._parse_whole_frames() and self._pos == len(data) and len(ready) == 1:

@@ -86,6 +86,19 @@ class FrameWriter:
         self._plain = not self._extensions and fin
         self.frame(opcode if first else OP_CONT, payload, fin, rsv)
 
+    def whole_frame(self, opcode: int, payload: bytes) -> bytes | None:
+        """The frame of a whole small message, to be written at once instead of queued in ``out``: only
+        when the fast case applies (no extension, no fragmented message under way, §5.4), nothing is
+        queued ahead of it and it is one small piece (under :data:`COPY_LIMIT`); else None, nothing done.
+        The very bytes :meth:`data` would queue."""
+        if not self._plain or self.out or (length := len(payload)) >= COPY_LIMIT:
+            return None
+        if self._mask_key is None:
+            if length < LENGTH_16:
+                return _SMALL_HEADERS[opcode << 7 | length] + payload
+            return encode_frame(opcode, payload)
+        return encode_frame(opcode, payload, True, 0, self._mask_key(MASK_KEY_SIZE))  # §5.3: a fresh key
+
     @property
     def idle(self) -> bool:
         """Nothing queued and no fragmented message under way: a whole frame may go to the wire next."""

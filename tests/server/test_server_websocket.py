@@ -201,6 +201,65 @@ def test_handler_errors_are_contained() -> None:
             assert ws.recv(timeout=10) == "after the crash"
 
 
+class Replies(Handler):
+    """Answers "go" with several replies of every kind, a broadcast and a fragmented message among them."""
+
+    server: Any = None
+
+    def on_message(self, conn: WebSocket, message: str | bytes) -> None:
+        if message == "go":
+            conn.send("first")  # written at once (a message read alone)
+            conn.send("")  # an empty message: written at once too, never left behind
+            if message == "go":
+                self.server.broadcast("to everyone")  # straight to the sockets that may take it
+            conn.send(b"\x00binary")
+            conn.send("frag", fin=False)
+            conn.send("ment")
+            conn.send("last")
+        elif message == "empty":
+            conn.send(b"")  # the only reply, and empty
+        elif message == "then empty":
+            conn.send("then")
+            conn.send(b"")  # queued behind the first reply: written at the end, though it adds no bytes
+
+
+def test_every_reply_to_one_message_arrives_in_order() -> None:
+    """The first reply to a message read alone goes to the socket at once; the others are written after
+    it, in the order they were sent: none is lost, reordered or held until the next read."""
+    handler = Replies()
+    with ServerThread(handler, options=Options(compression=False)) as st:
+        handler.server = st.server
+        with ws_connect(st.url, proxy=None, open_timeout=10, compression=None) as ws:
+            for _ in range(3):
+                ws.send("go")
+                got = [ws.recv(timeout=10) for _ in range(6)]
+                assert got == ["first", "", "to everyone", b"\x00binary", "fragment", "last"]
+                ws.send("empty")
+                assert ws.recv(timeout=10) == b""
+                ws.send("then empty")
+                assert [ws.recv(timeout=10), ws.recv(timeout=10)] == ["then", b""]
+
+
+def test_an_empty_reply_in_a_batch_is_written_with_it() -> None:
+    """Several messages in one read (the batch path): an empty reply is not left in the queue."""
+    handler = Replies()
+    with ServerThread(handler, options=Options(compression=False)) as st:
+        handler.server = st.server
+        sock = raw_connect(st.port)
+        try:
+            raw_handshake(sock)
+            sock.sendall(_frame(b"empty") + _frame(b"empty"))
+            expected = b"\x82\x00" * 2
+            got = b""
+            while len(got) < len(expected):
+                chunk = sock.recv(100)
+                assert chunk, got
+                got += chunk
+            assert got == expected
+        finally:
+            sock.close()
+
+
 def test_send_outside_open_returns_false() -> None:
     seen: list[bool] = []
 

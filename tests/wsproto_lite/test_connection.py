@@ -788,3 +788,68 @@ def test_receive_message_gives_the_events_and_answers_of_receive_data(
         assert got == expected
         assert direct.data_to_send() == plain.data_to_send()  # pongs and close replies alike
         assert direct.state is plain.state
+
+
+# -- message_frame: a whole small message's frame, to write at once --------------------------------
+
+
+@given(
+    message=st.one_of(st.text(max_size=3000), st.binary(max_size=9000)),
+    is_server=st.booleans(),
+)
+def test_message_frame_is_the_frame_send_would_queue(message: str | bytes, is_server: bool) -> None:
+    """The same bytes as ``send_text``/``send_binary`` then ``buffers_to_send`` (a client's masked with a
+    fresh key: read back by the server), or None from 8 KiB on; nothing is queued either way."""
+    client, srv = pair()
+    sender, receiver = (srv, client) if is_server else (client, srv)
+    got = sender.message_frame(message)
+    encoded = message.encode() if isinstance(message, str) else message
+    if len(message) >= 8192 or len(encoded) >= 8192:
+        assert got is None
+        return
+    assert got is not None
+    assert sender.data_to_send() == b""  # nothing queued
+    if is_server:
+        twin = pair()[1]
+        twin.send_text(message) if isinstance(message, str) else twin.send_binary(message)
+        assert got == twin.data_to_send()
+    receiver.receive_data(got)
+    expected = TextMessage(message) if isinstance(message, str) else BinaryMessage(message)
+    assert list(receiver.events()) == [expected]
+
+
+def test_message_frame_only_when_the_frame_may_leave_first() -> None:
+    """None (nothing sent) while anything is queued, a fragmented message is under way (§5.4), an
+    extension would encode it (permessage-deflate), or after our close (§5.5.1)."""
+    srv = server()
+    srv.send_text("queued")
+    assert srv.message_frame("next") is None
+    assert frames_of(srv.data_to_send()) == [(0x1, b"queued")]
+    assert srv.message_frame("now") == frame(0x1, b"now", mask=None)
+    srv.send_binary(b"part", fin=False)
+    srv.data_to_send()
+    assert srv.message_frame(b"whole") is None
+    srv.send_binary(b"end")
+    srv.data_to_send()
+    assert srv.message_frame(b"whole") == frame(0x2, b"whole", mask=None)
+    srv.send_ping(b"p")
+    assert srv.message_frame(b"behind the ping") is None
+    srv.data_to_send()
+    assert srv.message_frame(bytearray(b"not bytes")) is None  # type: ignore[arg-type]
+    srv.close(1000)
+    srv.data_to_send()
+    assert srv.message_frame("after the close") is None
+    _, deflating = handshaken(deflate=True)
+    assert deflating.message_frame("compressed by the extension") is None
+
+
+def test_can_send_follows_the_phase() -> None:
+    client = ClientConnection("example.com", "/")
+    assert not client.can_send  # CONNECTING
+    client, srv = pair()
+    assert client.can_send and srv.can_send
+    srv.close(1000)
+    assert not srv.can_send  # §5.5.1: nothing after our close
+    client.receive_data(srv.data_to_send())
+    list(client.events())
+    assert not client.can_send  # the close was answered

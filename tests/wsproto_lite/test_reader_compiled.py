@@ -30,6 +30,7 @@ from wsproto_lite._events import BinaryMessage, Event, Ping, TextMessage
 from wsproto_lite._frames import FrameHeader, HeaderError
 from wsproto_lite._reader import MessageReader
 
+from . import wire
 from .wire import MASK, frame, read_in_chunks
 
 
@@ -55,12 +56,14 @@ def _implementation(compiled: bool) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         if compiled:
             patch.setattr(_reader, "_parse_messages", C.parse_messages)
+            patch.setattr(_reader, "_parse_message", C.parse_message)
             patch.setattr(_reader, "_parse_header", partial(C.parse_header, FrameHeader, HeaderError))
             patch.setattr(_reader, "apply_mask", C.apply_mask)
             patch.setattr(_reader, "PayloadBuffer", C.PayloadBuffer)
             patch.setattr(_reader, "INLINE_MASK_LIMIT", 0)
         else:
             patch.setattr(_reader, "_parse_messages", None)
+            patch.setattr(_reader, "_parse_message", None)
             patch.setattr(_reader, "_parse_header", _frames.parse_header)
             patch.setattr(_reader, "apply_mask", _frames.python_apply_mask)
             patch.setattr(_reader, "PayloadBuffer", _frames.PythonPayloadBuffer)
@@ -259,6 +262,44 @@ def test_parse_messages_refuses_bad_arguments() -> None:
     assert C.parse_messages(*good) == len(data)
 
 
+def _parse_one(data: bytes, masked: bool = True, limit: int = 300) -> object:
+    assert C is not None
+    return C.parse_message(data, masked, limit, TextMessage, _TEXT_SLOT, BinaryMessage, _BINARY_SLOT)
+
+
+@given(st.lists(wire.FRAMES, max_size=3), st.integers(0, 800), st.booleans(), st.sampled_from([0, 100, 1000]))
+def test_parse_message_is_parse_messages_taking_exactly_one_message(
+    frames: list[bytes], cut: int, masked: bool, limit: int
+) -> None:
+    """``parse_message`` gives an event exactly when ``parse_messages`` takes the whole input as one
+    message, and the same event; anything else (several messages, a part of one, a frame the fast case
+    leaves to the general path, bytes after it) gives None."""
+    data = b"".join(frames)
+    data = data[:cut] if cut < len(data) else data
+    end, events = _parse(data, masked=masked, limit=limit)
+    one = _parse_one(data, masked, limit)
+    if end == len(data) and len(events) == 1:
+        assert one == events[0] and type(one) is type(events[0])
+    else:
+        assert one is None
+
+
+def test_parse_message_examples() -> None:
+    assert _parse_one(frame(0x1, "é".encode())) == TextMessage("é")
+    assert _parse_one(frame(0x2, b"\x00" * 300)) == BinaryMessage(b"\x00" * 300)
+    assert _parse_one(frame(0x1, b"hi", mask=None), masked=False) == TextMessage("hi")
+    assert _parse_one(frame(0x1, b"a") + frame(0x1, b"b")) is None  # two messages
+    assert _parse_one(frame(0x1, b"a") + b"\x81") is None  # and the start of another
+    assert _parse_one(frame(0x1, b"ab")[:-1]) is None  # cut short
+    assert _parse_one(frame(0x1, b"\xff")) is None  # not UTF-8: the general path closes with 1007
+    assert _parse_one(frame(0x2, b"a" * 301)) is None  # over the limit: the general path's 1009
+    assert _parse_one(b"") is None
+    with pytest.raises(ValueError, match="limit"):
+        _parse_one(frame(0x2, b"a"), limit=-1)
+    with pytest.raises(TypeError):
+        C.parse_message(frame(0x2, b"a"), True, 9, TextMessage, _TEXT_SLOT, BinaryMessage, _TEXT_SLOT)  # type: ignore[union-attr]
+
+
 def test_the_reader_uses_the_compiled_loop_when_the_accelerator_is_active() -> None:
     calls: list[int] = []
     assert C is not None
@@ -374,6 +415,11 @@ def test_parsing_leaks_no_reference_and_no_memory() -> None:
                 counts = [(sys.getrefcount(events[i]), sys.getrefcount(events[i].data)) for i in range(3)]
                 assert counts == [(2, 2)] * 3
                 del events
+                single = _parse_one(frame(0x1, b"one message"))
+                held = (sys.getrefcount(single), sys.getrefcount(single.data))  # type: ignore[attr-defined]
+                assert held == (2, 2)  # this name (the event), the event (its data); and the argument
+                del single
+                assert _parse_one(data) is None
                 C.parse_header(FrameHeader, HeaderError, data, 0)
                 # the failing paths (plain try/except: pytest.raises keeps cycles the collector would free)
                 try:

@@ -92,6 +92,12 @@ class TimerCallbacks:
     def _over_hard_limit(self) -> bool:
         return self.transport is not None and self.transport.buffered > self.options.write_hard_limit
 
+    def _over_hard_limit_now(self) -> None:
+        """Unsent data went over ``write_hard_limit`` (a write took it there, or a send was refused): the
+        slow-consumer timer runs, unless it already does."""
+        if Timer.SLOW_CONSUMER not in self._timers:
+            self._timers.arm(Timer.SLOW_CONSUMER, self.options.slow_consumer_timeout, self._slow_consumer)
+
     def _slow_consumer(self) -> None:
         if self.closed or not self._over_hard_limit():
             return

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from wsproto_lite import ClientConnection, LocalProtocolError, ServerConnection
 
 from .options import Options
-from .timers import Timer, Timers
+from .timers import Timers
 from .transport import SocketTransport
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class PreparedSends:
 
         def _flush(self) -> None: ...
 
-        def _slow_consumer(self) -> None: ...
+        def _over_hard_limit_now(self) -> None: ...
 
         def _unsure_again(self) -> None: ...
 
@@ -142,5 +142,5 @@ class PreparedSends:
             return
         transport.queue_unsent(memoryview(frame)[max(sent, 0) :])
         self._unsure_again()
-        if transport.buffered > self.options.write_hard_limit and Timer.SLOW_CONSUMER not in self._timers:
-            self._timers.arm(Timer.SLOW_CONSUMER, self.options.slow_consumer_timeout, self._slow_consumer)
+        if transport.buffered > self.options.write_hard_limit:
+            self._over_hard_limit_now()

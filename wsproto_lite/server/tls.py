@@ -53,6 +53,8 @@ class TLSTransport(SocketTransport):
     while nothing waits is encrypted and sent at once, without being queued.
     """
 
+    _decrypts = True
+
     def __init__(
         self,
         loop: EventLoop,

@@ -72,6 +72,9 @@ class SocketTransport:
     the protocol's ``pause_writing()`` is called, under ``low_water`` its ``resume_writing()``.
     """
 
+    #: Read bytes go through :meth:`_incoming` (TLS: ciphertext), not straight to the protocol.
+    _decrypts = False
+
     def __init__(
         self,
         loop: EventLoop,
@@ -94,7 +97,8 @@ class SocketTransport:
         self._read_size = read_size
         self._high_water = high_water
         self._low_water = high_water // 4 if low_water is None else low_water
-        self._writing_paused = False
+        self.writing_paused = False
+        """True between ``pause_writing()`` and ``resume_writing()`` (read it, never set it)."""
         self._reading = False
         self._reading_paused = False
         self._large_reads = False  # the last read was large: read into a bytes object of its own
@@ -178,12 +182,16 @@ class SocketTransport:
             self._fatal(exc)
             return
         self._large_reads = len(data) >= LARGE_READ
-        if data:
-            self._incoming(data)
-        else:
+        if not data:
             self._incoming_eof()
+        elif self._decrypts:
+            self._incoming(data)
+        else:  # plain TCP: straight to the protocol (one call less for every read)
+            self.protocol.data_received(data)
 
     def _incoming(self, data: bytes) -> None:
+        """Bytes read from the socket, for a subclass that must turn them into the protocol's first
+        (``_decrypts``: TLS decrypts them); the others hand them over directly."""
         self.protocol.data_received(data)
 
     def _incoming_eof(self) -> None:
@@ -308,16 +316,16 @@ class SocketTransport:
         """The socket took everything queued: a subclass may queue more now (TLS encrypts what waits)."""
 
     def _check_high_water(self) -> None:
-        if not self._writing_paused and self.buffered > self._high_water:
-            self._writing_paused = True
+        if not self.writing_paused and self.buffered > self._high_water:
+            self.writing_paused = True
             try:
                 self.protocol.pause_writing()
             except Exception:
                 logger.exception("pause_writing raised")
 
     def _check_low_water(self) -> None:
-        if self._writing_paused and self.buffered <= self._low_water:
-            self._writing_paused = False
+        if self.writing_paused and self.buffered <= self._low_water:
+            self.writing_paused = False
             try:
                 self.protocol.resume_writing()
             except Exception:
@@ -333,11 +341,6 @@ class SocketTransport:
         self._low_water = high // 4 if low is None else low
         self._check_high_water()
         self._check_low_water()
-
-    @property
-    def writing_paused(self) -> bool:
-        """True between ``pause_writing()`` and ``resume_writing()``."""
-        return self._writing_paused
 
     # -- closing -------------------------------------------------------------------------------
 

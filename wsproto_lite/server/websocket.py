@@ -94,6 +94,7 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends, TimerCallbacks):
         self._opened = False  # on_open was called: the handshake succeeded
         self._pings = PingTracker()
         self._dispatching = False  # inside _process: callbacks may re-enter
+        self._reply_now = False  # in _deliver, until the handler's first send: that one is written at once
         self._events_waiting = False  # bytes arrived during _process: run the event loop again
         self._messages_paused = False  # pause_messages(): no messages handed out, the peer not read
         self._unflushed = 0  # bytes queued in the core during this event batch, not yet flushed
@@ -144,16 +145,27 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends, TimerCallbacks):
         ``fin=True``.  Returns False (message dropped) when the connection is not open or its unsent
         data is over ``write_hard_limit`` (a slow consumer: it is closed if that lasts).
         """
-        if not self.is_open or self._over_hard_limit():
+        transport, core = self.transport, self.core
+        if not self._opened or not core.can_send or transport is None:
             return False
+        buffered = transport.buffered
+        if buffered > self.options.write_hard_limit:
+            self._over_hard_limit_now()
+            return False
+        if self._reply_now and fin:  # the first reply to a message handed over at once: no queue, no batch
+            self._reply_now = False
+            frame = core.message_frame(message)  # None when the core must queue it (see there)
+            if frame is not None:
+                transport.write(frame)
+                return True
         try:
             if isinstance(message, str):
-                self.core.send_text(message, fin=fin, compress=compress)
+                core.send_text(message, fin=fin, compress=compress)
             else:
-                self.core.send_binary(message, fin=fin, compress=compress)
+                core.send_binary(message, fin=fin, compress=compress)
         except LocalProtocolError:
             return False
-        self._queued(len(message))
+        self._queued(len(message), buffered)
         return True
 
     def ping(self, payload: bytes = b"") -> bool:
@@ -208,15 +220,24 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends, TimerCallbacks):
         self._flush()  # client: the upgrade request
 
     def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        if (  # open, nothing held back or being handed out, not traced: the common case, one small message
+            self._opened
+            and self.close_code is None
+            and not self._dispatching
+            and not self._messages_paused
+            and self._tracer is None
+            and transport is not None
+            and not transport.writing_paused
+        ):
+            message = self.core.receive_message(data)
+            if message is None:
+                self._process()  # anything else: the core has it, as after receive_data
+            else:
+                self._deliver(message.data)
+            return
         if self._tracer is not None:
             self._tracer.feed(False, data)
-        elif self._delivering_directly():
-            message = self.core.receive_message(data)  # a read of one small message: the common case
-            if message is not None:
-                self._deliver(message)
-                return
-            self._process()  # anything else: the core has it, as after receive_data
-            return
         self.core.receive_data(data)
         self._process()
 
@@ -286,30 +307,23 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends, TimerCallbacks):
         finally:
             self._dispatching = False
 
-    def _delivering_directly(self) -> bool:
-        """Open, nothing held back or being handed out: a message read now goes straight to the handler."""
-        transport = self.transport
-        return (
-            self._opened
-            and self.close_code is None
-            and not self._dispatching
-            and not self._messages_paused
-            and transport is not None
-            and not transport.writing_paused
-        )
-
-    def _deliver(self, message: TextMessage | BinaryMessage) -> None:
-        """:meth:`_process` for one message the core handed over at once (``receive_message``)."""
-        self._unsure_again()
-        self._dispatching = True
+    def _deliver(self, data: str | bytes) -> None:
+        """:meth:`_process` for one message the core handed over at once (``receive_message``): its first
+        reply is written at once (:meth:`send`), what else the handler queues at its end, in one write."""
+        sockets = self.direct_sockets
+        if sockets is not None and sockets.ready:  # (as _unsure_again, inline: this runs for every message)
+            sockets.unsure_again(self)
+        self._dispatching = self._reply_now = True
         self._events_waiting = False
         try:
-            self._call(self.handler.on_message, self, message.data)
+            self.handler.on_message(self, data)
+        except Exception:
+            logger.exception("handler on_message raised")
         finally:
-            self._dispatching = False
+            self._dispatching = self._reply_now = False
         if self._events_waiting:  # a callback made more events ready (resume_messages, a close)
             self._process()
-        else:
+        elif self._unflushed:  # replies queued in the core (the first one may have gone already)
             self._flush()
 
     def _holding(self) -> bool:
@@ -393,16 +407,22 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends, TimerCallbacks):
         self._schedule_ping()
         self._call(self.handler.on_open, self)
 
-    def _queued(self, size: int) -> None:
+    def _queued(self, size: int, buffered: int | None = None) -> None:
         """Flush now, or, inside an event batch, at its end: one write for many replies.
 
         What a batch may queue before it is flushed is bounded by the high watermark, counting what the
-        transport still holds: a batch that goes over it is written at once, so the transport pauses.
+        transport still holds (``buffered``, when the caller has just read it): a batch that goes over it
+        is written at once, so the transport pauses.
         """
-        transport = self.transport
-        buffered = 0 if transport is None else transport.buffered
-        if self._dispatching and buffered + self._unflushed + size < self.options.write_high_water:
-            self._unflushed += size
+        if buffered is None:
+            transport = self.transport
+            buffered = 0 if transport is None else transport.buffered
+        if (
+            self._dispatching
+            and 0 < size
+            and buffered + self._unflushed + size < self.options.write_high_water
+        ):
+            self._unflushed += size  # > 0 while something waits: _deliver flushes only then
             self._unsure_again()
         else:
             self._flush()
@@ -424,8 +444,8 @@ class WebSocket(BaseProtocol, Endpoint, PreparedSends, TimerCallbacks):
                 transport.write(chunks[0])
             else:
                 transport.writelines(chunks)
-            if transport.buffered > self.options.write_hard_limit and Timer.SLOW_CONSUMER not in self._timers:
-                self._timers.arm(Timer.SLOW_CONSUMER, self.options.slow_consumer_timeout, self._slow_consumer)
+            if transport.buffered > self.options.write_hard_limit:
+                self._over_hard_limit_now()
         if core.can_send:
             return  # open: nothing for the transport to do
         if core.should_close_transport:
