@@ -6,7 +6,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import frames
@@ -19,7 +19,9 @@ PEERS = ["websockets", "aiohttp", "picows"]
 IMPLS = [OURS, OURS_PY, *PEERS]
 
 
-def ours_server(mode: str = "echo", name: str = OURS) -> ServerProc:
+def ours_server(
+    mode: str = "echo", name: str = OURS, prefix: Sequence[str] = (), timeout: float = 15.0
+) -> ServerProc:
     """Echo: ``python -m server echo`` (the project's CLI); broadcast: ``benchmarks.ours_server``.
 
     Raises RuntimeError when unavailable. Like the peers: no compression, no keepalive pings, a
@@ -47,7 +49,7 @@ def ours_server(mode: str = "echo", name: str = OURS) -> ServerProc:
     else:
         argv = [sys.executable, "-m", "benchmarks.ours_server", "--host", "127.0.0.1", "--port", str(port)]
     # wsproto-lite-py: the same server with the C accelerator switched off
-    return ServerProc(name, argv, port, env=VARIANTS[name].env)
+    return ServerProc(name, argv, port, env=VARIANTS[name].env, prefix=prefix, timeout=timeout)
 
 
 def start(impl: str, mode: str = "echo") -> ServerProc:

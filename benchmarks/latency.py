@@ -16,24 +16,27 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from . import instructions
 from .echo import ours_server, sequential
 from .loopback import ServerProc, free_port, peer_server
 from .peers import OURS
 from .report import median
 
 FLOOR = "bare-python"
-SERVERS: dict[str, Callable[[], ServerProc]] = {
-    OURS: lambda: ours_server("echo"),
-    "picows": lambda: peer_server("picows", "echo"),
-    FLOOR: lambda: _floor(),
+#: Each server, started with an optional command prefix (a tool to run it under) and start timeout.
+SERVERS: dict[str, Callable[[Sequence[str], float], ServerProc]] = {
+    OURS: lambda prefix=(), timeout=15.0: ours_server("echo", prefix=prefix, timeout=timeout),
+    "picows": lambda prefix=(), timeout=15.0: peer_server("picows", "echo", prefix, timeout),
+    FLOOR: lambda prefix=(), timeout=15.0: _floor(prefix, timeout),
 }
 
 
-def _floor() -> ServerProc:
+def _floor(prefix: Sequence[str] = (), timeout: float = 15.0) -> ServerProc:
     port = free_port()
-    return ServerProc(FLOOR, [sys.executable, "-m", "benchmarks.bare_echo", "--port", str(port)], port)
+    argv = [sys.executable, "-m", "benchmarks.bare_echo", "--port", str(port)]
+    return ServerProc(FLOOR, argv, port, timeout=timeout, prefix=prefix)
 
 
 def measure(rounds: int, round_trips: int) -> dict[str, list[tuple[float, float]]]:
@@ -42,7 +45,7 @@ def measure(rounds: int, round_trips: int) -> dict[str, list[tuple[float, float]
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            server = SERVERS[name]()
+            server = SERVERS[name]((), 15.0)
             try:
                 got = sequential(server.port, round_trips, server)
             finally:
@@ -51,7 +54,18 @@ def measure(rounds: int, round_trips: int) -> dict[str, list[tuple[float, float]
     return results
 
 
-def report(results: dict[str, list[tuple[float, float]]], rounds: int, round_trips: int) -> str:
+def count_instructions(round_trips: int) -> dict[str, float]:
+    """Per server: user-space instructions per round trip (callgrind; see :mod:`.instructions`)."""
+    return {name: instructions.per_round_trip(start, round_trips) for name, start in SERVERS.items()}
+
+
+def report(
+    results: dict[str, list[tuple[float, float]]],
+    rounds: int,
+    round_trips: int,
+    counted: dict[str, float] | None = None,
+    counted_round_trips: int = 0,
+) -> str:
     load = os.getloadavg()[0]
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     lines = [
@@ -74,6 +88,18 @@ def report(results: dict[str, list[tuple[float, float]]], rounds: int, round_tri
         ratios = [theirs[0] / ours[0] for theirs, ours in zip(results[other], results[OURS], strict=True)]
         shown = ", ".join(f"{x:.2f}" for x in ratios)
         lines.append(f"- {other} / {OURS}: median **{median(ratios):.2f}x** ({shown})")
+    if counted:
+        lines += [
+            "",
+            f"User-space instructions per round trip, counted by callgrind over {counted_round_trips} round"
+            " trips after 300 of warm-up (`benchmarks/instructions.py`: the same for every run, whatever the",
+            "machine's load; the kernel's side of the three system calls per round trip is not counted):",
+            "",
+            "| server | instructions per round trip | theirs / ours |",
+            "|---|---:|---:|",
+        ]
+        for name, count in counted.items():
+            lines.append(f"| {name} | {count / 1000:.1f}k | {count / counted[OURS]:.2f}x |")
     return "\n".join(lines) + "\n"
 
 
@@ -81,9 +107,23 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.latency")
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--round-trips", type=int, default=5000)
+    ap.add_argument(
+        "--instructions",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="also count user-space instructions over N round trips under callgrind (0: no; skipped "
+        "without valgrind)",
+    )
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "RESULTS-latency.md"))
     args = ap.parse_args(argv)
-    text = report(measure(args.rounds, args.round_trips), args.rounds, args.round_trips)
+    results = measure(args.rounds, args.round_trips)
+    counted = None
+    if args.instructions > 0 and instructions.available():
+        counted = count_instructions(args.instructions)
+    elif args.instructions > 0:
+        print("valgrind not found: instructions not counted (apt-get install valgrind)", file=sys.stderr)
+    text = report(results, args.rounds, args.round_trips, counted, args.instructions)
     with open(args.out, "w") as f:
         f.write(text)
     print(text)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 
 from . import frames
 
@@ -46,11 +47,12 @@ class ServerProc:
         timeout: float = 15.0,
         env: dict[str, str] | None = None,
         cwd: str = ROOT,
+        prefix: Sequence[str] = (),
     ) -> None:
         self.name, self.port = name, port
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            argv,
+            [*prefix, *argv],  # a prefix runs the server under a tool (valgrind: the same process)
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -102,11 +104,10 @@ class ServerProc:
         self.stderr.close()
 
 
-def peer_server(impl: str, mode: str) -> ServerProc:
+def peer_server(impl: str, mode: str, prefix: Sequence[str] = (), timeout: float = 15.0) -> ServerProc:
     port = free_port()
-    return ServerProc(
-        impl, [sys.executable, "-m", "benchmarks.servers", impl, mode, "--port", str(port)], port
-    )
+    argv = [sys.executable, "-m", "benchmarks.servers", impl, mode, "--port", str(port)]
+    return ServerProc(impl, argv, port, timeout=timeout, prefix=prefix)
 
 
 def read_head(sock: socket.socket) -> tuple[bytes, bytes]:

@@ -14,6 +14,8 @@ import pytest
 for _name in ("wsproto", "websockets", "aiohttp", "picows"):
     pytest.importorskip(_name)
 
+from benchmarks import instructions, latency  # noqa: E402  (after the peers are known to be there)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -67,11 +69,22 @@ def test_tls_send_runs(tmp_path: os.PathLike[str]) -> None:
 
 def test_latency_runs(tmp_path: os.PathLike[str]) -> None:
     """The paired sequential rounds: every server answered (the floor server too), ratios reported."""
-    args = ("--rounds", "1", "--round-trips", "20")
+    args = ("--rounds", "1", "--round-trips", "20", "--instructions", "0")
     text = _run_module(tmp_path, "RESULTS-latency.md", "benchmarks.latency", *args)
     for server in ("wsproto-lite", "picows", "bare-python"):
         assert f"| {server} |" in text
     assert "picows / wsproto-lite: median" in text and "bare-python / wsproto-lite: median" in text
+    assert "instructions per round trip" not in text
+
+
+@pytest.mark.skipif(not instructions.available(), reason="valgrind is not installed")
+def test_instructions_are_counted_under_callgrind() -> None:
+    """The floor server's round trips, counted: a plausible count, the same on a second run (callgrind
+    counts instructions, not time)."""
+    start = latency.SERVERS[latency.FLOOR]
+    first = instructions.per_round_trip(start, 200, warmup=50)
+    assert 5_000 < first < 100_000
+    assert abs(instructions.per_round_trip(start, 200, warmup=50) - first) < 0.05 * first
 
 
 def _run_module(tmp_path: os.PathLike[str], results: str, module: str, *args: str) -> str:
