@@ -194,6 +194,24 @@ def test_partial_sendmsg_writes_deliver_every_byte_in_order(sizes: list[int]) ->
         loop.close()
 
 
+def test_a_write_taken_in_part_queues_the_rest_without_sending_again(loop: EventLoop) -> None:
+    """``write`` with nothing queued: one ``send()``; what the kernel did not take waits for the socket to
+    be writable (no second attempt meanwhile), and a write behind it queues behind it: every byte arrives
+    once, in order."""
+    ta, spy, receiver = _spy_pair(loop, sndbuf=4096)
+    first, second = bytes(range(256)) * 4096, b"after" * 100  # 1 MiB: far more than the buffers take
+    ta.write(first)
+    assert spy.calls == [("send", [first])]
+    assert 0 < ta.buffered < len(first)
+    ta.write(second)
+    assert len(spy.calls) == 1  # queued behind the rest, not sent past it
+    total = len(first) + len(second)
+    assert loop.run_until(lambda: receiver.size == total, 20)
+    assert receiver.hash.digest() == hashlib.sha256(first + second).digest()
+    assert ta.buffered == 0
+    _abort_both(ta, receiver)
+
+
 def test_a_64_mib_payload_is_sent_without_a_copy(loop: EventLoop) -> None:
     """tracemalloc: writing header + 64 MiB and sending it all allocates far less than the payload."""
     payload = b"\x5a" * (64 << 20)

@@ -205,8 +205,14 @@ class SocketTransport:
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send ``data`` now, or queue what the kernel does not take; it is sent as soon as it allows."""
-        if data and not self._closing:
+        if not data or self._closing or self._lost:
+            return
+        if self._buffer:  # behind what waits
             self._raw_write([data])
+            return
+        sent = self._send_now(data)  # nothing waits: straight to the kernel
+        if 0 <= sent < len(data):
+            self.queue_unsent(memoryview(data).cast("B")[sent:])  # the rest, when the socket is writable
 
     @property
     def buffered(self) -> int:
@@ -224,14 +230,8 @@ class SocketTransport:
         if not self._buffer and len(chunks) == 1:
             # Fast path: nothing is waiting, so hand the bytes to the kernel without queuing them.
             data = chunks[0]
-            try:
-                sent = self.sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError as exc:
-                self._fatal(exc)
-                return
-            if sent == len(data):
+            sent = self._send_now(data)
+            if sent < 0 or sent == len(data):
                 return
             chunks = [memoryview(data)[sent:]]
         buffer = self._buffer
@@ -248,6 +248,17 @@ class SocketTransport:
             if self._buffer:
                 self.loop.add_writer(self._fd, self._on_writable)
         self._check_high_water()
+
+    def _send_now(self, data: bytes | bytearray | memoryview) -> int:
+        """One ``send()`` of ``data`` (nothing is queued ahead of it): the bytes the kernel took (0 when its
+        buffer is full), or -1 when the socket failed (then the transport is closed, see ``_fatal``)."""
+        try:
+            return self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            self._fatal(exc)
+            return -1
 
     def direct_fd(self) -> int:
         """The socket's descriptor when bytes may be sent on it directly, bypassing :meth:`write` (a
