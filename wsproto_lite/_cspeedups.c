@@ -515,6 +515,30 @@ whole_frame(const unsigned char *p, Py_ssize_t left, int masked, Py_ssize_t limi
     return start;
 }
 
+/* The arguments both fast-case parsers share: ``masked`` (a truth value), ``limit`` (0 or more) and
+ * ``types`` (text type, its data slot, binary type, its data slot); 0, or -1 with an exception. */
+static int
+fast_case_args(const char *name, PyObject *masked_obj, PyObject *limit_obj, PyObject *const *types, int *masked,
+               Py_ssize_t *limit)
+{
+    *masked = PyObject_IsTrue(masked_obj);
+    if (*masked < 0) {
+        return -1;
+    }
+    *limit = PyNumber_AsSsize_t(limit_obj, PyExc_OverflowError);
+    if (*limit == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (*limit < 0) {
+        PyErr_Format(PyExc_ValueError, "%s() needs a limit of 0 or more", name);
+        return -1;
+    }
+    if (check_event_type(types[0], types[1]) < 0 || check_event_type(types[2], types[3]) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
 /* The event of one frame taken by whole_frame: first header byte ``first``, payload at ``payload``
  * (``length`` bytes, masked with ``key`` unless NULL, §5.3); ``types``: text type, text slot, binary
  * type, binary slot.  A new reference; NULL with an exception on failure, NULL without one when a text
@@ -555,24 +579,14 @@ parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (pos == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    int masked = PyObject_IsTrue(args[2]);
-    if (masked < 0) {
-        return NULL;
-    }
-    Py_ssize_t limit = PyNumber_AsSsize_t(args[3], PyExc_OverflowError);
-    if (limit == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (limit < 0) {
-        PyErr_SetString(PyExc_ValueError, "parse_messages() needs a limit of 0 or more");
+    int masked;
+    Py_ssize_t limit;
+    if (fast_case_args("parse_messages", args[2], args[3], args + 5, &masked, &limit) < 0) {
         return NULL;
     }
     PyObject *out = args[4];
     if (!PyList_Check(out)) {
         PyErr_SetString(PyExc_TypeError, "parse_messages() needs a list to append the events to");
-        return NULL;
-    }
-    if (check_event_type(args[5], args[6]) < 0 || check_event_type(args[7], args[8]) < 0) {
         return NULL;
     }
     Py_buffer data;
@@ -624,19 +638,9 @@ parse_message(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "parse_message() takes 7 arguments (%zd given)", nargs);
         return NULL;
     }
-    int masked = PyObject_IsTrue(args[1]);
-    if (masked < 0) {
-        return NULL;
-    }
-    Py_ssize_t limit = PyNumber_AsSsize_t(args[2], PyExc_OverflowError);
-    if (limit == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (limit < 0) {
-        PyErr_SetString(PyExc_ValueError, "parse_message() needs a limit of 0 or more");
-        return NULL;
-    }
-    if (check_event_type(args[3], args[4]) < 0 || check_event_type(args[5], args[6]) < 0) {
+    int masked;
+    Py_ssize_t limit;
+    if (fast_case_args("parse_message", args[1], args[2], args + 3, &masked, &limit) < 0) {
         return NULL;
     }
     Py_buffer data;
