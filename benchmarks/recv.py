@@ -8,7 +8,7 @@ from .peers import OURS, OURS_PY
 from .report import Table, fmt_rate, fmt_size, median, ratio_cells
 from .worker import Pool
 
-VARIANTS = [OURS, OURS_PY, "wsproto", "websockets", "websockets-py", "aiohttp", "aiohttp-py"]
+VARIANTS = [OURS, OURS_PY, "wsproto", "websockets", "websockets-py", "aiohttp", "aiohttp-py", "picows"]
 
 #: Shortest timed window: fast implementations repeat the case (fresh connections) until it lasts this long.
 MIN_SECONDS = 0.05
