@@ -8,7 +8,9 @@ from .peers import OURS, OURS_PY
 from .report import Table, fmt_rate, fmt_size, median, ratio_cells
 from .worker import Pool
 
-VARIANTS = [OURS, OURS_PY, "wsproto", "websockets", "websockets-py", "aiohttp", "aiohttp-py", "picows"]
+#: The variants measured sending: picows' adapter receives only (see benchmarks/peers/picows_peer.py).
+SEND_VARIANTS = [OURS, OURS_PY, "wsproto", "websockets", "websockets-py", "aiohttp", "aiohttp-py"]
+VARIANTS = [*SEND_VARIANTS, "picows"]
 
 #: Shortest timed window: fast implementations repeat the case (fresh connections) until it lasts this long.
 MIN_SECONDS = 0.05
@@ -73,7 +75,8 @@ def measure(pool: Pool, *, quick: bool, reps: int, op: str = "recv", role: str |
         if op == "recv"
         else (f"Send path ({role} role: {'masked' if role == 'client' else 'unmasked'} frames)")
     )
-    variants = list(pool.workers)
+    among = VARIANTS if op == "recv" else SEND_VARIANTS
+    variants = [v for v in pool.workers if v in among]
     table = Table(
         title=title,
         key=f"{op}-{role}" if role else op,
@@ -94,7 +97,7 @@ def measure(pool: Pool, *, quick: bool, reps: int, op: str = "recv", role: str |
             }
             if role:
                 req["role"] = role
-            res = pool.interleaved(reps, **req)
+            res = pool.interleaved(reps, variants, **req)
             rates: dict[str, float | None] = {}
             for name, runs in res.items():
                 bad = [r for r in runs if not r.get("ok")]

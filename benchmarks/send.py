@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from . import recv
-from .peers import OURS, OURS_PY
 from .report import Table
 from .worker import Pool
 
-VARIANTS = [OURS, OURS_PY, "wsproto", "websockets", "websockets-py", "aiohttp", "aiohttp-py"]
+VARIANTS = recv.SEND_VARIANTS
 
 
 def run(pool: Pool, *, quick: bool, reps: int) -> list[Table]:

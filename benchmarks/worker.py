@@ -261,9 +261,12 @@ class Pool:
                 self.unavailable[name] = w.info.get("error", "?")
                 w.close()
 
-    def interleaved(self, reps: int, **req: Any) -> dict[str, list[dict[str, Any]]]:
-        """Run ``req`` ``reps`` times on every worker, rotating the order each repetition."""
-        names = list(self.workers)
+    def interleaved(
+        self, reps: int, only: list[str] | None = None, **req: Any
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Run ``req`` ``reps`` times on every worker (or those named in ``only``), rotating the order each
+        repetition."""
+        names = [n for n in self.workers if only is None or n in only]
         results: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
         for rep in range(reps):
             k = rep % len(names) if names else 0

@@ -66,7 +66,9 @@ VARIANTS: dict[str, Variant] = {
             {"AIOHTTP_NO_EXTENSIONS": "1"},
             "same, AIOHTTP_NO_EXTENSIONS=1 in its worker process",
         ),
-        Variant("picows", "picows_peer", note="WSProtocol fed through get_buffer/buffer_updated (receive only)"),
+        Variant(
+            "picows", "picows_peer", note="WSProtocol fed through get_buffer/buffer_updated (receive only)"
+        ),
     )
 }
 

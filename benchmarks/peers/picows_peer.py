@@ -44,7 +44,8 @@ class _Transport(asyncio.Transport):
         self.written: list[bytes] = []
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        extra = {"socket": self._sock, "peername": self._sock.getpeername(), "sockname": self._sock.getsockname()}
+        sock = self._sock
+        extra = {"socket": sock, "peername": sock.getpeername(), "sockname": sock.getsockname()}
         return extra.get(name, default)
 
     def write(self, data: Any) -> None:
