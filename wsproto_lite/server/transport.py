@@ -209,10 +209,8 @@ class SocketTransport:
             return
         if self._buffer:  # behind what waits
             self._raw_write([data])
-            return
-        sent = self._send_now(data)  # nothing waits: straight to the kernel
-        if 0 <= sent < len(data):
-            self.queue_unsent(memoryview(data).cast("B")[sent:])  # the rest, when the socket is writable
+        else:  # nothing waits: straight to the kernel
+            self._send_first(data)
 
     @property
     def buffered(self) -> int:
@@ -228,12 +226,8 @@ class SocketTransport:
         if self._lost or not chunks:
             return
         if not self._buffer and len(chunks) == 1:
-            # Fast path: nothing is waiting, so hand the bytes to the kernel without queuing them.
-            data = chunks[0]
-            sent = self._send_now(data)
-            if sent < 0 or sent == len(data):
-                return
-            chunks = [memoryview(data)[sent:]]
+            self._send_first(chunks[0])  # nothing is waiting: to the kernel without queuing it
+            return
         buffer = self._buffer
         if not isinstance(buffer, deque):
             buffer = self._buffer = deque()
@@ -249,16 +243,18 @@ class SocketTransport:
                 self.loop.add_writer(self._fd, self._on_writable)
         self._check_high_water()
 
-    def _send_now(self, data: bytes | bytearray | memoryview) -> int:
-        """One ``send()`` of ``data`` (nothing is queued ahead of it): the bytes the kernel took (0 when its
-        buffer is full), or -1 when the socket failed (then the transport is closed, see ``_fatal``)."""
+    def _send_first(self, data: bytes | bytearray | memoryview) -> None:
+        """``data`` with nothing queued ahead of it: one ``send()``; what the kernel did not take is queued,
+        sent when the socket is writable; a failure closes the transport (``_fatal``)."""
         try:
-            return self.sock.send(data)
+            sent = self.sock.send(data)
         except (BlockingIOError, InterruptedError):
-            return 0
+            sent = 0
         except OSError as exc:
             self._fatal(exc)
-            return -1
+            return
+        if sent < len(data):
+            self.queue_unsent(memoryview(data).cast("B")[sent:])
 
     def direct_fd(self) -> int:
         """The socket's descriptor when bytes may be sent on it directly, bypassing :meth:`write` (a
