@@ -10,6 +10,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import pytest
+
 from wsproto_lite import ConnectionClosed, Event, Request, ServerConnection, TextMessage
 from wsproto_lite.adapters._protocol import CoreProtocol
 
@@ -110,6 +112,35 @@ def test_close_timer_aborts_when_the_peer_never_answers_our_close() -> None:
         closed = protocol.events[-1]
         assert isinstance(closed, ConnectionClosed) and closed.code == 1006
         assert protocol.transport.is_closing()
+        peer.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("how", ["close timer", "keepalive", "close_transport"])
+def test_a_peer_that_reads_nothing_cannot_keep_the_transport_open(how: str) -> None:
+    """A peer that reads nothing, megabytes unwritten in our transport, then the connection is ended by
+    ``how``: the transport must be gone (``connection_lost``) within the close timeout."""
+
+    async def main() -> None:
+        protocol = Collector(close_timeout=0.05, ping_interval=0.01, ping_timeout=0.05)
+        lost = asyncio.Event()
+        protocol.on_lost = lost.set  # type: ignore[method-assign]
+        peer = await pair(protocol)
+        await until(protocol, lambda: protocol.events)
+        protocol.conn.send_binary(b"x" * (8 << 20))  # more than the socket pair holds
+        protocol.flush()
+        assert protocol.transport.get_write_buffer_size() > 0
+        if how == "close timer":
+            protocol.conn.close(1000)
+            protocol.flush()
+        elif how == "keepalive":
+            protocol.start_keepalive()
+        else:
+            protocol.conn.abort()
+            protocol.close_transport()
+        await lost.wait()  # asyncio's transport.close() alone would wait for the peer to read: for ever
+        assert protocol.lost
         peer.close()
 
     run(main())

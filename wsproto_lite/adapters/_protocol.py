@@ -8,7 +8,9 @@ limits) are the core's; this class only adds what needs a clock or a socket:
 - the close timer and keepalive, by the policy of ``wsproto_lite.server.keepalive`` (shared with the
   selectors layer and the trio adapter): a close timer armed while the core waits for the peer
   (``close_expected``), ``abort()`` when it fires; a ping every ``ping_interval`` seconds, and a close
-  with 1011 followed by closing the transport when no pong comes back within ``ping_timeout``;
+  with 1011 followed by closing the transport when no pong comes back within ``ping_timeout``; a
+  transport closed with data still unwritten (a peer that reads nothing) is aborted ``close_timeout``
+  later (:meth:`close_transport`), so a connection always ends;
 - receive backpressure: a subclass calls :meth:`hold` when its consumer is full; events then stay in the
   core (which parses lazily) and the transport stops reading until :meth:`release`;
 - send backpressure: :meth:`drain` waits while the transport's buffer is above its high-water mark
@@ -31,6 +33,13 @@ Conn = TypeVar("Conn", bound=Connection)
 #: asyncio's socket transports write ``writelines()`` with one ``sendmsg`` from Python 3.12 on; before,
 #: ``writelines()`` joins its pieces (a copy of every payload), so the pieces are written one by one.
 _WRITELINES_GATHERS = sys.version_info >= (3, 12)
+
+
+def _unwritten(transport: asyncio.Transport) -> int:
+    """Bytes the transport still has to write (0 for a duck-typed transport that keeps none, such as
+    uvicorn's test doubles)."""
+    size = getattr(transport, "get_write_buffer_size", None)
+    return int(size()) if size is not None else 0
 
 
 class CoreProtocol(asyncio.Protocol, Generic[Conn]):
@@ -185,10 +194,28 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
                 for buffer in buffers:  # writelines would join them (asyncio before 3.12)
                     self.transport.write(buffer)
         if conn.should_close_transport:
-            self._cancel_timers()
-            self.transport.close()
+            self.close_transport()
         elif conn.close_expected and self.close_timer is None:
             self.close_timer = self.loop.call_later(self.close_timeout, self._close_timed_out)
+
+    def close_transport(self, *, wait: bool = True) -> None:
+        """Close the transport once what is written has gone out, but within ``close_timeout`` (``wait``)
+        or at once (not ``wait``: the peer has had its time already).
+
+        asyncio closes a transport only after its write buffer is empty: a peer that reads nothing would
+        keep the connection (and whatever waits for it to end, such as a server's shutdown) forever, so
+        the transport is aborted when that wait is over.
+        """
+        if self.transport.is_closing():
+            return  # closed already, and its wait bounded then
+        self._cancel_timers()
+        self.transport.close()
+        if self.lost or not _unwritten(self.transport):
+            return
+        if wait:
+            self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+        else:
+            self.transport.abort()
 
     def hold(self) -> None:
         """The consumer is full: stop taking events from the core and stop reading the transport."""
@@ -230,7 +257,7 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
         # §7.1.1: the peer did not finish the closing handshake in time; give up on it.
         self.close_timer = None
         self.conn.abort()
-        self.transport.close()
+        self.close_transport(wait=False)  # what is still unwritten (our close, perhaps) is dropped
         self.pump()
 
     def start_keepalive(self) -> None:
@@ -273,7 +300,7 @@ class CoreProtocol(asyncio.Protocol, Generic[Conn]):
             self.flush()
         # The peer is unresponsive: waiting for its close reply would only wait for the close timer.
         self.conn.abort()
-        self.transport.close()
+        self.close_transport()  # the close frame goes out if the peer still reads, else the timer aborts
         self.pump()
 
     def _cancel_timers(self) -> None:

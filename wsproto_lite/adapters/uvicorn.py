@@ -127,8 +127,7 @@ class WSProtoLiteProtocol(CoreProtocol[ServerConnection]):
             self.release()  # read on until the peer's close reply (the close timer bounds the wait)
             self.flush()
         else:  # our close is already out, or the connection is over
-            self._cancel_timers()
-            self.transport.close()
+            self.close_transport()
 
     # -- core events -> ASGI messages --------------------------------------------------------------
 
@@ -217,7 +216,7 @@ class WSProtoLiteProtocol(CoreProtocol[ServerConnection]):
         elif self.phase is Phase.OPEN or self.close_timer is None:
             # An application that returns without closing ends the connection (as uvicorn's own classes do).
             self.conn.abort()
-            self.transport.close()
+            self.close_transport()
         self.pump()
 
     async def receive(self) -> Message:

@@ -25,6 +25,7 @@ import pytest
 pytest.importorskip("uvicorn")
 
 from tests.ports import unused_port
+from wsproto_lite.adapters.uvicorn import WSProtoLiteProtocol  # noqa: E402
 from wsproto_lite.hub.asgi import HubASGI, route_path  # noqa: E402
 from wsproto_lite.hub.auth import AuthConfig, Identity  # noqa: E402
 from wsproto_lite.hub.config import HubConfig  # noqa: E402
@@ -245,45 +246,94 @@ def test_lifespan_starts_the_hub_before_any_connection_and_stops_it() -> None:
 # -- backpressure ----------------------------------------------------------------------------------
 
 
+def stack_protocol_of(h: AsgiHubThread, client: Raw) -> WSProtoLiteProtocol:
+    """The uvicorn-side protocol (our adapter) serving ``client``'s connection."""
+    port = client.ws.sock.getsockname()[1]
+    for protocol in list(h.uvicorn.server.server_state.connections):
+        peer = protocol.transport.get_extra_info("peername")
+        if isinstance(protocol, WSProtoLiteProtocol) and peer[1] == port:
+            return protocol
+    raise AssertionError(f"no connection from port {port}")
+
+
 def test_a_client_that_does_not_read_is_not_read_either_and_loses_no_reply() -> None:
     """Pipelined history commands whose replies the client does not read: the hub stops taking commands
-    once its queue for that client is over the bound, instead of queueing (or dropping) every reply."""
+    once their replies wait, instead of queueing (or dropping) every reply.
+
+    The stop is one of two, whichever fills first: the hub's queue for the client over its bound (the hub
+    stops asking the stack for messages), or the stack's transport over its high-water mark (the adapter's
+    ``send`` waits, and it stops reading the socket). Either way memory stays bounded and no reply is lost.
+    """
     rates = RateLimits(bytes_per_second=1e12, bytes_burst=1e12, commands_per_second=1e9, commands_burst=1e9)
     # a reply may take the whole bound (a larger one is refused with 106): 1 MiB holds one ~600 kB reply
     h = AsgiHubThread(HubConfig(port=0, limits=HubLimits(queue_limit=1 << 20), rate_limits=rates))
+    clients: list[Raw] = []
     try:
         publisher = Raw(h.url)
+        clients.append(publisher)
         publisher.ok("connect")
         blob = "x" * 60_000
         for _ in range(10):  # a history reply is ~600 kB
             publisher.ok("publish", {"channel": "stock:big", "data": blob})
         reader = Raw(h.url)
+        clients.append(reader)
         client = reader.ok("connect")["client"]
+        stack = h.call(stack_protocol_of, h, reader)
         commands = 40
         baseline = h.call(lambda: h.hub.stats.commands)
         for cid in range(2, commands + 2):
             reader.send({"id": cid, "history": {"channel": "stock:big", "limit": -1}})
         conn = h.call(h.hub.connection_of, client)
+
+        def stopped() -> bool:
+            return not conn.writable or not stack.transport.is_reading()
+
         deadline = time.monotonic() + 10
-        while h.call(lambda: conn.writable):  # until the hub stops reading it: a state, polled (bounded)
-            assert time.monotonic() < deadline, (
-                "never paused: were all the commands taken (and replies dropped)?"
-            )
+        while not h.call(stopped):  # until nothing reads the client: a state, polled (bounded)
+            assert time.monotonic() < deadline, "never paused: all the commands taken (and replies dropped)?"
             time.sleep(0.01)
         taken = h.call(lambda: h.hub.stats.commands) - baseline
         assert taken < commands  # the rest waits unread
         one_reply = 10 * (len(blob) + 200)
-        assert h.call(lambda: conn.buffered_amount) <= h.app.options.write_high_water + one_reply
+        held = h.call(lambda: conn.buffered_amount + stack.transport.get_write_buffer_size())
+        stack_high_water = h.call(lambda: stack.transport.get_write_buffer_limits()[1])
+        assert held <= h.app.options.write_high_water + stack_high_water + 2 * one_reply
         ids = []
         for _ in range(commands):
             reply = reader.recv(timeout=20)
             assert len(reply["history"]["publications"]) == 10
             ids.append(reply["id"])
         assert ids == list(range(2, commands + 2))  # every reply, in order: none dropped
-        reader.close()
-        publisher.close()
     finally:
+        for c in clients:
+            c.ws.sock.close()  # at once, whatever is unread (a failed assert must not hang the stop)
         h.stop()
+
+
+def test_shutdown_ends_a_connection_whose_peer_reads_nothing_within_the_close_timeout() -> None:
+    """uvicorn's shutdown waits for every connection to end; ours closes with 1012 and, when the peer
+    reads nothing (our close stuck behind megabytes of replies), aborts it when the close timer fires
+    (asyncio's ``transport.close()`` alone waits for the buffer to drain: for ever)."""
+    rates = RateLimits(bytes_per_second=1e12, bytes_burst=1e12, commands_per_second=1e9, commands_burst=1e9)
+    h = AsgiHubThread(HubConfig(port=0, limits=HubLimits(queue_limit=1 << 20), rate_limits=rates))
+    reader = Raw(h.url)
+    try:
+        reader.ok("connect")
+        blob = "x" * 60_000
+        for _ in range(10):
+            reader.ok("publish", {"channel": "stock:big", "data": blob})
+        stack = h.call(stack_protocol_of, h, reader)
+        stack.close_timeout = 0.2
+        for cid in range(100, 140):
+            reader.send({"id": cid, "history": {"channel": "stock:big", "limit": -1}})
+        deadline = time.monotonic() + 10
+        while h.call(stack.transport.is_reading):  # until the socket is full and the stack stops reading it
+            assert time.monotonic() < deadline, "the stack kept reading a peer that reads nothing"
+            time.sleep(0.01)
+        h.stop()  # bounded (LoopThread.run: 20 s); it returns once uvicorn saw every connection end
+        assert stack.lost
+    finally:
+        reader.ws.sock.close()
 
 
 # -- Django Channels: the README's example ---------------------------------------------------------------

@@ -159,7 +159,7 @@ class Server:
                 ws.release()
                 ws.flush()
             elif ws.close_timer is None:
-                ws.transport.close()
+                ws.close_transport()
 
     async def wait_closed(self) -> None:
         """Wait until the listener, every connection and every handler are done."""
