@@ -402,6 +402,34 @@ async def test_close_timeout_aborts_when_the_peer_never_answers(nursery: trio.Nu
 
 
 @pytest.mark.trio
+@pytest.mark.parametrize("unwritten", [0, 8 << 20])
+async def test_close_timeout_runs_when_the_application_closes_while_the_reader_waits(
+    nursery: trio.Nursery, unwritten: int
+) -> None:
+    """§7.1.1 once all is quiet (the reader waiting for bytes, the writer for the peer to read): the
+    application closes, the peer answers nothing, and the connection is aborted ``disconnect_timeout``
+    later, with or without megabytes still unwritten."""
+    closed = trio.Event()
+    reasons: list[CloseReason | None] = []
+
+    async def quiet_then_close(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        if unwritten:
+            await ws.send_message(b"x" * unwritten)
+        await trio.testing.wait_all_tasks_blocked()
+        await ws.aclose()
+        reasons.append(ws.closed)
+        closed.set()
+
+    server = await start_server(nursery, quiet_then_close, disconnect_timeout=0.2)
+    stream, _ = await raw_client(server.port)
+    with trio.fail_after(10):
+        await closed.wait()
+    assert reasons == [CloseReason(1006, "connection aborted")]
+    await stream.aclose()
+
+
+@pytest.mark.trio
 async def test_message_too_big_closes_with_1009(nursery: trio.Nursery) -> None:
     server_saw: list[CloseReason] = []
 

@@ -77,6 +77,8 @@ class WebSocketConnection:
         self._reading_done = False
         self._scope = trio.CancelScope()  # all of the connection's tasks: cancelled = aborted
         self._writer_scope = trio.CancelScope()  # given a deadline when the reader is done
+        self._close_deadline = math.inf  # when the peer must have finished the closing handshake
+        self._reader_wait: trio.CancelScope | None = None  # the reader's wait for bytes, while it waits
         self._finished = trio.Event()  # the transport is closed and the final event handled
         self._queue_output()  # the server's handshake response
 
@@ -165,7 +167,8 @@ class WebSocketConnection:
         if self._core.state is ConnectionState.OPEN:
             self._core.close(code, reason or "")
             self._queue_output()
-            self._drained.unpark_all()  # a reader waiting for room starts its close timer
+            self._start_close_timer()  # the reader may be waiting for bytes that never come
+            self._drained.unpark_all()
         try:
             await self._finished.wait()
         except BaseException:
@@ -226,23 +229,31 @@ class WebSocketConnection:
             await trio.aclose_forcefully(self._stream)
             self._finished.set()
 
+    def _start_close_timer(self) -> None:
+        """Our close is out (or the core failed the connection): the peer has ``disconnect_timeout``
+        seconds to finish the closing handshake (§7.1.1), whatever the reader is waiting for now."""
+        if self._core.close_expected and self._close_deadline == math.inf:
+            self._close_deadline = trio.current_time() + self._settings.disconnect_timeout
+            if self._reader_wait is not None:
+                self._reader_wait.deadline = self._close_deadline
+
     async def _read(self) -> None:
         core, stream, settings = self._core, self._stream, self._settings
-        close_deadline = math.inf
         gave_up = False
         try:
             while True:
                 await self._handle_events()
                 if core.should_close_transport:
                     break
-                if core.close_expected and close_deadline == math.inf:
-                    close_deadline = trio.current_time() + settings.disconnect_timeout
+                self._start_close_timer()
                 data = None
-                with trio.move_on_at(close_deadline) as close_timer:
+                with trio.move_on_at(self._close_deadline) as close_timer:
+                    self._reader_wait = close_timer  # aclose() may bring the deadline in
                     if self._reply_backlog > settings.write_limit:  # a peer that pings and does not read:
                         await self._drained.park()  # read no more until it does (woken by aclose too)
                     else:
                         data = await stream.receive_some(settings.receive_buffer_size)
+                self._reader_wait = None
                 if close_timer.cancelled_caught:  # the peer did not finish the closing handshake
                     gave_up = True
                     core.abort()
