@@ -383,45 +383,25 @@ async def test_close_codes_and_reasons_both_ways(nursery: trio.Nursery) -> None:
 
 
 @pytest.mark.trio
-async def test_close_timeout_aborts_when_the_peer_never_answers(nursery: trio.Nursery) -> None:
+@pytest.mark.parametrize("when", ["at once", "once quiet", "once quiet, 8 MiB unwritten"])
+async def test_close_timeout_aborts_when_the_peer_never_answers(nursery: trio.Nursery, when: str) -> None:
+    """§7.1.1: the application closes and the raw peer answers nothing (and reads nothing): the connection
+    is aborted ``disconnect_timeout`` later, whether the close comes at once or when all is quiet (the
+    reader waiting for bytes, the writer perhaps for the peer to read megabytes)."""
     closed = trio.Event()
     reasons: list[CloseReason | None] = []
 
-    async def close_at_once(request: WebSocketRequest) -> None:
+    async def close(request: WebSocketRequest) -> None:
         ws = await request.accept()
-        await ws.aclose()  # the raw peer never reads, never answers
-        reasons.append(ws.closed)
-        closed.set()
-
-    server = await start_server(nursery, close_at_once, disconnect_timeout=0.2)
-    stream, _ = await raw_client(server.port)
-    with trio.fail_after(10):
-        await closed.wait()
-    assert reasons == [CloseReason(1006, "connection aborted")]
-    await stream.aclose()
-
-
-@pytest.mark.trio
-@pytest.mark.parametrize("unwritten", [0, 8 << 20])
-async def test_close_timeout_runs_when_the_application_closes_while_the_reader_waits(
-    nursery: trio.Nursery, unwritten: int
-) -> None:
-    """§7.1.1 once all is quiet (the reader waiting for bytes, the writer for the peer to read): the
-    application closes, the peer answers nothing, and the connection is aborted ``disconnect_timeout``
-    later, with or without megabytes still unwritten."""
-    closed = trio.Event()
-    reasons: list[CloseReason | None] = []
-
-    async def quiet_then_close(request: WebSocketRequest) -> None:
-        ws = await request.accept()
-        if unwritten:
-            await ws.send_message(b"x" * unwritten)
-        await trio.testing.wait_all_tasks_blocked()
+        if when.endswith("unwritten"):
+            await ws.send_message(b"x" * (8 << 20))
+        if when != "at once":
+            await trio.testing.wait_all_tasks_blocked()
         await ws.aclose()
         reasons.append(ws.closed)
         closed.set()
 
-    server = await start_server(nursery, quiet_then_close, disconnect_timeout=0.2)
+    server = await start_server(nursery, close, disconnect_timeout=0.2)
     stream, _ = await raw_client(server.port)
     with trio.fail_after(10):
         await closed.wait()
