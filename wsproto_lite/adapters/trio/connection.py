@@ -168,7 +168,7 @@ class WebSocketConnection:
             self._core.close(code, reason or "")
             self._queue_output()
             self._start_close_timer()  # the reader may be waiting for bytes that never come
-            self._drained.unpark_all()
+            self._drained.unpark_all()  # senders waiting for room raise now; a parked reader reads on
         try:
             await self._finished.wait()
         except BaseException:
